@@ -1,0 +1,77 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using KernelEngine.Kernels.Threading;
+
+namespace KernelEngine.Kernels.Attention;
+
+/// <summary>
+/// CPU twin of the Attention family: causal attention of a block of query rows over a layer's KV cache.
+/// Query row t sits at absolute position start + t and attends to cache positions [0, start + t].
+/// GQA: query head h reads KV head h / (heads / kvHeads). One task per (row, head): scores for all visible
+/// positions (a row of at most contextLength floats in per-thread scratch), an exact softmax, then the
+/// weighted sum of V rows. The cache holds F32 or F16 (halving its memory and read traffic).
+/// </summary>
+public static unsafe class AttentionCpu
+{
+    [ThreadStatic] private static float[]? t_scores;
+
+    private struct Job
+    {
+        public float* Q, Out;
+        public void* K, V;
+        public bool F16;
+        public int Start, Heads, KvHeads, HeadDim;
+        public float Scale;
+    }
+
+    /// <param name="q">(rows, heads * headDim)</param>
+    /// <param name="k">(contextLength, kvHeads * headDim) of this layer, F32 or F16</param>
+    /// <param name="v">(contextLength, kvHeads * headDim) of this layer, F32 or F16</param>
+    /// <param name="output">(rows, heads * headDim)</param>
+    public static void Causal(WorkerPool pool, float* q, void* k, void* v, bool f16Cache, float* output,
+        int rows, int start, int heads, int kvHeads, int headDim, float scale)
+    {
+        var job = new Job
+        {
+            Q = q, Out = output, K = k, V = v, F16 = f16Cache, Start = start, Heads = heads, KvHeads = kvHeads,
+            HeadDim = headDim, Scale = scale,
+        };
+        pool.For(rows * heads, &Task, &job);
+    }
+
+    private static void Task(void* ctx, int task)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(ctx);
+        int t = task / j.Heads, h = task % j.Heads;
+        int hd = j.HeadDim, kvDim = j.KvHeads * hd;
+        int kvh = h / (j.Heads / j.KvHeads);
+        int visible = j.Start + t + 1;
+        var s = t_scores;
+        if (s == null || s.Length < visible + 2 * hd) t_scores = s = GC.AllocateUninitializedArray<float>(Math.Max(visible + 2 * hd, 1024) * 2, pinned: true);
+        float* scores = (float*)Unsafe.AsPointer(ref s[0]);
+        float* tmp = scores + visible;   // (headDim) widened F16 row
+        var qh = new ReadOnlySpan<float>(j.Q + (long)t * j.Heads * hd + h * hd, hd);
+        for (int p = 0; p < visible; p++)
+        {
+            long off = (long)p * kvDim + kvh * hd;
+            ReadOnlySpan<float> kr = j.F16 ? Widen((Half*)j.K + off, hd, tmp) : new ReadOnlySpan<float>((float*)j.K + off, hd);
+            scores[p] = TensorPrimitives.Dot(qh, kr) * j.Scale;
+        }
+        var sc = new Span<float>(scores, visible);
+        TensorPrimitives.SoftMax(sc, sc);
+        var o = new Span<float>(j.Out + (long)t * j.Heads * hd + h * hd, hd);
+        o.Clear();
+        for (int p = 0; p < visible; p++)
+        {
+            long off = (long)p * kvDim + kvh * hd;
+            ReadOnlySpan<float> vr = j.F16 ? Widen((Half*)j.V + off, hd, tmp) : new ReadOnlySpan<float>((float*)j.V + off, hd);
+            TensorPrimitives.MultiplyAdd(vr, scores[p], o, o);
+        }
+    }
+
+    private static ReadOnlySpan<float> Widen(Half* src, int n, float* dst)
+    {
+        TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(src, n), new Span<float>(dst, n));
+        return new ReadOnlySpan<float>(dst, n);
+    }
+}

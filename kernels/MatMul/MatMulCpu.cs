@@ -1,0 +1,215 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using KernelEngine.Kernels.Threading;
+
+namespace KernelEngine.Kernels.MatMul;
+
+/// <summary>
+/// CPU twin of the MatMul family: y (rows, outDim) = x (rows, inDim) · Wᵀ (+ bias), W stored (outDim, inDim)
+/// in any <see cref="WeightType"/>, converted inside the kernel (never widened in memory as a whole).
+/// v1 decode (rows == 1): tasks own a band of W rows; each row is streamed once (memory bound), 4 rows at a
+///    time against the same x vector.
+/// v2 prefill (rows > 1): tasks own a block of 16 W rows, widened to F32 once into per-thread scratch, then a
+///    4x4 register-blocked micro-kernel (16 Vector512 accumulators) sweeps all x rows: W is read once per block.
+/// </summary>
+public static unsafe class MatMulCpu
+{
+    private const int PrefillBlockRows = 16;
+
+    [ThreadStatic] private static float[]? t_scratch;
+
+    private struct Job
+    {
+        public float* X;
+        public int Rows;
+        public int InDim;
+        public byte* W;
+        public long WRowBytes;
+        public WeightType Type;
+        public int OutDim;
+        public float* Bias;
+        public float* Y;
+        public int RowsPerTask;
+    }
+
+    public static void MatMul(WorkerPool pool, float* x, int rows, int inDim, byte* w, WeightType type, int outDim, float* bias, float* y)
+    {
+        var job = new Job
+        {
+            X = x, Rows = rows, InDim = inDim, W = w, WRowBytes = type.RowBytes(inDim), Type = type,
+            OutDim = outDim, Bias = bias, Y = y,
+        };
+        if (rows == 1)
+        {
+            int tasksWanted = pool.Threads * 8;
+            job.RowsPerTask = Math.Max(4, (outDim + tasksWanted - 1) / tasksWanted + 3 & ~3);
+            pool.For((outDim + job.RowsPerTask - 1) / job.RowsPerTask, &DecodeTask, &job);
+        }
+        else
+        {
+            job.RowsPerTask = PrefillBlockRows;
+            pool.For((outDim + PrefillBlockRows - 1) / PrefillBlockRows, &PrefillTask, &job);
+        }
+    }
+
+    internal static float* Scratch(int floats)
+    {
+        var s = t_scratch;
+        if (s == null || s.Length < floats) t_scratch = s = GC.AllocateUninitializedArray<float>(Math.Max(floats, 4096), pinned: true);
+        return (float*)Unsafe.AsPointer(ref s[0]);
+    }
+
+    private static void DecodeTask(void* ctx, int task)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(ctx);
+        int o0 = task * j.RowsPerTask, o1 = Math.Min(j.OutDim, o0 + j.RowsPerTask);
+        int n = j.InDim;
+        if (j.Type == WeightType.F32)
+        {
+            int o = o0;
+            for (; o + 4 <= o1; o += 4)
+                Dot1x4(j.X, (float*)(j.W + o * j.WRowBytes), n, n, j.Y + o);
+            for (; o < o1; o++)
+                j.Y[o] = TensorPrimitives.Dot(new ReadOnlySpan<float>(j.X, n), new ReadOnlySpan<float>(j.W + o * j.WRowBytes, n));
+        }
+        else
+        {
+            float* buf = Scratch(4 * n);
+            int o = o0;
+            for (; o + 4 <= o1; o += 4)
+            {
+                for (int r = 0; r < 4; r++) RowConvert.ToF32(j.W + (o + r) * j.WRowBytes, j.Type, n, buf + r * n);
+                Dot1x4(j.X, buf, n, n, j.Y + o);
+            }
+            for (; o < o1; o++)
+            {
+                RowConvert.ToF32(j.W + o * j.WRowBytes, j.Type, n, buf);
+                j.Y[o] = TensorPrimitives.Dot(new ReadOnlySpan<float>(j.X, n), new ReadOnlySpan<float>(buf, n));
+            }
+        }
+        if (j.Bias != null)
+            for (int o = o0; o < o1; o++) j.Y[o] += j.Bias[o];
+    }
+
+    private static void PrefillTask(void* ctx, int task)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(ctx);
+        int o0 = task * j.RowsPerTask, nO = Math.Min(j.OutDim, o0 + j.RowsPerTask) - o0;
+        int n = j.InDim;
+        float* wf;
+        if (j.Type == WeightType.F32) wf = (float*)(j.W + o0 * j.WRowBytes);
+        else
+        {
+            wf = Scratch(nO * n);
+            for (int r = 0; r < nO; r++) RowConvert.ToF32(j.W + (o0 + r) * j.WRowBytes, j.Type, n, wf + r * n);
+        }
+        int outDim = j.OutDim;
+        int t = 0;
+        for (; t + 4 <= j.Rows; t += 4)
+        {
+            int b = 0;
+            for (; b + 4 <= nO; b += 4)
+                Dot4x4(j.X + (long)t * n, wf + b * n, n, j.Y + (long)t * outDim + o0 + b, outDim);
+            for (; b < nO; b++)
+                for (int a = 0; a < 4; a++)
+                    j.Y[(long)(t + a) * outDim + o0 + b] = TensorPrimitives.Dot(new ReadOnlySpan<float>(j.X + (long)(t + a) * n, n), new ReadOnlySpan<float>(wf + b * n, n));
+        }
+        for (; t < j.Rows; t++)
+        {
+            int b = 0;
+            for (; b + 4 <= nO; b += 4) Dot1x4(j.X + (long)t * n, wf + b * n, n, n, j.Y + (long)t * outDim + o0 + b);
+            for (; b < nO; b++)
+                j.Y[(long)t * outDim + o0 + b] = TensorPrimitives.Dot(new ReadOnlySpan<float>(j.X + (long)t * n, n), new ReadOnlySpan<float>(wf + b * n, n));
+        }
+        if (j.Bias != null)
+            for (t = 0; t < j.Rows; t++)
+                for (int b = 0; b < nO; b++) j.Y[(long)t * outDim + o0 + b] += j.Bias[o0 + b];
+    }
+
+    /// <summary>y[0..4) = dot(x, w_r) for 4 rows of w (row stride wStride floats).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Dot1x4(float* x, float* w, int n, int wStride, float* y)
+    {
+        float* w0 = w, w1 = w + wStride, w2 = w + 2 * wStride, w3 = w + 3 * wStride;
+        int i = 0;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        if (Vector512.IsHardwareAccelerated && n >= 16)
+        {
+            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; i + 16 <= n; i += 16)
+            {
+                var xv = Vector512.Load(x + i);
+                a0 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(w0 + i), a0);
+                a1 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(w1 + i), a1);
+                a2 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(w2 + i), a2);
+                a3 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(w3 + i), a3);
+            }
+            s0 = Vector512.Sum(a0); s1 = Vector512.Sum(a1); s2 = Vector512.Sum(a2); s3 = Vector512.Sum(a3);
+        }
+        else if (Vector256.IsHardwareAccelerated && n >= 8)
+        {
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; i + 8 <= n; i += 8)
+            {
+                var xv = Vector256.Load(x + i);
+                a0 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(w0 + i), a0);
+                a1 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(w1 + i), a1);
+                a2 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(w2 + i), a2);
+                a3 = Vector256.FusedMultiplyAdd(xv, Vector256.Load(w3 + i), a3);
+            }
+            s0 = Vector256.Sum(a0); s1 = Vector256.Sum(a1); s2 = Vector256.Sum(a2); s3 = Vector256.Sum(a3);
+        }
+        for (; i < n; i++)
+        {
+            float xv = x[i];
+            s0 += xv * w0[i]; s1 += xv * w1[i]; s2 += xv * w2[i]; s3 += xv * w3[i];
+        }
+        y[0] = s0; y[1] = s1; y[2] = s2; y[3] = s3;
+    }
+
+    /// <summary>y[a*yStride + b] = dot(x_a, w_b) for 4 rows of x and 4 rows of w, both with row stride n.</summary>
+    internal static void Dot4x4(float* x, float* w, int n, float* y, int yStride)
+    {
+        if (!Vector512.IsHardwareAccelerated || n < 16)
+        {
+            for (int a = 0; a < 4; a++) Dot1x4(x + a * n, w, n, n, y + a * yStride);
+            return;
+        }
+        Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
+        Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
+        Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default;
+        Vector512<float> c30 = default, c31 = default, c32 = default, c33 = default;
+        float* x0 = x, x1 = x + n, x2 = x + 2 * n, x3 = x + 3 * n;
+        float* w0 = w, w1 = w + n, w2 = w + 2 * n, w3 = w + 3 * n;
+        int i = 0;
+        for (; i + 16 <= n; i += 16)
+        {
+            var b0 = Vector512.Load(w0 + i); var b1 = Vector512.Load(w1 + i);
+            var b2 = Vector512.Load(w2 + i); var b3 = Vector512.Load(w3 + i);
+            var a = Vector512.Load(x0 + i);
+            c00 = Vector512.FusedMultiplyAdd(a, b0, c00); c01 = Vector512.FusedMultiplyAdd(a, b1, c01);
+            c02 = Vector512.FusedMultiplyAdd(a, b2, c02); c03 = Vector512.FusedMultiplyAdd(a, b3, c03);
+            a = Vector512.Load(x1 + i);
+            c10 = Vector512.FusedMultiplyAdd(a, b0, c10); c11 = Vector512.FusedMultiplyAdd(a, b1, c11);
+            c12 = Vector512.FusedMultiplyAdd(a, b2, c12); c13 = Vector512.FusedMultiplyAdd(a, b3, c13);
+            a = Vector512.Load(x2 + i);
+            c20 = Vector512.FusedMultiplyAdd(a, b0, c20); c21 = Vector512.FusedMultiplyAdd(a, b1, c21);
+            c22 = Vector512.FusedMultiplyAdd(a, b2, c22); c23 = Vector512.FusedMultiplyAdd(a, b3, c23);
+            a = Vector512.Load(x3 + i);
+            c30 = Vector512.FusedMultiplyAdd(a, b0, c30); c31 = Vector512.FusedMultiplyAdd(a, b1, c31);
+            c32 = Vector512.FusedMultiplyAdd(a, b2, c32); c33 = Vector512.FusedMultiplyAdd(a, b3, c33);
+        }
+        float* r0 = y, r1 = y + yStride, r2 = y + 2 * yStride, r3 = y + 3 * yStride;
+        r0[0] = Vector512.Sum(c00); r0[1] = Vector512.Sum(c01); r0[2] = Vector512.Sum(c02); r0[3] = Vector512.Sum(c03);
+        r1[0] = Vector512.Sum(c10); r1[1] = Vector512.Sum(c11); r1[2] = Vector512.Sum(c12); r1[3] = Vector512.Sum(c13);
+        r2[0] = Vector512.Sum(c20); r2[1] = Vector512.Sum(c21); r2[2] = Vector512.Sum(c22); r2[3] = Vector512.Sum(c23);
+        r3[0] = Vector512.Sum(c30); r3[1] = Vector512.Sum(c31); r3[2] = Vector512.Sum(c32); r3[3] = Vector512.Sum(c33);
+        for (; i < n; i++)
+            for (int a = 0; a < 4; a++)
+            {
+                float xv = x[a * n + i];
+                for (int b = 0; b < 4; b++) y[a * yStride + b] += xv * w[b * n + i];
+            }
+    }
+}

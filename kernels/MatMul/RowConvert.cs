@@ -1,0 +1,49 @@
+using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
+using KernelEngine.Kernels.Quant;
+
+namespace KernelEngine.Kernels.MatMul;
+
+/// <summary>Widens one stored weight row (any <see cref="WeightType"/>) to F32 in a small scratch buffer.</summary>
+public static unsafe class RowConvert
+{
+    public static void ToF32(byte* row, WeightType type, int elements, float* dst)
+    {
+        switch (type)
+        {
+            case WeightType.F32:
+                Buffer.MemoryCopy(row, dst, 4L * elements, 4L * elements);
+                break;
+            case WeightType.F16:
+                TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(row, elements), new Span<float>(dst, elements));
+                break;
+            case WeightType.BF16:
+                Bf16ToF32((ushort*)row, elements, dst);
+                break;
+            case WeightType.Q8_0:
+                BlockQuant.DequantizeRowQ8_0(row, elements, dst);
+                break;
+            case WeightType.Q4_0:
+                BlockQuant.DequantizeRowQ4_0(row, elements, dst);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(type), type, null);
+        }
+    }
+
+    /// <summary>bf16 is the upper half of an f32: widen to 32 bits and shift left by 16.</summary>
+    public static void Bf16ToF32(ushort* src, int n, float* dst)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; i + 32 <= n; i += 32)
+            {
+                var (lo, hi) = Vector512.Widen(Vector512.Load(src + i));
+                Vector512.ShiftLeft(lo, 16).AsSingle().Store(dst + i);
+                Vector512.ShiftLeft(hi, 16).AsSingle().Store(dst + i + 16);
+            }
+        }
+        for (; i < n; i++) dst[i] = BitConverter.Int32BitsToSingle(src[i] << 16);
+    }
+}

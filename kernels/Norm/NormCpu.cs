@@ -1,0 +1,56 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using KernelEngine.Kernels.Threading;
+
+namespace KernelEngine.Kernels.Norm;
+
+/// <summary>
+/// CPU twin of the Norm family, one row (a token's hidden state) per task.
+/// RMSNorm: y = x / sqrt(mean(x²) + eps) * w.  LayerNorm: y = (x - mean) / sqrt(var + eps) * w + b.
+/// Sums run in F32 through TensorPrimitives (vectorized, pairwise-ish accumulation).
+/// </summary>
+public static unsafe class NormCpu
+{
+    private struct Job
+    {
+        public float* X, W, B, Y;
+        public int Dim;
+        public float Eps;
+    }
+
+    public static void RmsNorm(WorkerPool pool, float* x, float* w, float* y, int rows, int dim, float eps)
+    {
+        var job = new Job { X = x, W = w, Y = y, Dim = dim, Eps = eps };
+        if (rows == 1) RmsTask(&job, 0); else pool.For(rows, &RmsTask, &job);
+    }
+
+    public static void LayerNorm(WorkerPool pool, float* x, float* w, float* b, float* y, int rows, int dim, float eps)
+    {
+        var job = new Job { X = x, W = w, B = b, Y = y, Dim = dim, Eps = eps };
+        if (rows == 1) LayerTask(&job, 0); else pool.For(rows, &LayerTask, &job);
+    }
+
+    private static void RmsTask(void* ctx, int row)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(ctx);
+        var x = new ReadOnlySpan<float>(j.X + (long)row * j.Dim, j.Dim);
+        var y = new Span<float>(j.Y + (long)row * j.Dim, j.Dim);
+        float ss = TensorPrimitives.SumOfSquares(x);
+        float scale = 1f / MathF.Sqrt(ss / j.Dim + j.Eps);
+        TensorPrimitives.Multiply(x, scale, y);
+        TensorPrimitives.Multiply(y, new ReadOnlySpan<float>(j.W, j.Dim), y);
+    }
+
+    private static void LayerTask(void* ctx, int row)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(ctx);
+        var x = new ReadOnlySpan<float>(j.X + (long)row * j.Dim, j.Dim);
+        var y = new Span<float>(j.Y + (long)row * j.Dim, j.Dim);
+        float mean = TensorPrimitives.Sum(x) / j.Dim;
+        TensorPrimitives.Subtract(x, mean, y);
+        float var = TensorPrimitives.SumOfSquares(y) / j.Dim;
+        float scale = 1f / MathF.Sqrt(var + j.Eps);
+        TensorPrimitives.Multiply(y, scale, y);
+        TensorPrimitives.FusedMultiplyAdd(y, new ReadOnlySpan<float>(j.W, j.Dim), new ReadOnlySpan<float>(j.B, j.Dim), y);
+    }
+}

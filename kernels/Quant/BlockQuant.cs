@@ -1,0 +1,77 @@
+using System.Runtime.CompilerServices;
+
+namespace KernelEngine.Kernels.Quant;
+
+/// <summary>
+/// ggml-compatible block quantization (Q8_0, Q4_0) of one row, and its inverse. The quantizer follows
+/// ggml's reference: Q8_0 d = amax / 127, q = round(x / d); Q4_0 d = max / -8 (max = the value of largest
+/// magnitude, sign kept), q = min(15, (int)(x / d + 8.5)). Scales are stored as IEEE fp16.
+/// </summary>
+public static unsafe class BlockQuant
+{
+    public const int Block = WeightTypes.BlockElements;
+
+    public static void QuantizeRowQ8_0(ReadOnlySpan<float> x, Span<byte> dst)
+    {
+        if (x.Length % Block != 0) throw new ArgumentException($"row length {x.Length} is not a multiple of {Block}");
+        for (int b = 0; b < x.Length / Block; b++)
+        {
+            var src = x.Slice(b * Block, Block);
+            float amax = 0;
+            foreach (float v in src) amax = MathF.Max(amax, MathF.Abs(v));
+            float d = amax / 127f;
+            float id = d != 0 ? 1f / d : 0f;
+            var blk = dst.Slice(b * WeightTypes.Q8_0BlockBytes, WeightTypes.Q8_0BlockBytes);
+            Unsafe.WriteUnaligned(ref blk[0], (Half)d);
+            for (int j = 0; j < Block; j++) blk[2 + j] = (byte)(sbyte)MathF.Round(src[j] * id, MidpointRounding.AwayFromZero);
+        }
+    }
+
+    public static void QuantizeRowQ4_0(ReadOnlySpan<float> x, Span<byte> dst)
+    {
+        if (x.Length % Block != 0) throw new ArgumentException($"row length {x.Length} is not a multiple of {Block}");
+        for (int b = 0; b < x.Length / Block; b++)
+        {
+            var src = x.Slice(b * Block, Block);
+            float amax = 0, max = 0;
+            foreach (float v in src)
+                if (MathF.Abs(v) > amax) { amax = MathF.Abs(v); max = v; }
+            float d = max / -8f;
+            float id = d != 0 ? 1f / d : 0f;
+            var blk = dst.Slice(b * WeightTypes.Q4_0BlockBytes, WeightTypes.Q4_0BlockBytes);
+            Unsafe.WriteUnaligned(ref blk[0], (Half)d);
+            for (int j = 0; j < Block / 2; j++)
+            {
+                int lo = Math.Min(15, (int)(src[j] * id + 8.5f));
+                int hi = Math.Min(15, (int)(src[j + Block / 2] * id + 8.5f));
+                blk[2 + j] = (byte)(lo | (hi << 4));
+            }
+        }
+    }
+
+    /// <summary>Dequantizes <paramref name="elements"/> values of a Q8_0 row into dst.</summary>
+    public static void DequantizeRowQ8_0(byte* row, int elements, float* dst)
+    {
+        for (int b = 0; b < elements / Block; b++)
+        {
+            byte* blk = row + b * WeightTypes.Q8_0BlockBytes;
+            float d = (float)Unsafe.ReadUnaligned<Half>(blk);
+            sbyte* q = (sbyte*)(blk + 2);
+            for (int j = 0; j < Block; j++) dst[b * Block + j] = d * q[j];
+        }
+    }
+
+    public static void DequantizeRowQ4_0(byte* row, int elements, float* dst)
+    {
+        for (int b = 0; b < elements / Block; b++)
+        {
+            byte* blk = row + b * WeightTypes.Q4_0BlockBytes;
+            float d = (float)Unsafe.ReadUnaligned<Half>(blk);
+            for (int j = 0; j < Block / 2; j++)
+            {
+                dst[b * Block + j] = d * ((blk[2 + j] & 0x0F) - 8);
+                dst[b * Block + j + Block / 2] = d * ((blk[2 + j] >> 4) - 8);
+            }
+        }
+    }
+}

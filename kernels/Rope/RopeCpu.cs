@@ -1,0 +1,79 @@
+using System.Runtime.CompilerServices;
+
+namespace KernelEngine.Kernels.Rope;
+
+/// <summary>Layout of the rotated pairs inside a head.</summary>
+public enum RopeLayout
+{
+    /// <summary>Hugging Face rotate-half: pairs (i, i + headDim/2).</summary>
+    RotateHalf,
+    /// <summary>GPT-J / llama2.c / GGUF: pairs (2i, 2i + 1).</summary>
+    Interleaved,
+}
+
+/// <summary>
+/// CPU twin of the RoPE family. Rotates each pair of every head of q and k by angle pos * invFreq[i], in place.
+/// invFreq (headDim/2) is computed once per model (see <see cref="RopeFrequencies"/>), so llama3 scaling costs
+/// nothing per token. cos/sin are computed in double to stay exact at long positions.
+/// </summary>
+public static unsafe class RopeCpu
+{
+    /// <param name="x">(rows, heads * headDim) activations, rotated in place</param>
+    /// <param name="positions">(rows) absolute position of each row</param>
+    /// <param name="invFreq">(headDim / 2)</param>
+    public static void Apply(float* x, int rows, int heads, int headDim, int* positions, float* invFreq, RopeLayout layout)
+    {
+        int half = headDim / 2;
+        for (int r = 0; r < rows; r++)
+        {
+            int pos = positions[r];
+            float* row = x + (long)r * heads * headDim;
+            for (int i = 0; i < half; i++)
+            {
+                double angle = pos * (double)invFreq[i];
+                float c = (float)Math.Cos(angle), s = (float)Math.Sin(angle);
+                for (int h = 0; h < heads; h++)
+                {
+                    float* head = row + h * headDim;
+                    int i0 = layout == RopeLayout.RotateHalf ? i : 2 * i;
+                    int i1 = layout == RopeLayout.RotateHalf ? i + half : 2 * i + 1;
+                    float a = head[i0], b = head[i1];
+                    head[i0] = a * c - b * s;
+                    head[i1] = a * s + b * c;
+                }
+            }
+        }
+    }
+}
+
+/// <summary>Inverse frequencies of RoPE, with the optional Llama 3 ("llama3") frequency scaling.</summary>
+public static class RopeFrequencies
+{
+    public static float[] Compute(int headDim, double theta, Llama3Scaling? scaling = null)
+    {
+        int half = headDim / 2;
+        var inv = new float[half];
+        for (int i = 0; i < half; i++)
+        {
+            double f = 1.0 / Math.Pow(theta, 2.0 * i / headDim);
+            if (scaling is { } s) f = s.Apply(f);
+            inv[i] = (float)f;
+        }
+        return inv;
+    }
+}
+
+/// <summary>rope_scaling {"rope_type": "llama3", factor, low_freq_factor, high_freq_factor, original_max_position_embeddings}.</summary>
+public readonly record struct Llama3Scaling(double Factor, double LowFreqFactor, double HighFreqFactor, int OriginalMaxPositions)
+{
+    public double Apply(double invFreq)
+    {
+        double lowWavelen = OriginalMaxPositions / LowFreqFactor;
+        double highWavelen = OriginalMaxPositions / HighFreqFactor;
+        double wavelen = 2 * Math.PI / invFreq;
+        if (wavelen < highWavelen) return invFreq;
+        if (wavelen > lowWavelen) return invFreq / Factor;
+        double smooth = (OriginalMaxPositions / wavelen - LowFreqFactor) / (HighFreqFactor - LowFreqFactor);
+        return (1 - smooth) * invFreq / Factor + smooth * invFreq;
+    }
+}

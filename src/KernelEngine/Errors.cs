@@ -1,0 +1,32 @@
+namespace KernelEngine;
+
+/// <summary>Base of every error KernelEngine reports about its input or environment.</summary>
+public class KernelEngineException : Exception
+{
+    public KernelEngineException(string message, Exception? inner = null) : base(message, inner) { }
+}
+
+/// <summary>A model file (safetensors, config.json, index) is malformed, truncated or inconsistent. The message names the file and tensor.</summary>
+public sealed class ModelFormatException : KernelEngineException
+{
+    public ModelFormatException(string file, string problem, Exception? inner = null) : base($"{file}: {problem}", inner) => File = file;
+    public string File { get; }
+}
+
+/// <summary>A tokenizer file cannot be read, or text/ids cannot be encoded/decoded.</summary>
+public sealed class TokenizerException : KernelEngineException
+{
+    public TokenizerException(string message, Exception? inner = null) : base(message, inner) { }
+}
+
+/// <summary>A compute device is unknown, unavailable, or ran out of memory.</summary>
+public sealed class DeviceException : KernelEngineException
+{
+    public DeviceException(string message, Exception? inner = null) : base(message, inner) { }
+}
+
+/// <summary>A request does not fit the model: a prompt longer than the context, a token id outside the vocabulary, a bad setting.</summary>
+public sealed class InvalidRequestException : KernelEngineException
+{
+    public InvalidRequestException(string message) : base(message) { }
+}

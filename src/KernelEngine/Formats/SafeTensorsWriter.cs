@@ -1,0 +1,65 @@
+using System.Text;
+using System.Text.Json;
+
+namespace KernelEngine.Formats;
+
+/// <summary>Writes a safetensors file: header padded with spaces to a multiple of 8 bytes, tensors in the order added.</summary>
+public sealed class SafeTensorsWriter
+{
+    private readonly List<(string Name, SafeTensorDType DType, long[] Shape, ReadOnlyMemory<byte> Data)> _tensors = new();
+    private readonly Dictionary<string, string> _metadata = new(StringComparer.Ordinal);
+
+    public SafeTensorsWriter Add(string name, SafeTensorDType dtype, long[] shape, ReadOnlyMemory<byte> data)
+    {
+        long elements = 1;
+        foreach (long d in shape) elements *= d;
+        if (elements * dtype.ElementBytes() != data.Length)
+            throw new ArgumentException($"tensor '{name}': shape [{string.Join(", ", shape)}] x {dtype} needs {elements * dtype.ElementBytes()} bytes, got {data.Length}");
+        _tensors.Add((name, dtype, shape, data));
+        return this;
+    }
+
+    public SafeTensorsWriter Metadata(string key, string value) { _metadata[key] = value; return this; }
+
+    public void Write(string path)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms))
+        {
+            w.WriteStartObject();
+            if (_metadata.Count > 0)
+            {
+                w.WriteStartObject("__metadata__");
+                foreach (var (k, v) in _metadata) w.WriteString(k, v);
+                w.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (var t in _tensors)
+            {
+                w.WriteStartObject(t.Name);
+                w.WriteString("dtype", t.DType.ToString());
+                w.WriteStartArray("shape");
+                foreach (long d in t.Shape) w.WriteNumberValue(d);
+                w.WriteEndArray();
+                w.WriteStartArray("data_offsets");
+                w.WriteNumberValue(offset);
+                w.WriteNumberValue(offset + t.Data.Length);
+                w.WriteEndArray();
+                w.WriteEndObject();
+                offset += t.Data.Length;
+            }
+            w.WriteEndObject();
+        }
+        int pad = (int)((8 - ms.Length % 8) % 8);
+        for (int i = 0; i < pad; i++) ms.WriteByte((byte)' ');
+        string tmp = path + ".tmp";
+        using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write))
+        {
+            fs.Write(BitConverter.GetBytes((ulong)ms.Length));
+            ms.Position = 0;
+            ms.CopyTo(fs);
+            foreach (var t in _tensors) fs.Write(t.Data.Span);
+        }
+        File.Move(tmp, path, overwrite: true);
+    }
+}

@@ -1,0 +1,61 @@
+using System.Text;
+
+namespace KernelEngine.Text;
+
+/// <summary>
+/// A model's tokenizer: text to ids and back, plus the raw bytes of each token so that streamed output can be
+/// decoded incrementally (a multi-byte character may span tokens). Ids never include BOS unless asked.
+/// </summary>
+public abstract class Tokenizer
+{
+    public abstract int VocabSize { get; }
+    public int? BosId { get; internal set; }
+    public IReadOnlyList<int> EosIds { get; internal set; } = [];
+
+    /// <summary>Encodes text; prepends BOS when <paramref name="addBos"/> and the model has one.</summary>
+    public int[] Encode(string text, bool addBos = false)
+    {
+        var ids = new List<int>();
+        if (addBos && BosId is int b) ids.Add(b);
+        EncodeCore(text, ids);
+        return ids.ToArray();
+    }
+
+    protected abstract void EncodeCore(string text, List<int> ids);
+
+    /// <summary>The bytes a token stands for in the text (empty for control tokens).</summary>
+    public abstract ReadOnlySpan<byte> TokenBytes(int id);
+
+    /// <summary>The token as the vocabulary spells it (e.g. "▁time", "Ġtime", "&lt;0x0A&gt;").</summary>
+    public abstract string Piece(int id);
+
+    /// <summary>True when the decoder drops one leading space at the start of a text (SentencePiece's dummy prefix).</summary>
+    public virtual bool StripsLeadingSpace => false;
+
+    public string Decode(ReadOnlySpan<int> ids)
+    {
+        var bytes = new List<byte>();
+        bool first = true;
+        foreach (int id in ids)
+        {
+            CheckId(id);
+            var b = TokenBytes(id);
+            if (b.IsEmpty) continue;
+            int skip = first && StripsLeadingSpace && b[0] == (byte)' ' ? 1 : 0;
+            first = false;
+            for (int i = skip; i < b.Length; i++) bytes.Add(b[i]);
+        }
+        return Encoding.UTF8.GetString(bytes.ToArray());
+    }
+
+    public void CheckId(int id)
+    {
+        if ((uint)id >= (uint)VocabSize) throw new TokenizerException($"token id {id} is outside the tokenizer's vocabulary (0..{VocabSize - 1})");
+    }
+
+    public bool IsEos(int id)
+    {
+        foreach (int e in EosIds) if (e == id) return true;
+        return false;
+    }
+}
