@@ -1,0 +1,158 @@
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
+using KernelEngine.Kernels;
+using KernelEngine.Kernels.Activation;
+using KernelEngine.Kernels.Attention;
+using KernelEngine.Kernels.MatMul;
+using KernelEngine.Kernels.Norm;
+using KernelEngine.Kernels.Rope;
+using KernelEngine.Kernels.Threading;
+
+namespace KernelEngine.Backends;
+
+/// <summary>
+/// The CPU backend: hand-vectorized C# kernels from <c>kernels/</c> on a persistent worker pool. Weights are
+/// used in place (memory-mapped safetensors, no copy); activations live in 64-byte aligned native memory.
+/// Ops run synchronously, so <see cref="Read"/> never waits.
+/// </summary>
+public sealed unsafe class CpuBackend : IBackend
+{
+    private readonly WorkerPool _pool;
+
+    public CpuBackend(WorkerPool? pool = null)
+    {
+        _pool = pool ?? WorkerPool.Shared;
+        Device = Describe(_pool.Threads);
+    }
+
+    public DeviceInfo Device { get; }
+    public WorkerPool Pool => _pool;
+
+    public static DeviceInfo Describe(int threads)
+    {
+        var caps = new List<string> { $"{threads} threads" };
+        if (Avx512F.IsSupported) caps.Add("avx512f");
+        if (Avx512BW.IsSupported) caps.Add("avx512bw");
+        if (Avx512Vbmi.IsSupported) caps.Add("avx512vbmi");
+        if (AvxVnni.IsSupported) caps.Add("avxvnni");
+        if (Avx2.IsSupported) caps.Add("avx2");
+        if (Fma.IsSupported) caps.Add("fma");
+        if (System.Runtime.Intrinsics.Arm.AdvSimd.IsSupported) caps.Add("neon");
+        long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        return new DeviceInfo(DeviceKind.Cpu, $"{RuntimeInformation.ProcessArchitecture} CPU (SIMD C#)", memory, string.Join(", ", caps));
+    }
+
+    private sealed class Tensor : DeviceTensor
+    {
+        public void* Data;
+        public Tensor(int rows, int cols, bool f16) : base(rows, cols, f16)
+        {
+            nuint bytes = (nuint)Math.Max(64, Bytes);
+            try { Data = NativeMemory.AlignedAlloc(bytes, 64); }
+            catch (OutOfMemoryException e) { throw new DeviceException($"cpu: out of memory allocating a ({rows}, {cols}) tensor of {Bytes} bytes", e); }
+            NativeMemory.Clear(Data, bytes);
+        }
+        public float* F => (float*)Data;
+        public override void Dispose()
+        {
+            if (Data != null) { NativeMemory.AlignedFree(Data); Data = null; }
+            GC.SuppressFinalize(this);
+        }
+        ~Tensor() { if (Data != null) NativeMemory.AlignedFree(Data); }
+    }
+
+    private sealed class Weight : DeviceWeight
+    {
+        public readonly byte* Data;
+        private HostWeight? _host; // keeps owned host arrays alive; mapped files are owned by the model
+        public Weight(HostWeight h) : base(h.Name, h.Rows, h.Cols, h.Type) { Data = h.Data; _host = h; }
+        public float* F => (float*)Data;
+        public override void Dispose() => _host = null;
+    }
+
+    private static Tensor T(DeviceTensor t) => (Tensor)t;
+    private static Weight W(DeviceWeight w) => (Weight)w;
+
+    public DeviceTensor Allocate(int rows, int cols, bool f16 = false) => new Tensor(rows, cols, f16);
+    public DeviceWeight Upload(HostWeight weight) => new Weight(weight);
+
+    public void Embed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x) => EmbedRows(table, ids, x, add: false);
+    public void AddEmbed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x) => EmbedRows(table, ids, x, add: true);
+
+    private static void EmbedRows(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x, bool add)
+    {
+        var w = W(table);
+        long rowBytes = w.Type.RowBytes(w.Cols);
+        Span<float> scratch = add ? (w.Cols <= 8192 ? stackalloc float[w.Cols] : new float[w.Cols]) : default;
+        for (int r = 0; r < ids.Length; r++)
+        {
+            int id = ids[r];
+            if ((uint)id >= (uint)w.Rows) throw new InvalidRequestException($"{w.Name}: row {id} is outside (0..{w.Rows - 1})");
+            float* dst = T(x).F + (long)r * x.Cols;
+            if (!add) RowConvert.ToF32(w.Data + id * rowBytes, w.Type, w.Cols, dst);
+            else
+                fixed (float* s = scratch)
+                {
+                    RowConvert.ToF32(w.Data + id * rowBytes, w.Type, w.Cols, s);
+                    TensorPrimitives.Add(new ReadOnlySpan<float>(dst, w.Cols), new ReadOnlySpan<float>(s, w.Cols), new Span<float>(dst, w.Cols));
+                }
+        }
+    }
+
+    public void RmsNorm(DeviceTensor x, DeviceWeight weight, DeviceTensor y, int rows, float eps) =>
+        NormCpu.RmsNorm(_pool, T(x).F, W(weight).F, T(y).F, rows, x.Cols, eps);
+
+    public void LayerNorm(DeviceTensor x, DeviceWeight weight, DeviceWeight bias, DeviceTensor y, int rows, float eps) =>
+        NormCpu.LayerNorm(_pool, T(x).F, W(weight).F, W(bias).F, T(y).F, rows, x.Cols, eps);
+
+    public void MatMul(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int rows)
+    {
+        var ww = W(w);
+        if (x.Cols != ww.Cols || y.Cols != ww.Rows)
+            throw new InvalidOperationException($"{ww.Name}: matmul shape mismatch x (.., {x.Cols}) w ({ww.Rows}, {ww.Cols}) y (.., {y.Cols})");
+        MatMulCpu.MatMul(_pool, T(x).F, rows, ww.Cols, ww.Data, ww.Type, ww.Rows, bias == null ? null : W(bias).F, T(y).F);
+    }
+
+    public void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)
+    {
+        fixed (int* p = positions)
+        fixed (float* f = rope.InvFreq)
+            RopeCpu.Apply(T(x).F, rows, heads, rope.HeadDim, p, f, rope.Layout);
+    }
+
+    public void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows)
+    {
+        long row0 = (long)layer * cache.ContextLength + start;
+        int n = rows * cache.KvDim;
+        Store(T(k).F, T(cache.K), row0 * cache.KvDim, n);
+        Store(T(v).F, T(cache.V), row0 * cache.KvDim, n);
+    }
+
+    private static void Store(float* src, Tensor dst, long offset, int n)
+    {
+        if (dst.IsF16) TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(src, n), new Span<Half>((Half*)dst.Data + offset, n));
+        else new ReadOnlySpan<float>(src, n).CopyTo(new Span<float>(dst.F + offset, n));
+    }
+
+    public void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape s)
+    {
+        long offset = (long)layer * cache.ContextLength * cache.KvDim;
+        var k = T(cache.K); var v = T(cache.V);
+        int esize = k.IsF16 ? 2 : 4;
+        AttentionCpu.Causal(_pool, T(q).F, (byte*)k.Data + offset * esize, (byte*)v.Data + offset * esize, k.IsF16, T(output).F,
+            rows, start, s.Heads, s.KvHeads, s.HeadDim, s.Scale);
+    }
+
+    public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows) => ActivationCpu.SiluMul(T(gate).F, T(up).F, (long)rows * gate.Cols);
+    public void Gelu(DeviceTensor x, int rows) => ActivationCpu.GeluTanh(T(x).F, (long)rows * x.Cols);
+    public void Add(DeviceTensor x, DeviceTensor y, int rows) => ActivationCpu.Add(T(x).F, T(y).F, (long)rows * x.Cols);
+
+    public void CopyRows(DeviceTensor src, int srcRow, DeviceTensor dst, int dstRow, int rows) =>
+        new ReadOnlySpan<float>(T(src).F + (long)srcRow * src.Cols, rows * src.Cols).CopyTo(new Span<float>(T(dst).F + (long)dstRow * dst.Cols, rows * dst.Cols));
+
+    public void Read(DeviceTensor t, int row, int rows, Span<float> dst) =>
+        new ReadOnlySpan<float>(T(t).F + (long)row * t.Cols, rows * t.Cols).CopyTo(dst);
+
+    public void Dispose() { }
+}

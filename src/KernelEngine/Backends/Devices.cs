@@ -1,0 +1,68 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+
+namespace KernelEngine.Backends;
+
+/// <summary>
+/// Enumerates compute devices and creates backends. The CPU backend is always there; ILGPU's CPU accelerator
+/// (a debugging simulator), CUDA and OpenCL devices are listed when ILGPU finds them.
+/// <c>auto</c> picks CUDA, then OpenCL, then the CPU backend.
+/// </summary>
+public static class Devices
+{
+    public static IReadOnlyList<DeviceInfo> List()
+    {
+        var list = new List<DeviceInfo> { CpuBackend.Describe(Environment.ProcessorCount) };
+        try
+        {
+            using var ctx = Context.Create(b => b.Default());
+            foreach (var d in ctx.Devices)
+            {
+                var kind = d.AcceleratorType switch
+                {
+                    AcceleratorType.Cuda => DeviceKind.Cuda,
+                    AcceleratorType.OpenCL => DeviceKind.OpenCL,
+                    _ => DeviceKind.IlgpuCpu,
+                };
+                string caps = d switch
+                {
+                    CudaDevice c => $"sm_{(int)c.Architecture.GetValueOrDefault().Major}{c.Architecture.GetValueOrDefault().Minor}, {c.NumMultiprocessors} SMs, warp {c.WarpSize}",
+                    CLDevice cl => $"{cl.CVersion}, warp {cl.WarpSize}, generic address space {(cl.Capabilities.GenericAddressSpace ? "yes" : "no")}",
+                    _ => $"warp {d.WarpSize}, max group {d.MaxNumThreadsPerGroup} (simulator, for tests)",
+                };
+                list.Add(new DeviceInfo(kind, d.Name, d.MemorySize, caps));
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // ILGPU could not scan (missing drivers): the CPU backend remains.
+        }
+        return list;
+    }
+
+    /// <summary>Parses "auto", "cpu", "ilgpu-cpu", "cuda", "opencl".</summary>
+    public static DeviceKind? Parse(string device) => device.ToLowerInvariant() switch
+    {
+        "auto" => null,
+        "cpu" => DeviceKind.Cpu,
+        "ilgpu-cpu" => DeviceKind.IlgpuCpu,
+        "cuda" => DeviceKind.Cuda,
+        "opencl" => DeviceKind.OpenCL,
+        _ => throw new DeviceException($"unknown device '{device}' (auto, cpu, ilgpu-cpu, cuda, opencl)"),
+    };
+
+    public static IBackend Create(string device)
+    {
+        var kind = Parse(device);
+        if (kind == null)
+        {
+            var found = List();
+            kind = found.Any(d => d.Kind == DeviceKind.Cuda) ? DeviceKind.Cuda
+                 : found.Any(d => d.Kind == DeviceKind.OpenCL) && IlgpuBackendFactory.CanRunOpenCL() ? DeviceKind.OpenCL
+                 : DeviceKind.Cpu;
+        }
+        return kind == DeviceKind.Cpu ? new CpuBackend() : IlgpuBackendFactory.Create(kind.Value);
+    }
+}

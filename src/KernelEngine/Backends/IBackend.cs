@@ -1,0 +1,49 @@
+using KernelEngine.Kernels;
+
+namespace KernelEngine.Backends;
+
+/// <summary>
+/// The kernel contract. The forward pass is written once against it; <see cref="CpuBackend"/> (SIMD C#) and
+/// the ILGPU backend implement it. Every op works on the first <c>rows</c> rows of its tensors (a batch of
+/// tokens: rows == 1 is decode, rows > 1 is prefill) and may run asynchronously until <see cref="Read"/>.
+/// </summary>
+public interface IBackend : IDisposable
+{
+    DeviceInfo Device { get; }
+
+    DeviceTensor Allocate(int rows, int cols, bool f16 = false);
+    DeviceWeight Upload(HostWeight weight);
+
+    /// <summary>x[r] = table[ids[r]] (converted to F32).</summary>
+    void Embed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x);
+    /// <summary>x[r] += table[ids[r]] (GPT-2 learned positions).</summary>
+    void AddEmbed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x);
+    void RmsNorm(DeviceTensor x, DeviceWeight weight, DeviceTensor y, int rows, float eps);
+    void LayerNorm(DeviceTensor x, DeviceWeight weight, DeviceWeight bias, DeviceTensor y, int rows, float eps);
+    /// <summary>y (rows, w.Rows) = x (rows, w.Cols) · wᵀ + bias.</summary>
+    void MatMul(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int rows);
+    /// <summary>Rotates each head of x (rows, heads * headDim) by its row's position.</summary>
+    void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope);
+    /// <summary>Writes k, v rows into the cache of a layer at positions [start, start + rows).</summary>
+    void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows);
+    /// <summary>Causal attention of q rows (positions start..start+rows-1) over the layer's cache into output.</summary>
+    void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape shape);
+    /// <summary>gate = silu(gate) * up.</summary>
+    void SiluMul(DeviceTensor gate, DeviceTensor up, int rows);
+    /// <summary>x = gelu_tanh(x).</summary>
+    void Gelu(DeviceTensor x, int rows);
+    /// <summary>x += y.</summary>
+    void Add(DeviceTensor x, DeviceTensor y, int rows);
+    void CopyRows(DeviceTensor src, int srcRow, DeviceTensor dst, int dstRow, int rows);
+    /// <summary>Copies rows of an F32 tensor to the host (waits for pending work).</summary>
+    void Read(DeviceTensor t, int row, int rows, Span<float> dst);
+}
+
+/// <summary>Kinds of compute device.</summary>
+public enum DeviceKind { Cpu, IlgpuCpu, Cuda, OpenCL }
+
+/// <summary>A compute device: what <c>ke devices</c> lists.</summary>
+public sealed record DeviceInfo(DeviceKind Kind, string Name, long MemoryBytes, string Capabilities)
+{
+    public string Id => Kind switch { DeviceKind.Cpu => "cpu", DeviceKind.IlgpuCpu => "ilgpu-cpu", DeviceKind.Cuda => "cuda", _ => "opencl" };
+}

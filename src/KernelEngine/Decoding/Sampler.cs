@@ -1,0 +1,107 @@
+using System.Numerics.Tensors;
+
+namespace KernelEngine.Decoding;
+
+/// <summary>
+/// Chooses tokens from logits per <see cref="SamplingSettings"/>. Buffers are sized to the vocabulary once;
+/// a call allocates nothing. Candidates are narrowed by top-k with a partial selection before any sort.
+/// </summary>
+public sealed class Sampler
+{
+    private readonly SamplingSettings _s;
+    private readonly Rng _rng;
+    private readonly float[] _work;      // (vocab) penalised, tempered logits
+    private readonly int[] _ids;         // (vocab) candidate ids
+    private readonly float[] _vals;      // (vocab) candidate logits / probabilities
+
+    public Sampler(SamplingSettings settings, int vocab)
+    {
+        settings.Validate();
+        _s = settings;
+        _rng = new Rng(settings.Seed);
+        _work = new float[vocab];
+        _ids = new int[vocab];
+        _vals = new float[vocab];
+    }
+
+    public SamplingSettings Settings => _s;
+    public Rng Rng => _rng;
+
+    /// <param name="logits">(vocab) raw logits of the next position</param>
+    /// <param name="history">tokens so far (for the repetition penalty)</param>
+    public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history)
+    {
+        var x = _work.AsSpan(0, logits.Length);
+        logits.CopyTo(x);
+        if (_s.RepetitionPenalty != 1f)
+        {
+            var recent = history.Length > _s.RepetitionWindow ? history[^_s.RepetitionWindow..] : history;
+            foreach (int id in recent)
+                if ((uint)id < (uint)x.Length) x[id] = x[id] > 0 ? logits[id] / _s.RepetitionPenalty : logits[id] * _s.RepetitionPenalty;
+        }
+        if (_s.IsGreedy) return TensorPrimitives.IndexOfMax(x);
+        TensorPrimitives.Multiply(x, 1f / _s.Temperature, x);
+
+        int n = x.Length;
+        var ids = _ids.AsSpan(0, n);
+        var vals = _vals.AsSpan(0, n);
+        for (int i = 0; i < n; i++) ids[i] = i;
+        x.CopyTo(vals);
+        if (_s.TopK > 0 && _s.TopK < n)
+        {
+            SelectTop(vals, ids, _s.TopK);
+            n = _s.TopK;
+        }
+        vals = vals[..n]; ids = ids[..n];
+        vals.Sort(ids, static (a, b) => b.CompareTo(a));      // descending logits
+        TensorPrimitives.SoftMax(vals, vals);                    // now probabilities
+        if (_s.TopP < 1f)
+        {
+            double cum = 0;
+            int keep = n;
+            for (int i = 0; i < n; i++) { cum += vals[i]; if (cum >= _s.TopP) { keep = i + 1; break; } }
+            n = keep;
+        }
+        if (_s.MinP > 0)
+        {
+            float threshold = vals[0] * _s.MinP;
+            int keep = 1;
+            while (keep < n && vals[keep] >= threshold) keep++;
+            n = keep;
+        }
+        double total = 0;
+        for (int i = 0; i < n; i++) total += vals[i];
+        double r = _rng.NextDouble() * total;
+        for (int i = 0; i < n; i++)
+        {
+            r -= vals[i];
+            if (r < 0) return ids[i];
+        }
+        return ids[n - 1];
+    }
+
+    /// <summary>Moves the k largest values (and their ids) to the front, in no particular order (quickselect).</summary>
+    private static void SelectTop(Span<float> vals, Span<int> ids, int k)
+    {
+        int lo = 0, hi = vals.Length - 1;
+        while (lo < hi)
+        {
+            float pivot = vals[(lo + hi) >>> 1];
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (vals[i] > pivot) i++;
+                while (vals[j] < pivot) j--;
+                if (i <= j)
+                {
+                    (vals[i], vals[j]) = (vals[j], vals[i]);
+                    (ids[i], ids[j]) = (ids[j], ids[i]);
+                    i++; j--;
+                }
+            }
+            if (k - 1 <= j) hi = j;
+            else if (k - 1 >= i) lo = i;
+            else return;
+        }
+    }
+}

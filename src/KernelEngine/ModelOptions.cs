@@ -1,0 +1,14 @@
+namespace KernelEngine;
+
+/// <summary>How a model is loaded.</summary>
+public sealed record ModelOptions
+{
+    /// <summary>auto (CUDA, then OpenCL, then CPU), cpu, ilgpu-cpu, cuda, opencl.</summary>
+    public string Device { get; init; } = "auto";
+    /// <summary>Context length of each session (default: the model's max positions).</summary>
+    public int? ContextLength { get; init; }
+    /// <summary>Keep the KV cache in F16 (half the memory and traffic).</summary>
+    public bool F16KvCache { get; init; }
+    /// <summary>Tokens per batched prefill pass.</summary>
+    public int PrefillBatch { get; init; } = 128;
+}

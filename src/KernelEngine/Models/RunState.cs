@@ -1,0 +1,50 @@
+using KernelEngine.Backends;
+using KernelEngine.Formats;
+
+namespace KernelEngine.Models;
+
+/// <summary>
+/// Activation buffers of one session (llama2.c's RunState), sized for a batch of up to <see cref="Capacity"/>
+/// tokens so prefill runs as matrix-matrix products. Allocated once; nothing is allocated per token.
+/// </summary>
+public sealed class RunState : IDisposable
+{
+    public RunState(IBackend b, ModelConfig c, int capacity, int logitRows)
+    {
+        Capacity = capacity;
+        int d = c.HiddenSize, qd = c.Heads * c.HeadDim;
+        var all = new List<DeviceTensor>();
+        DeviceTensor A(int rows, int cols) { var t = b.Allocate(rows, cols); all.Add(t); return t; }
+        try
+        {
+            X = A(capacity, d); Xb = A(capacity, d); Q = A(capacity, qd); K = A(capacity, c.KvDim); V = A(capacity, c.KvDim);
+            Att = A(capacity, qd); Gate = A(capacity, c.IntermediateSize); Up = A(capacity, c.IntermediateSize);
+            Logits = A(logitRows, c.VocabSize);
+        }
+        catch
+        {
+            foreach (var t in all) t.Dispose();
+            throw;
+        }
+        _all = all;
+        Positions = new int[capacity];
+    }
+
+    private readonly List<DeviceTensor> _all;
+    public int Capacity { get; }
+    public DeviceTensor X { get; }       // (capacity, dim) residual stream
+    public DeviceTensor Xb { get; }      // (capacity, dim) normed input / block output
+    public DeviceTensor Q { get; }       // (capacity, heads * headDim)
+    public DeviceTensor K { get; }       // (capacity, kvHeads * headDim)
+    public DeviceTensor V { get; }       // (capacity, kvHeads * headDim)
+    public DeviceTensor Att { get; }     // (capacity, heads * headDim) attention output
+    public DeviceTensor Gate { get; }    // (capacity, hidden)
+    public DeviceTensor Up { get; }      // (capacity, hidden)
+    public DeviceTensor Logits { get; }  // (logitRows, vocab)
+    public int[] Positions { get; }      // (capacity)
+
+    public void Dispose()
+    {
+        foreach (var t in _all) t.Dispose();
+    }
+}

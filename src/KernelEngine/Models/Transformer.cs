@@ -1,0 +1,112 @@
+using KernelEngine.Backends;
+using KernelEngine.Formats;
+using KernelEngine.Kernels.Rope;
+
+namespace KernelEngine.Models;
+
+/// <summary>
+/// The forward pass, written once for every family and backend as calls on the kernel contract:
+/// <code>
+///   x += attention(norm1(x))      // Llama: RMSNorm, RoPE, GQA.  GPT-2: LayerNorm, learned positions.
+///   x += mlp(norm2(x))            // Llama: down(silu(gate(x)) * up(x)).  GPT-2: proj(gelu(fc(x))).
+/// </code>
+/// </summary>
+public sealed class Transformer : IDisposable
+{
+    private readonly IBackend _b;
+    private readonly AttentionShape _attn;
+
+    public Transformer(ModelConfig config, TransformerWeights weights, IBackend backend)
+    {
+        Config = config; Weights = weights; _b = backend;
+        _attn = new AttentionShape(config.Heads, config.KvHeads, config.HeadDim, 1f / MathF.Sqrt(config.HeadDim));
+        Rope = config.Architecture == Architecture.Llama
+            ? new RopeTable(RopeFrequencies.Compute(config.HeadDim, config.RopeTheta, config.RopeScaling), config.HeadDim, RopeLayout.RotateHalf)
+            : null;
+    }
+
+    public ModelConfig Config { get; }
+    public TransformerWeights Weights { get; }
+    public IBackend Backend => _b;
+    public RopeTable? Rope { get; }
+
+    /// <summary>
+    /// Runs tokens at positions [start, start + n) through the model, appending their keys and values to the cache.
+    /// Logits land in s.Logits: one row per token when <paramref name="allLogits"/>, else the last token's in row 0.
+    /// </summary>
+    public void Forward(RunState s, KvCache cache, ReadOnlySpan<int> tokens, int start, bool allLogits)
+    {
+        int n = tokens.Length;
+        if (n == 0 || n > s.Capacity) throw new ArgumentOutOfRangeException(nameof(tokens), n, $"batch must be 1..{s.Capacity}");
+        if (start + n > cache.ContextLength)
+            throw new InvalidRequestException($"positions {start}..{start + n - 1} exceed the context length {cache.ContextLength}");
+        for (int i = 0; i < n; i++) s.Positions[i] = start + i;
+        var positions = s.Positions.AsSpan(0, n);
+
+        _b.Embed(Weights.TokenEmbedding, tokens, s.X);
+        if (Weights.PositionEmbedding != null) _b.AddEmbed(Weights.PositionEmbedding, positions, s.X);
+        for (int l = 0; l < Config.Layers; l++)
+        {
+            AttentionBlock(s, cache, l, start, n, positions);
+            MlpBlock(s, l, n);
+        }
+        if (allLogits)
+        {
+            Norm(s.X, Weights.FinalNorm, Weights.FinalNormBias, s.Xb, n);
+            _b.MatMul(s.Xb, Weights.LmHead, null, s.Logits, n);
+        }
+        else
+        {
+            _b.CopyRows(s.X, n - 1, s.Xb, 0, 1);
+            Norm(s.Xb, Weights.FinalNorm, Weights.FinalNormBias, s.Xb, 1);
+            _b.MatMul(s.Xb, Weights.LmHead, null, s.Logits, 1);
+        }
+    }
+
+    /// <summary>x += Wo · attention(rope(Wq xn), rope(Wk xn), Wv xn), xn = norm1(x).</summary>
+    private void AttentionBlock(RunState s, KvCache cache, int l, int start, int n, ReadOnlySpan<int> positions)
+    {
+        var w = Weights.Layers[l];
+        Norm(s.X, w.AttnNorm, w.AttnNormBias, s.Xb, n);
+        _b.MatMul(s.Xb, w.Wq, w.Bq, s.Q, n);
+        _b.MatMul(s.Xb, w.Wk, w.Bk, s.K, n);
+        _b.MatMul(s.Xb, w.Wv, w.Bv, s.V, n);
+        if (Rope != null)
+        {
+            _b.Rope(s.Q, n, Config.Heads, positions, Rope);
+            _b.Rope(s.K, n, Config.KvHeads, positions, Rope);
+        }
+        _b.StoreKv(s.K, s.V, cache, l, start, n);
+        _b.Attention(s.Q, cache, l, start, n, s.Att, _attn);
+        _b.MatMul(s.Att, w.Wo, w.Bo, s.Xb, n);
+        _b.Add(s.X, s.Xb, n);
+    }
+
+    /// <summary>x += mlp(norm2(x)).</summary>
+    private void MlpBlock(RunState s, int l, int n)
+    {
+        var w = Weights.Layers[l];
+        Norm(s.X, w.MlpNorm, w.MlpNormBias, s.Xb, n);
+        _b.MatMul(s.Xb, w.WUp, w.BUp, s.Up, n);
+        if (w.WGate != null)
+        {
+            _b.MatMul(s.Xb, w.WGate, null, s.Gate, n);
+            _b.SiluMul(s.Gate, s.Up, n);
+            _b.MatMul(s.Gate, w.WDown, w.BDown, s.Xb, n);
+        }
+        else
+        {
+            _b.Gelu(s.Up, n);
+            _b.MatMul(s.Up, w.WDown, w.BDown, s.Xb, n);
+        }
+        _b.Add(s.X, s.Xb, n);
+    }
+
+    private void Norm(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int n)
+    {
+        if (bias == null) _b.RmsNorm(x, w, y, n, Config.NormEps);
+        else _b.LayerNorm(x, w, bias, y, n, Config.NormEps);
+    }
+
+    public void Dispose() => Weights.Dispose();
+}

@@ -1,0 +1,202 @@
+using KernelEngine.Backends;
+using KernelEngine.Formats;
+using KernelEngine.Kernels;
+
+namespace KernelEngine.Models;
+
+/// <summary>
+/// Maps a model folder's tensor names to <see cref="TransformerWeights"/> for each family, checks every shape
+/// against the config (a missing or mis-shaped tensor is an error naming it) and uploads to the backend.
+/// Llama family: Hugging Face names (q/k rows in rotate-half order). GPT-2: Conv1D weights are stored (in, out)
+/// and are transposed once here; the fused c_attn is split into q, k, v.
+/// </summary>
+public static unsafe class WeightLoader
+{
+    public static TransformerWeights Load(TensorStore store, ModelConfig c, IBackend backend) => c.Architecture switch
+    {
+        Architecture.Llama => LoadLlama(store, c, backend),
+        _ => LoadGpt2(store, c, backend),
+    };
+
+    /// <summary>Every tensor name the family reads, with its expected (rows, cols) (a vector has rows 1).</summary>
+    public static IEnumerable<(string Name, int Rows, int Cols)> Expected(ModelConfig c, TensorStore store)
+    {
+        int d = c.HiddenSize, hd = c.HeadDim, kv = c.KvDim, h = c.IntermediateSize;
+        if (c.Architecture == Architecture.Llama)
+        {
+            yield return ("model.embed_tokens.weight", c.VocabSize, d);
+            for (int l = 0; l < c.Layers; l++)
+            {
+                string p = $"model.layers.{l}.";
+                yield return (p + "input_layernorm.weight", 1, d);
+                yield return (p + "self_attn.q_proj.weight", c.Heads * hd, d);
+                yield return (p + "self_attn.k_proj.weight", kv, d);
+                yield return (p + "self_attn.v_proj.weight", kv, d);
+                yield return (p + "self_attn.o_proj.weight", d, c.Heads * hd);
+                if (c.AttentionBias)
+                {
+                    yield return (p + "self_attn.q_proj.bias", 1, c.Heads * hd);
+                    yield return (p + "self_attn.k_proj.bias", 1, kv);
+                    yield return (p + "self_attn.v_proj.bias", 1, kv);
+                }
+                yield return (p + "post_attention_layernorm.weight", 1, d);
+                yield return (p + "mlp.gate_proj.weight", h, d);
+                yield return (p + "mlp.up_proj.weight", h, d);
+                yield return (p + "mlp.down_proj.weight", d, h);
+            }
+            yield return ("model.norm.weight", 1, d);
+            if (!c.TieWordEmbeddings || store.Contains("lm_head.weight")) yield return ("lm_head.weight", c.VocabSize, d);
+        }
+        else
+        {
+            string t = Gpt2Prefix(store);
+            yield return (t + "wte.weight", c.VocabSize, d);
+            yield return (t + "wpe.weight", c.MaxPositions, d);
+            for (int l = 0; l < c.Layers; l++)
+            {
+                string p = $"{t}h.{l}.";
+                yield return (p + "ln_1.weight", 1, d); yield return (p + "ln_1.bias", 1, d);
+                yield return (p + "attn.c_attn.weight", d, 3 * d); yield return (p + "attn.c_attn.bias", 1, 3 * d);
+                yield return (p + "attn.c_proj.weight", d, d); yield return (p + "attn.c_proj.bias", 1, d);
+                yield return (p + "ln_2.weight", 1, d); yield return (p + "ln_2.bias", 1, d);
+                yield return (p + "mlp.c_fc.weight", d, h); yield return (p + "mlp.c_fc.bias", 1, h);
+                yield return (p + "mlp.c_proj.weight", h, d); yield return (p + "mlp.c_proj.bias", 1, d);
+            }
+            yield return (t + "ln_f.weight", 1, d); yield return (t + "ln_f.bias", 1, d);
+            if (store.Contains("lm_head.weight")) yield return ("lm_head.weight", c.VocabSize, d);
+        }
+    }
+
+    private static string Gpt2Prefix(TensorStore store) => store.Contains("transformer.wte.weight") ? "transformer." : "";
+
+    /// <summary>Checks that every expected tensor exists with the expected shape.</summary>
+    public static void Validate(TensorStore store, ModelConfig c)
+    {
+        foreach (var (name, rows, cols) in Expected(c, store))
+        {
+            var info = store.TryInfo(name) ?? throw new ModelFormatException(store.Folder, $"missing tensor '{name}' (expected shape {Shape(rows, cols)})");
+            var q = QuantizedFormat.Of(store, name);
+            long[] shape = q?.LogicalShape ?? info.Shape;
+            bool ok = rows == 1 ? shape.Length == 1 && shape[0] == cols || shape.Length == 2 && shape[0] == 1 && shape[1] == cols
+                                : shape.Length == 2 && shape[0] == rows && shape[1] == cols;
+            if (!ok) throw new ModelFormatException(info.File, $"tensor '{name}' has shape [{string.Join(", ", shape)}], expected {Shape(rows, cols)} from config.json");
+        }
+    }
+
+    private static string Shape(int rows, int cols) => rows == 1 ? $"[{cols}]" : $"[{rows}, {cols}]";
+
+    private static TransformerWeights LoadLlama(TensorStore s, ModelConfig c, IBackend b)
+    {
+        Validate(s, c);
+        var layers = new LayerWeights[c.Layers];
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            layers[l] = new LayerWeights
+            {
+                AttnNorm = Vec(s, b, p + "input_layernorm.weight"),
+                Wq = Mat(s, b, p + "self_attn.q_proj.weight"),
+                Wk = Mat(s, b, p + "self_attn.k_proj.weight"),
+                Wv = Mat(s, b, p + "self_attn.v_proj.weight"),
+                Wo = Mat(s, b, p + "self_attn.o_proj.weight"),
+                Bq = c.AttentionBias ? Vec(s, b, p + "self_attn.q_proj.bias") : null,
+                Bk = c.AttentionBias ? Vec(s, b, p + "self_attn.k_proj.bias") : null,
+                Bv = c.AttentionBias ? Vec(s, b, p + "self_attn.v_proj.bias") : null,
+                MlpNorm = Vec(s, b, p + "post_attention_layernorm.weight"),
+                WGate = Mat(s, b, p + "mlp.gate_proj.weight"),
+                WUp = Mat(s, b, p + "mlp.up_proj.weight"),
+                WDown = Mat(s, b, p + "mlp.down_proj.weight"),
+            };
+        }
+        var embed = Mat(s, b, "model.embed_tokens.weight");
+        return new TransformerWeights
+        {
+            TokenEmbedding = embed,
+            Layers = layers,
+            FinalNorm = Vec(s, b, "model.norm.weight"),
+            LmHead = s.Contains("lm_head.weight") ? Mat(s, b, "lm_head.weight") : embed,
+        };
+    }
+
+    private static TransformerWeights LoadGpt2(TensorStore s, ModelConfig c, IBackend b)
+    {
+        Validate(s, c);
+        string t = Gpt2Prefix(s);
+        int d = c.HiddenSize;
+        var layers = new LayerWeights[c.Layers];
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string p = $"{t}h.{l}.";
+            // c_attn (d, 3d) stored (in, out): transposed it is (3d, d) = [q; k; v] stacked by rows.
+            var qkv = Transposed(s, p + "attn.c_attn.weight");
+            var qkvBias = s.ReadF32(p + "attn.c_attn.bias");
+            long part = (long)d * d;
+            layers[l] = new LayerWeights
+            {
+                AttnNorm = Vec(s, b, p + "ln_1.weight"), AttnNormBias = Vec(s, b, p + "ln_1.bias"),
+                Wq = b.Upload(FromFloats(p + "attn.q", qkv.AsSpan(0, (int)part), d, d)),
+                Wk = b.Upload(FromFloats(p + "attn.k", qkv.AsSpan((int)part, (int)part), d, d)),
+                Wv = b.Upload(FromFloats(p + "attn.v", qkv.AsSpan((int)(2 * part), (int)part), d, d)),
+                Bq = b.Upload(FromFloats(p + "attn.q.bias", qkvBias.AsSpan(0, d), 1, d)),
+                Bk = b.Upload(FromFloats(p + "attn.k.bias", qkvBias.AsSpan(d, d), 1, d)),
+                Bv = b.Upload(FromFloats(p + "attn.v.bias", qkvBias.AsSpan(2 * d, d), 1, d)),
+                Wo = b.Upload(FromFloats(p + "attn.c_proj.weight", Transposed(s, p + "attn.c_proj.weight"), d, d)),
+                Bo = Vec(s, b, p + "attn.c_proj.bias"),
+                MlpNorm = Vec(s, b, p + "ln_2.weight"), MlpNormBias = Vec(s, b, p + "ln_2.bias"),
+                WUp = b.Upload(FromFloats(p + "mlp.c_fc.weight", Transposed(s, p + "mlp.c_fc.weight"), c.IntermediateSize, d)),
+                BUp = Vec(s, b, p + "mlp.c_fc.bias"),
+                WDown = b.Upload(FromFloats(p + "mlp.c_proj.weight", Transposed(s, p + "mlp.c_proj.weight"), d, c.IntermediateSize)),
+                BDown = Vec(s, b, p + "mlp.c_proj.bias"),
+            };
+        }
+        var wte = Mat(s, b, t + "wte.weight");
+        return new TransformerWeights
+        {
+            TokenEmbedding = wte,
+            PositionEmbedding = Mat(s, b, t + "wpe.weight"),
+            Layers = layers,
+            FinalNorm = Vec(s, b, t + "ln_f.weight"), FinalNormBias = Vec(s, b, t + "ln_f.bias"),
+            LmHead = s.Contains("lm_head.weight") ? Mat(s, b, "lm_head.weight") : wte,
+        };
+    }
+
+    /// <summary>A (rows, cols) matrix used in its stored type, zero copy on the CPU.</summary>
+    private static DeviceWeight Mat(TensorStore s, IBackend b, string name) => b.Upload(HostMatrix(s, name));
+
+    public static HostWeight HostMatrix(TensorStore s, string name)
+    {
+        var info = s.Info(name);
+        if (QuantizedFormat.Of(s, name) is { } q)
+            return new HostWeight(name, (int)q.LogicalShape[0], (int)q.LogicalShape[1], q.Type, s.DataPointer(name));
+        var type = info.DType switch
+        {
+            SafeTensorDType.F32 => WeightType.F32,
+            SafeTensorDType.F16 => WeightType.F16,
+            SafeTensorDType.BF16 => WeightType.BF16,
+            _ => throw new ModelFormatException(info.File, $"tensor '{name}': dtype {info.DType} is not supported for weights (F32, F16, BF16, or quantized Q8_0/Q4_0)"),
+        };
+        return new HostWeight(name, (int)info.Shape[0], (int)info.Shape[1], type, s.DataPointer(name));
+    }
+
+    /// <summary>Norm weights and biases are small: always F32 on the device.</summary>
+    private static DeviceWeight Vec(TensorStore s, IBackend b, string name)
+    {
+        var v = s.ReadF32(name);
+        return b.Upload(HostWeight.FromFloats(name, v, 1, v.Length));
+    }
+
+    private static HostWeight FromFloats(string name, ReadOnlySpan<float> v, int rows, int cols) =>
+        HostWeight.FromFloats(name, v.ToArray(), rows, cols);
+
+    /// <summary>Reads an (in, out) Conv1D weight as F32 and returns it (out, in).</summary>
+    private static float[] Transposed(TensorStore s, string name)
+    {
+        var info = s.Info(name);
+        var src = s.ReadF32(name);
+        int rows = (int)info.Shape[0], cols = (int)info.Shape[1];
+        var dst = new float[src.Length];
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < cols; k++) dst[(long)k * rows + r] = src[(long)r * cols + k];
+        return dst;
+    }
+}
