@@ -1,1 +1,10 @@
-Console.WriteLine("x");
+using System.CommandLine;
+using KernelEngine.Cli;
+
+var root = new RootCommand("ke — KernelEngine: fast local LLM inference in .NET (CPU SIMD kernels, ILGPU for GPUs)");
+root.Options.Add(CliCommon.Verbose);
+root.Subcommands.Add(DevicesCommand.Create());
+root.Subcommands.Add(InspectCommand.Create());
+root.Subcommands.Add(TokenizeCommand.Create());
+root.Subcommands.Add(GenerateCommand.Create());
+return root.Parse(args).Invoke();

@@ -1,0 +1,154 @@
+using KernelEngine.Backends;
+using KernelEngine.Kernels;
+using KernelEngine.Kernels.Rope;
+using NUnit.Framework;
+
+namespace KernelEngine.Tests.Kernels;
+
+/// <summary>
+/// Every op of the kernel contract against its scalar reference, on odd sizes (not multiples of any vector or
+/// tile width), for each weight type, on each backend.
+/// </summary>
+[TestFixture("cpu")]
+[TestFixture("cpu-1thread")]
+public sealed class BackendKernelTests(string backendName)
+{
+    private IBackend _b = null!;
+
+    [OneTimeSetUp] public void Setup() => _b = TestBackends.Create(backendName);
+    [OneTimeTearDown] public void TearDown() => _b.Dispose();
+
+    /// <summary>F32 accumulation over up to a few hundred terms of size ~1: 1e-4 absolute.</summary>
+    private const double MatMulTolerance = 1e-4;
+
+    [TestCase(WeightType.F32, 1, 37, 53)]
+    [TestCase(WeightType.F32, 7, 37, 53)]
+    [TestCase(WeightType.F32, 5, 67, 301)]
+    [TestCase(WeightType.F16, 1, 37, 53)]
+    [TestCase(WeightType.F16, 9, 19, 131)]
+    [TestCase(WeightType.BF16, 1, 37, 53)]
+    [TestCase(WeightType.BF16, 6, 21, 77)]
+    [TestCase(WeightType.Q8_0, 1, 37, 96)]
+    [TestCase(WeightType.Q8_0, 7, 37, 160)]
+    [TestCase(WeightType.Q4_0, 1, 41, 96)]
+    [TestCase(WeightType.Q4_0, 5, 23, 224)]
+    public void MatMul_MatchesScalarReference(WeightType type, int rows, int outDim, int inDim)
+    {
+        var x = TestData.Random(rows * inDim, 1);
+        var w = TestData.Random(outDim * inDim, 2);
+        var bias = TestData.Random(outDim, 3);
+        var stored = TestData.Encode(w, type, outDim, inDim);
+        var expected = ScalarReference.MatMul(x, rows, inDim, ScalarReference.Dequantize(stored, type, outDim, inDim), outDim, bias);
+        using var xt = _b.Tensor(x, rows, inDim);
+        using var wt = _b.Upload(new HostWeight("w", outDim, inDim, type, stored));
+        using var bt = _b.Upload(HostWeight.FromFloats("b", bias, 1, outDim));
+        using var yt = _b.Allocate(rows, outDim);
+        _b.MatMul(xt, wt, bt, yt, rows);
+        // Quantized decode quantizes activations to 8 bits (like llama.cpp): error ~ |w| * |x| / 127 * sqrt(inDim).
+        double tol = type.IsBlockQuantized() && rows == 1 ? 0.02 * Math.Sqrt(inDim) / 10 : MatMulTolerance;
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(yt), expected), Is.LessThanOrEqualTo(tol));
+    }
+
+    [Test]
+    public void RmsNormAndLayerNorm_MatchScalarReference()
+    {
+        int rows = 3, dim = 67;
+        var x = TestData.Random(rows * dim, 4, 3f);
+        var w = TestData.Random(dim, 5); var bias = TestData.Random(dim, 6);
+        using var xt = _b.Tensor(x, rows, dim);
+        using var wt = _b.Upload(HostWeight.FromFloats("w", w, 1, dim));
+        using var bt = _b.Upload(HostWeight.FromFloats("b", bias, 1, dim));
+        using var yt = _b.Allocate(rows, dim);
+        _b.RmsNorm(xt, wt, yt, rows, 1e-5f);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(yt), ScalarReference.RmsNorm(x, w, rows, dim, 1e-5f)), Is.LessThanOrEqualTo(1e-5));
+        _b.LayerNorm(xt, wt, bt, yt, rows, 1e-5f);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(yt), ScalarReference.LayerNorm(x, w, bias, rows, dim, 1e-5f)), Is.LessThanOrEqualTo(1e-5));
+    }
+
+    [TestCase(RopeLayout.RotateHalf, false)]
+    [TestCase(RopeLayout.Interleaved, false)]
+    [TestCase(RopeLayout.RotateHalf, true)]
+    public void Rope_MatchesScalarReference(RopeLayout layout, bool llama3)
+    {
+        int rows = 3, heads = 3, hd = 10;
+        var x = TestData.Random(rows * heads * hd, 7);
+        int[] positions = [0, 5, 1001];
+        var inv = RopeFrequencies.Compute(hd, 500000, llama3 ? new Llama3Scaling(8, 1, 4, 64) : null);
+        using var xt = _b.Tensor(x, rows, heads * hd);
+        _b.Rope(xt, rows, heads, positions, new RopeTable(inv, hd, layout));
+        var expected = ScalarReference.Rope(x, rows, heads, hd, positions, inv, layout == RopeLayout.Interleaved);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(xt), expected), Is.LessThanOrEqualTo(1e-5));
+    }
+
+    [Test]
+    public void Llama3Scaling_FollowsTheFormula()
+    {
+        // Wavelengths above original/low (=64) are divided by factor, below original/high (=16) kept, smooth between.
+        var s = new Llama3Scaling(8, 1, 4, 64);
+        double lowFreq = 2 * Math.PI / 100, highFreq = 2 * Math.PI / 10, mid = 2 * Math.PI / 32;
+        Assert.That(s.Apply(lowFreq), Is.EqualTo(lowFreq / 8).Within(1e-12));
+        Assert.That(s.Apply(highFreq), Is.EqualTo(highFreq).Within(1e-12));
+        double smooth = (64 / 32.0 - 1) / (4 - 1);
+        Assert.That(s.Apply(mid), Is.EqualTo((1 - smooth) * mid / 8 + smooth * mid).Within(1e-12));
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public void Attention_CausalGqa_MatchesScalarReference(bool f16Cache)
+    {
+        int heads = 6, kvHeads = 2, hd = 12, ctx = 23, start = 4, rows = 5, layers = 2, layer = 1;
+        int kvDim = kvHeads * hd;
+        var kAll = TestData.Random((start + rows) * kvDim, 8);
+        var vAll = TestData.Random((start + rows) * kvDim, 9);
+        var q = TestData.Random(rows * heads * hd, 10);
+        using var cache = new KvCache(_b, layers, ctx, kvDim, f16Cache);
+        using var kt = _b.Tensor(kAll, start + rows, kvDim);
+        using var vt = _b.Tensor(vAll, start + rows, kvDim);
+        _b.StoreKv(kt, vt, cache, layer, 0, start + rows);
+        using var qt = _b.Tensor(q, rows, heads * hd);
+        using var ot = _b.Allocate(rows, heads * hd);
+        _b.Attention(qt, cache, layer, start, rows, ot, new AttentionShape(heads, kvHeads, hd, 1f / MathF.Sqrt(hd)));
+        float[] Round(float[] a) => f16Cache ? a.Select(v => (float)(Half)v).ToArray() : a;
+        var expected = ScalarReference.Attention(q, Round(kAll), Round(vAll), rows, start, heads, kvHeads, hd);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(ot), expected), Is.LessThanOrEqualTo(1e-5));
+    }
+
+    [Test]
+    public void Activations_MatchScalarReference()
+    {
+        int rows = 7, cols = 11;
+        var g = TestData.Random(rows * cols, 11, 6f); var u = TestData.Random(rows * cols, 12, 2f);
+        using var gt = _b.Tensor(g, rows, cols);
+        using var ut = _b.Tensor(u, rows, cols);
+        _b.SiluMul(gt, ut, rows);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(gt), g.Select((v, i) => ScalarReference.Silu(v) * u[i]).ToArray()), Is.LessThanOrEqualTo(1e-5));
+        _b.Write(gt, g);
+        _b.Gelu(gt, rows);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(gt), g.Select(ScalarReference.Gelu).ToArray()), Is.LessThanOrEqualTo(1e-5));
+        _b.Write(gt, g);
+        _b.Add(gt, ut, rows);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(gt), g.Select((v, i) => v + u[i]).ToArray()), Is.EqualTo(0));
+    }
+
+    [TestCase(WeightType.F32)]
+    [TestCase(WeightType.F16)]
+    [TestCase(WeightType.BF16)]
+    [TestCase(WeightType.Q8_0)]
+    [TestCase(WeightType.Q4_0)]
+    public void EmbedAndAddEmbed_GatherDequantizedRows(WeightType type)
+    {
+        int vocab = 13, dim = 64;
+        var table = TestData.Random(vocab * dim, 13);
+        var stored = TestData.Encode(table, type, vocab, dim);
+        var deq = ScalarReference.Dequantize(stored, type, vocab, dim);
+        int[] ids = [12, 0, 7];
+        using var wt = _b.Upload(new HostWeight("emb", vocab, dim, type, stored));
+        using var xt = _b.Allocate(ids.Length, dim);
+        _b.Embed(wt, ids, xt);
+        var expected = ids.SelectMany(id => deq.AsSpan(id * dim, dim).ToArray()).ToArray();
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(xt), expected), Is.LessThanOrEqualTo(1e-6));
+        _b.AddEmbed(wt, ids, xt);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(xt), expected.Select(v => 2 * v).ToArray()), Is.LessThanOrEqualTo(1e-6));
+        Assert.Throws<InvalidRequestException>(() => _b.Embed(wt, [vocab], xt));
+    }
+}

@@ -1,0 +1,137 @@
+using KernelEngine.Kernels;
+
+namespace KernelEngine.Tests.Kernels;
+
+/// <summary>Plain scalar (double precision) references of every kernel: the definitions the backends are checked against.</summary>
+public static class ScalarReference
+{
+    /// <summary>y (rows, outDim) = x (rows, inDim) · Wᵀ + b, W given already dequantized (outDim, inDim).</summary>
+    public static float[] MatMul(float[] x, int rows, int inDim, float[] w, int outDim, float[]? bias)
+    {
+        var y = new float[rows * outDim];
+        for (int r = 0; r < rows; r++)
+            for (int o = 0; o < outDim; o++)
+            {
+                double s = bias?[o] ?? 0;
+                for (int i = 0; i < inDim; i++) s += (double)x[r * inDim + i] * w[o * inDim + i];
+                y[r * outDim + o] = (float)s;
+            }
+        return y;
+    }
+
+    public static float[] RmsNorm(float[] x, float[] w, int rows, int dim, float eps)
+    {
+        var y = new float[x.Length];
+        for (int r = 0; r < rows; r++)
+        {
+            double ss = 0;
+            for (int i = 0; i < dim; i++) ss += (double)x[r * dim + i] * x[r * dim + i];
+            double scale = 1 / Math.Sqrt(ss / dim + eps);
+            for (int i = 0; i < dim; i++) y[r * dim + i] = (float)(x[r * dim + i] * scale * w[i]);
+        }
+        return y;
+    }
+
+    public static float[] LayerNorm(float[] x, float[] w, float[] b, int rows, int dim, float eps)
+    {
+        var y = new float[x.Length];
+        for (int r = 0; r < rows; r++)
+        {
+            double mean = 0, var = 0;
+            for (int i = 0; i < dim; i++) mean += x[r * dim + i];
+            mean /= dim;
+            for (int i = 0; i < dim; i++) var += (x[r * dim + i] - mean) * (x[r * dim + i] - mean);
+            var /= dim;
+            for (int i = 0; i < dim; i++) y[r * dim + i] = (float)((x[r * dim + i] - mean) / Math.Sqrt(var + eps) * w[i] + b[i]);
+        }
+        return y;
+    }
+
+    public static float[] Rope(float[] x, int rows, int heads, int headDim, int[] positions, float[] invFreq, bool interleaved)
+    {
+        var y = (float[])x.Clone();
+        int half = headDim / 2;
+        for (int r = 0; r < rows; r++)
+            for (int h = 0; h < heads; h++)
+                for (int i = 0; i < half; i++)
+                {
+                    double a = positions[r] * (double)invFreq[i];
+                    int i0 = interleaved ? 2 * i : i, i1 = interleaved ? 2 * i + 1 : i + half;
+                    int b = r * heads * headDim + h * headDim;
+                    double u = x[b + i0], v = x[b + i1];
+                    y[b + i0] = (float)(u * Math.Cos(a) - v * Math.Sin(a));
+                    y[b + i1] = (float)(u * Math.Sin(a) + v * Math.Cos(a));
+                }
+        return y;
+    }
+
+    public static float Silu(float g) => (float)(g / (1 + Math.Exp(-g)));
+    public static float Gelu(float x) => (float)(0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x))));
+
+    /// <summary>Causal attention; k/v (positions, kvHeads * headDim); query row t at position start + t.</summary>
+    public static float[] Attention(float[] q, float[] k, float[] v, int rows, int start, int heads, int kvHeads, int headDim)
+    {
+        var o = new float[rows * heads * headDim];
+        int kvDim = kvHeads * headDim;
+        for (int t = 0; t < rows; t++)
+            for (int h = 0; h < heads; h++)
+            {
+                int kh = h / (heads / kvHeads);
+                int n = start + t + 1;
+                var s = new double[n];
+                double max = double.NegativeInfinity;
+                for (int p = 0; p < n; p++)
+                {
+                    double d = 0;
+                    for (int i = 0; i < headDim; i++) d += (double)q[t * heads * headDim + h * headDim + i] * k[p * kvDim + kh * headDim + i];
+                    s[p] = d / Math.Sqrt(headDim);
+                    max = Math.Max(max, s[p]);
+                }
+                double z = 0;
+                for (int p = 0; p < n; p++) { s[p] = Math.Exp(s[p] - max); z += s[p]; }
+                for (int i = 0; i < headDim; i++)
+                {
+                    double acc = 0;
+                    for (int p = 0; p < n; p++) acc += s[p] / z * v[p * kvDim + kh * headDim + i];
+                    o[t * heads * headDim + h * headDim + i] = (float)acc;
+                }
+            }
+        return o;
+    }
+
+    /// <summary>(log-sum-exp, entropy nats, log p(token)) of softmax(logits / T), all in double.</summary>
+    public static (double Lse, double Entropy, double TokenLogProb) SoftmaxEntropy(float[] logits, double temperature, int token)
+    {
+        double m = double.NegativeInfinity;
+        foreach (float l in logits) m = Math.Max(m, l / temperature);
+        double s = 0;
+        foreach (float l in logits) s += Math.Exp(l / temperature - m);
+        double lse = m + Math.Log(s);
+        double h = 0;
+        foreach (float l in logits) { double lp = l / temperature - lse; h -= Math.Exp(lp) * lp; }
+        return (lse, h, logits[token] / temperature - lse);
+    }
+
+    /// <summary>Dequantizes a whole matrix stored in a weight type (the reference for the kernels' on-the-fly conversion).</summary>
+    public static float[] Dequantize(byte[] data, WeightType type, int rows, int cols)
+    {
+        var y = new float[rows * cols];
+        long rowBytes = type.RowBytes(cols);
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+            {
+                long o = r * rowBytes;
+                y[r * cols + c] = type switch
+                {
+                    WeightType.F32 => BitConverter.ToSingle(data, (int)(o + 4 * c)),
+                    WeightType.F16 => (float)BitConverter.ToHalf(data, (int)(o + 2 * c)),
+                    WeightType.BF16 => BitConverter.Int32BitsToSingle(BitConverter.ToUInt16(data, (int)(o + 2 * c)) << 16),
+                    WeightType.Q8_0 => (float)BitConverter.ToHalf(data, (int)(o + c / 32 * 34)) * (sbyte)data[o + c / 32 * 34 + 2 + c % 32],
+                    WeightType.Q4_0 => (float)BitConverter.ToHalf(data, (int)(o + c / 32 * 18))
+                        * ((c % 32 < 16 ? data[o + c / 32 * 18 + 2 + c % 32] & 0xF : data[o + c / 32 * 18 + 2 + c % 32 - 16] >> 4) - 8),
+                    _ => throw new ArgumentOutOfRangeException(nameof(type)),
+                };
+            }
+        return y;
+    }
+}
