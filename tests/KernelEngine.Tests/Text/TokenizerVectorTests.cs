@@ -66,7 +66,7 @@ public sealed class TokenizerVectorTests
     public void Stories260K_EncodeExamplesFromReference()
     {
         var reference = Reference.Stories();
-        var tok = TokenizerLoader.FromFolder(SharedData.Stories, Formats.ModelConfig.Load(Path.Combine(SharedData.Stories, "config.json")));
+        var tok = TokenizerLoader.FromFolder(SharedData.Stories, KernelEngine.Formats.ModelConfig.Load(Path.Combine(SharedData.Stories, "config.json")));
         foreach (var (text, ids) in reference.EncodeExamples)
         {
             Assert.That(tok.Encode(text, addBos: true), Is.EqualTo(ids), text);
