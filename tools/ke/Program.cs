@@ -7,4 +7,5 @@ root.Subcommands.Add(DevicesCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
+root.Subcommands.Add(ScoreCommand.Create());
 return root.Parse(args).Invoke();

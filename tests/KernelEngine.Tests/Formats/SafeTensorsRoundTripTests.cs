@@ -67,7 +67,7 @@ public sealed class SafeTensorsRoundTripTests
             File.Copy(Path.Combine(SharedData.Stories, "tokenizer.model"), Path.Combine(dir, "tokenizer.model"));
             using var model = Model.Load(dir);
             using var s = model.CreateSession();
-            var ids = s.Generate([1], new GenerationSettings { MaxTokens = 20, Sampling = Decoding.SamplingSettings.Greedy }).Select(t => t.Id);
+            var ids = s.Generate([1], new GenerationSettings { MaxTokens = 20, Sampling = KernelEngine.Decoding.SamplingSettings.Greedy }).Select(t => t.Id);
             Assert.That(ids, Is.EqualTo(Reference.Stories().BosGreedyIds.Skip(1).Take(20)));
             Assert.That(model.Store.Files, Has.Count.EqualTo(2));
         }

@@ -14,7 +14,7 @@ public sealed class Gpt2ReferenceTests(string device)
         foreach (var (prompt, next) in reference.Cases)
         {
             using var session = model.CreateSession();
-            var ids = session.Generate(prompt, new GenerationSettings { MaxTokens = next.Length, Sampling = Decoding.SamplingSettings.Greedy, StopAtEos = false })
+            var ids = session.Generate(prompt, new GenerationSettings { MaxTokens = next.Length, Sampling = KernelEngine.Decoding.SamplingSettings.Greedy, StopAtEos = false })
                 .Select(t => t.Id).ToArray();
             Assert.That(ids, Is.EqualTo(next), $"prompt [{string.Join(",", prompt)}]");
         }

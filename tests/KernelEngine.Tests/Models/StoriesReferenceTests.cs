@@ -15,7 +15,7 @@ public sealed class StoriesReferenceTests(string device, bool f16Kv)
         var reference = Reference.Stories();
         using var model = Load();
         using var session = model.CreateSession();
-        var tokens = session.Generate([1], new GenerationSettings { MaxTokens = 256, Sampling = Decoding.SamplingSettings.Greedy }, atStartOfText: true).ToList();
+        var tokens = session.Generate([1], new GenerationSettings { MaxTokens = 256, Sampling = KernelEngine.Decoding.SamplingSettings.Greedy }, atStartOfText: true).ToList();
         var ids = tokens.Select(t => t.Id).ToArray();
         Assert.That(ids, Is.EqualTo(reference.BosGreedyIds.Skip(1).ToArray()));
         Assert.That(string.Concat(tokens.Select(t => t.Text)), Is.EqualTo(reference.BosGreedyText));

@@ -1,0 +1,165 @@
+using System.Numerics.Tensors;
+using System.Text;
+using KernelEngine.Kernels.SoftmaxEntropy;
+
+namespace KernelEngine.Decoding;
+
+/// <summary>
+/// Scores a text: tokens = BOS + encode(text); every token after the first is predicted exactly once. Texts longer
+/// than the window are scored with a sliding window: window w covers tokens [w·stride, w·stride + context) and
+/// scores only the tokens no earlier window scored, so each has as much context as fits. Each window runs as
+/// batched prefill passes (matrix-matrix), never a decode loop.
+/// </summary>
+public static class Scorer
+{
+    public static int[] TokensOf(Model model, string text)
+    {
+        if (text.Length == 0) throw new InvalidRequestException("empty text: nothing to score");
+        var ids = model.Tokenizer.Encode(text, addBos: true);
+        if (model.Tokenizer.BosId == null && model.Config.BosTokenId is int b) ids = [b, .. ids];
+        return ids;
+    }
+
+    /// <summary>Reads a text file as strict UTF-8 (invalid bytes are an error, not replacement characters).</summary>
+    public static string ReadText(string path)
+    {
+        if (!File.Exists(path)) throw new InvalidRequestException($"{path}: file not found");
+        var bytes = File.ReadAllBytes(path);
+        if (bytes.Length == 0) throw new InvalidRequestException($"{path}: the file is empty, nothing to score");
+        try { return new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes); }
+        catch (DecoderFallbackException e) { throw new InvalidRequestException($"{path}: not valid UTF-8 (byte offset {e.Index})"); }
+    }
+
+    public static ScoreResult Score(Model model, string text, ScoreOptions? options = null, Model? baseModel = null, BaseLogProbs? baseLogProbs = null)
+    {
+        var tokens = TokensOf(model, text);
+        return ScoreTokens(model, tokens, Encoding.UTF8.GetByteCount(text), options, baseModel, baseLogProbs);
+    }
+
+    /// <summary>Runs the base model alone and keeps its log-probs, to save and reuse.</summary>
+    public static BaseLogProbs ComputeBase(Model baseModel, int[] tokens, ScoreOptions? options = null)
+    {
+        var (ctx, stride) = Window(baseModel, options, tokens.Length);
+        int vocab = baseModel.Config.VocabSize;
+        var rows = new float[(long)(tokens.Length - 1) * vocab];
+        Run(baseModel, tokens, ctx, stride, options?.Progress, (target, logits) =>
+        {
+            var dst = rows.AsSpan((target - 1) * vocab, vocab);
+            LogSoftmax(logits, dst);
+        });
+        return new BaseLogProbs { Tokens = tokens, LogProbs = rows, Vocab = vocab, Context = ctx, Stride = stride };
+    }
+
+    public static ScoreResult ScoreTokens(Model model, int[] tokens, long bytes, ScoreOptions? options = null, Model? baseModel = null, BaseLogProbs? baseLogProbs = null)
+    {
+        options ??= new ScoreOptions();
+        if (tokens.Length < 2) throw new InvalidRequestException("need at least one token after BOS to score");
+        var (ctx, stride) = Window(model, options, tokens.Length);
+        if (baseModel != null)
+        {
+            if (baseModel.Config.VocabSize != model.Config.VocabSize)
+                throw new InvalidRequestException($"base vocabulary {baseModel.Config.VocabSize} differs from the model's {model.Config.VocabSize}");
+            baseLogProbs = ComputeBase(baseModel, tokens, options);
+        }
+        if (baseLogProbs != null)
+        {
+            if (!baseLogProbs.Tokens.AsSpan().SequenceEqual(tokens))
+                throw new InvalidRequestException("the base log-probs were computed on different tokens (another text or tokenizer)");
+            if (baseLogProbs.Vocab != model.Config.VocabSize)
+                throw new InvalidRequestException($"base log-probs have vocabulary {baseLogProbs.Vocab}, the model {model.Config.VocabSize}");
+        }
+        int vocab = model.Config.VocabSize;
+        var scores = new TokenScore[tokens.Length - 1];
+        var lp = new float[vocab];
+        long attended = 0;
+        int windows = Run(model, tokens, ctx, stride, options.Progress, (target, logits) =>
+        {
+            int truth = tokens[target];
+            var s = SoftmaxEntropyCpu.Compute(logits, 1f, truth);
+            int rank = 0;
+            float tl = logits[truth];
+            foreach (float v in logits) if (v > tl) rank++;
+            var score = new TokenScore(target, truth, s.TokenLogProb, s.EntropyBits, rank, 0);
+            if (baseLogProbs != null)
+            {
+                var b = baseLogProbs.Row(target - 1);
+                LogSoftmax(logits, lp);
+                double kl = 0;
+                for (int i = 0; i < vocab; i++)
+                {
+                    double pb = Math.Exp(b[i]);
+                    if (pb > 0) kl += pb * (b[i] - lp[i]);
+                }
+                score = score with
+                {
+                    KlDivergence = Math.Max(0, kl), Top1Agrees = TensorPrimitives.IndexOfMax(b) == s.ArgMax, BaseLogProb = b[truth],
+                };
+            }
+            scores[target - 1] = score;
+        }, (target, contextTokens) => { scores[target - 1] = scores[target - 1] with { ContextTokens = contextTokens }; attended += contextTokens; });
+        var c = model.Config;
+        double matmulParams = (double)c.Layers * (c.HiddenSize * (double)(c.Heads * c.HeadDim) * 2 + 2.0 * c.HiddenSize * c.KvDim
+            + (c.Architecture == Formats.Architecture.Llama ? 3.0 : 2.0) * c.HiddenSize * c.IntermediateSize) + (double)c.VocabSize * c.HiddenSize;
+        double meanAttended = attended / (double)scores.Length;
+        return new ScoreResult
+        {
+            Tokens = scores, Bytes = bytes, IcBias = options.IcBias, Windows = windows,
+            FlopsPerToken = 2 * matmulParams + 4.0 * c.Layers * meanAttended * c.Heads * c.HeadDim,
+        };
+    }
+
+    private static (int Context, int Stride) Window(Model model, ScoreOptions? o, int tokens)
+    {
+        int ctx = o?.Context ?? model.ContextLength;
+        if (ctx < 2) throw new InvalidRequestException($"context {ctx} must be at least 2 tokens");
+        if (ctx > model.ContextLength)
+            throw new InvalidRequestException($"context {ctx} is larger than the model's context length {model.ContextLength}");
+        int stride = o?.Stride ?? Math.Max(1, ctx / 2);
+        if (stride < 1 || stride > ctx - 1) throw new InvalidRequestException($"stride {stride} must be in 1..{ctx - 1} (context {ctx})");
+        return (ctx, stride);
+    }
+
+    /// <summary>
+    /// Slides the window and calls onLogits(target, logits predicting tokens[target]) once per target 1..n-1,
+    /// and onContext(target, tokens attended) for the FLOPs count. Returns the number of windows.
+    /// </summary>
+    private static int Run(Model model, int[] tokens, int ctx, int stride, IProgress<(int, int)>? progress,
+        Action<int, float[]> onLogits, Action<int, int>? onContext = null)
+    {
+        using var session = model.CreateSession();
+        int vocab = model.Config.VocabSize, chunk = model.Options.PrefillBatch;
+        var logits = new float[chunk * vocab];
+        var row = new float[vocab];
+        int scoredUpTo = 1;   // next target to score
+        int windows = 0;
+        for (int begin = 0; scoredUpTo < tokens.Length; begin += stride)
+        {
+            int end = Math.Min(begin + ctx, tokens.Length);
+            session.Reset();
+            windows++;
+            // Feed tokens [begin, end - 1): the logits at position p predict tokens[p + 1].
+            for (int p = begin; p < end - 1; p += chunk)
+            {
+                int n = Math.Min(chunk, end - 1 - p);
+                session.FeedAll(tokens.AsSpan(p, n), logits.AsSpan(0, n * vocab));
+                for (int i = 0; i < n; i++)
+                {
+                    int target = p + i + 1;
+                    if (target < scoredUpTo) continue;
+                    logits.AsSpan(i * vocab, vocab).CopyTo(row);
+                    onLogits(target, row);
+                    onContext?.Invoke(target, target - begin);
+                }
+            }
+            scoredUpTo = end;
+            progress?.Report((scoredUpTo - 1, tokens.Length - 1));
+        }
+        return windows;
+    }
+
+    private static void LogSoftmax(ReadOnlySpan<float> logits, Span<float> dst)
+    {
+        var s = SoftmaxEntropyCpu.Compute(logits);
+        TensorPrimitives.Subtract(logits, (float)s.LogSumExp, dst);
+    }
+}

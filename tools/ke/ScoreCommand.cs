@@ -1,0 +1,85 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using KernelEngine.Decoding;
+
+namespace KernelEngine.Cli;
+
+internal static class ScoreCommand
+{
+    public static Command Create()
+    {
+        var model = CliCommon.Model(); var json = CliCommon.Json(); var device = CliCommon.Device();
+        var file = new Option<string>("--file", "-f") { Description = "UTF-8 text file to score", Required = true };
+        var context = new Option<int?>("--context") { Description = "Window length in tokens (default: the model's context)" };
+        var stride = new Option<int?>("--stride") { Description = "Window advance in tokens (default: half the window)" };
+        var trace = new Option<string?>("--trace") { Description = "Per-token trace file: .json for JSON, else CSV" };
+        var klBase = new Option<string?>("--kl-base") { Description = "Base model folder: report KL(base || model), top-1 agreement, perplexity ratio" };
+        var klBaseFile = new Option<string?>("--kl-base-file") { Description = "Base log-probs saved earlier with --save-base (instead of running --kl-base)" };
+        var saveBase = new Option<string?>("--save-base") { Description = "Save the base's log-probs (of --kl-base, or of --model when no base is given) to this file" };
+        var icBias = new Option<double>("--ic-bias") { Description = "Bias b of the information-capacity formula", DefaultValueFactory = _ => -27 };
+        var cmd = new Command("score", "Score a text: NLL, perplexity, bits per token/byte, entropy, information capacity, KL against a base")
+        {
+            model, file, context, stride, trace, klBase, klBaseFile, saveBase, icBias, device, json,
+        };
+        cmd.SetAction(p => CliCommon.Run(p, () =>
+        {
+            string text = Scorer.ReadText(p.GetValue(file)!);
+            var opts = new ModelOptions { Device = p.GetValue(device)! };
+            using var m = Model.Load(p.GetValue(model)!, opts);
+            var progress = new Progress<(int Done, int Total)>(x => { if (x.Total > 2000) Console.Error.Write($"\r[{x.Done}/{x.Total} tokens]"); });
+            var so = new ScoreOptions { Context = p.GetValue(context), Stride = p.GetValue(stride), IcBias = p.GetValue(icBias), Progress = progress };
+            var tokens = Scorer.TokensOf(m, text);
+            BaseLogProbs? baseLp = null;
+            if (p.GetValue(klBase) is string baseDir)
+            {
+                using var bm = Model.Load(baseDir, opts);
+                baseLp = Scorer.ComputeBase(bm, tokens, so);
+            }
+            else if (p.GetValue(klBaseFile) is string bf) baseLp = BaseLogProbs.Load(bf);
+            if (p.GetValue(saveBase) is string save) (baseLp ?? Scorer.ComputeBase(m, tokens, so)).Save(save);
+            var r = Scorer.ScoreTokens(m, tokens, Encoding.UTF8.GetByteCount(text), so, baseLogProbs: baseLp);
+            if (p.GetValue(trace) is string tracePath) WriteTrace(tracePath, r, m);
+            var summary = new Dictionary<string, object>
+            {
+                ["tokens"] = r.TokenCount, ["bytes"] = r.Bytes, ["windows"] = r.Windows,
+                ["mean_nll"] = r.MeanNll, ["bits_per_token"] = r.BitsPerToken, ["bits_per_byte"] = r.BitsPerByte,
+                ["perplexity"] = r.Perplexity, ["mean_entropy_bits"] = r.MeanEntropyBits, ["top1_accuracy"] = r.Top1Accuracy,
+                ["flops_per_token"] = r.FlopsPerToken, ["information_capacity"] = r.InformationCapacity, ["ic_bias"] = r.IcBias,
+            };
+            if (r.HasBase)
+            {
+                summary["kl_mean"] = r.MeanKl; summary["kl_p50"] = r.KlPercentile(50); summary["kl_p90"] = r.KlPercentile(90);
+                summary["kl_p99"] = r.KlPercentile(99); summary["kl_max"] = r.KlPercentile(100);
+                summary["top1_agreement"] = r.Top1Agreement; summary["base_perplexity"] = r.BasePerplexity; summary["perplexity_ratio"] = r.PerplexityRatio;
+            }
+            if (r.TokenCount > 2000) Console.Error.WriteLine();
+            if (p.GetValue(json)) CliCommon.PrintJson(summary);
+            else foreach (var (k, v) in summary) Console.WriteLine($"{k,-22} {(v is double d ? d.ToString("G6", CultureInfo.InvariantCulture) : v)}");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static void WriteTrace(string path, ScoreResult r, Model m)
+    {
+        var rows = r.Tokens.Select(t => new
+        {
+            position = t.Position, token_id = t.TokenId, piece = m.Tokenizer.Piece(t.TokenId), log_prob = t.LogProb,
+            entropy_bits = t.EntropyBits, rank = t.Rank, context_tokens = t.ContextTokens,
+            kl = double.IsNaN(t.KlDivergence) ? (double?)null : t.KlDivergence,
+        });
+        if (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
+        {
+            File.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(rows, CliCommon.JsonOptions));
+            return;
+        }
+        using var w = new StreamWriter(path);
+        w.WriteLine("position,token_id,piece,log_prob,entropy_bits,rank,context_tokens,kl");
+        foreach (var t in rows)
+            w.WriteLine(string.Join(',', t.position, t.token_id, Csv(t.piece), t.log_prob.ToString("R", CultureInfo.InvariantCulture),
+                t.entropy_bits.ToString("R", CultureInfo.InvariantCulture), t.rank, t.context_tokens, t.kl?.ToString("R", CultureInfo.InvariantCulture) ?? ""));
+    }
+
+    private static string Csv(string s) => "\"" + s.Replace("\"", "\"\"") + "\"";
+}
