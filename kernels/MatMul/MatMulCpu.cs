@@ -9,7 +9,7 @@ namespace KernelEngine.Kernels.MatMul;
 /// CPU twin of the MatMul family: y (rows, outDim) = x (rows, inDim) · Wᵀ (+ bias), W stored (outDim, inDim)
 /// in any <see cref="WeightType"/>, converted inside the kernel (never widened in memory as a whole).
 /// v1 decode (rows == 1): tasks own a band of W rows; each row is streamed once (memory bound), 4 rows at a
-///    time against the same x vector.
+///    time against the same x vector. Q8_0/Q4_0 take the integer path of <see cref="QuantMatVecCpu"/>.
 /// v2 prefill (rows > 1): tasks own a block of 16 W rows, widened to F32 once into per-thread scratch, then a
 ///    4x4 register-blocked micro-kernel (16 Vector512 accumulators) sweeps all x rows: W is read once per block.
 /// </summary>
@@ -35,6 +35,11 @@ public static unsafe class MatMulCpu
 
     public static void MatMul(WorkerPool pool, float* x, int rows, int inDim, byte* w, WeightType type, int outDim, float* bias, float* y)
     {
+        if (rows == 1 && type.IsBlockQuantized())
+        {
+            QuantMatVecCpu.MatVec(pool, x, inDim, w, type, outDim, bias, y);
+            return;
+        }
         var job = new Job
         {
             X = x, Rows = rows, InDim = inDim, W = w, WRowBytes = type.RowBytes(inDim), Type = type,

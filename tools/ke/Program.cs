@@ -8,4 +8,5 @@ root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(ScoreCommand.Create());
+root.Subcommands.Add(QuantizeCommand.Create());
 return root.Parse(args).Invoke();

@@ -1,0 +1,129 @@
+using System.Runtime.InteropServices;
+using KernelEngine.Kernels;
+using KernelEngine.Kernels.Quant;
+
+namespace KernelEngine.Formats;
+
+/// <summary>What <see cref="ModelQuantizer"/> does.</summary>
+public sealed record QuantizeOptions
+{
+    public required WeightType Type { get; init; }
+    /// <summary>Tensor names (or suffixes) that stay in their stored precision.</summary>
+    public IReadOnlyList<string> Keep { get; init; } = [];
+    /// <summary>Quantize the token embedding too (off by default: it is a lookup table, and the LM head when tied).</summary>
+    public bool QuantizeEmbeddings { get; init; }
+    public IProgress<(int Done, int Total, string Tensor)>? Progress { get; init; }
+}
+
+/// <summary>One line of the quantization report.</summary>
+public sealed record QuantizedTensor(string Name, string From, string To, long BytesBefore, long BytesAfter, string? Note);
+
+/// <summary>
+/// Writes a quantized copy of a model folder: matrices of the Llama family become Q8_0/Q4_0 (U8 blobs of ggml
+/// blocks along each row, see <see cref="QuantizedFormat"/>) or F16/BF16; norms, biases and (by default) the
+/// embedding keep full precision; a matrix whose row length is not a multiple of 32 stays as stored (and the
+/// report says so). config.json and the tokenizer files are copied.
+/// </summary>
+public static class ModelQuantizer
+{
+    private static readonly string[] CopiedFiles =
+        ["config.json", "generation_config.json", "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"];
+
+    public static IReadOnlyList<QuantizedTensor> Quantize(string sourceDir, string outDir, QuantizeOptions options)
+    {
+        var config = ModelConfig.Load(Path.Combine(sourceDir, "config.json"));
+        if (config.Architecture == Architecture.Gpt2 && options.Type.IsBlockQuantized())
+            throw new InvalidRequestException("Q8_0/Q4_0 quantization of GPT-2 (Conv1D weights stored transposed) is not supported; use f16 or bf16");
+        if (Path.GetFullPath(sourceDir) == Path.GetFullPath(outDir)) throw new InvalidRequestException("--out must differ from the source model folder");
+        using var store = TensorStore.OpenFolder(sourceDir);
+        Models.WeightLoader.Validate(store, config);
+        Directory.CreateDirectory(outDir);
+        var writer = new SafeTensorsWriter().Metadata("format", "pt").Metadata("ke.quantized", options.Type.Name());
+        var report = new List<QuantizedTensor>();
+        var tensors = store.Tensors.OrderBy(t => t.Name, StringComparer.Ordinal).ToList();
+        int done = 0;
+        foreach (var t in tensors)
+        {
+            options.Progress?.Report((done++, tensors.Count, t.Name));
+            string? why = KeepReason(t, config, options);
+            if (why != null)
+            {
+                writer.Add(t.Name, t.DType, t.Shape, CopyOf(store, t));
+                report.Add(new QuantizedTensor(t.Name, t.DType.ToString(), t.DType.ToString(), t.ByteLength, t.ByteLength, why));
+                continue;
+            }
+            int rows = (int)t.Shape[0], cols = (int)t.Shape[1];
+            var f32 = store.ReadF32(t.Name);
+            byte[] data;
+            switch (options.Type)
+            {
+                case WeightType.F16:
+                {
+                    var h = new Half[f32.Length];
+                    System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(f32, h);
+                    data = MemoryMarshal.AsBytes(h.AsSpan()).ToArray();
+                    writer.Add(t.Name, SafeTensorDType.F16, t.Shape, data);
+                    break;
+                }
+                case WeightType.BF16:
+                {
+                    data = new byte[f32.Length * 2];
+                    var u = MemoryMarshal.Cast<byte, ushort>(data.AsSpan());
+                    for (int i = 0; i < f32.Length; i++) u[i] = ToBf16(f32[i]);
+                    writer.Add(t.Name, SafeTensorDType.BF16, t.Shape, data);
+                    break;
+                }
+                default:
+                {
+                    long rowBytes = options.Type.RowBytes(cols);
+                    data = new byte[rows * rowBytes];
+                    for (int r = 0; r < rows; r++)
+                    {
+                        var src = f32.AsSpan(r * cols, cols);
+                        var dst = data.AsSpan((int)(r * rowBytes), (int)rowBytes);
+                        if (options.Type == WeightType.Q8_0) BlockQuant.QuantizeRowQ8_0(src, dst);
+                        else BlockQuant.QuantizeRowQ4_0(src, dst);
+                    }
+                    writer.Add(t.Name, SafeTensorDType.U8, [rows, rowBytes], data);
+                    writer.Metadata(QuantizedFormat.MetadataPrefix + t.Name, QuantizedFormat.Spec(options.Type, rows, cols));
+                    break;
+                }
+            }
+            report.Add(new QuantizedTensor(t.Name, t.DType.ToString(), options.Type.Name(), t.ByteLength, data.Length, null));
+        }
+        writer.Write(Path.Combine(outDir, "model.safetensors"));
+        foreach (var f in CopiedFiles)
+        {
+            string src = Path.Combine(sourceDir, f);
+            if (File.Exists(src)) File.Copy(src, Path.Combine(outDir, f), overwrite: true);
+        }
+        options.Progress?.Report((tensors.Count, tensors.Count, ""));
+        return report;
+    }
+
+    /// <summary>Why a tensor keeps its precision, or null when it is quantized.</summary>
+    private static string? KeepReason(TensorInfo t, ModelConfig c, QuantizeOptions o)
+    {
+        foreach (var k in o.Keep) if (t.Name == k || t.Name.EndsWith(k, StringComparison.Ordinal)) return "kept (--keep)";
+        if (t.DType is not (SafeTensorDType.F32 or SafeTensorDType.F16 or SafeTensorDType.BF16)) return $"kept ({t.DType} is not a float matrix)";
+        if (t.Shape.Length != 2) return "kept (norm or bias)";
+        bool embedding = t.Name.EndsWith("embed_tokens.weight") || t.Name.EndsWith("wte.weight") || t.Name.EndsWith("wpe.weight");
+        if (embedding && !o.QuantizeEmbeddings) return c.TieWordEmbeddings ? "kept (embedding, also the tied LM head)" : "kept (embedding)";
+        if (o.Type.IsBlockQuantized() && t.Shape[1] % WeightTypes.BlockElements != 0)
+            return $"kept: row length {t.Shape[1]} is not a multiple of {WeightTypes.BlockElements}";
+        return null;
+    }
+
+    private static byte[] CopyOf(TensorStore s, TensorInfo t)
+    {
+        unsafe { return new ReadOnlySpan<byte>(s.DataPointer(t.Name), checked((int)t.ByteLength)).ToArray(); }
+    }
+
+    /// <summary>Round to nearest even, NaN kept quiet.</summary>
+    public static ushort ToBf16(float f)
+    {
+        uint u = BitConverter.SingleToUInt32Bits(f);
+        if (float.IsNaN(f)) return (ushort)((u >> 16) | 0x40);
+        return (ushort)((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
+    }
+}
