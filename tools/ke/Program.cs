@@ -9,4 +9,6 @@ root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(ScoreCommand.Create());
 root.Subcommands.Add(QuantizeCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(RooflineCommand.Create());
 return root.Parse(args).Invoke();

@@ -162,7 +162,9 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
     {
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            var bytes = File.ReadAllBytes(path);
+            int bom = bytes.Length >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF ? 3 : 0;
+            using var doc = JsonDocument.Parse(bytes.AsMemory(bom));
             return read(doc.RootElement);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or KeyNotFoundException or FormatException)

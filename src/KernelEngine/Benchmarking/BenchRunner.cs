@@ -1,0 +1,99 @@
+using System.Diagnostics;
+using KernelEngine.Formats;
+
+namespace KernelEngine.Benchmarking;
+
+/// <summary>Mean and sample standard deviation of repeated measurements.</summary>
+public readonly record struct Stat(double Mean, double StdDev)
+{
+    public static Stat Of(IReadOnlyList<double> xs)
+    {
+        double mean = xs.Average();
+        double sd = xs.Count > 1 ? Math.Sqrt(xs.Sum(x => (x - mean) * (x - mean)) / (xs.Count - 1)) : 0;
+        return new Stat(mean, sd);
+    }
+    public override string ToString() => $"{Mean:F2} ± {StdDev:F2}";
+}
+
+/// <summary>One llama-bench style result: pp (prompt processing) or tg (token generation).</summary>
+public sealed record BenchResult(string Test, int Tokens, Stat TokensPerSecond, double GBps, double Gflops, double? RooflineFraction);
+
+/// <summary>
+/// llama-bench's two tests on a loaded model: ppN = one prompt of N random tokens fed in batched passes from an
+/// empty cache; tgN = N tokens decoded one at a time from an empty cache. After a warm-up run, each repeats
+/// <c>reps</c> times. Bytes per decode token = every weight matrix once (the embedding contributes one row) plus
+/// the KV cache read at the mean position; FLOPs per token = 2 · matmul weights + 4 · layers · position · d_attn.
+/// </summary>
+public static class BenchRunner
+{
+    public static IReadOnlyList<BenchResult> Run(Model model, int pp, int tg, int reps, double? readGBps)
+    {
+        var results = new List<BenchResult>();
+        var rng = new Random(1234);
+        int vocab = model.Config.VocabSize;
+        using var session = model.CreateSession();
+        if (pp > 0)
+        {
+            var prompt = Enumerable.Range(0, pp).Select(_ => rng.Next(3, vocab)).ToArray();
+            var times = Repeat(reps, () => { session.Reset(); session.Feed(prompt); });
+            var tps = times.Select(t => pp / t).ToList();
+            double meanTps = tps.Average();
+            // Prefill reads the weights once per batch; FLOPs dominate.
+            int batches = (pp + model.Options.PrefillBatch - 1) / model.Options.PrefillBatch;
+            double gb = (WeightBytesPerPass(model) * batches + KvBytes(model, pp / 2.0) * pp) / 1e9 / times.Average();
+            results.Add(new BenchResult($"pp{pp}", pp, Stat.Of(tps), gb, FlopsPerToken(model, pp / 2.0) * meanTps / 1e9, null));
+        }
+        if (tg > 0)
+        {
+            var times = Repeat(reps, () =>
+            {
+                session.Reset();
+                int next = 1;
+                for (int i = 0; i < tg; i++)
+                {
+                    var logits = session.Feed([next]);
+                    next = System.Numerics.Tensors.TensorPrimitives.IndexOfMax(logits);
+                }
+            });
+            var tps = times.Select(t => tg / t).ToList();
+            double meanTps = tps.Average();
+            double gbps = BytesPerDecodeToken(model, tg / 2.0) * meanTps / 1e9;
+            results.Add(new BenchResult($"tg{tg}", tg, Stat.Of(tps), gbps, FlopsPerToken(model, tg / 2.0) * meanTps / 1e9, readGBps is > 0 ? gbps / readGBps : null));
+        }
+        return results;
+    }
+
+    private static List<double> Repeat(int reps, Action run)
+    {
+        run(); // warm-up: JIT, page-in of the mapped weights, caches
+        var times = new List<double>();
+        for (int r = 0; r < reps; r++)
+        {
+            var sw = Stopwatch.StartNew();
+            run();
+            times.Add(sw.Elapsed.TotalSeconds);
+        }
+        return times;
+    }
+
+    public static double WeightBytesPerPass(Model m)
+    {
+        var w = m.Transformer.Weights;
+        long bytes = w.Layers.Sum(l => l.All().Sum(x => x.Bytes)) + w.FinalNorm.Bytes + w.LmHead.Bytes;
+        return bytes + w.TokenEmbedding.Bytes / w.TokenEmbedding.Rows;
+    }
+
+    public static double KvBytes(Model m, double position) =>
+        2.0 * m.Config.Layers * position * m.Config.KvDim * (m.Options.F16KvCache ? 2 : 4);
+
+    public static double BytesPerDecodeToken(Model m, double meanPosition) => WeightBytesPerPass(m) + KvBytes(m, meanPosition);
+
+    public static double FlopsPerToken(Model m, double meanPosition)
+    {
+        var w = m.Transformer.Weights;
+        double matmul = w.Layers.Sum(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.WGate, l.WUp, l.WDown }.Where(x => x != null).Sum(x => (double)x!.Rows * x.Cols))
+            + (double)w.LmHead.Rows * w.LmHead.Cols;
+        var c = m.Config;
+        return 2 * matmul + 4.0 * c.Layers * meanPosition * c.Heads * c.HeadDim;
+    }
+}

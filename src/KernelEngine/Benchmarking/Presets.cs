@@ -1,0 +1,140 @@
+using System.Text;
+using System.Text.Json;
+using KernelEngine.Formats;
+using KernelEngine.Kernels;
+
+namespace KernelEngine.Benchmarking;
+
+/// <summary>A model shape with random weights, so benchmarks run on a fresh machine with no download.</summary>
+public sealed record Preset(string Name, int Dim, int Layers, int Heads, int KvHeads, int Hidden, int Vocab, int Context, bool Tied, string Description);
+
+/// <summary>
+/// Real model shapes, filled with seeded random weights (uniform ±0.04, norms 1) and written once as an ordinary
+/// model folder (config.json, model.safetensors in the requested dtype, a synthetic byte-level BPE tokenizer.json),
+/// cached under the temp folder. Everything downstream (loading, quantized formats, GGUF export) is the real path.
+/// </summary>
+public static class Presets
+{
+    public static readonly IReadOnlyList<Preset> All =
+    [
+        new("llama-tiny", 64, 5, 8, 4, 172, 512, 512, true, "stories260K's shape"),
+        new("llama-160m", 768, 12, 12, 12, 3072, 32000, 2048, false, "JackFram/llama-160m's shape"),
+        new("llama-1b", 2048, 22, 32, 4, 5632, 32000, 2048, false, "TinyLlama-1.1B's shape (GQA 32/4)"),
+    ];
+
+    public static Preset Get(string name) =>
+        All.FirstOrDefault(p => p.Name == name) ?? throw new InvalidRequestException($"unknown preset '{name}' ({string.Join(", ", All.Select(p => p.Name))})");
+
+    /// <summary>Returns the folder of the preset in the dtype, creating it on first use.</summary>
+    public static string Materialize(string name, WeightType type, string? root = null)
+    {
+        var p = Get(name);
+        root ??= Path.Combine(Path.GetTempPath(), "kernelengine-presets");
+        string dir = Path.Combine(root, $"{p.Name}-{type.Name()}");
+        if (File.Exists(Path.Combine(dir, "model.safetensors")) && File.Exists(Path.Combine(dir, "tokenizer.json"))) return dir;
+        string f32 = type == WeightType.F32 ? dir : Path.Combine(root, $"{p.Name}-f32");
+        if (!File.Exists(Path.Combine(f32, "model.safetensors"))) WriteF32(p, f32);
+        if (type != WeightType.F32)
+        {
+            string tmp = dir + ".tmp";
+            ModelQuantizer.Quantize(f32, tmp, new QuantizeOptions { Type = type });
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+            Directory.Move(tmp, dir);
+        }
+        return dir;
+    }
+
+    private static void WriteF32(Preset p, string dir)
+    {
+        string tmp = dir + ".tmp";
+        Directory.CreateDirectory(tmp);
+        var config = new Dictionary<string, object>
+        {
+            ["architectures"] = new[] { "LlamaForCausalLM" }, ["model_type"] = "llama", ["hidden_size"] = p.Dim,
+            ["intermediate_size"] = p.Hidden, ["num_hidden_layers"] = p.Layers, ["num_attention_heads"] = p.Heads,
+            ["num_key_value_heads"] = p.KvHeads, ["vocab_size"] = p.Vocab, ["max_position_embeddings"] = p.Context,
+            ["rms_norm_eps"] = 1e-5, ["rope_theta"] = 10000.0, ["hidden_act"] = "silu", ["tie_word_embeddings"] = p.Tied,
+            ["bos_token_id"] = 1, ["eos_token_id"] = 2, ["torch_dtype"] = "float32",
+        };
+        File.WriteAllText(Path.Combine(tmp, "config.json"), JsonSerializer.Serialize(config, new JsonSerializerOptions { WriteIndented = true }));
+        var w = new SafeTensorsWriter().Metadata("format", "pt").Metadata("ke.preset", p.Name);
+        ulong seed = 0x5EED;
+        int hd = p.Dim / p.Heads;
+        void Mat(string name, int rows, int cols) => w.Add(name, SafeTensorDType.F32, [rows, cols], RandomBytes(rows * cols, ref seed));
+        void Ones(string name, int n) => w.Add(name, SafeTensorDType.F32, [n], OnesBytes(n));
+        Mat("model.embed_tokens.weight", p.Vocab, p.Dim);
+        for (int l = 0; l < p.Layers; l++)
+        {
+            string s = $"model.layers.{l}.";
+            Ones(s + "input_layernorm.weight", p.Dim);
+            Mat(s + "self_attn.q_proj.weight", p.Heads * hd, p.Dim);
+            Mat(s + "self_attn.k_proj.weight", p.KvHeads * hd, p.Dim);
+            Mat(s + "self_attn.v_proj.weight", p.KvHeads * hd, p.Dim);
+            Mat(s + "self_attn.o_proj.weight", p.Dim, p.Heads * hd);
+            Ones(s + "post_attention_layernorm.weight", p.Dim);
+            Mat(s + "mlp.gate_proj.weight", p.Hidden, p.Dim);
+            Mat(s + "mlp.up_proj.weight", p.Hidden, p.Dim);
+            Mat(s + "mlp.down_proj.weight", p.Dim, p.Hidden);
+        }
+        Ones("model.norm.weight", p.Dim);
+        if (!p.Tied) Mat("lm_head.weight", p.Vocab, p.Dim);
+        w.Write(Path.Combine(tmp, "model.safetensors"));
+        WriteTokenizer(Path.Combine(tmp, "tokenizer.json"), p.Vocab);
+        if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        Directory.Move(tmp, dir);
+    }
+
+    private static byte[] RandomBytes(int n, ref ulong state)
+    {
+        var data = new byte[n * 4L];
+        var f = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(data.AsSpan());
+        ulong s = state;
+        for (int i = 0; i < n; i++)
+        {
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+            f[i] = ((s >> 40) * (1f / (1 << 24)) * 2 - 1) * 0.04f;
+        }
+        state = s;
+        return data;
+    }
+
+    private static byte[] OnesBytes(int n)
+    {
+        var data = new byte[n * 4];
+        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(data.AsSpan()).Fill(1f);
+        return data;
+    }
+
+    /// <summary>A byte-level BPE tokenizer.json with the 256 bytes and (vocab - 256) merges of byte pairs.</summary>
+    public static void WriteTokenizer(string path, int vocab)
+    {
+        var byteToChar = new char[256];
+        int n = 0;
+        for (int b = 0; b < 256; b++)
+            byteToChar[b] = b is >= 33 and <= 126 or >= 161 and <= 172 or >= 174 and <= 255 ? (char)b : (char)(256 + n++);
+        var v = new Dictionary<string, int>();
+        for (int b = 0; b < 256; b++) v[byteToChar[b].ToString()] = b;
+        var merges = new List<string>();
+        // Printable ASCII pairs first (they occur in text), then the rest.
+        var order = Enumerable.Range(32, 95).Concat(Enumerable.Range(0, 256).Where(b => b is < 32 or > 126)).ToArray();
+        foreach (int a in order)
+        {
+            foreach (int b in order)
+            {
+                if (v.Count >= vocab) break;
+                string m = byteToChar[a].ToString() + byteToChar[b];
+                if (v.ContainsKey(m)) continue;
+                v[m] = v.Count;
+                merges.Add(byteToChar[a] + " " + byteToChar[b]);
+            }
+        }
+        var json = new
+        {
+            version = "1.0", added_tokens = Array.Empty<object>(), normalizer = (object?)null,
+            pre_tokenizer = new { type = "ByteLevel", add_prefix_space = false, trim_offsets = true, use_regex = true },
+            decoder = new { type = "ByteLevel" },
+            model = new { type = "BPE", vocab = v, merges },
+        };
+        File.WriteAllText(path, JsonSerializer.Serialize(json), new UTF8Encoding(false));
+    }
+}

@@ -1,0 +1,99 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using KernelEngine.Kernels;
+using KernelEngine.Kernels.MatMul;
+using KernelEngine.Kernels.Threading;
+
+namespace KernelEngine.Benchmarking;
+
+/// <summary>The machine's measured limits: DRAM bandwidth (read-only sum and STREAM triad, all cores) and FP32 GEMM peak of our kernel.</summary>
+public sealed record RooflineResult(double ReadGBps, double TriadGBps, double GemmGflops, int Threads);
+
+/// <summary>Measures the roofline with the same worker pool the kernels use. Arrays are 8x the largest cache.</summary>
+public static unsafe class Roofline
+{
+    private const long Floats = 64L << 20; // 256 MiB per array
+
+    private struct Job { public float* A, B, C; public long PerTask; public float* Partial; }
+
+    public static RooflineResult Measure(WorkerPool? pool = null, int reps = 5)
+    {
+        pool ??= WorkerPool.Shared;
+        float* a = (float*)NativeMemory.AlignedAlloc((nuint)(Floats * 4), 64);
+        float* b = (float*)NativeMemory.AlignedAlloc((nuint)(Floats * 4), 64);
+        float* c = (float*)NativeMemory.AlignedAlloc((nuint)(Floats * 4), 64);
+        float* partial = stackalloc float[256];
+        try
+        {
+            int tasks = pool.Threads * 4;
+            var job = new Job { A = a, B = b, C = c, PerTask = Floats / tasks, Partial = partial };
+            pool.For(tasks, &Init, &job);
+            double bestRead = 0, bestTriad = 0;
+            for (int r = 0; r < reps; r++)
+            {
+                var sw = Stopwatch.StartNew();
+                pool.For(tasks, &Sum, &job);
+                bestRead = Math.Max(bestRead, Floats * 4 / sw.Elapsed.TotalSeconds / 1e9);
+                sw.Restart();
+                pool.For(tasks, &Triad, &job);
+                bestTriad = Math.Max(bestTriad, Floats * 12 / sw.Elapsed.TotalSeconds / 1e9);
+            }
+            return new RooflineResult(bestRead, bestTriad, GemmGflops(pool), pool.Threads);
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(a); NativeMemory.AlignedFree(b); NativeMemory.AlignedFree(c);
+        }
+    }
+
+    private static void Init(void* ctx, int t)
+    {
+        ref Job j = ref *(Job*)ctx;
+        long o = t * j.PerTask;
+        new Span<float>(j.A + o, (int)j.PerTask).Fill(1f);
+        new Span<float>(j.B + o, (int)j.PerTask).Fill(2f);
+        new Span<float>(j.C + o, (int)j.PerTask).Fill(0.5f);
+    }
+
+    private static void Sum(void* ctx, int t)
+    {
+        ref Job j = ref *(Job*)ctx;
+        float* p = j.A + t * j.PerTask;
+        var s0 = Vector512<float>.Zero; var s1 = Vector512<float>.Zero; var s2 = Vector512<float>.Zero; var s3 = Vector512<float>.Zero;
+        for (long i = 0; i + 64 <= j.PerTask; i += 64)
+        {
+            s0 += Vector512.Load(p + i); s1 += Vector512.Load(p + i + 16);
+            s2 += Vector512.Load(p + i + 32); s3 += Vector512.Load(p + i + 48);
+        }
+        j.Partial[t] = Vector512.Sum(s0 + s1 + s2 + s3);
+    }
+
+    private static void Triad(void* ctx, int t)
+    {
+        ref Job j = ref *(Job*)ctx;
+        long o = t * j.PerTask;
+        var s = Vector512.Create(3f);
+        for (long i = 0; i + 16 <= j.PerTask; i += 16)
+            Vector512.FusedMultiplyAdd(s, Vector512.Load(j.C + o + i), Vector512.Load(j.B + o + i)).Store(j.A + o + i);
+    }
+
+    /// <summary>Our prefill GEMM (512 x 768) · (3072 x 768)ᵀ in F32: GFLOP/s.</summary>
+    public static double GemmGflops(WorkerPool pool)
+    {
+        const int m = 512, k = 768, n = 3072;
+        var x = new float[m * k]; var w = new float[n * k]; var y = new float[m * n];
+        new Random(1).NextBytes(MemoryMarshal.AsBytes(x.AsSpan()));
+        for (int i = 0; i < x.Length; i++) x[i] = (i % 7) * 0.1f;
+        for (int i = 0; i < w.Length; i++) w[i] = (i % 5) * 0.1f;
+        double best = 0;
+        fixed (float* px = x) fixed (float* pw = w) fixed (float* py = y)
+            for (int r = 0; r < 4; r++)
+            {
+                var sw = Stopwatch.StartNew();
+                MatMulCpu.MatMul(pool, px, m, k, (byte*)pw, WeightType.F32, n, null, py);
+                best = Math.Max(best, 2.0 * m * n * k / sw.Elapsed.TotalSeconds / 1e9);
+            }
+        return best;
+    }
+}
