@@ -20,7 +20,7 @@ public static unsafe class AttentionCpu
         public float* Q, Out;
         public void* K, V;
         public bool F16;
-        public int Start, Heads, KvHeads, HeadDim;
+        public int Start, Heads, KvHeads, HeadDim, Branch;
         public float Scale;
     }
 
@@ -28,13 +28,15 @@ public static unsafe class AttentionCpu
     /// <param name="k">(contextLength, kvHeads * headDim) of this layer, F32 or F16</param>
     /// <param name="v">(contextLength, kvHeads * headDim) of this layer, F32 or F16</param>
     /// <param name="output">(rows, heads * headDim)</param>
+    /// <param name="branch">0: plain causal. &gt; 0: the rows are consecutive branches of this many rows (speculative
+    /// drafts); row i of branch b (cache position start + b·branch + i) sees the prefix [0, start) and [start + b·branch, itself]</param>
     public static void Causal(WorkerPool pool, float* q, void* k, void* v, bool f16Cache, float* output,
-        int rows, int start, int heads, int kvHeads, int headDim, float scale)
+        int rows, int start, int heads, int kvHeads, int headDim, float scale, int branch = 0)
     {
         var job = new Job
         {
             Q = q, Out = output, K = k, V = v, F16 = f16Cache, Start = start, Heads = heads, KvHeads = kvHeads,
-            HeadDim = headDim, Scale = scale,
+            HeadDim = headDim, Scale = scale, Branch = branch,
         };
         pool.For(rows * heads, &Task, &job);
     }
@@ -45,27 +47,33 @@ public static unsafe class AttentionCpu
         int t = task / j.Heads, h = task % j.Heads;
         int hd = j.HeadDim, kvDim = j.KvHeads * hd;
         int kvh = h / (j.Heads / j.KvHeads);
-        int visible = j.Start + t + 1;
-        var s = t_scores;
-        if (s == null || s.Length < visible + 2 * hd) t_scores = s = GC.AllocateUninitializedArray<float>(Math.Max(visible + 2 * hd, 1024) * 2, pinned: true);
-        float* scores = (float*)Unsafe.AsPointer(ref s[0]);
+        // Visible cache positions: [0, prefixEnd) then [ownStart, ownStart + ownCount).
+        int prefixEnd, ownStart, ownCount;
+        if (j.Branch > 0) { int b = t / j.Branch; prefixEnd = j.Start; ownStart = j.Start + b * j.Branch; ownCount = t % j.Branch + 1; }
+        else { prefixEnd = j.Start + t + 1; ownStart = 0; ownCount = 0; }
+        int visible = prefixEnd + ownCount;
+        var buf = t_scores;
+        if (buf == null || buf.Length < visible + 2 * hd) t_scores = buf = GC.AllocateUninitializedArray<float>(Math.Max(visible + 2 * hd, 1024) * 2, pinned: true);
+        float* scores = (float*)Unsafe.AsPointer(ref buf[0]);
         float* tmp = scores + visible;   // (headDim) widened F16 row
         var qh = new ReadOnlySpan<float>(j.Q + (long)t * j.Heads * hd + h * hd, hd);
-        for (int p = 0; p < visible; p++)
+        for (int s = 0; s < visible; s++)
         {
+            int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
             long off = (long)p * kvDim + kvh * hd;
             ReadOnlySpan<float> kr = j.F16 ? Widen((Half*)j.K + off, hd, tmp) : new ReadOnlySpan<float>((float*)j.K + off, hd);
-            scores[p] = TensorPrimitives.Dot(qh, kr) * j.Scale;
+            scores[s] = TensorPrimitives.Dot(qh, kr) * j.Scale;
         }
         var sc = new Span<float>(scores, visible);
         TensorPrimitives.SoftMax(sc, sc);
         var o = new Span<float>(j.Out + (long)t * j.Heads * hd + h * hd, hd);
         o.Clear();
-        for (int p = 0; p < visible; p++)
+        for (int s = 0; s < visible; s++)
         {
+            int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
             long off = (long)p * kvDim + kvh * hd;
             ReadOnlySpan<float> vr = j.F16 ? Widen((Half*)j.V + off, hd, tmp) : new ReadOnlySpan<float>((float*)j.V + off, hd);
-            TensorPrimitives.MultiplyAdd(vr, scores[p], o, o);
+            TensorPrimitives.MultiplyAdd(vr, scores[s], o, o);
         }
     }
 

@@ -54,7 +54,7 @@ public sealed class Session : IDisposable
     public void Reset() => _tokens.Clear();
 
     /// <summary>Feeds tokens in batched passes; afterwards <see cref="Logits"/> holds the next-token logits.</summary>
-    public ReadOnlySpan<float> Feed(ReadOnlySpan<int> tokens)
+    public ReadOnlySpan<float> Feed(scoped ReadOnlySpan<int> tokens)
     {
         if (tokens.IsEmpty) throw new InvalidRequestException("no tokens to feed");
         CheckFits(tokens.Length);
@@ -88,6 +88,32 @@ public sealed class Session : IDisposable
             foreach (int id in chunk) _tokens.Add(id);
         }
         logits.Slice((tokens.Length - 1) * vocab, vocab).CopyTo(_logits);
+    }
+
+    /// <summary>
+    /// Runs draft branches after the cached tokens without committing them: tokens holds branches of
+    /// <paramref name="branchLength"/> tokens back to back; each branch sees the cache and its own earlier tokens.
+    /// Row r of logits (vocab) predicts the token after tokens[r]. One batched pass (speculative verification).
+    /// </summary>
+    public void FeedBranches(ReadOnlySpan<int> tokens, int branchLength, Span<float> logits)
+    {
+        int vocab = _model.Config.VocabSize;
+        if (branchLength <= 0 || tokens.Length % branchLength != 0) throw new ArgumentException("tokens must be whole branches");
+        _scoreState ??= new RunState(_t.Backend, _model.Config, _state.Capacity, _state.Capacity);
+        if (tokens.Length > _scoreState.Capacity) throw new InvalidRequestException($"{tokens.Length} draft tokens exceed the batch of {_scoreState.Capacity}");
+        CheckFits(tokens.Length);
+        foreach (int id in tokens) CheckToken(id);
+        _t.Forward(_scoreState, _cache, tokens, _tokens.Count, allLogits: true, branch: branchLength);
+        _t.Backend.Read(_scoreState.Logits, 0, tokens.Length, logits[..(tokens.Length * vocab)]);
+    }
+
+    /// <summary>Commits the first tokens of branch b fed by <see cref="FeedBranches"/> (moving its keys and values into place).</summary>
+    public void CommitBranch(int branch, int branchLength, ReadOnlySpan<int> tokens)
+    {
+        int start = _tokens.Count;
+        if (tokens.Length > branchLength) throw new ArgumentException("more tokens than the branch holds");
+        if (branch > 0 && tokens.Length > 0) _t.Backend.CopyKv(_cache, start + branch * branchLength, start, tokens.Length);
+        foreach (int id in tokens) _tokens.Add(id);
     }
 
     private void CheckFits(int count)

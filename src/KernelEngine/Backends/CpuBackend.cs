@@ -135,13 +135,25 @@ public sealed unsafe class CpuBackend : IBackend
         else new ReadOnlySpan<float>(src, n).CopyTo(new Span<float>(dst.F + offset, n));
     }
 
-    public void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape s)
+    public void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape s, int branch = 0)
     {
         long offset = (long)layer * cache.ContextLength * cache.KvDim;
         var k = T(cache.K); var v = T(cache.V);
         int esize = k.IsF16 ? 2 : 4;
         AttentionCpu.Causal(_pool, T(q).F, (byte*)k.Data + offset * esize, (byte*)v.Data + offset * esize, k.IsF16, T(output).F,
-            rows, start, s.Heads, s.KvHeads, s.HeadDim, s.Scale);
+            rows, start, s.Heads, s.KvHeads, s.HeadDim, s.Scale, branch);
+    }
+
+    public void CopyKv(KvCache cache, int src, int dst, int count)
+    {
+        int esize = cache.K.IsF16 ? 2 : 4;
+        long rowBytes = (long)cache.KvDim * esize;
+        foreach (var t in new[] { T(cache.K), T(cache.V) })
+            for (int l = 0; l < cache.Layers; l++)
+            {
+                byte* layer = (byte*)t.Data + (long)l * cache.ContextLength * rowBytes;
+                Buffer.MemoryCopy(layer + src * rowBytes, layer + dst * rowBytes, count * rowBytes, count * rowBytes);
+            }
     }
 
     public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows) => ActivationCpu.SiluMul(T(gate).F, T(up).F, (long)rows * gate.Cols);

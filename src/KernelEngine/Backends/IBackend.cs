@@ -26,8 +26,13 @@ public interface IBackend : IDisposable
     void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope);
     /// <summary>Writes k, v rows into the cache of a layer at positions [start, start + rows).</summary>
     void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows);
-    /// <summary>Causal attention of q rows (positions start..start+rows-1) over the layer's cache into output.</summary>
-    void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape shape);
+    /// <summary>
+    /// Causal attention of q rows (cache positions start..start+rows-1) over the layer's cache into output. With
+    /// branch &gt; 0 the rows are consecutive draft branches of that length, each seeing [0, start) and its own rows.
+    /// </summary>
+    void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape shape, int branch = 0);
+    /// <summary>Copies count cache positions from src to dst in every layer (commits an accepted draft branch).</summary>
+    void CopyKv(KvCache cache, int src, int dst, int count);
     /// <summary>gate = silu(gate) * up.</summary>
     void SiluMul(DeviceTensor gate, DeviceTensor up, int rows);
     /// <summary>x = gelu_tanh(x).</summary>

@@ -31,6 +31,35 @@ public sealed class Sampler
     /// <param name="history">tokens so far (for the repetition penalty)</param>
     public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history)
     {
+        if (_s.IsGreedy) return TensorPrimitives.IndexOfMax(Penalized(logits, history));
+        int n = Candidates(logits, history);
+        double total = 0;
+        for (int i = 0; i < n; i++) total += _vals[i];
+        double r = _rng.NextDouble() * total;
+        for (int i = 0; i < n; i++)
+        {
+            r -= _vals[i];
+            if (r < 0) return _ids[i];
+        }
+        return _ids[n - 1];
+    }
+
+    /// <summary>
+    /// The full-vocabulary distribution that <see cref="Sample"/> draws from (zeros outside the kept set); greedy
+    /// settings give a one-hot row at the argmax. Speculative decoding verifies against these rows.
+    /// </summary>
+    public void Distribution(ReadOnlySpan<float> logits, ReadOnlySpan<int> history, Span<float> probs)
+    {
+        probs.Clear();
+        if (_s.IsGreedy) { probs[TensorPrimitives.IndexOfMax(Penalized(logits, history))] = 1; return; }
+        int n = Candidates(logits, history);
+        double total = 0;
+        for (int i = 0; i < n; i++) total += _vals[i];
+        for (int i = 0; i < n; i++) probs[_ids[i]] = (float)(_vals[i] / total);
+    }
+
+    private Span<float> Penalized(ReadOnlySpan<float> logits, ReadOnlySpan<int> history)
+    {
         var x = _work.AsSpan(0, logits.Length);
         logits.CopyTo(x);
         if (_s.RepetitionPenalty != 1f)
@@ -39,9 +68,14 @@ public sealed class Sampler
             foreach (int id in recent)
                 if ((uint)id < (uint)x.Length) x[id] = x[id] > 0 ? logits[id] / _s.RepetitionPenalty : logits[id] * _s.RepetitionPenalty;
         }
-        if (_s.IsGreedy) return TensorPrimitives.IndexOfMax(x);
-        TensorPrimitives.Multiply(x, 1f / _s.Temperature, x);
+        return x;
+    }
 
+    /// <summary>Fills _ids/_vals with the kept candidates, most likely first, _vals = probabilities (unnormalized after cuts); returns their count.</summary>
+    private int Candidates(ReadOnlySpan<float> logits, ReadOnlySpan<int> history)
+    {
+        var x = Penalized(logits, history);
+        TensorPrimitives.Multiply(x, 1f / _s.Temperature, x);
         int n = x.Length;
         var ids = _ids.AsSpan(0, n);
         var vals = _vals.AsSpan(0, n);
@@ -69,15 +103,7 @@ public sealed class Sampler
             while (keep < n && vals[keep] >= threshold) keep++;
             n = keep;
         }
-        double total = 0;
-        for (int i = 0; i < n; i++) total += vals[i];
-        double r = _rng.NextDouble() * total;
-        for (int i = 0; i < n; i++)
-        {
-            r -= vals[i];
-            if (r < 0) return ids[i];
-        }
-        return ids[n - 1];
+        return n;
     }
 
     /// <summary>Moves the k largest values (and their ids) to the front, in no particular order (quickselect).</summary>

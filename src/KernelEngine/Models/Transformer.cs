@@ -34,20 +34,22 @@ public sealed class Transformer : IDisposable
     /// Runs tokens at positions [start, start + n) through the model, appending their keys and values to the cache.
     /// Logits land in s.Logits: one row per token when <paramref name="allLogits"/>, else the last token's in row 0.
     /// </summary>
-    public void Forward(RunState s, KvCache cache, ReadOnlySpan<int> tokens, int start, bool allLogits)
+    /// <param name="branch">0, or the length of each draft branch laid out consecutively (see IBackend.Attention);
+    /// row i of a branch sits at position start + i for RoPE</param>
+    public void Forward(RunState s, KvCache cache, ReadOnlySpan<int> tokens, int start, bool allLogits, int branch = 0)
     {
         int n = tokens.Length;
         if (n == 0 || n > s.Capacity) throw new ArgumentOutOfRangeException(nameof(tokens), n, $"batch must be 1..{s.Capacity}");
         if (start + n > cache.ContextLength)
             throw new InvalidRequestException($"positions {start}..{start + n - 1} exceed the context length {cache.ContextLength}");
-        for (int i = 0; i < n; i++) s.Positions[i] = start + i;
+        for (int i = 0; i < n; i++) s.Positions[i] = start + (branch > 0 ? i % branch : i);
         var positions = s.Positions.AsSpan(0, n);
 
         _b.Embed(Weights.TokenEmbedding, tokens, s.X);
         if (Weights.PositionEmbedding != null) _b.AddEmbed(Weights.PositionEmbedding, positions, s.X);
         for (int l = 0; l < Config.Layers; l++)
         {
-            AttentionBlock(s, cache, l, start, n, positions);
+            AttentionBlock(s, cache, l, start, n, positions, branch);
             MlpBlock(s, l, n);
         }
         if (allLogits)
@@ -64,7 +66,7 @@ public sealed class Transformer : IDisposable
     }
 
     /// <summary>x += Wo · attention(rope(Wq xn), rope(Wk xn), Wv xn), xn = norm1(x).</summary>
-    private void AttentionBlock(RunState s, KvCache cache, int l, int start, int n, ReadOnlySpan<int> positions)
+    private void AttentionBlock(RunState s, KvCache cache, int l, int start, int n, ReadOnlySpan<int> positions, int branch)
     {
         var w = Weights.Layers[l];
         Norm(s.X, w.AttnNorm, w.AttnNormBias, s.Xb, n);
@@ -77,7 +79,7 @@ public sealed class Transformer : IDisposable
             _b.Rope(s.K, n, Config.KvHeads, positions, Rope);
         }
         _b.StoreKv(s.K, s.V, cache, l, start, n);
-        _b.Attention(s.Q, cache, l, start, n, s.Att, _attn);
+        _b.Attention(s.Q, cache, l, start, n, s.Att, _attn, branch);
         _b.MatMul(s.Att, w.Wo, w.Bo, s.Xb, n);
         _b.Add(s.X, s.Xb, n);
     }
