@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text;
 using KernelEngine.Decoding;
+using KernelEngine.Formats;
 
 namespace KernelEngine.Cli;
 
@@ -20,9 +21,19 @@ internal static class GenerateCommand
         var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
         var ctx = new Option<int?>("--context") { Description = "Context length (default: the model's)" };
         var f16kv = new Option<bool>("--f16-kv") { Description = "Keep the KV cache in F16" };
+        var draft = new Option<string?>("--draft") { Description = "Speculative decoding with this draft model folder (same tokenizer)" };
+        var gamma = new Option<int>("--gamma") { Description = "Draft tokens per step", DefaultValueFactory = _ => 4 };
+        var drafts = new Option<int>("--drafts") { Description = "Draft branches per step (multi-draft)", DefaultValueFactory = _ => 1 };
+        var adaptive = new Option<bool>("--adaptive-gamma") { Description = "Grow gamma on full acceptance, shrink on early rejection" };
+        var lookup = new Option<int>("--lookup") { Description = "Prompt-lookup decoding with n-grams up to N (no draft model)" };
+        var small = new Option<string?>("--small") { Description = "Entropy-adaptive decoding: the small model folder (--model is the large one)" };
+        var threshold = new Option<double>("--entropy-threshold") { Description = "EAD: small model while its rolling entropy (bits) is below this", DefaultValueFactory = _ => 1.5 };
+        var window = new Option<int>("--entropy-window") { Description = "EAD: rolling window in tokens", DefaultValueFactory = _ => 4 };
+        var minStay = new Option<int>("--min-stay") { Description = "EAD: tokens before another switch", DefaultValueFactory = _ => 4 };
         var cmd = new Command("generate", "Generate text; streams to stdout, then a stats line (or one JSON object with --json)")
         {
-            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, stop, device, ctx, f16kv, json,
+            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, stop, device, ctx, f16kv,
+            draft, gamma, drafts, adaptive, lookup, small, threshold, window, minStay, json,
         };
         cmd.SetAction(p => CliCommon.Run(p, () =>
         {
@@ -33,32 +44,65 @@ internal static class GenerateCommand
             };
             sampling.Validate();
             var settings = new GenerationSettings { MaxTokens = p.GetValue(maxTokens), Sampling = sampling, StopStrings = p.GetValue(stop) ?? [] };
-            using var m = Model.Load(p.GetValue(model)!, new ModelOptions { Device = p.GetValue(device)!, ContextLength = p.GetValue(ctx), F16KvCache = p.GetValue(f16kv) });
+            var modelOptions = new ModelOptions { Device = p.GetValue(device)!, ContextLength = p.GetValue(ctx), F16KvCache = p.GetValue(f16kv) };
+            using var m = Model.Load(p.GetValue(model)!, modelOptions);
             using var session = m.CreateSession();
+            string? draftDir = p.GetValue(draft), smallDir = p.GetValue(small);
+            if (draftDir != null && smallDir != null) throw new InvalidRequestException("--draft and --small are different loops: give one");
+            using var second = (draftDir ?? smallDir) is string secondDir ? Model.Load(secondDir, modelOptions) : null;
+            using var secondSession = second?.CreateSession();
+            SpeculativeDecoder? spec = null;
+            EntropyAdaptiveDecoder? ead = null;
+            if (draftDir != null || p.GetValue(lookup) > 0)
+                spec = new SpeculativeDecoder(session, secondSession, new SpeculativeSettings
+                {
+                    Gamma = p.GetValue(gamma), Drafts = p.GetValue(drafts), AdaptiveGamma = p.GetValue(adaptive), LookupNgram = p.GetValue(lookup),
+                    MaxGamma = Math.Max(12, p.GetValue(gamma)),
+                });
+            else if (smallDir != null)
+                ead = new EntropyAdaptiveDecoder(session, secondSession!, new EntropyAdaptiveSettings
+                {
+                    ThresholdBits = p.GetValue(threshold), Window = p.GetValue(window), MinStay = p.GetValue(minStay),
+                });
             string promptText = p.GetValue(prompt)!;
             var promptIds = session.EncodePrompt(promptText, settings.AddBos);
             bool asJson = p.GetValue(json);
             var ids = new List<int>();
             var text = new StringBuilder();
-            foreach (var t in session.Generate(promptIds, settings, atStartOfText: promptText.Length == 0))
+            bool atStart = promptText.Length == 0;
+            if (!asJson) { Console.Out.Write(promptText); Console.Out.Flush(); }
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var stream = spec?.Generate(promptIds, settings, atStart) ?? ead?.Generate(promptIds, settings, atStart) ?? session.Generate(promptIds, settings, atStart);
+            foreach (var t in stream)
             {
                 ids.Add(t.Id);
                 text.Append(t.Text);
                 if (!asJson) { Console.Out.Write(t.Text); Console.Out.Flush(); }
             }
-            var s = session.LastStats!;
+            double seconds = sw.Elapsed.TotalSeconds;
+            var s = session.LastStats ?? new GenerationStats { PromptTokens = promptIds.Length, GeneratedTokens = ids.Count, DecodeSeconds = seconds };
+            var loop = spec?.Stats ?? ead?.Stats;
             var stats = new
             {
                 prompt_tokens = s.PromptTokens, generated_tokens = s.GeneratedTokens,
                 prefill_seconds = s.PrefillSeconds, decode_seconds = s.DecodeSeconds,
-                prefill_tokens_per_second = s.PrefillTokensPerSecond, decode_tokens_per_second = s.DecodeTokensPerSecond,
+                prefill_tokens_per_second = s.PrefillTokensPerSecond,
+                decode_tokens_per_second = loop != null ? ids.Count / seconds : s.DecodeTokensPerSecond,
                 stop_reason = s.StopReason.ToString().ToLowerInvariant(), device = m.Device.Id,
+                loop = spec != null ? (draftDir != null ? (p.GetValue(drafts) > 1 ? "multi-draft" : "speculative") : "prompt-lookup") : ead != null ? "entropy-adaptive" : "plain",
+                tokens_per_target_pass = loop?.TokensPerTargetPass, acceptance_rate = loop?.AcceptanceRate,
+                acceptance_by_position = loop?.AcceptanceByPosition, target_passes = loop?.TargetPasses, draft_passes = loop?.DraftPasses,
+                target_seconds = loop?.TargetSeconds, draft_seconds = loop?.DraftSeconds,
+                large_model_fraction = ead != null ? loop?.LargeModelFraction : null, switches = ead != null ? loop?.Switches : null,
             };
             if (asJson) CliCommon.PrintJson(new { prompt_ids = promptIds, token_ids = ids, text = text.ToString(), stats });
             else
             {
                 Console.Out.WriteLine();
-                Console.Error.WriteLine($"[prompt {s.PromptTokens} tokens, generated {s.GeneratedTokens}, prefill {s.PrefillTokensPerSecond:F1} tok/s, decode {s.DecodeTokensPerSecond:F1} tok/s, stop: {stats.stop_reason}, device {m.Device.Id}]");
+                Console.Error.WriteLine($"[prompt {stats.prompt_tokens} tokens, generated {ids.Count}, prefill {stats.prefill_tokens_per_second:F1} tok/s, decode {stats.decode_tokens_per_second:F1} tok/s, stop: {stats.stop_reason}, device {m.Device.Id}]");
+                if (loop != null)
+                    Console.Error.WriteLine($"[{stats.loop}: {loop.TokensPerTargetPass:F2} tokens per target pass, acceptance {loop.AcceptanceRate:P1}, target {loop.TargetSeconds:F3} s, draft/small {loop.DraftSeconds:F3} s"
+                        + (ead != null ? $", large model {loop.LargeModelFraction:P0} of tokens, {loop.Switches} switches]" : "]"));
             }
             return 0;
         }));
