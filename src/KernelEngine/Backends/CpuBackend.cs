@@ -4,6 +4,8 @@ using System.Runtime.Intrinsics.X86;
 using KernelEngine.Kernels;
 using KernelEngine.Kernels.Activation;
 using KernelEngine.Kernels.Attention;
+using KernelEngine.Kernels.DraftVerify;
+using KernelEngine.Kernels.SoftmaxEntropy;
 using KernelEngine.Kernels.MatMul;
 using KernelEngine.Kernels.Norm;
 using KernelEngine.Kernels.Rope;
@@ -77,8 +79,16 @@ public sealed unsafe class CpuBackend : IBackend
     public DeviceTensor Allocate(int rows, int cols, bool f16 = false) => new Tensor(rows, cols, f16);
     public DeviceWeight Upload(HostWeight weight) => new Weight(weight);
 
-    public void Embed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x) => EmbedRows(table, ids, x, add: false);
-    public void AddEmbed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x) => EmbedRows(table, ids, x, add: true);
+    public void Embed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x)
+    {
+        _ops++;
+        EmbedRows(table, ids, x, add: false);
+    }
+    public void AddEmbed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x)
+    {
+        _ops++;
+        EmbedRows(table, ids, x, add: true);
+    }
 
     private static void EmbedRows(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x, bool add)
     {
@@ -100,14 +110,21 @@ public sealed unsafe class CpuBackend : IBackend
         }
     }
 
-    public void RmsNorm(DeviceTensor x, DeviceWeight weight, DeviceTensor y, int rows, float eps) =>
+    public void RmsNorm(DeviceTensor x, DeviceWeight weight, DeviceTensor y, int rows, float eps)
+    {
+        _ops++;
         NormCpu.RmsNorm(_pool, T(x).F, W(weight).F, T(y).F, rows, x.Cols, eps);
+    }
 
-    public void LayerNorm(DeviceTensor x, DeviceWeight weight, DeviceWeight bias, DeviceTensor y, int rows, float eps) =>
+    public void LayerNorm(DeviceTensor x, DeviceWeight weight, DeviceWeight bias, DeviceTensor y, int rows, float eps)
+    {
+        _ops++;
         NormCpu.LayerNorm(_pool, T(x).F, W(weight).F, W(bias).F, T(y).F, rows, x.Cols, eps);
+    }
 
     public void MatMul(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int rows)
     {
+        _ops++;
         var ww = W(w);
         if (x.Cols != ww.Cols || y.Cols != ww.Rows)
             throw new InvalidOperationException($"{ww.Name}: matmul shape mismatch x (.., {x.Cols}) w ({ww.Rows}, {ww.Cols}) y (.., {y.Cols})");
@@ -116,6 +133,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)
     {
+        _ops++;
         fixed (int* p = positions)
         fixed (float* f = rope.InvFreq)
             RopeCpu.Apply(T(x).F, rows, heads, rope.HeadDim, p, f, rope.Layout);
@@ -123,6 +141,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows)
     {
+        _ops++;
         long row0 = (long)layer * cache.ContextLength + start;
         int n = rows * cache.KvDim;
         Store(T(k).F, T(cache.K), row0 * cache.KvDim, n);
@@ -137,6 +156,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape s, int branch = 0)
     {
+        _ops++;
         long offset = (long)layer * cache.ContextLength * cache.KvDim;
         var k = T(cache.K); var v = T(cache.V);
         int esize = k.IsF16 ? 2 : 4;
@@ -146,6 +166,7 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void CopyKv(KvCache cache, int src, int dst, int count)
     {
+        _ops++;
         int esize = cache.K.IsF16 ? 2 : 4;
         long rowBytes = (long)cache.KvDim * esize;
         foreach (var t in new[] { T(cache.K), T(cache.V) })
@@ -156,15 +177,52 @@ public sealed unsafe class CpuBackend : IBackend
             }
     }
 
-    public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows) => ActivationCpu.SiluMul(T(gate).F, T(up).F, (long)rows * gate.Cols);
-    public void Gelu(DeviceTensor x, int rows) => ActivationCpu.GeluTanh(T(x).F, (long)rows * x.Cols);
-    public void Add(DeviceTensor x, DeviceTensor y, int rows) => ActivationCpu.Add(T(x).F, T(y).F, (long)rows * x.Cols);
+    public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows)
+    {
+        _ops++;
+        ActivationCpu.SiluMul(T(gate).F, T(up).F, (long)rows * gate.Cols);
+    }
+    public void Gelu(DeviceTensor x, int rows)
+    {
+        _ops++;
+        ActivationCpu.GeluTanh(T(x).F, (long)rows * x.Cols);
+    }
+    public void Add(DeviceTensor x, DeviceTensor y, int rows)
+    {
+        _ops++;
+        ActivationCpu.Add(T(x).F, T(y).F, (long)rows * x.Cols);
+    }
 
-    public void CopyRows(DeviceTensor src, int srcRow, DeviceTensor dst, int dstRow, int rows) =>
+    public void CopyRows(DeviceTensor src, int srcRow, DeviceTensor dst, int dstRow, int rows)
+    {
+        _ops++;
         new ReadOnlySpan<float>(T(src).F + (long)srcRow * src.Cols, rows * src.Cols).CopyTo(new Span<float>(T(dst).F + (long)dstRow * dst.Cols, rows * dst.Cols));
+    }
 
     public void Read(DeviceTensor t, int row, int rows, Span<float> dst) =>
         new ReadOnlySpan<float>(T(t).F + (long)row * t.Cols, rows * t.Cols).CopyTo(dst);
+
+    public SoftmaxStats SoftmaxEntropy(DeviceTensor logits, int row, float temperature, int token)
+    {
+        _ops++;
+        return SoftmaxEntropyCpu.Compute(new ReadOnlySpan<float>(T(logits).F + (long)row * logits.Cols, logits.Cols), temperature, token);
+    }
+
+    public Verdict VerifyDrafts(DeviceTensor p, DeviceTensor q, ReadOnlySpan<int> drafts, ReadOnlySpan<double> uniforms, bool greedy, bool multi, bool withoutReplacement)
+    {
+        _ops++;
+        int vocab = p.Cols;
+        if (multi)
+            return DraftVerifyCpu.RecursiveReject(new Span<float>(T(p).F, vocab), new Span<float>(T(q).F, vocab), drafts, withoutReplacement, uniforms, greedy);
+        return DraftVerifyCpu.Verify(new ReadOnlySpan<float>(T(p).F, (drafts.Length + 1) * vocab), new ReadOnlySpan<float>(T(q).F, drafts.Length * vocab),
+            drafts, uniforms, vocab, greedy, new float[vocab]);
+    }
+
+    public void Synchronize() { }
+
+    private long _ops;
+    /// <summary>Ops issued (each is one kernel call on the worker pool).</summary>
+    public long Launches => _ops;
 
     public void Dispose() { }
 }

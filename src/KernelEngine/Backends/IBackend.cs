@@ -1,4 +1,6 @@
 using KernelEngine.Kernels;
+using KernelEngine.Kernels.DraftVerify;
+using KernelEngine.Kernels.SoftmaxEntropy;
 
 namespace KernelEngine.Backends;
 
@@ -42,6 +44,17 @@ public interface IBackend : IDisposable
     void CopyRows(DeviceTensor src, int srcRow, DeviceTensor dst, int dstRow, int rows);
     /// <summary>Copies rows of an F32 tensor to the host (waits for pending work).</summary>
     void Read(DeviceTensor t, int row, int rows, Span<float> dst);
+    /// <summary>Fused softmax-entropy of one row of logits / temperature: max, log-sum-exp, entropy, log p(token), argmax.</summary>
+    SoftmaxStats SoftmaxEntropy(DeviceTensor logits, int row, float temperature, int token);
+    /// <summary>
+    /// Draft verification on the device (see DraftVerifyCpu): p (k + 1, vocab), q (k, vocab) for one draft of k tokens;
+    /// with <paramref name="multi"/>, recursive rejection over the candidates of one position (p, q one row each, modified).
+    /// </summary>
+    Verdict VerifyDrafts(DeviceTensor p, DeviceTensor q, ReadOnlySpan<int> drafts, ReadOnlySpan<double> uniforms, bool greedy, bool multi, bool withoutReplacement);
+    /// <summary>Waits for queued work.</summary>
+    void Synchronize();
+    /// <summary>Kernel launches issued so far (GPU backends; the CPU backend counts ops).</summary>
+    long Launches { get; }
 }
 
 /// <summary>Kinds of compute device.</summary>

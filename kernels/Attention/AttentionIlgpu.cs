@@ -1,0 +1,142 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using KernelEngine.Kernels.Ilgpu;
+
+namespace KernelEngine.Kernels.Attention;
+
+public struct AttentionArgs
+{
+    public ArrayView<float> Q, Out;
+    public ArrayView<byte> K, V;          // the whole cache; LayerOffset selects the layer (elements)
+    public ArrayView<float> Partial;      // flash-decoding scratch: (heads, chunks, headDim + 2)
+    public long LayerOffset;
+    public int F16, Start, Heads, KvHeads, HeadDim, Branch, Chunk, Chunks;
+    public float Scale;
+}
+
+/// <summary>
+/// ILGPU twin of the Attention family (head dim up to 256).
+/// Prefill (FlashAttention style): one 32-thread group per (query row, head) walks the visible keys in tiles of 32:
+///   scores of a tile in shared memory, an online softmax (running max m and sum l, the output rescaled by
+///   exp(m_old − m_new)), so no n×n score matrix ever exists in global memory. Branch layouts (speculative drafts)
+///   see the committed prefix and their own rows, as on the CPU.
+/// Decode (Flash-Decoding): the keys are split into chunks, one group per (head, chunk) computes a partial
+///   (m, l, o), and a second launch merges the chunks of each head by log-sum-exp weights.
+/// </summary>
+public static class AttentionIlgpu
+{
+    public const int Threads = 32;
+    public const int MaxHeadDim = 256;
+
+    private static float Key(AttentionArgs a, long index) =>
+        a.F16 != 0 ? DeviceMath.HalfToFloat(a.K.Cast<ushort>()[a.LayerOffset + index]) : a.K.Cast<float>()[a.LayerOffset + index];
+
+    private static float Value(AttentionArgs a, long index) =>
+        a.F16 != 0 ? DeviceMath.HalfToFloat(a.V.Cast<ushort>()[a.LayerOffset + index]) : a.V.Cast<float>()[a.LayerOffset + index];
+
+    /// <summary>Online-softmax attention of one query over visible positions [from, to) (in visible-index space).</summary>
+    private static void Attend(AttentionArgs a, int t, int h, int from, int to, int prefixEnd, int ownStart,
+        ArrayView<float> o, ArrayView<float> sc, ArrayView<float> red, out float mOut, out float lOut)
+    {
+        int tid = Group.IdxX, hd = a.HeadDim, kvDim = a.KvHeads * hd;
+        int kvh = h / (a.Heads / a.KvHeads);
+        long qo = (long)t * a.Heads * hd + h * hd;
+        for (int d = tid; d < hd; d += Threads) o[d] = 0;
+        float m = float.NegativeInfinity, l = 0;
+        Group.Barrier();
+        for (int s0 = from; s0 < to; s0 += Threads)
+        {
+            int s = s0 + tid;
+            float score = float.NegativeInfinity;
+            if (s < to)
+            {
+                int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
+                long ko = (long)p * kvDim + kvh * hd;
+                float dot = 0;
+                for (int d = 0; d < hd; d++) dot += a.Q[qo + d] * Key(a, ko + d);
+                score = dot * a.Scale;
+            }
+            float mNew = XMath.Max(m, DeviceMath.GroupMax(score, red));
+            float corr = XMath.Exp(m - mNew);
+            float e = s < to ? XMath.Exp(score - mNew) : 0f;
+            sc[tid] = e;
+            float tileSum = DeviceMath.GroupSum(e, red);
+            int n = XMath.Min(Threads, to - s0);
+            for (int d = tid; d < hd; d += Threads)
+            {
+                float acc = o[d] * corr;
+                for (int j = 0; j < n; j++)
+                {
+                    int sj = s0 + j;
+                    int p = sj < prefixEnd ? sj : ownStart + sj - prefixEnd;
+                    acc += sc[j] * Value(a, (long)p * kvDim + kvh * hd + d);
+                }
+                o[d] = acc;
+            }
+            l = l * corr + tileSum;
+            m = mNew;
+            Group.Barrier();
+        }
+        mOut = m; lOut = l;
+    }
+
+    private static void Visible(AttentionArgs a, int t, out int prefixEnd, out int ownStart, out int visible)
+    {
+        if (a.Branch > 0) { prefixEnd = a.Start; ownStart = a.Start + t / a.Branch * a.Branch; visible = prefixEnd + t % a.Branch + 1; }
+        else { prefixEnd = a.Start + t + 1; ownStart = 0; visible = prefixEnd; }
+    }
+
+    /// <summary>Grid: rows * heads groups of 32 threads.</summary>
+    public static void Prefill(AttentionArgs a)
+    {
+        var o = SharedMemory.Allocate<float>(MaxHeadDim);
+        var sc = SharedMemory.Allocate<float>(Threads);
+        var red = SharedMemory.Allocate<float>(Threads);
+        int t = Grid.IdxX / a.Heads, h = Grid.IdxX % a.Heads;
+        Visible(a, t, out int prefixEnd, out int ownStart, out int visible);
+        Attend(a, t, h, 0, visible, prefixEnd, ownStart, o, sc, red, out _, out float l);
+        long oo = (long)t * a.Heads * a.HeadDim + h * a.HeadDim;
+        for (int d = Group.IdxX; d < a.HeadDim; d += Threads) a.Out[oo + d] = o[d] / l;
+    }
+
+    /// <summary>Decode, pass 1. Grid: heads * chunks groups; writes (m, l, o[headDim]) per (head, chunk).</summary>
+    public static void DecodePartial(AttentionArgs a)
+    {
+        var o = SharedMemory.Allocate<float>(MaxHeadDim);
+        var sc = SharedMemory.Allocate<float>(Threads);
+        var red = SharedMemory.Allocate<float>(Threads);
+        int h = Grid.IdxX / a.Chunks, c = Grid.IdxX % a.Chunks;
+        int visible = a.Start + 1;
+        int from = c * a.Chunk, to = XMath.Min(visible, from + a.Chunk);
+        Attend(a, 0, h, from, to, visible, 0, o, sc, red, out float m, out float l);
+        long po = ((long)h * a.Chunks + c) * (a.HeadDim + 2);
+        for (int d = Group.IdxX; d < a.HeadDim; d += Threads) a.Partial[po + 2 + d] = o[d];
+        if (Group.IdxX == 0) { a.Partial[po] = m; a.Partial[po + 1] = l; }
+    }
+
+    /// <summary>Decode, pass 2. Grid: heads groups; out = Σ_c o_c e^(m_c − m) / Σ_c l_c e^(m_c − m).</summary>
+    public static void DecodeMerge(AttentionArgs a)
+    {
+        int h = Grid.IdxX;
+        long baseOff = (long)h * a.Chunks * (a.HeadDim + 2);
+        float m = float.NegativeInfinity;
+        for (int c = 0; c < a.Chunks; c++) m = XMath.Max(m, a.Partial[baseOff + c * (a.HeadDim + 2)]);
+        float l = 0;
+        for (int c = 0; c < a.Chunks; c++)
+        {
+            long po = baseOff + c * (a.HeadDim + 2);
+            float lc = a.Partial[po + 1];
+            if (lc > 0) l += lc * XMath.Exp(a.Partial[po] - m);
+        }
+        for (int d = Group.IdxX; d < a.HeadDim; d += Group.DimX)
+        {
+            float acc = 0;
+            for (int c = 0; c < a.Chunks; c++)
+            {
+                long po = baseOff + c * (a.HeadDim + 2);
+                if (a.Partial[po + 1] > 0) acc += a.Partial[po + 2 + d] * XMath.Exp(a.Partial[po] - m);
+            }
+            a.Out[(long)h * a.HeadDim + d] = acc / l;
+        }
+    }
+}

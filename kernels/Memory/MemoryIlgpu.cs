@@ -1,0 +1,61 @@
+using ILGPU;
+using KernelEngine.Kernels.Ilgpu;
+
+namespace KernelEngine.Kernels.Memory;
+
+public struct EmbedArgs
+{
+    public ArrayView<byte> Table;
+    public ArrayView<int> Ids;
+    public ArrayView<float> X;
+    public int Type, Dim, Add;
+    public long RowBytes;
+}
+
+public struct KvArgs
+{
+    public ArrayView<float> K, V;
+    public ArrayView<byte> CacheK, CacheV;
+    public int F16;
+    public long Offset;   // element offset of (layer, start) in the cache
+}
+
+/// <summary>Gathers, cache writes and copies on the device (one thread per element).</summary>
+public static class MemoryIlgpu
+{
+    /// <summary>x[r] (+)= table[ids[r]], any weight type.</summary>
+    public static void Embed(Index1D index, EmbedArgs a)
+    {
+        int r = index / a.Dim, c = index % a.Dim;
+        float v = DeviceMath.ReadWeight(a.Table, a.Type, a.RowBytes, a.Ids[r], c);
+        long o = (long)r * a.Dim + c;
+        a.X[o] = a.Add != 0 ? a.X[o] + v : v;
+    }
+
+    /// <summary>Writes k, v rows into the cache (F32, or F16 rounded to nearest even).</summary>
+    public static void StoreKv(Index1D i, KvArgs a)
+    {
+        if (a.F16 != 0)
+        {
+            a.CacheK.Cast<ushort>()[a.Offset + i] = (ushort)DeviceMath.FloatToHalf(a.K[i]);
+            a.CacheV.Cast<ushort>()[a.Offset + i] = (ushort)DeviceMath.FloatToHalf(a.V[i]);
+        }
+        else
+        {
+            a.CacheK.Cast<float>()[a.Offset + i] = a.K[i];
+            a.CacheV.Cast<float>()[a.Offset + i] = a.V[i];
+        }
+    }
+
+    /// <summary>dst[dstOffset + i] = src[srcOffset + i] over 32-bit words (activations, cache rows).</summary>
+    public static void Copy(Index1D i, ArrayView<int> src, long srcOffset, ArrayView<int> dst, long dstOffset) => dst[dstOffset + i] = src[srcOffset + i];
+
+    /// <summary>Per layer, moves count positions of K and V from src to dst (ranges do not overlap; words of 16 bits).</summary>
+    public static void CopyKv(Index1D i, ArrayView<ushort> k, ArrayView<ushort> v, long layerStride, long rowHalves, long src, long dst, long perLayer)
+    {
+        long layer = i / perLayer, e = i % perLayer;
+        long from = layer * layerStride + src * rowHalves + e, to = layer * layerStride + dst * rowHalves + e;
+        k[to] = k[from];
+        v[to] = v[from];
+    }
+}
