@@ -86,6 +86,35 @@ public static class AttentionIlgpu
         else { prefixEnd = a.Start + t + 1; ownStart = 0; visible = prefixEnd; }
     }
 
+    /// <summary>
+    /// v0 one thread per (query row, head) with the same online softmax over single keys and the output row in
+    /// thread-local memory: no barriers, the path for ILGPU's CPU accelerator (and a reference for the group kernels).
+    /// </summary>
+    public static void PerQuery(Index1D index, AttentionArgs a)
+    {
+        var o = LocalMemory.Allocate<float>(MaxHeadDim);
+        int t = index / a.Heads, h = index % a.Heads, hd = a.HeadDim, kvDim = a.KvHeads * hd;
+        int kvh = h / (a.Heads / a.KvHeads);
+        Visible(a, t, out int prefixEnd, out int ownStart, out int visible);
+        long qo = (long)t * a.Heads * hd + h * hd;
+        for (int d = 0; d < hd; d++) o[d] = 0;
+        float m = float.NegativeInfinity, l = 0;
+        for (int s = 0; s < visible; s++)
+        {
+            int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
+            long ko = (long)p * kvDim + kvh * hd;
+            float dot = 0;
+            for (int d = 0; d < hd; d++) dot += a.Q[qo + d] * Key(a, ko + d);
+            float score = dot * a.Scale;
+            float mNew = XMath.Max(m, score);
+            float corr = XMath.Exp(m - mNew), e = XMath.Exp(score - mNew);
+            for (int d = 0; d < hd; d++) o[d] = o[d] * corr + e * Value(a, ko + d);
+            l = l * corr + e;
+            m = mNew;
+        }
+        for (int d = 0; d < hd; d++) a.Out[qo + d] = o[d] / l;
+    }
+
     /// <summary>Grid: rows * heads groups of 32 threads.</summary>
     public static void Prefill(AttentionArgs a)
     {

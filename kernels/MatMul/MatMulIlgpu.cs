@@ -25,6 +25,19 @@ public static class MatMulIlgpu
 {
     public const int Tile = 16;
 
+    /// <summary>
+    /// v0 one thread per output element, no shared memory or barriers: the path for ILGPU's CPU accelerator, where
+    /// each barrier costs an OS context switch per simulated thread (and a tested reference for the group kernels).
+    /// </summary>
+    public static void PerElement(Index1D index, MatMulArgs a)
+    {
+        int r = index / a.OutDim, o = index % a.OutDim;
+        long xo = (long)r * a.InDim;
+        float acc = 0;
+        for (int i = 0; i < a.InDim; i++) acc += a.X[xo + i] * DeviceMath.ReadWeight(a.W, a.Type, a.RowBytes, o, i);
+        a.Y[index] = a.HasBias != 0 ? acc + a.Bias[o] : acc;
+    }
+
     public static void MatVec(MatMulArgs a)
     {
         var shared = SharedMemory.Allocate<float>(DeviceMath.GroupSize);

@@ -35,6 +35,10 @@ public sealed class Model : IDisposable
     public int ContextLength { get; }
     internal Transformer Transformer { get; }
     internal IBackend Backend => _backend;
+    /// <summary>The profiler when loaded with <see cref="ModelOptions.Profile"/>.</summary>
+    public ProfilingBackend? Profiler => _backend as ProfilingBackend;
+    /// <summary>Kernel launches (GPU) or ops (CPU) issued by this model's backend so far.</summary>
+    public long Launches => _backend.Launches;
 
     /// <summary>Loads a Hugging Face model folder (config.json, *.safetensors, tokenizer).</summary>
     public static Model Load(string folder, ModelOptions? options = null)
@@ -50,6 +54,7 @@ public sealed class Model : IDisposable
         try
         {
             backend = Devices.Create(options.Device);
+            if (options.Profile) backend = new ProfilingBackend(backend);
             var weights = WeightLoader.Load(store, config, backend);
             return new Model(folder, config, tokenizer, store, backend, new Transformer(config, weights, backend), options);
         }

@@ -9,6 +9,8 @@ public sealed record ModelOptions
     public int? ContextLength { get; init; }
     /// <summary>Keep the KV cache in F16 (half the memory and traffic).</summary>
     public bool F16KvCache { get; init; }
+    /// <summary>Time every kernel (see <see cref="Backends.ProfilingBackend"/>); synchronizes after each op.</summary>
+    public bool Profile { get; init; }
     /// <summary>Tokens per batched prefill pass.</summary>
     public int PrefillBatch { get; init; } = 128;
 }

@@ -11,4 +11,5 @@ root.Subcommands.Add(ScoreCommand.Create());
 root.Subcommands.Add(QuantizeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(RooflineCommand.Create());
+root.Subcommands.Add(ProfileCommand.Create());
 return root.Parse(args).Invoke();

@@ -35,6 +35,19 @@ public sealed unsafe class IlgpuBackend : IBackend
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _resultFloats;
     private long _launches;
 
+    /// <summary>
+    /// Threads per group of the reduction kernels (a power of two up to DeviceMath.GroupSize): 128 on GPUs; one warp
+    /// on ILGPU's CPU accelerator, where every simulated thread is an OS thread and each barrier a context switch.
+    /// </summary>
+    private readonly int _group;
+
+    /// <summary>
+    /// Use the group (shared-memory) kernels for MatMul, norms and attention. On by default on GPUs; off on the CPU
+    /// accelerator, which then runs the barrier-free v0 kernels (one thread per output, row or query); tests turn it
+    /// on to check the GPU kernels on the simulator.
+    /// </summary>
+    public bool GroupKernels { get; set; }
+
     /// <summary>Positions per Flash-Decoding chunk.</summary>
     public int DecodeChunk { get; set; } = 256;
 
@@ -58,6 +71,8 @@ public sealed unsafe class IlgpuBackend : IBackend
             _context.Dispose();
             throw new DeviceException($"{kind}: cannot create the accelerator ({e.Message})", e);
         }
+        _group = kind == DeviceKind.IlgpuCpu ? 32 : Kernels.Ilgpu.DeviceMath.GroupSize;
+        GroupKernels = kind != DeviceKind.IlgpuCpu;
         Device = new DeviceInfo(kind, _acc.Name, _acc.MemorySize, $"warp {_acc.WarpSize}, max group {_acc.MaxNumThreadsPerGroup}, {_acc.NumMultiprocessors} multiprocessors");
         _ints = _acc.Allocate1D<int>(1024);
         _scratch = _acc.Allocate1D<float>(4096);
@@ -163,13 +178,26 @@ public sealed unsafe class IlgpuBackend : IBackend
         _launches++;
     }
 
-    public void RmsNorm(DeviceTensor x, DeviceWeight weight, DeviceTensor y, int rows, float eps) =>
-        Launch("rmsnorm", NormIlgpu.RmsNorm, rows, Kernels.Ilgpu.DeviceMath.GroupSize,
-            new NormArgs { X = T(x).F, W = W(weight).F, B = _none.View, Y = T(y).F, Dim = x.Cols, Eps = eps });
+    public void RmsNorm(DeviceTensor x, DeviceWeight weight, DeviceTensor y, int rows, float eps)
+    {
+        var args = new NormArgs { X = T(x).F, W = W(weight).F, B = _none.View, Y = T(y).F, Dim = x.Cols, Eps = eps };
+        if (GroupKernels) Launch("rmsnorm", NormIlgpu.RmsNorm, rows, _group, args);
+        else Implicit("rmsnorm-per-row", NormIlgpu.RmsNormPerRow, rows, args);
+    }
 
-    public void LayerNorm(DeviceTensor x, DeviceWeight weight, DeviceWeight bias, DeviceTensor y, int rows, float eps) =>
-        Launch("layernorm", NormIlgpu.LayerNorm, rows, Kernels.Ilgpu.DeviceMath.GroupSize,
-            new NormArgs { X = T(x).F, W = W(weight).F, B = W(bias).F, Y = T(y).F, Dim = x.Cols, Eps = eps });
+    public void LayerNorm(DeviceTensor x, DeviceWeight weight, DeviceWeight bias, DeviceTensor y, int rows, float eps)
+    {
+        var args = new NormArgs { X = T(x).F, W = W(weight).F, B = W(bias).F, Y = T(y).F, Dim = x.Cols, Eps = eps };
+        if (GroupKernels) Launch("layernorm", NormIlgpu.LayerNorm, rows, _group, args);
+        else Implicit("layernorm-per-row", NormIlgpu.LayerNormPerRow, rows, args);
+    }
+
+    private void Implicit<TArgs>(string name, Action<Index1D, TArgs> kernel, int threads, TArgs args) where TArgs : struct
+    {
+        if (threads <= 0) return;
+        Kernel(name, () => _acc.LoadAutoGroupedStreamKernel(kernel))(threads, args);
+        _launches++;
+    }
 
     public void MatMul(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int rows)
     {
@@ -181,7 +209,8 @@ public sealed unsafe class IlgpuBackend : IBackend
             X = T(x).F, W = ww.Bytes, Bias = bias == null ? _none.View : W(bias).F, Y = T(y).F,
             Rows = rows, InDim = ww.Cols, OutDim = ww.Rows, Type = (int)ww.Type, HasBias = bias == null ? 0 : 1, RowBytes = ww.Type.RowBytes(ww.Cols),
         };
-        if (rows == 1) Launch("matvec", MatMulIlgpu.MatVec, ww.Rows, Kernels.Ilgpu.DeviceMath.GroupSize, args);
+        if (!GroupKernels) Implicit("matmul-per-element", MatMulIlgpu.PerElement, rows * ww.Rows, args);
+        else if (rows == 1) Launch("matvec", MatMulIlgpu.MatVec, ww.Rows, _group, args);
         else
         {
             int t = MatMulIlgpu.Tile;
@@ -225,7 +254,8 @@ public sealed unsafe class IlgpuBackend : IBackend
             LayerOffset = (long)layer * cache.ContextLength * cache.KvDim, F16 = cache.K.IsF16 ? 1 : 0, Start = start,
             Heads = s.Heads, KvHeads = s.KvHeads, HeadDim = s.HeadDim, Branch = branch, Scale = s.Scale,
         };
-        if (rows == 1 && branch == 0)
+        if (!GroupKernels) Implicit("attention-per-query", AttentionIlgpu.PerQuery, rows * s.Heads, args);
+        else if (rows == 1 && branch == 0)
         {
             int chunks = (start + 1 + DecodeChunk - 1) / DecodeChunk;
             args.Chunk = DecodeChunk; args.Chunks = chunks;
@@ -288,7 +318,7 @@ public sealed unsafe class IlgpuBackend : IBackend
         int n = logits.Cols;
         int groups = Math.Clamp((n + 4095) / 4096, 1, 64);
         var partial = Scratch(groups * 4L);
-        Launch("softmax-entropy", SoftmaxEntropyIlgpu.Compute, groups, Kernels.Ilgpu.DeviceMath.GroupSize, new SoftmaxEntropyArgs
+        Launch("softmax-entropy", SoftmaxEntropyIlgpu.Compute, groups, _group, new SoftmaxEntropyArgs
         {
             Logits = T(logits).F.SubView((long)row * n, n), Partial = partial.SubView(0, groups * 3L), PartialIdx = _ints.View.SubView(0, groups),
             Counter = _counter.View, Result = _resultFloats.View, ResultIdx = _resultInts.View, N = n, Token = token, Groups = groups,
@@ -312,8 +342,8 @@ public sealed unsafe class IlgpuBackend : IBackend
             P = T(p).F, Q = T(q).F, Draft = Ints(drafts), Uniforms = u.View, Residual = Scratch(vocab).SubView(0, vocab),
             Result = _resultInts.View, K = drafts.Length, Vocab = vocab, Greedy = greedy ? 1 : 0, WithoutReplacement = withoutReplacement ? 1 : 0,
         };
-        if (multi) Launch("draft-rrs", DraftVerifyIlgpu.RecursiveReject, 1, Kernels.Ilgpu.DeviceMath.GroupSize, args);
-        else Launch("draft-verify", DraftVerifyIlgpu.Verify, 1, Kernels.Ilgpu.DeviceMath.GroupSize, args);
+        if (multi) Launch("draft-rrs", DraftVerifyIlgpu.RecursiveReject, 1, _group, args);
+        else Launch("draft-verify", DraftVerifyIlgpu.Verify, 1, _group, args);
         _acc.Synchronize();
         var r = new int[4];
         _resultInts.CopyToCPU(r);

@@ -8,6 +8,7 @@ namespace KernelEngine.Tests.Kernels;
 /// <summary>Attention layouts, softmax-entropy and draft verification through the kernel contract, per backend.</summary>
 [TestFixture("cpu")]
 [TestFixture("ilgpu-cpu")]
+[TestFixture("ilgpu-cpu-groups")]
 public sealed class BackendContractTests(string backendName)
 {
     private IBackend _b = null!;

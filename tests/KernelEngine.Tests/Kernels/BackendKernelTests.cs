@@ -8,11 +8,13 @@ namespace KernelEngine.Tests.Kernels;
 /// <summary>
 /// Every op of the kernel contract against its scalar reference, on odd sizes (not multiples of any vector or
 /// tile width), for each weight type, on each backend: the CPU SIMD backend (pool and single thread) and the ILGPU
-/// kernels on ILGPU's CPU accelerator configured like a CUDA device (warp 32, 8 warps per group).
+/// kernels on ILGPU's CPU accelerator configured like a CUDA device (warp 32, 8 warps per group), once with the
+/// simulator's per-element MatMul and once with the GPU's group kernels (MatVec, Tiled).
 /// </summary>
 [TestFixture("cpu")]
 [TestFixture("cpu-1thread")]
 [TestFixture("ilgpu-cpu")]
+[TestFixture("ilgpu-cpu-groups")]
 public sealed class BackendKernelTests(string backendName)
 {
     private IBackend _b = null!;

@@ -13,6 +13,7 @@ public static class TestBackends
     {
         "cpu" => new CpuBackend(),
         "cpu-1thread" => new CpuBackend(SingleThread),
+        "ilgpu-cpu-groups" => new IlgpuBackend(DeviceKind.IlgpuCpu) { GroupKernels = true },
         _ => Devices.Create(name),
     };
 

@@ -4,6 +4,7 @@ namespace KernelEngine.Tests.Models;
 
 /// <summary>tiny-random-gpt2 against ONNX Runtime GenAI's expected outputs and a float64 forward.</summary>
 [TestFixture("cpu")]
+[TestFixture("ilgpu-cpu")]
 public sealed class Gpt2ReferenceTests(string device)
 {
     [Test]

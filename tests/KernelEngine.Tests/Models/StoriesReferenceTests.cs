@@ -5,6 +5,8 @@ namespace KernelEngine.Tests.Models;
 /// <summary>stories260K (a real pretrained Llama) against its independent float64 reference.</summary>
 [TestFixture("cpu", false)]
 [TestFixture("cpu", true)]
+[TestFixture("ilgpu-cpu", false)]
+[TestFixture("ilgpu-cpu", true)]
 public sealed class StoriesReferenceTests(string device, bool f16Kv)
 {
     private Model Load() => Model.Load(SharedData.Stories, new ModelOptions { Device = device, F16KvCache = f16Kv });

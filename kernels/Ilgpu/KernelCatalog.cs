@@ -1,0 +1,48 @@
+using System.Reflection;
+using ILGPU;
+using KernelEngine.Kernels.Activation;
+using KernelEngine.Kernels.Attention;
+using KernelEngine.Kernels.DraftVerify;
+using KernelEngine.Kernels.MatMul;
+using KernelEngine.Kernels.Memory;
+using KernelEngine.Kernels.Norm;
+using KernelEngine.Kernels.Rope;
+using KernelEngine.Kernels.SoftmaxEntropy;
+
+namespace KernelEngine.Kernels.Ilgpu;
+
+/// <summary>One ILGPU kernel entry point: explicitly grouped (KernelConfig) or implicitly grouped (Index1D).</summary>
+public sealed record KernelEntry(string Name, MethodInfo Method, bool ExplicitlyGrouped);
+
+/// <summary>Every ILGPU kernel of the engine, so a test can compile each one to PTX and OpenCL C without a GPU.</summary>
+public static class KernelCatalog
+{
+    private static KernelEntry E<T>(string name, Action<T> k) => new(name, k.Method, true);
+    private static KernelEntry I<T>(string name, Action<Index1D, T> k) => new(name, k.Method, false);
+
+    public static IReadOnlyList<KernelEntry> All { get; } =
+    [
+        E<MatMulArgs>("matvec", MatMulIlgpu.MatVec),
+        E<MatMulArgs>("matmul-tiled", MatMulIlgpu.Tiled),
+        I<MatMulArgs>("matmul-per-element", MatMulIlgpu.PerElement),
+        E<NormArgs>("rmsnorm", NormIlgpu.RmsNorm),
+        E<NormArgs>("layernorm", NormIlgpu.LayerNorm),
+        I<NormArgs>("rmsnorm-per-row", NormIlgpu.RmsNormPerRow),
+        I<NormArgs>("layernorm-per-row", NormIlgpu.LayerNormPerRow),
+        I<RopeArgs>("rope", RopeIlgpu.Apply),
+        E<AttentionArgs>("attention-prefill", AttentionIlgpu.Prefill),
+        E<AttentionArgs>("attention-decode-partial", AttentionIlgpu.DecodePartial),
+        E<AttentionArgs>("attention-decode-merge", AttentionIlgpu.DecodeMerge),
+        I<AttentionArgs>("attention-per-query", AttentionIlgpu.PerQuery),
+        E<SoftmaxEntropyArgs>("softmax-entropy", SoftmaxEntropyIlgpu.Compute),
+        E<DraftVerifyArgs>("draft-verify", DraftVerifyIlgpu.Verify),
+        E<DraftVerifyArgs>("draft-rrs", DraftVerifyIlgpu.RecursiveReject),
+        I<EmbedArgs>("embed", MemoryIlgpu.Embed),
+        I<KvArgs>("store-kv", MemoryIlgpu.StoreKv),
+        new("silu-mul", ((Action<Index1D, ArrayView<float>, ArrayView<float>>)ActivationIlgpu.SiluMul).Method, false),
+        new("gelu", ((Action<Index1D, ArrayView<float>>)ActivationIlgpu.GeluTanh).Method, false),
+        new("add", ((Action<Index1D, ArrayView<float>, ArrayView<float>>)ActivationIlgpu.Add).Method, false),
+        new("copy", ((Action<Index1D, ArrayView<int>, long, ArrayView<int>, long>)MemoryIlgpu.Copy).Method, false),
+        new("copy-kv", ((Action<Index1D, ArrayView<ushort>, ArrayView<ushort>, long, long, long, long, long>)MemoryIlgpu.CopyKv).Method, false),
+    ];
+}

@@ -1,0 +1,51 @@
+using System.CommandLine;
+using KernelEngine.Benchmarking;
+
+namespace KernelEngine.Cli;
+
+internal static class ProfileCommand
+{
+    public static Command Create()
+    {
+        var json = CliCommon.Json(); var device = CliCommon.Device();
+        var model = new Option<string?>("--model", "-m") { Description = "Model folder" };
+        var preset = new Option<string?>("--preset") { Description = "Random-weight model of a real shape" };
+        var dtype = new Option<string>("--dtype") { Description = "Preset weight type", DefaultValueFactory = _ => "f32" };
+        var tokens = new Option<int>("--tokens") { Description = "Prompt tokens of the profiled prefill", DefaultValueFactory = _ => 64 };
+        var steps = new Option<int>("--steps") { Description = "Decode steps averaged", DefaultValueFactory = _ => 16 };
+        var trace = new Option<string?>("--trace") { Description = "Write a Chrome trace-event JSON (Perfetto, chrome://tracing)" };
+        var cmd = new Command("profile", "Per-kernel time of a prefill and of one decode step, launches per step, Chrome trace") { model, preset, dtype, tokens, steps, device, trace, json };
+        cmd.SetAction(p => CliCommon.Run(p, () =>
+        {
+            string dir = p.GetValue(model) ?? (p.GetValue(preset) is string name ? Presets.Materialize(name, BenchCommand.ParseType(p.GetValue(dtype)!))
+                : throw new InvalidRequestException("give --model DIR or --preset NAME"));
+            using var m = Model.Load(dir, new ModelOptions { Device = p.GetValue(device)!, Profile = true });
+            var r = Profiler.Run(m, p.GetValue(tokens), p.GetValue(steps));
+            if (p.GetValue(trace) is string t) Profiler.WriteChromeTrace(t, r);
+            if (p.GetValue(json))
+            {
+                CliCommon.PrintJson(new
+                {
+                    device = m.Device.Id, prompt_tokens = r.PromptTokens, prefill_wall_us = r.PrefillWallMicroseconds, prefill = r.Prefill,
+                    decode_steps = r.DecodeSteps, decode_step_wall_us = r.DecodeStepWallMicroseconds, decode_step = r.DecodeStep,
+                    decode_attributed_fraction = r.DecodeAttributedFraction, launches_per_decode_step = r.LaunchesPerDecodeStep,
+                });
+                return 0;
+            }
+            Console.WriteLine($"device {m.Device.Id} ({m.Device.Name})");
+            Print($"prefill of {r.PromptTokens} tokens: {r.PrefillWallMicroseconds / 1000:F2} ms wall ({r.PromptTokens / (r.PrefillWallMicroseconds / 1e6):F1} tok/s)", r.Prefill);
+            Print($"decode step (mean of {r.DecodeSteps}): {r.DecodeStepWallMicroseconds:F0} us wall, {r.DecodeAttributedFraction:P1} attributed to kernels, {r.LaunchesPerDecodeStep:F0} launches", r.DecodeStep);
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static void Print(string title, IReadOnlyList<KernelTotal> totals)
+    {
+        Console.WriteLine();
+        Console.WriteLine(title);
+        Console.WriteLine($"  {"kernel",-18} {"calls",6} {"total us",11} {"mean us",9} {"% wall",7} {"MB moved",9} {"GB/s",7}");
+        foreach (var t in totals)
+            Console.WriteLine($"  {t.Kernel,-18} {t.Calls,6} {t.TotalMicroseconds,11:F1} {t.MeanMicroseconds,9:F1} {t.Percent,6:F1}% {t.Bytes / 1e6,9:F2} {t.GBps,7:F1}");
+    }
+}
