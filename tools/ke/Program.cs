@@ -12,4 +12,5 @@ root.Subcommands.Add(QuantizeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(RooflineCommand.Create());
 root.Subcommands.Add(ProfileCommand.Create());
+root.Subcommands.Add(CheckCommand.Create());
 return root.Parse(args).Invoke();
