@@ -13,4 +13,5 @@ root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(RooflineCommand.Create());
 root.Subcommands.Add(ProfileCommand.Create());
 root.Subcommands.Add(CheckCommand.Create());
+root.Subcommands.Add(ExportGgufCommand.Create());
 return root.Parse(args).Invoke();

@@ -1,0 +1,158 @@
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using KernelEngine.Backends;
+using KernelEngine.Kernels;
+using KernelEngine.Kernels.Quant;
+using KernelEngine.Models;
+using KernelEngine.Text;
+
+namespace KernelEngine.Formats;
+
+/// <summary>
+/// Exports a Llama-family model folder as GGUF for llama.cpp: llama.* hyper-parameters, the tokenizer (SentencePiece
+/// as "llama", byte-level BPE as "gpt2" with merges), llama.cpp tensor names, and q/k rows permuted from Hugging
+/// Face's rotate-half order to the interleaved order llama.cpp's RoPE expects (as convert_hf_to_gguf.py does).
+/// Weights keep their stored type, or are converted to <c>type</c> (F32, F16, Q8_0, Q4_0; a matrix whose rows are
+/// not a multiple of 32 stays F32 when a block type is asked for). Norms are F32.
+/// </summary>
+public static class GgufExporter
+{
+    public static void Export(string modelDir, string outPath, WeightType? type = null)
+    {
+        var c = ModelConfig.Load(Path.Combine(modelDir, "config.json"));
+        if (c.Architecture != Architecture.Llama || c.ModelType != "llama")
+            throw new InvalidRequestException($"GGUF export supports the llama architecture (this is '{c.ModelType}')");
+        if (c.AttentionBias) throw new InvalidRequestException("GGUF export of attention biases is not supported");
+        using var store = TensorStore.OpenFolder(modelDir);
+        WeightLoader.Validate(store, c);
+        var tok = TokenizerLoader.FromFolder(modelDir, c);
+        var g = new GgufWriter()
+            .Add("general.architecture", "llama")
+            .Add("general.name", Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelDir))))
+            .Add("general.alignment", 32u)
+            .Add("general.file_type", FileType(type))
+            .Add("llama.context_length", (uint)c.MaxPositions)
+            .Add("llama.embedding_length", (uint)c.HiddenSize)
+            .Add("llama.block_count", (uint)c.Layers)
+            .Add("llama.feed_forward_length", (uint)c.IntermediateSize)
+            .Add("llama.attention.head_count", (uint)c.Heads)
+            .Add("llama.attention.head_count_kv", (uint)c.KvHeads)
+            .Add("llama.rope.dimension_count", (uint)c.HeadDim)
+            .Add("llama.rope.freq_base", (float)c.RopeTheta)
+            .Add("llama.attention.layer_norm_rms_epsilon", c.NormEps)
+            .Add("llama.vocab_size", (uint)c.VocabSize);
+        if (c.RopeScaling != null) throw new InvalidRequestException("GGUF export of llama3 rope scaling is not supported yet");
+        AddTokenizer(g, tok, modelDir, c);
+
+        void Matrix(string src, string dst, bool permuteHeads = false, int heads = 0)
+        {
+            var host = WeightLoader.HostMatrix(store, src);
+            var target = type ?? host.Type;
+            if (target.IsBlockQuantized() && host.Cols % WeightTypes.BlockElements != 0) target = WeightType.F32;
+            if (target == WeightType.BF16) target = WeightType.F16; // CPU llama.cpp builds handle F16 everywhere
+            long bytes = host.Rows * target.RowBytes(host.Cols);
+            g.Tensor(dst, Ggml(target), host.Rows, host.Cols, bytes, () => Convert(host, target, permuteHeads ? heads : 0));
+        }
+        void Vector(string src, string dst)
+        {
+            var v = store.ReadF32(src);
+            g.Tensor(dst, GgmlType.F32, 1, v.Length, v.Length * 4L, () => MemoryMarshal.AsBytes(v.AsSpan()).ToArray());
+        }
+
+        Matrix("model.embed_tokens.weight", "token_embd.weight");
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string p = $"model.layers.{l}.", b = $"blk.{l}.";
+            Vector(p + "input_layernorm.weight", b + "attn_norm.weight");
+            Matrix(p + "self_attn.q_proj.weight", b + "attn_q.weight", true, c.Heads);
+            Matrix(p + "self_attn.k_proj.weight", b + "attn_k.weight", true, c.KvHeads);
+            Matrix(p + "self_attn.v_proj.weight", b + "attn_v.weight");
+            Matrix(p + "self_attn.o_proj.weight", b + "attn_output.weight");
+            Vector(p + "post_attention_layernorm.weight", b + "ffn_norm.weight");
+            Matrix(p + "mlp.gate_proj.weight", b + "ffn_gate.weight");
+            Matrix(p + "mlp.up_proj.weight", b + "ffn_up.weight");
+            Matrix(p + "mlp.down_proj.weight", b + "ffn_down.weight");
+        }
+        Vector("model.norm.weight", "output_norm.weight");
+        if (store.Contains("lm_head.weight")) Matrix("lm_head.weight", "output.weight");
+        g.Write(outPath);
+    }
+
+    private static uint FileType(WeightType? t) => t switch
+    {
+        WeightType.F16 or WeightType.BF16 => 1u, WeightType.Q4_0 => 2u, WeightType.Q8_0 => 7u, _ => 0u,
+    };
+
+    private static GgmlType Ggml(WeightType t) => t switch
+    {
+        WeightType.F32 => GgmlType.F32, WeightType.F16 => GgmlType.F16, WeightType.Q8_0 => GgmlType.Q8_0, WeightType.Q4_0 => GgmlType.Q4_0,
+        _ => GgmlType.F16,
+    };
+
+    /// <summary>Row-permutes (heads > 0) from rotate-half to interleaved, then stores in the target type.</summary>
+    private static unsafe byte[] Convert(HostWeight h, WeightType target, int heads)
+    {
+        int rows = h.Rows, cols = h.Cols;
+        long srcRowBytes = h.Type.RowBytes(cols), dstRowBytes = target.RowBytes(cols);
+        var dst = new byte[rows * dstRowBytes];
+        var f = new float[cols];
+        int hd = heads > 0 ? rows / heads : 0;
+        for (int r = 0; r < rows; r++)
+        {
+            int src = r;
+            if (heads > 0)
+            {
+                // new row (head, 2j + s) <- old row (head, s * hd/2 + j)
+                int head = r / hd, within = r % hd, j = within / 2, s = within % 2;
+                src = head * hd + s * (hd / 2) + j;
+            }
+            byte* srow = h.Data + src * srcRowBytes;
+            var drow = dst.AsSpan((int)(r * dstRowBytes), (int)dstRowBytes);
+            if (h.Type == target && target != WeightType.BF16) { new ReadOnlySpan<byte>(srow, (int)srcRowBytes).CopyTo(drow); continue; }
+            fixed (float* fp = f) Kernels.MatMul.RowConvert.ToF32(srow, h.Type, cols, fp);
+            switch (target)
+            {
+                case WeightType.F32: MemoryMarshal.AsBytes(f.AsSpan()).CopyTo(drow); break;
+                case WeightType.F16: System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(f, MemoryMarshal.Cast<byte, Half>(drow)); break;
+                case WeightType.Q8_0: BlockQuant.QuantizeRowQ8_0(f, drow); break;
+                case WeightType.Q4_0: BlockQuant.QuantizeRowQ4_0(f, drow); break;
+            }
+        }
+        return dst;
+    }
+
+    private static void AddTokenizer(GgufWriter g, Tokenizer tok, string dir, ModelConfig c)
+    {
+        int n = c.VocabSize;
+        var tokens = new string[n];
+        var types = new int[n];
+        if (tok is SentencePieceTokenizer)
+        {
+            var model = SentencePieceModel.Parse(Path.Combine(dir, "tokenizer.model"), File.ReadAllBytes(Path.Combine(dir, "tokenizer.model")));
+            var scores = new float[n];
+            for (int i = 0; i < n; i++)
+            {
+                bool has = i < model.Pieces.Length;
+                tokens[i] = has ? model.Pieces[i] : $"[PAD{i}]";
+                scores[i] = has ? model.Scores[i] : -1e9f;
+                types[i] = has ? (int)model.Types[i] : 5;
+            }
+            g.Add("tokenizer.ggml.model", "llama").Add("tokenizer.ggml.tokens", tokens).Add("tokenizer.ggml.scores", scores).Add("tokenizer.ggml.token_type", types);
+        }
+        else
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "tokenizer.json")));
+            var model = doc.RootElement.GetProperty("model");
+            foreach (var p in model.GetProperty("vocab").EnumerateObject())
+                if (p.Value.GetInt32() < n) tokens[p.Value.GetInt32()] = p.Name;
+            for (int i = 0; i < n; i++) { tokens[i] ??= $"[PAD{i}]"; types[i] = 1; }
+            var merges = model.GetProperty("merges").EnumerateArray()
+                .Select(m => m.ValueKind == JsonValueKind.String ? m.GetString()! : m[0].GetString() + " " + m[1].GetString()).ToList();
+            g.Add("tokenizer.ggml.model", "gpt2").Add("tokenizer.ggml.pre", "default").Add("tokenizer.ggml.tokens", tokens)
+             .Add("tokenizer.ggml.token_type", types).Add("tokenizer.ggml.merges", merges);
+        }
+        if (c.BosTokenId is int bos) g.Add("tokenizer.ggml.bos_token_id", (uint)bos);
+        if (c.EosTokenIds.Length > 0) g.Add("tokenizer.ggml.eos_token_id", (uint)c.EosTokenIds[0]);
+        g.Add("tokenizer.ggml.add_bos_token", c.BosTokenId != null);
+    }
+}

@@ -1,0 +1,23 @@
+using System.CommandLine;
+using KernelEngine.Formats;
+
+namespace KernelEngine.Cli;
+
+internal static class ExportGgufCommand
+{
+    public static Command Create()
+    {
+        var model = CliCommon.Model();
+        var output = new Option<string>("--out", "-o") { Description = "Output .gguf file", Required = true };
+        var type = new Option<string?>("--type") { Description = "Convert weights to f32 | f16 | q8_0 | q4_0 (default: as stored)" };
+        var cmd = new Command("export-gguf", "Write a Llama-family model as GGUF for llama.cpp (q/k rows in llama.cpp's order)") { model, output, type };
+        cmd.SetAction(p => CliCommon.Run(p, () =>
+        {
+            var t = p.GetValue(type) is string s ? BenchCommand.ParseType(s) : (Kernels.WeightType?)null;
+            GgufExporter.Export(p.GetValue(model)!, p.GetValue(output)!, t);
+            Console.WriteLine($"wrote {p.GetValue(output)} ({new FileInfo(p.GetValue(output)!).Length:N0} bytes)");
+            return 0;
+        }));
+        return cmd;
+    }
+}
