@@ -65,6 +65,7 @@ public static unsafe class MatMulCpu
         return (float*)Unsafe.AsPointer(ref s[0]);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DecodeTask(void* ctx, int task)
     {
         ref Job j = ref Unsafe.AsRef<Job>(ctx);
@@ -77,6 +78,13 @@ public static unsafe class MatMulCpu
                 Dot1x4(j.X, (float*)(j.W + o * j.WRowBytes), n, n, j.Y + o);
             for (; o < o1; o++)
                 j.Y[o] = TensorPrimitives.Dot(new ReadOnlySpan<float>(j.X, n), new ReadOnlySpan<float>(j.W + o * j.WRowBytes, n));
+        }
+        else if ((j.Type == WeightType.F16 || j.Type == WeightType.BF16) && HalfVector.IsSupported && n % 16 == 0)
+        {
+            // Converted in registers: the weight row is read once and never written back out as F32.
+            bool bf16 = j.Type == WeightType.BF16;
+            for (int o = o0; o < o1; o++)
+                j.Y[o] = DotHalfRow(j.X, (ushort*)(j.W + o * j.WRowBytes), n, bf16);
         }
         else
         {
@@ -97,6 +105,7 @@ public static unsafe class MatMulCpu
             for (int o = o0; o < o1; o++) j.Y[o] += j.Bias[o];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PrefillTask(void* ctx, int task)
     {
         ref Job j = ref Unsafe.AsRef<Job>(ctx);
@@ -130,6 +139,37 @@ public static unsafe class MatMulCpu
         if (j.Bias != null)
             for (t = 0; t < j.Rows; t++)
                 for (int b = 0; b < nO; b++) j.Y[(long)t * outDim + o0 + b] += j.Bias[o0 + b];
+    }
+
+    /// <summary>dot(x, w) for a row of 16-bit floats (fp16 or bf16), n a multiple of 32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float DotHalfRow(float* x, ushort* w, int n, bool bf16)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        int i = 0;
+        if (bf16)
+        {
+            for (; i + 64 <= n; i += 64)
+            {
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), HalfVector.LoadBf16x16(w + i), a0);
+                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 16), HalfVector.LoadBf16x16(w + i + 16), a1);
+                a2 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 32), HalfVector.LoadBf16x16(w + i + 32), a2);
+                a3 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 48), HalfVector.LoadBf16x16(w + i + 48), a3);
+            }
+            for (; i < n; i += 16) a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), HalfVector.LoadBf16x16(w + i), a0);
+        }
+        else
+        {
+            for (; i + 64 <= n; i += 64)
+            {
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), HalfVector.LoadHalf16(w + i), a0);
+                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 16), HalfVector.LoadHalf16(w + i + 16), a1);
+                a2 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 32), HalfVector.LoadHalf16(w + i + 32), a2);
+                a3 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 48), HalfVector.LoadHalf16(w + i + 48), a3);
+            }
+            for (; i < n; i += 16) a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), HalfVector.LoadHalf16(w + i), a0);
+        }
+        return Vector512.Sum((a0 + a1) + (a2 + a3));
     }
 
     /// <summary>y[0..4) = dot(x, w_r) for 4 rows of w (row stride wStride floats).</summary>
@@ -174,6 +214,7 @@ public static unsafe class MatMulCpu
     }
 
     /// <summary>y[a*yStride + b] = dot(x_a, w_b) for 4 rows of x and 4 rows of w, both with row stride n.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4x4(float* x, float* w, int n, float* y, int yStride)
     {
         if (!Vector512.IsHardwareAccelerated || n < 16)

@@ -77,6 +77,7 @@ public static unsafe class QuantMatVecCpu
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Task(void* ctx, int task)
     {
         ref Job j = ref Unsafe.AsRef<Job>(ctx);
@@ -90,8 +91,9 @@ public static unsafe class QuantMatVecCpu
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Scale(byte* block, float* dx, int b) => (float)Unsafe.ReadUnaligned<Half>(block) * dx[b];
+    private static float Scale(byte* block, float* dx, int b) => HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(block)) * dx[b];
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotQ8_0(byte* row, sbyte* qx, float* dx, int blocks)
     {
         int b = 0;
@@ -138,6 +140,7 @@ public static unsafe class QuantMatVecCpu
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotQ4_0(byte* row, sbyte* qx, float* dx, int* sum4x8, int blocks)
     {
         int b = 0;

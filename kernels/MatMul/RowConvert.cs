@@ -15,7 +15,7 @@ public static unsafe class RowConvert
                 Buffer.MemoryCopy(row, dst, 4L * elements, 4L * elements);
                 break;
             case WeightType.F16:
-                TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(row, elements), new Span<float>(dst, elements));
+                F16ToF32((ushort*)row, elements, dst);
                 break;
             case WeightType.BF16:
                 Bf16ToF32((ushort*)row, elements, dst);
@@ -31,19 +31,21 @@ public static unsafe class RowConvert
         }
     }
 
+    /// <summary>fp16 to f32 with <see cref="HalfVector"/>'s register conversion.</summary>
+    public static void F16ToF32(ushort* src, int n, float* dst)
+    {
+        int i = 0;
+        if (HalfVector.IsSupported)
+            for (; i + 16 <= n; i += 16) HalfVector.LoadHalf16(src + i).Store(dst + i);
+        for (; i < n; i++) dst[i] = HalfVector.ToSingle(src[i]);
+    }
+
     /// <summary>bf16 is the upper half of an f32: widen to 32 bits and shift left by 16.</summary>
     public static void Bf16ToF32(ushort* src, int n, float* dst)
     {
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            for (; i + 32 <= n; i += 32)
-            {
-                var (lo, hi) = Vector512.Widen(Vector512.Load(src + i));
-                Vector512.ShiftLeft(lo, 16).AsSingle().Store(dst + i);
-                Vector512.ShiftLeft(hi, 16).AsSingle().Store(dst + i + 16);
-            }
-        }
+        if (HalfVector.IsSupported)
+            for (; i + 16 <= n; i += 16) HalfVector.LoadBf16x16(src + i).Store(dst + i);
         for (; i < n; i++) dst[i] = BitConverter.Int32BitsToSingle(src[i] << 16);
     }
 }
