@@ -33,11 +33,13 @@ public static unsafe class MatMulCpu
         public int RowsPerTask;
     }
 
-    public static void MatMul(WorkerPool pool, float* x, int rows, int inDim, byte* w, WeightType type, int outDim, float* bias, float* y)
+    /// <param name="scales">Q8_0/Q4_0: the block scales widened once (<see cref="QuantMatVecCpu.WidenScales"/>); null widens them per call</param>
+    public static void MatMul(WorkerPool pool, float* x, int rows, int inDim, byte* w, WeightType type, int outDim, float* bias, float* y, float* scales = null)
     {
         if (rows == 1 && type.IsBlockQuantized())
         {
-            QuantMatVecCpu.MatVec(pool, x, inDim, w, type, outDim, bias, y);
+            if (scales != null) QuantMatVecCpu.MatVec(pool, x, inDim, w, type, outDim, bias, y, scales);
+            else fixed (float* s = QuantMatVecCpu.WidenScales(w, type, outDim, inDim)) QuantMatVecCpu.MatVec(pool, x, inDim, w, type, outDim, bias, y, s);
             return;
         }
         var job = new Job

@@ -27,6 +27,7 @@ public static unsafe class QuantMatVecCpu
         public sbyte* Qx;       // (n) quantized activations
         public float* Dx;       // (n / 32) activation block scales
         public int* Sum4x8;     // (n / 4) 8 · Σ qx over each group of 4 (Q4_0 offset)
+        public float* Scales;   // (outDim, n / 32) weight block scales widened to f32 once at load
         public int Blocks;
         public byte* W;
         public long RowBytes;
@@ -37,7 +38,9 @@ public static unsafe class QuantMatVecCpu
         public int RowsPerTask;
     }
 
-    public static void MatVec(WorkerPool pool, float* x, int n, byte* w, WeightType type, int outDim, float* bias, float* y)
+    /// <param name="scales">(outDim, n / 32) the weight blocks' fp16 scales as f32 (<see cref="WidenScales"/>), read
+    /// instead of converting two halves per block pair in the inner loop</param>
+    public static void MatVec(WorkerPool pool, float* x, int n, byte* w, WeightType type, int outDim, float* bias, float* y, float* scales)
     {
         if (n % B != 0) throw new ArgumentException($"row length {n} is not a multiple of {B}");
         if (t_qx == null || t_qx.Length < n)
@@ -49,7 +52,7 @@ public static unsafe class QuantMatVecCpu
         var job = new Job
         {
             Qx = (sbyte*)Unsafe.AsPointer(ref t_qx[0]), Dx = (float*)Unsafe.AsPointer(ref t_dx![0]), Sum4x8 = (int*)Unsafe.AsPointer(ref t_sum4![0]),
-            Blocks = n / B, W = w, RowBytes = type.RowBytes(n), Type = type, OutDim = outDim, Bias = bias, Y = y,
+            Blocks = n / B, W = w, RowBytes = type.RowBytes(n), Type = type, OutDim = outDim, Bias = bias, Y = y, Scales = scales,
         };
         QuantizeActivations(x, n, job.Qx, job.Dx, job.Sum4x8);
         int tasksWanted = pool.Threads * 8;
@@ -85,16 +88,27 @@ public static unsafe class QuantMatVecCpu
         for (int o = o0; o < o1; o++)
         {
             byte* row = j.W + o * j.RowBytes;
-            float v = j.Type == WeightType.Q8_0 ? DotQ8_0(row, j.Qx, j.Dx, j.Blocks) : DotQ4_0(row, j.Qx, j.Dx, j.Sum4x8, j.Blocks);
+            float* ws = j.Scales + (long)o * j.Blocks;
+            float v = j.Type == WeightType.Q8_0 ? DotQ8_0(row, ws, j.Qx, j.Dx, j.Blocks) : DotQ4_0(row, ws, j.Qx, j.Dx, j.Sum4x8, j.Blocks);
             j.Y[o] = j.Bias != null ? v + j.Bias[o] : v;
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Scale(byte* block, float* dx, int b) => HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(block)) * dx[b];
+    /// <summary>The fp16 scale of every block of a Q8_0/Q4_0 matrix as f32: (rows, cols / 32).</summary>
+    public static float[] WidenScales(byte* w, WeightType type, int rows, int cols)
+    {
+        int blocks = cols / B;
+        long rowBytes = type.RowBytes(cols);
+        int blockBytes = type == WeightType.Q8_0 ? WeightTypes.Q8_0BlockBytes : WeightTypes.Q4_0BlockBytes;
+        var s = GC.AllocateUninitializedArray<float>(rows * blocks, pinned: true);
+        for (int r = 0; r < rows; r++)
+            for (int b = 0; b < blocks; b++)
+                s[r * blocks + b] = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(w + r * rowBytes + b * blockBytes));
+        return s;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ8_0(byte* row, sbyte* qx, float* dx, int blocks)
+    public static float DotQ8_0(byte* row, float* ws, sbyte* qx, float* dx, int blocks)
     {
         int b = 0;
         float sum = 0;
@@ -110,7 +124,7 @@ public static unsafe class QuantMatVecCpu
                 var sx = Vector512.ConditionalSelect(Vector512.LessThan(w, Vector512<sbyte>.Zero), -x, x);
                 var p16 = Avx512BW.MultiplyAddAdjacent(Avx512BW.Abs(w), sx);
                 var p32 = Avx512BW.MultiplyAddAdjacent(p16, ones);
-                var scale = Vector512.Create(Vector256.Create(Scale(ba, dx, b)), Vector256.Create(Scale(bb, dx, b + 1)));
+                var scale = Vector512.Create(Vector256.Create(ws[b] * dx[b]), Vector256.Create(ws[b + 1] * dx[b + 1]));
                 acc = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(p32), scale, acc);
             }
             sum = Vector512.Sum(acc);
@@ -125,7 +139,7 @@ public static unsafe class QuantMatVecCpu
                 var w = Vector256.Load((sbyte*)(blk + 2));
                 var x = Vector256.Load(qx + b * B);
                 var p32 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(x, w)), ones);
-                acc = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(p32), Vector256.Create(Scale(blk, dx, b)), acc);
+                acc = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(p32), Vector256.Create(ws[b] * dx[b]), acc);
             }
             sum = Vector256.Sum(acc);
         }
@@ -135,13 +149,13 @@ public static unsafe class QuantMatVecCpu
             sbyte* q = (sbyte*)(blk + 2);
             int s = 0;
             for (int k = 0; k < B; k++) s += q[k] * qx[b * B + k];
-            sum += s * Scale(blk, dx, b);
+            sum += s * ws[b] * dx[b];
         }
         return sum;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ4_0(byte* row, sbyte* qx, float* dx, int* sum4x8, int blocks)
+    public static float DotQ4_0(byte* row, float* ws, sbyte* qx, float* dx, int* sum4x8, int blocks)
     {
         int b = 0;
         float sum = 0;
@@ -159,7 +173,7 @@ public static unsafe class QuantMatVecCpu
                 var q = Vector512.Create(qa, qb);
                 var x = Vector512.Load(qx + b * B);
                 var p32 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q, x), ones) - Vector512.Load(sum4x8 + b * (B / 4));
-                var scale = Vector512.Create(Vector256.Create(Scale(ba, dx, b)), Vector256.Create(Scale(bb, dx, b + 1)));
+                var scale = Vector512.Create(Vector256.Create(ws[b] * dx[b]), Vector256.Create(ws[b + 1] * dx[b + 1]));
                 acc = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(p32), scale, acc);
             }
             sum = Vector512.Sum(acc);
@@ -176,7 +190,7 @@ public static unsafe class QuantMatVecCpu
                 var q = Vector256.Create(r & mask, Vector128.ShiftRightLogical(r.AsUInt16(), 4).AsByte() & mask);
                 var x = Vector256.Load(qx + b * B);
                 var p32 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, x), ones) - Vector256.Load(sum4x8 + b * (B / 4));
-                acc = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(p32), Vector256.Create(Scale(blk, dx, b)), acc);
+                acc = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(p32), Vector256.Create(ws[b] * dx[b]), acc);
             }
             sum = Vector256.Sum(acc);
         }
@@ -189,7 +203,7 @@ public static unsafe class QuantMatVecCpu
                 s += ((blk[2 + k] & 0x0F) - 8) * qx[b * B + k];
                 s += ((blk[2 + k] >> 4) - 8) * qx[b * B + k + B / 2];
             }
-            sum += s * Scale(blk, dx, b);
+            sum += s * ws[b] * dx[b];
         }
         return sum;
     }

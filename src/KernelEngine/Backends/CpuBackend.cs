@@ -68,7 +68,12 @@ public sealed unsafe class CpuBackend : IBackend
     {
         public readonly byte* Data;
         private HostWeight? _host; // keeps owned host arrays alive; mapped files are owned by the model
-        public Weight(HostWeight h) : base(h.Name, h.Rows, h.Cols, h.Type) { Data = h.Data; _host = h; }
+        public readonly float[]? Scales;   // (rows, cols / 32) block scales of Q8_0/Q4_0, widened once
+        public Weight(HostWeight h) : base(h.Name, h.Rows, h.Cols, h.Type)
+        {
+            Data = h.Data; _host = h;
+            if (h.Type.IsBlockQuantized()) Scales = QuantMatVecCpu.WidenScales(h.Data, h.Type, h.Rows, h.Cols);
+        }
         public float* F => (float*)Data;
         public override void Dispose() => _host = null;
     }
@@ -128,7 +133,8 @@ public sealed unsafe class CpuBackend : IBackend
         var ww = W(w);
         if (x.Cols != ww.Cols || y.Cols != ww.Rows)
             throw new InvalidOperationException($"{ww.Name}: matmul shape mismatch x (.., {x.Cols}) w ({ww.Rows}, {ww.Cols}) y (.., {y.Cols})");
-        MatMulCpu.MatMul(_pool, T(x).F, rows, ww.Cols, ww.Data, ww.Type, ww.Rows, bias == null ? null : W(bias).F, T(y).F);
+        fixed (float* scales = ww.Scales)
+            MatMulCpu.MatMul(_pool, T(x).F, rows, ww.Cols, ww.Data, ww.Type, ww.Rows, bias == null ? null : W(bias).F, T(y).F, scales);
     }
 
     public void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)
