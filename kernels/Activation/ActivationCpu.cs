@@ -1,5 +1,4 @@
 using System.Numerics.Tensors;
-using System.Runtime.Intrinsics;
 
 namespace KernelEngine.Kernels.Activation;
 
@@ -9,45 +8,32 @@ namespace KernelEngine.Kernels.Activation;
 /// </summary>
 public static unsafe class ActivationCpu
 {
-    /// <summary>gate[i] = silu(gate[i]) * up[i] = gate / (1 + exp(-gate)) * up.</summary>
+    /// <summary>gate[i] = silu(gate[i]) * up[i] = gate · sigmoid(gate) · up. (TensorPrimitives' vectorized exp:
+    /// Vector512.Exp measured ~60 ns per element here, 20x slower.)</summary>
     public static void SiluMul(float* gate, float* up, long n)
     {
         var g = new Span<float>(gate, checked((int)n));
-        var u = new ReadOnlySpan<float>(up, (int)n);
-        int i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            for (; i + 16 <= g.Length; i += 16)
-            {
-                var v = Vector512.Load(gate + i);
-                var s = v / (Vector512<float>.One + Vector512.Exp(-v));
-                (s * Vector512.Load(up + i)).Store(gate + i);
-            }
-        }
-        for (; i < g.Length; i++) g[i] = g[i] / (1f + MathF.Exp(-g[i])) * u[i];
+        Span<float> s = n <= 4096 ? stackalloc float[(int)n] : new float[n];
+        TensorPrimitives.Sigmoid(g, s);
+        TensorPrimitives.Multiply(g, s, g);
+        TensorPrimitives.Multiply(g, new ReadOnlySpan<float>(up, (int)n), g);
     }
 
     /// <summary>x = 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³))), GPT-2's gelu_new.</summary>
     public static void GeluTanh(float* x, long n)
     {
         const float k = 0.7978845608028654f; // sqrt(2/pi)
-        int i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            for (; i + 16 <= n; i += 16)
-            {
-                var v = Vector512.Load(x + i);
-                var inner = Vector512.Create(k) * (v + Vector512.Create(0.044715f) * v * v * v);
-                // tanh(u) = 1 - 2 / (exp(2u) + 1), stable for both signs
-                var t = Vector512<float>.One - Vector512.Create(2f) / (Vector512.Exp(inner + inner) + Vector512<float>.One);
-                (Vector512.Create(0.5f) * v * (Vector512<float>.One + t)).Store(x + i);
-            }
-        }
-        for (; i < n; i++)
-        {
-            float v = x[i];
-            x[i] = 0.5f * v * (1f + MathF.Tanh(k * (v + 0.044715f * v * v * v)));
-        }
+        var v = new Span<float>(x, checked((int)n));
+        Span<float> t = n <= 4096 ? stackalloc float[(int)n] : new float[n];
+        TensorPrimitives.Multiply(v, v, t);                 // x²
+        TensorPrimitives.Multiply(t, 0.044715f, t);
+        TensorPrimitives.Add(t, 1f, t);                     // 1 + 0.044715 x²
+        TensorPrimitives.Multiply(t, v, t);                 // x + 0.044715 x³
+        TensorPrimitives.Multiply(t, k, t);
+        TensorPrimitives.Tanh(t, t);
+        TensorPrimitives.Add(t, 1f, t);
+        TensorPrimitives.Multiply(t, v, t);
+        TensorPrimitives.Multiply(t, 0.5f, v);
     }
 
     /// <summary>x += y.</summary>

@@ -40,7 +40,7 @@ public static unsafe class AttentionCpu
             Q = q, Out = output, K = k, V = v, F16 = f16Cache, Start = start, Heads = heads, KvHeads = kvHeads,
             HeadDim = headDim, Scale = scale, Branch = branch,
         };
-        pool.For(rows * heads, &Task, &job);
+        pool.For(rows * heads, &Task, &job, 2L * rows * heads * headDim * (start + rows));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -64,6 +64,11 @@ public static unsafe class AttentionCpu
         if (Vector512.IsHardwareAccelerated && hd % 16 == 0 && (!j.F16 || HalfVector.IsSupported))
         {
             VectorPath(ref j, q, o, scores, visible, prefixEnd, ownStart, kvDim, kvh * hd);
+            return;
+        }
+        if (!j.F16 && hd < 16)
+        {
+            SmallHeadPath(ref j, q, o, scores, visible, prefixEnd, ownStart, kvDim, kvh * hd);
             return;
         }
         var qh = new ReadOnlySpan<float>(q, hd);
@@ -123,6 +128,36 @@ public static unsafe class AttentionCpu
                 for (int d = 0; d < hd; d += 16) Vector512.FusedMultiplyAdd(w, HalfVector.LoadHalf16((ushort*)j.V + off + d), Vector512.Load(o + d)).Store(o + d);
             else
                 for (int d = 0; d < hd; d += 16) Vector512.FusedMultiplyAdd(w, Vector512.Load((float*)j.V + off + d), Vector512.Load(o + d)).Store(o + d);
+        }
+    }
+
+    /// <summary>Tiny heads (stories260K: 8): plain loops, no call per position.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SmallHeadPath(ref Job j, float* q, float* o, float* scores, int visible, int prefixEnd, int ownStart, int kvDim, int headOffset)
+    {
+        int hd = j.HeadDim;
+        float* k = (float*)j.K, v = (float*)j.V;
+        float max = float.NegativeInfinity;
+        for (int s = 0; s < visible; s++)
+        {
+            int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
+            float* kr = k + (long)p * kvDim + headOffset;
+            float dot = 0;
+            for (int d = 0; d < hd; d++) dot += q[d] * kr[d];
+            scores[s] = dot * j.Scale;
+            if (scores[s] > max) max = scores[s];
+        }
+        var sc = new Span<float>(scores, visible);
+        TensorPrimitives.Subtract(sc, max, sc);
+        TensorPrimitives.Exp(sc, sc);
+        float inv = 1f / TensorPrimitives.Sum(sc);
+        for (int d = 0; d < hd; d++) o[d] = 0;
+        for (int s = 0; s < visible; s++)
+        {
+            int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
+            float* vr = v + (long)p * kvDim + headOffset;
+            float w = scores[s] * inv;
+            for (int d = 0; d < hd; d++) o[d] += w * vr[d];
         }
     }
 

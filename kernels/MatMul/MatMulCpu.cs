@@ -51,12 +51,12 @@ public static unsafe class MatMulCpu
         {
             int tasksWanted = pool.Threads * 8;
             job.RowsPerTask = Math.Max(4, (outDim + tasksWanted - 1) / tasksWanted + 3 & ~3);
-            pool.For((outDim + job.RowsPerTask - 1) / job.RowsPerTask, &DecodeTask, &job);
+            pool.For((outDim + job.RowsPerTask - 1) / job.RowsPerTask, &DecodeTask, &job, (long)outDim * inDim);
         }
         else
         {
             job.RowsPerTask = PrefillBlockRows;
-            pool.For((outDim + PrefillBlockRows - 1) / PrefillBlockRows, &PrefillTask, &job);
+            pool.For((outDim + PrefillBlockRows - 1) / PrefillBlockRows, &PrefillTask, &job, (long)rows * outDim * inDim);
         }
     }
 
@@ -73,7 +73,13 @@ public static unsafe class MatMulCpu
         ref Job j = ref Unsafe.AsRef<Job>(ctx);
         int o0 = task * j.RowsPerTask, o1 = Math.Min(j.OutDim, o0 + j.RowsPerTask);
         int n = j.InDim;
-        if (j.Type == WeightType.F32)
+        if (j.Type == WeightType.F32 && Vector512.IsHardwareAccelerated && n % 64 == 0)
+        {
+            // One row streamed at a time with 4 independent accumulators (as ggml's vec_dot_f32): one sequential
+            // stream per thread keeps the hardware prefetchers ahead; 4-row interleaving measured slower.
+            for (int o = o0; o < o1; o++) j.Y[o] = DotRow64((float*)(j.W + o * j.WRowBytes), j.X, n);
+        }
+        else if (j.Type == WeightType.F32)
         {
             int o = o0;
             for (; o + 4 <= o1; o += 4)
@@ -141,6 +147,21 @@ public static unsafe class MatMulCpu
         if (j.Bias != null)
             for (t = 0; t < j.Rows; t++)
                 for (int b = 0; b < nO; b++) j.Y[(long)t * outDim + o0 + b] += j.Bias[o0 + b];
+    }
+
+    /// <summary>dot(w, x) for n a multiple of 64.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float DotRow64(float* w, float* x, int n)
+    {
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (int i = 0; i < n; i += 64)
+        {
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(w + i), Vector512.Load(x + i), a0);
+            a1 = Vector512.FusedMultiplyAdd(Vector512.Load(w + i + 16), Vector512.Load(x + i + 16), a1);
+            a2 = Vector512.FusedMultiplyAdd(Vector512.Load(w + i + 32), Vector512.Load(x + i + 32), a2);
+            a3 = Vector512.FusedMultiplyAdd(Vector512.Load(w + i + 48), Vector512.Load(x + i + 48), a3);
+        }
+        return Vector512.Sum((a0 + a1) + (a2 + a3));
     }
 
     /// <summary>dot(x, w) for a row of 16-bit floats (fp16 or bf16), n a multiple of 32.</summary>

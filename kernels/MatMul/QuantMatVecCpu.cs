@@ -57,7 +57,7 @@ public static unsafe class QuantMatVecCpu
         QuantizeActivations(x, n, job.Qx, job.Dx, job.Sum4x8);
         int tasksWanted = pool.Threads * 8;
         job.RowsPerTask = Math.Max(4, (outDim + tasksWanted - 1) / tasksWanted);
-        pool.For((outDim + job.RowsPerTask - 1) / job.RowsPerTask, &Task, &job);
+        pool.For((outDim + job.RowsPerTask - 1) / job.RowsPerTask, &Task, &job, (long)outDim * n);
     }
 
     /// <summary>Q8_0 blocks of the activation row exactly as ggml's quantize_row_q8_0 (d = amax / 127 kept in fp16, q = roundf(x / d)); plus 8 · Σq per group of 4.</summary>

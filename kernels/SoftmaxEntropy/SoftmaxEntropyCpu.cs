@@ -1,5 +1,4 @@
 using System.Numerics.Tensors;
-using System.Runtime.Intrinsics;
 
 namespace KernelEngine.Kernels.SoftmaxEntropy;
 
@@ -15,11 +14,14 @@ public readonly record struct SoftmaxStats(float Max, double LogSumExp, double E
 
 /// <summary>
 /// CPU twin of the fused softmax-entropy kernel: one pass over a row of logits after the max, keeping
-/// S = Σ exp(z - m) and T = Σ exp(z - m)(z - m) in F32 vector lanes and folding them in double;
+/// S = Σ exp(z - m) and T = Σ exp(z - m)(z - m) over chunks with TensorPrimitives, folded in double;
 /// entropy = log S - T / S. The GPU version merges partial (m, S, T) triples across groups the same way.
 /// </summary>
-public static unsafe class SoftmaxEntropyCpu
+public static class SoftmaxEntropyCpu
 {
+    private const int Chunk = 4096;
+    [ThreadStatic] private static float[]? t_scratch;
+
     public static SoftmaxStats Compute(ReadOnlySpan<float> logits, float temperature = 1f, int token = -1)
     {
         if (logits.IsEmpty) throw new ArgumentException("empty logits row");
@@ -27,35 +29,19 @@ public static unsafe class SoftmaxEntropyCpu
         int argmax = TensorPrimitives.IndexOfMax(logits);
         float invT = 1f / temperature;
         float m = logits[argmax] * invT;
+        // d = z - m, e = exp(d): S = Σ e, T = Σ e·d, in chunks (per-thread scratch) folded into double.
+        int n = logits.Length;
+        var buf = t_scratch ??= new float[2 * Chunk];
         double s = 0, t = 0;
-        int i = 0, n = logits.Length;
-        fixed (float* x = logits)
+        for (int i = 0; i < n; i += Chunk)
         {
-            if (Vector512.IsHardwareAccelerated)
-            {
-                var vs = Vector512<float>.Zero; var vt = Vector512<float>.Zero;
-                var vm = Vector512.Create(m); var vi = Vector512.Create(invT);
-                // chunks of 4096 are folded into double to keep F32 lane sums short
-                while (i + 16 <= n)
-                {
-                    int end = Math.Min(n - 15, i + 4096);
-                    for (; i < end; i += 16)
-                    {
-                        var d = Vector512.Load(x + i) * vi - vm;
-                        var e = Vector512.Exp(d);
-                        vs += e;
-                        vt = Vector512.FusedMultiplyAdd(e, d, vt);
-                    }
-                    s += Vector512.Sum(vs); t += Vector512.Sum(vt);
-                    vs = Vector512<float>.Zero; vt = Vector512<float>.Zero;
-                }
-            }
-            for (; i < n; i++)
-            {
-                double d = x[i] * invT - m;
-                double e = Math.Exp(d);
-                s += e; t += e * d;
-            }
+            int len = Math.Min(Chunk, n - i);
+            var d = buf.AsSpan(0, len); var e = buf.AsSpan(Chunk, len);
+            TensorPrimitives.Multiply(logits.Slice(i, len), invT, d);
+            TensorPrimitives.Subtract(d, m, d);
+            TensorPrimitives.Exp(d, e);
+            s += TensorPrimitives.Sum(e);
+            t += TensorPrimitives.Dot(e, d);
         }
         double logS = Math.Log(s);
         double lse = m + logS;

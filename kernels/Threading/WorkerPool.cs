@@ -44,6 +44,17 @@ public sealed unsafe class WorkerPool : IDisposable
     /// <summary>Total threads that run a job (workers plus the calling thread).</summary>
     public int Threads { get; }
 
+    /// <summary>Below this many multiply-adds (or bytes touched) a job runs on the calling thread: waking the workers
+    /// costs more than it saves (small models such as stories260K are dominated by that overhead).</summary>
+    public const long InlineWork = 48 * 1024;
+
+    /// <summary>Like <see cref="For(int, delegate*{void*, int, void}, void*)"/>, inline when the whole job is small.</summary>
+    public void For(int count, delegate*<void*, int, void> body, void* context, long work)
+    {
+        if (work < InlineWork) { for (int i = 0; i < count; i++) body(context, i); return; }
+        For(count, body, context);
+    }
+
     /// <summary>Runs body(context, i) for i in [0, count) and returns when all have finished.</summary>
     public void For(int count, delegate*<void*, int, void> body, void* context)
     {
