@@ -39,6 +39,8 @@ public sealed class Session : IDisposable
     public IReadOnlyList<int> Tokens => _tokens;
     public int Position => _tokens.Count;
     public int ContextLength => _cache.ContextLength;
+    /// <summary>Most tokens one batched pass takes (<see cref="ModelOptions.PrefillBatch"/>).</summary>
+    public int BatchCapacity => _state.Capacity;
     public GenerationStats? LastStats { get; private set; }
 
     /// <summary>Logits (vocab) after the last token fed. Valid until the next call.</summary>

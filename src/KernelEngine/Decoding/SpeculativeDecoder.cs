@@ -69,7 +69,10 @@ public sealed class SpeculativeDecoder
             if (room <= 0) break;
             int g = Math.Min(gamma, Math.Min(settings.MaxTokens - generated - 1, room - 1));
             Sync(_target, committed);
-            int missing = committed.Count - _target.Position;          // >= 1: at least the last token is unfed
+            if (committed.Count - _target.Position > 1)
+                _target.Feed(Tail(committed, _target.Position).AsSpan(0, committed.Count - _target.Position - 1)); // the prompt, batched
+            int missing = committed.Count - _target.Position;          // 1: the last token is unfed
+            g = Math.Min(g, _target.BatchCapacity - missing);
             int branches = k, branchLen;
 
             // 1. Drafts
@@ -83,7 +86,7 @@ public sealed class SpeculativeDecoder
             }
             else if (g > 0)
             {
-                branches = Math.Max(1, Math.Min(k, (room - missing) / (missing + g)));
+                branches = Math.Max(1, Math.Min(Math.Min(k, (room - missing) / (missing + g)), _target.BatchCapacity / (missing + g)));
                 for (int b = 0; b < branches; b++)
                 {
                     Sync(_draft!, committed);
