@@ -1,3 +1,4 @@
+using KernelEngine.Decoding;
 using NUnit.Framework;
 
 namespace KernelEngine.Tests;
@@ -16,7 +17,7 @@ public sealed class ReadmeExampleTests
         var settings = new GenerationSettings
         {
             MaxTokens = 64,
-            Sampling = new KernelEngine.Decoding.SamplingSettings { Temperature = 0.8f, TopK = 40, TopP = 0.95f, Seed = 1 },
+            Sampling = new SamplingSettings { Temperature = 0.8f, TopK = 40, TopP = 0.95f, Seed = 1 },
             StopStrings = ["\n"],
         };
         await foreach (var token in session.GenerateAsync("Once upon a time", settings))
