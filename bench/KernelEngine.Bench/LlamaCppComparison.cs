@@ -50,8 +50,8 @@ public static class LlamaCppComparison
             // KernelEngine
             var oursResults = BenchRunner.Run(ours, pp, tg, reps, roof.ReadGBps);
             // llama.cpp
-            var ppTimes = Repeat(reps, () => { ctx.NativeHandle.MemoryClear(true); DecodeBatch(ctx, prompt); });
-            var tgTimes = Repeat(reps, () =>
+            var ppTimes = BenchRunner.Repeat(reps, () => { ctx.NativeHandle.MemoryClear(true); DecodeBatch(ctx, prompt); });
+            var tgTimes = BenchRunner.Repeat(reps, () =>
             {
                 ctx.NativeHandle.MemoryClear(true);
                 int next = 1;
@@ -97,19 +97,6 @@ public static class LlamaCppComparison
         var r = ctx.Decode(batch);
         if (r != DecodeResult.Ok) throw new InvalidOperationException($"llama.cpp decode failed: {r}");
         return TensorPrimitives.IndexOfMax(ctx.NativeHandle.GetLogitsIth(0));
-    }
-
-    private static List<double> Repeat(int reps, Action run)
-    {
-        run();
-        var t = new List<double>();
-        for (int i = 0; i < reps; i++)
-        {
-            var sw = Stopwatch.StartNew();
-            run();
-            t.Add(sw.Elapsed.TotalSeconds);
-        }
-        return t;
     }
 
     public static void PrintMarkdown(IEnumerable<Row> rows, TextWriter w)

@@ -92,8 +92,8 @@ public sealed unsafe class IlgpuBackend : IBackend
     {
         public MemoryBuffer1D<byte, Stride1D.Dense>? Buffer;
         public Tensor(MemoryBuffer1D<byte, Stride1D.Dense> b, int rows, int cols, bool f16) : base(rows, cols, f16) => Buffer = b;
-        public ArrayView<byte> Bytes => Buffer!.View;
-        public ArrayView<float> F => Bytes.Cast<float>();
+        public ArrayView<byte> View => Buffer!.View;
+        public ArrayView<float> F => View.Cast<float>();
         public override void Dispose() { Buffer?.Dispose(); Buffer = null; }
     }
 
@@ -101,8 +101,8 @@ public sealed unsafe class IlgpuBackend : IBackend
     {
         public MemoryBuffer1D<byte, Stride1D.Dense>? Buffer;
         public Weight(HostWeight h, MemoryBuffer1D<byte, Stride1D.Dense> b) : base(h.Name, h.Rows, h.Cols, h.Type) => Buffer = b;
-        public ArrayView<byte> Bytes => Buffer!.View;
-        public ArrayView<float> F => Bytes.Cast<float>();
+        public ArrayView<byte> View => Buffer!.View;
+        public ArrayView<float> F => View.Cast<float>();
         public override void Dispose() { Buffer?.Dispose(); Buffer = null; }
     }
 
@@ -174,7 +174,7 @@ public sealed unsafe class IlgpuBackend : IBackend
         foreach (int id in ids)
             if ((uint)id >= (uint)w.Rows) throw new InvalidRequestException($"{w.Name}: row {id} is outside (0..{w.Rows - 1})");
         var k = Kernel("embed", () => _acc.LoadAutoGroupedStreamKernel<Index1D, EmbedArgs>(MemoryIlgpu.Embed));
-        k(ids.Length * w.Cols, new EmbedArgs { Table = w.Bytes, Ids = Ints(ids), X = T(x).F, Type = (int)w.Type, Dim = w.Cols, Add = add, RowBytes = w.Type.RowBytes(w.Cols) });
+        k(ids.Length * w.Cols, new EmbedArgs { Table = w.View, Ids = Ints(ids), X = T(x).F, Type = (int)w.Type, Dim = w.Cols, Add = add, RowBytes = w.Type.RowBytes(w.Cols) });
         _launches++;
     }
 
@@ -206,7 +206,7 @@ public sealed unsafe class IlgpuBackend : IBackend
             throw new InvalidOperationException($"{ww.Name}: matmul shape mismatch x (.., {x.Cols}) w ({ww.Rows}, {ww.Cols}) y (.., {y.Cols})");
         var args = new MatMulArgs
         {
-            X = T(x).F, W = ww.Bytes, Bias = bias == null ? _none.View : W(bias).F, Y = T(y).F,
+            X = T(x).F, W = ww.View, Bias = bias == null ? _none.View : W(bias).F, Y = T(y).F,
             Rows = rows, InDim = ww.Cols, OutDim = ww.Rows, Type = (int)ww.Type, HasBias = bias == null ? 0 : 1, RowBytes = ww.Type.RowBytes(ww.Cols),
         };
         if (!GroupKernels) Implicit("matmul-per-element", MatMulIlgpu.PerElement, rows * ww.Rows, args);
@@ -239,7 +239,7 @@ public sealed unsafe class IlgpuBackend : IBackend
         var kern = Kernel("store-kv", () => _acc.LoadAutoGroupedStreamKernel<Index1D, KvArgs>(MemoryIlgpu.StoreKv));
         kern(rows * cache.KvDim, new KvArgs
         {
-            K = T(k).F, V = T(v).F, CacheK = T(cache.K).Bytes, CacheV = T(cache.V).Bytes, F16 = cache.K.IsF16 ? 1 : 0,
+            K = T(k).F, V = T(v).F, CacheK = T(cache.K).View, CacheV = T(cache.V).View, F16 = cache.K.IsF16 ? 1 : 0,
             Offset = ((long)layer * cache.ContextLength + start) * cache.KvDim,
         });
         _launches++;
@@ -250,7 +250,7 @@ public sealed unsafe class IlgpuBackend : IBackend
         if (s.HeadDim > AttentionIlgpu.MaxHeadDim) throw new DeviceException($"head dimension {s.HeadDim} exceeds the ILGPU attention kernel's {AttentionIlgpu.MaxHeadDim}");
         var args = new AttentionArgs
         {
-            Q = T(q).F, Out = T(output).F, K = T(cache.K).Bytes, V = T(cache.V).Bytes, Partial = _none.View,
+            Q = T(q).F, Out = T(output).F, K = T(cache.K).View, V = T(cache.V).View, Partial = _none.View,
             LayerOffset = (long)layer * cache.ContextLength * cache.KvDim, F16 = cache.K.IsF16 ? 1 : 0, Start = start,
             Heads = s.Heads, KvHeads = s.KvHeads, HeadDim = s.HeadDim, Branch = branch, Scale = s.Scale,
         };
@@ -272,7 +272,7 @@ public sealed unsafe class IlgpuBackend : IBackend
         long rowHalves = (long)cache.KvDim * (cache.K.IsF16 ? 1 : 2);
         var k = Kernel("copy-kv", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<ushort>, ArrayView<ushort>, long, long, long, long, long>(MemoryIlgpu.CopyKv));
         long perLayer = count * rowHalves;
-        k((int)(cache.Layers * perLayer), T(cache.K).Bytes.Cast<ushort>(), T(cache.V).Bytes.Cast<ushort>(), cache.ContextLength * rowHalves, rowHalves, src, dst, perLayer);
+        k((int)(cache.Layers * perLayer), T(cache.K).View.Cast<ushort>(), T(cache.V).View.Cast<ushort>(), cache.ContextLength * rowHalves, rowHalves, src, dst, perLayer);
         _launches++;
     }
 
@@ -300,7 +300,7 @@ public sealed unsafe class IlgpuBackend : IBackend
     public void CopyRows(DeviceTensor src, int srcRow, DeviceTensor dst, int dstRow, int rows)
     {
         var k = Kernel("copy", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, long, ArrayView<int>, long>(MemoryIlgpu.Copy));
-        k(rows * src.Cols, T(src).Bytes.Cast<int>(), (long)srcRow * src.Cols, T(dst).Bytes.Cast<int>(), (long)dstRow * dst.Cols);
+        k(rows * src.Cols, T(src).View.Cast<int>(), (long)srcRow * src.Cols, T(dst).View.Cast<int>(), (long)dstRow * dst.Cols);
         _launches++;
     }
 

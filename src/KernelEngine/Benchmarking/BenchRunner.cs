@@ -63,7 +63,8 @@ public static class BenchRunner
         return results;
     }
 
-    private static List<double> Repeat(int reps, Action run)
+    /// <summary>One warm-up run, then the seconds of each of <paramref name="reps"/> runs.</summary>
+    public static List<double> Repeat(int reps, Action run)
     {
         run(); // warm-up: JIT, page-in of the mapped weights, caches
         var times = new List<double>();

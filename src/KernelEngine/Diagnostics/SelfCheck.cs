@@ -143,23 +143,5 @@ public static class SelfCheck
         for (int i = 0; i < row.Length; i++) row[i] /= s;
     }
 
-    private static byte[] Encode(float[] w, WeightType type, int rows, int cols)
-    {
-        long rowBytes = type.RowBytes(cols);
-        var data = new byte[rows * rowBytes];
-        for (int r = 0; r < rows; r++)
-        {
-            var src = w.AsSpan(r * cols, cols);
-            var dst = data.AsSpan((int)(r * rowBytes), (int)rowBytes);
-            switch (type)
-            {
-                case WeightType.F32: System.Runtime.InteropServices.MemoryMarshal.AsBytes(src).CopyTo(dst); break;
-                case WeightType.F16: for (int c = 0; c < cols; c++) BitConverter.TryWriteBytes(dst[(2 * c)..], (Half)src[c]); break;
-                case WeightType.BF16: for (int c = 0; c < cols; c++) BitConverter.TryWriteBytes(dst[(2 * c)..], Formats.ModelQuantizer.ToBf16(src[c])); break;
-                case WeightType.Q8_0: BlockQuant.QuantizeRowQ8_0(src, dst); break;
-                case WeightType.Q4_0: BlockQuant.QuantizeRowQ4_0(src, dst); break;
-            }
-        }
-        return data;
-    }
+    private static byte[] Encode(float[] w, WeightType type, int rows, int cols) => WeightEncoding.Encode(w, type, rows, cols);
 }

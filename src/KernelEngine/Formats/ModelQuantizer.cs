@@ -120,10 +120,5 @@ public static class ModelQuantizer
     }
 
     /// <summary>Round to nearest even, NaN kept quiet.</summary>
-    public static ushort ToBf16(float f)
-    {
-        uint u = BitConverter.SingleToUInt32Bits(f);
-        if (float.IsNaN(f)) return (ushort)((u >> 16) | 0x40);
-        return (ushort)((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
-    }
+    public static ushort ToBf16(float f) => WeightEncoding.ToBf16(f);
 }
