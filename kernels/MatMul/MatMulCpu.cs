@@ -34,11 +34,13 @@ public static unsafe class MatMulCpu
     }
 
     /// <param name="scales">Q8_0/Q4_0: the block scales widened once (<see cref="QuantMatVecCpu.WidenScales"/>); null widens them per call</param>
-    public static void MatMul(WorkerPool pool, float* x, int rows, int inDim, byte* w, WeightType type, int outDim, float* bias, float* y, float* scales = null)
+    /// <param name="nibbles">Q4_0: quants packed by <see cref="QuantMatVecCpu.PackNibbles"/> for the decode path (optional)</param>
+    public static void MatMul(WorkerPool pool, float* x, int rows, int inDim, byte* w, WeightType type, int outDim, float* bias, float* y,
+        float* scales = null, byte* nibbles = null)
     {
         if (rows == 1 && type.IsBlockQuantized())
         {
-            if (scales != null) QuantMatVecCpu.MatVec(pool, x, inDim, w, type, outDim, bias, y, scales);
+            if (scales != null) QuantMatVecCpu.MatVec(pool, x, inDim, w, type, outDim, bias, y, scales, nibbles);
             else fixed (float* s = QuantMatVecCpu.WidenScales(w, type, outDim, inDim)) QuantMatVecCpu.MatVec(pool, x, inDim, w, type, outDim, bias, y, s);
             return;
         }

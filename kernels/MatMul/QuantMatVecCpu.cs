@@ -28,6 +28,7 @@ public static unsafe class QuantMatVecCpu
         public float* Dx;       // (n / 32) activation block scales
         public int* Sum4x8;     // (n / 4) 8 · Σ qx over each group of 4 (Q4_0 offset)
         public float* Scales;   // (outDim, n / 32) weight block scales widened to f32 once at load
+        public byte* Nibbles;   // Q4_0 only, optional: (outDim, n / 2) the quants of each row back to back
         public int Blocks;
         public byte* W;
         public long RowBytes;
@@ -40,7 +41,8 @@ public static unsafe class QuantMatVecCpu
 
     /// <param name="scales">(outDim, n / 32) the weight blocks' fp16 scales as f32 (<see cref="WidenScales"/>), read
     /// instead of converting two halves per block pair in the inner loop</param>
-    public static void MatVec(WorkerPool pool, float* x, int n, byte* w, WeightType type, int outDim, float* bias, float* y, float* scales)
+    /// <param name="nibbles">Q4_0: the quants repacked by <see cref="PackNibbles"/> (null: read them from the blocks)</param>
+    public static void MatVec(WorkerPool pool, float* x, int n, byte* w, WeightType type, int outDim, float* bias, float* y, float* scales, byte* nibbles = null)
     {
         if (n % B != 0) throw new ArgumentException($"row length {n} is not a multiple of {B}");
         if (t_qx == null || t_qx.Length < n)
@@ -52,7 +54,7 @@ public static unsafe class QuantMatVecCpu
         var job = new Job
         {
             Qx = (sbyte*)Unsafe.AsPointer(ref t_qx[0]), Dx = (float*)Unsafe.AsPointer(ref t_dx![0]), Sum4x8 = (int*)Unsafe.AsPointer(ref t_sum4![0]),
-            Blocks = n / B, W = w, RowBytes = type.RowBytes(n), Type = type, OutDim = outDim, Bias = bias, Y = y, Scales = scales,
+            Blocks = n / B, W = w, RowBytes = type.RowBytes(n), Type = type, OutDim = outDim, Bias = bias, Y = y, Scales = scales, Nibbles = nibbles,
         };
         QuantizeActivations(x, n, job.Qx, job.Dx, job.Sum4x8);
         int tasksWanted = pool.Threads * 8;
@@ -89,9 +91,65 @@ public static unsafe class QuantMatVecCpu
         {
             byte* row = j.W + o * j.RowBytes;
             float* ws = j.Scales + (long)o * j.Blocks;
-            float v = j.Type == WeightType.Q8_0 ? DotQ8_0(row, ws, j.Qx, j.Dx, j.Blocks) : DotQ4_0(row, ws, j.Qx, j.Dx, j.Sum4x8, j.Blocks);
+            float v = j.Type == WeightType.Q8_0 ? DotQ8_0(row, ws, j.Qx, j.Dx, j.Blocks)
+                : j.Nibbles != null ? DotQ4_0Packed(j.Nibbles + (long)o * j.Blocks * (B / 2), ws, j.Qx, j.Dx, j.Sum4x8, j.Blocks)
+                : DotQ4_0(row, ws, j.Qx, j.Dx, j.Sum4x8, j.Blocks);
             j.Y[o] = j.Bias != null ? v + j.Bias[o] : v;
         }
+    }
+
+    /// <summary>The 16 quant bytes of every Q4_0 block, back to back per row: (rows, cols / 2), 64-byte aligned.</summary>
+    public static byte[] PackNibbles(byte* w, int rows, int cols)
+    {
+        int blocks = cols / B;
+        long rowBytes = WeightType.Q4_0.RowBytes(cols);
+        var packed = GC.AllocateUninitializedArray<byte>(rows * (cols / 2), pinned: true);
+        for (int r = 0; r < rows; r++)
+            for (int b = 0; b < blocks; b++)
+                new ReadOnlySpan<byte>(w + r * rowBytes + b * WeightTypes.Q4_0BlockBytes + 2, B / 2).CopyTo(packed.AsSpan(r * (cols / 2) + b * (B / 2), B / 2));
+        return packed;
+    }
+
+    /// <summary>
+    /// Q4_0 with packed quants: one 32-byte load holds two blocks; low nibbles [a0-15 | b0-15], high [a16-31 | b16-31];
+    /// one 128-bit lane shuffle orders them [a0-15, a16-31, b0-15, b16-31] to meet the activations.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float DotQ4_0Packed(byte* nib, float* ws, sbyte* qx, float* dx, int* sum4x8, int blocks)
+    {
+        int b = 0;
+        float sum = 0;
+        if (Avx512BW.IsSupported)
+        {
+            var acc = Vector512<float>.Zero;
+            var ones = Vector512.Create((short)1);
+            var mask = Vector256.Create((byte)0x0F);
+            for (; b + 2 <= blocks; b += 2)
+            {
+                var v = Vector256.Load(nib + b * (B / 2));
+                var lo = v & mask;
+                var hi = Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
+                var lohi = Vector512.Create(lo, hi).AsUInt64();
+                var q = Avx512F.Shuffle4x128(lohi, lohi, 0b11_01_10_00).AsByte();
+                var x = Vector512.Load(qx + b * B);
+                var p32 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q, x), ones) - Vector512.Load(sum4x8 + b * (B / 4));
+                var scale = Vector512.Create(Vector256.Create(ws[b] * dx[b]), Vector256.Create(ws[b + 1] * dx[b + 1]));
+                acc = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(p32), scale, acc);
+            }
+            sum = Vector512.Sum(acc);
+        }
+        for (; b < blocks; b++)
+        {
+            byte* q = nib + b * (B / 2);
+            int s = 0;
+            for (int k = 0; k < B / 2; k++)
+            {
+                s += ((q[k] & 0x0F) - 8) * qx[b * B + k];
+                s += ((q[k] >> 4) - 8) * qx[b * B + k + B / 2];
+            }
+            sum += s * ws[b] * dx[b];
+        }
+        return sum;
     }
 
     /// <summary>The fp16 scale of every block of a Q8_0/Q4_0 matrix as f32: (rows, cols / 32).</summary>

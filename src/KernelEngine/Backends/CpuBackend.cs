@@ -69,10 +69,12 @@ public sealed unsafe class CpuBackend : IBackend
         public readonly byte* Data;
         private HostWeight? _host; // keeps owned host arrays alive; mapped files are owned by the model
         public readonly float[]? Scales;   // (rows, cols / 32) block scales of Q8_0/Q4_0, widened once
+        public readonly byte[]? Nibbles;   // (rows, cols / 2) Q4_0 quants packed for the decode kernel
         public Weight(HostWeight h) : base(h.Name, h.Rows, h.Cols, h.Type)
         {
             Data = h.Data; _host = h;
             if (h.Type.IsBlockQuantized()) Scales = QuantMatVecCpu.WidenScales(h.Data, h.Type, h.Rows, h.Cols);
+            if (h.Type == WeightType.Q4_0) Nibbles = QuantMatVecCpu.PackNibbles(h.Data, h.Rows, h.Cols);
         }
         public float* F => (float*)Data;
         public override void Dispose() => _host = null;
@@ -134,7 +136,8 @@ public sealed unsafe class CpuBackend : IBackend
         if (x.Cols != ww.Cols || y.Cols != ww.Rows)
             throw new InvalidOperationException($"{ww.Name}: matmul shape mismatch x (.., {x.Cols}) w ({ww.Rows}, {ww.Cols}) y (.., {y.Cols})");
         fixed (float* scales = ww.Scales)
-            MatMulCpu.MatMul(_pool, T(x).F, rows, ww.Cols, ww.Data, ww.Type, ww.Rows, bias == null ? null : W(bias).F, T(y).F, scales);
+        fixed (byte* nibbles = ww.Nibbles)
+            MatMulCpu.MatMul(_pool, T(x).F, rows, ww.Cols, ww.Data, ww.Type, ww.Rows, bias == null ? null : W(bias).F, T(y).F, scales, nibbles);
     }
 
     public void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)
