@@ -24,65 +24,114 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     public DeviceInfo Device => inner.Device;
     public long Launches => inner.Launches;
 
-    private void Time(string kernel, string detail, long bytes, Action run)
+    // Begin/End instead of a closure per op: the profiler itself must not allocate or it shows up as unattributed time.
+    private (double T0, long Launches) Begin() => (_clock.Elapsed.TotalMicroseconds, inner.Launches);
+
+    private void End((double T0, long Launches) start, string kernel, string detail, long bytes)
     {
-        if (!Enabled) { run(); return; }
-        long launches = inner.Launches;
-        double t0 = _clock.Elapsed.TotalMicroseconds;
-        run();
+        if (!Enabled) return;
         inner.Synchronize();
         double t1 = _clock.Elapsed.TotalMicroseconds;
-        _events.Add(new ProfileEvent(kernel, detail, t0, t1 - t0, bytes, inner.Launches - launches));
+        _events.Add(new ProfileEvent(kernel, detail, start.T0, t1 - start.T0, bytes, inner.Launches - start.Launches));
     }
 
     private static long F(DeviceTensor t, int rows) => 4L * rows * t.Cols;
+    private static readonly string[] LayerNames = Enumerable.Range(0, 256).Select(l => $"layer {l}").ToArray();
+    private static string Layer(int l) => l < LayerNames.Length ? LayerNames[l] : $"layer {l}";
 
     public DeviceTensor Allocate(int rows, int cols, bool f16 = false) => inner.Allocate(rows, cols, f16);
     public DeviceWeight Upload(HostWeight weight) => inner.Upload(weight);
 
     public void Embed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x)
     {
-        var a = ids.ToArray();
-        Time("embed", table.Name, 2 * F(x, a.Length), () => inner.Embed(table, a, x));
+        var t = Begin();
+        inner.Embed(table, ids, x);
+        End(t, "embed", table.Name, 2 * F(x, ids.Length));
     }
 
     public void AddEmbed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x)
     {
-        var a = ids.ToArray();
-        Time("embed", table.Name, 3 * F(x, a.Length), () => inner.AddEmbed(table, a, x));
+        var t = Begin();
+        inner.AddEmbed(table, ids, x);
+        End(t, "embed", table.Name, 3 * F(x, ids.Length));
     }
 
-    public void RmsNorm(DeviceTensor x, DeviceWeight weight, DeviceTensor y, int rows, float eps) =>
-        Time("rmsnorm", weight.Name, 2 * F(x, rows) + weight.Bytes, () => inner.RmsNorm(x, weight, y, rows, eps));
+    public void RmsNorm(DeviceTensor x, DeviceWeight weight, DeviceTensor y, int rows, float eps)
+    {
+        var t = Begin();
+        inner.RmsNorm(x, weight, y, rows, eps);
+        End(t, "rmsnorm", weight.Name, 2 * F(x, rows) + weight.Bytes);
+    }
 
-    public void LayerNorm(DeviceTensor x, DeviceWeight weight, DeviceWeight bias, DeviceTensor y, int rows, float eps) =>
-        Time("layernorm", weight.Name, 2 * F(x, rows) + 2 * weight.Bytes, () => inner.LayerNorm(x, weight, bias, y, rows, eps));
+    public void LayerNorm(DeviceTensor x, DeviceWeight weight, DeviceWeight bias, DeviceTensor y, int rows, float eps)
+    {
+        var t = Begin();
+        inner.LayerNorm(x, weight, bias, y, rows, eps);
+        End(t, "layernorm", weight.Name, 2 * F(x, rows) + 2 * weight.Bytes);
+    }
 
-    public void MatMul(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int rows) =>
-        Time(rows == 1 ? $"matvec {w.Type.ToString().ToLowerInvariant()}" : $"matmul {w.Type.ToString().ToLowerInvariant()}", w.Name,
-            w.Bytes + F(x, rows) + F(y, rows), () => inner.MatMul(x, w, bias, y, rows));
+    private static readonly string[] MatVecNames = Enum.GetNames<Kernels.WeightType>().Select(n => "matvec " + n.ToLowerInvariant()).ToArray();
+    private static readonly string[] MatMulNames = Enum.GetNames<Kernels.WeightType>().Select(n => "matmul " + n.ToLowerInvariant()).ToArray();
+
+    public void MatMul(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int rows)
+    {
+        var t = Begin();
+        inner.MatMul(x, w, bias, y, rows);
+        End(t, (rows == 1 ? MatVecNames : MatMulNames)[(int)w.Type], w.Name, w.Bytes + F(x, rows) + F(y, rows));
+    }
 
     public void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)
     {
-        var p = positions.ToArray();
-        Time("rope", "", 2 * F(x, rows), () => inner.Rope(x, rows, heads, p, rope));
+        var t = Begin();
+        inner.Rope(x, rows, heads, positions, rope);
+        End(t, "rope", "", 2 * F(x, rows));
     }
 
-    public void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows) =>
-        Time("store-kv", $"layer {layer}", 2 * (F(k, rows) + (long)rows * cache.KvDim * (cache.K.IsF16 ? 2 : 4)), () => inner.StoreKv(k, v, cache, layer, start, rows));
+    public void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows)
+    {
+        var t = Begin();
+        inner.StoreKv(k, v, cache, layer, start, rows);
+        End(t, "store-kv", Layer(layer), 2 * (F(k, rows) + (long)rows * cache.KvDim * (cache.K.IsF16 ? 2 : 4)));
+    }
 
-    public void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape shape, int branch = 0) =>
-        Time("attention", $"layer {layer}", 2L * (start + rows) * cache.KvDim * (cache.K.IsF16 ? 2 : 4) + 2 * F(q, rows),
-            () => inner.Attention(q, cache, layer, start, rows, output, shape, branch));
+    public void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape shape, int branch = 0)
+    {
+        var t = Begin();
+        inner.Attention(q, cache, layer, start, rows, output, shape, branch);
+        End(t, "attention", Layer(layer), 2L * (start + rows) * cache.KvDim * (cache.K.IsF16 ? 2 : 4) + 2 * F(q, rows));
+    }
 
-    public void CopyKv(KvCache cache, int src, int dst, int count) =>
-        Time("copy-kv", "", 4L * cache.Layers * count * cache.KvDim * (cache.K.IsF16 ? 2 : 4), () => inner.CopyKv(cache, src, dst, count));
+    public void CopyKv(KvCache cache, int src, int dst, int count)
+    {
+        var t = Begin();
+        inner.CopyKv(cache, src, dst, count);
+        End(t, "copy-kv", "", 4L * cache.Layers * count * cache.KvDim * (cache.K.IsF16 ? 2 : 4));
+    }
 
-    public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows) => Time("silu-mul", "", 3 * F(gate, rows), () => inner.SiluMul(gate, up, rows));
-    public void Gelu(DeviceTensor x, int rows) => Time("gelu", "", 2 * F(x, rows), () => inner.Gelu(x, rows));
-    public void Add(DeviceTensor x, DeviceTensor y, int rows) => Time("add", "", 3 * F(x, rows), () => inner.Add(x, y, rows));
-    public void CopyRows(DeviceTensor src, int srcRow, DeviceTensor dst, int dstRow, int rows) =>
-        Time("copy", "", 2 * F(src, rows), () => inner.CopyRows(src, srcRow, dst, dstRow, rows));
+    public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows)
+    {
+        var t = Begin();
+        inner.SiluMul(gate, up, rows);
+        End(t, "silu-mul", "", 3 * F(gate, rows));
+    }
+    public void Gelu(DeviceTensor x, int rows)
+    {
+        var t = Begin();
+        inner.Gelu(x, rows);
+        End(t, "gelu", "", 2 * F(x, rows));
+    }
+    public void Add(DeviceTensor x, DeviceTensor y, int rows)
+    {
+        var t = Begin();
+        inner.Add(x, y, rows);
+        End(t, "add", "", 3 * F(x, rows));
+    }
+    public void CopyRows(DeviceTensor src, int srcRow, DeviceTensor dst, int dstRow, int rows)
+    {
+        var t = Begin();
+        inner.CopyRows(src, srcRow, dst, dstRow, rows);
+        End(t, "copy", "", 2 * F(src, rows));
+    }
 
     public void Read(DeviceTensor t, int row, int rows, Span<float> dst)
     {
@@ -94,16 +143,17 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
 
     public SoftmaxStats SoftmaxEntropy(DeviceTensor logits, int row, float temperature, int token)
     {
-        SoftmaxStats r = default;
-        Time("softmax-entropy", "", 4L * logits.Cols, () => r = inner.SoftmaxEntropy(logits, row, temperature, token));
+        var t = Begin();
+        var r = inner.SoftmaxEntropy(logits, row, temperature, token);
+        End(t, "softmax-entropy", "", 4L * logits.Cols);
         return r;
     }
 
     public Verdict VerifyDrafts(DeviceTensor p, DeviceTensor q, ReadOnlySpan<int> drafts, ReadOnlySpan<double> uniforms, bool greedy, bool multi, bool withoutReplacement)
     {
-        var d = drafts.ToArray(); var u = uniforms.ToArray();
-        Verdict r = default;
-        Time("draft-verify", "", 4L * (p.Cols * (d.Length + 1) + q.Cols * d.Length), () => r = inner.VerifyDrafts(p, q, d, u, greedy, multi, withoutReplacement));
+        var t = Begin();
+        var r = inner.VerifyDrafts(p, q, drafts, uniforms, greedy, multi, withoutReplacement);
+        End(t, "draft-verify", "", 4L * (p.Cols * (drafts.Length + 1) + q.Cols * drafts.Length));
         return r;
     }
 
