@@ -7,8 +7,11 @@ using KernelEngine.Kernels.Threading;
 
 namespace KernelEngine.Benchmarking;
 
-/// <summary>The machine's measured limits: DRAM bandwidth (read-only sum and STREAM triad, all cores) and FP32 GEMM peak of our kernel.</summary>
-public sealed record RooflineResult(double ReadGBps, double TriadGBps, double GemmGflops, int Threads);
+/// <summary>
+/// The machine's measured limits: DRAM read bandwidth (the better of a read-only sum and a 256 MiB F32 matrix-vector
+/// product, the access pattern of decode), STREAM triad, and the FP32 GEMM peak of our kernel; all cores.
+/// </summary>
+public sealed record RooflineResult(double ReadGBps, double TriadGBps, double GemmGflops, int Threads, double SumGBps = 0, double MatVecGBps = 0);
 
 /// <summary>Measures the roofline with the same worker pool the kernels use. Arrays are 8x the largest cache.</summary>
 public static unsafe class Roofline
@@ -39,7 +42,18 @@ public static unsafe class Roofline
                 pool.For(tasks, &Triad, &job);
                 bestTriad = Math.Max(bestTriad, Floats * 12 / sw.Elapsed.TotalSeconds / 1e9);
             }
-            return new RooflineResult(bestRead, bestTriad, GemmGflops(pool), pool.Threads);
+            double matvec = 0;
+            const int cols = 4096;
+            int rows = (int)(Floats / cols);
+            var x = new float[cols]; var y = new float[rows];
+            fixed (float* px = x) fixed (float* py = y)
+                for (int r = 0; r < reps; r++)
+                {
+                    var sw = Stopwatch.StartNew();
+                    MatMulCpu.MatMul(pool, px, 1, cols, (byte*)a, WeightType.F32, rows, null, py);
+                    matvec = Math.Max(matvec, Floats * 4 / sw.Elapsed.TotalSeconds / 1e9);
+                }
+            return new RooflineResult(Math.Max(bestRead, matvec), bestTriad, GemmGflops(pool), pool.Threads, bestRead, matvec);
         }
         finally
         {

@@ -56,6 +56,17 @@ public sealed class CliTests
     }
 
     [Test]
+    public void Generate_OnTheIlgpuCpuAccelerator_Greedy64_MatchesReferenceIds()
+    {
+        var reference = Reference.Stories();
+        var r = CliRunner.Run("generate", "--model", SharedData.Stories, "--prompt", "", "--max-tokens", "64", "--temperature", "0", "--device", "ilgpu-cpu", "--json");
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        Assert.That(doc.RootElement.GetProperty("token_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray(), Is.EqualTo(reference.BosGreedyIds.Skip(1).Take(64).ToArray()));
+        Assert.That(doc.RootElement.GetProperty("stats").GetProperty("device").GetString(), Is.EqualTo("ilgpu-cpu"));
+    }
+
+    [Test]
     public void Generate_SameSeed_SameText()
     {
         string[] args = ["generate", "--model", SharedData.Stories, "--prompt", "Lily", "--max-tokens", "40", "--temperature", "1", "--seed", "7", "--json"];
