@@ -33,15 +33,18 @@ public static unsafe class MatMulCpu
         public int RowsPerTask;
     }
 
-    /// <param name="scales">Q8_0/Q4_0: the block scales widened once (<see cref="QuantMatVecCpu.WidenScales"/>); null widens them per call</param>
-    /// <param name="nibbles">Q4_0: quants packed by <see cref="QuantMatVecCpu.PackNibbles"/> for the decode path (optional)</param>
+    /// <param name="scales">Q8_0/Q4_0: the block scales widened once (<see cref="QuantMatVecCpu.WidenScales"/>); null builds them per call</param>
+    /// <param name="nibbles">Q4_0: quants packed by <see cref="QuantMatVecCpu.PackNibbles"/> for decode; null builds them per call</param>
     public static void MatMul(WorkerPool pool, float* x, int rows, int inDim, byte* w, WeightType type, int outDim, float* bias, float* y,
         float* scales = null, byte* nibbles = null)
     {
         if (rows == 1 && type.IsBlockQuantized())
         {
-            if (scales != null) QuantMatVecCpu.MatVec(pool, x, inDim, w, type, outDim, bias, y, scales, nibbles);
-            else fixed (float* s = QuantMatVecCpu.WidenScales(w, type, outDim, inDim)) QuantMatVecCpu.MatVec(pool, x, inDim, w, type, outDim, bias, y, s);
+            // Callers that did not prepare the decode layout (tests, one-off calls) get it built per call.
+            var ownScales = scales == null ? QuantMatVecCpu.WidenScales(w, type, outDim, inDim) : null;
+            var ownNibbles = type == WeightType.Q4_0 && nibbles == null ? QuantMatVecCpu.PackNibbles(w, outDim, inDim) : null;
+            fixed (float* s = ownScales) fixed (byte* q = ownNibbles)
+                QuantMatVecCpu.MatVec(pool, x, inDim, w, type, outDim, bias, y, scales != null ? scales : s, nibbles != null ? nibbles : q);
             return;
         }
         var job = new Job

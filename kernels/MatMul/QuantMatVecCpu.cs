@@ -10,7 +10,7 @@ namespace KernelEngine.Kernels.MatMul;
 /// once to 8-bit blocks (dx = amax / 127), then each weight block meets its activation block in an integer dot
 /// product scaled by dw·dx. On AVX-512BW two blocks go through one 512-bit vpmaddubsw + vpmaddwd (unsigned × signed
 /// bytes → int16 pairs → int32 quads); the sign of Q8_0 weights moves onto the activations (|w| · sign(w)x), Q4_0's
-/// unsigned nibbles q go in directly and the −8 offset is subtracted as 8·Σx per group of four (precomputed once).
+/// unsigned nibbles q (packed per row at load) go in directly and the −8 offset is subtracted as 8·Σx per group of four (precomputed once).
 /// Other CPUs take the 256-bit AVX2 or the scalar path. (.NET 10 exposes no AVX-512 VNNI intrinsic, so vpdpbusd is
 /// out of reach; vpmaddubsw + vpmaddwd is the same arithmetic in two instructions.)
 /// </summary>
@@ -28,7 +28,7 @@ public static unsafe class QuantMatVecCpu
         public float* Dx;       // (n / 32) activation block scales
         public int* Sum4x8;     // (n / 4) 8 · Σ qx over each group of 4 (Q4_0 offset)
         public float* Scales;   // (outDim, n / 32) weight block scales widened to f32 once at load
-        public byte* Nibbles;   // Q4_0 only, optional: (outDim, n / 2) the quants of each row back to back
+        public byte* Nibbles;   // Q4_0: (outDim, n / 2) the quants of each row back to back
         public int Blocks;
         public byte* W;
         public long RowBytes;
@@ -41,9 +41,10 @@ public static unsafe class QuantMatVecCpu
 
     /// <param name="scales">(outDim, n / 32) the weight blocks' fp16 scales as f32 (<see cref="WidenScales"/>), read
     /// instead of converting two halves per block pair in the inner loop</param>
-    /// <param name="nibbles">Q4_0: the quants repacked by <see cref="PackNibbles"/> (null: read them from the blocks)</param>
-    public static void MatVec(WorkerPool pool, float* x, int n, byte* w, WeightType type, int outDim, float* bias, float* y, float* scales, byte* nibbles = null)
+    /// <param name="nibbles">Q4_0: the quants repacked by <see cref="PackNibbles"/></param>
+    public static void MatVec(WorkerPool pool, float* x, int n, byte* w, WeightType type, int outDim, float* bias, float* y, float* scales, byte* nibbles)
     {
+        if (type == WeightType.Q4_0 && nibbles == null) throw new ArgumentNullException(nameof(nibbles), "Q4_0 decode needs the packed quants");
         if (n % B != 0) throw new ArgumentException($"row length {n} is not a multiple of {B}");
         if (t_qx == null || t_qx.Length < n)
         {
@@ -92,8 +93,7 @@ public static unsafe class QuantMatVecCpu
             byte* row = j.W + o * j.RowBytes;
             float* ws = j.Scales + (long)o * j.Blocks;
             float v = j.Type == WeightType.Q8_0 ? DotQ8_0(row, ws, j.Qx, j.Dx, j.Blocks)
-                : j.Nibbles != null ? DotQ4_0Packed(j.Nibbles + (long)o * j.Blocks * (B / 2), ws, j.Qx, j.Dx, j.Sum4x8, j.Blocks)
-                : DotQ4_0(row, ws, j.Qx, j.Dx, j.Sum4x8, j.Blocks);
+                : DotQ4_0Packed(j.Nibbles + (long)o * j.Blocks * (B / 2), ws, j.Qx, j.Dx, j.Sum4x8, j.Blocks);
             j.Y[o] = j.Bias != null ? v + j.Bias[o] : v;
         }
     }
@@ -207,60 +207,6 @@ public static unsafe class QuantMatVecCpu
             sbyte* q = (sbyte*)(blk + 2);
             int s = 0;
             for (int k = 0; k < B; k++) s += q[k] * qx[b * B + k];
-            sum += s * ws[b] * dx[b];
-        }
-        return sum;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ4_0(byte* row, float* ws, sbyte* qx, float* dx, int* sum4x8, int blocks)
-    {
-        int b = 0;
-        float sum = 0;
-        if (Avx512BW.IsSupported)
-        {
-            var acc = Vector512<float>.Zero;
-            var ones = Vector512.Create((short)1);
-            var mask = Vector128.Create((byte)0x0F);
-            for (; b + 2 <= blocks; b += 2)
-            {
-                byte* ba = row + b * WeightTypes.Q4_0BlockBytes, bb = ba + WeightTypes.Q4_0BlockBytes;
-                var ra = Vector128.Load(ba + 2); var rb = Vector128.Load(bb + 2);
-                var qa = Vector256.Create(ra & mask, Vector128.ShiftRightLogical(ra.AsUInt16(), 4).AsByte() & mask);
-                var qb = Vector256.Create(rb & mask, Vector128.ShiftRightLogical(rb.AsUInt16(), 4).AsByte() & mask);
-                var q = Vector512.Create(qa, qb);
-                var x = Vector512.Load(qx + b * B);
-                var p32 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q, x), ones) - Vector512.Load(sum4x8 + b * (B / 4));
-                var scale = Vector512.Create(Vector256.Create(ws[b] * dx[b]), Vector256.Create(ws[b + 1] * dx[b + 1]));
-                acc = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(p32), scale, acc);
-            }
-            sum = Vector512.Sum(acc);
-        }
-        else if (Avx2.IsSupported)
-        {
-            var acc = Vector256<float>.Zero;
-            var ones = Vector256.Create((short)1);
-            var mask = Vector128.Create((byte)0x0F);
-            for (; b < blocks; b++)
-            {
-                byte* blk = row + b * WeightTypes.Q4_0BlockBytes;
-                var r = Vector128.Load(blk + 2);
-                var q = Vector256.Create(r & mask, Vector128.ShiftRightLogical(r.AsUInt16(), 4).AsByte() & mask);
-                var x = Vector256.Load(qx + b * B);
-                var p32 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, x), ones) - Vector256.Load(sum4x8 + b * (B / 4));
-                acc = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(p32), Vector256.Create(ws[b] * dx[b]), acc);
-            }
-            sum = Vector256.Sum(acc);
-        }
-        for (; b < blocks; b++)
-        {
-            byte* blk = row + b * WeightTypes.Q4_0BlockBytes;
-            int s = 0;
-            for (int k = 0; k < B / 2; k++)
-            {
-                s += ((blk[2 + k] & 0x0F) - 8) * qx[b * B + k];
-                s += ((blk[2 + k] >> 4) - 8) * qx[b * B + k + B / 2];
-            }
             sum += s * ws[b] * dx[b];
         }
         return sum;
