@@ -10,14 +10,16 @@ namespace KernelEngine.Kernels.MatMul;
 /// in any <see cref="WeightType"/>, converted inside the kernel (never widened in memory as a whole).
 /// v1 decode (rows == 1): tasks own a band of W rows; each row is streamed once (memory bound), 4 rows at a
 ///    time against the same x vector. Q8_0/Q4_0 take the integer path of <see cref="QuantMatVecCpu"/>.
-/// v2 prefill (rows > 1): tasks own a block of 16 W rows, widened to F32 once into per-thread scratch, then a
-///    4x4 register-blocked micro-kernel (16 Vector512 accumulators) sweeps all x rows: W is read once per block.
+/// v2 prefill (rows > 1): tasks own a block of 64 W rows, widened to F32 once into per-thread scratch; chunks of 32
+///    x rows (L2) meet groups of 4 W rows (L1) in a 4x4 register-blocked micro-kernel (16 Vector512 accumulators).
 /// </summary>
 public static unsafe class MatMulCpu
 {
-    private const int PrefillBlockRows = 16;
+    private const int PrefillBlockRows = 64;
+    private const int PrefillXRows = 32;
 
-    [ThreadStatic] private static float[]? t_scratch;
+    [ThreadStatic] private static float* t_scratch;
+    [ThreadStatic] private static int t_scratchFloats;
 
     private struct Job
     {
@@ -65,11 +67,16 @@ public static unsafe class MatMulCpu
         }
     }
 
+    /// <summary>Per-thread scratch, 64-byte aligned so Vector512 loads never split cache lines (grows, never shrinks).</summary>
     internal static float* Scratch(int floats)
     {
-        var s = t_scratch;
-        if (s == null || s.Length < floats) t_scratch = s = GC.AllocateUninitializedArray<float>(Math.Max(floats, 4096), pinned: true);
-        return (float*)Unsafe.AsPointer(ref s[0]);
+        if (t_scratchFloats < floats)
+        {
+            if (t_scratch != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(t_scratch);
+            t_scratchFloats = Math.Max(floats, 4096);
+            t_scratch = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)t_scratchFloats * 4, 64);
+        }
+        return t_scratch;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -124,33 +131,28 @@ public static unsafe class MatMulCpu
         ref Job j = ref Unsafe.AsRef<Job>(ctx);
         int o0 = task * j.RowsPerTask, nO = Math.Min(j.OutDim, o0 + j.RowsPerTask) - o0;
         int n = j.InDim;
-        float* wf;
-        if (j.Type == WeightType.F32) wf = (float*)(j.W + o0 * j.WRowBytes);
-        else
-        {
-            wf = Scratch(nO * n);
-            for (int r = 0; r < nO; r++) RowConvert.ToF32(j.W + (o0 + r) * j.WRowBytes, j.Type, n, wf + r * n);
-        }
+        // Widened (or for F32 copied: mapped safetensors data is only 4-byte aligned) into aligned scratch, once
+        // per block, then reused by every x row.
+        float* wf = Scratch(nO * n);
+        for (int r = 0; r < nO; r++) RowConvert.ToF32(j.W + (o0 + r) * j.WRowBytes, j.Type, n, wf + r * n);
         int outDim = j.OutDim;
-        int t = 0;
-        for (; t + 4 <= j.Rows; t += 4)
+        // Cache blocking: a chunk of 32 x rows (L2) meets each group of 4 weight rows (L1) of this task's block.
+        for (int t0 = 0; t0 < j.Rows; t0 += PrefillXRows)
         {
+            int t1 = Math.Min(j.Rows, t0 + PrefillXRows);
             int b = 0;
             for (; b + 4 <= nO; b += 4)
-                Dot4x4(j.X + (long)t * n, wf + b * n, n, j.Y + (long)t * outDim + o0 + b, outDim);
+            {
+                int t = t0;
+                for (; t + 4 <= t1; t += 4) Dot4x4(j.X + (long)t * n, wf + b * n, n, j.Y + (long)t * outDim + o0 + b, outDim);
+                for (; t < t1; t++) Dot1x4(j.X + (long)t * n, wf + b * n, n, n, j.Y + (long)t * outDim + o0 + b);
+            }
             for (; b < nO; b++)
-                for (int a = 0; a < 4; a++)
-                    j.Y[(long)(t + a) * outDim + o0 + b] = TensorPrimitives.Dot(new ReadOnlySpan<float>(j.X + (long)(t + a) * n, n), new ReadOnlySpan<float>(wf + b * n, n));
-        }
-        for (; t < j.Rows; t++)
-        {
-            int b = 0;
-            for (; b + 4 <= nO; b += 4) Dot1x4(j.X + (long)t * n, wf + b * n, n, n, j.Y + (long)t * outDim + o0 + b);
-            for (; b < nO; b++)
-                j.Y[(long)t * outDim + o0 + b] = TensorPrimitives.Dot(new ReadOnlySpan<float>(j.X + (long)t * n, n), new ReadOnlySpan<float>(wf + b * n, n));
+                for (int t = t0; t < t1; t++)
+                    j.Y[(long)t * outDim + o0 + b] = TensorPrimitives.Dot(new ReadOnlySpan<float>(j.X + (long)t * n, n), new ReadOnlySpan<float>(wf + b * n, n));
         }
         if (j.Bias != null)
-            for (t = 0; t < j.Rows; t++)
+            for (int t = 0; t < j.Rows; t++)
                 for (int b = 0; b < nO; b++) j.Y[(long)t * outDim + o0 + b] += j.Bias[o0 + b];
     }
 
