@@ -21,6 +21,8 @@ public static unsafe class QuantMatVecCpu
     [ThreadStatic] private static sbyte[]? t_qx;
     [ThreadStatic] private static float[]? t_dx;
     [ThreadStatic] private static int[]? t_sum4;
+    [ThreadStatic] private static sbyte[]? t_qxp;
+    [ThreadStatic] private static int[]? t_sum4p;
 
     private struct Job
     {
@@ -29,6 +31,8 @@ public static unsafe class QuantMatVecCpu
         public int* Sum4x8;     // (n / 4) 8 · Σ qx over each group of 4 (Q4_0 offset)
         public float* Scales;   // (outDim, n / 32) weight block scales widened to f32 once at load
         public byte* Nibbles;   // Q4_0: (outDim, n / 2) the quants of each row back to back
+        public sbyte* Qxp;      // Q4_0: qx reordered per block pair as [a0-15, b0-15, a16-31, b16-31] (the nibble order)
+        public int* Sum4x8p;    // Q4_0: Sum4x8 in the same order
         public int Blocks;
         public byte* W;
         public long RowBytes;
@@ -58,6 +62,17 @@ public static unsafe class QuantMatVecCpu
             Blocks = n / B, W = w, RowBytes = type.RowBytes(n), Type = type, OutDim = outDim, Bias = bias, Y = y, Scales = scales, Nibbles = nibbles,
         };
         QuantizeActivations(x, n, job.Qx, job.Dx, job.Sum4x8);
+        if (type == WeightType.Q4_0)
+        {
+            if (t_qxp == null || t_qxp.Length < n)
+            {
+                t_qxp = GC.AllocateUninitializedArray<sbyte>(n, pinned: true);
+                t_sum4p = GC.AllocateUninitializedArray<int>(n / 4, pinned: true);
+            }
+            job.Qxp = (sbyte*)Unsafe.AsPointer(ref t_qxp[0]);
+            job.Sum4x8p = (int*)Unsafe.AsPointer(ref t_sum4p![0]);
+            PairOrder(job.Qx, job.Sum4x8, n / B, job.Qxp, job.Sum4x8p);
+        }
         int tasksWanted = pool.Threads * 8;
         job.RowsPerTask = Math.Max(4, (outDim + tasksWanted - 1) / tasksWanted);
         pool.For((outDim + job.RowsPerTask - 1) / job.RowsPerTask, &Task, &job, (long)outDim * n);
@@ -93,7 +108,7 @@ public static unsafe class QuantMatVecCpu
             byte* row = j.W + o * j.RowBytes;
             float* ws = j.Scales + (long)o * j.Blocks;
             float v = j.Type == WeightType.Q8_0 ? DotQ8_0(row, ws, j.Qx, j.Dx, j.Blocks)
-                : DotQ4_0Packed(j.Nibbles + (long)o * j.Blocks * (B / 2), ws, j.Qx, j.Dx, j.Sum4x8, j.Blocks);
+                : DotQ4_0Packed(j.Nibbles + (long)o * j.Blocks * (B / 2), ws, j.Qx, j.Qxp, j.Dx, j.Sum4x8p, j.Blocks);
             j.Y[o] = j.Bias != null ? v + j.Bias[o] : v;
         }
     }
@@ -110,12 +125,32 @@ public static unsafe class QuantMatVecCpu
         return packed;
     }
 
+    /// <summary>Reorders activation quants (and their group sums) per block pair to the packed nibbles' order.</summary>
+    private static void PairOrder(sbyte* qx, int* sum4x8, int blocks, sbyte* qxp, int* sum4x8p)
+    {
+        int b = 0;
+        for (; b + 2 <= blocks; b += 2)
+        {
+            sbyte* a = qx + b * B, c = a + B, d = qxp + b * B;
+            Buffer.MemoryCopy(a, d, 16, 16); Buffer.MemoryCopy(c, d + 16, 16, 16);
+            Buffer.MemoryCopy(a + 16, d + 32, 16, 16); Buffer.MemoryCopy(c + 16, d + 48, 16, 16);
+            int* sa = sum4x8 + b * 8, sc = sa + 8, sd = sum4x8p + b * 8;
+            for (int g = 0; g < 4; g++) { sd[g] = sa[g]; sd[4 + g] = sc[g]; sd[8 + g] = sa[4 + g]; sd[12 + g] = sc[4 + g]; }
+        }
+        if (b < blocks)
+        {
+            Buffer.MemoryCopy(qx + b * B, qxp + b * B, B, B);
+            Buffer.MemoryCopy(sum4x8 + b * 8, sum4x8p + b * 8, 32, 32);
+        }
+    }
+
     /// <summary>
-    /// Q4_0 with packed quants: one 32-byte load holds two blocks; low nibbles [a0-15 | b0-15], high [a16-31 | b16-31];
-    /// one 128-bit lane shuffle orders them [a0-15, a16-31, b0-15, b16-31] to meet the activations.
+    /// Q4_0 with packed quants: one 32-byte load holds two blocks; low nibbles [a0-15 | b0-15], high [a16-31 | b16-31]
+    /// meet activations stored in that order (<see cref="PairOrder"/>), so no shuffle is needed; the int32 lanes are
+    /// then (a, b, a, b) in groups of 4, which the scale permute reproduces.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ4_0Packed(byte* nib, float* ws, sbyte* qx, float* dx, int* sum4x8, int blocks)
+    public static float DotQ4_0Packed(byte* nib, float* ws, sbyte* qx, sbyte* qxp, float* dx, int* sum4x8p, int blocks)
     {
         int b = 0;
         float sum = 0;
@@ -124,28 +159,21 @@ public static unsafe class QuantMatVecCpu
             var acc = Vector512<float>.Zero;
             var ones = Vector512.Create((short)1);
             var mask = Vector256.Create((byte)0x0F);
-            // 8 blocks per step: their 8 scale products come from one multiply and are spread to the
-            // (8 lanes a, 8 lanes b) layout of each pair with one permute, instead of 2 broadcasts + an insert.
+            // 8 blocks per step: their 8 scale products come from one multiply and are spread to each pair's lanes
+            // with one permute, instead of broadcasts and inserts per pair.
             for (; b + 8 <= blocks; b += 8)
             {
                 var s8 = Vector256.Load(ws + b) * Vector256.Load(dx + b);
                 var s16 = Vector512.Create(s8, s8);
-                acc = Q4Pair(nib, qx, sum4x8, b, Avx512F.PermuteVar16x32(s16, Pair0), acc, mask, ones);
-                acc = Q4Pair(nib, qx, sum4x8, b + 2, Avx512F.PermuteVar16x32(s16, Pair1), acc, mask, ones);
-                acc = Q4Pair(nib, qx, sum4x8, b + 4, Avx512F.PermuteVar16x32(s16, Pair2), acc, mask, ones);
-                acc = Q4Pair(nib, qx, sum4x8, b + 6, Avx512F.PermuteVar16x32(s16, Pair3), acc, mask, ones);
+                acc = Q4Pair(nib, qxp, sum4x8p, b, Avx512F.PermuteVar16x32(s16, Q4Pair0), acc, mask, ones);
+                acc = Q4Pair(nib, qxp, sum4x8p, b + 2, Avx512F.PermuteVar16x32(s16, Q4Pair1), acc, mask, ones);
+                acc = Q4Pair(nib, qxp, sum4x8p, b + 4, Avx512F.PermuteVar16x32(s16, Q4Pair2), acc, mask, ones);
+                acc = Q4Pair(nib, qxp, sum4x8p, b + 6, Avx512F.PermuteVar16x32(s16, Q4Pair3), acc, mask, ones);
             }
             for (; b + 2 <= blocks; b += 2)
             {
-                var v = Vector256.Load(nib + b * (B / 2));
-                var lo = v & mask;
-                var hi = Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
-                var lohi = Vector512.Create(lo, hi).AsUInt64();
-                var q = Avx512F.Shuffle4x128(lohi, lohi, 0b11_01_10_00).AsByte();
-                var x = Vector512.Load(qx + b * B);
-                var p32 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q, x), ones) - Vector512.Load(sum4x8 + b * (B / 4));
-                var scale = Vector512.Create(Vector256.Create(ws[b] * dx[b]), Vector256.Create(ws[b + 1] * dx[b + 1]));
-                acc = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(p32), scale, acc);
+                var h = Vector256.Create(Vector128.Create(ws[b] * dx[b]), Vector128.Create(ws[b + 1] * dx[b + 1]));
+                acc = Q4Pair(nib, qxp, sum4x8p, b, Vector512.Create(h, h), acc, mask, ones);
             }
             sum = Vector512.Sum(acc);
         }
@@ -180,15 +208,19 @@ public static unsafe class QuantMatVecCpu
         return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(p32), scale, acc);
     }
 
-    /// <summary>One pair of packed Q4_0 blocks (b, b + 1) against the activations, scaled and accumulated.</summary>
+    private static readonly Vector512<int> Q4Pair0 = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+    private static readonly Vector512<int> Q4Pair1 = Vector512.Create(2, 2, 2, 2, 3, 3, 3, 3, 2, 2, 2, 2, 3, 3, 3, 3);
+    private static readonly Vector512<int> Q4Pair2 = Vector512.Create(4, 4, 4, 4, 5, 5, 5, 5, 4, 4, 4, 4, 5, 5, 5, 5);
+    private static readonly Vector512<int> Q4Pair3 = Vector512.Create(6, 6, 6, 6, 7, 7, 7, 7, 6, 6, 6, 6, 7, 7, 7, 7);
+
+    /// <summary>One pair of packed Q4_0 blocks (b, b + 1) against pair-ordered activations, scaled and accumulated.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Q4Pair(byte* nib, sbyte* qx, int* sum4x8, int b, Vector512<float> scale, Vector512<float> acc,
+    private static Vector512<float> Q4Pair(byte* nib, sbyte* qxp, int* sum4x8p, int b, Vector512<float> scale, Vector512<float> acc,
         Vector256<byte> mask, Vector512<short> ones)
     {
         var v = Vector256.Load(nib + b * (B / 2));
-        var lohi = Vector512.Create(v & mask, Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask).AsUInt64();
-        var q = Avx512F.Shuffle4x128(lohi, lohi, 0b11_01_10_00).AsByte();
-        var p32 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q, Vector512.Load(qx + b * B)), ones) - Vector512.Load(sum4x8 + b * (B / 4));
+        var q = Vector512.Create(v & mask, Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask);
+        var p32 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q, Vector512.Load(qxp + b * B)), ones) - Vector512.Load(sum4x8p + b * (B / 4));
         return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(p32), scale, acc);
     }
 
