@@ -81,7 +81,32 @@ public static unsafe class QuantMatVecCpu
     /// <summary>Q8_0 blocks of the activation row exactly as ggml's quantize_row_q8_0 (d = amax / 127 kept in fp16, q = roundf(x / d)); plus 8 · Σq per group of 4.</summary>
     public static void QuantizeActivations(float* x, int n, sbyte* qx, float* dx, int* sum4x8)
     {
-        for (int b = 0; b < n / B; b++)
+        int blocks = n / B, b = 0;
+        if (Avx512BW.IsSupported)
+        {
+            var half = Vector512.Create(0.5f);
+            for (; b < blocks; b++)
+            {
+                float* src = x + b * B;
+                var v0 = Vector512.Load(src); var v1 = Vector512.Load(src + 16);
+                float amax = Vector512.Max(Vector512.Abs(v0), Vector512.Abs(v1)) is var m ? MaxAcross(m) : 0;
+                float d = amax / 127f;
+                var id = Vector512.Create(d != 0 ? 1f / d : 0f);
+                dx[b] = (float)(Half)d;
+                // roundf: away from zero (x + copysign(0.5, x), truncated)
+                var a0 = v0 * id; var a1 = v1 * id;
+                var q0 = Avx512F.ConvertToVector512Int32WithTruncation(a0 + Vector512.CopySign(half, a0));
+                var q1 = Avx512F.ConvertToVector512Int32WithTruncation(a1 + Vector512.CopySign(half, a1));
+                Avx512F.ConvertToVector128SByte(q0).Store(qx + b * B);
+                Avx512F.ConvertToVector128SByte(q1).Store(qx + b * B + 16);
+                // 8 · (sum of each 4 consecutive quants): lanes of 4 int32 summed by a 4x4 transpose-free add tree
+                var s0 = Sum4(q0); var s1 = Sum4(q1);
+                Vector128.ShiftLeft(s0, 3).Store(sum4x8 + b * 8);
+                Vector128.ShiftLeft(s1, 3).Store(sum4x8 + b * 8 + 4);
+            }
+            return;
+        }
+        for (; b < blocks; b++)
         {
             float* src = x + b * B;
             float amax = 0;
@@ -96,6 +121,24 @@ public static unsafe class QuantMatVecCpu
                 sum4x8[b * (B / 4) + g] = 8 * (q[0] + q[1] + q[2] + q[3]);
             }
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float MaxAcross(Vector512<float> v)
+    {
+        var m = Vector256.Max(v.GetLower(), v.GetUpper());
+        var m2 = Vector128.Max(m.GetLower(), m.GetUpper());
+        return MathF.Max(MathF.Max(m2[0], m2[1]), MathF.Max(m2[2], m2[3]));
+    }
+
+    /// <summary>Sums of lanes (0-3), (4-7), (8-11), (12-15).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> Sum4(Vector512<int> q)
+    {
+        // Transpose-free: gather lanes k, k+4, k+8, k+12 of each group with permutes and add.
+        var a = Avx512F.PermuteVar16x32(q, Vector512.Create(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+        var s = a.GetLower() + a.GetUpper();              // (l0+l2, l4+l6...) pairs per group across halves
+        return s.GetLower() + s.GetUpper();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
