@@ -200,6 +200,7 @@ public static unsafe class QuantMatVecCpu
         if (Avx512BW.IsSupported)
         {
             var acc = Vector512<float>.Zero;
+            var acc2 = Vector512<float>.Zero;
             var ones = Vector512.Create((short)1);
             var mask = Vector256.Create((byte)0x0F);
             // 8 blocks per step: their 8 scale products come from one multiply and are spread to each pair's lanes
@@ -209,16 +210,16 @@ public static unsafe class QuantMatVecCpu
                 var s8 = Vector256.Load(ws + b) * Vector256.Load(dx + b);
                 var s16 = Vector512.Create(s8, s8);
                 acc = Q4Pair(nib, qxp, sum4x8p, b, Avx512F.PermuteVar16x32(s16, Q4Pair0), acc, mask, ones);
-                acc = Q4Pair(nib, qxp, sum4x8p, b + 2, Avx512F.PermuteVar16x32(s16, Q4Pair1), acc, mask, ones);
+                acc2 = Q4Pair(nib, qxp, sum4x8p, b + 2, Avx512F.PermuteVar16x32(s16, Q4Pair1), acc2, mask, ones);
                 acc = Q4Pair(nib, qxp, sum4x8p, b + 4, Avx512F.PermuteVar16x32(s16, Q4Pair2), acc, mask, ones);
-                acc = Q4Pair(nib, qxp, sum4x8p, b + 6, Avx512F.PermuteVar16x32(s16, Q4Pair3), acc, mask, ones);
+                acc2 = Q4Pair(nib, qxp, sum4x8p, b + 6, Avx512F.PermuteVar16x32(s16, Q4Pair3), acc2, mask, ones);
             }
             for (; b + 2 <= blocks; b += 2)
             {
                 var h = Vector256.Create(Vector128.Create(ws[b] * dx[b]), Vector128.Create(ws[b + 1] * dx[b + 1]));
                 acc = Q4Pair(nib, qxp, sum4x8p, b, Vector512.Create(h, h), acc, mask, ones);
             }
-            sum = Vector512.Sum(acc);
+            sum = Vector512.Sum(acc + acc2);
         }
         for (; b < blocks; b++)
         {
