@@ -36,6 +36,7 @@ public sealed class BackendKernelTests(string backendName)
     [TestCase(WeightType.Q8_0, 1, 5, 32)]
     [TestCase(WeightType.Q4_0, 1, 3, 32)]
     [TestCase(WeightType.Q4_0, 1, 19, 352)]
+    [TestCase(WeightType.Q4_0, 1, 21, 512)]
     [TestCase(WeightType.Q8_0, 1, 19, 352)]
     [TestCase(WeightType.Q8_0, 7, 37, 160)]
     [TestCase(WeightType.Q4_0, 1, 41, 96)]
