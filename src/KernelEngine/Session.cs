@@ -43,7 +43,8 @@ public sealed class Session : IDisposable
     public int BatchCapacity => _state.Capacity;
     public GenerationStats? LastStats { get; private set; }
 
-    /// <summary>Logits (vocab) after the last token fed. Valid until the next call.</summary>
+    /// <summary>Logits (vocab) after the last token fed by Feed/FeedAll (greedy generation keeps them on the device
+    /// unless GenerationSettings.ReturnLogits is set). Valid until the next call.</summary>
     public ReadOnlySpan<float> Logits => _logits;
 
     /// <summary>Drops cached tokens from <paramref name="position"/> on (speculative rollback, prompt edits).</summary>
@@ -58,6 +59,14 @@ public sealed class Session : IDisposable
     /// <summary>Feeds tokens in batched passes; afterwards <see cref="Logits"/> holds the next-token logits.</summary>
     public ReadOnlySpan<float> Feed(scoped ReadOnlySpan<int> tokens)
     {
+        FeedOnDevice(tokens);
+        _t.Backend.Read(_state.Logits, 0, 1, _logits);
+        return _logits;
+    }
+
+    /// <summary>Feeds tokens; the next-token logits stay on the device (see <see cref="NextTokenStats"/>).</summary>
+    private void FeedOnDevice(scoped ReadOnlySpan<int> tokens)
+    {
         if (tokens.IsEmpty) throw new InvalidRequestException("no tokens to feed");
         CheckFits(tokens.Length);
         foreach (int id in tokens) CheckToken(id);
@@ -67,9 +76,13 @@ public sealed class Session : IDisposable
             _t.Forward(_state, _cache, chunk, _tokens.Count, allLogits: false);
             foreach (int id in chunk) _tokens.Add(id);
         }
-        _t.Backend.Read(_state.Logits, 0, 1, _logits);
-        return _logits;
     }
+
+    /// <summary>
+    /// Softmax-entropy summary of the next-token logits computed where they are (one fused kernel on a GPU): argmax,
+    /// log-sum-exp, entropy and log p(token), with no copy of the logits to the host.
+    /// </summary>
+    public SoftmaxStats NextTokenStats(float temperature = 1f, int token = -1) => _t.Backend.SoftmaxEntropy(_state.Logits, 0, temperature, token);
 
     /// <summary>
     /// Feeds tokens and returns the logits of every one of them: row i (vocab) predicts the token after tokens[i].
@@ -189,12 +202,25 @@ public sealed class Session : IDisposable
 
         int generated = 0;
         var reason = StopReason.MaxTokens;
+        bool onDevice = settings.Sampling.IsGreedy && settings.Sampling.RepetitionPenalty == 1f && !settings.ReturnLogits;
         while (generated < settings.MaxTokens)
         {
             if (ct.IsCancellationRequested) { reason = StopReason.Cancelled; break; }
-            var history = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tokens);
-            int next = sampler.Sample(_logits, history);
-            var stats = SoftmaxEntropyCpu.Compute(_logits, 1f, next);
+            int next;
+            SoftmaxStats stats;
+            if (onDevice)
+            {
+                // Greedy: argmax, entropy and log p on the device; the logits never come back.
+                stats = NextTokenStats();
+                next = stats.ArgMax;
+                stats = stats with { TokenLogProb = stats.Max - stats.LogSumExp };
+            }
+            else
+            {
+                var history = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tokens);
+                next = sampler.Sample(_logits, history);
+                stats = SoftmaxEntropyCpu.Compute(_logits, 1f, next);
+            }
             generated++;
             bool eos = settings.StopAtEos && _model.Tokenizer.IsEos(next);
             string piece = eos ? "" : text.Push(next);
@@ -212,7 +238,7 @@ public sealed class Session : IDisposable
             if (stop) { reason = StopReason.StopString; break; }
             if (generated >= settings.MaxTokens) break;
             if (_tokens.Count + 1 > _cache.ContextLength) { reason = StopReason.ContextFull; break; }
-            Feed([next]);
+            if (onDevice) FeedOnDevice([next]); else Feed([next]);
         }
         LastStats = new GenerationStats
         {
