@@ -232,7 +232,8 @@ public sealed class Session : IDisposable
             {
                 tail.Append(piece);
                 if (tail.Length > 2 * maxStop) tail.Remove(0, tail.Length - maxStop);
-                foreach (var s in settings.StopStrings) if (s.Length > 0 && tail.ToString().Contains(s, StringComparison.Ordinal)) stop = true;
+                string recent = tail.ToString();
+                foreach (var s in settings.StopStrings) if (s.Length > 0 && recent.Contains(s, StringComparison.Ordinal)) stop = true;
             }
             yield return token;
             if (stop) { reason = StopReason.StopString; break; }

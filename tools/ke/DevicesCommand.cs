@@ -12,7 +12,7 @@ internal static class DevicesCommand
         cmd.SetAction(p => CliCommon.Run(p, () =>
         {
             var list = Devices.List();
-            var auto = list.Any(d => d.Kind == DeviceKind.Cuda) ? "cuda" : "cpu";
+            var auto = new DeviceInfo(Devices.Auto(list), "", 0, "").Id;
             if (p.GetValue(json))
             {
                 CliCommon.PrintJson(new { devices = list.Select(d => new { id = d.Id, kind = d.Kind.ToString(), name = d.Name, memory_bytes = d.MemoryBytes, capabilities = d.Capabilities }), auto });

@@ -53,16 +53,15 @@ public static class Devices
         _ => throw new DeviceException($"unknown device '{device}' (auto, cpu, ilgpu-cpu, cuda, opencl)"),
     };
 
+    /// <summary>What "auto" picks among the listed devices: CUDA, then an OpenCL device ILGPU can run, then the CPU backend.</summary>
+    public static DeviceKind Auto(IReadOnlyList<DeviceInfo> found) =>
+        found.Any(d => d.Kind == DeviceKind.Cuda) ? DeviceKind.Cuda
+        : found.Any(d => d.Kind == DeviceKind.OpenCL) && IlgpuBackendFactory.CanRunOpenCL() ? DeviceKind.OpenCL
+        : DeviceKind.Cpu;
+
     public static IBackend Create(string device)
     {
-        var kind = Parse(device);
-        if (kind == null)
-        {
-            var found = List();
-            kind = found.Any(d => d.Kind == DeviceKind.Cuda) ? DeviceKind.Cuda
-                 : found.Any(d => d.Kind == DeviceKind.OpenCL) && IlgpuBackendFactory.CanRunOpenCL() ? DeviceKind.OpenCL
-                 : DeviceKind.Cpu;
-        }
-        return kind == DeviceKind.Cpu ? new CpuBackend() : IlgpuBackendFactory.Create(kind.Value);
+        var kind = Parse(device) ?? Auto(List());
+        return kind == DeviceKind.Cpu ? new CpuBackend() : IlgpuBackendFactory.Create(kind);
     }
 }

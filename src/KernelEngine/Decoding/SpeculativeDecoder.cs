@@ -92,7 +92,7 @@ public sealed class SpeculativeDecoder
                     Sync(_draft!, committed);
                     var logits = _draft!.Feed(Tail(committed, _draft.Position));
                     draftPasses++;
-                    if (b == 0) draftSampler.Distribution(logits, committed.ToArray(), q0);
+                    if (b == 0) draftSampler.Distribution(logits, default, q0);   // no history: repetition penalties are refused above
                     var qb0 = q.AsSpan(b * maxGamma * _vocab, _vocab);
                     q0.CopyTo(qb0);
                     // First tokens of the branches are distinct: without replacement from q0 (greedy: the b-th best).
