@@ -23,6 +23,14 @@ public static class HalfVector
         return (Vector512.ShiftLeft(h, 13) & Vector512.Create(0x8FFFE000u)).AsSingle() * Vector512.Create(0x77800000u).AsSingle();
     }
 
+    /// <summary>8 halves at p to 8 floats (requires <see cref="IsSupported"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector256<float> LoadHalf8(ushort* p)
+    {
+        var h = Avx2.ConvertToVector256Int32(Vector128.Load((short*)p)).AsUInt32();
+        return (Vector256.ShiftLeft(h, 13) & Vector256.Create(0x8FFFE000u)).AsSingle() * Vector256.Create(0x77800000u).AsSingle();
+    }
+
     /// <summary>16 bf16 at p to 16 floats (requires <see cref="IsSupported"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe Vector512<float> LoadBf16x16(ushort* p) =>

@@ -8,8 +8,7 @@ namespace KernelEngine.Kernels.MatMul;
 /// <summary>
 /// CPU twin of the MatMul family: y (rows, outDim) = x (rows, inDim) · Wᵀ (+ bias), W stored (outDim, inDim)
 /// in any <see cref="WeightType"/>, converted inside the kernel (never widened in memory as a whole).
-/// v1 decode (rows == 1): tasks own a band of W rows; each row is streamed once (memory bound), 4 rows at a
-///    time against the same x vector. Q8_0/Q4_0 take the integer path of <see cref="QuantMatVecCpu"/>.
+/// v1 decode (rows == 1): <see cref="MatVecCpu"/> (bands of W rows streamed once; Q8_0/Q4_0 in integers).
 /// v2 prefill (rows > 1): tasks own a block of 64 W rows, widened to F32 once into per-thread scratch; chunks of 32
 ///    x rows (L2) meet groups of 4 W rows (L1) in a 4x4 register-blocked micro-kernel (16 Vector512 accumulators).
 /// </summary>
@@ -33,38 +32,36 @@ public static unsafe class MatMulCpu
         public float* Bias;
         public float* Y;
         public int RowsPerTask;
+        public byte* Packed;          // Q8_0/Q4_0 in PackedQuant layout, or null
+        public long PackedRowBytes;
     }
 
-    /// <param name="scales">Q8_0/Q4_0: the block scales widened once (<see cref="QuantMatVecCpu.WidenScales"/>); null builds them per call</param>
-    /// <param name="nibbles">Q4_0: quants packed by <see cref="QuantMatVecCpu.PackNibbles"/> for decode; null builds them per call</param>
+    /// <param name="packed">Q8_0/Q4_0: W in <see cref="PackedQuant"/> layout (decode reads only it, prefill widens from it);
+    /// null: decode packs per call (tests, one-off calls), prefill widens ggml blocks</param>
     public static void MatMul(WorkerPool pool, float* x, int rows, int inDim, byte* w, WeightType type, int outDim, float* bias, float* y,
-        float* scales = null, byte* nibbles = null)
+        byte* packed = null)
     {
-        if (rows == 1 && type.IsBlockQuantized())
+        if (rows == 1)
         {
-            // Callers that did not prepare the decode layout (tests, one-off calls) get it built per call.
-            var ownScales = scales == null ? QuantMatVecCpu.WidenScales(w, type, outDim, inDim) : null;
-            var ownNibbles = type == WeightType.Q4_0 && nibbles == null ? QuantMatVecCpu.PackNibbles(w, outDim, inDim) : null;
-            fixed (float* s = ownScales) fixed (byte* q = ownNibbles)
-                QuantMatVecCpu.MatVec(pool, x, inDim, w, type, outDim, bias, y, scales != null ? scales : s, nibbles != null ? nibbles : q);
+            byte* own = type.IsBlockQuantized() && packed == null ? PackedQuant.Pack(w, type, outDim, inDim) : null;
+            try
+            {
+                var part = new MatVecPart { W = w, Type = type, OutDim = outDim, Bias = bias, Y = y, Packed = own != null ? own : packed };
+                MatVecCpu.MatVec(pool, x, inDim, new ReadOnlySpan<MatVecPart>(ref part));
+            }
+            finally
+            {
+                if (own != null) PackedQuant.Free(own);
+            }
             return;
         }
         var job = new Job
         {
             X = x, Rows = rows, InDim = inDim, W = w, WRowBytes = type.RowBytes(inDim), Type = type,
-            OutDim = outDim, Bias = bias, Y = y,
+            OutDim = outDim, Bias = bias, Y = y, RowsPerTask = PrefillBlockRows,
+            Packed = type.IsBlockQuantized() ? packed : null, PackedRowBytes = type.IsBlockQuantized() ? PackedQuant.RowBytes(type, inDim) : 0,
         };
-        if (rows == 1)
-        {
-            int tasksWanted = pool.Threads * 8;
-            job.RowsPerTask = Math.Max(4, (outDim + tasksWanted - 1) / tasksWanted + 3 & ~3);
-            pool.For((outDim + job.RowsPerTask - 1) / job.RowsPerTask, &DecodeTask, &job, (long)outDim * inDim);
-        }
-        else
-        {
-            job.RowsPerTask = PrefillBlockRows;
-            pool.For((outDim + PrefillBlockRows - 1) / PrefillBlockRows, &PrefillTask, &job, (long)rows * outDim * inDim);
-        }
+        pool.For((outDim + PrefillBlockRows - 1) / PrefillBlockRows, &PrefillTask, &job, (long)rows * outDim * inDim);
     }
 
     /// <summary>Per-thread scratch, 64-byte aligned so Vector512 loads never split cache lines (grows, never shrinks).</summary>
@@ -80,52 +77,6 @@ public static unsafe class MatMulCpu
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DecodeTask(void* ctx, int task)
-    {
-        ref Job j = ref Unsafe.AsRef<Job>(ctx);
-        int o0 = task * j.RowsPerTask, o1 = Math.Min(j.OutDim, o0 + j.RowsPerTask);
-        int n = j.InDim;
-        if (j.Type == WeightType.F32 && Vector512.IsHardwareAccelerated && n % 64 == 0)
-        {
-            // One row streamed at a time with 4 independent accumulators (as ggml's vec_dot_f32): one sequential
-            // stream per thread keeps the hardware prefetchers ahead; 4-row interleaving measured slower.
-            for (int o = o0; o < o1; o++) j.Y[o] = DotRow64((float*)(j.W + o * j.WRowBytes), j.X, n);
-        }
-        else if (j.Type == WeightType.F32)
-        {
-            int o = o0;
-            for (; o + 4 <= o1; o += 4)
-                Dot1x4(j.X, (float*)(j.W + o * j.WRowBytes), n, n, j.Y + o);
-            for (; o < o1; o++)
-                j.Y[o] = TensorPrimitives.Dot(new ReadOnlySpan<float>(j.X, n), new ReadOnlySpan<float>(j.W + o * j.WRowBytes, n));
-        }
-        else if ((j.Type == WeightType.F16 || j.Type == WeightType.BF16) && HalfVector.IsSupported && n % 16 == 0)
-        {
-            // Converted in registers: the weight row is read once and never written back out as F32.
-            bool bf16 = j.Type == WeightType.BF16;
-            for (int o = o0; o < o1; o++)
-                j.Y[o] = DotHalfRow(j.X, (ushort*)(j.W + o * j.WRowBytes), n, bf16);
-        }
-        else
-        {
-            float* buf = Scratch(4 * n);
-            int o = o0;
-            for (; o + 4 <= o1; o += 4)
-            {
-                for (int r = 0; r < 4; r++) RowConvert.ToF32(j.W + (o + r) * j.WRowBytes, j.Type, n, buf + r * n);
-                Dot1x4(j.X, buf, n, n, j.Y + o);
-            }
-            for (; o < o1; o++)
-            {
-                RowConvert.ToF32(j.W + o * j.WRowBytes, j.Type, n, buf);
-                j.Y[o] = TensorPrimitives.Dot(new ReadOnlySpan<float>(j.X, n), new ReadOnlySpan<float>(buf, n));
-            }
-        }
-        if (j.Bias != null)
-            for (int o = o0; o < o1; o++) j.Y[o] += j.Bias[o];
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PrefillTask(void* ctx, int task)
     {
         ref Job j = ref Unsafe.AsRef<Job>(ctx);
@@ -134,7 +85,10 @@ public static unsafe class MatMulCpu
         // Widened (or for F32 copied: mapped safetensors data is only 4-byte aligned) into aligned scratch, once
         // per block, then reused by every x row.
         float* wf = Scratch(nO * n);
-        for (int r = 0; r < nO; r++) RowConvert.ToF32(j.W + (o0 + r) * j.WRowBytes, j.Type, n, wf + r * n);
+        if (j.Packed != null)
+            for (int r = 0; r < nO; r++) PackedQuant.ToF32(j.Packed + (o0 + r) * j.PackedRowBytes, j.Type, n, wf + r * n);
+        else
+            for (int r = 0; r < nO; r++) RowConvert.ToF32(j.W + (o0 + r) * j.WRowBytes, j.Type, n, wf + r * n);
         int outDim = j.OutDim;
         // Cache blocking: a chunk of 32 x rows (L2) meets each group of 4 weight rows (L1) of this task's block.
         for (int t0 = 0; t0 < j.Rows; t0 += PrefillXRows)
@@ -168,7 +122,7 @@ public static unsafe class MatMulCpu
             a2 = Vector512.FusedMultiplyAdd(Vector512.Load(w + i + 32), Vector512.Load(x + i + 32), a2);
             a3 = Vector512.FusedMultiplyAdd(Vector512.Load(w + i + 48), Vector512.Load(x + i + 48), a3);
         }
-        return Vector512.Sum((a0 + a1) + (a2 + a3));
+        return VectorMath.Sum((a0 + a1) + (a2 + a3));
     }
 
     /// <summary>dot(x, w) for a row of 16-bit floats (fp16 or bf16), n a multiple of 32.</summary>
@@ -199,7 +153,7 @@ public static unsafe class MatMulCpu
             }
             for (; i < n; i += 16) a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), HalfVector.LoadHalf16(w + i), a0);
         }
-        return Vector512.Sum((a0 + a1) + (a2 + a3));
+        return VectorMath.Sum((a0 + a1) + (a2 + a3));
     }
 
     /// <summary>y[0..4) = dot(x, w_r) for 4 rows of w (row stride wStride floats).</summary>
@@ -220,7 +174,7 @@ public static unsafe class MatMulCpu
                 a2 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(w2 + i), a2);
                 a3 = Vector512.FusedMultiplyAdd(xv, Vector512.Load(w3 + i), a3);
             }
-            s0 = Vector512.Sum(a0); s1 = Vector512.Sum(a1); s2 = Vector512.Sum(a2); s3 = Vector512.Sum(a3);
+            s0 = VectorMath.Sum(a0); s1 = VectorMath.Sum(a1); s2 = VectorMath.Sum(a2); s3 = VectorMath.Sum(a3);
         }
         else if (Vector256.IsHardwareAccelerated && n >= 8)
         {
@@ -277,10 +231,10 @@ public static unsafe class MatMulCpu
             c32 = Vector512.FusedMultiplyAdd(a, b2, c32); c33 = Vector512.FusedMultiplyAdd(a, b3, c33);
         }
         float* r0 = y, r1 = y + yStride, r2 = y + 2 * yStride, r3 = y + 3 * yStride;
-        r0[0] = Vector512.Sum(c00); r0[1] = Vector512.Sum(c01); r0[2] = Vector512.Sum(c02); r0[3] = Vector512.Sum(c03);
-        r1[0] = Vector512.Sum(c10); r1[1] = Vector512.Sum(c11); r1[2] = Vector512.Sum(c12); r1[3] = Vector512.Sum(c13);
-        r2[0] = Vector512.Sum(c20); r2[1] = Vector512.Sum(c21); r2[2] = Vector512.Sum(c22); r2[3] = Vector512.Sum(c23);
-        r3[0] = Vector512.Sum(c30); r3[1] = Vector512.Sum(c31); r3[2] = Vector512.Sum(c32); r3[3] = Vector512.Sum(c33);
+        r0[0] = VectorMath.Sum(c00); r0[1] = VectorMath.Sum(c01); r0[2] = VectorMath.Sum(c02); r0[3] = VectorMath.Sum(c03);
+        r1[0] = VectorMath.Sum(c10); r1[1] = VectorMath.Sum(c11); r1[2] = VectorMath.Sum(c12); r1[3] = VectorMath.Sum(c13);
+        r2[0] = VectorMath.Sum(c20); r2[1] = VectorMath.Sum(c21); r2[2] = VectorMath.Sum(c22); r2[3] = VectorMath.Sum(c23);
+        r3[0] = VectorMath.Sum(c30); r3[1] = VectorMath.Sum(c31); r3[2] = VectorMath.Sum(c32); r3[3] = VectorMath.Sum(c33);
         for (; i < n; i++)
             for (int a = 0; a < 4; a++)
             {

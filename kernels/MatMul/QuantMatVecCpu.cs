@@ -1,7 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
-using KernelEngine.Kernels.Threading;
 
 namespace KernelEngine.Kernels.MatMul;
 
@@ -9,8 +8,9 @@ namespace KernelEngine.Kernels.MatMul;
 /// Decode matrix-vector product for Q8_0 / Q4_0 weights, the way llama.cpp does it: the activation row is quantized
 /// once to 8-bit blocks (dx = amax / 127), then each weight block meets its activation block in an integer dot
 /// product scaled by dw·dx. On AVX-512BW two blocks go through one 512-bit vpmaddubsw + vpmaddwd (unsigned × signed
-/// bytes → int16 pairs → int32 quads); the sign of Q8_0 weights moves onto the activations (|w| · sign(w)x), Q4_0's
-/// unsigned nibbles q (packed per row at load) go in directly and the −8 offset is subtracted as 8·Σx per group of four (precomputed once).
+/// bytes → int16 pairs → int32 quads); the sign of Q8_0 weights moves onto the activations (|w| · sign(w)x). Q4_0's
+/// quants (packed per row at load) go in as unsigned nibbles four blocks per 64-byte load, and the −8 offset is subtracted
+/// as 8·Σx per int32 lane (precomputed once per token).
 /// Other CPUs take the 256-bit AVX2 or the scalar path. (.NET 10 exposes no AVX-512 VNNI intrinsic, so vpdpbusd is
 /// out of reach; vpmaddubsw + vpmaddwd is the same arithmetic in two instructions.)
 /// </summary>
@@ -21,61 +21,53 @@ public static unsafe class QuantMatVecCpu
     [ThreadStatic] private static sbyte[]? t_qx;
     [ThreadStatic] private static float[]? t_dx;
     [ThreadStatic] private static int[]? t_sum4;
-    [ThreadStatic] private static sbyte[]? t_qxp;
-    [ThreadStatic] private static int[]? t_sum4p;
+    [ThreadStatic] private static sbyte[]? t_qxg;
+    [ThreadStatic] private static int[]? t_offg;
 
-    private struct Job
+    /// <summary>The activation row quantized once per product (and shared by every matrix that reads it).</summary>
+    public struct Activations
     {
         public sbyte* Qx;       // (n) quantized activations
         public float* Dx;       // (n / 32) activation block scales
         public int* Sum4x8;     // (n / 4) 8 · Σ qx over each group of 4 (Q4_0 offset)
-        public float* Scales;   // (outDim, n / 32) weight block scales widened to f32 once at load
-        public byte* Nibbles;   // Q4_0: (outDim, n / 2) the quants of each row back to back
-        public sbyte* Qxp;      // Q4_0: qx reordered per block pair as [a0-15, b0-15, a16-31, b16-31] (the nibble order)
-        public int* Sum4x8p;    // Q4_0: Sum4x8 in the same order
-        public int Blocks;
-        public byte* W;
-        public long RowBytes;
-        public WeightType Type;
-        public int OutDim;
-        public float* Bias;
-        public float* Y;
-        public int RowsPerTask;
+        public sbyte* Qxg;      // Q4_0: (n) qx reordered per group of 4 blocks as [x0-15 of each block | x16-31 of each block]
+        public int* Offg;       // Q4_0: (n / 8) 8 · Σ of the 8 activations that meet each int32 lane of a group
     }
 
-    /// <param name="scales">(outDim, n / 32) the weight blocks' fp16 scales as f32 (<see cref="WidenScales"/>), read
-    /// instead of converting two halves per block pair in the inner loop</param>
-    /// <param name="nibbles">Q4_0: the quants repacked by <see cref="PackNibbles"/></param>
-    public static void MatVec(WorkerPool pool, float* x, int n, byte* w, WeightType type, int outDim, float* bias, float* y, float* scales, byte* nibbles)
+    /// <summary>Quantizes x (n a multiple of 32) into the calling thread's buffers; <paramref name="groupOrder"/> adds
+    /// the Q4_0 layout. Valid until the same thread prepares again.</summary>
+    public static Activations Prepare(float* x, int n, bool groupOrder)
     {
-        if (type == WeightType.Q4_0 && nibbles == null) throw new ArgumentNullException(nameof(nibbles), "Q4_0 decode needs the packed quants");
         if (n % B != 0) throw new ArgumentException($"row length {n} is not a multiple of {B}");
         if (t_qx == null || t_qx.Length < n)
         {
             t_qx = GC.AllocateUninitializedArray<sbyte>(n, pinned: true);
             t_dx = GC.AllocateUninitializedArray<float>(n / B, pinned: true);
             t_sum4 = GC.AllocateUninitializedArray<int>(n / 4, pinned: true);
+            t_qxg = GC.AllocateUninitializedArray<sbyte>(n, pinned: true);
+            t_offg = GC.AllocateUninitializedArray<int>(n / 8, pinned: true);
         }
-        var job = new Job
+        var a = new Activations
         {
             Qx = (sbyte*)Unsafe.AsPointer(ref t_qx[0]), Dx = (float*)Unsafe.AsPointer(ref t_dx![0]), Sum4x8 = (int*)Unsafe.AsPointer(ref t_sum4![0]),
-            Blocks = n / B, W = w, RowBytes = type.RowBytes(n), Type = type, OutDim = outDim, Bias = bias, Y = y, Scales = scales, Nibbles = nibbles,
+            Qxg = (sbyte*)Unsafe.AsPointer(ref t_qxg![0]), Offg = (int*)Unsafe.AsPointer(ref t_offg![0]),
         };
-        QuantizeActivations(x, n, job.Qx, job.Dx, job.Sum4x8);
-        if (type == WeightType.Q4_0)
-        {
-            if (t_qxp == null || t_qxp.Length < n)
-            {
-                t_qxp = GC.AllocateUninitializedArray<sbyte>(n, pinned: true);
-                t_sum4p = GC.AllocateUninitializedArray<int>(n / 4, pinned: true);
-            }
-            job.Qxp = (sbyte*)Unsafe.AsPointer(ref t_qxp[0]);
-            job.Sum4x8p = (int*)Unsafe.AsPointer(ref t_sum4p![0]);
-            PairOrder(job.Qx, job.Sum4x8, n / B, job.Qxp, job.Sum4x8p);
-        }
-        int tasksWanted = pool.Threads * 8;
-        job.RowsPerTask = Math.Max(4, (outDim + tasksWanted - 1) / tasksWanted);
-        pool.For((outDim + job.RowsPerTask - 1) / job.RowsPerTask, &Task, &job, (long)outDim * n);
+        QuantizeActivations(x, n, a.Qx, a.Dx, a.Sum4x8);
+        if (groupOrder) GroupOrder(a.Qx, a.Sum4x8, n / B, a.Qxg, a.Offg);
+        return a;
+    }
+
+    /// <summary>y[o] = W[o] · x for o in [o0, o1) of one Q8_0/Q4_0 matrix in <see cref="PackedQuant"/> layout (bias not added).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Rows(in MatVecPart part, in Activations a, int n, int o0, int o1)
+    {
+        int blocks = n / B;
+        long rowBytes = PackedQuant.RowBytes(part.Type, n);
+        byte* w = part.Packed;
+        if (part.Type == WeightType.Q8_0)
+            for (int o = o0; o < o1; o++) part.Y[o] = DotQ8_0(w + o * rowBytes, a.Qx, a.Dx, blocks);
+        else
+            for (int o = o0; o < o1; o++) part.Y[o] = DotQ4_0(w + o * rowBytes, a.Qx, a.Qxg, a.Dx, a.Offg, blocks);
     }
 
     /// <summary>Q8_0 blocks of the activation row exactly as ggml's quantize_row_q8_0 (d = amax / 127 kept in fp16, q = roundf(x / d)); plus 8 · Σq per group of 4.</summary>
@@ -141,60 +133,36 @@ public static unsafe class QuantMatVecCpu
         return s.GetLower() + s.GetUpper();
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Task(void* ctx, int task)
+    /// <summary>Reorders activation quants per group of 4 blocks to the packed nibbles' order (low nibbles of a 64-byte
+    /// load are elements 0-15 of each block, high nibbles 16-31) and sums each int32 lane's 8 activations.</summary>
+    private static void GroupOrder(sbyte* qx, int* sum4x8, int blocks, sbyte* qxg, int* offg)
     {
-        ref Job j = ref Unsafe.AsRef<Job>(ctx);
-        int o0 = task * j.RowsPerTask, o1 = Math.Min(j.OutDim, o0 + j.RowsPerTask);
-        for (int o = o0; o < o1; o++)
+        int groups = blocks / 4;
+        for (int g = 0; g < groups; g++)
         {
-            byte* row = j.W + o * j.RowBytes;
-            float* ws = j.Scales + (long)o * j.Blocks;
-            float v = j.Type == WeightType.Q8_0 ? DotQ8_0(row, ws, j.Qx, j.Dx, j.Blocks)
-                : DotQ4_0Packed(j.Nibbles + (long)o * j.Blocks * (B / 2), ws, j.Qx, j.Qxp, j.Dx, j.Sum4x8p, j.Blocks);
-            j.Y[o] = j.Bias != null ? v + j.Bias[o] : v;
-        }
-    }
-
-    /// <summary>The 16 quant bytes of every Q4_0 block, back to back per row: (rows, cols / 2), 64-byte aligned.</summary>
-    public static byte[] PackNibbles(byte* w, int rows, int cols)
-    {
-        int blocks = cols / B;
-        long rowBytes = WeightType.Q4_0.RowBytes(cols);
-        var packed = GC.AllocateUninitializedArray<byte>(rows * (cols / 2), pinned: true);
-        for (int r = 0; r < rows; r++)
-            for (int b = 0; b < blocks; b++)
-                new ReadOnlySpan<byte>(w + r * rowBytes + b * WeightTypes.Q4_0BlockBytes + 2, B / 2).CopyTo(packed.AsSpan(r * (cols / 2) + b * (B / 2), B / 2));
-        return packed;
-    }
-
-    /// <summary>Reorders activation quants (and their group sums) per block pair to the packed nibbles' order.</summary>
-    private static void PairOrder(sbyte* qx, int* sum4x8, int blocks, sbyte* qxp, int* sum4x8p)
-    {
-        int b = 0;
-        for (; b + 2 <= blocks; b += 2)
-        {
-            sbyte* a = qx + b * B, c = a + B, d = qxp + b * B;
-            Buffer.MemoryCopy(a, d, 16, 16); Buffer.MemoryCopy(c, d + 16, 16, 16);
-            Buffer.MemoryCopy(a + 16, d + 32, 16, 16); Buffer.MemoryCopy(c + 16, d + 48, 16, 16);
-            int* sa = sum4x8 + b * 8, sc = sa + 8, sd = sum4x8p + b * 8;
-            for (int g = 0; g < 4; g++) { sd[g] = sa[g]; sd[4 + g] = sc[g]; sd[8 + g] = sa[4 + g]; sd[12 + g] = sc[4 + g]; }
-        }
-        if (b < blocks)
-        {
-            Buffer.MemoryCopy(qx + b * B, qxp + b * B, B, B);
-            Buffer.MemoryCopy(sum4x8 + b * 8, sum4x8p + b * 8, 32, 32);
+            sbyte* src = qx + g * 4 * B, lo = qxg + g * 4 * B, hi = lo + 2 * B;
+            int* s = sum4x8 + g * 32, off = offg + g * 16;
+            for (int k = 0; k < 4; k++)
+            {
+                Buffer.MemoryCopy(src + k * B, lo + k * 16, 16, 16);
+                Buffer.MemoryCopy(src + k * B + 16, hi + k * 16, 16, 16);
+                // lane 4k + i covers bytes 4i..4i+3 of both halves: elements 4i..4i+3 and 16+4i..16+4i+3 of block k
+                for (int i = 0; i < 4; i++) off[4 * k + i] = s[8 * k + i] + s[8 * k + 4 + i];
+            }
         }
     }
 
     /// <summary>
-    /// Q4_0 with packed quants: one 32-byte load holds two blocks; low nibbles [a0-15 | b0-15], high [a16-31 | b16-31]
-    /// meet activations stored in that order (<see cref="PairOrder"/>), so no shuffle is needed; the int32 lanes are
-    /// then (a, b, a, b) in groups of 4, which the scale permute reproduces.
+    /// Q4_0 row (<see cref="PackedQuant"/>): one 64-byte load holds four blocks; its low nibbles [a0-15 | b0-15 | c0-15 | d0-15]
+    /// and high nibbles [a16-31 | ...] meet activations stored in that order (<see cref="GroupOrder"/>), so no shuffle is
+    /// needed: the two vpmaddubsw results add as int16 (|q·x| ≤ 15·127·4 fits) and one vpmaddwd leaves int32 lanes in
+    /// groups of four per block, which the scale permute matches. Whole groups only; the last blocks % 4 go the scalar way.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ4_0Packed(byte* nib, float* ws, sbyte* qx, sbyte* qxp, float* dx, int* sum4x8p, int blocks)
+    public static float DotQ4_0(byte* row, sbyte* qx, sbyte* qxg, float* dx, int* offg, int blocks)
     {
+        ushort* scales = (ushort*)row;
+        byte* nib = row + PackedQuant.ScaleBytes(blocks);
         int b = 0;
         float sum = 0;
         if (Avx512BW.IsSupported)
@@ -202,24 +170,25 @@ public static unsafe class QuantMatVecCpu
             var acc = Vector512<float>.Zero;
             var acc2 = Vector512<float>.Zero;
             var ones = Vector512.Create((short)1);
-            var mask = Vector256.Create((byte)0x0F);
-            // 8 blocks per step: their 8 scale products come from one multiply and are spread to each pair's lanes
-            // with one permute, instead of broadcasts and inserts per pair.
-            for (; b + 8 <= blocks; b += 8)
+            var mask = Vector512.Create((byte)0x0F);
+            // 16 blocks per step: their 16 scale products (fp16 widened in registers) come from one multiply and reach
+            // each group's lanes by one permute. Pointers advance instead of indices (no widening of an int index per load).
+            byte* pn = nib; sbyte* px = qxg; int* po = offg;
+            for (; b + 16 <= blocks; b += 16, pn += 8 * B, px += 16 * B, po += 64)
             {
-                var s8 = Vector256.Load(ws + b) * Vector256.Load(dx + b);
-                var s16 = Vector512.Create(s8, s8);
-                acc = Q4Pair(nib, qxp, sum4x8p, b, Avx512F.PermuteVar16x32(s16, Q4Pair0), acc, mask, ones);
-                acc2 = Q4Pair(nib, qxp, sum4x8p, b + 2, Avx512F.PermuteVar16x32(s16, Q4Pair1), acc2, mask, ones);
-                acc = Q4Pair(nib, qxp, sum4x8p, b + 4, Avx512F.PermuteVar16x32(s16, Q4Pair2), acc, mask, ones);
-                acc2 = Q4Pair(nib, qxp, sum4x8p, b + 6, Avx512F.PermuteVar16x32(s16, Q4Pair3), acc2, mask, ones);
+                var s16 = HalfVector.LoadHalf16(scales + b) * Vector512.Load(dx + b);
+                acc = Q4Group(pn, px, po, Avx512F.PermuteVar16x32(s16, Group0), acc, mask, ones);
+                acc2 = Q4Group(pn + 2 * B, px + 4 * B, po + 16, Avx512F.PermuteVar16x32(s16, Group1), acc2, mask, ones);
+                acc = Q4Group(pn + 4 * B, px + 8 * B, po + 32, Avx512F.PermuteVar16x32(s16, Group2), acc, mask, ones);
+                acc2 = Q4Group(pn + 6 * B, px + 12 * B, po + 48, Avx512F.PermuteVar16x32(s16, Group3), acc2, mask, ones);
             }
-            for (; b + 2 <= blocks; b += 2)
+            for (; b + 4 <= blocks; b += 4, pn += 2 * B, px += 4 * B, po += 16)
             {
-                var h = Vector256.Create(Vector128.Create(ws[b] * dx[b]), Vector128.Create(ws[b + 1] * dx[b + 1]));
-                acc = Q4Pair(nib, qxp, sum4x8p, b, Vector512.Create(h, h), acc, mask, ones);
+                // 8 halves loaded, 4 used: the read stays inside the row (scale padding or the quants that follow)
+                var s4 = (HalfVector.LoadHalf8(scales + b) * Vector256.Create(Vector128.Load(dx + b), default)).ToVector512Unsafe();
+                acc = Q4Group(pn, px, po, Avx512F.PermuteVar16x32(s4, Group0), acc, mask, ones);
             }
-            sum = Vector512.Sum(acc + acc2);
+            sum = VectorMath.Sum(acc + acc2);
         }
         for (; b < blocks; b++)
         {
@@ -230,87 +199,64 @@ public static unsafe class QuantMatVecCpu
                 s += ((q[k] & 0x0F) - 8) * qx[b * B + k];
                 s += ((q[k] >> 4) - 8) * qx[b * B + k + B / 2];
             }
-            sum += s * ws[b] * dx[b];
+            sum += s * HalfVector.ToSingle(scales[b]) * dx[b];
         }
         return sum;
     }
 
-    private static readonly Vector512<int> Pair0 = Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    private static readonly Vector512<int> Pair1 = Vector512.Create(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    private static readonly Vector512<int> Pair2 = Vector512.Create(4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5);
-    private static readonly Vector512<int> Pair3 = Vector512.Create(6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7);
+    private static readonly Vector512<int> Group0 = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    private static readonly Vector512<int> Group1 = Vector512.Create(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
+    private static readonly Vector512<int> Group2 = Vector512.Create(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11);
+    private static readonly Vector512<int> Group3 = Vector512.Create(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15);
 
-    /// <summary>One pair of Q8_0 blocks (b, b + 1): |w| · sign(w)x through vpmaddubsw + vpmaddwd, scaled and accumulated.</summary>
+    /// <summary>One group of 4 packed Q4_0 blocks against group-ordered activations, scaled and accumulated.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Q8Pair(byte* row, sbyte* qx, int b, Vector512<float> scale, Vector512<float> acc, Vector512<short> ones)
+    private static Vector512<float> Q4Group(byte* nib, sbyte* qxg, int* offg, Vector512<float> scale, Vector512<float> acc,
+        Vector512<byte> mask, Vector512<short> ones)
     {
-        byte* ba = row + b * WeightTypes.Q8_0BlockBytes;
-        var w = Vector512.Create(Vector256.Load((sbyte*)(ba + 2)), Vector256.Load((sbyte*)(ba + WeightTypes.Q8_0BlockBytes + 2)));
-        var x = Vector512.Load(qx + b * B);
-        var sx = Vector512.ConditionalSelect(Vector512.LessThan(w, Vector512<sbyte>.Zero), -x, x);
-        var p32 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Avx512BW.Abs(w), sx), ones);
+        var v = Vector512.Load(nib);
+        var lo = v & mask;
+        var hi = Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
+        var p16 = Avx512BW.MultiplyAddAdjacent(lo, Vector512.Load(qxg)) + Avx512BW.MultiplyAddAdjacent(hi, Vector512.Load(qxg + 2 * B));
+        var p32 = Avx512BW.MultiplyAddAdjacent(p16, ones) - Vector512.Load(offg);
         return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(p32), scale, acc);
     }
 
-    private static readonly Vector512<int> Q4Pair0 = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
-    private static readonly Vector512<int> Q4Pair1 = Vector512.Create(2, 2, 2, 2, 3, 3, 3, 3, 2, 2, 2, 2, 3, 3, 3, 3);
-    private static readonly Vector512<int> Q4Pair2 = Vector512.Create(4, 4, 4, 4, 5, 5, 5, 5, 4, 4, 4, 4, 5, 5, 5, 5);
-    private static readonly Vector512<int> Q4Pair3 = Vector512.Create(6, 6, 6, 6, 7, 7, 7, 7, 6, 6, 6, 6, 7, 7, 7, 7);
-
-    /// <summary>One pair of packed Q4_0 blocks (b, b + 1) against pair-ordered activations, scaled and accumulated.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Q4Pair(byte* nib, sbyte* qxp, int* sum4x8p, int b, Vector512<float> scale, Vector512<float> acc,
-        Vector256<byte> mask, Vector512<short> ones)
-    {
-        var v = Vector256.Load(nib + b * (B / 2));
-        var q = Vector512.Create(v & mask, Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask);
-        var p32 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(q, Vector512.Load(qxp + b * B)), ones) - Vector512.Load(sum4x8p + b * (B / 4));
-        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(p32), scale, acc);
-    }
-
-    /// <summary>The fp16 scale of every block of a Q8_0/Q4_0 matrix as f32: (rows, cols / 32).</summary>
-    public static float[] WidenScales(byte* w, WeightType type, int rows, int cols)
-    {
-        int blocks = cols / B;
-        long rowBytes = type.RowBytes(cols);
-        int blockBytes = type == WeightType.Q8_0 ? WeightTypes.Q8_0BlockBytes : WeightTypes.Q4_0BlockBytes;
-        var s = GC.AllocateUninitializedArray<float>(rows * blocks, pinned: true);
-        for (int r = 0; r < rows; r++)
-            for (int b = 0; b < blocks; b++)
-                s[r * blocks + b] = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(w + r * rowBytes + b * blockBytes));
-        return s;
-    }
-
+    /// <summary>
+    /// Q8_0 row (<see cref="PackedQuant"/>): a block pair is one 64-byte load; |w| · sign(w)x through vpmaddubsw +
+    /// vpmaddwd leaves int32 lanes in groups of 8 per block, scaled by the pair's permuted scale products.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ8_0(byte* row, float* ws, sbyte* qx, float* dx, int blocks)
+    public static float DotQ8_0(byte* row, sbyte* qx, float* dx, int blocks)
     {
+        ushort* scales = (ushort*)row;
+        sbyte* q = (sbyte*)(row + PackedQuant.ScaleBytes(blocks));
         int b = 0;
         float sum = 0;
         if (Avx512BW.IsSupported)
         {
             var acc = Vector512<float>.Zero;
+            var acc2 = Vector512<float>.Zero;
             var ones = Vector512.Create((short)1);
-            for (; b + 8 <= blocks; b += 8)
+            sbyte* pq = q, px = qx;
+            for (; b + 16 <= blocks; b += 16, pq += 16 * B, px += 16 * B)
             {
-                var s8 = Vector256.Load(ws + b) * Vector256.Load(dx + b);
-                var s16 = Vector512.Create(s8, s8);
-                acc = Q8Pair(row, qx, b, Avx512F.PermuteVar16x32(s16, Pair0), acc, ones);
-                acc = Q8Pair(row, qx, b + 2, Avx512F.PermuteVar16x32(s16, Pair1), acc, ones);
-                acc = Q8Pair(row, qx, b + 4, Avx512F.PermuteVar16x32(s16, Pair2), acc, ones);
-                acc = Q8Pair(row, qx, b + 6, Avx512F.PermuteVar16x32(s16, Pair3), acc, ones);
+                var s16 = HalfVector.LoadHalf16(scales + b) * Vector512.Load(dx + b);
+                acc = Q8Pair(pq, px, Avx512F.PermuteVar16x32(s16, Pair0), acc, ones);
+                acc2 = Q8Pair(pq + 2 * B, px + 2 * B, Avx512F.PermuteVar16x32(s16, Pair1), acc2, ones);
+                acc = Q8Pair(pq + 4 * B, px + 4 * B, Avx512F.PermuteVar16x32(s16, Pair2), acc, ones);
+                acc2 = Q8Pair(pq + 6 * B, px + 6 * B, Avx512F.PermuteVar16x32(s16, Pair3), acc2, ones);
+                acc = Q8Pair(pq + 8 * B, px + 8 * B, Avx512F.PermuteVar16x32(s16, Pair4), acc, ones);
+                acc2 = Q8Pair(pq + 10 * B, px + 10 * B, Avx512F.PermuteVar16x32(s16, Pair5), acc2, ones);
+                acc = Q8Pair(pq + 12 * B, px + 12 * B, Avx512F.PermuteVar16x32(s16, Pair6), acc, ones);
+                acc2 = Q8Pair(pq + 14 * B, px + 14 * B, Avx512F.PermuteVar16x32(s16, Pair7), acc2, ones);
             }
-            for (; b + 2 <= blocks; b += 2)
+            for (; b + 2 <= blocks; b += 2, pq += 2 * B, px += 2 * B)
             {
-                byte* ba = row + b * WeightTypes.Q8_0BlockBytes, bb = ba + WeightTypes.Q8_0BlockBytes;
-                var w = Vector512.Create(Vector256.Load((sbyte*)(ba + 2)), Vector256.Load((sbyte*)(bb + 2)));
-                var x = Vector512.Load(qx + b * B);
-                var sx = Vector512.ConditionalSelect(Vector512.LessThan(w, Vector512<sbyte>.Zero), -x, x);
-                var p16 = Avx512BW.MultiplyAddAdjacent(Avx512BW.Abs(w), sx);
-                var p32 = Avx512BW.MultiplyAddAdjacent(p16, ones);
-                var scale = Vector512.Create(Vector256.Create(ws[b] * dx[b]), Vector256.Create(ws[b + 1] * dx[b + 1]));
-                acc = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(p32), scale, acc);
+                var scale = Vector512.Create(Vector256.Create(HalfVector.ToSingle(scales[b]) * dx[b]), Vector256.Create(HalfVector.ToSingle(scales[b + 1]) * dx[b + 1]));
+                acc = Q8Pair(pq, px, scale, acc, ones);
             }
-            sum = Vector512.Sum(acc);
+            sum = VectorMath.Sum(acc + acc2);
         }
         else if (Avx2.IsSupported)
         {
@@ -318,22 +264,36 @@ public static unsafe class QuantMatVecCpu
             var ones = Vector256.Create((short)1);
             for (; b < blocks; b++)
             {
-                byte* blk = row + b * WeightTypes.Q8_0BlockBytes;
-                var w = Vector256.Load((sbyte*)(blk + 2));
+                var w = Vector256.Load(q + b * B);
                 var x = Vector256.Load(qx + b * B);
                 var p32 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(x, w)), ones);
-                acc = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(p32), Vector256.Create(ws[b] * dx[b]), acc);
+                acc = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(p32), Vector256.Create(HalfVector.ToSingle(scales[b]) * dx[b]), acc);
             }
             sum = Vector256.Sum(acc);
         }
         for (; b < blocks; b++)
         {
-            byte* blk = row + b * WeightTypes.Q8_0BlockBytes;
-            sbyte* q = (sbyte*)(blk + 2);
             int s = 0;
-            for (int k = 0; k < B; k++) s += q[k] * qx[b * B + k];
-            sum += s * ws[b] * dx[b];
+            for (int k = 0; k < B; k++) s += q[b * B + k] * qx[b * B + k];
+            sum += s * HalfVector.ToSingle(scales[b]) * dx[b];
         }
         return sum;
+    }
+
+    private static readonly Vector512<int> Pair0 = PairIndex(0), Pair1 = PairIndex(1), Pair2 = PairIndex(2), Pair3 = PairIndex(3),
+        Pair4 = PairIndex(4), Pair5 = PairIndex(5), Pair6 = PairIndex(6), Pair7 = PairIndex(7);
+
+    /// <summary>Lanes 0-7 take scale 2k, lanes 8-15 scale 2k + 1.</summary>
+    private static Vector512<int> PairIndex(int k) => Vector512.Create(Vector256.Create(2 * k), Vector256.Create(2 * k + 1));
+
+    /// <summary>One pair of Q8_0 blocks: |w| · sign(w)x through vpmaddubsw + vpmaddwd, scaled and accumulated.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Q8Pair(sbyte* q, sbyte* qx, Vector512<float> scale, Vector512<float> acc, Vector512<short> ones)
+    {
+        var w = Vector512.Load(q);
+        var x = Vector512.Load(qx);
+        var sx = Vector512.ConditionalSelect(Vector512.LessThan(w, Vector512<sbyte>.Zero), -x, x);
+        var p32 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Avx512BW.Abs(w), sx), ones);
+        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(p32), scale, acc);
     }
 }

@@ -68,16 +68,24 @@ public sealed unsafe class CpuBackend : IBackend
     {
         public readonly byte* Data;
         private HostWeight? _host; // keeps owned host arrays alive; mapped files are owned by the model
-        public readonly float[]? Scales;   // (rows, cols / 32) block scales of Q8_0/Q4_0, widened once
-        public readonly byte[]? Nibbles;   // (rows, cols / 2) Q4_0 quants packed for the decode kernel
+        public byte* Packed;  // Q8_0/Q4_0: the PackedQuant layout the kernels read, native memory freed on Dispose
         public Weight(HostWeight h) : base(h.Name, h.Rows, h.Cols, h.Type)
         {
             Data = h.Data; _host = h;
-            if (h.Type.IsBlockQuantized()) Scales = QuantMatVecCpu.WidenScales(h.Data, h.Type, h.Rows, h.Cols);
-            if (h.Type == WeightType.Q4_0) Nibbles = QuantMatVecCpu.PackNibbles(h.Data, h.Rows, h.Cols);
+            if (h.Type.IsBlockQuantized())
+            {
+                try { Packed = PackedQuant.Pack(h.Data, h.Type, h.Rows, h.Cols); }
+                catch (OutOfMemoryException e) { throw new DeviceException($"cpu: out of memory repacking {h.Name} ({h.Rows}, {h.Cols}) {h.Type}", e); }
+            }
         }
         public float* F => (float*)Data;
-        public override void Dispose() => _host = null;
+        public override void Dispose()
+        {
+            _host = null;
+            if (Packed != null) { PackedQuant.Free(Packed); Packed = null; }
+            GC.SuppressFinalize(this);
+        }
+        ~Weight() { if (Packed != null) PackedQuant.Free(Packed); }
     }
 
     private static Tensor T(DeviceTensor t) => (Tensor)t;
@@ -135,9 +143,30 @@ public sealed unsafe class CpuBackend : IBackend
         var ww = W(w);
         if (x.Cols != ww.Cols || y.Cols != ww.Rows)
             throw new InvalidOperationException($"{ww.Name}: matmul shape mismatch x (.., {x.Cols}) w ({ww.Rows}, {ww.Cols}) y (.., {y.Cols})");
-        fixed (float* scales = ww.Scales)
-        fixed (byte* nibbles = ww.Nibbles)
-            MatMulCpu.MatMul(_pool, T(x).F, rows, ww.Cols, ww.Data, ww.Type, ww.Rows, bias == null ? null : W(bias).F, T(y).F, scales, nibbles);
+        MatMulCpu.MatMul(_pool, T(x).F, rows, ww.Cols, ww.Data, ww.Type, ww.Rows, bias == null ? null : W(bias).F, T(y).F, ww.Packed);
+    }
+
+    public void MatMul(DeviceTensor x, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias, ReadOnlySpan<DeviceTensor> y, int rows)
+    {
+        if (rows != 1 || w.Length > MatVecCpu.MaxParts)
+        {
+            for (int i = 0; i < w.Length; i++) MatMul(x, w[i], bias[i], y[i], rows);
+            return;
+        }
+        _ops++;
+        Span<MatVecPart> parts = stackalloc MatVecPart[w.Length];
+        for (int i = 0; i < w.Length; i++)
+        {
+            var ww = W(w[i]);
+            if (x.Cols != ww.Cols || y[i].Cols != ww.Rows)
+                throw new InvalidOperationException($"{ww.Name}: matmul shape mismatch x (.., {x.Cols}) w ({ww.Rows}, {ww.Cols}) y (.., {y[i].Cols})");
+            parts[i] = new MatVecPart
+            {
+                W = ww.Data, Type = ww.Type, OutDim = ww.Rows, Bias = bias[i] is { } b ? W(b).F : null, Y = T(y[i]).F,
+                Packed = ww.Packed,
+            };
+        }
+        MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts);
     }
 
     public void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)

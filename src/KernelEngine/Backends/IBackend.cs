@@ -24,6 +24,12 @@ public interface IBackend : IDisposable
     void LayerNorm(DeviceTensor x, DeviceWeight weight, DeviceWeight bias, DeviceTensor y, int rows, float eps);
     /// <summary>y (rows, w.Rows) = x (rows, w.Cols) · wᵀ + bias.</summary>
     void MatMul(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int rows);
+    /// <summary>y[i] = x · w[i]ᵀ + bias[i] for matrices that read the same x (q/k/v, gate/up); a backend may run them as
+    /// one launch (the CPU does for decode).</summary>
+    void MatMul(DeviceTensor x, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias, ReadOnlySpan<DeviceTensor> y, int rows)
+    {
+        for (int i = 0; i < w.Length; i++) MatMul(x, w[i], bias[i], y[i], rows);
+    }
     /// <summary>Rotates each head of x (rows, heads * headDim) by its row's position.</summary>
     void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope);
     /// <summary>Writes k, v rows into the cache of a layer at positions [start, start + rows).</summary>

@@ -80,6 +80,15 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         End(t, (rows == 1 ? MatVecNames : MatMulNames)[(int)w.Type], w.Name, w.Bytes + F(x, rows) + F(y, rows));
     }
 
+    public void MatMul(DeviceTensor x, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias, ReadOnlySpan<DeviceTensor> y, int rows)
+    {
+        var t = Begin();
+        inner.MatMul(x, w, bias, y, rows);
+        long bytes = F(x, rows);
+        for (int i = 0; i < w.Length; i++) bytes += w[i].Bytes + F(y[i], rows);
+        End(t, (rows == 1 ? MatVecNames : MatMulNames)[(int)w[0].Type], w[0].Name, bytes);
+    }
+
     public void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)
     {
         var t = Begin();

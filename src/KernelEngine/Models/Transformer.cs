@@ -70,9 +70,7 @@ public sealed class Transformer : IDisposable
     {
         var w = Weights.Layers[l];
         Norm(s.X, w.AttnNorm, w.AttnNormBias, s.Xb, n);
-        _b.MatMul(s.Xb, w.Wq, w.Bq, s.Q, n);
-        _b.MatMul(s.Xb, w.Wk, w.Bk, s.K, n);
-        _b.MatMul(s.Xb, w.Wv, w.Bv, s.V, n);
+        _b.MatMul(s.Xb, [w.Wq, w.Wk, w.Wv], [w.Bq, w.Bk, w.Bv], [s.Q, s.K, s.V], n);
         if (Rope != null)
         {
             _b.Rope(s.Q, n, Config.Heads, positions, Rope);
@@ -89,15 +87,15 @@ public sealed class Transformer : IDisposable
     {
         var w = Weights.Layers[l];
         Norm(s.X, w.MlpNorm, w.MlpNormBias, s.Xb, n);
-        _b.MatMul(s.Xb, w.WUp, w.BUp, s.Up, n);
         if (w.WGate != null)
         {
-            _b.MatMul(s.Xb, w.WGate, null, s.Gate, n);
+            _b.MatMul(s.Xb, [w.WGate, w.WUp], [null, w.BUp], [s.Gate, s.Up], n);
             _b.SiluMul(s.Gate, s.Up, n);
             _b.MatMul(s.Gate, w.WDown, w.BDown, s.Xb, n);
         }
         else
         {
+            _b.MatMul(s.Xb, w.WUp, w.BUp, s.Up, n);
             _b.Gelu(s.Up, n);
             _b.MatMul(s.Up, w.WDown, w.BDown, s.Xb, n);
         }

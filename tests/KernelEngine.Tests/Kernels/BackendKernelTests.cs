@@ -61,6 +61,46 @@ public sealed class BackendKernelTests(string backendName)
         Assert.That(TestData.MaxAbsDiff(_b.ReadAll(yt), expected), Is.LessThanOrEqualTo(MatMulTolerance));
     }
 
+    /// <summary>Matrices sharing one x (q/k/v, gate/up) as one call: mixed types and odd sizes; 736 = 23 blocks walks the
+    /// quantized kernels' 16-block, 4-block (Q4_0) / 2-block (Q8_0) and scalar steps.</summary>
+    [TestCase(1)]
+    [TestCase(3)]
+    public void MatMulShared_MatchesScalarReference(int rows)
+    {
+        const int inDim = 736;
+        (WeightType Type, int OutDim)[] parts = [(WeightType.Q4_0, 37), (WeightType.Q8_0, 21), (WeightType.F16, 9)];
+        var x = TestData.Random(rows * inDim, 11);
+        using var xt = _b.Tensor(x, rows, inDim);
+        var weights = new DeviceWeight[parts.Length];
+        var biases = new DeviceWeight?[parts.Length];
+        var outputs = new DeviceTensor[parts.Length];
+        var expected = new float[parts.Length][];
+        for (int p = 0; p < parts.Length; p++)
+        {
+            var (type, outDim) = parts[p];
+            var stored = TestData.Encode(TestData.Random(outDim * inDim, 12 + p), type, outDim, inDim);
+            float[]? bias = p == 1 ? null : TestData.Random(outDim, 20 + p);
+            bool q8Activations = type.IsBlockQuantized() && rows == 1 && _b is CpuBackend;
+            var xRef = q8Activations ? ScalarReference.Dequantize(TestData.Encode(x, WeightType.Q8_0, 1, inDim), WeightType.Q8_0, 1, inDim) : x;
+            expected[p] = ScalarReference.MatMul(xRef, rows, inDim, ScalarReference.Dequantize(stored, type, outDim, inDim), outDim, bias);
+            weights[p] = _b.Upload(new HostWeight($"w{p}", outDim, inDim, type, stored));
+            biases[p] = bias == null ? null : _b.Upload(HostWeight.FromFloats($"b{p}", bias, 1, outDim));
+            outputs[p] = _b.Allocate(rows, outDim);
+        }
+        try
+        {
+            _b.MatMul(xt, weights, biases, outputs, rows);
+            for (int p = 0; p < parts.Length; p++)
+                Assert.That(TestData.MaxAbsDiff(_b.ReadAll(outputs[p]), expected[p]), Is.LessThanOrEqualTo(MatMulTolerance), $"part {p} ({parts[p].Type})");
+        }
+        finally
+        {
+            foreach (var d in weights) d.Dispose();
+            foreach (var d in biases) d?.Dispose();
+            foreach (var d in outputs) d.Dispose();
+        }
+    }
+
     [Test]
     public void RmsNormAndLayerNorm_MatchScalarReference()
     {

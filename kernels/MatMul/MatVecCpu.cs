@@ -1,0 +1,122 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using KernelEngine.Kernels.Threading;
+
+namespace KernelEngine.Kernels.MatMul;
+
+/// <summary>
+/// Decode (one token) twin of <see cref="MatMulCpu"/>: y = W · x for up to <see cref="MaxParts"/> matrices that share x,
+/// in one launch. Tasks own a band of one matrix's rows; each row is streamed once (memory bound). Fusing q/k/v and
+/// gate/up saves two pool round trips per layer and quantizes x once for all of them.
+/// F32 rows: 4 independent accumulators per row; F16/BF16: converted in registers; Q8_0/Q4_0: the integer path of
+/// <see cref="QuantMatVecCpu"/>; other types: widened per group of 4 rows into scratch.
+/// </summary>
+public static unsafe class MatVecCpu
+{
+    public const int MaxParts = 4;
+
+    [InlineArray(MaxParts)]
+    private struct PartArray { private MatVecPart _p; }
+
+    [InlineArray(MaxParts + 1)]
+    private struct TaskStarts { private int _t; }
+
+    private struct Job
+    {
+        public PartArray Parts;
+        public TaskStarts FirstTask;     // (parts + 1) first task of each part, then the total
+        public float* X;                 // (inDim)
+        public int InDim;
+        public int RowsPerTask;
+        public QuantMatVecCpu.Activations Act;
+    }
+
+    public static void MatVec(WorkerPool pool, float* x, int inDim, ReadOnlySpan<MatVecPart> parts)
+    {
+        if (parts.Length is < 1 or > MaxParts) throw new ArgumentException($"{parts.Length} parts; 1 to {MaxParts} share one launch");
+        var job = new Job { X = x, InDim = inDim };
+        long rows = 0;
+        bool quantized = false, q4 = false;
+        for (int p = 0; p < parts.Length; p++)
+        {
+            ref readonly var part = ref parts[p];
+            if (part.Type.IsBlockQuantized())
+            {
+                if (part.Packed == null) throw new ArgumentNullException(nameof(parts), "Q8_0/Q4_0 decode reads the packed layout (PackedQuant.Pack)");
+                quantized = true;
+                q4 |= part.Type == WeightType.Q4_0;
+            }
+            job.Parts[p] = part;
+            rows += part.OutDim;
+        }
+        if (quantized) job.Act = QuantMatVecCpu.Prepare(x, inDim, q4);
+        int tasksWanted = pool.Threads * 8;
+        job.RowsPerTask = Math.Max(4, (int)((rows + tasksWanted - 1) / tasksWanted) + 3 & ~3);
+        int tasks = 0;
+        for (int p = 0; p < parts.Length; p++)
+        {
+            job.FirstTask[p] = tasks;
+            tasks += (parts[p].OutDim + job.RowsPerTask - 1) / job.RowsPerTask;
+        }
+        for (int p = parts.Length; p <= MaxParts; p++) job.FirstTask[p] = tasks;
+        pool.For(tasks, &Task, &job, rows * inDim);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Task(void* ctx, int task)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(ctx);
+        int p = 0;
+        while (task >= j.FirstTask[p + 1]) p++;
+        ref MatVecPart part = ref j.Parts[p];
+        int o0 = (task - j.FirstTask[p]) * j.RowsPerTask, o1 = Math.Min(part.OutDim, o0 + j.RowsPerTask);
+        if (part.Type.IsBlockQuantized()) QuantMatVecCpu.Rows(part, j.Act, j.InDim, o0, o1);
+        else DenseRows(part, j.X, j.InDim, o0, o1);
+        if (part.Bias != null)
+            for (int o = o0; o < o1; o++) part.Y[o] += part.Bias[o];
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DenseRows(in MatVecPart part, float* x, int n, int o0, int o1)
+    {
+        long rowBytes = part.Type.RowBytes(n);
+        float* y = part.Y;
+        if (part.Type == WeightType.F32 && Vector512.IsHardwareAccelerated && n % 64 == 0)
+        {
+            // One row streamed at a time with 4 independent accumulators (as ggml's vec_dot_f32): one sequential
+            // stream per thread keeps the hardware prefetchers ahead; 4-row interleaving measured slower.
+            for (int o = o0; o < o1; o++) y[o] = MatMulCpu.DotRow64((float*)(part.W + o * rowBytes), x, n);
+        }
+        else if (part.Type == WeightType.F32)
+        {
+            int o = o0;
+            for (; o + 4 <= o1; o += 4)
+                MatMulCpu.Dot1x4(x, (float*)(part.W + o * rowBytes), n, n, y + o);
+            for (; o < o1; o++)
+                y[o] = TensorPrimitives.Dot(new ReadOnlySpan<float>(x, n), new ReadOnlySpan<float>(part.W + o * rowBytes, n));
+        }
+        else if ((part.Type == WeightType.F16 || part.Type == WeightType.BF16) && HalfVector.IsSupported && n % 16 == 0)
+        {
+            // Converted in registers: the weight row is read once and never written back out as F32.
+            bool bf16 = part.Type == WeightType.BF16;
+            for (int o = o0; o < o1; o++)
+                y[o] = MatMulCpu.DotHalfRow(x, (ushort*)(part.W + o * rowBytes), n, bf16);
+        }
+        else
+        {
+            float* buf = MatMulCpu.Scratch(4 * n);
+            int o = o0;
+            for (; o + 4 <= o1; o += 4)
+            {
+                for (int r = 0; r < 4; r++) RowConvert.ToF32(part.W + (o + r) * rowBytes, part.Type, n, buf + r * n);
+                MatMulCpu.Dot1x4(x, buf, n, n, y + o);
+            }
+            for (; o < o1; o++)
+            {
+                RowConvert.ToF32(part.W + o * rowBytes, part.Type, n, buf);
+                y[o] = TensorPrimitives.Dot(new ReadOnlySpan<float>(x, n), new ReadOnlySpan<float>(buf, n));
+            }
+        }
+    }
+}

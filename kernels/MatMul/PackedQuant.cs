@@ -1,0 +1,107 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace KernelEngine.Kernels.MatMul;
+
+/// <summary>
+/// The CPU's resident layout of a Q8_0/Q4_0 matrix, repacked once at load from ggml's interleaved blocks
+/// (fp16 scale + quants, 34/18 bytes) so that the kernels read each row as one aligned stream with no wasted bytes:
+/// <code>
+/// row r (RowBytes(type, cols) bytes, 64-byte aligned):
+///   scales  (blocks) fp16, padded to a multiple of 64 bytes
+///   quants  Q8_0: (blocks, 32) int8;  Q4_0: (blocks, 16) bytes, byte j of a block = q[j] | q[j + 16] &lt;&lt; 4 (ggml's order)
+/// </code>
+/// Q8_0 block pairs are then one 64-byte load, Q4_0 block quads one 64-byte load, and the bytes read per weight equal
+/// ggml's (8.5 / 4.5 bits), where widened f32 scales would add 1 bit.
+/// </summary>
+public static unsafe class PackedQuant
+{
+    private const int B = WeightTypes.BlockElements;
+
+    /// <summary>Bytes of the padded scale area of a row of <paramref name="blocks"/> blocks.</summary>
+    public static int ScaleBytes(int blocks) => (blocks * 2 + 63) & ~63;
+
+    /// <summary>Quant bytes per block.</summary>
+    public static int QuantBytes(WeightType type) => type switch
+    {
+        WeightType.Q8_0 => B,
+        WeightType.Q4_0 => B / 2,
+        _ => throw new ArgumentOutOfRangeException(nameof(type), type, "only Q8_0 and Q4_0 are packed"),
+    };
+
+    /// <summary>Bytes of one packed row (a multiple of 64).</summary>
+    public static long RowBytes(WeightType type, int cols)
+    {
+        int blocks = cols / B;
+        return (ScaleBytes(blocks) + (long)blocks * QuantBytes(type) + 63) & ~63L;
+    }
+
+    /// <summary>Repacks a (rows, cols) matrix stored in ggml blocks into native 64-byte aligned memory; release it with <see cref="Free"/>.</summary>
+    public static byte* Pack(byte* w, WeightType type, int rows, int cols)
+    {
+        if (cols % B != 0) throw new ArgumentException($"row length {cols} is not a multiple of {B}");
+        int blocks = cols / B, qBytes = QuantBytes(type), blockBytes = 2 + qBytes, scaleBytes = ScaleBytes(blocks);
+        long srcRow = type.RowBytes(cols), dstRow = RowBytes(type, cols);
+        var packed = (byte*)NativeMemory.AlignedAlloc((nuint)(dstRow * rows), 64);
+        for (long r = 0; r < rows; r++)
+        {
+            byte* src = w + r * srcRow, dst = packed + r * dstRow;
+            NativeMemory.Clear(dst, (nuint)dstRow);
+            for (int b = 0; b < blocks; b++)
+            {
+                ((ushort*)dst)[b] = Unsafe.ReadUnaligned<ushort>(src + b * blockBytes);
+                Buffer.MemoryCopy(src + b * blockBytes + 2, dst + scaleBytes + b * qBytes, qBytes, qBytes);
+            }
+        }
+        return packed;
+    }
+
+    public static void Free(byte* packed) => NativeMemory.AlignedFree(packed);
+
+    /// <summary>Widens one packed row to F32 (prefill's weight blocks).</summary>
+    public static void ToF32(byte* row, WeightType type, int cols, float* dst)
+    {
+        int blocks = cols / B;
+        ushort* scales = (ushort*)row;
+        byte* q = row + ScaleBytes(blocks);
+        for (int b = 0; b < blocks; b++)
+        {
+            float d = HalfVector.ToSingle(scales[b]);
+            float* o = dst + b * B;
+            if (type == WeightType.Q8_0)
+            {
+                sbyte* qb = (sbyte*)q + b * B;
+                if (Avx512F.IsSupported)
+                {
+                    var vd = Vector512.Create(d);
+                    (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(qb))) * vd).Store(o);
+                    (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(qb + 16))) * vd).Store(o + 16);
+                }
+                else
+                    for (int j = 0; j < B; j++) o[j] = d * qb[j];
+            }
+            else
+            {
+                byte* qb = q + b * (B / 2);
+                if (Avx512F.IsSupported)
+                {
+                    var raw = Vector128.Load(qb);
+                    var lo = raw & Vector128.Create((byte)0x0F);
+                    var hi = Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0x0F);
+                    var vd = Vector512.Create(d);
+                    var eight = Vector512.Create(8);
+                    (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(lo) - eight) * vd).Store(o);
+                    (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(hi) - eight) * vd).Store(o + 16);
+                }
+                else
+                    for (int j = 0; j < B / 2; j++)
+                    {
+                        o[j] = ((qb[j] & 0x0F) - 8) * d;
+                        o[j + B / 2] = ((qb[j] >> 4) - 8) * d;
+                    }
+            }
+        }
+    }
+}
