@@ -17,15 +17,14 @@ namespace KernelEngine.Bench;
 /// </summary>
 public static class LlamaCppComparison
 {
-    public sealed record Row(string Model, string Test, double Ours, double OursSd, double Theirs, double TheirsSd, double OursGBps, double? Roofline)
+    public sealed record Row(string Model, string Test, double Ours, double OursSd, double Theirs, double TheirsSd,
+        double? OursGBps, double? TheirsGBps, double? RooflineGBps, double? Roofline)
     {
         public double Ratio => Ours / Theirs;
     }
 
     public static List<Row> Run(string preset, IEnumerable<WeightType> types, int pp, int tg, int reps, int threads, TextWriter log, string? modelDir = null)
     {
-        var roof = Roofline.Measure();
-        log.WriteLine($"roofline: read {roof.ReadGBps:F1} GB/s, triad {roof.TriadGBps:F1} GB/s, F32 GEMM {roof.GemmGflops:F0} GFLOP/s ({roof.Threads} threads)");
         var rows = new List<Row>();
         foreach (var type in types)
         {
@@ -47,25 +46,55 @@ public static class LlamaCppComparison
             CheckLogits(ours, ctx, log, label);
             var rng = new Random(99);
             var prompt = Enumerable.Range(0, pp).Select(_ => rng.Next(3, ours.Config.VocabSize)).ToArray();
-            // KernelEngine
-            var oursResults = BenchRunner.Run(ours, pp, tg, reps, roof.ReadGBps);
-            // llama.cpp
-            var ppTimes = BenchRunner.Repeat(reps, () => { ctx.NativeHandle.MemoryClear(true); DecodeBatch(ctx, prompt); });
-            var tgTimes = BenchRunner.Repeat(reps, () =>
-            {
-                ctx.NativeHandle.MemoryClear(true);
-                int next = 1;
-                for (int i = 0; i < tg; i++) next = DecodeOne(ctx, next, i);
-            });
-            var ppO = oursResults.First(r => r.Test.StartsWith("pp"));
-            var tgO = oursResults.First(r => r.Test.StartsWith("tg"));
-            var ppT = Stat.Of(ppTimes.Select(t => pp / t).ToList());
-            var tgT = Stat.Of(tgTimes.Select(t => tg / t).ToList());
-            rows.Add(new Row(label, $"pp{pp}", ppO.TokensPerSecond.Mean, ppO.TokensPerSecond.StdDev, ppT.Mean, ppT.StdDev, ppO.GBps, null));
-            rows.Add(new Row(label, $"tg{tg}", tgO.TokensPerSecond.Mean, tgO.TokensPerSecond.StdDev, tgT.Mean, tgT.StdDev, tgO.GBps, tgO.RooflineFraction));
-            log.WriteLine($"{label}: pp{pp} {ppO.TokensPerSecond} vs {ppT} tok/s ({ppO.TokensPerSecond.Mean / ppT.Mean:F2}x); tg{tg} {tgO.TokensPerSecond} vs {tgT} tok/s ({tgO.TokensPerSecond.Mean / tgT.Mean:F2}x), {tgO.GBps:F1} GB/s = {tgO.RooflineFraction:P0} of roofline");
+            using var session = ours.CreateSession();
+            // The two engines alternate rep by rep (after one warm-up each), so drift in the VM's memory bandwidth over
+            // minutes lands on both alike; the decode roofline is the mean of read-bandwidth samples taken between its reps.
+            using var probe = new ReadProbe();
+            var (ppOurs, ppTheirs) = Alternate(reps, null,
+                () => { session.Reset(); session.Feed(prompt); },
+                () => { ctx.NativeHandle.MemoryClear(true); DecodeBatch(ctx, prompt); });
+            var (tgOurs, tgTheirs) = Alternate(reps, probe,
+                () =>
+                {
+                    session.Reset();
+                    int next = 1;
+                    for (int i = 0; i < tg; i++) next = TensorPrimitives.IndexOfMax(session.Feed([next]));
+                },
+                () =>
+                {
+                    ctx.NativeHandle.MemoryClear(true);
+                    int next = 1;
+                    for (int i = 0; i < tg; i++) next = DecodeOne(ctx, next, i);
+                });
+            var ppO = Stat.Of(ppOurs.Select(t => pp / t).ToList());
+            var ppT = Stat.Of(ppTheirs.Select(t => pp / t).ToList());
+            var tgO = Stat.Of(tgOurs.Select(t => tg / t).ToList());
+            var tgT = Stat.Of(tgTheirs.Select(t => tg / t).ToList());
+            // Same weights and cache layout (F32 KV) in both: the same bytes per token.
+            double bytesPerToken = BenchRunner.BytesPerDecodeToken(ours, tg / 2.0);
+            double gbO = bytesPerToken * tgO.Mean / 1e9, gbT = bytesPerToken * tgT.Mean / 1e9;
+            rows.Add(new Row(label, $"pp{pp}", ppO.Mean, ppO.StdDev, ppT.Mean, ppT.StdDev, null, null, null, null));
+            rows.Add(new Row(label, $"tg{tg}", tgO.Mean, tgO.StdDev, tgT.Mean, tgT.StdDev, gbO, gbT, probe.Mean, gbO / probe.Mean));
+            log.WriteLine($"{label}: pp{pp} {ppO} vs {ppT} tok/s ({ppO.Mean / ppT.Mean:F2}x); tg{tg} {tgO} vs {tgT} tok/s ({tgO.Mean / tgT.Mean:F2}x), " +
+                $"{gbO:F1} vs {gbT:F1} GB/s of a {probe.Mean:F1} GB/s roofline ({gbO / probe.Mean:P0} vs {gbT / probe.Mean:P0})");
         }
         return rows;
+    }
+
+    /// <summary>One warm-up of each, then <paramref name="reps"/> rounds of (ours, theirs) with a bandwidth sample before,
+    /// between and after them; the seconds of each run.</summary>
+    private static (List<double> Ours, List<double> Theirs) Alternate(int reps, ReadProbe? probe, Action ours, Action theirs)
+    {
+        ours(); theirs();
+        var a = new List<double>(); var b = new List<double>();
+        for (int r = 0; r < reps; r++)
+        {
+            probe?.Sample();
+            var sw = Stopwatch.StartNew(); ours(); a.Add(sw.Elapsed.TotalSeconds);
+            sw.Restart(); theirs(); b.Add(sw.Elapsed.TotalSeconds);
+        }
+        probe?.Sample();
+        return (a, b);
     }
 
     private static void CheckLogits(Model ours, LLamaContext ctx, TextWriter log, string label)
@@ -101,9 +130,15 @@ public static class LlamaCppComparison
 
     public static void PrintMarkdown(IEnumerable<Row> rows, TextWriter w)
     {
-        w.WriteLine("| model | test | KernelEngine tok/s | llama.cpp tok/s | ratio | KernelEngine GB/s | % roofline |");
-        w.WriteLine("|---|---|---|---|---|---|---|");
+        w.WriteLine("| model | test | KernelEngine tok/s | llama.cpp tok/s | ratio | GB/s KE / llama.cpp | roofline GB/s | KE % roofline | llama.cpp % roofline |");
+        w.WriteLine("|---|---|---|---|---|---|---|---|---|");
         foreach (var r in rows)
-            w.WriteLine($"| {r.Model} | {r.Test} | {r.Ours:F1} ± {r.OursSd:F1} | {r.Theirs:F1} ± {r.TheirsSd:F1} | {r.Ratio:F2} | {r.OursGBps:F1} | {(r.Roofline is double f ? f.ToString("P0") : "")} |");
+        {
+            string gb = r.OursGBps is double o && r.TheirsGBps is double t ? $"{o:F1} / {t:F1}" : "";
+            string roof = r.RooflineGBps is double g ? $"{g:F1}" : "";
+            string pctO = r.Roofline is double f ? f.ToString("P0") : "";
+            string pctT = r.TheirsGBps is double t2 && r.RooflineGBps is double g2 ? (t2 / g2).ToString("P0") : "";
+            w.WriteLine($"| {r.Model} | {r.Test} | {r.Ours:F1} ± {r.OursSd:F1} | {r.Theirs:F1} ± {r.TheirsSd:F1} | {r.Ratio:F2} | {gb} | {roof} | {pctO} | {pctT} |");
+        }
     }
 }

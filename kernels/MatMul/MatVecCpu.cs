@@ -15,6 +15,7 @@ namespace KernelEngine.Kernels.MatMul;
 public static unsafe class MatVecCpu
 {
     public const int MaxParts = 4;
+    public static int TasksPerThread = int.Parse(Environment.GetEnvironmentVariable("KE_TPT") ?? "8");
 
     [InlineArray(MaxParts)]
     private struct PartArray { private MatVecPart _p; }
@@ -51,7 +52,7 @@ public static unsafe class MatVecCpu
             rows += part.OutDim;
         }
         if (quantized) job.Act = QuantMatVecCpu.Prepare(x, inDim, q4);
-        int tasksWanted = pool.Threads * 8;
+        int tasksWanted = pool.Threads * TasksPerThread;
         job.RowsPerTask = Math.Max(4, (int)((rows + tasksWanted - 1) / tasksWanted) + 3 & ~3);
         int tasks = 0;
         for (int p = 0; p < parts.Length; p++)

@@ -38,13 +38,14 @@ public static unsafe class PackedQuant
         return (ScaleBytes(blocks) + (long)blocks * QuantBytes(type) + 63) & ~63L;
     }
 
-    /// <summary>Repacks a (rows, cols) matrix stored in ggml blocks into native 64-byte aligned memory; release it with <see cref="Free"/>.</summary>
+    /// <summary>Repacks a (rows, cols) matrix stored in ggml blocks into native 64-byte aligned memory (huge pages where the
+    /// OS gives them, see <see cref="Memory.HugePages"/>); release it with <see cref="Free"/>.</summary>
     public static byte* Pack(byte* w, WeightType type, int rows, int cols)
     {
         if (cols % B != 0) throw new ArgumentException($"row length {cols} is not a multiple of {B}");
         int blocks = cols / B, qBytes = QuantBytes(type), blockBytes = 2 + qBytes, scaleBytes = ScaleBytes(blocks);
         long srcRow = type.RowBytes(cols), dstRow = RowBytes(type, cols);
-        var packed = (byte*)NativeMemory.AlignedAlloc((nuint)(dstRow * rows), 64);
+        var packed = Memory.HugePages.Alloc(dstRow * rows);
         for (long r = 0; r < rows; r++)
         {
             byte* src = w + r * srcRow, dst = packed + r * dstRow;
@@ -58,7 +59,7 @@ public static unsafe class PackedQuant
         return packed;
     }
 
-    public static void Free(byte* packed) => NativeMemory.AlignedFree(packed);
+    public static void Free(byte* packed) => Memory.HugePages.Free(packed);
 
     /// <summary>Widens one packed row to F32 (prefill's weight blocks).</summary>
     public static void ToF32(byte* row, WeightType type, int cols, float* dst)

@@ -53,7 +53,7 @@ public sealed class Model : IDisposable
         IBackend? backend = null;
         try
         {
-            backend = Devices.Create(options.Device);
+            backend = Devices.Create(options.Device, options.CopyWeights);
             if (options.Profile) backend = new ProfilingBackend(backend);
             var weights = WeightLoader.Load(store, config, backend);
             return new Model(folder, config, tokenizer, store, backend, new Transformer(config, weights, backend), options);

@@ -7,6 +7,7 @@ using KernelEngine.Kernels.Attention;
 using KernelEngine.Kernels.DraftVerify;
 using KernelEngine.Kernels.SoftmaxEntropy;
 using KernelEngine.Kernels.MatMul;
+using KernelEngine.Kernels.Memory;
 using KernelEngine.Kernels.Norm;
 using KernelEngine.Kernels.Rope;
 using KernelEngine.Kernels.Threading;
@@ -21,10 +22,14 @@ namespace KernelEngine.Backends;
 public sealed unsafe class CpuBackend : IBackend
 {
     private readonly WorkerPool _pool;
+    private readonly bool _copyWeights;
 
-    public CpuBackend(WorkerPool? pool = null)
+    /// <param name="copyWeights">copy F32/F16/BF16 weights of 2 MiB and more into huge-page memory instead of reading
+    /// them in place (see <see cref="ModelOptions.CopyWeights"/>)</param>
+    public CpuBackend(WorkerPool? pool = null, bool copyWeights = false)
     {
         _pool = pool ?? WorkerPool.Shared;
+        _copyWeights = copyWeights;
         Device = Describe(_pool.Threads);
     }
 
@@ -68,31 +73,44 @@ public sealed unsafe class CpuBackend : IBackend
     {
         public readonly byte* Data;
         private HostWeight? _host; // keeps owned host arrays alive; mapped files are owned by the model
+        private byte* _copy;  // dense weights copied into huge-page memory (Data points here), or null
         public byte* Packed;  // Q8_0/Q4_0: the PackedQuant layout the kernels read, native memory freed on Dispose
-        public Weight(HostWeight h) : base(h.Name, h.Rows, h.Cols, h.Type)
+        public Weight(HostWeight h, bool copy) : base(h.Name, h.Rows, h.Cols, h.Type)
         {
             Data = h.Data; _host = h;
-            if (h.Type.IsBlockQuantized())
+            try
             {
-                try { Packed = PackedQuant.Pack(h.Data, h.Type, h.Rows, h.Cols); }
-                catch (OutOfMemoryException e) { throw new DeviceException($"cpu: out of memory repacking {h.Name} ({h.Rows}, {h.Cols}) {h.Type}", e); }
+                if (h.Type.IsBlockQuantized()) Packed = PackedQuant.Pack(h.Data, h.Type, h.Rows, h.Cols);
+                else if (copy && h.Bytes >= 2L << 20)
+                {
+                    _copy = HugePages.Alloc(h.Bytes);
+                    Buffer.MemoryCopy(h.Data, _copy, h.Bytes, h.Bytes);
+                    Data = _copy;
+                    _host = null; // the mapped file (or array) is no longer read
+                }
             }
+            catch (OutOfMemoryException e) { throw new DeviceException($"cpu: out of memory preparing {h.Name} ({h.Rows}, {h.Cols}) {h.Type}", e); }
         }
         public float* F => (float*)Data;
         public override void Dispose()
         {
             _host = null;
             if (Packed != null) { PackedQuant.Free(Packed); Packed = null; }
+            if (_copy != null) { HugePages.Free(_copy); _copy = null; }
             GC.SuppressFinalize(this);
         }
-        ~Weight() { if (Packed != null) PackedQuant.Free(Packed); }
+        ~Weight()
+        {
+            if (Packed != null) PackedQuant.Free(Packed);
+            if (_copy != null) HugePages.Free(_copy);
+        }
     }
 
     private static Tensor T(DeviceTensor t) => (Tensor)t;
     private static Weight W(DeviceWeight w) => (Weight)w;
 
     public DeviceTensor Allocate(int rows, int cols, bool f16 = false) => new Tensor(rows, cols, f16);
-    public DeviceWeight Upload(HostWeight weight) => new Weight(weight);
+    public DeviceWeight Upload(HostWeight weight) => new Weight(weight, _copyWeights);
 
     public void Embed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x)
     {

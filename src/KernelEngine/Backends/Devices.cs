@@ -59,9 +59,10 @@ public static class Devices
         : found.Any(d => d.Kind == DeviceKind.OpenCL) && IlgpuBackendFactory.CanRunOpenCL() ? DeviceKind.OpenCL
         : DeviceKind.Cpu;
 
-    public static IBackend Create(string device)
+    /// <param name="copyWeights">CPU: copy dense weights into huge-page memory (<see cref="ModelOptions.CopyWeights"/>)</param>
+    public static IBackend Create(string device, bool copyWeights = false)
     {
         var kind = Parse(device) ?? Auto(List());
-        return kind == DeviceKind.Cpu ? new CpuBackend() : IlgpuBackendFactory.Create(kind);
+        return kind == DeviceKind.Cpu ? new CpuBackend(copyWeights: copyWeights) : IlgpuBackendFactory.Create(kind);
     }
 }

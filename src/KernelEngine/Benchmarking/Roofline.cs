@@ -3,13 +3,15 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using KernelEngine.Kernels;
 using KernelEngine.Kernels.MatMul;
+using KernelEngine.Kernels.Memory;
 using KernelEngine.Kernels.Threading;
 
 namespace KernelEngine.Benchmarking;
 
 /// <summary>
 /// The machine's measured limits: DRAM read bandwidth (the better of a read-only sum and a 256 MiB F32 matrix-vector
-/// product, the access pattern of decode), STREAM triad, and the FP32 GEMM peak of our kernel; all cores.
+/// product, the access pattern of decode), STREAM triad, and the FP32 GEMM peak of our kernel; all cores. Arrays sit in
+/// huge pages where the OS gives them, as the CPU backend's weights do.
 /// </summary>
 public sealed record RooflineResult(double ReadGBps, double TriadGBps, double GemmGflops, int Threads, double SumGBps = 0, double MatVecGBps = 0);
 
@@ -23,9 +25,9 @@ public static unsafe class Roofline
     public static RooflineResult Measure(WorkerPool? pool = null, int reps = 5)
     {
         pool ??= WorkerPool.Shared;
-        float* a = (float*)NativeMemory.AlignedAlloc((nuint)(Floats * 4), 64);
-        float* b = (float*)NativeMemory.AlignedAlloc((nuint)(Floats * 4), 64);
-        float* c = (float*)NativeMemory.AlignedAlloc((nuint)(Floats * 4), 64);
+        float* a = (float*)HugePages.Alloc(Floats * 4);
+        float* b = (float*)HugePages.Alloc(Floats * 4);
+        float* c = (float*)HugePages.Alloc(Floats * 4);
         float* partial = stackalloc float[256];
         try
         {
@@ -57,7 +59,7 @@ public static unsafe class Roofline
         }
         finally
         {
-            NativeMemory.AlignedFree(a); NativeMemory.AlignedFree(b); NativeMemory.AlignedFree(c);
+            HugePages.Free((byte*)a); HugePages.Free((byte*)b); HugePages.Free((byte*)c);
         }
     }
 
