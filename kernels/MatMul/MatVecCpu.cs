@@ -31,14 +31,18 @@ public static unsafe class MatVecCpu
         public int InDim;
         public int RowsPerTask;
         public QuantMatVecCpu.Activations Act;
+        public float* Xd;                // (inDim) x deinterleaved for fp16/bf16 rows, or null
     }
+
+    [ThreadStatic] private static float* t_xd;
+    [ThreadStatic] private static int t_xdFloats;
 
     public static void MatVec(WorkerPool pool, float* x, int inDim, ReadOnlySpan<MatVecPart> parts)
     {
         if (parts.Length is < 1 or > MaxParts) throw new ArgumentException($"{parts.Length} parts; 1 to {MaxParts} share one launch");
         var job = new Job { X = x, InDim = inDim };
         long rows = 0;
-        bool quantized = false, q4 = false;
+        bool quantized = false, q4 = false, half = false;
         for (int p = 0; p < parts.Length; p++)
         {
             ref readonly var part = ref parts[p];
@@ -48,10 +52,22 @@ public static unsafe class MatVecCpu
                 quantized = true;
                 q4 |= part.Type == WeightType.Q4_0;
             }
+            half |= part.Type is WeightType.F16 or WeightType.BF16;
             job.Parts[p] = part;
             rows += part.OutDim;
         }
         if (quantized) job.Act = QuantMatVecCpu.Prepare(x, inDim, q4);
+        if (half && HalfVector.IsSupported && inDim % 32 == 0)
+        {
+            if (t_xdFloats < inDim)
+            {
+                if (t_xd != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(t_xd);
+                t_xd = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)inDim * 4, 64);
+                t_xdFloats = inDim;
+            }
+            HalfVector.Deinterleave32(x, inDim, t_xd);
+            job.Xd = t_xd;
+        }
         int tasksWanted = pool.Threads * TasksPerThread;
         job.RowsPerTask = Math.Max(4, (int)((rows + tasksWanted - 1) / tasksWanted) + 3 & ~3);
         int tasks = 0;
@@ -73,13 +89,13 @@ public static unsafe class MatVecCpu
         ref MatVecPart part = ref j.Parts[p];
         int o0 = (task - j.FirstTask[p]) * j.RowsPerTask, o1 = Math.Min(part.OutDim, o0 + j.RowsPerTask);
         if (part.Type.IsBlockQuantized()) QuantMatVecCpu.Rows(part, j.Act, j.InDim, o0, o1);
-        else DenseRows(part, j.X, j.InDim, o0, o1);
+        else DenseRows(part, j.X, j.Xd, j.InDim, o0, o1);
         if (part.Bias != null)
             for (int o = o0; o < o1; o++) part.Y[o] += part.Bias[o];
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DenseRows(in MatVecPart part, float* x, int n, int o0, int o1)
+    private static void DenseRows(in MatVecPart part, float* x, float* xd, int n, int o0, int o1)
     {
         long rowBytes = part.Type.RowBytes(n);
         float* y = part.Y;
@@ -96,6 +112,13 @@ public static unsafe class MatVecCpu
                 MatMulCpu.Dot1x4(x, (float*)(part.W + o * rowBytes), n, n, y + o);
             for (; o < o1; o++)
                 y[o] = TensorPrimitives.Dot(new ReadOnlySpan<float>(x, n), new ReadOnlySpan<float>(part.W + o * rowBytes, n));
+        }
+        else if ((part.Type == WeightType.F16 || part.Type == WeightType.BF16) && xd != null)
+        {
+            // 32 weights per 64-byte load widened in place against the deinterleaved x (no shuffle port bottleneck).
+            bool bf16 = part.Type == WeightType.BF16;
+            for (int o = o0; o < o1; o++)
+                y[o] = MatMulCpu.DotHalfRowPaired(xd, (ushort*)(part.W + o * rowBytes), n, bf16);
         }
         else if ((part.Type == WeightType.F16 || part.Type == WeightType.BF16) && HalfVector.IsSupported && n % 16 == 0)
         {

@@ -23,9 +23,10 @@ internal static class BenchCommand
         var reps = new Option<int>("--reps", "-r") { Description = "Repetitions after one warm-up", DefaultValueFactory = _ => 5 };
         var noRoofline = new Option<bool>("--no-roofline") { Description = "Skip measuring memory bandwidth" };
         var f16kv = new Option<bool>("--f16-kv") { Description = "F16 KV cache" };
+        var mmap = new Option<bool>("--mmap") { Description = "CPU: read F32/F16/BF16 weights in place from the mapped files (faster load; default copies them into huge pages)" };
         var cmd = new Command("bench", "Prompt processing and token generation speed (llama-bench style): tok/s ± sd, GB/s, GFLOP/s, fraction of roofline")
         {
-            model, preset, dtypes, pp, tg, reps, device, noRoofline, f16kv, json,
+            model, preset, dtypes, pp, tg, reps, device, noRoofline, f16kv, mmap, json,
         };
         cmd.SetAction(p => CliCommon.Run(p, () =>
         {
@@ -45,7 +46,7 @@ internal static class BenchCommand
             if (!asJson) Console.WriteLine($"| model | params | weights | device | test | t/s | GB/s | GFLOP/s | % roofline |\n|---|---|---|---|---|---|---|---|---|");
             foreach (var (label, dir) in folders)
             {
-                using var mm = Model.Load(dir, new ModelOptions { Device = p.GetValue(device)!, F16KvCache = p.GetValue(f16kv) });
+                using var mm = Model.Load(dir, new ModelOptions { Device = p.GetValue(device)!, F16KvCache = p.GetValue(f16kv), CopyWeights = !p.GetValue(mmap) });
                 foreach (var r in BenchRunner.Run(mm, p.GetValue(pp), p.GetValue(tg), p.GetValue(reps), roof?.ReadGBps))
                 {
                     rows.Add(new { model = label, parameters = mm.ParameterCount, weight_bytes = mm.WeightBytes, device = mm.Device.Id, test = r.Test,

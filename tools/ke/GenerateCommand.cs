@@ -21,6 +21,7 @@ internal static class GenerateCommand
         var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
         var ctx = new Option<int?>("--context") { Description = "Context length (default: the model's)" };
         var f16kv = new Option<bool>("--f16-kv") { Description = "Keep the KV cache in F16" };
+        var mmap = new Option<bool>("--mmap") { Description = "CPU: read F32/F16/BF16 weights in place from the mapped files (faster load; default copies them into huge pages)" };
         var draft = new Option<string?>("--draft") { Description = "Speculative decoding with this draft model folder (same tokenizer)" };
         var gamma = new Option<int>("--gamma") { Description = "Draft tokens per step", DefaultValueFactory = _ => 4 };
         var drafts = new Option<int>("--drafts") { Description = "Draft branches per step (multi-draft)", DefaultValueFactory = _ => 1 };
@@ -32,7 +33,7 @@ internal static class GenerateCommand
         var minStay = new Option<int>("--min-stay") { Description = "EAD: tokens before another switch", DefaultValueFactory = _ => 4 };
         var cmd = new Command("generate", "Generate text; streams to stdout, then a stats line (or one JSON object with --json)")
         {
-            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, stop, device, ctx, f16kv,
+            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, stop, device, ctx, f16kv, mmap,
             draft, gamma, drafts, adaptive, lookup, small, threshold, window, minStay, json,
         };
         cmd.SetAction(p => CliCommon.Run(p, () =>
@@ -44,7 +45,7 @@ internal static class GenerateCommand
             };
             sampling.Validate();
             var settings = new GenerationSettings { MaxTokens = p.GetValue(maxTokens), Sampling = sampling, StopStrings = p.GetValue(stop) ?? [] };
-            var modelOptions = new ModelOptions { Device = p.GetValue(device)!, ContextLength = p.GetValue(ctx), F16KvCache = p.GetValue(f16kv) };
+            var modelOptions = new ModelOptions { Device = p.GetValue(device)!, ContextLength = p.GetValue(ctx), F16KvCache = p.GetValue(f16kv), CopyWeights = !p.GetValue(mmap) };
             using var m = Model.Load(p.GetValue(model)!, modelOptions);
             using var session = m.CreateSession();
             string? draftDir = p.GetValue(draft), smallDir = p.GetValue(small);
