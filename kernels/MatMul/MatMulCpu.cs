@@ -127,49 +127,49 @@ public static unsafe class MatMulCpu
 
     /// <summary>dot(x, w) for a row of 16-bit floats (fp16 or bf16), n a multiple of 32, x deinterleaved by
     /// <see cref="HalfVector.Deinterleave32"/>: 32 weights per load, widened without shuffles.</summary>
+    internal static float DotHalfRowPaired(float* xd, ushort* w, int n, bool bf16) =>
+        bf16 ? DotPaired<Bf16Pairs>(xd, w, n) : DotPaired<Fp16Pairs>(xd, w, n);
+
+    /// <summary>Loads 32 16-bit floats as (even, odd) f32 vectors, scaled by 1 / <see cref="Scale"/>.</summary>
+    private interface IPairedLoad
+    {
+        static abstract (Vector512<float> Even, Vector512<float> Odd) Load(ushort* p);
+        static abstract float Scale { get; }
+    }
+
+    private readonly struct Fp16Pairs : IPairedLoad
+    {
+        public static (Vector512<float> Even, Vector512<float> Odd) Load(ushort* p) => HalfVector.LoadHalf32PairedUnscaled(p);
+        public static float Scale => HalfVector.HalfScale;
+    }
+
+    private readonly struct Bf16Pairs : IPairedLoad
+    {
+        public static (Vector512<float> Even, Vector512<float> Odd) Load(ushort* p) => HalfVector.LoadBf16x32Paired(p);
+        public static float Scale => 1f;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static float DotHalfRowPaired(float* xd, ushort* w, int n, bool bf16)
+    private static float DotPaired<TLoad>(float* xd, ushort* w, int n) where TLoad : IPairedLoad
     {
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
         int i = 0;
-        if (bf16)
+        for (; i + 64 <= n; i += 64)
         {
-            for (; i + 64 <= n; i += 64)
-            {
-                var (e0, o0) = HalfVector.LoadBf16x32Paired(w + i);
-                var (e1, o1) = HalfVector.LoadBf16x32Paired(w + i + 32);
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i), e0, a0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i + 16), o0, a1);
-                a2 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i + 32), e1, a2);
-                a3 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i + 48), o1, a3);
-            }
-            if (i < n)
-            {
-                var (e0, o0) = HalfVector.LoadBf16x32Paired(w + i);
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i), e0, a0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i + 16), o0, a1);
-            }
+            var (e0, o0) = TLoad.Load(w + i);
+            var (e1, o1) = TLoad.Load(w + i + 32);
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i), e0, a0);
+            a1 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i + 16), o0, a1);
+            a2 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i + 32), e1, a2);
+            a3 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i + 48), o1, a3);
         }
-        else
+        if (i < n)
         {
-            for (; i + 64 <= n; i += 64)
-            {
-                var (e0, o0) = HalfVector.LoadHalf32PairedUnscaled(w + i);
-                var (e1, o1) = HalfVector.LoadHalf32PairedUnscaled(w + i + 32);
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i), e0, a0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i + 16), o0, a1);
-                a2 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i + 32), e1, a2);
-                a3 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i + 48), o1, a3);
-            }
-            if (i < n)
-            {
-                var (e0, o0) = HalfVector.LoadHalf32PairedUnscaled(w + i);
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i), e0, a0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i + 16), o0, a1);
-            }
-            return VectorMath.Sum((a0 + a1) + (a2 + a3)) * HalfVector.HalfScale;
+            var (e0, o0) = TLoad.Load(w + i);
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i), e0, a0);
+            a1 = Vector512.FusedMultiplyAdd(Vector512.Load(xd + i + 16), o0, a1);
         }
-        return VectorMath.Sum((a0 + a1) + (a2 + a3));
+        return VectorMath.Sum((a0 + a1) + (a2 + a3)) * TLoad.Scale;
     }
 
     /// <summary>dot(x, w) for a row of 16-bit floats (fp16 or bf16), n a multiple of 16.</summary>

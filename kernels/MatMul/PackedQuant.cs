@@ -1,7 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 
 namespace KernelEngine.Kernels.MatMul;
 
@@ -67,42 +65,12 @@ public static unsafe class PackedQuant
         int blocks = cols / B;
         ushort* scales = (ushort*)row;
         byte* q = row + ScaleBytes(blocks);
+        int qBytes = QuantBytes(type);
         for (int b = 0; b < blocks; b++)
         {
             float d = HalfVector.ToSingle(scales[b]);
-            float* o = dst + b * B;
-            if (type == WeightType.Q8_0)
-            {
-                sbyte* qb = (sbyte*)q + b * B;
-                if (Avx512F.IsSupported)
-                {
-                    var vd = Vector512.Create(d);
-                    (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(qb))) * vd).Store(o);
-                    (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(qb + 16))) * vd).Store(o + 16);
-                }
-                else
-                    for (int j = 0; j < B; j++) o[j] = d * qb[j];
-            }
-            else
-            {
-                byte* qb = q + b * (B / 2);
-                if (Avx512F.IsSupported)
-                {
-                    var raw = Vector128.Load(qb);
-                    var lo = raw & Vector128.Create((byte)0x0F);
-                    var hi = Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0x0F);
-                    var vd = Vector512.Create(d);
-                    var eight = Vector512.Create(8);
-                    (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(lo) - eight) * vd).Store(o);
-                    (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(hi) - eight) * vd).Store(o + 16);
-                }
-                else
-                    for (int j = 0; j < B / 2; j++)
-                    {
-                        o[j] = ((qb[j] & 0x0F) - 8) * d;
-                        o[j + B / 2] = ((qb[j] >> 4) - 8) * d;
-                    }
-            }
+            if (type == WeightType.Q8_0) Quant.BlockQuant.DequantizeBlockQ8_0(d, (sbyte*)q + b * qBytes, dst + b * B);
+            else Quant.BlockQuant.DequantizeBlockQ4_0(d, q + b * qBytes, dst + b * B);
         }
     }
 }

@@ -51,23 +51,13 @@ public static unsafe class BlockQuant
         }
     }
 
-    /// <summary>Dequantizes <paramref name="elements"/> values of a Q8_0 row into dst (AVX-512: 32 values in 2 conversions).</summary>
+    /// <summary>Dequantizes <paramref name="elements"/> values of a Q8_0 row into dst.</summary>
     public static void DequantizeRowQ8_0(byte* row, int elements, float* dst)
     {
         for (int b = 0; b < elements / Block; b++)
         {
             byte* blk = row + b * WeightTypes.Q8_0BlockBytes;
-            float d = MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk));
-            sbyte* q = (sbyte*)(blk + 2);
-            float* o = dst + b * Block;
-            if (Avx512F.IsSupported)
-            {
-                var vd = Vector512.Create(d);
-                (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(q))) * vd).Store(o);
-                (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(q + 16))) * vd).Store(o + 16);
-                continue;
-            }
-            for (int j = 0; j < Block; j++) o[j] = d * q[j];
+            DequantizeBlockQ8_0(MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk)), (sbyte*)(blk + 2), dst + b * Block);
         }
     }
 
@@ -77,24 +67,43 @@ public static unsafe class BlockQuant
         for (int b = 0; b < elements / Block; b++)
         {
             byte* blk = row + b * WeightTypes.Q4_0BlockBytes;
-            float d = MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk));
-            float* o = dst + b * Block;
-            if (Avx512F.IsSupported)
-            {
-                var raw = Vector128.Load(blk + 2);
-                var lo = raw & Vector128.Create((byte)0x0F);
-                var hi = Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0x0F);
-                var vd = Vector512.Create(d);
-                var eight = Vector512.Create(8);
-                (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(lo) - eight) * vd).Store(o);
-                (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(hi) - eight) * vd).Store(o + 16);
-                continue;
-            }
-            for (int j = 0; j < Block / 2; j++)
-            {
-                o[j] = d * ((blk[2 + j] & 0x0F) - 8);
-                o[j + Block / 2] = d * ((blk[2 + j] >> 4) - 8);
-            }
+            DequantizeBlockQ4_0(MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk)), blk + 2, dst + b * Block);
+        }
+    }
+
+    /// <summary>32 values d · q[j] (AVX-512: 2 conversions).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void DequantizeBlockQ8_0(float d, sbyte* q, float* o)
+    {
+        if (Avx512F.IsSupported)
+        {
+            var vd = Vector512.Create(d);
+            (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(q))) * vd).Store(o);
+            (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(q + 16))) * vd).Store(o + 16);
+            return;
+        }
+        for (int j = 0; j < Block; j++) o[j] = d * q[j];
+    }
+
+    /// <summary>32 values d · (q − 8) from 16 bytes of nibbles (low: elements 0-15, high: 16-31).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void DequantizeBlockQ4_0(float d, byte* q, float* o)
+    {
+        if (Avx512F.IsSupported)
+        {
+            var raw = Vector128.Load(q);
+            var lo = raw & Vector128.Create((byte)0x0F);
+            var hi = Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0x0F);
+            var vd = Vector512.Create(d);
+            var eight = Vector512.Create(8);
+            (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(lo) - eight) * vd).Store(o);
+            (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(hi) - eight) * vd).Store(o + 16);
+            return;
+        }
+        for (int j = 0; j < Block / 2; j++)
+        {
+            o[j] = d * ((q[j] & 0x0F) - 8);
+            o[j + Block / 2] = d * ((q[j] >> 4) - 8);
         }
     }
 }

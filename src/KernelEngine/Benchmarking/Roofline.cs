@@ -75,14 +75,7 @@ public static unsafe class Roofline
     private static void Sum(void* ctx, int t)
     {
         ref Job j = ref *(Job*)ctx;
-        float* p = j.A + t * j.PerTask;
-        var s0 = Vector512<float>.Zero; var s1 = Vector512<float>.Zero; var s2 = Vector512<float>.Zero; var s3 = Vector512<float>.Zero;
-        for (long i = 0; i + 64 <= j.PerTask; i += 64)
-        {
-            s0 += Vector512.Load(p + i); s1 += Vector512.Load(p + i + 16);
-            s2 += Vector512.Load(p + i + 32); s3 += Vector512.Load(p + i + 48);
-        }
-        j.Partial[t] = Vector512.Sum(s0 + s1 + s2 + s3);
+        j.Partial[t] = ReadProbe.SumFloats(j.A + t * j.PerTask, j.PerTask);
     }
 
     private static void Triad(void* ctx, int t)
