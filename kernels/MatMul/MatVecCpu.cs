@@ -15,7 +15,8 @@ namespace KernelEngine.Kernels.MatMul;
 public static unsafe class MatVecCpu
 {
     public const int MaxParts = 4;
-    public static int TasksPerThread = int.Parse(Environment.GetEnvironmentVariable("KE_TPT") ?? "8");
+    /// <summary>Tasks per thread: small enough bands that a slow core does not hold the launch up (2-32 measured alike).</summary>
+    private const int TasksPerThread = 8;
 
     [InlineArray(MaxParts)]
     private struct PartArray { private MatVecPart _p; }
