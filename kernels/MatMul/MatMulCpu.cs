@@ -130,22 +130,25 @@ public static unsafe class MatMulCpu
     internal static float DotHalfRowPaired(float* xd, ushort* w, int n, bool bf16) =>
         bf16 ? DotPaired<Bf16Pairs>(xd, w, n) : DotPaired<Fp16Pairs>(xd, w, n);
 
-    /// <summary>Loads 32 16-bit floats as (even, odd) f32 vectors, scaled by 1 / <see cref="Scale"/>.</summary>
+    /// <summary>Widens 16-bit floats: 32 as (even, odd) f32 vectors scaled by 1 / <see cref="Scale"/>, or 16 in order, exact.</summary>
     private interface IPairedLoad
     {
         static abstract (Vector512<float> Even, Vector512<float> Odd) Load(ushort* p);
+        static abstract Vector512<float> Load16(ushort* p);
         static abstract float Scale { get; }
     }
 
     private readonly struct Fp16Pairs : IPairedLoad
     {
         public static (Vector512<float> Even, Vector512<float> Odd) Load(ushort* p) => HalfVector.LoadHalf32PairedUnscaled(p);
+        public static Vector512<float> Load16(ushort* p) => HalfVector.LoadHalf16(p);
         public static float Scale => HalfVector.HalfScale;
     }
 
     private readonly struct Bf16Pairs : IPairedLoad
     {
         public static (Vector512<float> Even, Vector512<float> Odd) Load(ushort* p) => HalfVector.LoadBf16x32Paired(p);
+        public static Vector512<float> Load16(ushort* p) => HalfVector.LoadBf16x16(p);
         public static float Scale => 1f;
     }
 
@@ -172,34 +175,24 @@ public static unsafe class MatMulCpu
         return VectorMath.Sum((a0 + a1) + (a2 + a3)) * TLoad.Scale;
     }
 
-    /// <summary>dot(x, w) for a row of 16-bit floats (fp16 or bf16), n a multiple of 16.</summary>
+    /// <summary>dot(x, w) for a row of 16-bit floats (fp16 or bf16), n a multiple of 16 (the path when n is not a
+    /// multiple of 32).</summary>
+    internal static float DotHalfRow(float* x, ushort* w, int n, bool bf16) =>
+        bf16 ? DotHalf<Bf16Pairs>(x, w, n) : DotHalf<Fp16Pairs>(x, w, n);
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static float DotHalfRow(float* x, ushort* w, int n, bool bf16)
+    private static float DotHalf<TLoad>(float* x, ushort* w, int n) where TLoad : IPairedLoad
     {
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
         int i = 0;
-        if (bf16)
+        for (; i + 64 <= n; i += 64)
         {
-            for (; i + 64 <= n; i += 64)
-            {
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), HalfVector.LoadBf16x16(w + i), a0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 16), HalfVector.LoadBf16x16(w + i + 16), a1);
-                a2 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 32), HalfVector.LoadBf16x16(w + i + 32), a2);
-                a3 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 48), HalfVector.LoadBf16x16(w + i + 48), a3);
-            }
-            for (; i < n; i += 16) a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), HalfVector.LoadBf16x16(w + i), a0);
+            a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), TLoad.Load16(w + i), a0);
+            a1 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 16), TLoad.Load16(w + i + 16), a1);
+            a2 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 32), TLoad.Load16(w + i + 32), a2);
+            a3 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 48), TLoad.Load16(w + i + 48), a3);
         }
-        else
-        {
-            for (; i + 64 <= n; i += 64)
-            {
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), HalfVector.LoadHalf16(w + i), a0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 16), HalfVector.LoadHalf16(w + i + 16), a1);
-                a2 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 32), HalfVector.LoadHalf16(w + i + 32), a2);
-                a3 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 48), HalfVector.LoadHalf16(w + i + 48), a3);
-            }
-            for (; i < n; i += 16) a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), HalfVector.LoadHalf16(w + i), a0);
-        }
+        for (; i < n; i += 16) a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), TLoad.Load16(w + i), a0);
         return VectorMath.Sum((a0 + a1) + (a2 + a3));
     }
 

@@ -35,6 +35,8 @@ public sealed class BackendKernelTests(string backendName)
     [TestCase(WeightType.F16, 1, 37, 96)]
     [TestCase(WeightType.F16, 1, 5, 64)]
     [TestCase(WeightType.BF16, 1, 19, 160)]
+    [TestCase(WeightType.F16, 1, 7, 48)]
+    [TestCase(WeightType.BF16, 1, 5, 80)]
     [TestCase(WeightType.Q8_0, 1, 37, 96)]
     [TestCase(WeightType.Q8_0, 1, 5, 32)]
     [TestCase(WeightType.Q4_0, 1, 3, 32)]
