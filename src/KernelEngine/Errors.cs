@@ -30,3 +30,10 @@ public sealed class InvalidRequestException : KernelEngineException
 {
     public InvalidRequestException(string message) : base(message) { }
 }
+
+/// <summary>The model's output is not a distribution (NaN or infinite logits): its weights or config values are corrupt.
+/// Raised instead of returning tokens chosen from garbage.</summary>
+public sealed class ModelOutputException : KernelEngineException
+{
+    public ModelOutputException(string message) : base(message) { }
+}

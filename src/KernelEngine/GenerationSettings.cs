@@ -15,4 +15,15 @@ public sealed record GenerationSettings
     public bool AddBos { get; init; } = true;
     /// <summary>Copy each step's full logits into <see cref="GeneratedToken.Logits"/> (allocates a vocab-sized array per token).</summary>
     public bool ReturnLogits { get; init; }
+
+    /// <summary>Checks every value (an <see cref="InvalidRequestException"/> names the bad one).</summary>
+    public void Validate()
+    {
+        if (MaxTokens < 0) throw new InvalidRequestException($"max tokens {MaxTokens} must be >= 0");
+        if (Sampling == null) throw new InvalidRequestException("Sampling must not be null");
+        Sampling.Validate();
+        if (StopStrings == null) throw new InvalidRequestException("StopStrings must not be null");
+        foreach (var s in StopStrings)
+            if (s == null) throw new InvalidRequestException("a stop string is null");
+    }
 }

@@ -6,8 +6,11 @@ using KernelEngine.Text;
 namespace KernelEngine;
 
 /// <summary>
-/// A loaded model: config, tokenizer and weights on a backend. Thread-safe to share; each
-/// <see cref="Session"/> holds its own KV cache and buffers, so several can run at once.
+/// A loaded model: config, tokenizer and weights on a backend. Thread-safe to share on every backend; each
+/// <see cref="Session"/> holds its own KV cache, activation buffers and device scratch, so several can run at once.
+/// <para>Lifetime: <see cref="Dispose"/> frees the weights and the device once no session call is running (a call in
+/// flight keeps the model alive until it returns); afterwards every member of the model and of its sessions throws
+/// <see cref="ObjectDisposedException"/>.</para>
 /// <code>
 /// using var model = Model.Load("models/stories260K");
 /// using var session = model.CreateSession();
@@ -19,31 +22,50 @@ public sealed class Model : IDisposable
 {
     private readonly TensorStore _store;
     private readonly IBackend _backend;
-    private bool _disposed;
+    private readonly HashSet<Session> _sessions = new(ReferenceEqualityComparer.Instance);
+    private int _leases;       // session calls in flight
+    private int _disposed;     // 1 once Dispose was called
+    private int _freed;        // 1 once the resources are released
 
     private Model(string folder, ModelConfig config, Tokenizer tokenizer, TensorStore store, IBackend backend, Transformer transformer, ModelOptions options)
     {
-        Folder = folder; Config = config; Tokenizer = tokenizer; _store = store; _backend = backend; Transformer = transformer; Options = options;
-        ContextLength = Math.Min(options.ContextLength ?? config.MaxPositions, config.MaxPositions);
+        _folder = folder; _config = config; _tokenizer = tokenizer; _store = store; _backend = backend; _transformer = transformer; _options = options;
+        _contextLength = Math.Min(options.ContextLength ?? config.MaxPositions, config.MaxPositions);
     }
 
-    public string Folder { get; }
-    public ModelConfig Config { get; }
-    public Tokenizer Tokenizer { get; }
-    public ModelOptions Options { get; }
-    public DeviceInfo Device => _backend.Device;
-    public int ContextLength { get; }
-    internal Transformer Transformer { get; }
-    internal IBackend Backend => _backend;
+    private readonly string _folder;
+    private readonly ModelConfig _config;
+    private readonly Tokenizer _tokenizer;
+    private readonly ModelOptions _options;
+    private readonly int _contextLength;
+    private readonly Transformer _transformer;
+
+    public string Folder => Alive()._folder;
+    public ModelConfig Config => Alive()._config;
+    public Tokenizer Tokenizer => Alive()._tokenizer;
+    public ModelOptions Options => Alive()._options;
+    public DeviceInfo Device => Alive()._backend.Device;
+    public int ContextLength => Alive()._contextLength;
+    internal Transformer Transformer => Alive()._transformer;
+    internal IBackend Backend => Alive()._backend;
+    internal IBackend BackendUnchecked => _backend;
     /// <summary>The profiler when loaded with <see cref="ModelOptions.Profile"/>.</summary>
-    public ProfilingBackend? Profiler => _backend as ProfilingBackend;
+    public ProfilingBackend? Profiler => Alive()._backend as ProfilingBackend;
     /// <summary>Kernel launches (GPU) or ops (CPU) issued by this model's backend so far.</summary>
-    public long Launches => _backend.Launches;
+    public long Launches => Alive()._backend.Launches;
+    public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    private Model Alive()
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        return this;
+    }
 
     /// <summary>Loads a Hugging Face model folder (config.json, *.safetensors, tokenizer).</summary>
     public static Model Load(string folder, ModelOptions? options = null)
     {
         options ??= new ModelOptions();
+        options.Validate();
         if (!Directory.Exists(folder)) throw new ModelFormatException(folder, "model folder not found");
         var config = ModelConfig.Load(Path.Combine(folder, "config.json"));
         if (options.ContextLength is int ctx && (ctx <= 0 || ctx > config.MaxPositions))
@@ -51,15 +73,17 @@ public sealed class Model : IDisposable
         var tokenizer = TokenizerLoader.FromFolder(folder, config);
         var store = TensorStore.OpenFolder(folder);
         IBackend? backend = null;
+        TransformerWeights? weights = null;
         try
         {
             backend = Devices.Create(options.Device, options.CopyWeights);
             if (options.Profile) backend = new ProfilingBackend(backend);
-            var weights = WeightLoader.Load(store, config, backend);
+            weights = WeightLoader.Load(store, config, backend);
             return new Model(folder, config, tokenizer, store, backend, new Transformer(config, weights, backend), options);
         }
         catch
         {
+            weights?.Dispose();
             backend?.Dispose();
             store.Dispose();
             throw;
@@ -68,20 +92,61 @@ public sealed class Model : IDisposable
 
     public Session CreateSession()
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        return new Session(this);
+        var lease = Acquire();
+        try
+        {
+            var session = new Session(this);
+            lock (_sessions) _sessions.Add(session);
+            return session;
+        }
+        finally { lease.Dispose(); }
     }
 
     /// <summary>Parameters per tensor dtype, counted from the files (tied weights once).</summary>
-    public long ParameterCount => _store.Tensors.Sum(t => QuantizedFormat.Of(_store, t.Name) is { } q ? q.LogicalShape[0] * q.LogicalShape[1] : t.Elements);
-    public long WeightBytes => Transformer.Weights.Bytes;
-    internal TensorStore Store => _store;
+    public long ParameterCount => Alive()._store.Tensors.Sum(t => QuantizedFormat.Of(_store, t.Name) is { } q ? q.LogicalShape[0] * q.LogicalShape[1] : t.Elements);
+    public long WeightBytes => Alive()._transformer.Weights.Bytes;
+    internal TensorStore Store => Alive()._store;
+
+    /// <summary>Keeps the model's resources alive for one session call; throws <see cref="ObjectDisposedException"/> once disposed.</summary>
+    internal Lease Acquire()
+    {
+        Interlocked.Increment(ref _leases);
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            Release();
+            throw new ObjectDisposedException(nameof(Model), "the model was disposed");
+        }
+        return new Lease(this);
+    }
+
+    private void Release()
+    {
+        if (Interlocked.Decrement(ref _leases) == 0 && Volatile.Read(ref _disposed) != 0) Free();
+    }
+
+    internal readonly struct Lease(Model model) : IDisposable
+    {
+        public void Dispose() => model?.Release();
+    }
+
+    internal void Forget(Session session)
+    {
+        lock (_sessions) _sessions.Remove(session);
+    }
 
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
-        Transformer.Dispose();
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        if (Volatile.Read(ref _leases) == 0) Free();
+    }
+
+    private void Free()
+    {
+        if (Interlocked.Exchange(ref _freed, 1) != 0) return;
+        Session[] sessions;
+        lock (_sessions) { sessions = _sessions.ToArray(); _sessions.Clear(); }
+        foreach (var s in sessions) s.ReleaseDeviceState();
+        _transformer.Dispose();
         _backend.Dispose();
         _store.Dispose();
     }

@@ -17,4 +17,12 @@ public sealed record ModelOptions
     public bool CopyWeights { get; init; } = true;
     /// <summary>Tokens per batched prefill pass.</summary>
     public int PrefillBatch { get; init; } = 128;
+
+    /// <summary>Checks the values before anything is loaded (a bad one is an <see cref="InvalidRequestException"/> naming it).</summary>
+    public void Validate()
+    {
+        if (Device == null) throw new InvalidRequestException("ModelOptions.Device must not be null (auto, cpu, ilgpu-cpu, cuda, opencl)");
+        if (ContextLength is int c && c <= 0) throw new InvalidRequestException($"ModelOptions.ContextLength {c} must be positive");
+        if (PrefillBatch is < 1 or > 8192) throw new InvalidRequestException($"ModelOptions.PrefillBatch {PrefillBatch} must be in 1..8192");
+    }
 }

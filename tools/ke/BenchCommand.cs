@@ -18,9 +18,9 @@ internal static class BenchCommand
         var model = new Option<string?>("--model", "-m") { Description = "Model folder" };
         var preset = new Option<string?>("--preset") { Description = $"Random-weight model of a real shape: {string.Join(", ", Presets.All.Select(p => p.Name))}" };
         var dtypes = new Option<string>("--dtype") { Description = "Preset weight types, comma-separated (f32,f16,bf16,q8_0,q4_0)", DefaultValueFactory = _ => "f32" };
-        var pp = new Option<int>("--pp") { Description = "Prompt tokens (0 = skip)", DefaultValueFactory = _ => 512 };
-        var tg = new Option<int>("--tg") { Description = "Generated tokens (0 = skip)", DefaultValueFactory = _ => 128 };
-        var reps = new Option<int>("--reps", "-r") { Description = "Repetitions after one warm-up", DefaultValueFactory = _ => 5 };
+        var pp = new Option<int>("--pp") { Description = "Prompt tokens (0 = skip)", DefaultValueFactory = _ => 512 }.InRange(0, 1 << 20);
+        var tg = new Option<int>("--tg") { Description = "Generated tokens (0 = skip)", DefaultValueFactory = _ => 128 }.InRange(0, 1 << 20);
+        var reps = new Option<int>("--reps", "-r") { Description = "Repetitions after one warm-up", DefaultValueFactory = _ => 5 }.InRange(1, 10_000);
         var noRoofline = new Option<bool>("--no-roofline") { Description = "Skip measuring memory bandwidth" };
         var f16kv = new Option<bool>("--f16-kv") { Description = "F16 KV cache" };
         var mmap = new Option<bool>("--mmap") { Description = "CPU: read F32/F16/BF16 weights in place from the mapped files (faster load; default copies them into huge pages)" };

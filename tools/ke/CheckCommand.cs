@@ -9,7 +9,7 @@ internal static class CheckCommand
     {
         var json = CliCommon.Json(); var device = CliCommon.Device();
         var model = new Option<string?>("--model", "-m") { Description = "A model folder with reference.json (bos_greedy) to reproduce" };
-        var tokens = new Option<int>("--tokens") { Description = "Reference ids to reproduce", DefaultValueFactory = _ => 64 };
+        var tokens = new Option<int>("--tokens") { Description = "Reference ids to reproduce", DefaultValueFactory = _ => 64 }.InRange(0, 1 << 20);
         var cmd = new Command("check", "Self-check a device: every kernel against the CPU backend, and a model's reference greedy ids") { device, model, tokens, json };
         cmd.SetAction(p => CliCommon.Run(p, () =>
         {

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Numerics;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 
@@ -23,19 +24,48 @@ internal static class CliCommon
 
     public static void PrintJson(object value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, JsonOptions));
 
-    /// <summary>Runs a command body: our typed errors become one line on stderr and exit code 1 (2 for usage errors).</summary>
+    /// <summary>Checks the value when the command line is parsed: a number outside [min, max] (or not finite) is a usage error.</summary>
+    public static Option<T> InRange<T>(this Option<T> option, T min, T max) where T : struct, INumber<T>
+    {
+        option.Validators.Add(r =>
+        {
+            var v = r.GetValueOrDefault<T>();
+            if (!T.IsFinite(v) || v < min || v > max) r.AddError($"{option.Name} {v} is outside {min}..{max}");
+        });
+        return option;
+    }
+
+    /// <summary><see cref="InRange{T}(Option{T}, T, T)"/> for an optional value (absent is fine).</summary>
+    public static Option<T?> InRange<T>(this Option<T?> option, T min, T max) where T : struct, INumber<T>
+    {
+        option.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<T?>() is T v && (!T.IsFinite(v) || v < min || v > max)) r.AddError($"{option.Name} {v} is outside {min}..{max}");
+        });
+        return option;
+    }
+
+    /// <summary>Runs a command body: our typed errors become one line on stderr and exit code 1 (2 for usage errors);
+    /// anything else is reported the same way as an internal error (the stack trace only with --verbose).</summary>
     public static int Run(ParseResult parse, Func<int> body)
     {
         try
         {
             return body();
         }
-        catch (Exception e) when (e is KernelEngineException or IOException or UnauthorizedAccessException or ArgumentException)
+        catch (Exception e) when (e is KernelEngineException or IOException or UnauthorizedAccessException or ArgumentException or OperationCanceledException)
         {
             Console.Out.Flush();
             Console.Error.WriteLine($"error: {e.Message}");
             if (parse.GetValue(Verbose)) Console.Error.WriteLine(e);
             return e is ArgumentException ? 2 : 1;
+        }
+        catch (Exception e)
+        {
+            Console.Out.Flush();
+            Console.Error.WriteLine($"error: internal error ({e.GetType().Name}): {e.Message}{(parse.GetValue(Verbose) ? "" : " (run with --verbose for details)")}");
+            if (parse.GetValue(Verbose)) Console.Error.WriteLine(e);
+            return 1;
         }
     }
 }

@@ -11,26 +11,26 @@ internal static class GenerateCommand
     {
         var model = CliCommon.Model(); var json = CliCommon.Json(); var device = CliCommon.Device();
         var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text (empty = BOS alone)", DefaultValueFactory = _ => "" };
-        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens to generate", DefaultValueFactory = _ => 256 };
-        var temperature = new Option<float>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { Description = "0 = off", DefaultValueFactory = _ => 40 };
-        var topP = new Option<float>("--top-p") { Description = "1 = off", DefaultValueFactory = _ => 0.95f };
-        var minP = new Option<float>("--min-p") { Description = "0 = off", DefaultValueFactory = _ => 0.05f };
-        var repeat = new Option<float>("--repeat-penalty") { Description = "1 = off", DefaultValueFactory = _ => 1f };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens to generate", DefaultValueFactory = _ => 256 }.InRange(0, int.MaxValue);
+        var temperature = new Option<float>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0.8f }.InRange(0f, 1000f);
+        var topK = new Option<int>("--top-k") { Description = "0 = off", DefaultValueFactory = _ => 40 }.InRange(0, int.MaxValue);
+        var topP = new Option<float>("--top-p") { Description = "1 = off", DefaultValueFactory = _ => 0.95f }.InRange(1e-6f, 1f);
+        var minP = new Option<float>("--min-p") { Description = "0 = off", DefaultValueFactory = _ => 0.05f }.InRange(0f, 0.999999f);
+        var repeat = new Option<float>("--repeat-penalty") { Description = "1 = off", DefaultValueFactory = _ => 1f }.InRange(1e-6f, 1e6f);
         var seed = new Option<ulong>("--seed") { Description = "Random seed", DefaultValueFactory = _ => 42UL };
         var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
-        var ctx = new Option<int?>("--context") { Description = "Context length (default: the model's)" };
+        var ctx = new Option<int?>("--context") { Description = "Context length (default: the model's)" }.InRange(1, int.MaxValue);
         var f16kv = new Option<bool>("--f16-kv") { Description = "Keep the KV cache in F16" };
         var mmap = new Option<bool>("--mmap") { Description = "CPU: read F32/F16/BF16 weights in place from the mapped files (faster load; default copies them into huge pages)" };
         var draft = new Option<string?>("--draft") { Description = "Speculative decoding with this draft model folder (same tokenizer)" };
-        var gamma = new Option<int>("--gamma") { Description = "Draft tokens per step", DefaultValueFactory = _ => 4 };
-        var drafts = new Option<int>("--drafts") { Description = "Draft branches per step (multi-draft)", DefaultValueFactory = _ => 1 };
+        var gamma = new Option<int>("--gamma") { Description = "Draft tokens per step", DefaultValueFactory = _ => 4 }.InRange(1, 64);
+        var drafts = new Option<int>("--drafts") { Description = "Draft branches per step (multi-draft)", DefaultValueFactory = _ => 1 }.InRange(1, 16);
         var adaptive = new Option<bool>("--adaptive-gamma") { Description = "Grow gamma on full acceptance, shrink on early rejection" };
-        var lookup = new Option<int>("--lookup") { Description = "Prompt-lookup decoding with n-grams up to N (no draft model)" };
+        var lookup = new Option<int>("--lookup") { Description = "Prompt-lookup decoding with n-grams up to N (no draft model)" }.InRange(0, 64);
         var small = new Option<string?>("--small") { Description = "Entropy-adaptive decoding: the small model folder (--model is the large one)" };
-        var threshold = new Option<double>("--entropy-threshold") { Description = "EAD: small model while its rolling entropy (bits) is below this", DefaultValueFactory = _ => 1.5 };
-        var window = new Option<int>("--entropy-window") { Description = "EAD: rolling window in tokens", DefaultValueFactory = _ => 4 };
-        var minStay = new Option<int>("--min-stay") { Description = "EAD: tokens before another switch", DefaultValueFactory = _ => 4 };
+        var threshold = new Option<double>("--entropy-threshold") { Description = "EAD: small model while its rolling entropy (bits) is below this", DefaultValueFactory = _ => 1.5 }.InRange(0.0, 1e6);
+        var window = new Option<int>("--entropy-window") { Description = "EAD: rolling window in tokens", DefaultValueFactory = _ => 4 }.InRange(1, 1 << 20);
+        var minStay = new Option<int>("--min-stay") { Description = "EAD: tokens before another switch", DefaultValueFactory = _ => 4 }.InRange(1, 1 << 20);
         var cmd = new Command("generate", "Generate text; streams to stdout, then a stats line (or one JSON object with --json)")
         {
             model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, stop, device, ctx, f16kv, mmap,
@@ -72,7 +72,6 @@ internal static class GenerateCommand
             var text = new StringBuilder();
             bool atStart = promptText.Length == 0;
             if (!asJson) { Console.Out.Write(promptText); Console.Out.Flush(); }
-            var sw = System.Diagnostics.Stopwatch.StartNew();
             var stream = spec?.Generate(promptIds, settings, atStart) ?? ead?.Generate(promptIds, settings, atStart) ?? session.Generate(promptIds, settings, atStart);
             foreach (var t in stream)
             {
@@ -80,15 +79,14 @@ internal static class GenerateCommand
                 text.Append(t.Text);
                 if (!asJson) { Console.Out.Write(t.Text); Console.Out.Flush(); }
             }
-            double seconds = sw.Elapsed.TotalSeconds;
-            var s = session.LastStats ?? new GenerationStats { PromptTokens = promptIds.Length, GeneratedTokens = ids.Count, DecodeSeconds = seconds };
-            var loop = spec?.Stats ?? ead?.Stats;
+            var s = session.LastStats!;
+            var loop = s.Loop;
             var stats = new
             {
                 prompt_tokens = s.PromptTokens, generated_tokens = s.GeneratedTokens,
                 prefill_seconds = s.PrefillSeconds, decode_seconds = s.DecodeSeconds,
                 prefill_tokens_per_second = s.PrefillTokensPerSecond,
-                decode_tokens_per_second = loop != null ? ids.Count / seconds : s.DecodeTokensPerSecond,
+                decode_tokens_per_second = s.DecodeTokensPerSecond,
                 stop_reason = s.StopReason.ToString().ToLowerInvariant(), device = m.Device.Id,
                 loop = spec != null ? (draftDir != null ? (p.GetValue(drafts) > 1 ? "multi-draft" : "speculative") : "prompt-lookup") : ead != null ? "entropy-adaptive" : "plain",
                 tokens_per_target_pass = loop?.TokensPerTargetPass, acceptance_rate = loop?.AcceptanceRate,

@@ -11,8 +11,8 @@ internal static class ProfileCommand
         var model = new Option<string?>("--model", "-m") { Description = "Model folder" };
         var preset = new Option<string?>("--preset") { Description = "Random-weight model of a real shape" };
         var dtype = new Option<string>("--dtype") { Description = "Preset weight type", DefaultValueFactory = _ => "f32" };
-        var tokens = new Option<int>("--tokens") { Description = "Prompt tokens of the profiled prefill", DefaultValueFactory = _ => 64 };
-        var steps = new Option<int>("--steps") { Description = "Decode steps averaged", DefaultValueFactory = _ => 16 };
+        var tokens = new Option<int>("--tokens") { Description = "Prompt tokens of the profiled prefill", DefaultValueFactory = _ => 64 }.InRange(1, 1 << 20);
+        var steps = new Option<int>("--steps") { Description = "Decode steps averaged", DefaultValueFactory = _ => 16 }.InRange(1, 1 << 20);
         var trace = new Option<string?>("--trace") { Description = "Write a Chrome trace-event JSON (Perfetto, chrome://tracing)" };
         var cmd = new Command("profile", "Per-kernel time of a prefill and of one decode step, launches per step, Chrome trace") { model, preset, dtype, tokens, steps, device, trace, json };
         cmd.SetAction(p => CliCommon.Run(p, () =>

@@ -14,4 +14,12 @@ root.Subcommands.Add(RooflineCommand.Create());
 root.Subcommands.Add(ProfileCommand.Create());
 root.Subcommands.Add(CheckCommand.Create());
 root.Subcommands.Add(ExportGgufCommand.Create());
-return root.Parse(args).Invoke();
+var parse = root.Parse(args);
+if (parse.Errors.Count > 0)
+{
+    // Usage errors (unknown options, values out of range) are one line like every other error.
+    string command = parse.CommandResult.Command == root ? "ke" : $"ke {parse.CommandResult.Command.Name}";
+    Console.Error.WriteLine($"error: {string.Join("; ", parse.Errors.Select(e => e.Message))} (see '{command} --help')");
+    return 1;
+}
+return parse.Invoke();

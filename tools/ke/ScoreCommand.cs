@@ -11,13 +11,13 @@ internal static class ScoreCommand
     {
         var model = CliCommon.Model(); var json = CliCommon.Json(); var device = CliCommon.Device();
         var file = new Option<string>("--file", "-f") { Description = "UTF-8 text file to score", Required = true };
-        var context = new Option<int?>("--context") { Description = "Window length in tokens (default: the model's context)" };
-        var stride = new Option<int?>("--stride") { Description = "Window advance in tokens (default: half the window)" };
+        var context = new Option<int?>("--context") { Description = "Window length in tokens (default: the model's context)" }.InRange(2, int.MaxValue);
+        var stride = new Option<int?>("--stride") { Description = "Window advance in tokens (default: half the window)" }.InRange(1, int.MaxValue);
         var trace = new Option<string?>("--trace") { Description = "Per-token trace file: .json for JSON, else CSV" };
         var klBase = new Option<string?>("--kl-base") { Description = "Base model folder: report KL(base || model), top-1 agreement, perplexity ratio" };
         var klBaseFile = new Option<string?>("--kl-base-file") { Description = "Base log-probs saved earlier with --save-base (instead of running --kl-base)" };
         var saveBase = new Option<string?>("--save-base") { Description = "Save the base's log-probs (of --kl-base, or of --model when no base is given) to this file" };
-        var icBias = new Option<double>("--ic-bias") { Description = "Bias b of the information-capacity formula", DefaultValueFactory = _ => -27 };
+        var icBias = new Option<double>("--ic-bias") { Description = "Bias b of the information-capacity formula", DefaultValueFactory = _ => -27 }.InRange(-1e6, 1e6);
         var cmd = new Command("score", "Score a text: NLL, perplexity, bits per token/byte, entropy, information capacity, KL against a base")
         {
             model, file, context, stride, trace, klBase, klBaseFile, saveBase, icBias, device, json,

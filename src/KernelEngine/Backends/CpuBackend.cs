@@ -53,20 +53,20 @@ public sealed unsafe class CpuBackend : IBackend
     private sealed class Tensor : DeviceTensor
     {
         public void* Data;
+        private readonly long _allocated;
         public Tensor(int rows, int cols, bool f16) : base(rows, cols, f16)
         {
-            nuint bytes = (nuint)Math.Max(64, Bytes);
-            try { Data = NativeMemory.AlignedAlloc(bytes, 64); }
+            _allocated = Math.Max(64, Bytes);
+            try { Data = ZeroPages.Alloc(_allocated); }
             catch (OutOfMemoryException e) { throw new DeviceException($"cpu: out of memory allocating a ({rows}, {cols}) tensor of {Bytes} bytes", e); }
-            NativeMemory.Clear(Data, bytes);
         }
         public float* F => (float*)Data;
         public override void Dispose()
         {
-            if (Data != null) { NativeMemory.AlignedFree(Data); Data = null; }
+            if (Data != null) { ZeroPages.Free(Data, _allocated); Data = null; }
             GC.SuppressFinalize(this);
         }
-        ~Tensor() { if (Data != null) NativeMemory.AlignedFree(Data); }
+        ~Tensor() { if (Data != null) ZeroPages.Free(Data, _allocated); }
     }
 
     private sealed class Weight : DeviceWeight

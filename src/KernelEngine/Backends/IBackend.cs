@@ -13,6 +13,13 @@ public interface IBackend : IDisposable
 {
     DeviceInfo Device { get; }
 
+    /// <summary>
+    /// A backend for one session: it shares this backend's device, weights and compiled kernels and owns the scratch
+    /// buffers ops need between launch and read-back, so sessions on one model never touch each other's scratch.
+    /// Returns this backend itself when it keeps no such state (the CPU backend); then the caller must not dispose it.
+    /// </summary>
+    IBackend ForSession() => this;
+
     DeviceTensor Allocate(int rows, int cols, bool f16 = false);
     DeviceWeight Upload(HostWeight weight);
 

@@ -23,17 +23,45 @@ namespace KernelEngine.Backends;
 /// </summary>
 public sealed unsafe class IlgpuBackend : IBackend
 {
+    /// <summary>What every session of one model shares: the device, the compiled kernels, RoPE tables and settings.
+    /// Ops are issued under <see cref="Gate"/> (one op's upload, launches and read-back are never interleaved with
+    /// another session's, and the accelerator is bound to the issuing thread).</summary>
+    private sealed class SharedDevice : IDisposable
+    {
+        public required Context Context;
+        public required Accelerator Acc;
+        public readonly Dictionary<string, Delegate> Kernels = new();
+        public readonly Dictionary<RopeTable, MemoryBuffer1D<float, Stride1D.Dense>> RopeTables = new(ReferenceEqualityComparer.Instance);
+        public readonly Lock Gate = new();
+        public long Launches;
+        public bool GroupKernels;
+        public int DecodeChunk = 256;
+        public int Sessions;
+        public bool Disposed;
+
+        public void Dispose()
+        {
+            if (Disposed) return;
+            Disposed = true;
+            foreach (var b in RopeTables.Values) b.Dispose();
+            RopeTables.Clear();
+            Acc.Dispose();
+            Context.Dispose();
+        }
+    }
+
+    private readonly SharedDevice _s;
+    private readonly bool _ownsDevice;
     private readonly Context _context;
     private readonly Accelerator _acc;
-    private readonly Dictionary<string, Delegate> _kernels = new();
-    private readonly Dictionary<RopeTable, MemoryBuffer1D<float, Stride1D.Dense>> _ropeTables = new(ReferenceEqualityComparer.Instance);
+    // Per-session scratch: ids and positions uploaded for a launch, attention partials, reduction results.
     private MemoryBuffer1D<int, Stride1D.Dense> _ints;
     private MemoryBuffer1D<float, Stride1D.Dense> _scratch;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _none;
     private readonly MemoryBuffer1D<int, Stride1D.Dense> _counter;
     private readonly MemoryBuffer1D<int, Stride1D.Dense> _resultInts;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _resultFloats;
-    private long _launches;
+    private bool _disposed;
 
     /// <summary>
     /// Threads per group of the reduction kernels (a power of two up to DeviceMath.GroupSize): 128 on GPUs; one warp
@@ -44,66 +72,112 @@ public sealed unsafe class IlgpuBackend : IBackend
     /// <summary>
     /// Use the group (shared-memory) kernels for MatMul, norms and attention. On by default on GPUs; off on the CPU
     /// accelerator, which then runs the barrier-free v0 kernels (one thread per output, row or query); tests turn it
-    /// on to check the GPU kernels on the simulator.
+    /// on to check the GPU kernels on the simulator. Shared by every session of the backend.
     /// </summary>
-    public bool GroupKernels { get; set; }
+    public bool GroupKernels { get => _s.GroupKernels; set => _s.GroupKernels = value; }
 
     /// <summary>Positions per Flash-Decoding chunk.</summary>
-    public int DecodeChunk { get; set; } = 256;
+    public int DecodeChunk { get => _s.DecodeChunk; set => _s.DecodeChunk = value; }
 
     public IlgpuBackend(DeviceKind kind)
     {
-        _context = Context.Create(b => b.Default().EnableAlgorithms().Optimize(OptimizationLevel.O1));
+        var context = Context.Create(b => b.Default().EnableAlgorithms().Optimize(OptimizationLevel.O1));
+        Accelerator acc;
         try
         {
-            _acc = kind switch
+            acc = kind switch
             {
-                DeviceKind.IlgpuCpu => new CPUDevice(32, 8, 1).CreateAccelerator(_context),
-                DeviceKind.Cuda => (_context.Devices.FirstOrDefault(d => d.AcceleratorType == AcceleratorType.Cuda)
-                    ?? throw new DeviceException("cuda: no CUDA device found (is the NVIDIA driver installed?)")).CreateAccelerator(_context),
-                DeviceKind.OpenCL => (_context.Devices.FirstOrDefault(d => d.AcceleratorType == AcceleratorType.OpenCL)
-                    ?? throw new DeviceException("opencl: no OpenCL device found")).CreateAccelerator(_context),
+                DeviceKind.IlgpuCpu => new CPUDevice(32, 8, 1).CreateAccelerator(context),
+                DeviceKind.Cuda => (context.Devices.FirstOrDefault(d => d.AcceleratorType == AcceleratorType.Cuda)
+                    ?? throw new DeviceException("cuda: no CUDA device found (is the NVIDIA driver installed?)")).CreateAccelerator(context),
+                DeviceKind.OpenCL => (context.Devices.FirstOrDefault(d => d.AcceleratorType == AcceleratorType.OpenCL)
+                    ?? throw new DeviceException("opencl: no OpenCL device found")).CreateAccelerator(context),
                 _ => throw new DeviceException($"{kind} is not an ILGPU device"),
             };
         }
-        catch (Exception e) when (e is not DeviceException)
+        catch (Exception e)
         {
-            _context.Dispose();
+            context.Dispose();
+            if (e is DeviceException) throw;
             throw new DeviceException($"{kind}: cannot create the accelerator ({e.Message})", e);
         }
+        _s = new SharedDevice { Context = context, Acc = acc, GroupKernels = kind != DeviceKind.IlgpuCpu };
+        _ownsDevice = true;
+        _context = context; _acc = acc;
         _group = kind == DeviceKind.IlgpuCpu ? 32 : Kernels.Ilgpu.DeviceMath.GroupSize;
-        GroupKernels = kind != DeviceKind.IlgpuCpu;
         Device = new DeviceInfo(kind, _acc.Name, _acc.MemorySize, $"warp {_acc.WarpSize}, max group {_acc.MaxNumThreadsPerGroup}, {_acc.NumMultiprocessors} multiprocessors");
-        _ints = _acc.Allocate1D<int>(1024);
-        _scratch = _acc.Allocate1D<float>(4096);
-        _none = _acc.Allocate1D<float>(1);
-        _counter = _acc.Allocate1D<int>(1);
-        _counter.MemSetToZero();
-        _resultInts = _acc.Allocate1D<int>(4);
-        _resultFloats = _acc.Allocate1D<float>(4);
+        try { (_ints, _scratch, _none, _counter, _resultInts, _resultFloats) = AllocateScratch(); }
+        catch { _s.Dispose(); throw; }
+    }
+
+    /// <summary>A session's backend over the same device (see <see cref="IBackend.ForSession"/>).</summary>
+    private IlgpuBackend(IlgpuBackend parent)
+    {
+        _s = parent._s; _context = parent._context; _acc = parent._acc; _group = parent._group; Device = parent.Device;
+        using (Enter()) (_ints, _scratch, _none, _counter, _resultInts, _resultFloats) = AllocateScratch();
+        lock (_s.Kernels) _s.Sessions++;
+    }
+
+    public IBackend ForSession() => new IlgpuBackend(this);
+
+    private (MemoryBuffer1D<int, Stride1D.Dense>, MemoryBuffer1D<float, Stride1D.Dense>, MemoryBuffer1D<float, Stride1D.Dense>,
+        MemoryBuffer1D<int, Stride1D.Dense>, MemoryBuffer1D<int, Stride1D.Dense>, MemoryBuffer1D<float, Stride1D.Dense>) AllocateScratch()
+    {
+        var all = new List<MemoryBuffer>();
+        T Add<T>(T b) where T : MemoryBuffer { all.Add(b); return b; }
+        try
+        {
+            var ints = Add(_acc.Allocate1D<int>(1024));
+            var scratch = Add(_acc.Allocate1D<float>(4096));
+            var none = Add(_acc.Allocate1D<float>(1));
+            var counter = Add(_acc.Allocate1D<int>(1));
+            counter.MemSetToZero();
+            return (ints, scratch, none, counter, Add(_acc.Allocate1D<int>(4)), Add(_acc.Allocate1D<float>(4)));
+        }
+        catch (Exception e)
+        {
+            foreach (var b in all) b.Dispose();
+            if (e is AcceleratorException or OutOfMemoryException) throw new DeviceException($"{Device.Id}: out of device memory allocating session scratch", e);
+            throw;
+        }
+    }
+
+    /// <summary>Takes the device for one op: no other session's op interleaves with it, and the accelerator is bound to this thread.</summary>
+    private Lock.Scope Enter()
+    {
+        var scope = _s.Gate.EnterScope();
+        if (_disposed || _s.Disposed)
+        {
+            scope.Dispose();
+            throw new ObjectDisposedException(nameof(IlgpuBackend));
+        }
+        _acc.Bind();
+        return scope;
     }
 
     public DeviceInfo Device { get; }
     public Accelerator Accelerator => _acc;
     /// <summary>Kernel launches so far (a decode step's count is the difference around it).</summary>
-    public long Launches => _launches;
+    public long Launches => Interlocked.Read(ref _s.Launches);
 
     private sealed class Tensor : DeviceTensor
     {
         public MemoryBuffer1D<byte, Stride1D.Dense>? Buffer;
-        public Tensor(MemoryBuffer1D<byte, Stride1D.Dense> b, int rows, int cols, bool f16) : base(rows, cols, f16) => Buffer = b;
-        public ArrayView<byte> View => Buffer!.View;
+        private readonly Lock _gate;
+        public Tensor(MemoryBuffer1D<byte, Stride1D.Dense> b, int rows, int cols, bool f16, Lock gate) : base(rows, cols, f16) { Buffer = b; _gate = gate; }
+        public ArrayView<byte> View => (Buffer ?? throw new ObjectDisposedException("device tensor")).View;
         public ArrayView<float> F => View.Cast<float>();
-        public override void Dispose() { Buffer?.Dispose(); Buffer = null; }
+        public override void Dispose() { using (_gate.EnterScope()) { Buffer?.Dispose(); Buffer = null; } }
     }
 
     private sealed class Weight : DeviceWeight
     {
         public MemoryBuffer1D<byte, Stride1D.Dense>? Buffer;
-        public Weight(HostWeight h, MemoryBuffer1D<byte, Stride1D.Dense> b) : base(h.Name, h.Rows, h.Cols, h.Type) => Buffer = b;
-        public ArrayView<byte> View => Buffer!.View;
+        private readonly Lock _gate;
+        public Weight(HostWeight h, MemoryBuffer1D<byte, Stride1D.Dense> b, Lock gate) : base(h.Name, h.Rows, h.Cols, h.Type) { Buffer = b; _gate = gate; }
+        public ArrayView<byte> View => (Buffer ?? throw new ObjectDisposedException(Name)).View;
         public ArrayView<float> F => View.Cast<float>();
-        public override void Dispose() { Buffer?.Dispose(); Buffer = null; }
+        public override void Dispose() { using (_gate.EnterScope()) { Buffer?.Dispose(); Buffer = null; } }
     }
 
     private static Tensor T(DeviceTensor t) => (Tensor)t;
@@ -120,23 +194,25 @@ public sealed unsafe class IlgpuBackend : IBackend
 
     public DeviceTensor Allocate(int rows, int cols, bool f16 = false)
     {
+        using var held = Enter();
         var b = AllocateBytes((long)rows * cols * (f16 ? 2 : 4), $"a ({rows}, {cols}) tensor");
         b.MemSetToZero();
-        return new Tensor(b, rows, cols, f16);
+        return new Tensor(b, rows, cols, f16, _s.Gate);
     }
 
     public DeviceWeight Upload(HostWeight weight)
     {
+        using var held = Enter();
         var b = AllocateBytes(weight.Bytes, $"weight '{weight.Name}'");
         if (weight.Bytes > 0) b.View.SubView(0, weight.Bytes).CopyFromCPU(ref Unsafe.AsRef<byte>(weight.Data), weight.Bytes);
-        return new Weight(weight, b);
+        return new Weight(weight, b, _s.Gate);
     }
 
     private TDelegate Kernel<TDelegate>(string name, Func<TDelegate> load) where TDelegate : Delegate
     {
-        lock (_kernels)
+        lock (_s.Kernels)
         {
-            if (!_kernels.TryGetValue(name, out var d)) _kernels[name] = d = load();
+            if (!_s.Kernels.TryGetValue(name, out var d)) _s.Kernels[name] = d = load();
             return (TDelegate)d;
         }
     }
@@ -148,7 +224,7 @@ public sealed unsafe class IlgpuBackend : IBackend
     {
         if (groups <= 0) return;
         Explicit(name, kernel)(new KernelConfig(groups, groupSize), args);
-        _launches++;
+        Interlocked.Increment(ref _s.Launches);
     }
 
     private ArrayView<int> Ints(ReadOnlySpan<int> values)
@@ -170,16 +246,18 @@ public sealed unsafe class IlgpuBackend : IBackend
 
     private void EmbedRows(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x, int add)
     {
+        using var held = Enter();
         var w = W(table);
         foreach (int id in ids)
             if ((uint)id >= (uint)w.Rows) throw new InvalidRequestException($"{w.Name}: row {id} is outside (0..{w.Rows - 1})");
         var k = Kernel("embed", () => _acc.LoadAutoGroupedStreamKernel<Index1D, EmbedArgs>(MemoryIlgpu.Embed));
         k(ids.Length * w.Cols, new EmbedArgs { Table = w.View, Ids = Ints(ids), X = T(x).F, Type = (int)w.Type, Dim = w.Cols, Add = add, RowBytes = w.Type.RowBytes(w.Cols) });
-        _launches++;
+        Interlocked.Increment(ref _s.Launches);
     }
 
     public void RmsNorm(DeviceTensor x, DeviceWeight weight, DeviceTensor y, int rows, float eps)
     {
+        using var held = Enter();
         var args = new NormArgs { X = T(x).F, W = W(weight).F, B = _none.View, Y = T(y).F, Dim = x.Cols, Eps = eps };
         if (GroupKernels) Launch("rmsnorm", NormIlgpu.RmsNorm, rows, _group, args);
         else Implicit("rmsnorm-per-row", NormIlgpu.RmsNormPerRow, rows, args);
@@ -187,6 +265,7 @@ public sealed unsafe class IlgpuBackend : IBackend
 
     public void LayerNorm(DeviceTensor x, DeviceWeight weight, DeviceWeight bias, DeviceTensor y, int rows, float eps)
     {
+        using var held = Enter();
         var args = new NormArgs { X = T(x).F, W = W(weight).F, B = W(bias).F, Y = T(y).F, Dim = x.Cols, Eps = eps };
         if (GroupKernels) Launch("layernorm", NormIlgpu.LayerNorm, rows, _group, args);
         else Implicit("layernorm-per-row", NormIlgpu.LayerNormPerRow, rows, args);
@@ -196,11 +275,12 @@ public sealed unsafe class IlgpuBackend : IBackend
     {
         if (threads <= 0) return;
         Kernel(name, () => _acc.LoadAutoGroupedStreamKernel(kernel))(threads, args);
-        _launches++;
+        Interlocked.Increment(ref _s.Launches);
     }
 
     public void MatMul(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int rows)
     {
+        using var held = Enter();
         var ww = W(w);
         if (x.Cols != ww.Cols || y.Cols != ww.Rows)
             throw new InvalidOperationException($"{ww.Name}: matmul shape mismatch x (.., {x.Cols}) w ({ww.Rows}, {ww.Cols}) y (.., {y.Cols})");
@@ -220,10 +300,11 @@ public sealed unsafe class IlgpuBackend : IBackend
 
     public void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)
     {
-        if (!_ropeTables.TryGetValue(rope, out var inv))
+        using var held = Enter();
+        if (!_s.RopeTables.TryGetValue(rope, out var inv))
         {
             inv = _acc.Allocate1D(rope.InvFreq);
-            _ropeTables[rope] = inv;
+            _s.RopeTables[rope] = inv;
         }
         var k = Kernel("rope", () => _acc.LoadAutoGroupedStreamKernel<Index1D, RopeArgs>(RopeIlgpu.Apply));
         k(rows * heads * (rope.HeadDim / 2), new RopeArgs
@@ -231,22 +312,24 @@ public sealed unsafe class IlgpuBackend : IBackend
             X = T(x).F, Positions = Ints(positions[..rows]), InvFreq = inv.View, Heads = heads, HeadDim = rope.HeadDim,
             Interleaved = rope.Layout == RopeLayout.Interleaved ? 1 : 0,
         });
-        _launches++;
+        Interlocked.Increment(ref _s.Launches);
     }
 
     public void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows)
     {
+        using var held = Enter();
         var kern = Kernel("store-kv", () => _acc.LoadAutoGroupedStreamKernel<Index1D, KvArgs>(MemoryIlgpu.StoreKv));
         kern(rows * cache.KvDim, new KvArgs
         {
             K = T(k).F, V = T(v).F, CacheK = T(cache.K).View, CacheV = T(cache.V).View, F16 = cache.K.IsF16 ? 1 : 0,
             Offset = ((long)layer * cache.ContextLength + start) * cache.KvDim,
         });
-        _launches++;
+        Interlocked.Increment(ref _s.Launches);
     }
 
     public void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape s, int branch = 0)
     {
+        using var held = Enter();
         if (s.HeadDim > AttentionIlgpu.MaxHeadDim) throw new DeviceException($"head dimension {s.HeadDim} exceeds the ILGPU attention kernel's {AttentionIlgpu.MaxHeadDim}");
         var args = new AttentionArgs
         {
@@ -268,53 +351,64 @@ public sealed unsafe class IlgpuBackend : IBackend
 
     public void CopyKv(KvCache cache, int src, int dst, int count)
     {
+        using var held = Enter();
         if (count <= 0) return;
         long rowHalves = (long)cache.KvDim * (cache.K.IsF16 ? 1 : 2);
         var k = Kernel("copy-kv", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<ushort>, ArrayView<ushort>, long, long, long, long, long>(MemoryIlgpu.CopyKv));
         long perLayer = count * rowHalves;
         k((int)(cache.Layers * perLayer), T(cache.K).View.Cast<ushort>(), T(cache.V).View.Cast<ushort>(), cache.ContextLength * rowHalves, rowHalves, src, dst, perLayer);
-        _launches++;
+        Interlocked.Increment(ref _s.Launches);
     }
 
     public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows)
     {
+        using var held = Enter();
         var k = Kernel("silu-mul", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(ActivationIlgpu.SiluMul));
         k(rows * gate.Cols, T(gate).F, T(up).F);
-        _launches++;
+        Interlocked.Increment(ref _s.Launches);
     }
 
     public void Gelu(DeviceTensor x, int rows)
     {
+        using var held = Enter();
         var k = Kernel("gelu", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>>(ActivationIlgpu.GeluTanh));
         k(rows * x.Cols, T(x).F);
-        _launches++;
+        Interlocked.Increment(ref _s.Launches);
     }
 
     public void Add(DeviceTensor x, DeviceTensor y, int rows)
     {
+        using var held = Enter();
         var k = Kernel("add", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(ActivationIlgpu.Add));
         k(rows * x.Cols, T(x).F, T(y).F);
-        _launches++;
+        Interlocked.Increment(ref _s.Launches);
     }
 
     public void CopyRows(DeviceTensor src, int srcRow, DeviceTensor dst, int dstRow, int rows)
     {
+        using var held = Enter();
         var k = Kernel("copy", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<int>, long, ArrayView<int>, long>(MemoryIlgpu.Copy));
         k(rows * src.Cols, T(src).View.Cast<int>(), (long)srcRow * src.Cols, T(dst).View.Cast<int>(), (long)dstRow * dst.Cols);
-        _launches++;
+        Interlocked.Increment(ref _s.Launches);
     }
 
     public void Read(DeviceTensor t, int row, int rows, Span<float> dst)
     {
+        using var held = Enter();
         _acc.Synchronize();
         long n = (long)rows * t.Cols;
         T(t).F.SubView((long)row * t.Cols, n).CopyToCPU(ref MemoryMarshal.GetReference(dst), n);
     }
 
-    public void Synchronize() => _acc.Synchronize();
+    public void Synchronize()
+    {
+        using var held = Enter();
+        _acc.Synchronize();
+    }
 
     public SoftmaxStats SoftmaxEntropy(DeviceTensor logits, int row, float temperature, int token)
     {
+        using var held = Enter();
         int n = logits.Cols;
         int groups = Math.Clamp((n + 4095) / 4096, 1, 64);
         var partial = Scratch(groups * 4L);
@@ -334,6 +428,7 @@ public sealed unsafe class IlgpuBackend : IBackend
 
     public Verdict VerifyDrafts(DeviceTensor p, DeviceTensor q, ReadOnlySpan<int> drafts, ReadOnlySpan<double> uniforms, bool greedy, bool multi, bool withoutReplacement)
     {
+        using var held = Enter();
         int vocab = p.Cols;
         using var u = _acc.Allocate1D<double>(Math.Max(1, uniforms.Length));
         u.View.SubView(0, uniforms.Length).CopyFromCPU(ref MemoryMarshal.GetReference(uniforms), uniforms.Length);
@@ -350,11 +445,19 @@ public sealed unsafe class IlgpuBackend : IBackend
         return new Verdict(r[0], r[1], r[2]);
     }
 
+    /// <summary>Frees this backend's scratch; the backend that created the device also frees the device, its kernels and
+    /// every buffer still allocated on it (ILGPU disposes an accelerator's buffers with it).</summary>
     public void Dispose()
     {
-        foreach (var b in _ropeTables.Values) b.Dispose();
-        _ints.Dispose(); _scratch.Dispose(); _none.Dispose(); _counter.Dispose(); _resultInts.Dispose(); _resultFloats.Dispose();
-        _acc.Dispose();
-        _context.Dispose();
+        using (_s.Gate.EnterScope())
+        {
+            if (_disposed) return;
+            _disposed = true;
+            if (!_s.Disposed)
+            {
+                _ints.Dispose(); _scratch.Dispose(); _none.Dispose(); _counter.Dispose(); _resultInts.Dispose(); _resultFloats.Dispose();
+            }
+            if (_ownsDevice) _s.Dispose();
+        }
     }
 }

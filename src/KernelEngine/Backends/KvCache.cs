@@ -6,8 +6,13 @@ public sealed class KvCache : IDisposable
     public KvCache(IBackend backend, int layers, int contextLength, int kvDim, bool f16)
     {
         Layers = layers; ContextLength = contextLength; KvDim = kvDim;
-        K = backend.Allocate(layers * contextLength, kvDim, f16);
-        try { V = backend.Allocate(layers * contextLength, kvDim, f16); }
+        long rows = (long)layers * contextLength;
+        long bytes = MemoryBudget.Bytes(2, rows, kvDim, f16 ? 2 : 4);
+        if (rows > int.MaxValue) throw new DeviceException($"a KV cache of {layers} layers x {contextLength} positions is too large; lower the context length (ModelOptions.ContextLength, --context)");
+        MemoryBudget.Check(backend.Device, bytes, $"the KV cache ({layers} layers x {contextLength} positions x {kvDim} x 2, {(f16 ? "F16" : "F32")})",
+            "lower the context length (ModelOptions.ContextLength, --context)");
+        K = backend.Allocate((int)rows, kvDim, f16);
+        try { V = backend.Allocate((int)rows, kvDim, f16); }
         catch { K.Dispose(); throw; }
     }
 

@@ -14,25 +14,41 @@ public readonly record struct ProfileEvent(string Kernel, string Detail, double 
 /// </summary>
 public sealed class ProfilingBackend(IBackend inner) : IBackend
 {
+    private ProfilingBackend? _parent;   // a session's wrapper records into its model's profiler
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private readonly List<ProfileEvent> _events = new();
+    private bool _enabled = true;
 
-    public bool Enabled { get; set; } = true;
-    public IReadOnlyList<ProfileEvent> Events => _events;
-    public void Clear() => _events.Clear();
+    private ProfilingBackend Root => _parent ?? this;
+    public bool Enabled { get => Root._enabled; set => Root._enabled = value; }
+    public IReadOnlyList<ProfileEvent> Events => Root._events;
+    public void Clear() { lock (Root._events) Root._events.Clear(); }
+
+    /// <summary>A session's view: the inner backend's session scratch, events recorded into this profiler.</summary>
+    public IBackend ForSession()
+    {
+        var s = inner.ForSession();
+        return ReferenceEquals(s, inner) ? this : new ProfilingBackend(s) { _parent = Root };
+    }
+
+    private void Record(ProfileEvent e)
+    {
+        var root = Root;
+        lock (root._events) root._events.Add(e);
+    }
     public IBackend Inner => inner;
     public DeviceInfo Device => inner.Device;
     public long Launches => inner.Launches;
 
     // Begin/End instead of a closure per op: the profiler itself must not allocate or it shows up as unattributed time.
-    private (double T0, long Launches) Begin() => (_clock.Elapsed.TotalMicroseconds, inner.Launches);
+    private (double T0, long Launches) Begin() => (Root._clock.Elapsed.TotalMicroseconds, inner.Launches);
 
     private void End((double T0, long Launches) start, string kernel, string detail, long bytes)
     {
         if (!Enabled) return;
         inner.Synchronize();
-        double t1 = _clock.Elapsed.TotalMicroseconds;
-        _events.Add(new ProfileEvent(kernel, detail, start.T0, t1 - start.T0, bytes, inner.Launches - start.Launches));
+        double t1 = Root._clock.Elapsed.TotalMicroseconds;
+        Record(new ProfileEvent(kernel, detail, start.T0, t1 - start.T0, bytes, inner.Launches - start.Launches));
     }
 
     private static long F(DeviceTensor t, int rows) => 4L * rows * t.Cols;
@@ -145,9 +161,9 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     public void Read(DeviceTensor t, int row, int rows, Span<float> dst)
     {
         if (!Enabled) { inner.Read(t, row, rows, dst); return; }
-        double t0 = _clock.Elapsed.TotalMicroseconds;
+        double t0 = Root._clock.Elapsed.TotalMicroseconds;
         inner.Read(t, row, rows, dst);
-        _events.Add(new ProfileEvent("read", "", t0, _clock.Elapsed.TotalMicroseconds - t0, F(t, rows), 0));
+        Record(new ProfileEvent("read", "", t0, Root._clock.Elapsed.TotalMicroseconds - t0, F(t, rows), 0));
     }
 
     public SoftmaxStats SoftmaxEntropy(DeviceTensor logits, int row, float temperature, int token)

@@ -36,104 +36,131 @@ public sealed class EntropyAdaptiveDecoder
 
     public EntropyAdaptiveDecoder(Session large, Session small, EntropyAdaptiveSettings settings)
     {
+        ArgumentNullException.ThrowIfNull(large);
+        ArgumentNullException.ThrowIfNull(small);
+        ArgumentNullException.ThrowIfNull(settings);
         settings.Validate();
+        if (ReferenceEquals(large, small)) throw new InvalidRequestException("the small and the large model need separate sessions");
         if (large.Model.Config.VocabSize != small.Model.Config.VocabSize)
             throw new InvalidRequestException($"small model vocabulary {small.Model.Config.VocabSize} differs from the large model's {large.Model.Config.VocabSize}");
         _large = large; _small = small; _s = settings;
     }
 
-    public DecodingStats? Stats { get; private set; }
+    /// <summary>Counters of the last generation (also in the large session's <see cref="Session.LastStats"/>.Loop).</summary>
+    public DecodingStats? Stats => _large.LastStats?.Loop;
 
-    public IEnumerable<GeneratedToken> Generate(IReadOnlyList<int> promptIds, GenerationSettings settings, bool atStartOfText = false, CancellationToken ct = default)
+    public IEnumerable<GeneratedToken> Generate(IReadOnlyList<int> promptIds, GenerationSettings settings, bool atStartOfText = false, CancellationToken ct = default) =>
+        Generator.Run(new Strategy(this, settings), promptIds, settings, atStartOfText, ct);
+
+    public IAsyncEnumerable<GeneratedToken> GenerateAsync(IReadOnlyList<int> promptIds, GenerationSettings settings, bool atStartOfText = false, CancellationToken ct = default) =>
+        Generator.Async(() => Generate(promptIds, settings, atStartOfText, ct), ct);
+
+    private sealed class Strategy : IDecodingStrategy
     {
-        settings.Sampling.Validate();
-        if (promptIds.Count == 0) throw new InvalidRequestException("empty prompt");
-        int ctx = Math.Min(_large.ContextLength, _small.ContextLength);
-        if (promptIds.Count >= ctx) throw new InvalidRequestException($"prompt of {promptIds.Count} tokens does not fit the context length {ctx}");
-        return Run(promptIds.ToList(), settings, atStartOfText, ctx, ct);
-    }
+        private readonly Session _large, _small;
+        private readonly EntropyAdaptiveSettings _s;
+        private readonly int _vocab;
+        private readonly bool _returnLogits;
+        private readonly Sampler _sampler;
+        private readonly Queue<double> _window = new();
+        private readonly Stopwatch _largeTime = new(), _smallTime = new();
+        private double _windowSum;
+        private float[] _all = [];
+        private int _generated, _largeTokens, _switches, _stay, _largePasses, _smallPasses;
+        private Session? _active;
 
-    private IEnumerable<GeneratedToken> Run(List<int> committed, GenerationSettings settings, bool atStartOfText, int ctx, CancellationToken ct)
-    {
-        int vocab = _large.Model.Config.VocabSize;
-        var sampler = new Sampler(settings.Sampling, vocab);
-        var text = new TextStream(_large.Model.Tokenizer, atStartOfText);
-        var window = new Queue<double>();
-        double windowSum = 0;
-        float[] all = [];
-        int generated = 0, largeTokens = 0, switches = 0, stay = 0, largePasses = 0, smallPasses = 0;
-        int start = committed.Count;
-        Session? active = null;
-        var largeTime = new Stopwatch(); var smallTime = new Stopwatch();
-
-        void Push(double bits)
+        public Strategy(EntropyAdaptiveDecoder d, GenerationSettings settings)
         {
-            window.Enqueue(bits); windowSum += bits;
-            if (window.Count > _s.Window) windowSum -= window.Dequeue();
+            _large = d._large; _small = d._small; _s = d._s;
+            _vocab = _large.Model.Config.VocabSize;
+            _returnLogits = settings.ReturnLogits;
+            _sampler = new Sampler(settings.Sampling, _vocab);
+            Sessions = [_large, _small];
         }
 
-        // Feeds the small model everything it missed; each fed position's entropy joins the rolling window.
-        ReadOnlySpan<float> CatchUpSmall()
+        public Session Primary => _large;
+        public IReadOnlyList<Session> Sessions { get; }
+        public int ContextLength => Math.Min(_large.ContextLength, _small.ContextLength);
+        public void Validate(GenerationSettings settings) { }
+
+        private void Push(double bits)
+        {
+            _window.Enqueue(bits); _windowSum += bits;
+            if (_window.Count > _s.Window) _windowSum -= _window.Dequeue();
+        }
+
+        /// <summary>The small model takes the prompt but its last token (whose logits the first step needs), pushing the
+        /// entropy of every fed position into the rolling window.</summary>
+        public int Prefill(IReadOnlyList<int> prompt, CancellationToken ct)
+        {
+            var committed = prompt as List<int> ?? prompt.ToList();
+            SpeculativeDecoder.Sync(_small, committed);
+            int reused = _small.Position;
+            int missing = committed.Count - _small.Position - 1;
+            if (missing > 0) FeedSmall(committed.GetRange(_small.Position, missing).ToArray(), ct);
+            return reused;
+        }
+
+        private void FeedSmall(int[] tokens, CancellationToken ct)
+        {
+            if (_all.Length < tokens.Length * _vocab) _all = new float[tokens.Length * _vocab];
+            _smallTime.Start();
+            _small.FeedAllCore(tokens, _all.AsSpan(0, tokens.Length * _vocab), ct);
+            _smallTime.Stop();
+            _smallPasses++;
+            for (int i = 0; i < tokens.Length; i++) Push(SoftmaxEntropyCpu.Compute(_all.AsSpan(i * _vocab, _vocab)).EntropyBits);
+        }
+
+        /// <summary>Feeds the small model everything it missed; each fed position's entropy joins the rolling window.</summary>
+        private void CatchUpSmall(List<int> committed, CancellationToken ct)
         {
             SpeculativeDecoder.Sync(_small, committed);
             int missing = committed.Count - _small.Position;
-            if (all.Length < missing * vocab) all = new float[missing * vocab];
-            smallTime.Start();
-            _small.FeedAll(committed.GetRange(committed.Count - missing, missing).ToArray(), all.AsSpan(0, missing * vocab));
-            smallTime.Stop();
-            smallPasses++;
-            for (int i = 0; i < missing; i++) Push(SoftmaxEntropyCpu.Compute(all.AsSpan(i * vocab, vocab)).EntropyBits);
-            return _small.Logits;
+            FeedSmall(committed.GetRange(committed.Count - missing, missing).ToArray(), ct);
         }
 
-        while (generated < settings.MaxTokens && committed.Count < ctx && !ct.IsCancellationRequested)
+        public void Step(List<int> committed, int maxNew, List<StepToken> output, CancellationToken ct)
         {
-            bool mayDecide = active == null || stay >= _s.MinStay;
+            bool mayDecide = _active == null || _stay >= _s.MinStay;
             bool smallUpToDate = false;
-            if (active == _small || mayDecide) { CatchUpSmall(); smallUpToDate = true; }
+            if (_active == _small || mayDecide) { CatchUpSmall(committed, ct); smallUpToDate = true; }
             if (mayDecide)
             {
-                var want = windowSum / window.Count < _s.ThresholdBits ? _small : _large;
-                if (want != active)
+                var want = _windowSum / _window.Count < _s.ThresholdBits ? _small : _large;
+                if (want != _active)
                 {
-                    if (active != null) switches++;
-                    active = want;
-                    stay = 0;
+                    if (_active != null) _switches++;
+                    _active = want;
+                    _stay = 0;
                 }
             }
             ReadOnlySpan<float> logits;
-            if (active == _small)
+            if (_active == _small)
             {
-                if (!smallUpToDate) CatchUpSmall();
+                if (!smallUpToDate) CatchUpSmall(committed, ct);
                 logits = _small.Logits;
             }
             else
             {
                 SpeculativeDecoder.Sync(_large, committed);
-                largeTime.Start();
-                logits = _large.Feed(committed.GetRange(_large.Position, committed.Count - _large.Position).ToArray());
-                largeTime.Stop();
-                largePasses++;
-                largeTokens++;
+                _largeTime.Start();
+                logits = _large.FeedCore(committed.GetRange(_large.Position, committed.Count - _large.Position).ToArray(), ct);
+                _largeTime.Stop();
+                _largePasses++;
+                _largeTokens++;
             }
-            int id = sampler.Sample(logits, default);
+            int id = _sampler.Sample(logits, default);
             var s = SoftmaxEntropyCpu.Compute(logits, 1f, id);
-            float[]? copy = settings.ReturnLogits ? logits.ToArray() : null;
-            committed.Add(id);
-            generated++;
-            stay++;
-            if (settings.StopAtEos && _large.Model.Tokenizer.IsEos(id)) break;
-            string piece = text.Push(id);
-            yield return new GeneratedToken(id, piece, committed.Count - 1, s.TokenLogProb, s.EntropyBits, copy);
-            bool stop = false;
-            foreach (var st in settings.StopStrings) if (st.Length > 0 && piece.Contains(st, StringComparison.Ordinal)) stop = true;
-            if (stop) break;
+            output.Add(new StepToken(id, s.TokenLogProb, s.EntropyBits, _returnLogits ? logits.ToArray() : null));
+            _generated++;
+            _stay++;
         }
-        Stats = new DecodingStats
+
+        public DecodingStats LoopStats => new()
         {
-            GeneratedTokens = committed.Count - start, TargetPasses = largePasses, DraftPasses = smallPasses,
-            TargetSeconds = largeTime.Elapsed.TotalSeconds, DraftSeconds = smallTime.Elapsed.TotalSeconds,
-            LargeModelFraction = generated == 0 ? 0 : largeTokens / (double)generated, Switches = switches,
+            GeneratedTokens = _generated, TargetPasses = _largePasses, DraftPasses = _smallPasses,
+            TargetSeconds = _largeTime.Elapsed.TotalSeconds, DraftSeconds = _smallTime.Elapsed.TotalSeconds,
+            LargeModelFraction = _generated == 0 ? 0 : _largeTokens / (double)_generated, Switches = _switches,
         };
     }
 }

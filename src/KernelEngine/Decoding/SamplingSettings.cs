@@ -23,10 +23,11 @@ public sealed record SamplingSettings
 
     public void Validate()
     {
-        if (float.IsNaN(Temperature) || Temperature < 0) throw new InvalidRequestException($"temperature {Temperature} must be >= 0");
+        if (!float.IsFinite(Temperature) || Temperature < 0 || Temperature > 1000) throw new InvalidRequestException($"temperature {Temperature} must be in [0, 1000]");
         if (TopK < 0) throw new InvalidRequestException($"top-k {TopK} must be >= 0");
         if (!(TopP > 0 && TopP <= 1)) throw new InvalidRequestException($"top-p {TopP} must be in (0, 1]");
         if (!(MinP >= 0 && MinP < 1)) throw new InvalidRequestException($"min-p {MinP} must be in [0, 1)");
-        if (!(RepetitionPenalty > 0)) throw new InvalidRequestException($"repetition penalty {RepetitionPenalty} must be > 0");
+        if (!(RepetitionPenalty > 0) || !float.IsFinite(RepetitionPenalty)) throw new InvalidRequestException($"repetition penalty {RepetitionPenalty} must be finite and > 0");
+        if (RepetitionWindow < 0) throw new InvalidRequestException($"repetition window {RepetitionWindow} must be >= 0");
     }
 }

@@ -22,97 +22,146 @@ public sealed class SpeculativeDecoder
 
     public SpeculativeDecoder(Session target, Session? draft, SpeculativeSettings spec)
     {
+        ArgumentNullException.ThrowIfNull(target);
+        ArgumentNullException.ThrowIfNull(spec);
         spec.Validate(draft != null);
+        if (draft != null && ReferenceEquals(draft, target)) throw new InvalidRequestException("the draft session must not be the target session");
         if (draft != null && draft.Model.Config.VocabSize != target.Model.Config.VocabSize)
             throw new InvalidRequestException($"draft vocabulary {draft.Model.Config.VocabSize} differs from the target's {target.Model.Config.VocabSize}");
         _target = target; _draft = draft; _spec = spec;
         _vocab = target.Model.Config.VocabSize;
     }
 
-    public DecodingStats? Stats { get; private set; }
+    /// <summary>Counters of the last generation (also in the target session's <see cref="Session.LastStats"/>.Loop).</summary>
+    public DecodingStats? Stats => _target.LastStats?.Loop;
 
-    public IEnumerable<GeneratedToken> Generate(IReadOnlyList<int> promptIds, GenerationSettings settings, bool atStartOfText = false, CancellationToken ct = default)
+    public IEnumerable<GeneratedToken> Generate(IReadOnlyList<int> promptIds, GenerationSettings settings, bool atStartOfText = false, CancellationToken ct = default) =>
+        Generator.Run(new Strategy(this, settings), promptIds, settings, atStartOfText, ct);
+
+    public IAsyncEnumerable<GeneratedToken> GenerateAsync(IReadOnlyList<int> promptIds, GenerationSettings settings, bool atStartOfText = false, CancellationToken ct = default) =>
+        Generator.Async(() => Generate(promptIds, settings, atStartOfText, ct), ct);
+
+    /// <summary>One generation's state: drafts, distributions and counters, allocated once.</summary>
+    private sealed class Strategy : IDecodingStrategy
     {
-        settings.Sampling.Validate();
-        if (settings.Sampling.RepetitionPenalty != 1f) throw new InvalidRequestException("speculative decoding does not support a repetition penalty");
-        if (promptIds.Count == 0) throw new InvalidRequestException("empty prompt");
-        if (promptIds.Count >= _target.ContextLength) throw new InvalidRequestException($"prompt of {promptIds.Count} tokens does not fit the context length {_target.ContextLength}");
-        return Run(promptIds.ToList(), settings, atStartOfText, ct);
-    }
+        private readonly SpeculativeDecoder _d;
+        private readonly Session _target;
+        private readonly Session? _draft;
+        private readonly SpeculativeSettings _spec;
+        private readonly int _vocab, _maxGamma, _k;
+        private readonly bool _greedy, _returnLogits;
+        private readonly Sampler _targetSampler, _draftSampler;
+        private readonly Rng _rng;
+        private readonly int[,] _drafts;   // (branch, position) draft tokens
+        private readonly float[] _q;       // (branch, position, vocab) draft distributions
+        private readonly float[] _q0;      // first-position draft distribution (before exclusions)
+        private readonly float[] _p;       // (position, vocab) target distributions along one branch
+        private readonly float[] _scratch;
+        private readonly double[] _uniforms;
+        private readonly long[] _accepted, _proposed;
+        private readonly Stopwatch _targetTime = new(), _draftTime = new();
+        private float[]? _targetLogits;
+        private int _gamma, _targetPasses, _draftPasses, _generated;
 
-    private IEnumerable<GeneratedToken> Run(List<int> committed, GenerationSettings settings, bool atStartOfText, CancellationToken ct)
-    {
-        var tok = _target.Model.Tokenizer;
-        var text = new TextStream(tok, atStartOfText);
-        bool greedy = settings.Sampling.IsGreedy;
-        var targetSampler = new Sampler(settings.Sampling, _vocab);
-        var draftSampler = new Sampler(settings.Sampling with { Seed = settings.Sampling.Seed ^ 0x9E3779B97F4A7C15UL }, _vocab);
-        var rng = targetSampler.Rng;
-        int maxGamma = _spec.AdaptiveGamma ? _spec.MaxGamma : _spec.Gamma;
-        int k = _spec.Drafts;
-        var drafts = new int[k, maxGamma];                 // (branch, position) draft tokens
-        var q = new float[k * maxGamma * _vocab];          // (branch, position, vocab) draft distributions
-        var q0 = new float[_vocab];                         // first-position draft distribution (before exclusions)
-        var p = new float[(maxGamma + 1) * _vocab];         // (position, vocab) target distributions along one branch
-        var scratch = new float[_vocab];
-        var uniforms = new double[maxGamma + k + 2];
-        var accepted = new long[maxGamma];
-        var proposed = new long[maxGamma];
-        int gamma = _spec.Gamma, generated = 0, targetPasses = 0, draftPasses = 0;
-        var targetTime = new Stopwatch(); var draftTime = new Stopwatch();
-        int startLength = committed.Count;
-        float[]? targetLogits = null;
-
-        while (generated < settings.MaxTokens && !ct.IsCancellationRequested)
+        public Strategy(SpeculativeDecoder d, GenerationSettings settings)
         {
-            int room = _target.ContextLength - committed.Count;
-            if (room <= 0) break;
-            int g = Math.Min(gamma, Math.Min(settings.MaxTokens - generated - 1, room - 1));
-            Sync(_target, committed);
-            if (committed.Count - _target.Position > 1)
-                _target.Feed(Tail(committed, _target.Position).AsSpan(0, committed.Count - _target.Position - 1)); // the prompt, batched
+            _d = d; _target = d._target; _draft = d._draft; _spec = d._spec; _vocab = d._vocab;
+            _greedy = settings.Sampling.IsGreedy;
+            _returnLogits = settings.ReturnLogits;
+            _targetSampler = new Sampler(settings.Sampling, _vocab);
+            _draftSampler = new Sampler(settings.Sampling with { Seed = settings.Sampling.Seed ^ 0x9E3779B97F4A7C15UL }, _vocab);
+            _rng = _targetSampler.Rng;
+            _maxGamma = _spec.AdaptiveGamma ? _spec.MaxGamma : _spec.Gamma;
+            _k = _spec.Drafts;
+            _drafts = new int[_k, _maxGamma];
+            _q = new float[(long)_k * _maxGamma * _vocab];
+            _q0 = new float[_vocab];
+            _p = new float[(_maxGamma + 1) * _vocab];
+            _scratch = new float[_vocab];
+            _uniforms = new double[_maxGamma + _k + 2];
+            _accepted = new long[_maxGamma];
+            _proposed = new long[_maxGamma];
+            _gamma = _spec.Gamma;
+            Sessions = _draft == null ? [_target] : [_target, _draft];
+        }
+
+        public Session Primary => _target;
+        public IReadOnlyList<Session> Sessions { get; }
+        public int ContextLength => _draft == null ? _target.ContextLength : Math.Min(_target.ContextLength, _draft.ContextLength);
+
+        public void Validate(GenerationSettings settings)
+        {
+            if (settings.Sampling.RepetitionPenalty != 1f) throw new InvalidRequestException("speculative decoding does not support a repetition penalty");
+        }
+
+        /// <summary>The target (and the draft model) take the prompt but its last token, batched; the last token goes
+        /// into the first verification pass with the drafts.</summary>
+        public int Prefill(IReadOnlyList<int> prompt, CancellationToken ct)
+        {
+            var committed = prompt as List<int> ?? prompt.ToList();
+            int reused = CatchUp(_target, committed, ct);
+            if (_draft != null) CatchUp(_draft, committed, ct);
+            return reused;
+        }
+
+        private static int CatchUp(Session s, List<int> committed, CancellationToken ct)
+        {
+            Sync(s, committed);
+            int reused = s.Position;
+            if (committed.Count - s.Position > 1)
+                s.FeedCore(Tail(committed, s.Position).AsSpan(0, committed.Count - s.Position - 1), ct);
+            return reused;
+        }
+
+        public void Step(List<int> committed, int maxNew, List<StepToken> output, CancellationToken ct)
+        {
+            // Tokens after this step: at most maxNew (drafts + the verifier's token), all but the last fed.
+            int g = Math.Min(_gamma, maxNew - 1);
+            CatchUp(_target, committed, ct);
             int missing = committed.Count - _target.Position;          // 1: the last token is unfed
-            g = Math.Min(g, _target.BatchCapacity - missing);
-            int branches = k, branchLen;
+            g = Math.Max(0, Math.Min(g, _target.BatchCapacity - missing));
+            int room = ContextLength - _target.Position;
+            int branches = _k, branchLen;
 
             // 1. Drafts
-            draftTime.Start();
+            _draftTime.Start();
             if (g > 0 && _spec.LookupNgram > 0)
             {
-                g = Lookup(committed, _spec.LookupNgram, g, drafts);
+                g = Lookup(committed, _spec.LookupNgram, g, _drafts);
                 branches = 1;
-                if (g > 0) Array.Clear(q, 0, g * _vocab);
-                for (int i = 0; i < g; i++) q[i * _vocab + drafts[0, i]] = 1;   // a deterministic draft: one-hot q
+                if (g > 0) Array.Clear(_q, 0, g * _vocab);
+                for (int i = 0; i < g; i++) _q[i * _vocab + _drafts[0, i]] = 1;   // a deterministic draft: one-hot q
             }
             else if (g > 0)
             {
-                branches = Math.Max(1, Math.Min(Math.Min(k, (room - missing) / (missing + g)), _target.BatchCapacity / (missing + g)));
+                branches = Math.Max(1, Math.Min(Math.Min(_k, room / (missing + g)), _target.BatchCapacity / (missing + g)));
                 for (int b = 0; b < branches; b++)
                 {
                     Sync(_draft!, committed);
-                    var logits = _draft!.Feed(Tail(committed, _draft.Position));
-                    draftPasses++;
-                    if (b == 0) draftSampler.Distribution(logits, default, q0);   // no history: repetition penalties are refused above
-                    var qb0 = q.AsSpan(b * maxGamma * _vocab, _vocab);
-                    q0.CopyTo(qb0);
+                    var logits = _draft!.FeedCore(Tail(committed, _draft.Position), ct);
+                    _draftPasses++;
+                    if (b == 0) _draftSampler.Distribution(logits, default, _q0);   // no history: repetition penalties are refused above
+                    var qb0 = _q.AsSpan(b * _maxGamma * _vocab, _vocab);
+                    _q0.CopyTo(qb0);
                     // First tokens of the branches are distinct: without replacement from q0 (greedy: the b-th best).
-                    for (int c = 0; c < b; c++) qb0[drafts[c, 0]] = 0;
-                    drafts[b, 0] = greedy ? TensorPrimitives.IndexOfMax(b == 0 ? logits : Masked(logits, drafts, b, scratch)) : DraftVerifyCpu.Sample(qb0, draftSampler.Rng.NextDouble());
-                    if (drafts[b, 0] < 0) { branches = b; break; }   // q0 has fewer than k tokens
+                    for (int c = 0; c < b; c++) qb0[_drafts[c, 0]] = 0;
+                    _drafts[b, 0] = _greedy ? TensorPrimitives.IndexOfMax(b == 0 ? logits : Masked(logits, _drafts, b, _scratch)) : DraftVerifyCpu.Sample(qb0, _draftSampler.Rng.NextDouble());
+                    if (_drafts[b, 0] < 0) { branches = b; break; }   // q0 has fewer than k tokens
                     for (int i = 1; i < g; i++)
                     {
-                        logits = _draft.Feed([drafts[b, i - 1]]);
-                        draftPasses++;
-                        var qbi = q.AsSpan((b * maxGamma + i) * _vocab, _vocab);
-                        draftSampler.Distribution(logits, default, qbi);
-                        drafts[b, i] = greedy ? TensorPrimitives.IndexOfMax(logits) : DraftVerifyCpu.Sample(qbi, draftSampler.Rng.NextDouble());
+                        logits = _draft.FeedCore([_drafts[b, i - 1]], ct);
+                        _draftPasses++;
+                        var qbi = _q.AsSpan((b * _maxGamma + i) * _vocab, _vocab);
+                        _draftSampler.Distribution(logits, default, qbi);
+                        _drafts[b, i] = _greedy ? TensorPrimitives.IndexOfMax(logits) : DraftVerifyCpu.Sample(qbi, _draftSampler.Rng.NextDouble());
                     }
                 }
                 // q rows of position 0 hold q0 for the verifier; exclusions are redone there.
-                for (int b = 0; b < branches; b++) q0.CopyTo(q.AsSpan(b * maxGamma * _vocab, _vocab));
+                for (int b = 0; b < branches; b++) _q0.CopyTo(_q.AsSpan(b * _maxGamma * _vocab, _vocab));
             }
-            draftTime.Stop();
+            _draftTime.Stop();
             if (g == 0) branches = 1;
+            ct.ThrowIfCancellationRequested();
 
             // 2. One batched target pass over every branch: [unfed committed tokens, drafts of the branch].
             branchLen = missing + g;
@@ -120,88 +169,88 @@ public sealed class SpeculativeDecoder
             for (int b = 0; b < branches; b++)
             {
                 for (int i = 0; i < missing; i++) rows[b * branchLen + i] = committed[committed.Count - missing + i];
-                for (int i = 0; i < g; i++) rows[b * branchLen + missing + i] = drafts[b, i];
+                for (int i = 0; i < g; i++) rows[b * branchLen + missing + i] = _drafts[b, i];
             }
-            if (targetLogits == null || targetLogits.Length < rows.Length * _vocab) targetLogits = new float[rows.Length * _vocab];
-            targetTime.Start();
-            _target.FeedBranches(rows, branchLen, targetLogits);
-            targetTime.Stop();
-            targetPasses++;
+            if (_targetLogits == null || _targetLogits.Length < rows.Length * _vocab) _targetLogits = new float[rows.Length * _vocab];
+            _targetTime.Start();
+            _target.FeedBranchesCore(rows, branchLen, _targetLogits);
+            _targetTime.Stop();
+            _targetPasses++;
 
             // 3. Verify.
-            for (int i = 0; i < uniforms.Length; i++) uniforms[i] = rng.NextDouble();
+            for (int i = 0; i < _uniforms.Length; i++) _uniforms[i] = _rng.NextDouble();
             int branch = 0, nAccepted, next;
             if (branches > 1)
             {
-                var p0 = p.AsSpan(0, _vocab);
-                TargetRow(targetSampler, targetLogits, 0, branchLen, missing - 1, p0, committed);
+                var p0 = _p.AsSpan(0, _vocab);
+                TargetRow(_targetSampler, _targetLogits, 0, branchLen, missing - 1, p0);
                 var cand = new int[branches];
-                for (int b = 0; b < branches; b++) cand[b] = drafts[b, 0];
-                q0.CopyTo(scratch);
-                var v0 = DraftVerifyCpu.RecursiveReject(p0, scratch, cand, withoutReplacement: true, uniforms.AsSpan(0, branches + 1), greedy);
-                proposed[0]++;
+                for (int b = 0; b < branches; b++) cand[b] = _drafts[b, 0];
+                _q0.CopyTo(_scratch);
+                var v0 = DraftVerifyCpu.RecursiveReject(p0, _scratch, cand, withoutReplacement: true, _uniforms.AsSpan(0, branches + 1), _greedy);
+                _proposed[0]++;
                 if (v0.Branch < 0) { nAccepted = 0; next = v0.Token; }
                 else
                 {
-                    accepted[0]++;
+                    _accepted[0]++;
                     branch = v0.Branch;
-                    for (int i = 1; i <= g; i++) TargetRow(targetSampler, targetLogits, branch, branchLen, missing - 1 + i, p.AsSpan((i - 1) * _vocab, _vocab), committed);
+                    for (int i = 1; i <= g; i++) TargetRow(_targetSampler, _targetLogits, branch, branchLen, missing - 1 + i, _p.AsSpan((i - 1) * _vocab, _vocab));
                     var dRest = new int[g - 1];
-                    for (int i = 1; i < g; i++) dRest[i - 1] = drafts[branch, i];
-                    var v = DraftVerifyCpu.Verify(p.AsSpan(0, g * _vocab), q.AsSpan((branch * maxGamma + 1) * _vocab, (g - 1) * _vocab), dRest,
-                        uniforms.AsSpan(branches + 1, g), _vocab, greedy, scratch);
-                    for (int i = 0; i < Math.Min(v.Accepted + 1, g - 1); i++) { proposed[i + 1]++; if (i < v.Accepted) accepted[i + 1]++; }
+                    for (int i = 1; i < g; i++) dRest[i - 1] = _drafts[branch, i];
+                    var v = DraftVerifyCpu.Verify(_p.AsSpan(0, g * _vocab), _q.AsSpan((branch * _maxGamma + 1) * _vocab, (g - 1) * _vocab), dRest,
+                        _uniforms.AsSpan(branches + 1, g), _vocab, _greedy, _scratch);
+                    for (int i = 0; i < Math.Min(v.Accepted + 1, g - 1); i++) { _proposed[i + 1]++; if (i < v.Accepted) _accepted[i + 1]++; }
                     nAccepted = 1 + v.Accepted; next = v.Token;
                 }
             }
             else
             {
-                for (int i = 0; i <= g; i++) TargetRow(targetSampler, targetLogits, 0, branchLen, missing - 1 + i, p.AsSpan(i * _vocab, _vocab), committed);
+                for (int i = 0; i <= g; i++) TargetRow(_targetSampler, _targetLogits, 0, branchLen, missing - 1 + i, _p.AsSpan(i * _vocab, _vocab));
                 var d = new int[g];
-                for (int i = 0; i < g; i++) d[i] = drafts[0, i];
-                var v = DraftVerifyCpu.Verify(p.AsSpan(0, (g + 1) * _vocab), q.AsSpan(0, g * _vocab), d, uniforms.AsSpan(0, g + 1), _vocab, greedy, scratch);
-                for (int i = 0; i < Math.Min(v.Accepted + 1, g); i++) { proposed[i]++; if (i < v.Accepted) accepted[i]++; }
+                for (int i = 0; i < g; i++) d[i] = _drafts[0, i];
+                var v = DraftVerifyCpu.Verify(_p.AsSpan(0, (g + 1) * _vocab), _q.AsSpan(0, g * _vocab), d, _uniforms.AsSpan(0, g + 1), _vocab, _greedy, _scratch);
+                for (int i = 0; i < Math.Min(v.Accepted + 1, g); i++) { _proposed[i]++; if (i < v.Accepted) _accepted[i]++; }
                 nAccepted = v.Accepted; next = v.Token;
             }
 
             // 4. Commit: the unfed tokens and the accepted drafts are in the target cache (branch rows).
             var keep = new int[missing + nAccepted];
             for (int i = 0; i < missing; i++) keep[i] = committed[committed.Count - missing + i];
-            for (int i = 0; i < nAccepted; i++) keep[missing + i] = drafts[branch, i];
-            _target.CommitBranch(branch, branchLen, keep);
+            for (int i = 0; i < nAccepted; i++) keep[missing + i] = _drafts[branch, i];
+            _target.CommitBranchCore(branch, branchLen, keep);
             if (_spec.AdaptiveGamma && g > 0)
-                gamma = nAccepted == g ? Math.Min(gamma + 1, maxGamma) : nAccepted == 0 ? Math.Max(1, gamma - 1) : gamma;
+                _gamma = nAccepted == g ? Math.Min(_gamma + 1, _maxGamma) : nAccepted == 0 ? Math.Max(1, _gamma - 1) : _gamma;
 
-            // 5. Emit accepted drafts then the verifier's token, stopping as plain generation would.
-            bool stop = false;
-            for (int i = 0; i <= nAccepted && !stop; i++)
+            // 5. The accepted drafts, then the verifier's token; the generator decides where to stop.
+            for (int i = 0; i <= nAccepted; i++)
             {
-                int id = i < nAccepted ? drafts[branch, i] : next;
+                int id = i < nAccepted ? _drafts[branch, i] : next;
                 int row = (branch * branchLen) + missing - 1 + i;
-                var s = SoftmaxEntropyCpu.Compute(targetLogits.AsSpan(row * _vocab, _vocab), 1f, id);
-                generated++;
-                committed.Add(id);
-                if (settings.StopAtEos && tok.IsEos(id)) { stop = true; break; }
-                string piece = text.Push(id);
-                yield return new GeneratedToken(id, piece, committed.Count - 1, s.TokenLogProb, s.EntropyBits,
-                    settings.ReturnLogits ? targetLogits.AsSpan(row * _vocab, _vocab).ToArray() : null);
-                if (generated >= settings.MaxTokens) stop = true;
-                foreach (var st in settings.StopStrings) if (st.Length > 0 && piece.Contains(st, StringComparison.Ordinal)) stop = true;
+                var rowLogits = _targetLogits.AsSpan(row * _vocab, _vocab);
+                var s = SoftmaxEntropyCpu.Compute(rowLogits, 1f, id);
+                output.Add(new StepToken(id, s.TokenLogProb, s.EntropyBits, _returnLogits ? rowLogits.ToArray() : null));
             }
-            if (stop) break;
+            _generated += output.Count;
         }
-        long acc = accepted.Sum(), prop = proposed.Sum();
-        Stats = new DecodingStats
+
+        public DecodingStats LoopStats
         {
-            GeneratedTokens = committed.Count - startLength, TargetPasses = targetPasses, DraftPasses = draftPasses,
-            TargetSeconds = targetTime.Elapsed.TotalSeconds, DraftSeconds = draftTime.Elapsed.TotalSeconds,
-            AcceptanceByPosition = proposed.Select((n, i) => n == 0 ? double.NaN : accepted[i] / (double)n).TakeWhile(x => !double.IsNaN(x)).ToArray(),
-            AcceptanceRate = prop == 0 ? 0 : acc / (double)prop,
-        };
+            get
+            {
+                long acc = _accepted.Sum(), prop = _proposed.Sum();
+                return new DecodingStats
+                {
+                    GeneratedTokens = _generated, TargetPasses = _targetPasses, DraftPasses = _draftPasses,
+                    TargetSeconds = _targetTime.Elapsed.TotalSeconds, DraftSeconds = _draftTime.Elapsed.TotalSeconds,
+                    AcceptanceByPosition = _proposed.Select((n, i) => n == 0 ? double.NaN : _accepted[i] / (double)n).TakeWhile(x => !double.IsNaN(x)).ToArray(),
+                    AcceptanceRate = prop == 0 ? 0 : acc / (double)prop,
+                };
+            }
+        }
     }
 
     /// <summary>Target distribution of row (branch, index) of the verification pass.</summary>
-    private static void TargetRow(Sampler sampler, float[] logits, int branch, int branchLen, int index, Span<float> dst, List<int> history)
+    private static void TargetRow(Sampler sampler, float[] logits, int branch, int branchLen, int index, Span<float> dst)
     {
         int vocab = dst.Length;
         sampler.Distribution(logits.AsSpan((branch * branchLen + index) * vocab, vocab), default, dst);
@@ -219,7 +268,7 @@ public sealed class SpeculativeDecoder
     {
         int n = 0, max = Math.Min(s.Position, committed.Count - 1);
         while (n < max && s.Tokens[n] == committed[n]) n++;
-        s.Rewind(n);
+        s.RewindCore(n);
     }
 
     private static int[] Tail(List<int> committed, int from) => committed.GetRange(from, committed.Count - from).ToArray();

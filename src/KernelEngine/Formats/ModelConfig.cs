@@ -9,7 +9,9 @@ public enum Architecture { Llama, Gpt2 }
 /// <summary>
 /// The hyper-parameters of a model, read from a Hugging Face <c>config.json</c> (llama, mistral, qwen2, gpt2).
 /// GPT-2 traps handled: the MLP width is <c>n_inner</c> (null = 4 * n_embd), never <c>intermediate_size</c>;
-/// the activation is <c>activation_function</c>, never <c>hidden_act</c>.
+/// the activation is <c>activation_function</c>, never <c>hidden_act</c>. Every value is checked against its range
+/// before anything is sized from it (see <see cref="Limits"/>); a bad one is a <see cref="ModelFormatException"/>
+/// naming the file and the field.
 /// </summary>
 public sealed record ModelConfig
 {
@@ -30,66 +32,106 @@ public sealed record ModelConfig
     public string Activation { get; init; } = "silu";
     public int? BosTokenId { get; init; }
     public int[] EosTokenIds { get; init; } = [];
-    public int HeadDim => HiddenSize / Heads;
+    private readonly int? _headDim;
+    /// <summary>Width of one attention head: config.json's <c>head_dim</c> when given, else hidden_size / heads.</summary>
+    public int HeadDim { get => _headDim ?? HiddenSize / Heads; init => _headDim = value; }
     public int KvDim => KvHeads * HeadDim;
+    public int QDim => Heads * HeadDim;
 
+    /// <summary>Ranges a config value must fall in (far beyond any released model, well short of int overflow).</summary>
+    public static class Limits
+    {
+        public const int MaxHidden = 1 << 17;
+        public const int MaxIntermediate = 1 << 20;
+        public const int MaxLayers = 4096;
+        public const int MaxHeads = 4096;
+        public const int MaxHeadDim = 4096;
+        public const int MaxVocab = 1 << 24;
+        public const int MaxPositions = 1 << 24;
+    }
+
+    /// <summary>Reads config.json and, when present beside it, generation_config.json (its end tokens are added).</summary>
     public static ModelConfig Load(string path)
     {
         if (!File.Exists(path)) throw new ModelFormatException(path, "config.json not found");
+        var config = ParseFile(path, Parse);
+        string gen = Path.Combine(Path.GetDirectoryName(path) ?? ".", "generation_config.json");
+        if (File.Exists(gen))
+        {
+            int[] eos = ParseFile(gen, (p, root) =>
+            {
+                RequireObject(p, root);
+                return Ids(p, root, "eos_token_id", config.VocabSize);
+            });
+            config = config with { EosTokenIds = config.EosTokenIds.Union(eos).ToArray() };
+        }
+        return config;
+    }
+
+    private static T ParseFile<T>(string path, Func<string, JsonElement, T> parse)
+    {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(File.ReadAllBytes(path)); }
         catch (JsonException e) { throw new ModelFormatException(path, $"not valid JSON ({e.Message})", e); }
         using var _ = doc;
-        return Parse(path, doc.RootElement);
+        return parse(path, doc.RootElement);
+    }
+
+    private static void RequireObject(string path, JsonElement c)
+    {
+        if (c.ValueKind != JsonValueKind.Object) throw new ModelFormatException(path, $"the top level is a JSON {c.ValueKind.ToString().ToLowerInvariant()}, not an object");
     }
 
     public static ModelConfig Parse(string path, JsonElement c)
     {
-        string modelType = Str(c, "model_type") ?? throw new ModelFormatException(path, "missing required field 'model_type'");
-        int Req(params string[] names)
+        RequireObject(path, c);
+        string modelType = Str(path, c, "model_type") ?? throw new ModelFormatException(path, "missing required field 'model_type'");
+        int Req(int max, params string[] names)
         {
             foreach (var n in names)
-                if (c.TryGetProperty(n, out var v) && v.ValueKind == JsonValueKind.Number) return v.GetInt32();
+                if (Int(path, c, n, 1, max) is int v) return v;
             throw new ModelFormatException(path, $"missing required field '{names[0]}'");
         }
-        int[] eos = Ids(c, "eos_token_id");
-        int? bos = Ids(c, "bos_token_id") is [var b, ..] ? b : null;
         switch (modelType)
         {
             case "llama" or "mistral" or "qwen2":
             {
-                int dim = Req("hidden_size"), heads = Req("num_attention_heads");
+                int dim = Req(Limits.MaxHidden, "hidden_size"), heads = Req(Limits.MaxHeads, "num_attention_heads");
+                int vocab = Req(Limits.MaxVocab, "vocab_size");
                 var cfg = new ModelConfig
                 {
                     Architecture = Architecture.Llama, ModelType = modelType,
-                    HiddenSize = dim, IntermediateSize = Req("intermediate_size"), Layers = Req("num_hidden_layers"),
-                    Heads = heads, KvHeads = Opt(c, "num_key_value_heads") ?? heads, VocabSize = Req("vocab_size"),
-                    MaxPositions = Opt(c, "max_position_embeddings") ?? 2048,
-                    NormEps = (float)(Dbl(c, "rms_norm_eps") ?? 1e-6),
-                    RopeTheta = Dbl(c, "rope_theta") ?? 10000,
+                    HiddenSize = dim, IntermediateSize = Req(Limits.MaxIntermediate, "intermediate_size"), Layers = Req(Limits.MaxLayers, "num_hidden_layers"),
+                    Heads = heads, KvHeads = Int(path, c, "num_key_value_heads", 1, Limits.MaxHeads) ?? heads, VocabSize = vocab,
+                    MaxPositions = Int(path, c, "max_position_embeddings", 1, Limits.MaxPositions) ?? 2048,
+                    NormEps = Eps(path, c, "rms_norm_eps") ?? 1e-6f,
+                    RopeTheta = Dbl(path, c, "rope_theta", min: double.Epsilon, max: 1e15) ?? 10000,
                     RopeScaling = RopeScalingOf(path, c),
-                    TieWordEmbeddings = Bool(c, "tie_word_embeddings") ?? false,
-                    AttentionBias = modelType == "qwen2" || (Bool(c, "attention_bias") ?? false),
-                    Activation = Str(c, "hidden_act") ?? "silu",
-                    BosTokenId = bos, EosTokenIds = eos,
+                    TieWordEmbeddings = Bool(path, c, "tie_word_embeddings") ?? false,
+                    AttentionBias = modelType == "qwen2" || (Bool(path, c, "attention_bias") ?? false),
+                    Activation = Str(path, c, "hidden_act") ?? "silu",
+                    BosTokenId = Ids(path, c, "bos_token_id", vocab) is [var b, ..] ? b : null, EosTokenIds = Ids(path, c, "eos_token_id", vocab),
                 };
+                if (Int(path, c, "head_dim", 2, Limits.MaxHeadDim) is int hd) cfg = cfg with { HeadDim = hd };
                 if (cfg.Activation != "silu") throw new ModelFormatException(path, $"hidden_act '{cfg.Activation}' is not supported (silu only)");
                 return cfg.Validate(path);
             }
             case "gpt2":
             {
-                int dim = Req("n_embd", "hidden_size"), heads = Req("n_head", "num_attention_heads");
+                int dim = Req(Limits.MaxHidden, "n_embd", "hidden_size"), heads = Req(Limits.MaxHeads, "n_head", "num_attention_heads");
+                int vocab = Req(Limits.MaxVocab, "vocab_size");
                 var cfg = new ModelConfig
                 {
                     Architecture = Architecture.Gpt2, ModelType = modelType,
-                    HiddenSize = dim, IntermediateSize = Opt(c, "n_inner") ?? 4 * dim, Layers = Req("n_layer", "num_hidden_layers"),
-                    Heads = heads, KvHeads = heads, VocabSize = Req("vocab_size"),
-                    MaxPositions = Opt(c, "n_positions") ?? Opt(c, "n_ctx") ?? 1024,
-                    NormEps = (float)(Dbl(c, "layer_norm_epsilon") ?? 1e-5),
-                    TieWordEmbeddings = Bool(c, "tie_word_embeddings") ?? true,
+                    HiddenSize = dim, IntermediateSize = Int(path, c, "n_inner", 1, Limits.MaxIntermediate) ?? 4 * dim,
+                    Layers = Req(Limits.MaxLayers, "n_layer", "num_hidden_layers"),
+                    Heads = heads, KvHeads = heads, VocabSize = vocab,
+                    MaxPositions = Int(path, c, "n_positions", 1, Limits.MaxPositions) ?? Int(path, c, "n_ctx", 1, Limits.MaxPositions) ?? 1024,
+                    NormEps = Eps(path, c, "layer_norm_epsilon") ?? 1e-5f,
+                    TieWordEmbeddings = Bool(path, c, "tie_word_embeddings") ?? true,
                     AttentionBias = true,
-                    Activation = Str(c, "activation_function") ?? "gelu_new",
-                    BosTokenId = bos, EosTokenIds = eos,
+                    Activation = Str(path, c, "activation_function") ?? "gelu_new",
+                    BosTokenId = Ids(path, c, "bos_token_id", vocab) is [var b, ..] ? b : null, EosTokenIds = Ids(path, c, "eos_token_id", vocab),
                 };
                 if (cfg.Activation is not ("gelu_new" or "gelu_pytorch_tanh" or "gelu_fast"))
                     throw new ModelFormatException(path, $"activation_function '{cfg.Activation}' is not supported (gelu_new, the tanh approximation)");
@@ -102,36 +144,89 @@ public sealed record ModelConfig
 
     private ModelConfig Validate(string path)
     {
-        void Positive(string name, int v) { if (v <= 0) throw new ModelFormatException(path, $"{name} = {v} must be positive"); }
-        Positive("hidden_size", HiddenSize); Positive("intermediate_size", IntermediateSize); Positive("num_hidden_layers", Layers);
-        Positive("num_attention_heads", Heads); Positive("num_key_value_heads", KvHeads); Positive("vocab_size", VocabSize);
-        Positive("max_position_embeddings", MaxPositions);
-        if (HiddenSize % Heads != 0) throw new ModelFormatException(path, $"hidden_size {HiddenSize} is not divisible by num_attention_heads {Heads}");
+        if (_headDim == null && HiddenSize % Heads != 0)
+            throw new ModelFormatException(path, $"hidden_size {HiddenSize} is not divisible by num_attention_heads {Heads} (and no head_dim is given)");
         if (Heads % KvHeads != 0) throw new ModelFormatException(path, $"num_attention_heads {Heads} is not divisible by num_key_value_heads {KvHeads}");
-        if (HeadDim % 2 != 0) throw new ModelFormatException(path, $"head dimension {HeadDim} is odd");
+        if (HeadDim % 2 != 0 || HeadDim > Limits.MaxHeadDim) throw new ModelFormatException(path, $"head dimension {HeadDim} must be even and at most {Limits.MaxHeadDim}");
+        if ((long)Heads * HeadDim > Limits.MaxHidden * 4L) throw new ModelFormatException(path, $"num_attention_heads {Heads} x head_dim {HeadDim} is too large");
+        if (Architecture == Architecture.Gpt2 && HeadDim * Heads != HiddenSize)
+            throw new ModelFormatException(path, $"n_embd {HiddenSize} is not n_head {Heads} x head dimension {HeadDim}");
         return this;
     }
 
     private static Llama3Scaling? RopeScalingOf(string path, JsonElement c)
     {
-        if (!c.TryGetProperty("rope_scaling", out var s) || s.ValueKind != JsonValueKind.Object) return null;
-        string type = Str(s, "rope_type") ?? Str(s, "type") ?? "";
+        if (!c.TryGetProperty("rope_scaling", out var s) || s.ValueKind == JsonValueKind.Null) return null;
+        if (s.ValueKind != JsonValueKind.Object) throw new ModelFormatException(path, $"'rope_scaling' must be an object or null, not {s.ValueKind.ToString().ToLowerInvariant()}");
+        string type = Str(path, s, "rope_type") ?? Str(path, s, "type") ?? "";
         if (type == "default") return null;
         if (type != "llama3") throw new ModelFormatException(path, $"rope_scaling type '{type}' is not supported (llama3)");
-        return new Llama3Scaling(Dbl(s, "factor") ?? 8, Dbl(s, "low_freq_factor") ?? 1, Dbl(s, "high_freq_factor") ?? 4,
-            Opt(s, "original_max_position_embeddings") ?? 8192);
+        var scaling = new Llama3Scaling(
+            Dbl(path, s, "factor", 1e-6, 1e6, "rope_scaling.factor") ?? 8,
+            Dbl(path, s, "low_freq_factor", 1e-6, 1e6, "rope_scaling.low_freq_factor") ?? 1,
+            Dbl(path, s, "high_freq_factor", 1e-6, 1e6, "rope_scaling.high_freq_factor") ?? 4,
+            Int(path, s, "original_max_position_embeddings", 1, Limits.MaxPositions, "rope_scaling.original_max_position_embeddings") ?? 8192);
+        if (!(scaling.HighFreqFactor > scaling.LowFreqFactor))
+            throw new ModelFormatException(path, $"rope_scaling.high_freq_factor {scaling.HighFreqFactor} must be greater than low_freq_factor {scaling.LowFreqFactor}");
+        return scaling;
     }
 
-    private static string? Str(JsonElement c, string n) => c.TryGetProperty(n, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
-    private static int? Opt(JsonElement c, string n) => c.TryGetProperty(n, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32() : null;
-    private static double? Dbl(JsonElement c, string n) => c.TryGetProperty(n, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
-    private static bool? Bool(JsonElement c, string n) => c.TryGetProperty(n, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : null;
+    private static string Describe(JsonElement v) => v.ValueKind == JsonValueKind.String ? $"\"{v.GetString()}\"" : v.GetRawText() is { Length: <= 40 } raw ? raw : v.GetRawText()[..40] + "...";
 
-    private static int[] Ids(JsonElement c, string n)
+    /// <summary>A field that is absent or null gives null (as transformers reads it); any other kind than expected is an error.</summary>
+    private static bool Present(JsonElement c, string n, out JsonElement v) =>
+        c.TryGetProperty(n, out v) && v.ValueKind != JsonValueKind.Null;
+
+    private static string? Str(string path, JsonElement c, string n)
     {
-        if (!c.TryGetProperty(n, out var v)) return [];
-        if (v.ValueKind == JsonValueKind.Number) return [v.GetInt32()];
-        if (v.ValueKind == JsonValueKind.Array) return v.EnumerateArray().Where(e => e.ValueKind == JsonValueKind.Number).Select(e => e.GetInt32()).ToArray();
-        return [];
+        if (!Present(c, n, out var v)) return null;
+        return v.ValueKind == JsonValueKind.String ? v.GetString() : throw new ModelFormatException(path, $"'{n}' must be a string, not {Describe(v)}");
+    }
+
+    private static int? Int(string path, JsonElement c, string n, int min, int max, string? label = null)
+    {
+        if (!Present(c, n, out var v)) return null;
+        label ??= n;
+        if (v.ValueKind != JsonValueKind.Number) throw new ModelFormatException(path, $"'{label}' must be an integer, not {Describe(v)}");
+        if (!v.TryGetDouble(out double d) || d != Math.Floor(d)) throw new ModelFormatException(path, $"'{label}' = {Describe(v)} is not an integer");
+        if (d < min || d > max) throw new ModelFormatException(path, $"'{label}' = {Describe(v)} is outside {min}..{max}");
+        return (int)d;
+    }
+
+    private static double? Dbl(string path, JsonElement c, string n, double min, double max, string? label = null)
+    {
+        if (!Present(c, n, out var v)) return null;
+        label ??= n;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out double d)) throw new ModelFormatException(path, $"'{label}' must be a number, not {Describe(v)}");
+        if (!double.IsFinite(d) || d < min || d > max) throw new ModelFormatException(path, $"'{label}' = {Describe(v)} is outside [{min:G3}, {max:G3}]");
+        return d;
+    }
+
+    /// <summary>Norm epsilons: positive, below 1 (a larger one flattens every activation), representable in F32.</summary>
+    private static float? Eps(string path, JsonElement c, string n) =>
+        Dbl(path, c, n, 1e-30, 0.5) is double d ? (float)d : null;
+
+    private static bool? Bool(string path, JsonElement c, string n)
+    {
+        if (!Present(c, n, out var v)) return null;
+        return v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw new ModelFormatException(path, $"'{n}' must be true or false, not {Describe(v)}");
+    }
+
+    /// <summary>A token id or a list of them (eos_token_id may be either); ids outside the vocabulary are errors.</summary>
+    private static int[] Ids(string path, JsonElement c, string n, int vocab)
+    {
+        if (!Present(c, n, out var v)) return [];
+        var items = v.ValueKind == JsonValueKind.Array ? v.EnumerateArray().ToArray() : [v];
+        if (items.Length > 1024) throw new ModelFormatException(path, $"'{n}' lists {items.Length} ids");
+        var ids = new int[items.Length];
+        for (int i = 0; i < items.Length; i++)
+        {
+            var e = items[i];
+            if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int id))
+                throw new ModelFormatException(path, $"'{n}' must be a token id or a list of them, not {Describe(v)}");
+            if ((uint)id >= (uint)vocab) throw new ModelFormatException(path, $"'{n}' = {id} is outside the vocabulary (0..{vocab - 1})");
+            ids[i] = id;
+        }
+        return ids;
     }
 }

@@ -26,7 +26,8 @@ public sealed record QuantizedFormat(WeightType Type, long[] LogicalShape)
                 "q4_0" => WeightType.Q4_0,
                 _ => throw new ModelFormatException(f.Path, $"tensor '{tensor}': unknown quantization '{parts[0]}'"),
             };
-            if (parts.Length != 3 || !long.TryParse(parts[1], out long rows) || !long.TryParse(parts[2], out long cols) || cols % WeightTypes.BlockElements != 0)
+            if (parts.Length != 3 || !long.TryParse(parts[1], out long rows) || !long.TryParse(parts[2], out long cols)
+                || rows is <= 0 or > int.MaxValue || cols is <= 0 or > int.MaxValue || cols % WeightTypes.BlockElements != 0)
                 throw new ModelFormatException(f.Path, $"tensor '{tensor}': bad quantization metadata '{spec}'");
             if (info.Shape.Length != 2 || info.Shape[0] != rows || info.Shape[1] != type.RowBytes((int)cols))
                 throw new ModelFormatException(f.Path, $"tensor '{tensor}': {spec} needs U8 shape [{rows}, {type.RowBytes((int)cols)}], file has {info.ShapeText}");

@@ -30,7 +30,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     public static SafeTensorsFile Open(string path)
     {
         if (!System.IO.File.Exists(path)) throw new ModelFormatException(path, "file not found");
-        long fileBytes = new FileInfo(path).Length;
+        long fileBytes = FileLength(path);
         if (fileBytes < 8) throw new ModelFormatException(path, $"truncated: {fileBytes} bytes, a safetensors file starts with an 8-byte header length");
         byte[] header;
         using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read))
@@ -59,12 +59,33 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         }
     }
 
+    /// <summary>The length of the file a path names, following symbolic links (a Hugging Face cache snapshot is a folder
+    /// of links into blobs/; FileInfo.Length of a link is the link's own length).</summary>
+    public static long FileLength(string path)
+    {
+        var info = new FileInfo(path);
+        if (info.LinkTarget != null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target)
+        {
+            if (!target.Exists) throw new ModelFormatException(path, $"symbolic link to '{target.FullName}', which does not exist");
+            return target.Length;
+        }
+        return info.Length;
+    }
+
     private static (Dictionary<string, TensorInfo>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataBytes)
     {
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(header); }
+        try { return ParseHeaderCore(path, header, dataBytes); }
         catch (JsonException e) { throw new ModelFormatException(path, $"header is not valid JSON ({e.Message})", e); }
-        using var _ = doc;
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException or OverflowException)
+        {
+            // Invalid UTF-8 in a name, numbers beyond long: a malformed header.
+            throw new ModelFormatException(path, $"header is malformed ({e.Message})", e);
+        }
+    }
+
+    private static (Dictionary<string, TensorInfo>, Dictionary<string, string>) ParseHeaderCore(string path, byte[] header, long dataBytes)
+    {
+        using var doc = JsonDocument.Parse(header);
         if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new ModelFormatException(path, "header is not a JSON object");
         var tensors = new Dictionary<string, TensorInfo>(StringComparer.Ordinal);
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -76,6 +97,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
                     foreach (var m in prop.Value.EnumerateObject()) metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString()! : m.Value.GetRawText();
                 continue;
             }
+            if (tensors.ContainsKey(prop.Name)) throw new ModelFormatException(path, $"tensor '{prop.Name}' appears twice in the header");
             tensors[prop.Name] = ParseTensor(path, prop.Name, prop.Value, dataBytes);
         }
         // Tensors must not overlap: sort by start and compare neighbours.
@@ -98,19 +120,25 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             throw new ModelFormatException(path, $"tensor '{name}': unknown dtype '{dt.GetString()}'");
         if (!e.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array)
             throw new ModelFormatException(path, $"tensor '{name}': missing shape");
+        if (sh.GetArrayLength() > 8) throw new ModelFormatException(path, $"tensor '{name}': {sh.GetArrayLength()} dimensions (at most 8)");
         var shape = new long[sh.GetArrayLength()];
         int k = 0;
         long elements = 1;
+        bool overflow = false;
         foreach (var d in sh.EnumerateArray())
         {
             if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long v) || v < 0)
                 throw new ModelFormatException(path, $"tensor '{name}': bad shape entry {d.GetRawText()}");
             shape[k++] = v;
-            elements = checked(elements * v);
+            if (!overflow && v != 0 && elements > long.MaxValue / v) overflow = true;
+            else elements *= v;
         }
+        if (overflow || elements > long.MaxValue / 8)
+            throw new ModelFormatException(path, $"tensor '{name}': shape [{string.Join(", ", shape)}] has more elements than any file can hold");
         if (!e.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
             throw new ModelFormatException(path, $"tensor '{name}': data_offsets must be [begin, end]");
-        long begin = off[0].TryGetInt64(out long b0) ? b0 : -1, end = off[1].TryGetInt64(out long e0) ? e0 : -1;
+        long begin = off[0].ValueKind == JsonValueKind.Number && off[0].TryGetInt64(out long b0) ? b0 : -1;
+        long end = off[1].ValueKind == JsonValueKind.Number && off[1].TryGetInt64(out long e0) ? e0 : -1;
         if (begin < 0 || end < begin || end > dataBytes)
             throw new ModelFormatException(path, $"tensor '{name}': data_offsets [{begin}, {end}] out of range (data section is {dataBytes} bytes)");
         long expected = elements * dtype.ElementBytes();

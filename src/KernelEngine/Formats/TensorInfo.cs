@@ -5,7 +5,7 @@ public sealed record TensorInfo(string Name, SafeTensorDType DType, long[] Shape
 {
     public long Elements
     {
-        get { long n = 1; foreach (long d in Shape) n *= d; return n; }
+        get { long n = 1; foreach (long d in Shape) n = checked(n * d); return n; }
     }
 
     public string ShapeText => "[" + string.Join(", ", Shape) + "]";

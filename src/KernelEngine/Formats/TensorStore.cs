@@ -24,7 +24,14 @@ public sealed unsafe class TensorStore : IDisposable
         {
             string index = Path.Combine(folder, "model.safetensors.index.json");
             string single = Path.Combine(folder, "model.safetensors");
-            if (File.Exists(index)) store.LoadIndex(index);
+            if (File.Exists(index))
+            {
+                try { store.LoadIndex(index); }
+                catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException)
+                {
+                    throw new ModelFormatException(index, $"not a valid index ({e.Message})", e);
+                }
+            }
             else if (File.Exists(single)) store.Add(SafeTensorsFile.Open(single));
             else
             {
@@ -47,12 +54,14 @@ public sealed unsafe class TensorStore : IDisposable
         try { doc = JsonDocument.Parse(File.ReadAllBytes(index)); }
         catch (JsonException e) { throw new ModelFormatException(index, $"not valid JSON ({e.Message})", e); }
         using var _ = doc;
-        if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
+        if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
             throw new ModelFormatException(index, "missing 'weight_map' object");
         var shards = new Dictionary<string, SafeTensorsFile>();
         foreach (var entry in map.EnumerateObject())
         {
-            string shard = entry.Value.GetString() ?? throw new ModelFormatException(index, $"tensor '{entry.Name}': shard name is not a string");
+            string shard = entry.Value.ValueKind == JsonValueKind.String ? entry.Value.GetString()! : throw new ModelFormatException(index, $"tensor '{entry.Name}': shard name is not a string");
+            if (shard.Length == 0 || shard != Path.GetFileName(shard) || shard is "." or "..")
+                throw new ModelFormatException(index, $"tensor '{entry.Name}': shard '{shard}' is not a file name in this folder");
             if (!shards.TryGetValue(shard, out var file))
             {
                 file = SafeTensorsFile.Open(Path.Combine(Folder, shard));

@@ -12,7 +12,11 @@ public sealed class RunState : IDisposable
     public RunState(IBackend b, ModelConfig c, int capacity, int logitRows)
     {
         Capacity = capacity;
-        int d = c.HiddenSize, qd = c.Heads * c.HeadDim;
+        Backend = b;
+        int d = c.HiddenSize, qd = c.QDim;
+        long floats = checked((long)capacity * (2L * d + 2L * qd + 2L * c.KvDim + 2L * c.IntermediateSize) + (long)logitRows * c.VocabSize);
+        MemoryBudget.Check(b.Device, MemoryBudget.Bytes(floats, 4), $"activation buffers for a batch of {capacity} tokens (logits for {logitRows})",
+            "lower ModelOptions.PrefillBatch");
         var all = new List<DeviceTensor>();
         DeviceTensor A(int rows, int cols) { var t = b.Allocate(rows, cols); all.Add(t); return t; }
         try
@@ -32,6 +36,8 @@ public sealed class RunState : IDisposable
 
     private readonly List<DeviceTensor> _all;
     public int Capacity { get; }
+    /// <summary>The session's backend: every op of a forward pass over this state is issued through it.</summary>
+    public IBackend Backend { get; }
     public DeviceTensor X { get; }       // (capacity, dim) residual stream
     public DeviceTensor Xb { get; }      // (capacity, dim) normed input / block output
     public DeviceTensor Q { get; }       // (capacity, heads * headDim)

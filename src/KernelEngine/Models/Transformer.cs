@@ -36,8 +36,9 @@ public sealed class Transformer : IDisposable
     /// </summary>
     /// <param name="branch">0, or the length of each draft branch laid out consecutively (see IBackend.Attention);
     /// row i of a branch sits at position start + i for RoPE</param>
-    public void Forward(RunState s, KvCache cache, ReadOnlySpan<int> tokens, int start, bool allLogits, int branch = 0)
+    public void Forward(RunState s, KvCache cache, ReadOnlySpan<int> tokens, int start, bool allLogits, int branch = 0, CancellationToken ct = default)
     {
+        var b = s.Backend;
         int n = tokens.Length;
         if (n == 0 || n > s.Capacity) throw new ArgumentOutOfRangeException(nameof(tokens), n, $"batch must be 1..{s.Capacity}");
         if (start + n > cache.ContextLength)
@@ -45,67 +46,69 @@ public sealed class Transformer : IDisposable
         for (int i = 0; i < n; i++) s.Positions[i] = start + (branch > 0 ? i % branch : i);
         var positions = s.Positions.AsSpan(0, n);
 
-        _b.Embed(Weights.TokenEmbedding, tokens, s.X);
-        if (Weights.PositionEmbedding != null) _b.AddEmbed(Weights.PositionEmbedding, positions, s.X);
+        b.Embed(Weights.TokenEmbedding, tokens, s.X);
+        if (Weights.PositionEmbedding != null) b.AddEmbed(Weights.PositionEmbedding, positions, s.X);
         for (int l = 0; l < Config.Layers; l++)
         {
-            AttentionBlock(s, cache, l, start, n, positions, branch);
-            MlpBlock(s, l, n);
+            // Between layers: a cancelled prefill stops here; the batch's tokens are not committed to the session.
+            ct.ThrowIfCancellationRequested();
+            AttentionBlock(b, s, cache, l, start, n, positions, branch);
+            MlpBlock(b, s, l, n);
         }
         if (allLogits)
         {
-            Norm(s.X, Weights.FinalNorm, Weights.FinalNormBias, s.Xb, n);
-            _b.MatMul(s.Xb, Weights.LmHead, null, s.Logits, n);
+            Norm(b, s.X, Weights.FinalNorm, Weights.FinalNormBias, s.Xb, n);
+            b.MatMul(s.Xb, Weights.LmHead, null, s.Logits, n);
         }
         else
         {
-            _b.CopyRows(s.X, n - 1, s.Xb, 0, 1);
-            Norm(s.Xb, Weights.FinalNorm, Weights.FinalNormBias, s.Xb, 1);
-            _b.MatMul(s.Xb, Weights.LmHead, null, s.Logits, 1);
+            b.CopyRows(s.X, n - 1, s.Xb, 0, 1);
+            Norm(b, s.Xb, Weights.FinalNorm, Weights.FinalNormBias, s.Xb, 1);
+            b.MatMul(s.Xb, Weights.LmHead, null, s.Logits, 1);
         }
     }
 
     /// <summary>x += Wo · attention(rope(Wq xn), rope(Wk xn), Wv xn), xn = norm1(x).</summary>
-    private void AttentionBlock(RunState s, KvCache cache, int l, int start, int n, ReadOnlySpan<int> positions, int branch)
+    private void AttentionBlock(IBackend b, RunState s, KvCache cache, int l, int start, int n, ReadOnlySpan<int> positions, int branch)
     {
         var w = Weights.Layers[l];
-        Norm(s.X, w.AttnNorm, w.AttnNormBias, s.Xb, n);
-        _b.MatMul(s.Xb, [w.Wq, w.Wk, w.Wv], [w.Bq, w.Bk, w.Bv], [s.Q, s.K, s.V], n);
+        Norm(b, s.X, w.AttnNorm, w.AttnNormBias, s.Xb, n);
+        b.MatMul(s.Xb, [w.Wq, w.Wk, w.Wv], [w.Bq, w.Bk, w.Bv], [s.Q, s.K, s.V], n);
         if (Rope != null)
         {
-            _b.Rope(s.Q, n, Config.Heads, positions, Rope);
-            _b.Rope(s.K, n, Config.KvHeads, positions, Rope);
+            b.Rope(s.Q, n, Config.Heads, positions, Rope);
+            b.Rope(s.K, n, Config.KvHeads, positions, Rope);
         }
-        _b.StoreKv(s.K, s.V, cache, l, start, n);
-        _b.Attention(s.Q, cache, l, start, n, s.Att, _attn, branch);
-        _b.MatMul(s.Att, w.Wo, w.Bo, s.Xb, n);
-        _b.Add(s.X, s.Xb, n);
+        b.StoreKv(s.K, s.V, cache, l, start, n);
+        b.Attention(s.Q, cache, l, start, n, s.Att, _attn, branch);
+        b.MatMul(s.Att, w.Wo, w.Bo, s.Xb, n);
+        b.Add(s.X, s.Xb, n);
     }
 
     /// <summary>x += mlp(norm2(x)).</summary>
-    private void MlpBlock(RunState s, int l, int n)
+    private void MlpBlock(IBackend b, RunState s, int l, int n)
     {
         var w = Weights.Layers[l];
-        Norm(s.X, w.MlpNorm, w.MlpNormBias, s.Xb, n);
+        Norm(b, s.X, w.MlpNorm, w.MlpNormBias, s.Xb, n);
         if (w.WGate != null)
         {
-            _b.MatMul(s.Xb, [w.WGate, w.WUp], [null, w.BUp], [s.Gate, s.Up], n);
-            _b.SiluMul(s.Gate, s.Up, n);
-            _b.MatMul(s.Gate, w.WDown, w.BDown, s.Xb, n);
+            b.MatMul(s.Xb, [w.WGate, w.WUp], [null, w.BUp], [s.Gate, s.Up], n);
+            b.SiluMul(s.Gate, s.Up, n);
+            b.MatMul(s.Gate, w.WDown, w.BDown, s.Xb, n);
         }
         else
         {
-            _b.MatMul(s.Xb, w.WUp, w.BUp, s.Up, n);
-            _b.Gelu(s.Up, n);
-            _b.MatMul(s.Up, w.WDown, w.BDown, s.Xb, n);
+            b.MatMul(s.Xb, w.WUp, w.BUp, s.Up, n);
+            b.Gelu(s.Up, n);
+            b.MatMul(s.Up, w.WDown, w.BDown, s.Xb, n);
         }
-        _b.Add(s.X, s.Xb, n);
+        b.Add(s.X, s.Xb, n);
     }
 
-    private void Norm(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int n)
+    private void Norm(IBackend b, DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int n)
     {
-        if (bias == null) _b.RmsNorm(x, w, y, n, Config.NormEps);
-        else _b.LayerNorm(x, w, bias, y, n, Config.NormEps);
+        if (bias == null) b.RmsNorm(x, w, y, n, Config.NormEps);
+        else b.LayerNorm(x, w, bias, y, n, Config.NormEps);
     }
 
     public void Dispose() => Weights.Dispose();

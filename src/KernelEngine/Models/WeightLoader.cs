@@ -69,9 +69,19 @@ public static unsafe class WeightLoader
 
     private static string Gpt2Prefix(TensorStore store) => store.Contains("transformer.wte.weight") ? "transformer." : "";
 
-    /// <summary>Checks that every expected tensor exists with the expected shape.</summary>
+    /// <summary>Checks that every expected tensor exists with the expected shape, and that the files hold no layer beyond
+    /// num_hidden_layers (a config that names fewer layers than the weights would otherwise run a truncated model).</summary>
     public static void Validate(TensorStore store, ModelConfig c)
     {
+        string layerPrefix = c.Architecture == Architecture.Llama ? "model.layers." : Gpt2Prefix(store) + "h.";
+        foreach (var t in store.Tensors)
+        {
+            if (!t.Name.StartsWith(layerPrefix, StringComparison.Ordinal)) continue;
+            var rest = t.Name.AsSpan(layerPrefix.Length);
+            int dot = rest.IndexOf('.');
+            if (dot > 0 && int.TryParse(rest[..dot], out int layer) && layer >= c.Layers)
+                throw new ModelFormatException(t.File, $"tensor '{t.Name}' belongs to layer {layer}, but config.json's {(c.Architecture == Architecture.Gpt2 ? "n_layer" : "num_hidden_layers")} is {c.Layers}");
+        }
         foreach (var (name, rows, cols) in Expected(c, store))
         {
             var info = store.TryInfo(name) ?? throw new ModelFormatException(store.Folder, $"missing tensor '{name}' (expected shape {Shape(rows, cols)})");

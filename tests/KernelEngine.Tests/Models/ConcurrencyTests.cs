@@ -27,15 +27,28 @@ public sealed class ConcurrencyTests
     }
 
     [Test]
-    public async Task Cancellation_StopsTheStream()
+    public async Task Cancellation_StopsTheStream_WithOperationCanceledException()
     {
         using var model = Model.Load(SharedData.Stories);
         using var session = model.CreateSession();
         using var cts = new CancellationTokenSource();
         int n = 0;
-        await foreach (var t in session.GenerateAsync("", new GenerationSettings { MaxTokens = 200 }, cts.Token))
-            if (++n == 5) cts.Cancel();
+        Exception? caught = null;
+        try
+        {
+            await foreach (var t in session.GenerateAsync("", new GenerationSettings { MaxTokens = 200 }, cts.Token))
+                if (++n == 5) cts.Cancel();
+        }
+        catch (Exception e) { caught = e; }
+        Assert.That(caught, Is.InstanceOf<OperationCanceledException>());
         Assert.That(n, Is.EqualTo(5));
+        Assert.That(session.LastStats!.StopReason, Is.EqualTo(StopReason.Cancelled));
+        // The synchronous loop reports the cancellation instead of throwing.
+        using var cts2 = new CancellationTokenSource();
+        int m = 0;
+        foreach (var t in session.Generate(session.EncodePrompt(""), new GenerationSettings { MaxTokens = 200 }, cancellationToken: cts2.Token))
+            if (++m == 3) cts2.Cancel();
+        Assert.That(m, Is.EqualTo(3));
         Assert.That(session.LastStats!.StopReason, Is.EqualTo(StopReason.Cancelled));
     }
 }

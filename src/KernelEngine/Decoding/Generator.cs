@@ -1,0 +1,153 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Text;
+using KernelEngine.Text;
+
+namespace KernelEngine.Decoding;
+
+/// <summary>
+/// The one generation loop. A strategy proposes tokens; the generator emits them and decides when to stop, the same
+/// way for every loop: end tokens (not emitted, counted), stop strings across token boundaries (kept in the text), the
+/// context limit, the token budget and cancellation; it streams the text and writes <see cref="Session.LastStats"/>.
+/// </summary>
+internal static class Generator
+{
+    /// <summary>Validates eagerly (a bad request throws at the call), then returns the lazy token stream.</summary>
+    public static IEnumerable<GeneratedToken> Run(IDecodingStrategy strategy, IReadOnlyList<int> promptIds, GenerationSettings settings,
+        bool atStartOfText, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(promptIds);
+        ArgumentNullException.ThrowIfNull(settings);
+        settings.Validate();
+        strategy.Validate(settings);
+        if (promptIds.Count == 0) throw new InvalidRequestException("empty prompt: pass at least one token (BOS)");
+        if (promptIds.Count >= strategy.ContextLength)
+            throw new InvalidRequestException($"prompt of {promptIds.Count} tokens does not fit the context length {strategy.ContextLength} (it needs room for at least one generated token)");
+        foreach (int id in promptIds) strategy.Primary.CheckToken(id);
+        return RunCore(strategy, promptIds.ToArray(), settings, atStartOfText, ct);
+    }
+
+    private static IEnumerable<GeneratedToken> RunCore(IDecodingStrategy strategy, int[] prompt, GenerationSettings settings, bool atStartOfText, CancellationToken ct)
+    {
+        var scopes = new List<Session.Scope>();
+        try
+        {
+            foreach (var s in strategy.Sessions) scopes.Add(s.Enter());
+        }
+        catch
+        {
+            foreach (var sc in scopes) sc.Dispose();
+            throw;
+        }
+        var tokenizer = strategy.Primary.Model.Tokenizer;
+        var text = new TextStream(tokenizer, atStartOfText);
+        var tail = new StringBuilder();
+        int maxStop = settings.StopStrings.Count == 0 ? 0 : settings.StopStrings.Max(s => s.Length);
+        var committed = new List<int>(prompt.Length + Math.Min(settings.MaxTokens, strategy.ContextLength) + 1);
+        committed.AddRange(prompt);
+        var step = new List<StepToken>();
+        int generated = 0, reused = 0;
+        var reason = StopReason.MaxTokens;
+        bool finished = false;
+        double prefillSeconds = 0;
+        bool prefilled = false;
+        var sw = Stopwatch.StartNew();
+        try
+        {
+            bool cancelled = false;
+            try { reused = strategy.Prefill(prompt, ct); }
+            catch (OperationCanceledException) { cancelled = true; }
+            if (cancelled)
+            {
+                reason = StopReason.Cancelled;
+                finished = true;
+                yield break;
+            }
+            prefillSeconds = sw.Elapsed.TotalSeconds;
+            prefilled = true;
+            sw.Restart();
+            while (generated < settings.MaxTokens)
+            {
+                if (ct.IsCancellationRequested) { reason = StopReason.Cancelled; break; }
+                int room = strategy.ContextLength + 1 - committed.Count;
+                if (room <= 0) { reason = StopReason.ContextFull; break; }
+                step.Clear();
+                int maxNew = Math.Min(settings.MaxTokens - generated, room);
+                try { strategy.Step(committed, maxNew, step, ct); }
+                catch (OperationCanceledException) { cancelled = true; }
+                if (cancelled) { reason = StopReason.Cancelled; break; }
+                if (step.Count == 0 || step.Count > maxNew) throw new InvalidOperationException($"decoding strategy returned {step.Count} tokens (1..{maxNew} expected)");
+                bool stop = false;
+                foreach (var t in step)
+                {
+                    if (!double.IsFinite(t.EntropyBits) || double.IsNaN(t.LogProb))
+                        throw new ModelOutputException($"the model produced non-finite logits at position {committed.Count} (corrupt weights or an out-of-range config value)");
+                    committed.Add(t.Id);
+                    generated++;
+                    if (settings.StopAtEos && tokenizer.IsEos(t.Id)) { reason = StopReason.Eos; stop = true; break; }
+                    string piece = text.Push(t.Id);
+                    bool hitStop = maxStop > 0 && StopStringEnds(tail, piece, settings.StopStrings, maxStop);
+                    yield return new GeneratedToken(t.Id, piece, committed.Count - 1, t.LogProb, t.EntropyBits, t.Logits);
+                    if (hitStop) { reason = StopReason.StopString; stop = true; break; }
+                }
+                if (stop) break;
+            }
+            finished = true;
+        }
+        finally
+        {
+            foreach (var sc in scopes) sc.Dispose();
+            strategy.Primary.LastStats = new GenerationStats
+            {
+                PromptTokens = prompt.Length, ReusedPromptTokens = reused, GeneratedTokens = generated,
+                PrefillSeconds = prefillSeconds, DecodeSeconds = prefilled ? sw.Elapsed.TotalSeconds : 0,
+                StopReason = finished ? reason : StopReason.Cancelled, Loop = strategy.LoopStats,
+            };
+        }
+    }
+
+    /// <summary>Appends a token's text to the tail kept for stop strings; true when a stop string now ends in it (it may
+    /// have started in earlier tokens).</summary>
+    private static bool StopStringEnds(StringBuilder tail, string piece, IReadOnlyList<string> stops, int maxStop)
+    {
+        if (piece.Length == 0) return false;
+        tail.Append(piece);
+        if (tail.Length > 2 * maxStop + piece.Length) tail.Remove(0, tail.Length - (maxStop + piece.Length));
+        string recent = tail.ToString();
+        foreach (var s in stops)
+            if (s.Length > 0 && recent.Contains(s, StringComparison.Ordinal)) return true;
+        return false;
+    }
+
+    /// <summary>
+    /// The async form of a synchronous generation: each step runs off the caller's synchronization context (on the
+    /// thread pool when there is one to leave), and a cancelled generation ends in <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public static async IAsyncEnumerable<GeneratedToken> Async(Func<IEnumerable<GeneratedToken>> start, [EnumeratorCancellation] CancellationToken ct = default)
+    {
+        IEnumerator<GeneratedToken>? e = null;
+        try
+        {
+            while (true)
+            {
+                bool has;
+                if (SynchronizationContext.Current == null && TaskScheduler.Current == TaskScheduler.Default)
+                {
+                    e ??= start().GetEnumerator();
+                    has = e.MoveNext();
+                }
+                else
+                {
+                    has = await Task.Run(() => (e ??= start().GetEnumerator()).MoveNext(), CancellationToken.None).ConfigureAwait(false);
+                }
+                if (!has) break;
+                yield return e!.Current;
+            }
+            ct.ThrowIfCancellationRequested();
+        }
+        finally
+        {
+            e?.Dispose();
+        }
+    }
+}

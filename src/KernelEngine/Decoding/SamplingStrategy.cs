@@ -1,0 +1,56 @@
+using System.Runtime.InteropServices;
+using KernelEngine.Kernels.SoftmaxEntropy;
+
+namespace KernelEngine.Decoding;
+
+/// <summary>
+/// Plain decoding: one forward pass per token, then greedy or sampled choice. Greedy decoding without a repetition
+/// penalty or returned logits stays on the device (argmax, entropy and log p from the fused softmax-entropy kernel).
+/// </summary>
+internal sealed class SamplingStrategy(Session session, GenerationSettings settings) : IDecodingStrategy
+{
+    private readonly Sampler _sampler = new(settings.Sampling, session.Config.VocabSize);
+    private readonly bool _onDevice = settings.Sampling.IsGreedy && settings.Sampling.RepetitionPenalty == 1f && !settings.ReturnLogits;
+    private readonly Session[] _sessions = [session];
+
+    public Session Primary => session;
+    public IReadOnlyList<Session> Sessions => _sessions;
+    public int ContextLength => session.ContextLength;
+    public DecodingStats? LoopStats => null;
+    public void Validate(GenerationSettings s) { }
+
+    public int Prefill(IReadOnlyList<int> prompt, CancellationToken ct)
+    {
+        // Reuse the cached prefix; at least the last prompt token is fed again to get its logits.
+        var cached = session.Tokens;
+        int common = 0;
+        while (common < cached.Count && common < prompt.Count - 1 && cached[common] == prompt[common]) common++;
+        session.RewindCore(common);
+        var rest = new int[prompt.Count - common];
+        for (int i = 0; i < rest.Length; i++) rest[i] = prompt[common + i];
+        Feed(rest, ct);
+        return common;
+    }
+
+    private void Feed(ReadOnlySpan<int> tokens, CancellationToken ct)
+    {
+        if (_onDevice) session.FeedOnDevice(tokens, ct);
+        else session.FeedCore(tokens, ct);
+    }
+
+    public void Step(List<int> committed, int maxNew, List<StepToken> output, CancellationToken ct)
+    {
+        int fed = session.Position;
+        if (fed < committed.Count) Feed(CollectionsMarshal.AsSpan(committed)[fed..], ct);
+        if (_onDevice)
+        {
+            var s = session.NextTokenStatsCore();
+            output.Add(new StepToken(s.ArgMax, s.Max - s.LogSumExp, s.EntropyBits, null));
+            return;
+        }
+        var logits = session.Logits;
+        int next = _sampler.Sample(logits, CollectionsMarshal.AsSpan(committed));
+        var stats = SoftmaxEntropyCpu.Compute(logits, 1f, next);
+        output.Add(new StepToken(next, stats.TokenLogProb, stats.EntropyBits, settings.ReturnLogits ? logits.ToArray() : null));
+    }
+}
