@@ -74,7 +74,8 @@ public sealed record ModelConfig
         try { doc = JsonDocument.Parse(File.ReadAllBytes(path)); }
         catch (JsonException e) { throw new ModelFormatException(path, $"not valid JSON ({e.Message})", e); }
         using var _ = doc;
-        return parse(path, doc.RootElement);
+        try { return parse(path, doc.RootElement); }
+        catch (InvalidOperationException e) { throw new ModelFormatException(path, $"malformed ({e.Message})", e); }
     }
 
     private static void RequireObject(string path, JsonElement c)

@@ -30,6 +30,9 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         Dictionary<string, int> added, string pattern)
     {
         var unicodeToByte = UnicodeToByte();
+        foreach (var (piece, id) in vocab.Concat(added))
+            if (id < 0 || id >= Formats.ModelConfig.Limits.MaxVocab)
+                throw new TokenizerException($"{source}: token '{piece}' has id {id}, outside 0..{Formats.ModelConfig.Limits.MaxVocab - 1}");
         int size = Math.Max(vocab.Count == 0 ? 0 : vocab.Values.Max() + 1, added.Count == 0 ? 0 : added.Values.Max() + 1);
         _pieces = new string[size];
         _bytes = new byte[size][];

@@ -51,10 +51,12 @@ public sealed class SentencePieceTokenizer : Tokenizer
                     _mergeable.TryAdd(p, id);
                     _bytes[id] = Encoding.UTF8.GetBytes(p.Replace(Space, ' '));
                     break;
-                case SentencePieceModel.PieceType.Byte when p.Length == 6 && p.StartsWith("<0x") && p.EndsWith('>'):
-                    int b = Convert.ToInt32(p.Substring(3, 2), 16);
+                case SentencePieceModel.PieceType.Byte:
+                    if (!(p.Length == 6 && p.StartsWith("<0x") && p.EndsWith('>')
+                          && byte.TryParse(p.AsSpan(3, 2), System.Globalization.NumberStyles.AllowHexSpecifier, null, out byte b)))
+                        throw new TokenizerException($"{path}: byte piece {id} is '{p}', not <0xNN>");
                     _byteIds[b] = id;
-                    _bytes[id] = [(byte)b];
+                    _bytes[id] = [b];
                     break;
                 default:
                     _bytes[id] = [];
@@ -123,7 +125,12 @@ public sealed class SentencePieceTokenizer : Tokenizer
             if (_model.ByteFallback && _byteIds[0] >= 0)
             {
                 int n = Encoding.UTF8.GetBytes(piece.ToString().Replace(Space, ' '), utf8);
-                for (int k = 0; k < n; k++) ids.Add(_byteIds[utf8[k]]);
+                for (int k = 0; k < n; k++)
+                {
+                    int byteId = _byteIds[utf8[k]] >= 0 ? _byteIds[utf8[k]] : _unkId;
+                    if (byteId < 0) throw new TokenizerException($"cannot encode '{piece}': the model has no piece for byte 0x{utf8[k]:X2}");
+                    ids.Add(byteId);
+                }
             }
             else if (_unkId >= 0) ids.Add(_unkId);
             else throw new TokenizerException($"cannot encode '{piece}': no such piece and no byte fallback");
