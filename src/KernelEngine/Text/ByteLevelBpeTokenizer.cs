@@ -141,9 +141,12 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
             {
                 string s = e.GetString()!;
                 int sp = s.IndexOf(' ');
+                if (sp <= 0) throw new TokenizerException($"{path}: merge '{s}' is not two tokens separated by a space");
                 merges.Add((s[..sp], s[(sp + 1)..]));
             }
-            else merges.Add((e[0].GetString()!, e[1].GetString()!));
+            else if (e.ValueKind == JsonValueKind.Array && e.GetArrayLength() == 2 && e[0].ValueKind == JsonValueKind.String && e[1].ValueKind == JsonValueKind.String)
+                merges.Add((e[0].GetString()!, e[1].GetString()!));
+            else throw new TokenizerException($"{path}: merge {e.GetRawText()} is not a pair of tokens");
         }
         var added = new Dictionary<string, int>();
         if (root.TryGetProperty("added_tokens", out var at))
@@ -170,7 +173,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
             using var doc = JsonDocument.Parse(bytes.AsMemory(bom));
             return read(doc.RootElement);
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or KeyNotFoundException or FormatException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException or KeyNotFoundException or FormatException or ArgumentException or IndexOutOfRangeException)
         {
             throw new TokenizerException($"{path}: not a readable tokenizer file ({e.Message})", e);
         }
