@@ -22,10 +22,6 @@ BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;
 
 static string? Arg(string[] a, string name) { int i = Array.IndexOf(a, name); return i >= 0 && i + 1 < a.Length ? a[i + 1] : null; }
-static WeightType Parse(string s) => s.Trim().ToLowerInvariant() switch
-{
-    "f32" => WeightType.F32, "f16" => WeightType.F16, "bf16" => WeightType.BF16, "q8_0" => WeightType.Q8_0, "q4_0" => WeightType.Q4_0,
-    _ => throw new ArgumentException($"unknown dtype {s}"),
-};
+static WeightType Parse(string s) => KernelEngine.Kernels.Formats.WeightFormat.FromName(s.Trim())?.Type ?? throw new ArgumentException($"unknown dtype {s}");
 
 public partial class Program;

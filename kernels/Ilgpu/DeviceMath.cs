@@ -63,7 +63,7 @@ public static class DeviceMath
             float d = HalfToFloat(w[off] | ((uint)w[off + 1] << 8));
             return d * (sbyte)w[off + 2 + col % 32];
         }
-        else
+        if (type == (int)WeightType.Q4_0)
         {
             long off = rowStart + (col / 32) * 18;
             float d = HalfToFloat(w[off] | ((uint)w[off + 1] << 8));
@@ -72,6 +72,8 @@ public static class DeviceMath
             int q = j < 16 ? b & 0x0F : b >> 4;
             return d * (q - 8);
         }
+        // The host refuses formats without a device read (IWeightFormat.DeviceReadable) before launching.
+        return float.NaN;
     }
 
     /// <summary>Sum over the group (all threads get the result). shared: GroupSize floats.</summary>

@@ -43,7 +43,7 @@ public static unsafe class MatMulCpu
     {
         if (rows == 1)
         {
-            byte* own = type.IsBlockQuantized() && packed == null ? PackedQuant.Pack(w, type, outDim, inDim) : null;
+            byte* own = type.HasPackedCpuDecode() && packed == null ? PackedQuant.Pack(w, type, outDim, inDim) : null;
             try
             {
                 var part = new MatVecPart { W = w, Type = type, OutDim = outDim, Bias = bias, Y = y, Packed = own != null ? own : packed };
@@ -59,7 +59,7 @@ public static unsafe class MatMulCpu
         {
             X = x, Rows = rows, InDim = inDim, W = w, WRowBytes = type.RowBytes(inDim), Type = type,
             OutDim = outDim, Bias = bias, Y = y, RowsPerTask = PrefillBlockRows,
-            Packed = type.IsBlockQuantized() ? packed : null, PackedRowBytes = type.IsBlockQuantized() ? PackedQuant.RowBytes(type, inDim) : 0,
+            Packed = type.HasPackedCpuDecode() ? packed : null, PackedRowBytes = type.HasPackedCpuDecode() ? PackedQuant.RowBytes(type, inDim) : 0,
         };
         pool.For((outDim + PrefillBlockRows - 1) / PrefillBlockRows, &PrefillTask, &job, (long)rows * outDim * inDim);
     }

@@ -47,7 +47,7 @@ public static unsafe class MatVecCpu
         for (int p = 0; p < parts.Length; p++)
         {
             ref readonly var part = ref parts[p];
-            if (part.Type.IsBlockQuantized())
+            if (part.Type.HasPackedCpuDecode())
             {
                 if (part.Packed == null) throw new ArgumentNullException(nameof(parts), "Q8_0/Q4_0 decode reads the packed layout (PackedQuant.Pack)");
                 quantized = true;
@@ -89,7 +89,7 @@ public static unsafe class MatVecCpu
         while (task >= j.FirstTask[p + 1]) p++;
         ref MatVecPart part = ref j.Parts[p];
         int o0 = (task - j.FirstTask[p]) * j.RowsPerTask, o1 = Math.Min(part.OutDim, o0 + j.RowsPerTask);
-        if (part.Type.IsBlockQuantized()) QuantMatVecCpu.Rows(part, j.Act, j.InDim, o0, o1);
+        if (part.Type.HasPackedCpuDecode()) QuantMatVecCpu.Rows(part, j.Act, j.InDim, o0, o1);
         else DenseRows(part, j.X, j.Xd, j.InDim, o0, o1);
         if (part.Bias != null)
             for (int o = o0; o < o1; o++) part.Y[o] += part.Bias[o];

@@ -1,34 +1,16 @@
 using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
-using KernelEngine.Kernels.Quant;
 
 namespace KernelEngine.Kernels.MatMul;
 
 /// <summary>Widens one stored weight row (any <see cref="WeightType"/>) to F32 in a small scratch buffer.</summary>
 public static unsafe class RowConvert
 {
+    /// <summary>Widens a row through its format's row of the table (F32 is a copy).</summary>
     public static void ToF32(byte* row, WeightType type, int elements, float* dst)
     {
-        switch (type)
-        {
-            case WeightType.F32:
-                Buffer.MemoryCopy(row, dst, 4L * elements, 4L * elements);
-                break;
-            case WeightType.F16:
-                F16ToF32((ushort*)row, elements, dst);
-                break;
-            case WeightType.BF16:
-                Bf16ToF32((ushort*)row, elements, dst);
-                break;
-            case WeightType.Q8_0:
-                BlockQuant.DequantizeRowQ8_0(row, elements, dst);
-                break;
-            case WeightType.Q4_0:
-                BlockQuant.DequantizeRowQ4_0(row, elements, dst);
-                break;
-            default:
-                throw new ArgumentOutOfRangeException(nameof(type), type, null);
-        }
+        if (type == WeightType.F32) Buffer.MemoryCopy(row, dst, 4L * elements, 4L * elements);
+        else Formats.WeightFormat.Of(type).DequantizeRow(row, elements, dst);
     }
 
     /// <summary>fp16 to f32 with <see cref="HalfVector"/>'s register conversion.</summary>

@@ -20,14 +20,14 @@ namespace KernelEngine;
 /// </summary>
 public sealed class Model : IDisposable
 {
-    private readonly TensorStore _store;
+    private readonly ITensorSource _store;
     private readonly IBackend _backend;
     private readonly HashSet<Session> _sessions = new(ReferenceEqualityComparer.Instance);
     private int _leases;       // session calls in flight
     private int _disposed;     // 1 once Dispose was called
     private int _freed;        // 1 once the resources are released
 
-    private Model(string folder, ModelConfig config, Tokenizer tokenizer, TensorStore store, IBackend backend, Transformer transformer, ModelOptions options)
+    private Model(string folder, ModelConfig config, Tokenizer tokenizer, ITensorSource store, IBackend backend, Transformer transformer, ModelOptions options)
     {
         _folder = folder; _config = config; _tokenizer = tokenizer; _store = store; _backend = backend; _transformer = transformer; _options = options;
         _contextLength = Math.Min(options.ContextLength ?? config.MaxPositions, config.MaxPositions);
@@ -61,17 +61,26 @@ public sealed class Model : IDisposable
         return this;
     }
 
-    /// <summary>Loads a Hugging Face model folder (config.json, *.safetensors, tokenizer).</summary>
+    /// <summary>Loads a Hugging Face model folder (config.json, *.safetensors, tokenizer) or a GGUF file.</summary>
     public static Model Load(string folder, ModelOptions? options = null)
     {
         options ??= new ModelOptions();
         options.Validate();
-        if (!Directory.Exists(folder)) throw new ModelFormatException(folder, "model folder not found");
-        var config = ModelConfig.Load(Path.Combine(folder, "config.json"));
-        if (options.ContextLength is int ctx && (ctx <= 0 || ctx > config.MaxPositions))
-            throw new InvalidRequestException($"context length {ctx} is outside 1..{config.MaxPositions} (the model's max_position_embeddings)");
-        var tokenizer = TokenizerLoader.FromFolder(folder, config);
-        var store = TensorStore.OpenFolder(folder);
+        var files = ModelFiles.Open(folder);
+        var config = files.Config;
+        var store = files.Tensors;
+        Tokenizer tokenizer;
+        try
+        {
+            if (options.ContextLength is int ctx && (ctx <= 0 || ctx > config.MaxPositions))
+                throw new InvalidRequestException($"context length {ctx} is outside 1..{config.MaxPositions} (the model's max_position_embeddings)");
+            tokenizer = files.LoadTokenizer();
+        }
+        catch
+        {
+            files.Dispose();
+            throw;
+        }
         IBackend? backend = null;
         TransformerWeights? weights = null;
         try
@@ -103,9 +112,9 @@ public sealed class Model : IDisposable
     }
 
     /// <summary>Parameters per tensor dtype, counted from the files (tied weights once).</summary>
-    public long ParameterCount => Alive()._store.Tensors.Sum(t => QuantizedFormat.Of(_store, t.Name) is { } q ? q.LogicalShape[0] * q.LogicalShape[1] : t.Elements);
+    public long ParameterCount => Alive()._store.Entries.Sum(t => t.Elements);
     public long WeightBytes => Alive()._transformer.Weights.Bytes;
-    internal TensorStore Store => Alive()._store;
+    internal TensorStore? Store => Alive()._store as TensorStore;
 
     /// <summary>Keeps the model's resources alive for one session call; throws <see cref="ObjectDisposedException"/> once disposed.</summary>
     internal Lease Acquire()

@@ -6,11 +6,9 @@ namespace KernelEngine.Cli;
 
 internal static class BenchCommand
 {
-    public static WeightType ParseType(string s) => s.ToLowerInvariant() switch
-    {
-        "f32" => WeightType.F32, "f16" => WeightType.F16, "bf16" => WeightType.BF16, "q8_0" => WeightType.Q8_0, "q4_0" => WeightType.Q4_0,
-        _ => throw new InvalidRequestException($"unknown dtype '{s}' (f32, f16, bf16, q8_0, q4_0)"),
-    };
+    /// <summary>A weight type by its name in the format table (f32, f16, bf16, q8_0, q4_0, ...).</summary>
+    public static WeightType ParseType(string s) =>
+        Kernels.Formats.WeightFormat.FromName(s.Trim())?.Type ?? throw new InvalidRequestException($"unknown weight type '{s}' ({Kernels.Formats.WeightFormat.Names})");
 
     public static Command Create()
     {

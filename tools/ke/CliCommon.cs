@@ -10,7 +10,7 @@ internal static class CliCommon
 {
     public static readonly Option<bool> Verbose = new("--verbose") { Description = "Print stack traces on errors", Recursive = true };
 
-    public static Option<string> Model() => new("--model", "-m") { Description = "Model folder (config.json, *.safetensors, tokenizer)", Required = true };
+    public static Option<string> Model() => new("--model", "-m") { Description = "Model folder (config.json, *.safetensors, tokenizer) or a .gguf file", Required = true };
     public static Option<bool> Json() => new("--json") { Description = "Print one machine-readable JSON object" };
     public static Option<string> Device() => new("--device") { Description = "auto | cpu | ilgpu-cpu | cuda | opencl", DefaultValueFactory = _ => "auto" };
 

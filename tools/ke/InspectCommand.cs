@@ -14,21 +14,10 @@ internal static class InspectCommand
         cmd.SetAction(p => CliCommon.Run(p, () =>
         {
             string dir = p.GetValue(model)!;
-            var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
-            using var store = TensorStore.OpenFolder(dir);
-            WeightLoader.Validate(store, config);
-            var tensors = store.Tensors.OrderBy(t => t.Name, StringComparer.Ordinal).Select(t =>
-            {
-                var q = QuantizedFormat.Of(store, t.Name);
-                return new
-                {
-                    name = t.Name,
-                    dtype = q?.Type.Name() ?? t.DType.ToString(),
-                    shape = q?.LogicalShape ?? t.Shape,
-                    elements = q != null ? q.LogicalShape[0] * q.LogicalShape[1] : t.Elements,
-                    bytes = t.ByteLength,
-                };
-            }).ToList();
+            using var files = ModelFiles.Open(dir);
+            var config = files.Config;
+            WeightLoader.Validate(files.Tensors, config);
+            var tensors = files.Tensors.Entries.Select(t => new { name = t.Name, dtype = t.Type, shape = t.Shape, elements = t.Elements, bytes = t.Bytes }).ToList();
             long parameters = tensors.Sum(t => t.elements);
             var byDtype = tensors.GroupBy(t => t.dtype).ToDictionary(g => g.Key, g => new { tensors = g.Count(), parameters = g.Sum(t => t.elements), bytes = g.Sum(t => t.bytes) });
             var summary = new

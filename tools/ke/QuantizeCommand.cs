@@ -16,11 +16,7 @@ internal static class QuantizeCommand
         var cmd = new Command("quantize", "Write a quantized copy of a model folder (Q8_0, Q4_0 ggml blocks; or F16/BF16)") { model, outDir, type, keep, embeddings, json };
         cmd.SetAction(p => CliCommon.Run(p, () =>
         {
-            var t = p.GetValue(type)!.ToLowerInvariant() switch
-            {
-                "q8_0" => WeightType.Q8_0, "q4_0" => WeightType.Q4_0, "f16" => WeightType.F16, "bf16" => WeightType.BF16,
-                var other => throw new InvalidRequestException($"unknown --type '{other}' (q8_0, q4_0, f16, bf16)"),
-            };
+            var t = BenchCommand.ParseType(p.GetValue(type)!);
             bool asJson = p.GetValue(json);
             var progress = new Progress<(int Done, int Total, string Tensor)>(x => { if (!asJson) Console.Error.Write($"\r[{x.Done}/{x.Total}] {x.Tensor,-60}"); });
             var report = ModelQuantizer.Quantize(p.GetValue(model)!, p.GetValue(outDir)!, new QuantizeOptions

@@ -15,8 +15,8 @@ internal static class TokenizeCommand
         cmd.SetAction(p => CliCommon.Run(p, () =>
         {
             string dir = p.GetValue(model)!;
-            var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
-            var tok = TokenizerLoader.FromFolder(dir, config);
+            using var files = ModelFiles.Open(dir);
+            var tok = files.LoadTokenizer();
             var ids = tok.Encode(p.GetValue(text)!, addBos: !p.GetValue(noBos));
             var pieces = ids.Select(tok.Piece).ToArray();
             if (p.GetValue(json)) CliCommon.PrintJson(new { ids, pieces, count = ids.Length });

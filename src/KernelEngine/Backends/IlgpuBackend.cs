@@ -203,6 +203,8 @@ public sealed unsafe class IlgpuBackend : IBackend
     public DeviceWeight Upload(HostWeight weight)
     {
         using var held = Enter();
+        if (!weight.Type.Format().DeviceReadable)
+            throw new DeviceException($"{Device.Id}: weight '{weight.Name}' is {weight.Type.Name()}, which the ILGPU kernels do not read yet (use --device cpu)");
         var b = AllocateBytes(weight.Bytes, $"weight '{weight.Name}'");
         if (weight.Bytes > 0) b.View.SubView(0, weight.Bytes).CopyFromCPU(ref Unsafe.AsRef<byte>(weight.Data), weight.Bytes);
         return new Weight(weight, b, _s.Gate);

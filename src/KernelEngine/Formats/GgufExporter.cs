@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using KernelEngine.Backends;
 using KernelEngine.Kernels;
-using KernelEngine.Kernels.Quant;
+using KernelEngine.Kernels.Formats;
 using KernelEngine.Models;
 using KernelEngine.Text;
 
@@ -48,10 +48,10 @@ public static class GgufExporter
         {
             var host = WeightLoader.HostMatrix(store, src);
             var target = type ?? host.Type;
-            if (target.IsBlockQuantized() && host.Cols % WeightTypes.BlockElements != 0) target = WeightType.F32;
+            if (!target.Format().FitsRow(host.Cols)) target = WeightType.F32;
             if (target == WeightType.BF16) target = WeightType.F16; // CPU llama.cpp builds handle F16 everywhere
             long bytes = host.Rows * target.RowBytes(host.Cols);
-            g.Tensor(dst, Ggml(target), host.Rows, host.Cols, bytes, () => Convert(host, target, permuteHeads ? heads : 0));
+            g.Tensor(dst, target.Format().Ggml, host.Rows, host.Cols, bytes, () => Convert(host, target, permuteHeads ? heads : 0));
         }
         void Vector(string src, string dst)
         {
@@ -83,12 +83,6 @@ public static class GgufExporter
         WeightType.F16 or WeightType.BF16 => 1u, WeightType.Q4_0 => 2u, WeightType.Q8_0 => 7u, _ => 0u,
     };
 
-    private static GgmlType Ggml(WeightType t) => t switch
-    {
-        WeightType.F32 => GgmlType.F32, WeightType.F16 => GgmlType.F16, WeightType.Q8_0 => GgmlType.Q8_0, WeightType.Q4_0 => GgmlType.Q4_0,
-        _ => GgmlType.F16,
-    };
-
     /// <summary>Row-permutes (heads > 0) from rotate-half to interleaved, then stores in the target type.</summary>
     private static unsafe byte[] Convert(HostWeight h, WeightType target, int heads)
     {
@@ -110,13 +104,7 @@ public static class GgufExporter
             var drow = dst.AsSpan((int)(r * dstRowBytes), (int)dstRowBytes);
             if (h.Type == target && target != WeightType.BF16) { new ReadOnlySpan<byte>(srow, (int)srcRowBytes).CopyTo(drow); continue; }
             fixed (float* fp = f) Kernels.MatMul.RowConvert.ToF32(srow, h.Type, cols, fp);
-            switch (target)
-            {
-                case WeightType.F32: MemoryMarshal.AsBytes(f.AsSpan()).CopyTo(drow); break;
-                case WeightType.F16: System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(f, MemoryMarshal.Cast<byte, Half>(drow)); break;
-                case WeightType.Q8_0: BlockQuant.QuantizeRowQ8_0(f, drow); break;
-                case WeightType.Q4_0: BlockQuant.QuantizeRowQ4_0(f, drow); break;
-            }
+            target.Format().QuantizeRow(f, drow);
         }
         return dst;
     }

@@ -1,9 +1,7 @@
 using System.Text;
+using KernelEngine.Kernels.Formats;
 
 namespace KernelEngine.Formats;
-
-/// <summary>ggml tensor types the exporter writes.</summary>
-public enum GgmlType : uint { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, BF16 = 30 }
 
 /// <summary>
 /// Writes a GGUF v3 file: header, metadata key/values, tensor infos (dims innermost first, offsets aligned to 32),

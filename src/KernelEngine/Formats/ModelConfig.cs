@@ -13,7 +13,7 @@ public enum Architecture { Llama, Gpt2 }
 /// before anything is sized from it (see <see cref="Limits"/>); a bad one is a <see cref="ModelFormatException"/>
 /// naming the file and the field.
 /// </summary>
-public sealed record ModelConfig
+public sealed partial record ModelConfig
 {
     public required Architecture Architecture { get; init; }
     public required string ModelType { get; init; }
@@ -30,6 +30,11 @@ public sealed record ModelConfig
     public bool TieWordEmbeddings { get; init; }
     public bool AttentionBias { get; init; }
     public string Activation { get; init; } = "silu";
+    /// <summary>Pair layout of RoPE: Hugging Face files rotate halves; llama.cpp's llama-architecture GGUF files store q/k
+    /// rows permuted for interleaved pairs, which is the same rotation (the permutation is undone by rotating interleaved pairs).</summary>
+    public RopeLayout RopeLayout { get; init; } = RopeLayout.RotateHalf;
+    /// <summary>Per-pair divisors of the RoPE frequencies (GGUF <c>rope_freqs.weight</c>: llama3 scaling precomputed), or null.</summary>
+    public float[]? RopeFreqFactors { get; init; }
     public int? BosTokenId { get; init; }
     public int[] EosTokenIds { get; init; } = [];
     private readonly int? _headDim;
@@ -143,7 +148,7 @@ public sealed record ModelConfig
         }
     }
 
-    private ModelConfig Validate(string path)
+    internal ModelConfig Validate(string path)
     {
         if (_headDim == null && HiddenSize % Heads != 0)
             throw new ModelFormatException(path, $"hidden_size {HiddenSize} is not divisible by num_attention_heads {Heads} (and no head_dim is given)");

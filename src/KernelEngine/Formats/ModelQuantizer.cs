@@ -54,40 +54,16 @@ public static class ModelQuantizer
             }
             int rows = (int)t.Shape[0], cols = (int)t.Shape[1];
             var f32 = store.ReadF32(t.Name);
-            byte[] data;
+            byte[] data = WeightEncoding.Encode(f32, options.Type, rows, cols);
             switch (options.Type)
             {
-                case WeightType.F16:
-                {
-                    var h = new Half[f32.Length];
-                    System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(f32, h);
-                    data = MemoryMarshal.AsBytes(h.AsSpan()).ToArray();
-                    writer.Add(t.Name, SafeTensorDType.F16, t.Shape, data);
-                    break;
-                }
-                case WeightType.BF16:
-                {
-                    data = new byte[f32.Length * 2];
-                    var u = MemoryMarshal.Cast<byte, ushort>(data.AsSpan());
-                    for (int i = 0; i < f32.Length; i++) u[i] = ToBf16(f32[i]);
-                    writer.Add(t.Name, SafeTensorDType.BF16, t.Shape, data);
-                    break;
-                }
+                case WeightType.F32: writer.Add(t.Name, SafeTensorDType.F32, t.Shape, data); break;
+                case WeightType.F16: writer.Add(t.Name, SafeTensorDType.F16, t.Shape, data); break;
+                case WeightType.BF16: writer.Add(t.Name, SafeTensorDType.BF16, t.Shape, data); break;
                 default:
-                {
-                    long rowBytes = options.Type.RowBytes(cols);
-                    data = new byte[rows * rowBytes];
-                    for (int r = 0; r < rows; r++)
-                    {
-                        var src = f32.AsSpan(r * cols, cols);
-                        var dst = data.AsSpan((int)(r * rowBytes), (int)rowBytes);
-                        if (options.Type == WeightType.Q8_0) BlockQuant.QuantizeRowQ8_0(src, dst);
-                        else BlockQuant.QuantizeRowQ4_0(src, dst);
-                    }
-                    writer.Add(t.Name, SafeTensorDType.U8, [rows, rowBytes], data);
+                    writer.Add(t.Name, SafeTensorDType.U8, [rows, options.Type.RowBytes(cols)], data);
                     writer.Metadata(QuantizedFormat.MetadataPrefix + t.Name, QuantizedFormat.Spec(options.Type, rows, cols));
                     break;
-                }
             }
             report.Add(new QuantizedTensor(t.Name, t.DType.ToString(), options.Type.Name(), t.ByteLength, data.Length, null));
         }
@@ -109,8 +85,9 @@ public static class ModelQuantizer
         if (t.Shape.Length != 2) return "kept (norm or bias)";
         bool embedding = t.Name.EndsWith("embed_tokens.weight") || t.Name.EndsWith("wte.weight") || t.Name.EndsWith("wpe.weight");
         if (embedding && !o.QuantizeEmbeddings) return c.TieWordEmbeddings ? "kept (embedding, also the tied LM head)" : "kept (embedding)";
-        if (o.Type.IsBlockQuantized() && t.Shape[1] % WeightTypes.BlockElements != 0)
-            return $"kept: row length {t.Shape[1]} is not a multiple of {WeightTypes.BlockElements}";
+        var format = o.Type.Format();
+        if (!format.FitsRow(t.Shape[1]))
+            return $"kept: row length {t.Shape[1]} is not a multiple of {format.BlockElements} ({format.Name}'s block)";
         return null;
     }
 

@@ -20,14 +20,12 @@ public sealed record QuantizedFormat(WeightType Type, long[] LogicalShape)
             if (!f.Tensors.ContainsKey(tensor)) continue;
             if (!f.Metadata.TryGetValue(MetadataPrefix + tensor, out var spec)) return null;
             var parts = spec.Split(':');
-            WeightType type = parts[0] switch
-            {
-                "q8_0" => WeightType.Q8_0,
-                "q4_0" => WeightType.Q4_0,
-                _ => throw new ModelFormatException(f.Path, $"tensor '{tensor}': unknown quantization '{parts[0]}'"),
-            };
+            var format = Kernels.Formats.WeightFormat.FromName(parts[0]);
+            if (format is not { IsBlockQuantized: true })
+                throw new ModelFormatException(f.Path, $"tensor '{tensor}': unknown quantization '{parts[0]}'");
+            var type = format.Type;
             if (parts.Length != 3 || !long.TryParse(parts[1], out long rows) || !long.TryParse(parts[2], out long cols)
-                || rows is <= 0 or > int.MaxValue || cols is <= 0 or > int.MaxValue || cols % WeightTypes.BlockElements != 0)
+                || rows is <= 0 or > int.MaxValue || cols is <= 0 or > int.MaxValue || !format.FitsRow(cols))
                 throw new ModelFormatException(f.Path, $"tensor '{tensor}': bad quantization metadata '{spec}'");
             if (info.Shape.Length != 2 || info.Shape[0] != rows || info.Shape[1] != type.RowBytes((int)cols))
                 throw new ModelFormatException(f.Path, $"tensor '{tensor}': {spec} needs U8 shape [{rows}, {type.RowBytes((int)cols)}], file has {info.ShapeText}");

@@ -1,4 +1,6 @@
 using System.Text.Json;
+using KernelEngine.Backends;
+using KernelEngine.Kernels;
 
 namespace KernelEngine.Formats;
 
@@ -6,13 +8,38 @@ namespace KernelEngine.Formats;
 /// All tensors of a model folder: one <c>model.safetensors</c>, or the shards named by
 /// <c>model.safetensors.index.json</c> ("weight_map": tensor -> file). Every file stays mapped until Dispose.
 /// </summary>
-public sealed unsafe class TensorStore : IDisposable
+public sealed unsafe class TensorStore : ITensorSource
 {
     private readonly List<SafeTensorsFile> _files = new();
     private readonly Dictionary<string, (SafeTensorsFile File, TensorInfo Info)> _byName = new(StringComparer.Ordinal);
 
     public string Folder { get; }
+    public string Path => Folder;
     public IEnumerable<TensorInfo> Tensors => _byName.Values.Select(v => v.Info);
+
+    public IReadOnlyList<TensorEntry> Entries => _entries ??= _byName.Values.Select(v => v.Info).OrderBy(t => t.Name, StringComparer.Ordinal).Select(t =>
+        QuantizedFormat.Of(this, t.Name) is { } q ? new TensorEntry(t.Name, q.Type.Name(), q.LogicalShape, t.ByteLength) : new TensorEntry(t.Name, t.DType.ToString(), t.Shape, t.ByteLength)).ToList();
+    private List<TensorEntry>? _entries;
+
+    public long[]? Shape(string name) => TryInfo(name) is { } t ? QuantizedFormat.Of(this, name)?.LogicalShape ?? t.Shape : null;
+    public string FileOf(string name) => TryInfo(name)?.File ?? Folder;
+
+    /// <summary>A (rows, cols) matrix used in its stored type, zero copy (quantized folders: the ke.quant metadata names the format).</summary>
+    public HostWeight Matrix(string name)
+    {
+        var info = Info(name);
+        if (QuantizedFormat.Of(this, name) is { } q)
+            return new HostWeight(name, (int)q.LogicalShape[0], (int)q.LogicalShape[1], q.Type, DataPointer(name));
+        var type = info.DType switch
+        {
+            SafeTensorDType.F32 => Kernels.WeightType.F32,
+            SafeTensorDType.F16 => Kernels.WeightType.F16,
+            SafeTensorDType.BF16 => Kernels.WeightType.BF16,
+            _ => throw new ModelFormatException(info.File, $"tensor '{name}': dtype {info.DType} is not supported for weights (F32, F16, BF16, or a quantized format)"),
+        };
+        if (info.Shape.Length != 2) throw new ModelFormatException(info.File, $"tensor '{name}' has shape {info.ShapeText}, not a matrix");
+        return new HostWeight(name, (int)info.Shape[0], (int)info.Shape[1], type, DataPointer(name));
+    }
     public IReadOnlyList<SafeTensorsFile> Files => _files;
 
     private TensorStore(string folder) => Folder = folder;
@@ -22,8 +49,8 @@ public sealed unsafe class TensorStore : IDisposable
         var store = new TensorStore(folder);
         try
         {
-            string index = Path.Combine(folder, "model.safetensors.index.json");
-            string single = Path.Combine(folder, "model.safetensors");
+            string index = System.IO.Path.Combine(folder, "model.safetensors.index.json");
+            string single = System.IO.Path.Combine(folder, "model.safetensors");
             if (File.Exists(index))
             {
                 try { store.LoadIndex(index); }
@@ -60,16 +87,16 @@ public sealed unsafe class TensorStore : IDisposable
         foreach (var entry in map.EnumerateObject())
         {
             string shard = entry.Value.ValueKind == JsonValueKind.String ? entry.Value.GetString()! : throw new ModelFormatException(index, $"tensor '{entry.Name}': shard name is not a string");
-            if (shard.Length == 0 || shard != Path.GetFileName(shard) || shard is "." or "..")
+            if (shard.Length == 0 || shard != System.IO.Path.GetFileName(shard) || shard is "." or "..")
                 throw new ModelFormatException(index, $"tensor '{entry.Name}': shard '{shard}' is not a file name in this folder");
             if (!shards.TryGetValue(shard, out var file))
             {
-                file = SafeTensorsFile.Open(Path.Combine(Folder, shard));
+                file = SafeTensorsFile.Open(System.IO.Path.Combine(Folder, shard));
                 shards[shard] = file;
                 _files.Add(file);
             }
             if (!file.Tensors.TryGetValue(entry.Name, out var info))
-                throw new ModelFormatException(file.Path, $"tensor '{entry.Name}' is listed in {Path.GetFileName(index)} but not in this shard");
+                throw new ModelFormatException(file.Path, $"tensor '{entry.Name}' is listed in {System.IO.Path.GetFileName(index)} but not in this shard");
             _byName[entry.Name] = (file, info);
         }
     }

@@ -20,9 +20,15 @@ public sealed class Transformer : IDisposable
     {
         Config = config; Weights = weights; _b = backend;
         _attn = new AttentionShape(config.Heads, config.KvHeads, config.HeadDim, 1f / MathF.Sqrt(config.HeadDim));
-        Rope = config.Architecture == Architecture.Llama
-            ? new RopeTable(RopeFrequencies.Compute(config.HeadDim, config.RopeTheta, config.RopeScaling), config.HeadDim, RopeLayout.RotateHalf)
-            : null;
+        Rope = config.Architecture == Architecture.Llama ? new RopeTable(InverseFrequencies(config), config.HeadDim, config.RopeLayout) : null;
+    }
+
+    private static float[] InverseFrequencies(ModelConfig c)
+    {
+        var inv = RopeFrequencies.Compute(c.HeadDim, c.RopeTheta, c.RopeScaling);
+        if (c.RopeFreqFactors is { } f)
+            for (int i = 0; i < inv.Length; i++) inv[i] /= f[i];
+        return inv;
     }
 
     public ModelConfig Config { get; }

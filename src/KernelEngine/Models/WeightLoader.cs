@@ -12,14 +12,14 @@ namespace KernelEngine.Models;
 /// </summary>
 public static unsafe class WeightLoader
 {
-    public static TransformerWeights Load(TensorStore store, ModelConfig c, IBackend backend) => c.Architecture switch
+    public static TransformerWeights Load(ITensorSource store, ModelConfig c, IBackend backend) => c.Architecture switch
     {
         Architecture.Llama => LoadLlama(store, c, backend),
         _ => LoadGpt2(store, c, backend),
     };
 
     /// <summary>Every tensor name the family reads, with its expected (rows, cols) (a vector has rows 1).</summary>
-    public static IEnumerable<(string Name, int Rows, int Cols)> Expected(ModelConfig c, TensorStore store)
+    public static IEnumerable<(string Name, int Rows, int Cols)> Expected(ModelConfig c, ITensorSource store)
     {
         int d = c.HiddenSize, hd = c.HeadDim, kv = c.KvDim, h = c.IntermediateSize;
         if (c.Architecture == Architecture.Llama)
@@ -67,35 +67,33 @@ public static unsafe class WeightLoader
         }
     }
 
-    private static string Gpt2Prefix(TensorStore store) => store.Contains("transformer.wte.weight") ? "transformer." : "";
+    private static string Gpt2Prefix(ITensorSource store) => store.Contains("transformer.wte.weight") ? "transformer." : "";
 
     /// <summary>Checks that every expected tensor exists with the expected shape, and that the files hold no layer beyond
     /// num_hidden_layers (a config that names fewer layers than the weights would otherwise run a truncated model).</summary>
-    public static void Validate(TensorStore store, ModelConfig c)
+    public static void Validate(ITensorSource store, ModelConfig c)
     {
         string layerPrefix = c.Architecture == Architecture.Llama ? "model.layers." : Gpt2Prefix(store) + "h.";
-        foreach (var t in store.Tensors)
+        foreach (var t in store.Entries)
         {
             if (!t.Name.StartsWith(layerPrefix, StringComparison.Ordinal)) continue;
             var rest = t.Name.AsSpan(layerPrefix.Length);
             int dot = rest.IndexOf('.');
             if (dot > 0 && int.TryParse(rest[..dot], out int layer) && layer >= c.Layers)
-                throw new ModelFormatException(t.File, $"tensor '{t.Name}' belongs to layer {layer}, but config.json's {(c.Architecture == Architecture.Gpt2 ? "n_layer" : "num_hidden_layers")} is {c.Layers}");
+                throw new ModelFormatException(store.FileOf(t.Name), $"tensor '{t.Name}' belongs to layer {layer}, but the config's {(c.Architecture == Architecture.Gpt2 ? "n_layer" : "num_hidden_layers")} is {c.Layers}");
         }
         foreach (var (name, rows, cols) in Expected(c, store))
         {
-            var info = store.TryInfo(name) ?? throw new ModelFormatException(store.Folder, $"missing tensor '{name}' (expected shape {Shape(rows, cols)})");
-            var q = QuantizedFormat.Of(store, name);
-            long[] shape = q?.LogicalShape ?? info.Shape;
+            long[] shape = store.Shape(name) ?? throw new ModelFormatException(store.Path, $"missing tensor '{name}' (expected shape {Shape(rows, cols)})");
             bool ok = rows == 1 ? shape.Length == 1 && shape[0] == cols || shape.Length == 2 && shape[0] == 1 && shape[1] == cols
                                 : shape.Length == 2 && shape[0] == rows && shape[1] == cols;
-            if (!ok) throw new ModelFormatException(info.File, $"tensor '{name}' has shape [{string.Join(", ", shape)}], expected {Shape(rows, cols)} from config.json");
+            if (!ok) throw new ModelFormatException(store.FileOf(name), $"tensor '{name}' has shape [{string.Join(", ", shape)}], expected {Shape(rows, cols)} from the config");
         }
     }
 
     private static string Shape(int rows, int cols) => rows == 1 ? $"[{cols}]" : $"[{rows}, {cols}]";
 
-    private static TransformerWeights LoadLlama(TensorStore s, ModelConfig c, IBackend b)
+    private static TransformerWeights LoadLlama(ITensorSource s, ModelConfig c, IBackend b)
     {
         Validate(s, c);
         var layers = new LayerWeights[c.Layers];
@@ -128,7 +126,7 @@ public static unsafe class WeightLoader
         };
     }
 
-    private static TransformerWeights LoadGpt2(TensorStore s, ModelConfig c, IBackend b)
+    private static TransformerWeights LoadGpt2(ITensorSource s, ModelConfig c, IBackend b)
     {
         Validate(s, c);
         string t = Gpt2Prefix(s);
@@ -171,25 +169,12 @@ public static unsafe class WeightLoader
     }
 
     /// <summary>A (rows, cols) matrix used in its stored type, zero copy on the CPU.</summary>
-    private static DeviceWeight Mat(TensorStore s, IBackend b, string name) => b.Upload(HostMatrix(s, name));
+    private static DeviceWeight Mat(ITensorSource s, IBackend b, string name) => b.Upload(s.Matrix(name));
 
-    public static HostWeight HostMatrix(TensorStore s, string name)
-    {
-        var info = s.Info(name);
-        if (QuantizedFormat.Of(s, name) is { } q)
-            return new HostWeight(name, (int)q.LogicalShape[0], (int)q.LogicalShape[1], q.Type, s.DataPointer(name));
-        var type = info.DType switch
-        {
-            SafeTensorDType.F32 => WeightType.F32,
-            SafeTensorDType.F16 => WeightType.F16,
-            SafeTensorDType.BF16 => WeightType.BF16,
-            _ => throw new ModelFormatException(info.File, $"tensor '{name}': dtype {info.DType} is not supported for weights (F32, F16, BF16, or quantized Q8_0/Q4_0)"),
-        };
-        return new HostWeight(name, (int)info.Shape[0], (int)info.Shape[1], type, s.DataPointer(name));
-    }
+    public static HostWeight HostMatrix(ITensorSource s, string name) => s.Matrix(name);
 
     /// <summary>Norm weights and biases are small: always F32 on the device.</summary>
-    private static DeviceWeight Vec(TensorStore s, IBackend b, string name)
+    private static DeviceWeight Vec(ITensorSource s, IBackend b, string name)
     {
         var v = s.ReadF32(name);
         return b.Upload(HostWeight.FromFloats(name, v, 1, v.Length));
@@ -199,11 +184,11 @@ public static unsafe class WeightLoader
         HostWeight.FromFloats(name, v.ToArray(), rows, cols);
 
     /// <summary>Reads an (in, out) Conv1D weight as F32 and returns it (out, in).</summary>
-    private static float[] Transposed(TensorStore s, string name)
+    private static float[] Transposed(ITensorSource s, string name)
     {
-        var info = s.Info(name);
+        var shape = s.Shape(name)!;
         var src = s.ReadF32(name);
-        int rows = (int)info.Shape[0], cols = (int)info.Shape[1];
+        int rows = (int)shape[0], cols = (int)shape[1];
         var dst = new float[src.Length];
         for (int r = 0; r < rows; r++)
             for (int k = 0; k < cols; k++) dst[(long)k * rows + r] = src[(long)r * cols + k];

@@ -107,6 +107,28 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         foreach (int rank in _bpe.EncodeToIds(text.ToString())) ids.Add(_rankToId[rank]);
     }
 
+    /// <summary>From GGUF metadata: tokens in id order (byte-level spelling), their llama.cpp types (control and
+    /// user-defined tokens are split out of the text first), merges as "a b" lines, and the pre-tokenizer regex.</summary>
+    public static ByteLevelBpeTokenizer FromGgufVocabulary(string source, string[] tokens, long[]? types, string[] merges, string pattern)
+    {
+        var vocab = new Dictionary<string, int>(tokens.Length, StringComparer.Ordinal);
+        var added = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            long ty = types?[i] ?? 1;
+            if (ty is 3 or 4) { if (tokens[i].Length > 0) added.TryAdd(tokens[i], i); }
+            else vocab.TryAdd(tokens[i], i);
+        }
+        var pairs = new List<(string, string)>(merges.Length);
+        foreach (var m in merges)
+        {
+            int sp = m.IndexOf(' ');
+            if (sp <= 0) throw new TokenizerException($"{source}: merge '{m}' is not two tokens separated by a space");
+            pairs.Add((m[..sp], m[(sp + 1)..]));
+        }
+        return new ByteLevelBpeTokenizer(source, vocab, pairs, added, pattern);
+    }
+
     /// <summary>GPT-2 style folder files: vocab.json (encoder.json) + merges.txt (vocab.bpe).</summary>
     public static ByteLevelBpeTokenizer FromVocabAndMerges(string vocabPath, string mergesPath)
     {

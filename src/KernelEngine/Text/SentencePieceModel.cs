@@ -73,6 +73,36 @@ public sealed class SentencePieceModel
         };
     }
 
+    /// <summary>Serializes the fields this reader knows as a ModelProto (for tokenizers rebuilt from GGUF metadata).</summary>
+    public byte[] ToProto()
+    {
+        using var ms = new MemoryStream();
+        void Varint(Stream s, ulong v) { while (v >= 0x80) { s.WriteByte((byte)(v | 0x80)); v >>= 7; } s.WriteByte((byte)v); }
+        void Tag(Stream s, int field, int wire) => Varint(s, (ulong)(field << 3 | wire));
+        void Message(int field, Action<Stream> body)
+        {
+            using var inner = new MemoryStream();
+            body(inner);
+            Tag(ms, field, 2);
+            Varint(ms, (ulong)inner.Length);
+            inner.WriteTo(ms);
+        }
+        for (int i = 0; i < Pieces.Length; i++)
+        {
+            int id = i;
+            Message(1, s =>
+            {
+                var b = Encoding.UTF8.GetBytes(Pieces[id]);
+                Tag(s, 1, 2); Varint(s, (ulong)b.Length); s.Write(b);
+                Tag(s, 2, 5); s.Write(BitConverter.GetBytes(Scores[id]));
+                Tag(s, 3, 0); Varint(s, (ulong)Types[id]);
+            });
+        }
+        Message(2, s => { Tag(s, 3, 0); Varint(s, (ulong)ModelType); Tag(s, 35, 0); Varint(s, ByteFallback ? 1u : 0u); });
+        Message(3, s => { Tag(s, 3, 0); Varint(s, AddDummyPrefix ? 1u : 0u); Tag(s, 4, 0); Varint(s, RemoveExtraWhitespaces ? 1u : 0u); });
+        return ms.ToArray();
+    }
+
     private ref struct Reader
     {
         private readonly string _path;

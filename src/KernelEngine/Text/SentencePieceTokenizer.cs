@@ -23,11 +23,17 @@ public sealed class SentencePieceTokenizer : Tokenizer
 
     public Microsoft.ML.Tokenizers.SentencePieceTokenizer Library { get; }
 
-    public SentencePieceTokenizer(string path)
+    public SentencePieceTokenizer(string path) : this(path, ReadFile(path)) { }
+
+    private static byte[] ReadFile(string path)
     {
-        byte[] data;
-        try { data = File.ReadAllBytes(path); }
+        try { return File.ReadAllBytes(path); }
         catch (IOException e) { throw new TokenizerException($"{path}: cannot read ({e.Message})", e); }
+    }
+
+    /// <summary>From a serialized ModelProto (a tokenizer.model's bytes, or one built from GGUF metadata).</summary>
+    internal SentencePieceTokenizer(string path, byte[] data)
+    {
         _model = SentencePieceModel.Parse(path, data);
         try
         {

@@ -69,7 +69,7 @@ public sealed class SafeTensorsRoundTripTests
             using var s = model.CreateSession();
             var ids = s.Generate([1], new GenerationSettings { MaxTokens = 20, Sampling = KernelEngine.Decoding.SamplingSettings.Greedy }).Select(t => t.Id);
             Assert.That(ids, Is.EqualTo(Reference.Stories().BosGreedyIds.Skip(1).Take(20)));
-            Assert.That(model.Store.Files, Has.Count.EqualTo(2));
+            Assert.That(model.Store!.Files, Has.Count.EqualTo(2));
         }
         finally { Directory.Delete(dir, true); }
     }

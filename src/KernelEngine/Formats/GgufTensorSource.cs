@@ -1,0 +1,163 @@
+using KernelEngine.Backends;
+using KernelEngine.Kernels;
+using KernelEngine.Kernels.Formats;
+using KernelEngine.Kernels.Rope;
+
+namespace KernelEngine.Formats;
+
+/// <summary>
+/// A GGUF model file as a tensor source under Hugging Face names (llama.cpp's <c>blk.N.attn_q.weight</c> is served as
+/// <c>model.layers.N.self_attn.q_proj.weight</c>), plus its config read from the <c>{arch}.*</c> metadata. Matrices
+/// are read in place from the mapping in their stored ggml type; a type the format table does not have is a
+/// <see cref="ModelFormatException"/> naming the tensor and type.
+/// </summary>
+public sealed unsafe class GgufTensorSource : ITensorSource
+{
+    private readonly GgufFile _file;
+    private readonly Dictionary<string, GgufTensor> _byHfName = new(StringComparer.Ordinal);
+
+    public GgufFile File => _file;
+    public string Path => _file.Path;
+    public IReadOnlyList<TensorEntry> Entries { get; }
+
+    /// <summary>llama.cpp tensor names (per layer after <c>blk.N.</c>) and their Hugging Face names.</summary>
+    private static readonly Dictionary<string, string> LayerNames = new()
+    {
+        ["attn_norm.weight"] = "input_layernorm.weight",
+        ["attn_q.weight"] = "self_attn.q_proj.weight", ["attn_q.bias"] = "self_attn.q_proj.bias",
+        ["attn_k.weight"] = "self_attn.k_proj.weight", ["attn_k.bias"] = "self_attn.k_proj.bias",
+        ["attn_v.weight"] = "self_attn.v_proj.weight", ["attn_v.bias"] = "self_attn.v_proj.bias",
+        ["attn_output.weight"] = "self_attn.o_proj.weight",
+        ["ffn_norm.weight"] = "post_attention_layernorm.weight",
+        ["ffn_gate.weight"] = "mlp.gate_proj.weight", ["ffn_up.weight"] = "mlp.up_proj.weight", ["ffn_down.weight"] = "mlp.down_proj.weight",
+    };
+
+    private static readonly Dictionary<string, string> GlobalNames = new()
+    {
+        ["token_embd.weight"] = "model.embed_tokens.weight", ["output_norm.weight"] = "model.norm.weight", ["output.weight"] = "lm_head.weight",
+    };
+
+    public GgufTensorSource(GgufFile file)
+    {
+        _file = file;
+        foreach (var t in file.Tensors)
+        {
+            string? hf = HfName(t.Name);
+            if (hf != null) _byHfName[hf] = t;
+        }
+        Entries = file.Tensors.Select(t => new TensorEntry(HfName(t.Name) ?? t.Name, WeightFormat.FromGgml(t.Type)?.Name ?? t.Type.ToString().ToLowerInvariant(),
+            t.Shape, t.ByteLength)).OrderBy(e => e.Name, StringComparer.Ordinal).ToList();
+    }
+
+    private static string? HfName(string gguf)
+    {
+        if (GlobalNames.TryGetValue(gguf, out var g)) return g;
+        if (!gguf.StartsWith("blk.", StringComparison.Ordinal)) return null;
+        int dot = gguf.IndexOf('.', 4);
+        if (dot < 0 || !int.TryParse(gguf.AsSpan(4, dot - 4), out int layer) || layer < 0) return null;
+        return LayerNames.TryGetValue(gguf[(dot + 1)..], out var rest) ? $"model.layers.{layer}.{rest}" : null;
+    }
+
+    public bool Contains(string name) => _byHfName.ContainsKey(name);
+    public long[]? Shape(string name) => _byHfName.TryGetValue(name, out var t) ? t.Shape : null;
+    public string FileOf(string name) => _file.Path;
+
+    private GgufTensor Get(string name) =>
+        _byHfName.TryGetValue(name, out var t) ? t : throw new ModelFormatException(_file.Path, $"missing tensor '{name}'");
+
+    public HostWeight Matrix(string name)
+    {
+        var t = Get(name);
+        var format = WeightFormat.FromGgml(t.Type)
+            ?? throw new ModelFormatException(_file.Path, $"tensor '{t.Name}' is {t.Type}, which KernelEngine cannot run yet ({WeightFormat.Names})");
+        if (t.Dims.Length != 2) throw new ModelFormatException(_file.Path, $"tensor '{t.Name}' has {t.Dims.Length} dimensions, not a matrix");
+        return new HostWeight(name, checked((int)t.Dims[1]), checked((int)t.Dims[0]), format.Type, _file.DataPointer(t));
+    }
+
+    public float[] ReadF32(string name)
+    {
+        var t = Get(name);
+        var format = WeightFormat.FromGgml(t.Type)
+            ?? throw new ModelFormatException(_file.Path, $"tensor '{t.Name}' is {t.Type}, which KernelEngine cannot run yet");
+        if (t.Elements > int.MaxValue / 2) throw new ModelFormatException(_file.Path, $"tensor '{t.Name}' is too large to read as F32");
+        var dst = new float[t.Elements];
+        int rowLen = (int)t.Dims[0];
+        long rows = t.Elements / rowLen, rowBytes = format.RowBytes(rowLen);
+        byte* p = _file.DataPointer(t);
+        fixed (float* d = dst)
+            for (long r = 0; r < rows; r++) format.DequantizeRow(p + r * rowBytes, rowLen, d + r * rowLen);
+        return dst;
+    }
+
+    /// <summary>The model's hyper-parameters from the GGUF metadata (llama, mistral-as-llama and qwen2 architectures).</summary>
+    public ModelConfig ReadConfig()
+    {
+        string path = _file.Path;
+        string arch = _file.GetString("general.architecture") ?? throw new ModelFormatException(path, "missing key 'general.architecture'");
+        if (arch is not ("llama" or "qwen2"))
+            throw new ModelFormatException(path, $"architecture '{arch}' is not supported in GGUF files yet (llama, qwen2)");
+        int Int(string key, int min, int max, int? fallback = null)
+        {
+            long? v = _file.GetInt($"{arch}.{key}");
+            if (v == null) return fallback ?? throw new ModelFormatException(path, $"missing key '{arch}.{key}'");
+            if (v < min || v > max) throw new ModelFormatException(path, $"key '{arch}.{key}' = {v} is outside {min}..{max}");
+            return (int)v;
+        }
+        double Float(string key, double min, double max, double fallback)
+        {
+            double? v = _file.GetFloat($"{arch}.{key}");
+            if (v == null) return fallback;
+            if (!double.IsFinite(v.Value) || v < min || v > max) throw new ModelFormatException(path, $"key '{arch}.{key}' = {v} is outside [{min:G3}, {max:G3}]");
+            return v.Value;
+        }
+        var L = ModelConfig.Limits.MaxHidden;
+        int dim = Int("embedding_length", 1, L), heads = Int("attention.head_count", 1, ModelConfig.Limits.MaxHeads);
+        var tokens = _file.Get<string[]>("tokenizer.ggml.tokens");
+        var embd = _file.Tensor("token_embd.weight") ?? throw new ModelFormatException(path, "missing tensor 'token_embd.weight'");
+        int vocab = Int("vocab_size", 1, ModelConfig.Limits.MaxVocab, embd.Dims.Length == 2 && embd.Dims[1] <= ModelConfig.Limits.MaxVocab ? (int)embd.Dims[1] : tokens?.Length ?? 0);
+        if (_file.GetString($"{arch}.rope.scaling.type") is string scaling && scaling != "none")
+            throw new ModelFormatException(path, $"rope scaling '{scaling}' is not supported yet");
+        var config = new ModelConfig
+        {
+            Architecture = Architecture.Llama, ModelType = arch,
+            HiddenSize = dim, IntermediateSize = Int("feed_forward_length", 1, ModelConfig.Limits.MaxIntermediate),
+            Layers = Int("block_count", 1, ModelConfig.Limits.MaxLayers), Heads = heads,
+            KvHeads = Int("attention.head_count_kv", 1, ModelConfig.Limits.MaxHeads, heads), VocabSize = vocab,
+            MaxPositions = Int("context_length", 1, ModelConfig.Limits.MaxPositions, 2048),
+            NormEps = (float)Float("attention.layer_norm_rms_epsilon", 1e-30, 0.5, 1e-6),
+            RopeTheta = Float("rope.freq_base", double.Epsilon, 1e15, 10000),
+            TieWordEmbeddings = _file.Tensor("output.weight") == null,
+            AttentionBias = _file.Tensor("blk.0.attn_q.bias") != null,
+            // llama.cpp runs the llama architecture with interleaved ("normal") RoPE on q/k rows permuted by its converter;
+            // qwen2 keeps Hugging Face's order and rotate-half ("neox") RoPE.
+            RopeLayout = arch == "llama" ? RopeLayout.Interleaved : RopeLayout.RotateHalf,
+            BosTokenId = TokenId("tokenizer.ggml.bos_token_id", vocab),
+            EosTokenIds = new[] { TokenId("tokenizer.ggml.eos_token_id", vocab), TokenId("tokenizer.ggml.eot_token_id", vocab) }
+                .Where(i => i != null).Select(i => i!.Value).Distinct().ToArray(),
+        };
+        if (_file.GetInt($"{arch}.attention.key_length") is long kl)
+            config = config with { HeadDim = Int("attention.key_length", 2, ModelConfig.Limits.MaxHeadDim) };
+        if (_file.GetInt($"{arch}.rope.dimension_count") is long rd && rd != config.HeadDim)
+            throw new ModelFormatException(path, $"partial rotary embeddings ({arch}.rope.dimension_count {rd} of head dimension {config.HeadDim}) are not supported yet");
+        if (_file.Tensor("rope_freqs.weight") is { } rf)
+        {
+            if (rf.Elements != config.HeadDim / 2) throw new ModelFormatException(path, $"tensor 'rope_freqs.weight' has {rf.Elements} elements, expected {config.HeadDim / 2}");
+            var f = new float[rf.Elements];
+            var format = WeightFormat.FromGgml(rf.Type) is { IsBlockQuantized: false } ff ? ff : throw new ModelFormatException(path, "tensor 'rope_freqs.weight' must be F32 or F16");
+            fixed (float* d = f) format.DequantizeRow(_file.DataPointer(rf), f.Length, d);
+            if (f.Any(x => !(x > 0) || !float.IsFinite(x))) throw new ModelFormatException(path, "tensor 'rope_freqs.weight' holds a non-positive or non-finite factor");
+            config = config with { RopeFreqFactors = f };
+        }
+        return config.Validate(path);
+    }
+
+    private int? TokenId(string key, int vocab)
+    {
+        long? v = _file.GetInt(key);
+        if (v == null) return null;
+        if (v < 0 || v >= vocab) throw new ModelFormatException(_file.Path, $"key '{key}' = {v} is outside the vocabulary (0..{vocab - 1})");
+        return (int)v;
+    }
+
+    public void Dispose() => _file.Dispose();
+}
