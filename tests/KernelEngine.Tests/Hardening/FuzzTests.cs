@@ -48,6 +48,45 @@ public sealed class FuzzTests
         Assert.That(outcomes.Keys.Count(k => k != "ran"), Is.GreaterThan(0), "the mutations reach the error paths");
     }
 
+    [Test]
+    public void MutatedGgufFiles_GiveTypedErrorsOrRuns()
+    {
+        SharedData.Require("models/stories260K");
+        int cases = Cases(1500) / 5;   // CI: 300; --long (10,000): 2,000 GGUF files
+        cases = Math.Max(cases, 60);
+        string root = Path.Combine(Path.GetTempPath(), "ke-fuzz-gguf-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(root);
+        var outcomes = new Dictionary<string, int>();
+        var failures = new List<string>();
+        try
+        {
+            string source = Path.Combine(root, "source.gguf");
+            KernelEngine.Formats.GgufExporter.Export(SharedData.Stories, source, KernelEngine.Kernels.WeightType.Q8_0);
+            long dataStart;
+            using (var f = KernelEngine.Formats.GgufFile.Open(source)) dataStart = f.DataStart;
+            var fuzzer = new GgufFuzzer(File.ReadAllBytes(source), dataStart, seed: 3);
+            for (int i = 0; i < cases; i++)
+            {
+                var (data, what) = fuzzer.Next();
+                string path = Path.Combine(root, $"case{i:D5}.gguf");
+                File.WriteAllBytes(path, data);
+                var run = Task.Run(() => RunCase(path));
+                if (!run.Wait(TimeSpan.FromSeconds(60))) { failures.Add($"case {i} ({what}): hung for 60 s"); break; }
+                if (run.Result.StartsWith("UNTYPED", StringComparison.Ordinal)) failures.Add($"case {i} ({what}): {run.Result}");
+                string kind = run.Result.Split(':')[0];
+                outcomes[kind] = outcomes.GetValueOrDefault(kind) + 1;
+                File.Delete(path);
+            }
+        }
+        finally
+        {
+            Directory.Delete(root, true);
+        }
+        TestContext.Out.WriteLine($"GGUF (stories260K Q8_0): {cases} mutated files: " + string.Join(", ", outcomes.OrderByDescending(kv => kv.Value).Select(kv => $"{kv.Key} {kv.Value}")));
+        Assert.That(failures, Is.Empty, string.Join("\n", failures.Take(20)));
+        Assert.That(outcomes.Keys.Count(k => k != "ran"), Is.GreaterThan(0));
+    }
+
     /// <summary>"ran", a typed error's type name, or "UNTYPED ..." with the exception.</summary>
     private static string RunCase(string folder)
     {

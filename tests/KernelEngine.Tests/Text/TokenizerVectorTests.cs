@@ -6,7 +6,7 @@ namespace KernelEngine.Tests.Text;
 /// <summary>The llama.cpp tokenizer test vectors in ../shared/tokenizers: exact ids for every input, and decode back.</summary>
 public sealed class TokenizerVectorTests
 {
-    private static IEnumerable<(string Input, int[] Ids)> Vectors(string dir, string name)
+    internal static IEnumerable<(string Input, int[] Ids)> Vectors(string dir, string name)
     {
         string inp = File.ReadAllText(Path.Combine(dir, name + ".inp"));
         var inputs = inp.Split("\n__ggml_vocab_test__\n").ToList();
@@ -17,7 +17,7 @@ public sealed class TokenizerVectorTests
             yield return (inputs[i], outputs[i].Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray());
     }
 
-    private static void Check(Tokenizer tok, string dir, string name, int expectedCount)
+    internal static void Check(Tokenizer tok, string dir, string name, int expectedCount)
     {
         var vectors = Vectors(dir, name).ToList();
         Assert.That(vectors, Has.Count.EqualTo(expectedCount));
