@@ -14,6 +14,12 @@ public enum WeightType
     BF16,
     Q8_0,
     Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q4_K,
+    Q5_K,
+    Q6_K,
 }
 
 /// <summary>Shorthands over the <see cref="WeightFormat"/> table.</summary>

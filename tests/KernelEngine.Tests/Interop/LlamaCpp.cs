@@ -1,0 +1,77 @@
+using KernelEngine.Benchmarking;
+using KernelEngine.Formats;
+using KernelEngine.Kernels;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+
+namespace KernelEngine.Tests.Interop;
+
+/// <summary>llama.cpp through LLamaSharp: its quantizer writes GGUF files, its CPU backend computes reference logits.</summary>
+public static class LlamaCpp
+{
+    private static readonly object Gate = new();
+    private static string? _f32;
+
+    static LlamaCpp()
+    {
+        // The test host does not probe the package's runtimes/ folder: name the libraries of this CPU's build.
+        string level = System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? "avx512" : System.Runtime.Intrinsics.X86.Avx2.IsSupported ? "avx2"
+            : System.Runtime.Intrinsics.X86.Avx.IsSupported ? "avx" : "noavx";
+        string rid = OperatingSystem.IsLinux() ? "linux-x64" : OperatingSystem.IsWindows() ? "win-x64" : "osx-x64";
+        string native = Path.Combine(AppContext.BaseDirectory, "runtimes", rid, "native", level);
+        string ext = OperatingSystem.IsWindows() ? ".dll" : OperatingSystem.IsMacOS() ? ".dylib" : ".so";
+        string prefix = OperatingSystem.IsWindows() ? "" : "lib";
+        if (Directory.Exists(native))
+            NativeLibraryConfig.All.WithLibrary(Path.Combine(native, prefix + "llama" + ext), Path.Combine(native, prefix + "mtmd" + ext));
+        // Load through NativeApi (it installs the library resolver) before any other entry point is called.
+        NativeApi.llama_empty_call();
+    }
+
+    /// <summary>The llama-kq preset (random weights, rows of 256) exported by us as an F32 GGUF, once per run.</summary>
+    public static string F32Gguf()
+    {
+        lock (Gate)
+        {
+            if (_f32 != null) return _f32;
+            string dir = Path.Combine(Path.GetTempPath(), $"ke-interop-{Environment.ProcessId}");
+            Directory.CreateDirectory(dir);
+            string folder = Presets.Materialize("llama-kq", WeightType.F32, dir);
+            string gguf = Path.Combine(dir, "llama-kq-f32.gguf");
+            GgufExporter.Export(folder, gguf, WeightType.F32);
+            return _f32 = gguf;
+        }
+    }
+
+    /// <summary>llama.cpp's own quantization of the F32 file (its tensor-type mix for <paramref name="ftype"/>).</summary>
+    public static string Quantized(string ftype)
+    {
+        string src = F32Gguf();
+        string dst = Path.Combine(Path.GetDirectoryName(src)!, $"llama-kq-{ftype}.gguf");
+        lock (Gate)
+        {
+            if (File.Exists(dst)) return dst;
+            if (!LLamaQuantizer.Quantize(src, dst + ".tmp", ftype, nthread: 2, allowRequantize: true, quantizeOutputTensor: true))
+                throw new InvalidOperationException($"llama.cpp could not quantize to {ftype}");
+            File.Move(dst + ".tmp", dst);
+        }
+        return dst;
+    }
+
+    /// <summary>llama.cpp's logits for every position of one batch (F32 KV cache, flash attention off, 2 threads).</summary>
+    public static float[][] Logits(string gguf, int[] tokens)
+    {
+        var p = new ModelParams(gguf)
+        {
+            ContextSize = (uint)Math.Max(64, tokens.Length), Threads = 2, BatchThreads = 2, BatchSize = (uint)tokens.Length, UBatchSize = (uint)tokens.Length,
+            GpuLayerCount = 0, TypeK = GGMLType.GGML_TYPE_F32, TypeV = GGMLType.GGML_TYPE_F32, FlashAttention = false,
+        };
+        using var weights = LLamaWeights.LoadFromFile(p);
+        using var ctx = weights.CreateContext(p);
+        var batch = new LLamaBatch();
+        for (int i = 0; i < tokens.Length; i++) batch.Add((LLamaToken)tokens[i], i, LLamaSeqId.Zero, true);
+        var r = ctx.Decode(batch);
+        if (r != DecodeResult.Ok) throw new InvalidOperationException($"llama.cpp decode failed: {r}");
+        return Enumerable.Range(0, tokens.Length).Select(i => ctx.NativeHandle.GetLogitsIth(i).ToArray()).ToArray();
+    }
+}
