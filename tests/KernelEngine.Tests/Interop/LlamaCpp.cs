@@ -43,11 +43,27 @@ public static class LlamaCpp
         }
     }
 
-    /// <summary>llama.cpp's own quantization of the F32 file (its tensor-type mix for <paramref name="ftype"/>).</summary>
-    public static string Quantized(string ftype)
+    private static string? _stories;
+
+    /// <summary>stories260K exported by us as an F32 GGUF, once per run.</summary>
+    public static string StoriesGguf()
     {
-        string src = F32Gguf();
-        string dst = Path.Combine(Path.GetDirectoryName(src)!, $"llama-kq-{ftype}.gguf");
+        lock (Gate)
+        {
+            if (_stories != null) return _stories;
+            string dir = Path.Combine(Path.GetTempPath(), $"ke-interop-{Environment.ProcessId}");
+            Directory.CreateDirectory(dir);
+            string gguf = Path.Combine(dir, "stories-f32.gguf");
+            GgufExporter.Export(SharedData.Stories, gguf, WeightType.F32);
+            return _stories = gguf;
+        }
+    }
+
+    /// <summary>llama.cpp's own quantization of an F32 file (its tensor-type mix for <paramref name="ftype"/>).</summary>
+    public static string Quantized(string ftype, string? source = null)
+    {
+        string src = source ?? F32Gguf();
+        string dst = Path.Combine(Path.GetDirectoryName(src)!, $"{Path.GetFileNameWithoutExtension(src)}-{ftype}.gguf");
         lock (Gate)
         {
             if (File.Exists(dst)) return dst;

@@ -47,3 +47,82 @@ public sealed class LlamaCppGgufTests
         Assert.That(mismatches, Is.Empty, string.Join("\n", mismatches));
     }
 }
+
+/// <summary>The same llama.cpp-written files run in both engines: logits at 128 positions agree.</summary>
+[Category("LlamaCpp")]
+public sealed class LlamaCppLogitTests
+{
+    public static readonly string[] Ftypes = LlamaCppGgufTests.Ftypes;
+
+    /// <summary>(top-1 agreement, top-1 agreement where llama.cpp's best two logits differ by more than
+    /// <paramref name="margin"/>, mean KL(llama.cpp || ours), max |logit diff|) over the positions.</summary>
+    public static (double Top1, double Top1Decisive, double MeanKl, double MaxDiff) Compare(float[][] theirs, float[] ours, int vocab, double margin)
+    {
+        int agree = 0, decisive = 0, agreeDecisive = 0; double kl = 0, maxDiff = 0;
+        for (int p = 0; p < theirs.Length; p++)
+        {
+            var a = theirs[p];
+            var b = ours.AsSpan(p * vocab, vocab);
+            bool same = System.Numerics.Tensors.TensorPrimitives.IndexOfMax(a) == System.Numerics.Tensors.TensorPrimitives.IndexOfMax(b);
+            if (same) agree++;
+            var sorted = a.OrderByDescending(v => v).Take(2).ToArray();
+            if (sorted[0] - sorted[1] > margin) { decisive++; if (same) agreeDecisive++; }
+            double ma = a.Max(), mb = double.NegativeInfinity;
+            foreach (float v in b) mb = Math.Max(mb, v);
+            double za = 0, zb = 0;
+            for (int i = 0; i < vocab; i++) { za += Math.Exp(a[i] - ma); zb += Math.Exp(b[i] - mb); }
+            double la = ma + Math.Log(za), lb = mb + Math.Log(zb), k = 0;
+            for (int i = 0; i < vocab; i++)
+            {
+                double lpa = a[i] - la, lpb = b[i] - lb;
+                k += Math.Exp(lpa) * (lpa - lpb);
+                maxDiff = Math.Max(maxDiff, Math.Abs(a[i] - b[i]));
+            }
+            kl += k;
+        }
+        return (agree / (double)theirs.Length, decisive == 0 ? 1 : agreeDecisive / (double)decisive, kl / theirs.Length, maxDiff);
+    }
+
+    [TestCaseSource(nameof(Ftypes))]
+    public void LlamaCppQuantizedFile_LogitsAgreeWithLlamaCpp(string ftype)
+    {
+        string gguf = LlamaCpp.Quantized(ftype);
+        var rng = new Random(7);
+        int[] tokens = [1, .. Enumerable.Range(0, 127).Select(_ => rng.Next(3, 1024))];
+        var theirs = LlamaCpp.Logits(gguf, tokens);
+        using var model = Model.Load(gguf, new ModelOptions { Device = "cpu", ContextLength = 256 });
+        using var s = model.CreateSession();
+        int vocab = model.Config.VocabSize;
+        var ours = new float[tokens.Length * vocab];
+        s.FeedAll(tokens, ours);
+        // Random weights leave near-ties between the best two logits; llama.cpp rounds activations to 8 bits for quantized
+        // products, so a tie can break either way. Top-1 is asserted where llama.cpp's margin exceeds 0.05.
+        var (top1, decisive, kl, maxDiff) = Compare(theirs, ours, vocab, margin: 0.05);
+        TestContext.Out.WriteLine($"{ftype}: {tokens.Length} positions, top-1 agreement {top1:P1} ({decisive:P1} where the margin > 0.05), mean KL {kl:E2}, max |diff| {maxDiff:E2}");
+        Assert.That(decisive, Is.GreaterThanOrEqualTo(0.99));
+        Assert.That(top1, Is.GreaterThanOrEqualTo(0.9));
+        Assert.That(kl, Is.LessThanOrEqualTo(1e-3));
+    }
+
+    [TestCase("q4_k_m")]
+    [TestCase("q5_k_m")]
+    [TestCase("q6_k")]
+    public void Stories260KQuantizedByLlamaCpp_TopTokenAgrees(string ftype)
+    {
+        // A real model: decisive logits. Its rows (64, 172) are not whole K-quant blocks, so llama.cpp's K mixes fall back
+        // to other types for them (q8_0, q5_0, f16, ...); the file runs whatever they are. (Plain q8_0/q4_0 files cannot
+        // be made from it: llama.cpp refuses the 172-wide rows.)
+        string gguf = LlamaCpp.Quantized(ftype, LlamaCpp.StoriesGguf());
+        var tokens = Reference.Stories().BosGreedyIds.Take(200).ToArray();
+        var theirs = LlamaCpp.Logits(gguf, tokens);
+        using var model = Model.Load(gguf, new ModelOptions { Device = "cpu" });
+        using var s = model.CreateSession();
+        var ours = new float[tokens.Length * 512];
+        s.FeedAll(tokens, ours);
+        var (top1, _, kl, maxDiff) = Compare(theirs, ours, 512, margin: 0);
+        TestContext.Out.WriteLine($"stories260K {ftype}: {tokens.Length} positions, top-1 agreement {top1:P1}, mean KL {kl:E2}, max |diff| {maxDiff:E2}; types " +
+            string.Join(", ", model.Transformer.Weights.All().Select(w => w.Type.Name()).Distinct()));
+        Assert.That(top1, Is.GreaterThanOrEqualTo(0.99));
+        Assert.That(kl, Is.LessThanOrEqualTo(1e-3));
+    }
+}
