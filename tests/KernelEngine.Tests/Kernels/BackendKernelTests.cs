@@ -46,8 +46,23 @@ public sealed class BackendKernelTests(string backendName)
     [TestCase(WeightType.Q8_0, 7, 37, 160)]
     [TestCase(WeightType.Q4_0, 1, 41, 96)]
     [TestCase(WeightType.Q4_0, 5, 23, 224)]
+    [TestCase(WeightType.Q4_1, 1, 37, 96)]
+    [TestCase(WeightType.Q4_1, 3, 19, 160)]
+    [TestCase(WeightType.Q5_0, 1, 21, 96)]
+    [TestCase(WeightType.Q5_0, 5, 7, 224)]
+    [TestCase(WeightType.Q5_1, 1, 11, 160)]
+    [TestCase(WeightType.Q5_1, 3, 13, 32)]
+    [TestCase(WeightType.Q4_K, 1, 37, 256)]
+    [TestCase(WeightType.Q4_K, 1, 9, 768)]
+    [TestCase(WeightType.Q4_K, 3, 7, 512)]
+    [TestCase(WeightType.Q5_K, 1, 23, 512)]
+    [TestCase(WeightType.Q5_K, 4, 5, 256)]
+    [TestCase(WeightType.Q6_K, 1, 19, 768)]
+    [TestCase(WeightType.Q6_K, 1, 3, 256)]
+    [TestCase(WeightType.Q6_K, 2, 11, 512)]
     public void MatMul_MatchesScalarReference(WeightType type, int rows, int outDim, int inDim)
     {
+        if (!type.Format().DeviceReadable && _b is not CpuBackend) Assert.Ignore($"{type.Name()} has no ILGPU read yet");
         var x = TestData.Random(rows * inDim, 1);
         var w = TestData.Random(outDim * inDim, 2);
         var bias = TestData.Random(outDim, 3);
@@ -55,8 +70,10 @@ public sealed class BackendKernelTests(string backendName)
         // The CPU's quantized decode quantizes the activation row to Q8_0 blocks first (as llama.cpp does): the
         // reference takes x through the same rounding, so only summation order separates them. The ILGPU kernels
         // dequantize weights and keep activations in F32.
-        bool q8Activations = type.IsBlockQuantized() && rows == 1 && _b is CpuBackend;
-        var xRef = q8Activations ? ScalarReference.Dequantize(TestData.Encode(x, WeightType.Q8_0, 1, inDim), WeightType.Q8_0, 1, inDim) : x;
+        bool q8Activations = type.HasPackedCpuDecode() && rows == 1 && _b is CpuBackend;
+        bool q8kActivations = KernelEngine.Kernels.MatMul.KQuantMatVecCpu.Handles(type) && rows == 1 && _b is CpuBackend;
+        var xRef = q8Activations ? ScalarReference.Dequantize(TestData.Encode(x, WeightType.Q8_0, 1, inDim), WeightType.Q8_0, 1, inDim)
+            : q8kActivations ? ScalarReference.Q8PerSuperBlock(x) : x;
         var expected = ScalarReference.MatMul(xRef, rows, inDim, ScalarReference.Dequantize(stored, type, outDim, inDim), outDim, bias);
         using var xt = _b.Tensor(x, rows, inDim);
         using var wt = _b.Upload(new HostWeight("w", outDim, inDim, type, stored));

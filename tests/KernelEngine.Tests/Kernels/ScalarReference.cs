@@ -112,6 +112,56 @@ public static class ScalarReference
         return (lse, h, logits[token] / temperature - lse);
     }
 
+    private static float H(byte[] d, int at) => (float)BitConverter.ToHalf(d, at);
+
+    /// <summary>Element c of a row at byte o, from ggml's block layouts (ggml-common.h), one element at a time.</summary>
+    private static float GgmlElement(byte[] d, int o, WeightType type, int c)
+    {
+        int e = c % 32;
+        int Nib(int qs) => e < 16 ? d[qs + e] & 0xF : d[qs + e - 16] >> 4;
+        switch (type)
+        {
+            case WeightType.Q4_1: { int b = o + c / 32 * 20; return Nib(b + 4) * H(d, b) + H(d, b + 2); }
+            case WeightType.Q5_0: { int b = o + c / 32 * 22; int bit = (int)(BitConverter.ToUInt32(d, b + 2) >> e) & 1; return ((Nib(b + 6) | bit << 4) - 16) * H(d, b); }
+            case WeightType.Q5_1: { int b = o + c / 32 * 24; int bit = (int)(BitConverter.ToUInt32(d, b + 4) >> e) & 1; return (Nib(b + 8) | bit << 4) * H(d, b) + H(d, b + 2); }
+            case WeightType.Q4_K or WeightType.Q5_K:
+            {
+                bool five = type == WeightType.Q5_K;
+                int b = o + c / 256 * (five ? 176 : 144), k = c % 256, j = k / 32, g = k / 64, l = k % 32;
+                int qs = b + (five ? 48 : 16);
+                int q = (k % 64) < 32 ? d[qs + 32 * g + l] & 0xF : d[qs + 32 * g + l] >> 4;
+                if (five) q += ((d[b + 16 + l] >> j) & 1) * 16;
+                int sc, m;
+                if (j < 4) { sc = d[b + 4 + j] & 63; m = d[b + 4 + j + 4] & 63; }
+                else { sc = (d[b + 4 + j + 4] & 0xF) | ((d[b + 4 + j - 4] >> 6) << 4); m = (d[b + 4 + j + 4] >> 4) | ((d[b + 4 + j] >> 6) << 4); }
+                return H(d, b) * sc * q - H(d, b + 2) * m;
+            }
+            case WeightType.Q6_K:
+            {
+                int b = o + c / 256 * 210, k = c % 256, h = k / 128, w = k % 128, quarter = w / 32, l = w % 32;
+                int ql = d[b + 64 * h + (quarter % 2) * 32 + l];
+                int low = quarter < 2 ? ql & 0xF : ql >> 4;
+                int high = (d[b + 128 + 32 * h + l] >> (2 * quarter)) & 3;
+                return H(d, b + 208) * (sbyte)d[b + 192 + k / 16] * ((low | high << 4) - 32);
+            }
+            default: throw new ArgumentOutOfRangeException(nameof(type));
+        }
+    }
+
+    /// <summary>x quantized as the CPU's K-quant decode does (8 bits per 256, scale amax / 127, round half to even) and back.</summary>
+    public static float[] Q8PerSuperBlock(float[] x)
+    {
+        var y = new float[x.Length];
+        for (int b = 0; b < x.Length / 256; b++)
+        {
+            float amax = 0;
+            for (int j = 0; j < 256; j++) amax = Math.Max(amax, Math.Abs(x[256 * b + j]));
+            float dx = amax / 127f, id = dx != 0 ? 1f / dx : 0f;
+            for (int j = 0; j < 256; j++) y[256 * b + j] = (float)Math.Round(x[256 * b + j] * id, MidpointRounding.ToEven) * dx;
+        }
+        return y;
+    }
+
     /// <summary>Dequantizes a whole matrix stored in a weight type (the reference for the kernels' on-the-fly conversion).</summary>
     public static float[] Dequantize(byte[] data, WeightType type, int rows, int cols)
     {
@@ -129,7 +179,7 @@ public static class ScalarReference
                     WeightType.Q8_0 => (float)BitConverter.ToHalf(data, (int)(o + c / 32 * 34)) * (sbyte)data[o + c / 32 * 34 + 2 + c % 32],
                     WeightType.Q4_0 => (float)BitConverter.ToHalf(data, (int)(o + c / 32 * 18))
                         * ((c % 32 < 16 ? data[o + c / 32 * 18 + 2 + c % 32] & 0xF : data[o + c / 32 * 18 + 2 + c % 32 - 16] >> 4) - 8),
-                    _ => throw new ArgumentOutOfRangeException(nameof(type)),
+                    _ => GgmlElement(data, (int)o, type, c),
                 };
             }
         return y;
