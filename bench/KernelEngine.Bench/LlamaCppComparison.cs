@@ -33,8 +33,36 @@ public static class LlamaCppComparison
             string gguf = Path.Combine(Path.GetTempPath(), "kernelengine-presets", $"{label.Replace(' ', '-')}.gguf");
             Directory.CreateDirectory(Path.GetDirectoryName(gguf)!);
             if (!File.Exists(gguf)) GgufExporter.Export(dir, gguf, modelDir != null ? type : null);
+            rows.AddRange(Measure(label, dir, gguf, pp, tg, reps, threads, log));
+        }
+        return rows;
+    }
 
-            using var ours = Model.Load(dir, new ModelOptions { Device = "cpu", ContextLength = Math.Min(1024, pp + tg + 8), PrefillBatch = 512 });
+    /// <summary>The same GGUF file in both engines: llama.cpp's own quantizer (LLamaQuantizer) makes it from the preset's
+    /// F32 export, with its tensor-type mix for <paramref name="ftypes"/> (q4_k_m, q5_k_m, q6_k, ...).</summary>
+    public static List<Row> RunLlamaCppFiles(string preset, IEnumerable<string> ftypes, int pp, int tg, int reps, int threads, TextWriter log)
+    {
+        var rows = new List<Row>();
+        NativeApi.llama_empty_call();   // loads llama.cpp through LLamaSharp's resolver before the quantizer's first call
+        string root = Path.Combine(Path.GetTempPath(), "kernelengine-presets");
+        Directory.CreateDirectory(root);
+        string f32 = Path.Combine(root, $"{preset}-f32.gguf");
+        if (!File.Exists(f32)) GgufExporter.Export(Presets.Materialize(preset, WeightType.F32), f32, WeightType.F32);
+        foreach (var ftype in ftypes)
+        {
+            string gguf = Path.Combine(root, $"{preset}-{ftype}-llamacpp.gguf");
+            if (!File.Exists(gguf) && !LLamaQuantizer.Quantize(f32, gguf, ftype, threads, true, true))
+                throw new InvalidOperationException($"llama.cpp could not quantize {f32} to {ftype}");
+            rows.AddRange(Measure($"{preset} {ftype} (llama.cpp's file)", gguf, gguf, pp, tg, reps, threads, log));
+        }
+        return rows;
+    }
+
+    private static List<Row> Measure(string label, string ourModel, string gguf, int pp, int tg, int reps, int threads, TextWriter log)
+    {
+        var rows = new List<Row>();
+        {
+            using var ours = Model.Load(ourModel, new ModelOptions { Device = "cpu", ContextLength = Math.Min(1024, pp + tg + 8), PrefillBatch = 512 });
             var p = new ModelParams(gguf)
             {
                 ContextSize = (uint)Math.Min(1024, pp + tg + 8), Threads = threads, BatchThreads = threads, BatchSize = 512, UBatchSize = 512,

@@ -7,9 +7,12 @@ using KernelEngine.Kernels;
 if (args.Length > 0 && args[0] == "compare")
 {
     string preset = Arg(args, "--preset") ?? "llama-160m";
-    var types = (Arg(args, "--dtype") ?? "f32,f16,q8_0,q4_0").Split(',').Select(Parse).ToList();
-    var rows = LlamaCppComparison.Run(preset, types, int.Parse(Arg(args, "--pp") ?? "512"), int.Parse(Arg(args, "--tg") ?? "128"),
-        int.Parse(Arg(args, "--reps") ?? "3"), Environment.ProcessorCount, Console.Out, Arg(args, "--model"));
+    int pp = int.Parse(Arg(args, "--pp") ?? "512"), tg = int.Parse(Arg(args, "--tg") ?? "128"), reps = int.Parse(Arg(args, "--reps") ?? "3");
+    // --ftype q4_k_m,q5_k_m,q6_k: files written by llama.cpp's quantizer, loaded by both engines.
+    var rows = Arg(args, "--ftype") is string ftypes
+        ? LlamaCppComparison.RunLlamaCppFiles(preset, ftypes.Split(','), pp, tg, reps, Environment.ProcessorCount, Console.Out)
+        : LlamaCppComparison.Run(preset, (Arg(args, "--dtype") ?? "f32,f16,q8_0,q4_0").Split(',').Select(Parse).ToList(), pp, tg, reps,
+            Environment.ProcessorCount, Console.Out, Arg(args, "--model"));
     LlamaCppComparison.PrintMarkdown(rows, Console.Out);
     return 0;
 }

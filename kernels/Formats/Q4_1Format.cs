@@ -11,7 +11,6 @@ public readonly struct Q4_1Format : IWeightFormat
     public static int BlockElements => 32;
     public static int BlockBytes => 20;
     public static GgmlType Ggml => GgmlType.Q4_1;
-    public static bool DeviceReadable => false;
 
     public static unsafe void DequantizeRow(byte* src, int n, float* dst)
     {

@@ -11,7 +11,6 @@ public readonly struct Q5_0Format : IWeightFormat
     public static int BlockElements => 32;
     public static int BlockBytes => 22;
     public static GgmlType Ggml => GgmlType.Q5_0;
-    public static bool DeviceReadable => false;
 
     public static unsafe void DequantizeRow(byte* src, int n, float* dst)
     {

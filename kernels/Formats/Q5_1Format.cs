@@ -11,7 +11,6 @@ public readonly struct Q5_1Format : IWeightFormat
     public static int BlockElements => 32;
     public static int BlockBytes => 24;
     public static GgmlType Ggml => GgmlType.Q5_1;
-    public static bool DeviceReadable => false;
 
     public static unsafe void DequantizeRow(byte* src, int n, float* dst)
     {

@@ -15,7 +15,6 @@ public readonly struct Q5_KFormat : IWeightFormat
     public static int BlockElements => 256;
     public static int BlockBytes => 176;
     public static GgmlType Ggml => GgmlType.Q5_K;
-    public static bool DeviceReadable => false;
 
     public static unsafe void DequantizeRow(byte* src, int n, float* dst)
     {

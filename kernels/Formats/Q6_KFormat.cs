@@ -14,7 +14,6 @@ public readonly struct Q6_KFormat : IWeightFormat
     public static int BlockElements => 256;
     public static int BlockBytes => 210;
     public static GgmlType Ggml => GgmlType.Q6_K;
-    public static bool DeviceReadable => false;
 
     public static unsafe void DequantizeRow(byte* src, int n, float* dst)
     {

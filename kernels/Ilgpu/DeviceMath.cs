@@ -72,8 +72,54 @@ public static class DeviceMath
             int q = j < 16 ? b & 0x0F : b >> 4;
             return d * (q - 8);
         }
+        if (type == (int)WeightType.Q4_1 || type == (int)WeightType.Q5_0 || type == (int)WeightType.Q5_1) return ReadLegacy(w, type, rowStart, col);
+        if (type == (int)WeightType.Q4_K || type == (int)WeightType.Q5_K) return ReadQ4K(w, type == (int)WeightType.Q5_K, rowStart, col);
+        if (type == (int)WeightType.Q6_K) return ReadQ6K(w, rowStart, col);
         // The host refuses formats without a device read (IWeightFormat.DeviceReadable) before launching.
         return float.NaN;
+    }
+
+    private static float Half(ArrayView<byte> w, long off) => HalfToFloat(w[off] | ((uint)w[off + 1] << 8));
+
+    /// <summary>Q4_1 (d, m, nibbles), Q5_0 (d, fifth bits, nibbles; − 16), Q5_1 (d, m, fifth bits, nibbles).</summary>
+    private static float ReadLegacy(ArrayView<byte> w, int type, long rowStart, int col)
+    {
+        int e = col % 32;
+        int blockBytes = type == (int)WeightType.Q4_1 ? 20 : type == (int)WeightType.Q5_0 ? 22 : 24;
+        long b = rowStart + (col / 32) * blockBytes;
+        long qs = b + (type == (int)WeightType.Q4_1 ? 4 : type == (int)WeightType.Q5_0 ? 6 : 8);
+        int nib = e < 16 ? w[qs + e] & 0x0F : w[qs + e - 16] >> 4;
+        if (type == (int)WeightType.Q4_1) return nib * Half(w, b) + Half(w, b + 2);
+        long qhAt = type == (int)WeightType.Q5_0 ? b + 2 : b + 4;
+        int bit = (w[qhAt + e / 8] >> (e % 8)) & 1;
+        int q = nib | (bit << 4);
+        return type == (int)WeightType.Q5_0 ? (q - 16) * Half(w, b) : q * Half(w, b) + Half(w, b + 2);
+    }
+
+    /// <summary>Q4_K / Q5_K: value = d·scale_j · q − dmin·min_j with 6-bit scales and mins packed in 12 bytes.</summary>
+    private static float ReadQ4K(ArrayView<byte> w, bool five, long rowStart, int col)
+    {
+        long b = rowStart + (col / 256) * (five ? 176 : 144);
+        int k = col % 256, j = k / 32, g = k / 64, l = k % 32;
+        long qs = b + (five ? 48 : 16);
+        int q = (k % 64) < 32 ? w[qs + 32 * g + l] & 0x0F : w[qs + 32 * g + l] >> 4;
+        if (five) q += ((w[b + 16 + l] >> j) & 1) * 16;
+        long s = b + 4;
+        int sc, m;
+        if (j < 4) { sc = w[s + j] & 63; m = w[s + j + 4] & 63; }
+        else { sc = (w[s + j + 4] & 0x0F) | ((w[s + j - 4] >> 6) << 4); m = (w[s + j + 4] >> 4) | ((w[s + j] >> 6) << 4); }
+        return Half(w, b) * sc * q - Half(w, b + 2) * m;
+    }
+
+    /// <summary>Q6_K: value = d·scale_(k/16) · (q − 32), q = 4 low bits from ql and 2 high bits from qh.</summary>
+    private static float ReadQ6K(ArrayView<byte> w, long rowStart, int col)
+    {
+        long b = rowStart + (col / 256) * 210;
+        int k = col % 256, h = k / 128, within = k % 128, quarter = within / 32, l = within % 32;
+        int ql = w[b + 64 * h + (quarter % 2) * 32 + l];
+        int low = quarter < 2 ? ql & 0x0F : ql >> 4;
+        int high = (w[b + 128 + 32 * h + l] >> (2 * quarter)) & 3;
+        return Half(w, b + 208) * (sbyte)w[b + 192 + k / 16] * ((low | (high << 4)) - 32);
     }
 
     /// <summary>Sum over the group (all threads get the result). shared: GroupSize floats.</summary>

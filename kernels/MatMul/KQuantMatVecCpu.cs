@@ -27,8 +27,8 @@ public static unsafe class KQuantMatVecCpu
         public sbyte* Qx;       // (n) natural order (Q6_K)
         public sbyte* QxNib;    // (n) per 128: [x0-31, x64-95, x32-63, x96-127] (Q4_K, Q5_K nibble order)
         public float* Dx;       // (n / 256) scales
-        public int* Sum16;      // (n / 16) Σ qx per 16
-        public int* Sum32;      // (n / 32) Σ qx per 32
+        public short* Sum16;    // (n / 16) Σ qx per 16 (|Σ| ≤ 2032)
+        public short* Sum32;    // (n / 32) Σ qx per 32
     }
 
     [ThreadStatic] private static byte* t_buffer;
@@ -40,14 +40,14 @@ public static unsafe class KQuantMatVecCpu
         if (t_bufferN < n)
         {
             if (t_buffer != null) NativeMemory.AlignedFree(t_buffer);
-            t_buffer = (byte*)NativeMemory.AlignedAlloc((nuint)(2 * n + 4 * (n / QK) + 4 * (n / 16) + 4 * (n / 32) + 256), 64);
+            t_buffer = (byte*)NativeMemory.AlignedAlloc((nuint)(2 * n + 4 * (n / QK) + 2 * (n / 16) + 2 * (n / 32) + 256), 64);
             t_bufferN = n;
         }
         var a = new Activations
         {
             Qx = (sbyte*)t_buffer, QxNib = (sbyte*)(t_buffer + n), Dx = (float*)(t_buffer + 2 * n),
         };
-        a.Sum16 = (int*)(a.Dx + n / QK);
+        a.Sum16 = (short*)(a.Dx + n / QK);
         a.Sum32 = a.Sum16 + n / 16;
         for (int b = 0; b < n / QK; b++)
         {
@@ -62,9 +62,9 @@ public static unsafe class KQuantMatVecCpu
             {
                 int s = 0;
                 for (int j = 0; j < 16; j++) s += q[16 * g + j];
-                a.Sum16[b * 16 + g] = s;
+                a.Sum16[b * 16 + g] = (short)s;
             }
-            for (int g = 0; g < QK / 32; g++) a.Sum32[b * 8 + g] = a.Sum16[b * 16 + 2 * g] + a.Sum16[b * 16 + 2 * g + 1];
+            for (int g = 0; g < QK / 32; g++) a.Sum32[b * 8 + g] = (short)(a.Sum16[b * 16 + 2 * g] + a.Sum16[b * 16 + 2 * g + 1]);
             sbyte* nib = a.QxNib + b * QK;
             for (int h = 0; h < 2; h++)
             {
@@ -93,17 +93,34 @@ public static unsafe class KQuantMatVecCpu
         }
     }
 
-    /// <summary>The 8 scales and mins of a Q4_K/Q5_K super-block (get_scale_min_k4).</summary>
+    /// <summary>get_scale_min_k4 for all 8 sub-blocks at once (ggml's utmp trick): scales in the low 8 bytes, mins in the high 8.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ScalesMins(byte* q, int* sc, int* m)
+    private static (ulong Scales, ulong Mins) ScalesMins(byte* q)
     {
-        for (int j = 0; j < 4; j++)
-        {
-            sc[j] = q[j] & 63;
-            m[j] = q[j + 4] & 63;
-            sc[j + 4] = (q[j + 8] & 0xF) | ((q[j] >> 6) << 4);
-            m[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
-        }
+        const uint kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+        uint u0 = Unsafe.ReadUnaligned<uint>(q), u1 = Unsafe.ReadUnaligned<uint>(q + 4), u2 = Unsafe.ReadUnaligned<uint>(q + 8);
+        uint u3 = ((u2 >> 4) & kmask2) | (((u1 >> 6) & kmask3) << 4);
+        uint mins03 = u1 & kmask1;
+        uint sc47 = (u2 & kmask2) | (((u0 >> 6) & kmask3) << 4);
+        return ((u0 & kmask1) | (ulong)sc47 << 32, mins03 | (ulong)u3 << 32);
+    }
+
+    // vpermw indices that spread 8 (or 16) int16 scales over the 32 int16 lanes of one vpmaddubsw result.
+    private static readonly Vector512<short> K02 = Spread(0, 2, 16), K13 = Spread(1, 3, 16), K46 = Spread(4, 6, 16), K57 = Spread(5, 7, 16);
+    private static readonly Vector512<short> G0 = Spread4(0), G4 = Spread4(4), G8 = Spread4(8), G12 = Spread4(12);
+
+    private static Vector512<short> Spread(int a, int b, int each)
+    {
+        var v = new short[32];
+        for (int i = 0; i < 32; i++) v[i] = (short)(i < each ? a : b);
+        return Vector512.Create(v);
+    }
+
+    private static Vector512<short> Spread4(int g)
+    {
+        var v = new short[32];
+        for (int i = 0; i < 32; i++) v[i] = (short)(g + i / 8);
+        return Vector512.Create(v);
     }
 
     /// <summary>One Q4_K (or Q5_K with <paramref name="fifthBits"/>) row against the activations.</summary>
@@ -111,24 +128,28 @@ public static unsafe class KQuantMatVecCpu
     public static float DotQ4K(byte* row, in Activations a, int blocks, bool fifthBits)
     {
         int blockBytes = fifthBits ? 176 : 144;
-        int* sc = stackalloc int[8];
-        int* mn = stackalloc int[8];
-        float sum = 0;
-        for (int b = 0; b < blocks; b++)
+        float minSum = 0;
+        if (Avx512BW.IsSupported)
         {
-            byte* blk = row + b * blockBytes;
-            float d = (float)Unsafe.ReadUnaligned<Half>(blk), dmin = (float)Unsafe.ReadUnaligned<Half>(blk + 2);
-            ScalesMins(blk + 4, sc, mn);
-            byte* qh = blk + 16;
-            byte* qs = blk + (fifthBits ? 48 : 16);
-            sbyte* x = a.QxNib + b * QK;
-            int isum;
-            if (Avx512BW.IsSupported)
+            var accF = Vector512<float>.Zero;
+            var mask = Vector512.Create((byte)0x0F);
+            var one = Vector512.Create((byte)1);
+            for (int b = 0; b < blocks; b++)
             {
+                byte* blk = row + b * blockBytes;
+                float d = (float)Unsafe.ReadUnaligned<Half>(blk), dmin = (float)Unsafe.ReadUnaligned<Half>(blk + 2);
+                var (scBytes, mBytes) = ScalesMins(blk + 4);
+                var sc = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(scBytes).AsByte()).ToVector256Unsafe().ToVector512Unsafe();
+                var mins = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mBytes).AsByte());
+                var m4 = Sse2.MultiplyAddAdjacent(mins, Vector128.Load(a.Sum32 + b * 8));
+                m4 += Vector128.Shuffle(m4, Vector128.Create(2, 3, 0, 1));
+                m4 += Vector128.Shuffle(m4, Vector128.Create(1, 0, 3, 2));
+                float dx = a.Dx[b];
+                minSum += dmin * dx * m4.ToScalar();
+                byte* qs = blk + (fifthBits ? 48 : 16);
+                sbyte* x = a.QxNib + b * QK;
+                var qhv = fifthBits ? Vector512.Create(Vector256.Load(blk + 16), Vector256.Load(blk + 16)).AsUInt16() : default;
                 var acc = Vector512<int>.Zero;
-                var mask = Vector512.Create((byte)0x0F);
-                var ones = Vector512.Create((short)1);
-                var qhv = fifthBits ? Vector512.Create(Vector256.Load(qh), Vector256.Load(qh)).AsUInt16() : default;
                 for (int h = 0; h < 2; h++)
                 {
                     var raw = Vector512.Load(qs + 64 * h);
@@ -136,42 +157,45 @@ public static unsafe class KQuantMatVecCpu
                     var hi = Vector512.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask;
                     if (fifthBits)
                     {
-                        // element 64k + l: bit 2k of qh[l]; element 64k + 32 + l: bit 2k + 1 (k = 2h for the first half of the load)
+                        // element 64k + l: bit 2k of qh[l]; element 64k + 32 + l: bit 2k + 1 (k = 2h for the load's first half)
                         var sLo = Vector512.Create(Vector256.Create((ushort)(4 * h)), Vector256.Create((ushort)(4 * h + 2)));
-                        var one = Vector512.Create((byte)1);
                         lo |= Vector512.ShiftLeft((Avx512BW.ShiftRightLogicalVariable(qhv, sLo).AsByte() & one).AsUInt16(), 4).AsByte();
                         hi |= Vector512.ShiftLeft((Avx512BW.ShiftRightLogicalVariable(qhv, sLo + Vector512.Create((ushort)1)).AsByte() & one).AsUInt16(), 4).AsByte();
                     }
-                    var pLo = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(lo, Vector512.Load(x + 128 * h)), ones);
-                    var pHi = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(hi, Vector512.Load(x + 128 * h + 64)), ones);
-                    // lanes 0-7: sub-block 4h (low) / 4h + 1 (high); lanes 8-15: 4h + 2 / 4h + 3
-                    var sLoScale = Vector512.Create(Vector256.Create(sc[4 * h]), Vector256.Create(sc[4 * h + 2]));
-                    var sHiScale = Vector512.Create(Vector256.Create(sc[4 * h + 1]), Vector256.Create(sc[4 * h + 3]));
-                    acc += Avx512F.MultiplyLow(pLo, sLoScale) + Avx512F.MultiplyLow(pHi, sHiScale);
+                    var pLo = Avx512BW.MultiplyAddAdjacent(lo, Vector512.Load(x + 128 * h));
+                    var pHi = Avx512BW.MultiplyAddAdjacent(hi, Vector512.Load(x + 128 * h + 64));
+                    // int16 pairs times their sub-block's scale, summed to int32: one vpmaddwd each
+                    acc += Avx512BW.MultiplyAddAdjacent(pLo, Avx512BW.PermuteVar32x16(sc.AsInt16(), h == 0 ? K02 : K46))
+                         + Avx512BW.MultiplyAddAdjacent(pHi, Avx512BW.PermuteVar32x16(sc.AsInt16(), h == 0 ? K13 : K57));
                 }
-                isum = Vector512.Sum(acc);
+                accF = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(acc), Vector512.Create(d * dx), accF);
             }
-            else
+            return VectorMath.Sum(accF) - minSum;
+        }
+        float sum = 0;
+        for (int b = 0; b < blocks; b++)
+        {
+            byte* blk = row + b * blockBytes;
+            float d = (float)Unsafe.ReadUnaligned<Half>(blk), dmin = (float)Unsafe.ReadUnaligned<Half>(blk + 2);
+            var (scBytes, mBytes) = ScalesMins(blk + 4);
+            byte* qh = blk + 16;
+            byte* qs = blk + (fifthBits ? 48 : 16);
+            int isum = 0, msum = 0;
+            for (int j = 0; j < 8; j++)
             {
-                isum = 0;
-                for (int j = 0; j < 8; j++)
+                // sub-block j: elements 32j..32j+31 = group g = j / 2 of 64, low (j even) or high (j odd) nibbles
+                int g = j / 2, s = 0;
+                byte* q = qs + 32 * g;
+                sbyte* xs = a.Qx + b * QK + 32 * j;
+                for (int l = 0; l < 32; l++)
                 {
-                    // sub-block j: elements 32j..32j+31 = group g = j / 2 of 64, low (j even) or high (j odd) nibbles
-                    int g = j / 2, s = 0;
-                    byte* q = qs + 32 * g;
-                    sbyte* xs = a.Qx + b * QK + 32 * j;
-                    for (int l = 0; l < 32; l++)
-                    {
-                        int v = (j & 1) == 0 ? q[l] & 0xF : q[l] >> 4;
-                        if (fifthBits && (qh[l] & (1 << j)) != 0) v += 16;
-                        s += v * xs[l];
-                    }
-                    isum += sc[j] * s;
+                    int v = (j & 1) == 0 ? q[l] & 0xF : q[l] >> 4;
+                    if (fifthBits && (qh[l] & (1 << j)) != 0) v += 16;
+                    s += v * xs[l];
                 }
+                isum += (int)((scBytes >> (8 * j)) & 0xFF) * s;
+                msum += (int)((mBytes >> (8 * j)) & 0xFF) * a.Sum32[b * 8 + j];
             }
-            int msum = 0;
-            int* s32 = a.Sum32 + b * 8;
-            for (int j = 0; j < 8; j++) msum += mn[j] * s32[j];
             sum += a.Dx[b] * (d * isum - dmin * msum);
         }
         return sum;
@@ -181,6 +205,41 @@ public static unsafe class KQuantMatVecCpu
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotQ6K(byte* row, in Activations a, int blocks)
     {
+        if (Avx512BW.IsSupported)
+        {
+            var accF = Vector512<float>.Zero;
+            var mask = Vector512.Create((byte)0x0F);
+            var three = Vector512.Create((byte)3);
+            var shLo = Vector512.Create(Vector256.Create((ushort)0), Vector256.Create((ushort)2));
+            var shHi = Vector512.Create(Vector256.Create((ushort)4), Vector256.Create((ushort)6));
+            for (int b = 0; b < blocks; b++)
+            {
+                byte* blk = row + b * 210;
+                byte* ql = blk, qh = blk + 128;
+                float d = (float)Unsafe.ReadUnaligned<Half>(blk + 208);
+                sbyte* x = a.Qx + b * QK;
+                var sc16 = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(blk + 192)));
+                var sc = sc16.ToVector512Unsafe();
+                // 32 · Σ sc_g · Σx_g, subtracted from the first 8 int32 lanes
+                var off = Avx2.MultiplyAddAdjacent(sc16, Vector256.Load(a.Sum16 + b * 16));
+                var acc = Vector512.Create(Vector256.ShiftLeft(off, 5), Vector256<int>.Zero);
+                acc = Vector512<int>.Zero - acc;
+                for (int h = 0; h < 2; h++)
+                {
+                    var raw = Vector512.Load(ql + 64 * h);
+                    var qhv = Vector512.Create(Vector256.Load(qh + 32 * h), Vector256.Load(qh + 32 * h)).AsUInt16();
+                    // low nibbles: elements [0-31 | 32-63] with qh bits (0-1 | 2-3); high: [64-95 | 96-127] with bits (4-5 | 6-7)
+                    var lo = (raw & mask) | Vector512.ShiftLeft((Avx512BW.ShiftRightLogicalVariable(qhv, shLo).AsByte() & three).AsUInt16(), 4).AsByte();
+                    var hi = (Vector512.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask) | Vector512.ShiftLeft((Avx512BW.ShiftRightLogicalVariable(qhv, shHi).AsByte() & three).AsUInt16(), 4).AsByte();
+                    var pLo = Avx512BW.MultiplyAddAdjacent(lo, Vector512.Load(x + 128 * h));
+                    var pHi = Avx512BW.MultiplyAddAdjacent(hi, Vector512.Load(x + 128 * h + 64));
+                    acc += Avx512BW.MultiplyAddAdjacent(pLo, Avx512BW.PermuteVar32x16(sc, h == 0 ? G0 : G8))
+                         + Avx512BW.MultiplyAddAdjacent(pHi, Avx512BW.PermuteVar32x16(sc, h == 0 ? G4 : G12));
+                }
+                accF = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(acc), Vector512.Create(d * a.Dx[b]), accF);
+            }
+            return VectorMath.Sum(accF);
+        }
         float sum = 0;
         for (int b = 0; b < blocks; b++)
         {
@@ -189,48 +248,19 @@ public static unsafe class KQuantMatVecCpu
             sbyte* sc = (sbyte*)(blk + 192);
             float d = (float)Unsafe.ReadUnaligned<Half>(blk + 208);
             sbyte* x = a.Qx + b * QK;
-            int isum;
-            if (Avx512BW.IsSupported)
-            {
-                var acc = Vector512<int>.Zero;
-                var mask = Vector512.Create((byte)0x0F);
-                var three = Vector512.Create((byte)3);
-                var ones = Vector512.Create((short)1);
-                for (int h = 0; h < 2; h++)
+            int isum = 0;
+            for (int h = 0; h < 2; h++)
+                for (int l = 0; l < 32; l++)
                 {
-                    var raw = Vector512.Load(ql + 64 * h);
-                    var qhv = Vector512.Create(Vector256.Load(qh + 32 * h), Vector256.Load(qh + 32 * h)).AsUInt16();
-                    // low nibbles: elements [0-31 | 32-63] with qh bits (0-1 | 2-3); high: [64-95 | 96-127] with bits (4-5 | 6-7)
-                    var lo = (raw & mask) | Vector512.ShiftLeft((Avx512BW.ShiftRightLogicalVariable(qhv, Vector512.Create(Vector256.Create((ushort)0), Vector256.Create((ushort)2))).AsByte() & three).AsUInt16(), 4).AsByte();
-                    var hi = (Vector512.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask) | Vector512.ShiftLeft((Avx512BW.ShiftRightLogicalVariable(qhv, Vector512.Create(Vector256.Create((ushort)4), Vector256.Create((ushort)6))).AsByte() & three).AsUInt16(), 4).AsByte();
-                    var pLo = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(lo, Vector512.Load(x + 128 * h)), ones);
-                    var pHi = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(hi, Vector512.Load(x + 128 * h + 64)), ones);
-                    // 16 lanes = 4 groups of 16 elements: scales 8h + 0..3 (low) and 8h + 4..7 (high), 4 lanes each
-                    var sLo = Avx512F.ConvertToVector512Int32(Vector128.Create(sc[8 * h], sc[8 * h], sc[8 * h], sc[8 * h], sc[8 * h + 1], sc[8 * h + 1], sc[8 * h + 1], sc[8 * h + 1],
-                        sc[8 * h + 2], sc[8 * h + 2], sc[8 * h + 2], sc[8 * h + 2], sc[8 * h + 3], sc[8 * h + 3], sc[8 * h + 3], sc[8 * h + 3]));
-                    var sHi = Avx512F.ConvertToVector512Int32(Vector128.Create(sc[8 * h + 4], sc[8 * h + 4], sc[8 * h + 4], sc[8 * h + 4], sc[8 * h + 5], sc[8 * h + 5], sc[8 * h + 5], sc[8 * h + 5],
-                        sc[8 * h + 6], sc[8 * h + 6], sc[8 * h + 6], sc[8 * h + 6], sc[8 * h + 7], sc[8 * h + 7], sc[8 * h + 7], sc[8 * h + 7]));
-                    acc += Avx512F.MultiplyLow(pLo, sLo) + Avx512F.MultiplyLow(pHi, sHi);
+                    byte* q = ql + 64 * h; byte hb = qh[32 * h + l];
+                    sbyte* xs = x + 128 * h;
+                    int q1 = (q[l] & 0xF) | ((hb & 3) << 4), q2 = (q[l + 32] & 0xF) | (((hb >> 2) & 3) << 4);
+                    int q3 = (q[l] >> 4) | (((hb >> 4) & 3) << 4), q4 = (q[l + 32] >> 4) | (((hb >> 6) & 3) << 4);
+                    int g = 8 * h + l / 16;
+                    isum += sc[g] * q1 * xs[l] + sc[g + 2] * q2 * xs[l + 32] + sc[g + 4] * q3 * xs[l + 64] + sc[g + 6] * q4 * xs[l + 96];
                 }
-                isum = Vector512.Sum(acc);
-            }
-            else
-            {
-                isum = 0;
-                for (int h = 0; h < 2; h++)
-                    for (int l = 0; l < 32; l++)
-                    {
-                        byte* q = ql + 64 * h; byte hb = qh[32 * h + l];
-                        sbyte* xs = x + 128 * h;
-                        int q1 = (q[l] & 0xF) | ((hb & 3) << 4), q2 = (q[l + 32] & 0xF) | (((hb >> 2) & 3) << 4);
-                        int q3 = (q[l] >> 4) | (((hb >> 4) & 3) << 4), q4 = (q[l + 32] >> 4) | (((hb >> 6) & 3) << 4);
-                        int g = 8 * h + l / 16;
-                        isum += sc[g] * q1 * xs[l] + sc[g + 2] * q2 * xs[l + 32] + sc[g + 4] * q3 * xs[l + 64] + sc[g + 6] * q4 * xs[l + 96];
-                    }
-            }
             int off = 0;
-            int* s16 = a.Sum16 + b * 16;
-            for (int g = 0; g < 16; g++) off += sc[g] * s16[g];
+            for (int g = 0; g < 16; g++) off += sc[g] * a.Sum16[b * 16 + g];
             sum += a.Dx[b] * d * (isum - 32 * off);
         }
         return sum;
