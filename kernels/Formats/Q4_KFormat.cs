@@ -18,6 +18,7 @@ public readonly struct Q4_KFormat : IWeightFormat
 
     public static unsafe void DequantizeRow(byte* src, int n, float* dst)
     {
+        if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) { KQuantRows.DequantizeQ4K(src, n, dst, fifthBits: false); return; }
         for (int b = 0; b < n / 256; b++, src += 144)
         {
             float d = (float)Unsafe.ReadUnaligned<Half>(src), min = (float)Unsafe.ReadUnaligned<Half>(src + 2);

@@ -87,8 +87,8 @@ public static unsafe class KQuantMatVecCpu
         byte* w = part.W;
         switch (part.Type)
         {
-            case WeightType.Q4_K: for (int o = o0; o < o1; o++) part.Y[o] = DotQ4K(w + o * rowBytes, a, blocks, fifthBits: false); break;
-            case WeightType.Q5_K: for (int o = o0; o < o1; o++) part.Y[o] = DotQ4K(w + o * rowBytes, a, blocks, fifthBits: true); break;
+            case WeightType.Q4_K: for (int o = o0; o < o1; o++) part.Y[o] = DotQ4K<No>(w + o * rowBytes, a, blocks); break;
+            case WeightType.Q5_K: for (int o = o0; o < o1; o++) part.Y[o] = DotQ4K<Yes>(w + o * rowBytes, a, blocks); break;
             default: for (int o = o0; o < o1; o++) part.Y[o] = DotQ6K(w + o * rowBytes, a, blocks); break;
         }
     }
@@ -123,17 +123,27 @@ public static unsafe class KQuantMatVecCpu
         return Vector512.Create(v);
     }
 
-    /// <summary>One Q4_K (or Q5_K with <paramref name="fifthBits"/>) row against the activations.</summary>
+    /// <summary>A compile-time flag: the JIT specializes a generic method per struct argument and drops the dead branch.</summary>
+    public interface IFlag { static abstract bool Value { get; } }
+    public readonly struct Yes : IFlag { public static bool Value => true; }
+    public readonly struct No : IFlag { public static bool Value => false; }
+
+    /// <summary>One Q4_K row against the activations (with <see cref="Yes"/>: Q5_K, whose fifth bits come from qh).</summary>
+    public static float DotQ4K(byte* row, in Activations a, int blocks, bool fifthBits) =>
+        fifthBits ? DotQ4K<Yes>(row, a, blocks) : DotQ4K<No>(row, a, blocks);
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ4K(byte* row, in Activations a, int blocks, bool fifthBits)
+    private static float DotQ4K<TFive>(byte* row, in Activations a, int blocks) where TFive : struct, IFlag
     {
+        bool fifthBits = TFive.Value;
         int blockBytes = fifthBits ? 176 : 144;
-        float minSum = 0;
         if (Avx512BW.IsSupported)
         {
             var accF = Vector512<float>.Zero;
+            var minAcc = Vector128<float>.Zero;
             var mask = Vector512.Create((byte)0x0F);
             var one = Vector512.Create((byte)1);
+            Vector512<short> k02 = K02, k13 = K13, k46 = K46, k57 = K57;
             for (int b = 0; b < blocks; b++)
             {
                 byte* blk = row + b * blockBytes;
@@ -141,36 +151,41 @@ public static unsafe class KQuantMatVecCpu
                 var (scBytes, mBytes) = ScalesMins(blk + 4);
                 var sc = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(scBytes).AsByte()).ToVector256Unsafe().ToVector512Unsafe();
                 var mins = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mBytes).AsByte());
-                var m4 = Sse2.MultiplyAddAdjacent(mins, Vector128.Load(a.Sum32 + b * 8));
-                m4 += Vector128.Shuffle(m4, Vector128.Create(2, 3, 0, 1));
-                m4 += Vector128.Shuffle(m4, Vector128.Create(1, 0, 3, 2));
                 float dx = a.Dx[b];
-                minSum += dmin * dx * m4.ToScalar();
+                // Σ_j min_j · Σx_j as 4 int32 partial sums, accumulated in float with the block's dmin · dx
+                minAcc = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(Sse2.MultiplyAddAdjacent(mins, Vector128.Load(a.Sum32 + b * 8))),
+                    Vector128.Create(dmin * dx), minAcc);
                 byte* qs = blk + (fifthBits ? 48 : 16);
                 sbyte* x = a.QxNib + b * QK;
                 var qhv = fifthBits ? Vector512.Create(Vector256.Load(blk + 16), Vector256.Load(blk + 16)).AsUInt16() : default;
-                var acc = Vector512<int>.Zero;
-                for (int h = 0; h < 2; h++)
+                // Two 64-byte loads of nibbles: low nibbles [0-31 | 64-95] and high [32-63 | 96-127] of each 128.
+                var raw0 = Vector512.Load(qs);
+                var raw1 = Vector512.Load(qs + 64);
+                var lo0 = raw0 & mask;
+                var hi0 = Vector512.ShiftRightLogical(raw0.AsUInt16(), 4).AsByte() & mask;
+                var lo1 = raw1 & mask;
+                var hi1 = Vector512.ShiftRightLogical(raw1.AsUInt16(), 4).AsByte() & mask;
+                if (fifthBits)
                 {
-                    var raw = Vector512.Load(qs + 64 * h);
-                    var lo = raw & mask;
-                    var hi = Vector512.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask;
-                    if (fifthBits)
-                    {
-                        // element 64k + l: bit 2k of qh[l]; element 64k + 32 + l: bit 2k + 1 (k = 2h for the load's first half)
-                        var sLo = Vector512.Create(Vector256.Create((ushort)(4 * h)), Vector256.Create((ushort)(4 * h + 2)));
-                        lo |= Vector512.ShiftLeft((Avx512BW.ShiftRightLogicalVariable(qhv, sLo).AsByte() & one).AsUInt16(), 4).AsByte();
-                        hi |= Vector512.ShiftLeft((Avx512BW.ShiftRightLogicalVariable(qhv, sLo + Vector512.Create((ushort)1)).AsByte() & one).AsUInt16(), 4).AsByte();
-                    }
-                    var pLo = Avx512BW.MultiplyAddAdjacent(lo, Vector512.Load(x + 128 * h));
-                    var pHi = Avx512BW.MultiplyAddAdjacent(hi, Vector512.Load(x + 128 * h + 64));
-                    // int16 pairs times their sub-block's scale, summed to int32: one vpmaddwd each
-                    acc += Avx512BW.MultiplyAddAdjacent(pLo, Avx512BW.PermuteVar32x16(sc.AsInt16(), h == 0 ? K02 : K46))
-                         + Avx512BW.MultiplyAddAdjacent(pHi, Avx512BW.PermuteVar32x16(sc.AsInt16(), h == 0 ? K13 : K57));
+                    // element 64k + l: bit 2k of qh[l]; element 64k + 32 + l: bit 2k + 1
+                    lo0 |= FifthBit(qhv, 0, 2, one);
+                    hi0 |= FifthBit(qhv, 1, 3, one);
+                    lo1 |= FifthBit(qhv, 4, 6, one);
+                    hi1 |= FifthBit(qhv, 5, 7, one);
                 }
+                // int16 pairs times their sub-block's scale, summed to int32: one vpmaddwd each
+                var scs = sc.AsInt16();
+                var acc = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(lo0, Vector512.Load(x)), Avx512BW.PermuteVar32x16(scs, k02))
+                        + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(hi0, Vector512.Load(x + 64)), Avx512BW.PermuteVar32x16(scs, k13))
+                        + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(lo1, Vector512.Load(x + 128)), Avx512BW.PermuteVar32x16(scs, k46))
+                        + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(hi1, Vector512.Load(x + 192)), Avx512BW.PermuteVar32x16(scs, k57));
                 accF = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(acc), Vector512.Create(d * dx), accF);
             }
-            return VectorMath.Sum(accF) - minSum;
+            var h4 = accF.GetLower() + accF.GetUpper();
+            var q4 = h4.GetLower() + h4.GetUpper() - minAcc;
+            q4 += Vector128.Shuffle(q4, Vector128.Create(2, 3, 0, 1));
+            q4 += Vector128.Shuffle(q4, Vector128.Create(1, 0, 3, 2));
+            return q4.ToScalar();
         }
         float sum = 0;
         for (int b = 0; b < blocks; b++)
@@ -200,6 +215,11 @@ public static unsafe class KQuantMatVecCpu
         }
         return sum;
     }
+
+    /// <summary>Bit (shiftA | shiftB per 256-bit half) of each byte of [qh | qh], moved to bit 4 (the fifth bit of a nibble).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> FifthBit(Vector512<ushort> qhv, ushort shiftA, ushort shiftB, Vector512<byte> one) =>
+        Vector512.ShiftLeft((Avx512BW.ShiftRightLogicalVariable(qhv, Vector512.Create(Vector256.Create(shiftA), Vector256.Create(shiftB))).AsByte() & one).AsUInt16(), 4).AsByte();
 
     /// <summary>One Q6_K row: unsigned 6-bit quants × activations per 16, scaled by the int8 sub-block scales, less 32·Σx.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
