@@ -10,18 +10,19 @@ internal static class QuantizeCommand
     {
         var model = CliCommon.Model(); var json = CliCommon.Json();
         var outDir = new Option<string>("--out", "-o") { Description = "Output model folder", Required = true };
-        var type = new Option<string>("--type") { Description = "q8_0 | q4_0 | f16 | bf16", Required = true };
+        var type = new Option<string>("--type") { Description = "A format (q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, f16, bf16) or llama.cpp's mix (q4_k_m, q5_k_m, q4_k_s, q5_k_s)", Required = true };
         var keep = new Option<string[]>("--keep") { Description = "Tensor name (or suffix) to keep unquantized (repeatable)" };
         var embeddings = new Option<bool>("--quantize-embeddings") { Description = "Quantize the token embedding too" };
-        var cmd = new Command("quantize", "Write a quantized copy of a model folder (Q8_0, Q4_0 ggml blocks; or F16/BF16)") { model, outDir, type, keep, embeddings, json };
+        var cmd = new Command("quantize", "Write a quantized copy of a model folder (ggml blocks of any format in the table, llama.cpp's K mixes, or F16/BF16)") { model, outDir, type, keep, embeddings, json };
         cmd.SetAction(p => CliCommon.Run(p, () =>
         {
-            var t = BenchCommand.ParseType(p.GetValue(type)!);
+            var mix = QuantizationMix.Parse(p.GetValue(type)!);
+            var t = mix.Base;
             bool asJson = p.GetValue(json);
             var progress = new Progress<(int Done, int Total, string Tensor)>(x => { if (!asJson) Console.Error.Write($"\r[{x.Done}/{x.Total}] {x.Tensor,-60}"); });
             var report = ModelQuantizer.Quantize(p.GetValue(model)!, p.GetValue(outDir)!, new QuantizeOptions
             {
-                Type = t, Keep = p.GetValue(keep) ?? [], QuantizeEmbeddings = p.GetValue(embeddings), Progress = progress,
+                Type = t, Mix = QuantizationMix.Named.Contains(mix) ? mix : null, Keep = p.GetValue(keep) ?? [], QuantizeEmbeddings = p.GetValue(embeddings), Progress = progress,
             });
             long before = report.Sum(r => r.BytesBefore), after = report.Sum(r => r.BytesAfter);
             if (asJson)

@@ -8,6 +8,9 @@ namespace KernelEngine.Formats;
 public sealed record QuantizeOptions
 {
     public required WeightType Type { get; init; }
+    /// <summary>llama.cpp's per-tensor mix (q4_k_m, q5_k_m, ...; see <see cref="QuantizationMix"/>): overrides <see cref="Type"/>
+    /// per tensor, embeddings included as llama-quantize does.</summary>
+    public QuantizationMix? Mix { get; init; }
     /// <summary>Tensor names (or suffixes) that stay in their stored precision.</summary>
     public IReadOnlyList<string> Keep { get; init; } = [];
     /// <summary>Quantize the token embedding too (off by default: it is a lookup table, and the LM head when tied).</summary>
@@ -53,19 +56,21 @@ public static class ModelQuantizer
                 continue;
             }
             int rows = (int)t.Shape[0], cols = (int)t.Shape[1];
+            var type = TypeOf(t, config, options);
             var f32 = store.ReadF32(t.Name);
-            byte[] data = WeightEncoding.Encode(f32, options.Type, rows, cols);
-            switch (options.Type)
+            byte[] data = WeightEncoding.Encode(f32, type, rows, cols);
+            switch (type)
             {
                 case WeightType.F32: writer.Add(t.Name, SafeTensorDType.F32, t.Shape, data); break;
                 case WeightType.F16: writer.Add(t.Name, SafeTensorDType.F16, t.Shape, data); break;
                 case WeightType.BF16: writer.Add(t.Name, SafeTensorDType.BF16, t.Shape, data); break;
                 default:
-                    writer.Add(t.Name, SafeTensorDType.U8, [rows, options.Type.RowBytes(cols)], data);
-                    writer.Metadata(QuantizedFormat.MetadataPrefix + t.Name, QuantizedFormat.Spec(options.Type, rows, cols));
+                    writer.Add(t.Name, SafeTensorDType.U8, [rows, type.RowBytes(cols)], data);
+                    writer.Metadata(QuantizedFormat.MetadataPrefix + t.Name, QuantizedFormat.Spec(type, rows, cols));
                     break;
             }
-            report.Add(new QuantizedTensor(t.Name, t.DType.ToString(), options.Type.Name(), t.ByteLength, data.Length, null));
+            report.Add(new QuantizedTensor(t.Name, t.DType.ToString(), type.Name(), t.ByteLength, data.Length,
+                options.Mix != null && type != options.Mix.Base ? $"{options.Mix.Name}: {type.Name()}" : null));
         }
         writer.Write(Path.Combine(outDir, "model.safetensors"));
         foreach (var f in CopiedFiles)
@@ -77,6 +82,20 @@ public static class ModelQuantizer
         return report;
     }
 
+    /// <summary>The type a matrix gets: the options' type, or its mix's choice for the tensor's role and layer.</summary>
+    private static WeightType TypeOf(TensorInfo t, ModelConfig c, QuantizeOptions o)
+    {
+        if (o.Mix is not { } mix) return o.Type;
+        bool embedding = t.Name.EndsWith("embed_tokens.weight", StringComparison.Ordinal);
+        string role = t.Name.EndsWith("v_proj.weight", StringComparison.Ordinal) ? "v"
+            : t.Name.EndsWith("down_proj.weight", StringComparison.Ordinal) ? "down"
+            : t.Name == "lm_head.weight" || (embedding && c.TieWordEmbeddings && !t.Name.StartsWith("lm_head")) ? "head" : "";
+        int layer = 0;
+        const string prefix = "model.layers.";
+        if (t.Name.StartsWith(prefix, StringComparison.Ordinal) && int.TryParse(t.Name.AsSpan(prefix.Length, t.Name.IndexOf('.', prefix.Length) - prefix.Length), out int l)) layer = l;
+        return mix.TypeFor(role, layer, c.Layers, t.Shape[1]);
+    }
+
     /// <summary>Why a tensor keeps its precision, or null when it is quantized.</summary>
     private static string? KeepReason(TensorInfo t, ModelConfig c, QuantizeOptions o)
     {
@@ -84,6 +103,7 @@ public static class ModelQuantizer
         if (t.DType is not (SafeTensorDType.F32 or SafeTensorDType.F16 or SafeTensorDType.BF16)) return $"kept ({t.DType} is not a float matrix)";
         if (t.Shape.Length != 2) return "kept (norm or bias)";
         bool embedding = t.Name.EndsWith("embed_tokens.weight") || t.Name.EndsWith("wte.weight") || t.Name.EndsWith("wpe.weight");
+        if (o.Mix != null) return c.Architecture == Architecture.Llama ? null : "kept (mixes are for the llama family)";
         if (embedding && !o.QuantizeEmbeddings) return c.TieWordEmbeddings ? "kept (embedding, also the tied LM head)" : "kept (embedding)";
         var format = o.Type.Format();
         if (!format.FitsRow(t.Shape[1]))

@@ -15,6 +15,52 @@ public sealed class LlamaCppGgufTests
 {
     public static readonly string[] Ftypes = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k"];
 
+    /// <summary>llama.cpp's tensor names for our Hugging Face names (llama family).</summary>
+    private static string GgufName(string hf) => hf switch
+    {
+        "model.embed_tokens.weight" => "token_embd.weight",
+        "lm_head.weight" => "output.weight",
+        "model.norm.weight" => "output_norm.weight",
+        _ => "blk." + hf["model.layers.".Length..].Replace("self_attn.q_proj", "attn_q").Replace("self_attn.k_proj", "attn_k")
+            .Replace("self_attn.v_proj", "attn_v").Replace("self_attn.o_proj", "attn_output").Replace("mlp.gate_proj", "ffn_gate")
+            .Replace("mlp.up_proj", "ffn_up").Replace("mlp.down_proj", "ffn_down").Replace("input_layernorm", "attn_norm")
+            .Replace("post_attention_layernorm", "ffn_norm"),
+    };
+
+    [TestCase("llama-kq", "q4_k_m")]
+    [TestCase("llama-kq", "q5_k_m")]
+    [TestCase("llama-kq", "q6_k")]
+    [TestCase("stories", "q4_k_m")]
+    [TestCase("stories", "q5_k_m")]
+    public void OurQuantizeMix_PicksLlamaCppsTypeForEveryTensor(string model, string mix)
+    {
+        string gguf = model == "stories" ? LlamaCpp.Quantized(mix, LlamaCpp.StoriesGguf()) : LlamaCpp.Quantized(mix);
+        string source = model == "stories" ? SharedData.Stories : Path.Combine(Path.GetDirectoryName(LlamaCpp.F32Gguf())!, "llama-kq-f32");
+        string outDir = Path.Combine(Path.GetTempPath(), $"ke-mix-{model}-{mix}-{Guid.NewGuid():N}");
+        try
+        {
+            var m = QuantizationMix.Parse(mix);
+            var report = ModelQuantizer.Quantize(source, outDir, new QuantizeOptions { Type = m.Base, Mix = QuantizationMix.Named.Contains(m) ? m : null, QuantizeEmbeddings = true });
+            using var theirs = GgufFile.Open(gguf);
+            var differ = new List<string>();
+            foreach (var r in report.Where(r => r.Name.EndsWith(".weight") && !r.Name.Contains("norm")))
+            {
+                var t = theirs.Tensor(GgufName(r.Name));
+                Assert.That(t, Is.Not.Null, r.Name);
+                string theirType = WeightFormat.FromGgml(t!.Type)?.Name ?? t.Type.ToString();
+                if (theirType != r.To.ToLowerInvariant()) differ.Add($"{r.Name}: ours {r.To}, llama.cpp {theirType}");
+            }
+            Assert.That(differ, Is.Empty, string.Join("\n", differ));
+            using var ours = Model.Load(outDir);   // and the folder runs
+            using var s = ours.CreateSession();
+            Assert.That(s.Generate([1], new GenerationSettings { MaxTokens = 4, Sampling = KernelEngine.Decoding.SamplingSettings.Greedy }).Count(), Is.EqualTo(4));
+        }
+        finally
+        {
+            if (Directory.Exists(outDir)) Directory.Delete(outDir, true);
+        }
+    }
+
     [TestCaseSource(nameof(Ftypes))]
     public unsafe void LlamaCppQuantizedTensors_EqualOurQuantizerByteForByte(string ftype)
     {
