@@ -40,7 +40,11 @@ public sealed class Model : IDisposable
     private readonly int _contextLength;
     private readonly Transformer _transformer;
 
+    private string? _chatTemplate;
+
     public string Folder => Alive()._folder;
+    /// <summary>The model's chat template (Jinja source) from tokenizer_config.json or GGUF metadata, or null.</summary>
+    public string? ChatTemplate => Alive()._chatTemplate;
     public ModelConfig Config => Alive()._config;
     public Tokenizer Tokenizer => Alive()._tokenizer;
     public ModelOptions Options => Alive()._options;
@@ -70,11 +74,13 @@ public sealed class Model : IDisposable
         var config = files.Config;
         var store = files.Tensors;
         Tokenizer tokenizer;
+        string? chatTemplate;
         try
         {
             if (options.ContextLength is int ctx && (ctx <= 0 || ctx > config.MaxPositions))
                 throw new InvalidRequestException($"context length {ctx} is outside 1..{config.MaxPositions} (the model's max_position_embeddings)");
             tokenizer = files.LoadTokenizer();
+            chatTemplate = files.LoadChatTemplate();
         }
         catch
         {
@@ -88,7 +94,7 @@ public sealed class Model : IDisposable
             backend = Devices.Create(options.Device, options.CopyWeights);
             if (options.Profile) backend = new ProfilingBackend(backend);
             weights = WeightLoader.Load(store, config, backend);
-            return new Model(folder, config, tokenizer, store, backend, new Transformer(config, weights, backend), options);
+            return new Model(folder, config, tokenizer, store, backend, new Transformer(config, weights, backend), options) { _chatTemplate = chatTemplate };
         }
         catch
         {

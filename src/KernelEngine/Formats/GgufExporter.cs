@@ -43,6 +43,7 @@ public static class GgufExporter
             .Add("llama.vocab_size", (uint)c.VocabSize);
         if (c.RopeScaling != null) throw new InvalidRequestException("GGUF export of llama3 rope scaling is not supported yet");
         AddTokenizer(g, tok, modelDir, c);
+        if (ChatTemplates.FromFolder(modelDir) is string template) g.Add("tokenizer.chat_template", template);
 
         void Matrix(string src, string dst, bool permuteHeads = false, int heads = 0)
         {
@@ -80,7 +81,9 @@ public static class GgufExporter
 
     private static uint FileType(WeightType? t) => t switch
     {
-        WeightType.F16 or WeightType.BF16 => 1u, WeightType.Q4_0 => 2u, WeightType.Q8_0 => 7u, _ => 0u,
+        // llama.cpp's llama_ftype ("mostly X"); single-type K files are its _S variants
+        WeightType.F16 or WeightType.BF16 => 1u, WeightType.Q4_0 => 2u, WeightType.Q4_1 => 3u, WeightType.Q8_0 => 7u, WeightType.Q5_0 => 8u,
+        WeightType.Q5_1 => 9u, WeightType.Q4_K => 14u, WeightType.Q5_K => 16u, WeightType.Q6_K => 18u, _ => 0u,
     };
 
     /// <summary>Row-permutes (heads > 0) from rotate-half to interleaved, then stores in the target type.</summary>

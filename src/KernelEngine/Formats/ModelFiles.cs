@@ -30,6 +30,9 @@ public sealed class ModelFiles : IDisposable
         return new ModelFiles(path, config, TensorStore.OpenFolder(path));
     }
 
+    /// <summary>The model's chat template (Jinja source), or null when it ships none.</summary>
+    public string? LoadChatTemplate() => Tensors is GgufTensorSource g ? ChatTemplates.FromGguf(g.File) : ChatTemplates.FromFolder(Path);
+
     public Tokenizer LoadTokenizer() => Tensors is GgufTensorSource g
         ? GgufTokenizer.FromGguf(g.File, Config)
         : TokenizerLoader.FromFolder(Path, Config);

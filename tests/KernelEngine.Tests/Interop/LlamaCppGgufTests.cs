@@ -172,3 +172,49 @@ public sealed class LlamaCppLogitTests
         Assert.That(kl, Is.LessThanOrEqualTo(1e-3));
     }
 }
+
+/// <summary>What we write llama.cpp loads: our GGUF export in each format runs in llama.cpp with our logits.</summary>
+[Category("LlamaCpp")]
+public sealed class GgufExportRoundTripTests
+{
+    [TestCase("q4_k")]
+    [TestCase("q5_k")]
+    [TestCase("q6_k")]
+    [TestCase("q5_1")]
+    [TestCase("q8_0")]
+    public void OurGgufExport_LoadsInLlamaCppWithTheSameLogits(string type)
+    {
+        string folder = Path.Combine(Path.GetDirectoryName(LlamaCpp.F32Gguf())!, "llama-kq-f32");
+        string gguf = Path.Combine(Path.GetTempPath(), $"ke-export-{type}-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            GgufExporter.Export(folder, gguf, WeightFormat.FromName(type)!.Type);
+            var rng = new Random(11);
+            int[] tokens = [1, .. Enumerable.Range(0, 63).Select(_ => rng.Next(3, 1024))];
+            var theirs = LlamaCpp.Logits(gguf, tokens);
+            using var model = Model.Load(gguf);
+            Assert.That(model.Transformer.Weights.Layers[0].Wq.Type, Is.EqualTo(WeightFormat.FromName(type)!.Type));
+            using var s = model.CreateSession();
+            var ours = new float[tokens.Length * 1024];
+            s.FeedAll(tokens, ours);
+            var (top1, decisive, kl, maxDiff) = LlamaCppLogitTests.Compare(theirs, ours, 1024, margin: 0.05);
+            TestContext.Out.WriteLine($"export {type}: top-1 {top1:P1} ({decisive:P1} decisive), KL {kl:E2}, max |diff| {maxDiff:E2}");
+            Assert.That(decisive, Is.GreaterThanOrEqualTo(0.99));
+            Assert.That(kl, Is.LessThanOrEqualTo(1e-3));
+        }
+        finally { File.Delete(gguf); }
+    }
+
+    [Test]
+    public void ChatTemplate_TravelsFromTokenizerConfigIntoGgufAndBack()
+    {
+        string template = File.ReadAllText(SharedData.Require("chat-templates/chatml.jinja"));
+        using var m = new Hardening.TempModel(SharedData.Stories);
+        File.WriteAllText(Path.Combine(m.Dir, "tokenizer_config.json"), System.Text.Json.JsonSerializer.Serialize(new { chat_template = template }));
+        using (var folder = Model.Load(m.Dir)) Assert.That(folder.ChatTemplate, Is.EqualTo(template));
+        string gguf = Path.Combine(m.Dir, "out.gguf");
+        GgufExporter.Export(m.Dir, gguf);
+        using var fromGguf = Model.Load(gguf);
+        Assert.That(fromGguf.ChatTemplate, Is.EqualTo(template));
+    }
+}
