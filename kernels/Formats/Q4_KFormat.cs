@@ -21,7 +21,7 @@ public readonly struct Q4_KFormat : IWeightFormat
         if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) { KQuantRows.DequantizeQ4K(src, n, dst, fifthBits: false); return; }
         for (int b = 0; b < n / 256; b++, src += 144)
         {
-            float d = (float)Unsafe.ReadUnaligned<Half>(src), min = (float)Unsafe.ReadUnaligned<Half>(src + 2);
+            float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src)), min = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src + 2));
             var sc = new ReadOnlySpan<byte>(src + 4, 12);
             byte* q = src + 16;
             for (int j = 0, s = 0; j < 256; j += 64, s += 2, q += 32)

@@ -16,7 +16,7 @@ public readonly struct Q5_0Format : IWeightFormat
     {
         for (int b = 0; b < n / 32; b++, src += 22, dst += 32)
         {
-            float d = (float)Unsafe.ReadUnaligned<Half>(src);
+            float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src));
             uint qh = Unsafe.ReadUnaligned<uint>(src + 2);
             for (int j = 0; j < 16; j++)
             {

@@ -16,7 +16,7 @@ public readonly struct Q5_1Format : IWeightFormat
     {
         for (int b = 0; b < n / 32; b++, src += 24, dst += 32)
         {
-            float d = (float)Unsafe.ReadUnaligned<Half>(src), m = (float)Unsafe.ReadUnaligned<Half>(src + 2);
+            float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src)), m = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src + 2));
             uint qh = Unsafe.ReadUnaligned<uint>(src + 4);
             for (int j = 0; j < 16; j++)
             {

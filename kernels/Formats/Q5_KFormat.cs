@@ -21,7 +21,7 @@ public readonly struct Q5_KFormat : IWeightFormat
         if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) { KQuantRows.DequantizeQ4K(src, n, dst, fifthBits: true); return; }
         for (int b = 0; b < n / 256; b++, src += 176)
         {
-            float d = (float)Unsafe.ReadUnaligned<Half>(src), min = (float)Unsafe.ReadUnaligned<Half>(src + 2);
+            float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src)), min = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src + 2));
             var sc = new ReadOnlySpan<byte>(src + 4, 12);
             byte* qh = src + 16, ql = src + 48;
             int u1 = 1, u2 = 2;

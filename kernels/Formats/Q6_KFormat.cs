@@ -20,7 +20,7 @@ public readonly struct Q6_KFormat : IWeightFormat
         if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) { KQuantRows.DequantizeQ6K(src, n, dst); return; }
         for (int b = 0; b < n / 256; b++, src += 210)
         {
-            float d = (float)Unsafe.ReadUnaligned<Half>(src + 208);
+            float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src + 208));
             byte* ql = src, qh = src + 128;
             sbyte* sc = (sbyte*)(src + 192);
             for (int n0 = 0; n0 < 256; n0 += 128, dst += 128, ql += 64, qh += 32, sc += 8)

@@ -83,7 +83,10 @@ public static class HalfVector
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ToSingle(ushort h)
     {
-        float m = BitConverter.Int32BitsToSingle((h & 0x7FFF) << 13) * 5.192296858534828e33f; // 2^112
-        return BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(m) | ((h & 0x8000) << 16));
+        // Normal halves: rebias the exponent in integers (no float arithmetic on a denormal, which costs a microcode
+        // assist per operation on x86 — K-quant scales of small weights are fp16 subnormals); subnormals: mant · 2^-24.
+        int exp = h & 0x7C00;
+        float magnitude = exp != 0 ? BitConverter.Int32BitsToSingle(((h & 0x7FFF) << 13) + (112 << 23)) : (h & 0x3FF) * (1f / 16777216f);
+        return (h & 0x8000) != 0 ? -magnitude : magnitude;
     }
 }

@@ -147,7 +147,7 @@ public static unsafe class KQuantMatVecCpu
             for (int b = 0; b < blocks; b++)
             {
                 byte* blk = row + b * blockBytes;
-                float d = (float)Unsafe.ReadUnaligned<Half>(blk), dmin = (float)Unsafe.ReadUnaligned<Half>(blk + 2);
+                float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk)), dmin = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 2));
                 var (scBytes, mBytes) = ScalesMins(blk + 4);
                 var sc = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(scBytes).AsByte()).ToVector256Unsafe().ToVector512Unsafe();
                 var mins = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mBytes).AsByte());
@@ -191,7 +191,7 @@ public static unsafe class KQuantMatVecCpu
         for (int b = 0; b < blocks; b++)
         {
             byte* blk = row + b * blockBytes;
-            float d = (float)Unsafe.ReadUnaligned<Half>(blk), dmin = (float)Unsafe.ReadUnaligned<Half>(blk + 2);
+            float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk)), dmin = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 2));
             var (scBytes, mBytes) = ScalesMins(blk + 4);
             byte* qh = blk + 16;
             byte* qs = blk + (fifthBits ? 48 : 16);
@@ -236,7 +236,7 @@ public static unsafe class KQuantMatVecCpu
             {
                 byte* blk = row + b * 210;
                 byte* ql = blk, qh = blk + 128;
-                float d = (float)Unsafe.ReadUnaligned<Half>(blk + 208);
+                float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 208));
                 sbyte* x = a.Qx + b * QK;
                 var sc16 = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(blk + 192)));
                 var sc = sc16.ToVector512Unsafe();
@@ -266,7 +266,7 @@ public static unsafe class KQuantMatVecCpu
             byte* blk = row + b * 210;
             byte* ql = blk, qh = blk + 128;
             sbyte* sc = (sbyte*)(blk + 192);
-            float d = (float)Unsafe.ReadUnaligned<Half>(blk + 208);
+            float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 208));
             sbyte* x = a.Qx + b * QK;
             int isum = 0;
             for (int h = 0; h < 2; h++)

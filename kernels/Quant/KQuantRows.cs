@@ -15,7 +15,7 @@ public static unsafe class KQuantRows
         var mn = stackalloc byte[8];
         for (int b = 0; b < n / 256; b++, src += blockBytes)
         {
-            float d = (float)Unsafe.ReadUnaligned<Half>(src), dmin = (float)Unsafe.ReadUnaligned<Half>(src + 2);
+            float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src)), dmin = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src + 2));
             var scales = new ReadOnlySpan<byte>(src + 4, 12);
             for (int j = 0; j < 8; j++) KQuants.ScaleMinK4(j, scales, out sc[j], out mn[j]);
             byte* qh = src + 16, q = src + (fifthBits ? 48 : 16);
@@ -45,7 +45,7 @@ public static unsafe class KQuantRows
     {
         for (int b = 0; b < n / 256; b++, src += 210, dst += 256)
         {
-            float d = (float)Unsafe.ReadUnaligned<Half>(src + 208);
+            float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src + 208));
             sbyte* sc = (sbyte*)(src + 192);
             for (int h = 0; h < 2; h++)
             {
