@@ -31,12 +31,7 @@ public readonly struct Q4_1Format : IWeightFormat
         {
             var s = x.Slice(32 * b, 32);
             var blk = dst.Slice(20 * b, 20);
-            float min = float.MaxValue, max = -float.MaxValue;
-            foreach (float v in s) { if (v < min) min = v; if (v > max) max = v; }
-            float d = (max - min) / 15;
-            float id = d != 0 ? 1.0f / d : 0.0f;
-            Unsafe.WriteUnaligned(ref blk[0], (Half)d);
-            Unsafe.WriteUnaligned(ref blk[2], (Half)min);
+            var (min, id) = Quant.KQuants.MinMaxHeader(s, 15, blk);
             for (int j = 0; j < 16; j++)
             {
                 float x0 = (s[j] - min) * id, x1 = (s[16 + j] - min) * id;

@@ -33,12 +33,7 @@ public readonly struct Q5_1Format : IWeightFormat
         {
             var s = x.Slice(32 * b, 32);
             var blk = dst.Slice(24 * b, 24);
-            float min = float.MaxValue, max = -float.MaxValue;
-            foreach (float v in s) { if (v < min) min = v; if (v > max) max = v; }
-            float d = (max - min) / 31;
-            float id = d != 0 ? 1.0f / d : 0.0f;
-            Unsafe.WriteUnaligned(ref blk[0], (Half)d);
-            Unsafe.WriteUnaligned(ref blk[2], (Half)min);
+            var (min, id) = Quant.KQuants.MinMaxHeader(s, 31, blk);
             uint qh = 0;
             for (int j = 0; j < 16; j++)
             {

@@ -20,7 +20,17 @@ public static class KQuants
         return (BitConverter.SingleToInt32Bits(v) & 0x007FFFFF) - 0x00400000;
     }
 
-    public static float ToHalfAndBack(float f) => (float)(Half)f;
+    /// <summary>The affine block header of Q4_1 / Q5_1 (quantize_row_q4_1_ref, q5_1): d = (max − min) / levels and m = min
+    /// written as fp16 at the start of the block; returns (min, 1 / d or 0).</summary>
+    public static (float Min, float InverseD) MinMaxHeader(ReadOnlySpan<float> block, int levels, Span<byte> dst)
+    {
+        float min = float.MaxValue, max = -float.MaxValue;
+        foreach (float v in block) { if (v < min) min = v; if (v > max) max = v; }
+        float d = (max - min) / levels;
+        Unsafe.WriteUnaligned(ref dst[0], (Half)d);
+        Unsafe.WriteUnaligned(ref dst[2], (Half)min);
+        return (min, d != 0 ? 1.0f / d : 0.0f);
+    }
 
     /// <summary>make_qx_quants with qw = NULL: L[i] in [0, 2·nmax), returns the scale.</summary>
     public static float MakeQxQuants(int n, int nmax, ReadOnlySpan<float> x, Span<sbyte> L, int rmseType)

@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using System.Text;
 using KernelEngine.Kernels.Formats;
 
@@ -37,9 +36,7 @@ public sealed unsafe class GgufFile : IDisposable
 
     private enum ValueType : uint { U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, Bool = 7, String = 8, Array = 9, U64 = 10, I64 = 11, F64 = 12 }
 
-    private readonly MemoryMappedFile _map;
-    private readonly MemoryMappedViewAccessor _view;
-    private byte* _base;
+    private readonly MappedFile _file;
 
     public string Path { get; }
     public uint Version { get; }
@@ -50,14 +47,12 @@ public sealed unsafe class GgufFile : IDisposable
     public IReadOnlyList<GgufTensor> Tensors { get; }
     private readonly Dictionary<string, GgufTensor> _byName;
 
-    private GgufFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, uint version, long alignment, long dataStart,
+    private GgufFile(string path, MappedFile file, uint version, long alignment, long dataStart,
         Dictionary<string, object> metadata, List<GgufTensor> tensors)
     {
-        Path = path; _map = map; _view = view; Version = version; Alignment = alignment; DataStart = dataStart;
+        Path = path; _file = file; Version = version; Alignment = alignment; DataStart = dataStart;
         Metadata = metadata; Tensors = tensors;
         _byName = tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
-        view.SafeMemoryMappedViewHandle.AcquirePointer(ref _base);
-        _base += view.PointerOffset;
     }
 
     public static bool LooksLikeGguf(string path)
@@ -77,25 +72,16 @@ public sealed unsafe class GgufFile : IDisposable
         if (!File.Exists(path)) throw new ModelFormatException(path, "file not found");
         long length = SafeTensorsFile.FileLength(path);
         if (length < 24) throw new ModelFormatException(path, $"truncated: {length} bytes, a GGUF header is 24");
-        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        MemoryMappedViewAccessor? view = null;
+        var file = new MappedFile(path, length);
         try
         {
-            view = map.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
-            byte* p = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
-            try
-            {
-                var r = new Reader(path, new ReadOnlySpan<byte>(p + view.PointerOffset, checked((int)Math.Min(length, int.MaxValue))), length);
-                var (version, alignment, dataStart, metadata, tensors) = Parse(ref r, length);
-                return new GgufFile(path, map, view, version, alignment, dataStart, metadata, tensors);
-            }
-            finally { view.SafeMemoryMappedViewHandle.ReleasePointer(); }
+            var r = new Reader(path, new ReadOnlySpan<byte>(file.Base, (int)Math.Min(length, int.MaxValue)), length);
+            var (version, alignment, dataStart, metadata, tensors) = Parse(ref r, length);
+            return new GgufFile(path, file, version, alignment, dataStart, metadata, tensors);
         }
         catch
         {
-            view?.Dispose();
-            map.Dispose();
+            file.Dispose();
             throw;
         }
     }
@@ -258,11 +244,7 @@ public sealed unsafe class GgufFile : IDisposable
     public GgufTensor? Tensor(string name) => _byName.GetValueOrDefault(name);
 
     /// <summary>Pointer to the first byte of a tensor's data, valid until Dispose.</summary>
-    public byte* DataPointer(GgufTensor t)
-    {
-        ObjectDisposedException.ThrowIf(_base == null, this);
-        return _base + DataStart + t.Offset;
-    }
+    public byte* DataPointer(GgufTensor t) => _file.Base + DataStart + t.Offset;
 
     // Typed metadata access; a present key of the wrong kind is a format error naming it.
     public string? GetString(string key) => Get<string>(key);
@@ -274,14 +256,5 @@ public sealed unsafe class GgufFile : IDisposable
     private ModelFormatException Wrong(string key, string expected, object v) =>
         new(Path, $"key '{key}' must be {expected}, not {v.GetType().Name}");
 
-    public void Dispose()
-    {
-        if (_base != null)
-        {
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            _base = null;
-        }
-        _view.Dispose();
-        _map.Dispose();
-    }
+    public void Dispose() => _file.Dispose();
 }

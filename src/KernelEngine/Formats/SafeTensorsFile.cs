@@ -10,21 +10,16 @@ namespace KernelEngine.Formats;
 /// </summary>
 public sealed unsafe class SafeTensorsFile : IDisposable
 {
-    private readonly MemoryMappedFile _map;
-    private readonly MemoryMappedViewAccessor _view;
-    private byte* _base;
+    private readonly MappedFile _file;
     private readonly long _dataStart;
 
     public string Path { get; }
     public IReadOnlyDictionary<string, TensorInfo> Tensors { get; }
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
-    private SafeTensorsFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, long dataStart,
-        Dictionary<string, TensorInfo> tensors, Dictionary<string, string> metadata)
+    private SafeTensorsFile(string path, MappedFile file, long dataStart, Dictionary<string, TensorInfo> tensors, Dictionary<string, string> metadata)
     {
-        Path = path; _map = map; _view = view; _dataStart = dataStart; Tensors = tensors; Metadata = metadata;
-        view.SafeMemoryMappedViewHandle.AcquirePointer(ref _base);
-        _base += view.PointerOffset;
+        Path = path; _file = file; _dataStart = dataStart; Tensors = tensors; Metadata = metadata;
     }
 
     public static SafeTensorsFile Open(string path)
@@ -46,17 +41,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         }
         long dataStart = 8 + header.Length;
         var (tensors, metadata) = ParseHeader(path, header, fileBytes - dataStart);
-        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        try
-        {
-            var view = map.CreateViewAccessor(0, fileBytes, MemoryMappedFileAccess.Read);
-            return new SafeTensorsFile(path, map, view, dataStart, tensors, metadata);
-        }
-        catch
-        {
-            map.Dispose();
-            throw;
-        }
+        return new SafeTensorsFile(path, new MappedFile(path, fileBytes), dataStart, tensors, metadata);
     }
 
     /// <summary>The length of the file a path names, following symbolic links (a Hugging Face cache snapshot is a folder
@@ -148,22 +133,9 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     }
 
     /// <summary>Pointer to the first byte of a tensor's data, valid until Dispose.</summary>
-    public byte* DataPointer(TensorInfo t)
-    {
-        ObjectDisposedException.ThrowIf(_base == null, this);
-        return _base + _dataStart + t.DataOffset;
-    }
+    public byte* DataPointer(TensorInfo t) => _file.Base + _dataStart + t.DataOffset;
 
     public ReadOnlySpan<byte> Data(TensorInfo t) => new(DataPointer(t), checked((int)t.ByteLength));
 
-    public void Dispose()
-    {
-        if (_base != null)
-        {
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            _base = null;
-        }
-        _view.Dispose();
-        _map.Dispose();
-    }
+    public void Dispose() => _file.Dispose();
 }
