@@ -83,8 +83,9 @@ public static class HalfVector
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float ToSingle(ushort h)
     {
-        // Normal halves: rebias the exponent in integers (no float arithmetic on a denormal, which costs a microcode
-        // assist per operation on x86 — K-quant scales of small weights are fp16 subnormals); subnormals: mant · 2^-24.
+        // Normal halves: rebias the exponent in integers; subnormals: mantissa · 2^-24 (an int → float conversion). No float
+        // arithmetic on a denormal, which costs a microcode assist per operation on x86 (K-quant scales of small weights
+        // are fp16 subnormals).
         int exp = h & 0x7C00;
         float magnitude = exp != 0 ? BitConverter.Int32BitsToSingle(((h & 0x7FFF) << 13) + (112 << 23)) : (h & 0x3FF) * (1f / 16777216f);
         return (h & 0x8000) != 0 ? -magnitude : magnitude;

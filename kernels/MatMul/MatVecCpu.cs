@@ -10,7 +10,7 @@ namespace KernelEngine.Kernels.MatMul;
 /// in one launch. Tasks own a band of one matrix's rows; each row is streamed once (memory bound). Fusing q/k/v and
 /// gate/up saves two pool round trips per layer and quantizes x once for all of them.
 /// F32 rows: 4 independent accumulators per row; F16/BF16: converted in registers; Q8_0/Q4_0: the integer path of
-/// <see cref="QuantMatVecCpu"/>; Q4_K/Q5_K/Q6_K: <see cref="KQuantMatVecCpu"/>; other types: widened per group of 4 rows into scratch.
+/// <see cref="QuantMatVecCpu"/>; Q4_K/Q5_K/Q6_K: <see cref="KQuantMatVecCpu"/>; Q4_1/Q5_0/Q5_1: <see cref="LegacyQuantMatVecCpu"/>; other types: widened per group of 4 rows into scratch.
 /// </summary>
 public static unsafe class MatVecCpu
 {
@@ -33,6 +33,7 @@ public static unsafe class MatVecCpu
         public int RowsPerTask;
         public QuantMatVecCpu.Activations Act;
         public KQuantMatVecCpu.Activations ActK;
+        public LegacyQuantMatVecCpu.Activations ActL;
         public float* Xd;                // (inDim) x deinterleaved for fp16/bf16 rows, or null
     }
 
@@ -44,7 +45,7 @@ public static unsafe class MatVecCpu
         if (parts.Length is < 1 or > MaxParts) throw new ArgumentException($"{parts.Length} parts; 1 to {MaxParts} share one launch");
         var job = new Job { X = x, InDim = inDim };
         long rows = 0;
-        bool quantized = false, q4 = false, half = false, kquant = false;
+        bool quantized = false, q4 = false, half = false, kquant = false, legacy = false;
         for (int p = 0; p < parts.Length; p++)
         {
             ref readonly var part = ref parts[p];
@@ -56,10 +57,12 @@ public static unsafe class MatVecCpu
             }
             half |= part.Type is WeightType.F16 or WeightType.BF16;
             kquant |= KQuantMatVecCpu.Handles(part.Type);
+            legacy |= LegacyQuantMatVecCpu.Handles(part.Type);
             job.Parts[p] = part;
             rows += part.OutDim;
         }
-        if (quantized) job.Act = QuantMatVecCpu.Prepare(x, inDim, q4);
+        if (quantized || legacy) job.Act = QuantMatVecCpu.Prepare(x, inDim, q4);
+        if (legacy) job.ActL = LegacyQuantMatVecCpu.Prepare(job.Act, inDim);
         if (kquant) job.ActK = KQuantMatVecCpu.Prepare(x, inDim);
         if (half && HalfVector.IsSupported && inDim % 32 == 0)
         {
@@ -94,6 +97,7 @@ public static unsafe class MatVecCpu
         int o0 = (task - j.FirstTask[p]) * j.RowsPerTask, o1 = Math.Min(part.OutDim, o0 + j.RowsPerTask);
         if (part.Type.HasPackedCpuDecode()) QuantMatVecCpu.Rows(part, j.Act, j.InDim, o0, o1);
         else if (KQuantMatVecCpu.Handles(part.Type)) KQuantMatVecCpu.Rows(part, j.ActK, j.InDim, o0, o1);
+        else if (LegacyQuantMatVecCpu.Handles(part.Type)) LegacyQuantMatVecCpu.Rows(part, j.ActL, j.InDim, o0, o1);
         else DenseRows(part, j.X, j.Xd, j.InDim, o0, o1);
         if (part.Bias != null)
             for (int o = o0; o < o1; o++) part.Y[o] += part.Bias[o];

@@ -70,7 +70,7 @@ public sealed class BackendKernelTests(string backendName)
         // The CPU's quantized decode quantizes the activation row to Q8_0 blocks first (as llama.cpp does): the
         // reference takes x through the same rounding, so only summation order separates them. The ILGPU kernels
         // dequantize weights and keep activations in F32.
-        bool q8Activations = type.HasPackedCpuDecode() && rows == 1 && _b is CpuBackend;
+        bool q8Activations = (type.HasPackedCpuDecode() || KernelEngine.Kernels.MatMul.LegacyQuantMatVecCpu.Handles(type)) && rows == 1 && _b is CpuBackend;
         bool q8kActivations = KernelEngine.Kernels.MatMul.KQuantMatVecCpu.Handles(type) && rows == 1 && _b is CpuBackend;
         var xRef = q8Activations ? ScalarReference.Dequantize(TestData.Encode(x, WeightType.Q8_0, 1, inDim), WeightType.Q8_0, 1, inDim)
             : q8kActivations ? ScalarReference.Q8PerSuperBlock(x) : x;
