@@ -88,6 +88,7 @@ public static class HalfVector
         // are fp16 subnormals).
         int exp = h & 0x7C00;
         float magnitude = exp != 0 ? BitConverter.Int32BitsToSingle(((h & 0x7FFF) << 13) + (112 << 23)) : (h & 0x3FF) * (1f / 16777216f);
-        return (h & 0x8000) != 0 ? -magnitude : magnitude;
+        // the sign by bits: a branch on it is unpredictable (Q5_0/Q4_0/Q6_K scales are signed at random)
+        return BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(magnitude) | ((h & 0x8000) << 16));
     }
 }
