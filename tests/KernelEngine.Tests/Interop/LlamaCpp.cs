@@ -43,7 +43,45 @@ public static class LlamaCpp
         }
     }
 
-    private static string? _stories;
+    private static string? _stories, _extreme;
+
+    /// <summary>The llama-kq preset with extreme rows written into every matrix (all zero, constant, one huge outlier, tiny
+    /// values whose scales are fp16 subnormals, one sign only), exported as an F32 GGUF once per run.</summary>
+    public static unsafe string ExtremeGguf()
+    {
+        lock (Gate)
+        {
+            if (_extreme != null) return _extreme;
+            string root = Path.GetDirectoryName(F32Gguf())!;
+            string src = Path.Combine(root, "llama-kq-f32"), dir = Path.Combine(root, "llama-kq-extreme");
+            Directory.CreateDirectory(dir);
+            foreach (var f in Directory.GetFiles(src)) if (!f.EndsWith(".safetensors")) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)), true);
+            using (var st = SafeTensorsFile.Open(Path.Combine(src, "model.safetensors")))
+            {
+                var w = new SafeTensorsWriter();
+                foreach (var (name, info) in st.Tensors)
+                {
+                    var data = st.Data(info).ToArray();
+                    if (info.Shape.Length == 2 && info.Shape[0] >= 6)
+                    {
+                        var f = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(data.AsSpan());
+                        int cols = (int)info.Shape[1];
+                        f.Slice(0, cols).Clear();                                             // all zero
+                        f.Slice(cols, cols).Fill(0.5f);                                       // constant
+                        f[2 * cols + 7] = 1000f;                                              // one huge outlier
+                        for (int c = 0; c < cols; c++) f[3 * cols + c] = (c % 3 - 1) * 3e-7f;  // tiny: subnormal fp16 scales
+                        for (int c = 0; c < cols; c++) f[4 * cols + c] = -MathF.Abs(f[4 * cols + c]);   // one sign only
+                        for (int c = 0; c < cols; c++) f[5 * cols + c] = c % 2 == 0 ? 65000f : -65000f; // near fp16's range
+                    }
+                    w.Add(name, info.DType, info.Shape, data);
+                }
+                w.Write(Path.Combine(dir, "model.safetensors"));
+            }
+            string gguf = Path.Combine(root, "llama-kq-extreme.gguf");
+            GgufExporter.Export(dir, gguf, WeightType.F32);
+            return _extreme = gguf;
+        }
+    }
 
     /// <summary>stories260K exported by us as an F32 GGUF, once per run.</summary>
     public static string StoriesGguf()

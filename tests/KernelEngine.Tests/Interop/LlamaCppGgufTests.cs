@@ -62,10 +62,16 @@ public sealed class LlamaCppGgufTests
     }
 
     [TestCaseSource(nameof(Ftypes))]
-    public unsafe void LlamaCppQuantizedTensors_EqualOurQuantizerByteForByte(string ftype)
+    public void LlamaCppQuantizedTensors_EqualOurQuantizerByteForByte(string ftype) => CompareBytes(LlamaCpp.F32Gguf(), ftype);
+
+    /// <summary>The same on all-zero, constant, outlier, subnormal-scale, one-sign and near-fp16-limit rows.</summary>
+    [TestCaseSource(nameof(Ftypes))]
+    public void ExtremeBlocks_EqualOurQuantizerByteForByte(string ftype) => CompareBytes(LlamaCpp.ExtremeGguf(), ftype);
+
+    private static unsafe void CompareBytes(string source, string ftype)
     {
-        using var f32 = GgufFile.Open(LlamaCpp.F32Gguf());
-        using var q = GgufFile.Open(LlamaCpp.Quantized(ftype));
+        using var f32 = GgufFile.Open(source);
+        using var q = GgufFile.Open(LlamaCpp.Quantized(ftype, source));
         var checkedTypes = new HashSet<string>();
         var mismatches = new List<string>();
         foreach (var t in q.Tensors)
