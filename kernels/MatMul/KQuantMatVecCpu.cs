@@ -144,19 +144,20 @@ public static unsafe class KQuantMatVecCpu
             var mask = Vector512.Create((byte)0x0F);
             var one = Vector512.Create((byte)1);
             Vector512<short> k02 = K02, k13 = K13, k46 = K46, k57 = K57;
+            float* dxs = a.Dx; short* sum32 = a.Sum32; sbyte* qxNib = a.QxNib;
             for (int b = 0; b < blocks; b++)
             {
                 byte* blk = row + b * blockBytes;
-                float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk)), dmin = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 2));
+                // d and dmin (fp16) times the activation scale, in one vector: lane 0 d·dx, lane 1 dmin·dx
+                var ddm = Halves2(Unsafe.ReadUnaligned<uint>(blk)) * Vector128.Create(dxs[b]);
                 var (scBytes, mBytes) = ScalesMins(blk + 4);
                 var sc = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(scBytes).AsByte()).ToVector256Unsafe().ToVector512Unsafe();
                 var mins = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mBytes).AsByte());
-                float dx = a.Dx[b];
                 // Σ_j min_j · Σx_j as 4 int32 partial sums, accumulated in float with the block's dmin · dx
-                minAcc = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(Sse2.MultiplyAddAdjacent(mins, Vector128.Load(a.Sum32 + b * 8))),
-                    Vector128.Create(dmin * dx), minAcc);
+                minAcc = Vector128.FusedMultiplyAdd(Vector128.ConvertToSingle(Sse2.MultiplyAddAdjacent(mins, Vector128.Load(sum32 + b * 8))),
+                    Vector128.Shuffle(ddm, Vector128.Create(1, 1, 1, 1)), minAcc);
                 byte* qs = blk + (fifthBits ? 48 : 16);
-                sbyte* x = a.QxNib + b * QK;
+                sbyte* x = qxNib + b * QK;
                 var qhv = fifthBits ? Vector512.Create(Vector256.Load(blk + 16), Vector256.Load(blk + 16)).AsUInt16() : default;
                 // Two 64-byte loads of nibbles: low nibbles [0-31 | 64-95] and high [32-63 | 96-127] of each 128.
                 var raw0 = Vector512.Load(qs);
@@ -179,7 +180,7 @@ public static unsafe class KQuantMatVecCpu
                         + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(hi0, Vector512.Load(x + 64)), Avx512BW.PermuteVar32x16(scs, k13))
                         + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(lo1, Vector512.Load(x + 128)), Avx512BW.PermuteVar32x16(scs, k46))
                         + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(hi1, Vector512.Load(x + 192)), Avx512BW.PermuteVar32x16(scs, k57));
-                accF = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(acc), Vector512.Create(d * dx), accF);
+                accF = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(acc), Vector512.Create(ddm.ToScalar()), accF);
             }
             var h4 = accF.GetLower() + accF.GetUpper();
             var q4 = h4.GetLower() + h4.GetUpper() - minAcc;
@@ -214,6 +215,18 @@ public static unsafe class KQuantMatVecCpu
             sum += a.Dx[b] * (d * isum - dmin * msum);
         }
         return sum;
+    }
+
+    /// <summary>Two fp16 values (the low and high half of <paramref name="bits"/>) as floats in lanes 0 and 1, exactly (subnormals
+    /// too) and without branches or float arithmetic on a denormal.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Halves2(uint bits)
+    {
+        var h = Sse41.ConvertToVector128Int32(Vector128.CreateScalar(bits).AsUInt16()).AsUInt32();
+        var normal = (((h & Vector128.Create(0x7FFFu)) << 13) + Vector128.Create(112u << 23)).AsSingle();
+        var subnormal = Vector128.ConvertToSingle((h & Vector128.Create(0x3FFu)).AsInt32()) * Vector128.Create(1f / 16777216f);
+        var isNormal = ~Vector128.Equals(h & Vector128.Create(0x7C00u), Vector128<uint>.Zero);
+        return Vector128.ConditionalSelect(isNormal.AsSingle(), normal, subnormal) | ((h & Vector128.Create(0x8000u)) << 16).AsSingle();
     }
 
     /// <summary>Bit (shiftA | shiftB per 256-bit half) of each byte of [qh | qh], moved to bit 4 (the fifth bit of a nibble).</summary>
