@@ -10,7 +10,7 @@ namespace KernelEngine.Tests.Interop;
 /// tensor of a format in our table has the bytes our reference quantizer gives for the same F32 rows, and the model
 /// loads and gives llama.cpp's logits on the same file.
 /// </summary>
-[Category("LlamaCpp")]
+[Category("LlamaCpp"), Explicit("loads llama.cpp natively into the test host: run by its own step in .ci/run (--filter Category=LlamaCpp)")]
 public sealed class LlamaCppGgufTests
 {
     public static readonly string[] Ftypes = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k"];
@@ -101,7 +101,7 @@ public sealed class LlamaCppGgufTests
 }
 
 /// <summary>The same llama.cpp-written files run in both engines: logits at 128 positions agree.</summary>
-[Category("LlamaCpp")]
+[Category("LlamaCpp"), Explicit("loads llama.cpp natively into the test host: run by its own step in .ci/run (--filter Category=LlamaCpp)")]
 public sealed class LlamaCppLogitTests
 {
     public static readonly string[] Ftypes = LlamaCppGgufTests.Ftypes;
@@ -180,7 +180,7 @@ public sealed class LlamaCppLogitTests
 }
 
 /// <summary>What we write llama.cpp loads: our GGUF export in each format runs in llama.cpp with our logits.</summary>
-[Category("LlamaCpp")]
+[Category("LlamaCpp"), Explicit("loads llama.cpp natively into the test host: run by its own step in .ci/run (--filter Category=LlamaCpp)")]
 public sealed class GgufExportRoundTripTests
 {
     [TestCase("q4_k")]
