@@ -93,18 +93,6 @@ public static unsafe class KQuantMatVecCpu
         }
     }
 
-    /// <summary>get_scale_min_k4 for all 8 sub-blocks at once (ggml's utmp trick): scales in the low 8 bytes, mins in the high 8.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (ulong Scales, ulong Mins) ScalesMins(byte* q)
-    {
-        const uint kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-        uint u0 = Unsafe.ReadUnaligned<uint>(q), u1 = Unsafe.ReadUnaligned<uint>(q + 4), u2 = Unsafe.ReadUnaligned<uint>(q + 8);
-        uint u3 = ((u2 >> 4) & kmask2) | (((u1 >> 6) & kmask3) << 4);
-        uint mins03 = u1 & kmask1;
-        uint sc47 = (u2 & kmask2) | (((u0 >> 6) & kmask3) << 4);
-        return ((u0 & kmask1) | (ulong)sc47 << 32, mins03 | (ulong)u3 << 32);
-    }
-
     // vpermw indices that spread 8 (or 16) int16 scales over the 32 int16 lanes of one vpmaddubsw result.
     private static readonly Vector512<short> K02 = Spread(0, 2, 16), K13 = Spread(1, 3, 16), K46 = Spread(4, 6, 16), K57 = Spread(5, 7, 16);
     private static readonly Vector512<short> G0 = Spread4(0), G4 = Spread4(4), G8 = Spread4(8), G12 = Spread4(12);
@@ -129,9 +117,6 @@ public static unsafe class KQuantMatVecCpu
     public readonly struct No : IFlag { public static bool Value => false; }
 
     /// <summary>One Q4_K row against the activations (with <see cref="Yes"/>: Q5_K, whose fifth bits come from qh).</summary>
-    public static float DotQ4K(byte* row, in Activations a, int blocks, bool fifthBits) =>
-        fifthBits ? DotQ4K<Yes>(row, a, blocks) : DotQ4K<No>(row, a, blocks);
-
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float DotQ4K<TFive>(byte* row, in Activations a, int blocks) where TFive : struct, IFlag
     {
@@ -149,8 +134,8 @@ public static unsafe class KQuantMatVecCpu
             {
                 byte* blk = row + b * blockBytes;
                 // d and dmin (fp16) times the activation scale, in one vector: lane 0 d·dx, lane 1 dmin·dx
-                var ddm = Halves2(Unsafe.ReadUnaligned<uint>(blk)) * Vector128.Create(dxs[b]);
-                var (scBytes, mBytes) = ScalesMins(blk + 4);
+                var ddm = HalfVector.ToSingle2(Unsafe.ReadUnaligned<uint>(blk)) * Vector128.Create(dxs[b]);
+                var (scBytes, mBytes) = KQuants.ScalesMins(blk + 4);
                 var sc = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(scBytes).AsByte()).ToVector256Unsafe().ToVector512Unsafe();
                 var mins = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mBytes).AsByte());
                 // Σ_j min_j · Σx_j as 4 int32 partial sums, accumulated in float with the block's dmin · dx
@@ -193,7 +178,7 @@ public static unsafe class KQuantMatVecCpu
         {
             byte* blk = row + b * blockBytes;
             float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk)), dmin = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 2));
-            var (scBytes, mBytes) = ScalesMins(blk + 4);
+            var (scBytes, mBytes) = KQuants.ScalesMins(blk + 4);
             byte* qh = blk + 16;
             byte* qs = blk + (fifthBits ? 48 : 16);
             int isum = 0, msum = 0;
@@ -215,18 +200,6 @@ public static unsafe class KQuantMatVecCpu
             sum += a.Dx[b] * (d * isum - dmin * msum);
         }
         return sum;
-    }
-
-    /// <summary>Two fp16 values (the low and high half of <paramref name="bits"/>) as floats in lanes 0 and 1, exactly (subnormals
-    /// too) and without branches or float arithmetic on a denormal.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> Halves2(uint bits)
-    {
-        var h = Sse41.ConvertToVector128Int32(Vector128.CreateScalar(bits).AsUInt16()).AsUInt32();
-        var normal = (((h & Vector128.Create(0x7FFFu)) << 13) + Vector128.Create(112u << 23)).AsSingle();
-        var subnormal = Vector128.ConvertToSingle((h & Vector128.Create(0x3FFu)).AsInt32()) * Vector128.Create(1f / 16777216f);
-        var isNormal = ~Vector128.Equals(h & Vector128.Create(0x7C00u), Vector128<uint>.Zero);
-        return Vector128.ConditionalSelect(isNormal.AsSingle(), normal, subnormal) | ((h & Vector128.Create(0x8000u)) << 16).AsSingle();
     }
 
     /// <summary>Bit (shiftA | shiftB per 256-bit half) of each byte of [qh | qh], moved to bit 4 (the fifth bit of a nibble).</summary>

@@ -11,13 +11,10 @@ public static unsafe class KQuantRows
     public static void DequantizeQ4K(byte* src, int n, float* dst, bool fifthBits)
     {
         int blockBytes = fifthBits ? 176 : 144;
-        var sc = stackalloc byte[8];
-        var mn = stackalloc byte[8];
         for (int b = 0; b < n / 256; b++, src += blockBytes)
         {
             float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src)), dmin = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src + 2));
-            var scales = new ReadOnlySpan<byte>(src + 4, 12);
-            for (int j = 0; j < 8; j++) KQuants.ScaleMinK4(j, scales, out sc[j], out mn[j]);
+            var (sc, mn) = KQuants.ScalesMins(src + 4);
             byte* qh = src + 16, q = src + (fifthBits ? 48 : 16);
             for (int g = 0; g < 4; g++, q += 32)
             {
@@ -25,8 +22,8 @@ public static unsafe class KQuantRows
                 for (int part = 0; part < 2; part++)
                 {
                     int j = 2 * g + part;
-                    var dv = Vector512.Create(d * sc[j]);
-                    var mv = Vector512.Create(dmin * mn[j]);
+                    var dv = Vector512.Create(d * (byte)(sc >> (8 * j)));
+                    var mv = Vector512.Create(dmin * (byte)(mn >> (8 * j)));
                     for (int k = 0; k < 32; k += 16)
                     {
                         var bytes = Vector128.Load(q + k);

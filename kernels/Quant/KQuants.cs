@@ -200,6 +200,19 @@ public static class KQuants
         }
     }
 
+    /// <summary>get_scale_min_k4 for all 8 sub-blocks at once (ggml's utmp trick, as its SIMD dot products decode them): the 8
+    /// scales in the bytes of the first value, the 8 mins in the bytes of the second.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe (ulong Scales, ulong Mins) ScalesMins(byte* q)
+    {
+        const uint kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+        uint u0 = Unsafe.ReadUnaligned<uint>(q), u1 = Unsafe.ReadUnaligned<uint>(q + 4), u2 = Unsafe.ReadUnaligned<uint>(q + 8);
+        uint mins47 = ((u2 >> 4) & kmask2) | (((u1 >> 6) & kmask3) << 4);
+        uint mins03 = u1 & kmask1;
+        uint sc47 = (u2 & kmask2) | (((u0 >> 6) & kmask3) << 4);
+        return ((u0 & kmask1) | (ulong)sc47 << 32, mins03 | (ulong)mins47 << 32);
+    }
+
     /// <summary>The shared first half of quantize_row_q4_K_ref / q5_K_ref for one super-block: per 32-element sub-block a
     /// scale and min from make_qkx2_quants, both quantized to 6 bits against the super-block's d and dmin, then the
     /// final levels L in [0, nmax]. Writes d, dmin and the 12 scale bytes at the start of the block.</summary>

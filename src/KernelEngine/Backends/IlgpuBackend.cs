@@ -36,7 +36,6 @@ public sealed unsafe class IlgpuBackend : IBackend
         public long Launches;
         public bool GroupKernels;
         public int DecodeChunk = 256;
-        public int Sessions;
         public bool Disposed;
 
         public void Dispose()
@@ -115,7 +114,6 @@ public sealed unsafe class IlgpuBackend : IBackend
     {
         _s = parent._s; _context = parent._context; _acc = parent._acc; _group = parent._group; Device = parent.Device;
         using (Enter()) (_ints, _scratch, _none, _counter, _resultInts, _resultFloats) = AllocateScratch();
-        lock (_s.Kernels) _s.Sessions++;
     }
 
     public IBackend ForSession() => new IlgpuBackend(this);

@@ -110,8 +110,7 @@ public sealed unsafe class GgufTensorSource : ITensorSource
             if (!double.IsFinite(v.Value) || v < min || v > max) throw new ModelFormatException(path, $"key '{arch}.{key}' = {v} is outside [{min:G3}, {max:G3}]");
             return v.Value;
         }
-        var L = ModelConfig.Limits.MaxHidden;
-        int dim = Int("embedding_length", 1, L), heads = Int("attention.head_count", 1, ModelConfig.Limits.MaxHeads);
+        int dim = Int("embedding_length", 1, ModelConfig.Limits.MaxHidden), heads = Int("attention.head_count", 1, ModelConfig.Limits.MaxHeads);
         var tokens = _file.Get<string[]>("tokenizer.ggml.tokens");
         var embd = _file.Tensor("token_embd.weight") ?? throw new ModelFormatException(path, "missing tensor 'token_embd.weight'");
         int vocab = Int("vocab_size", 1, ModelConfig.Limits.MaxVocab, embd.Dims.Length == 2 && embd.Dims[1] <= ModelConfig.Limits.MaxVocab ? (int)embd.Dims[1] : tokens?.Length ?? 0);
@@ -135,7 +134,7 @@ public sealed unsafe class GgufTensorSource : ITensorSource
             EosTokenIds = new[] { TokenId("tokenizer.ggml.eos_token_id", vocab), TokenId("tokenizer.ggml.eot_token_id", vocab) }
                 .Where(i => i != null).Select(i => i!.Value).Distinct().ToArray(),
         };
-        if (_file.GetInt($"{arch}.attention.key_length") is long kl)
+        if (_file.Metadata.ContainsKey($"{arch}.attention.key_length"))
             config = config with { HeadDim = Int("attention.key_length", 2, ModelConfig.Limits.MaxHeadDim) };
         if (_file.GetInt($"{arch}.rope.dimension_count") is long rd && rd != config.HeadDim)
             throw new ModelFormatException(path, $"partial rotary embeddings ({arch}.rope.dimension_count {rd} of head dimension {config.HeadDim}) are not supported yet");

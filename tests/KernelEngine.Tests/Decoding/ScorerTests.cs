@@ -9,7 +9,7 @@ public sealed class ScorerTests
 {
     private static string StoryFile()
     {
-        string path = Path.Combine(Path.GetTempPath(), $"ke-story-{Environment.ProcessId}.txt");
+        string path = TestScratch.Path("story.txt");
         File.WriteAllBytes(path, Encoding.UTF8.GetBytes(Reference.Stories().BosGreedyText));
         return path;
     }
@@ -73,7 +73,7 @@ public sealed class ScorerTests
         Assert.That(r.MeanKl, Is.EqualTo(0).Within(1e-6));
         Assert.That(r.Top1Agreement, Is.EqualTo(1));
         Assert.That(r.PerplexityRatio, Is.EqualTo(1).Within(1e-6));
-        string path = Path.Combine(Path.GetTempPath(), $"ke-base-{Environment.ProcessId}.safetensors");
+        string path = TestScratch.Path("base.safetensors");
         Scorer.ComputeBase(model, tokens).Save(path);
         var again = Scorer.ScoreTokens(model, tokens, 565, baseLogProbs: BaseLogProbs.Load(path));
         Assert.That(again.MeanKl, Is.EqualTo(r.MeanKl).Within(1e-9));
@@ -96,7 +96,7 @@ public sealed class ScorerTests
     public void Cli_Score_JsonAndTrace_AndBadInputs()
     {
         string story = StoryFile();
-        string trace = Path.Combine(Path.GetTempPath(), $"ke-trace-{Environment.ProcessId}.csv");
+        string trace = TestScratch.Path("trace.csv");
         var r = CliRunner.Run("score", "--model", SharedData.Stories, "--file", story, "--json", "--trace", trace);
         Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
         using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
@@ -104,12 +104,12 @@ public sealed class ScorerTests
         Assert.That(doc.RootElement.GetProperty("mean_nll").GetDouble(), Is.EqualTo(0.45735).Within(1e-4));
         Assert.That(File.ReadAllLines(trace), Has.Length.EqualTo(257));
 
-        string empty = Path.Combine(Path.GetTempPath(), $"ke-empty-{Environment.ProcessId}.txt");
+        string empty = TestScratch.Path("empty.txt");
         File.WriteAllBytes(empty, []);
         var e = CliRunner.Run("score", "--model", SharedData.Stories, "--file", empty);
         Assert.That(e.ExitCode, Is.Not.EqualTo(0));
         Assert.That(e.Stderr, Does.Contain("empty"));
-        string bad = Path.Combine(Path.GetTempPath(), $"ke-bad-{Environment.ProcessId}.txt");
+        string bad = TestScratch.Path("bad.txt");
         File.WriteAllBytes(bad, [0x48, 0x69, 0xFF, 0xFE, 0x21]);
         var u = CliRunner.Run("score", "--model", SharedData.Stories, "--file", bad);
         Assert.That(u.ExitCode, Is.Not.EqualTo(0));

@@ -21,8 +21,8 @@ public sealed class SpeculativeDecodingTests(string device)
             if (Folders.TryGetValue(kind, out var dir)) return dir;
             dir = kind switch
             {
-                "q8_0" or "q4_0" => Path.Combine(Path.GetTempPath(), $"ke-draft-{kind}-{Environment.ProcessId}"),
-                _ => Presets.Materialize("llama-tiny", WeightType.F32, Path.Combine(Path.GetTempPath(), $"ke-presets-{Environment.ProcessId}")),
+                "q8_0" or "q4_0" => TestScratch.Path($"draft-{kind}"),
+                _ => Presets.Materialize("llama-tiny", WeightType.F32, TestScratch.Path("presets")),
             };
             if (kind is "q8_0" or "q4_0" && !Directory.Exists(dir))
                 ModelQuantizer.Quantize(SharedData.Stories, dir, new QuantizeOptions { Type = kind == "q8_0" ? WeightType.Q8_0 : WeightType.Q4_0 });

@@ -34,7 +34,7 @@ public static class LlamaCpp
         lock (Gate)
         {
             if (_f32 != null) return _f32;
-            string dir = Path.Combine(Path.GetTempPath(), $"ke-interop-{Environment.ProcessId}");
+            string dir = TestScratch.Path("interop");
             Directory.CreateDirectory(dir);
             string folder = Presets.Materialize("llama-kq", WeightType.F32, dir);
             string gguf = Path.Combine(dir, "llama-kq-f32.gguf");
@@ -89,7 +89,7 @@ public static class LlamaCpp
         lock (Gate)
         {
             if (_stories != null) return _stories;
-            string dir = Path.Combine(Path.GetTempPath(), $"ke-interop-{Environment.ProcessId}");
+            string dir = TestScratch.Path("interop");
             Directory.CreateDirectory(dir);
             string gguf = Path.Combine(dir, "stories-f32.gguf");
             GgufExporter.Export(SharedData.Stories, gguf, WeightType.F32);

@@ -81,7 +81,7 @@ public sealed class QuantizationTests
     [TestCase(WeightType.Q4_0, 0.85, 0.1)]
     public void Stories260K_QuantizedQualityAgainstF32(WeightType type, double minTop1, double maxKl)
     {
-        string outDir = Path.Combine(Path.GetTempPath(), $"ke-q-{type}-{Environment.ProcessId}");
+        string outDir = TestScratch.Path($"q-{type}");
         try
         {
             var report = ModelQuantizer.Quantize(SharedData.Stories, outDir, new QuantizeOptions { Type = type });
@@ -105,7 +105,7 @@ public sealed class QuantizationTests
     [Test]
     public void F16Copy_MatchesF32Greedy()
     {
-        string outDir = Path.Combine(Path.GetTempPath(), $"ke-q-f16-{Environment.ProcessId}");
+        string outDir = TestScratch.Path("q-f16");
         try
         {
             ModelQuantizer.Quantize(SharedData.Stories, outDir, new QuantizeOptions { Type = WeightType.F16, QuantizeEmbeddings = true });
