@@ -23,6 +23,20 @@ public static class LlamaCppComparison
         public double Ratio => Ours / Theirs;
     }
 
+    /// <summary>Pins llama.cpp's native build (noavx, avx, avx2, avx512: the folders LLamaSharp.Backend.Cpu ships) before
+    /// its first load.</summary>
+    public static void UseBuild(string level)
+    {
+        level = level.Trim().ToLowerInvariant() is "none" ? "noavx" : level.Trim().ToLowerInvariant();
+        if (level is not ("noavx" or "avx" or "avx2" or "avx512")) throw new ArgumentException($"--llama-avx {level}: expected noavx, avx, avx2 or avx512");
+        string rid = OperatingSystem.IsWindows() ? "win-x64" : OperatingSystem.IsMacOS() ? "osx-x64" : "linux-x64";
+        string native = Path.Combine(AppContext.BaseDirectory, "runtimes", rid, "native", level);
+        string ext = OperatingSystem.IsWindows() ? ".dll" : OperatingSystem.IsMacOS() ? ".dylib" : ".so";
+        string prefix = OperatingSystem.IsWindows() ? "" : "lib";
+        if (!File.Exists(Path.Combine(native, prefix + "llama" + ext))) throw new FileNotFoundException($"no llama.cpp {level} build under {native}");
+        NativeLibraryConfig.All.WithLibrary(Path.Combine(native, prefix + "llama" + ext), Path.Combine(native, prefix + "mtmd" + ext));
+    }
+
     public static List<Row> Run(string preset, IEnumerable<WeightType> types, int pp, int tg, int reps, int threads, TextWriter log, string? modelDir = null)
     {
         var rows = new List<Row>();

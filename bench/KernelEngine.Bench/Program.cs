@@ -8,6 +8,9 @@ if (args.Length > 0 && args[0] == "compare")
 {
     string preset = Arg(args, "--preset") ?? "llama-160m";
     int pp = int.Parse(Arg(args, "--pp") ?? "512"), tg = int.Parse(Arg(args, "--tg") ?? "128"), reps = int.Parse(Arg(args, "--reps") ?? "3");
+    // --llama-avx avx2: llama.cpp's AVX2 build (LLamaSharp ships noavx/avx/avx2/avx512), to compare with our
+    // DOTNET_EnableAVX512=0 path as a CPU without AVX-512 would run both.
+    if (Arg(args, "--llama-avx") is string avx) LlamaCppComparison.UseBuild(avx);
     // --ftype q4_k_m,q5_k_m,q6_k: files written by llama.cpp's quantizer, loaded by both engines.
     var rows = Arg(args, "--ftype") is string ftypes
         ? LlamaCppComparison.RunLlamaCppFiles(preset, ftypes.Split(','), pp, tg, reps, Environment.ProcessorCount, Console.Out)

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using KernelEngine.Kernels.Quant;
+using KernelEngine.Kernels.Simd;
 
 namespace KernelEngine.Kernels.MatMul;
 
@@ -173,6 +174,8 @@ public static unsafe class KQuantMatVecCpu
             q4 += Vector128.Shuffle(q4, Vector128.Create(1, 0, 3, 2));
             return q4.ToScalar();
         }
+        if (Simd256.IsSupported) return SuperBlockDotQ4K<Simd256, Vector256<float>, TFive>(row, a, blocks);
+        if (Simd128.IsSupported) return SuperBlockDotQ4K<Simd128, Vector128<float>, TFive>(row, a, blocks);
         float sum = 0;
         for (int b = 0; b < blocks; b++)
         {
@@ -246,6 +249,8 @@ public static unsafe class KQuantMatVecCpu
             }
             return VectorMath.Sum(accF);
         }
+        if (Simd256.IsSupported) return SuperBlockDotQ6K<Simd256, Vector256<float>>(row, a, blocks);
+        if (Simd128.IsSupported) return SuperBlockDotQ6K<Simd128, Vector128<float>>(row, a, blocks);
         float sum = 0;
         for (int b = 0; b < blocks; b++)
         {
@@ -271,4 +276,108 @@ public static unsafe class KQuantMatVecCpu
         }
         return sum;
     }
+
+    /// <summary>
+    /// Q4_K / Q5_K row at a width of at most 32 bytes per vector (llama.cpp's AVX2 scheme): a load of quants holds one
+    /// 64-element group's low nibbles (elements 64g + l) and high nibbles (64g + 32 + l), so the activations stay in natural
+    /// order and each sub-block's 6-bit scale is a broadcast; unsigned quants × activations → int16 pairs (vpmaddubsw),
+    /// × scale → int32 (vpmaddwd), one float FMA per super-block; the mins come from the activation sums.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float SuperBlockDotQ4K<S, V, TFive>(byte* row, in Activations a, int blocks) where S : ISimd<V> where V : struct where TFive : struct, IFlag
+    {
+        bool fifthBits = TFive.Value;
+        int blockBytes = fifthBits ? 176 : 144, W = 4 * S.Floats;
+        var mask = S.BroadcastByte(0x0F);
+        var one = S.BroadcastByte(1);
+        V accF = S.Zero;
+        float minSum = 0;
+        for (int b = 0; b < blocks; b++)
+        {
+            byte* blk = row + b * blockBytes;
+            float dx = a.Dx[b];
+            float d = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk)) * dx, dmin = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 2)) * dx;
+            var (scBytes, mBytes) = KQuants.ScalesMins(blk + 4);
+            byte* qh = blk + 16;
+            byte* qs = blk + (fifthBits ? 48 : 16);
+            sbyte* x = a.Qx + b * QK;
+            V acc = S.Zero;
+            for (int g = 0; g < 4; g++)
+            {
+                var sc0 = S.BroadcastI16((short)((scBytes >> (16 * g)) & 0xFF));
+                var sc1 = S.BroadcastI16((short)((scBytes >> (16 * g + 8)) & 0xFF));
+                for (int k = 0; k < 32; k += W)
+                {
+                    var raw = S.LoadBytes(qs + 32 * g + k);
+                    var lo = S.AndBytes(raw, mask);
+                    var hi = S.AndBytes(S.ShiftRight16(raw, 4), mask);
+                    if (fifthBits)
+                    {
+                        // element 64g + l: bit 2g of qh[l]; element 64g + 32 + l: bit 2g + 1, moved to bit 4
+                        var qhv = S.LoadBytes(qh + k);
+                        lo = S.OrBytes(lo, S.ShiftLeft16(S.AndBytes(S.ShiftRight16(qhv, 2 * g), one), 4));
+                        hi = S.OrBytes(hi, S.ShiftLeft16(S.AndBytes(S.ShiftRight16(qhv, 2 * g + 1), one), 4));
+                    }
+                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(lo, S.LoadBytes(x + 64 * g + k)), sc0));
+                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(hi, S.LoadBytes(x + 64 * g + 32 + k)), sc1));
+                }
+            }
+            accF = S.Fma(S.ConvertI32ToF32(acc), S.Broadcast(d), accF);
+            int msum = 0;
+            for (int j = 0; j < 8; j++) msum += (int)((mBytes >> (8 * j)) & 0xFF) * a.Sum32[b * 8 + j];
+            minSum += dmin * msum;
+        }
+        return S.Sum(accF) - minSum;
+    }
+
+    /// <summary>
+    /// Q6_K row at a width of at most 32 bytes per vector: per half (128 elements) loads of ql (low 4 bits) and qh (2 high
+    /// bits) make the four 32-element runs in natural order; a 32-byte vector spans two 16-element scale groups (int16 lanes
+    /// split in halves), a 16-byte one lies in one. The −32 offset comes from the activation sums per 16.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float SuperBlockDotQ6K<S, V>(byte* row, in Activations a, int blocks) where S : ISimd<V> where V : struct
+    {
+        int W = 4 * S.Floats;
+        var mask = S.BroadcastByte(0x0F);
+        var three = S.BroadcastByte(3);
+        V accF = S.Zero;
+        float offSum = 0;
+        for (int b = 0; b < blocks; b++)
+        {
+            byte* blk = row + b * 210;
+            byte* ql = blk, qh = blk + 128;
+            sbyte* sc = (sbyte*)(blk + 192);
+            float d = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 208)) * a.Dx[b];
+            sbyte* x = a.Qx + b * QK;
+            V acc = S.Zero;
+            for (int h = 0; h < 2; h++)
+                for (int k = 0; k < 32; k += W)
+                {
+                    var l0 = S.LoadBytes(ql + 64 * h + k);
+                    var l1 = S.LoadBytes(ql + 64 * h + 32 + k);
+                    var hb = S.LoadBytes(qh + 32 * h + k);
+                    var q1 = S.OrBytes(S.AndBytes(l0, mask), S.ShiftLeft16(S.AndBytes(hb, three), 4));
+                    var q2 = S.OrBytes(S.AndBytes(l1, mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 2), three), 4));
+                    var q3 = S.OrBytes(S.AndBytes(S.ShiftRight16(l0, 4), mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 4), three), 4));
+                    var q4 = S.OrBytes(S.AndBytes(S.ShiftRight16(l1, 4), mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 6), three), 4));
+                    sbyte* xs = x + 128 * h + k;
+                    int g = 8 * h + k / 16;   // scale group of run j's first element: g + 2j
+                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q1, S.LoadBytes(xs)), Q6Scales<S, V>(sc, g)));
+                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q2, S.LoadBytes(xs + 32)), Q6Scales<S, V>(sc, g + 2)));
+                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q3, S.LoadBytes(xs + 64)), Q6Scales<S, V>(sc, g + 4)));
+                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q4, S.LoadBytes(xs + 96)), Q6Scales<S, V>(sc, g + 6)));
+                }
+            accF = S.Fma(S.ConvertI32ToF32(acc), S.Broadcast(d), accF);
+            int off = 0;
+            for (int g = 0; g < 16; g++) off += sc[g] * a.Sum16[b * 16 + g];
+            offSum += d * 32 * off;
+        }
+        return S.Sum(accF) - offSum;
+    }
+
+    /// <summary>The int16 scale lanes of one vector of a 32-element run starting in group g (two groups when it is 32 bytes).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static V Q6Scales<S, V>(sbyte* sc, int g) where S : ISimd<V> where V : struct =>
+        S.Floats == 8 ? S.HalvesI16(sc[g], sc[g + 1]) : S.BroadcastI16(sc[g]);
 }

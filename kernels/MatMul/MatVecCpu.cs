@@ -64,7 +64,7 @@ public static unsafe class MatVecCpu
         if (quantized || legacy) job.Act = QuantMatVecCpu.Prepare(x, inDim, q4);
         if (legacy) job.ActL = LegacyQuantMatVecCpu.Prepare(job.Act, inDim);
         if (kquant) job.ActK = KQuantMatVecCpu.Prepare(x, inDim);
-        if (half && HalfVector.IsSupported && inDim % 32 == 0)
+        if (half && DenseDot.PairElements > 0 && inDim % DenseDot.PairElements == 0)
         {
             if (t_xdFloats < inDim)
             {
@@ -72,7 +72,7 @@ public static unsafe class MatVecCpu
                 t_xd = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)inDim * 4, 64);
                 t_xdFloats = inDim;
             }
-            HalfVector.Deinterleave32(x, inDim, t_xd);
+            DenseDot.Deinterleave(x, inDim, t_xd);
             job.Xd = t_xd;
         }
         int tasksWanted = pool.Threads * TasksPerThread;
@@ -108,47 +108,29 @@ public static unsafe class MatVecCpu
     {
         long rowBytes = part.Type.RowBytes(n);
         float* y = part.Y;
-        if (part.Type == WeightType.F32 && Vector512.IsHardwareAccelerated && n % 64 == 0)
+        if (part.Type == WeightType.F32)
         {
             // One row streamed at a time with 4 independent accumulators (as ggml's vec_dot_f32): one sequential
             // stream per thread keeps the hardware prefetchers ahead; 4-row interleaving measured slower.
-            for (int o = o0; o < o1; o++) y[o] = MatMulCpu.DotRow64((float*)(part.W + o * rowBytes), x, n);
+            for (int o = o0; o < o1; o++) y[o] = DenseDot.F32((float*)(part.W + o * rowBytes), x, n);
         }
-        else if (part.Type == WeightType.F32)
+        else if (part.Type is WeightType.F16 or WeightType.BF16)
         {
-            int o = o0;
-            for (; o + 4 <= o1; o += 4)
-                MatMulCpu.Dot1x4(x, (float*)(part.W + o * rowBytes), n, n, y + o);
-            for (; o < o1; o++)
-                y[o] = TensorPrimitives.Dot(new ReadOnlySpan<float>(x, n), new ReadOnlySpan<float>(part.W + o * rowBytes, n));
-        }
-        else if ((part.Type == WeightType.F16 || part.Type == WeightType.BF16) && xd != null)
-        {
-            // 32 weights per 64-byte load widened in place against the deinterleaved x (no shuffle port bottleneck).
+            // Converted in registers: the weight row is read once and never written back out as F32; with x
+            // deinterleaved, 2·Floats weights per load are widened in place (no shuffle port bottleneck).
             bool bf16 = part.Type == WeightType.BF16;
-            for (int o = o0; o < o1; o++)
-                y[o] = MatMulCpu.DotHalfRowPaired(xd, (ushort*)(part.W + o * rowBytes), n, bf16);
-        }
-        else if ((part.Type == WeightType.F16 || part.Type == WeightType.BF16) && HalfVector.IsSupported && n % 16 == 0)
-        {
-            // Converted in registers: the weight row is read once and never written back out as F32.
-            bool bf16 = part.Type == WeightType.BF16;
-            for (int o = o0; o < o1; o++)
-                y[o] = MatMulCpu.DotHalfRow(x, (ushort*)(part.W + o * rowBytes), n, bf16);
+            if (xd != null)
+                for (int o = o0; o < o1; o++) y[o] = DenseDot.HalfPaired(xd, (ushort*)(part.W + o * rowBytes), n, bf16);
+            else
+                for (int o = o0; o < o1; o++) y[o] = DenseDot.Half(x, (ushort*)(part.W + o * rowBytes), n, bf16);
         }
         else
         {
-            float* buf = MatMulCpu.Scratch(4 * n);
-            int o = o0;
-            for (; o + 4 <= o1; o += 4)
-            {
-                for (int r = 0; r < 4; r++) RowConvert.ToF32(part.W + (o + r) * rowBytes, part.Type, n, buf + r * n);
-                MatMulCpu.Dot1x4(x, buf, n, n, y + o);
-            }
-            for (; o < o1; o++)
+            float* buf = MatMulCpu.Scratch(n);
+            for (int o = o0; o < o1; o++)
             {
                 RowConvert.ToF32(part.W + o * rowBytes, part.Type, n, buf);
-                y[o] = TensorPrimitives.Dot(new ReadOnlySpan<float>(x, n), new ReadOnlySpan<float>(buf, n));
+                y[o] = DenseDot.F32(buf, x, n);
             }
         }
     }

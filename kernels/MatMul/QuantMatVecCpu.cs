@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using KernelEngine.Kernels.Simd;
 
 namespace KernelEngine.Kernels.MatMul;
 
@@ -42,7 +43,7 @@ public static unsafe class QuantMatVecCpu
         if (t_qx == null || t_qx.Length < n)
         {
             t_qx = GC.AllocateUninitializedArray<sbyte>(n, pinned: true);
-            t_dx = GC.AllocateUninitializedArray<float>(n / B, pinned: true);
+            t_dx = GC.AllocateUninitializedArray<float>(n / B + 16, pinned: true);   // + a vector: the scale products read whole vectors
             t_sum4 = GC.AllocateUninitializedArray<int>(n / 4, pinned: true);
             t_qxg = GC.AllocateUninitializedArray<sbyte>(n, pinned: true);
             t_offg = GC.AllocateUninitializedArray<int>(n / 8, pinned: true);
@@ -64,6 +65,8 @@ public static unsafe class QuantMatVecCpu
         int blocks = n / B;
         long rowBytes = PackedQuant.RowBytes(part.Type, n);
         byte* w = part.Packed;
+        if (!Avx512BW.IsSupported && Simd256.IsSupported) { Rows<Simd256, Vector256<float>>(part, a, blocks, rowBytes, o0, o1); return; }
+        if (!Avx512BW.IsSupported && Simd128.IsSupported) { Rows<Simd128, Vector128<float>>(part, a, blocks, rowBytes, o0, o1); return; }
         if (part.Type == WeightType.Q8_0)
             for (int o = o0; o < o1; o++) part.Y[o] = DotQ8_0(w + o * rowBytes, a.Qx, a.Dx, blocks);
         else
@@ -98,6 +101,29 @@ public static unsafe class QuantMatVecCpu
             }
             return;
         }
+        if (Simd128.IsSupported)
+        {
+            // 128-bit (every x86-64 and ARM64): the same arithmetic, 4 lanes at a time
+            var half = Vector128.Create(0.5f);
+            for (; b < blocks; b++)
+            {
+                float* src = x + b * B;
+                var m = Vector128.Abs(Vector128.Load(src));
+                for (int j = 4; j < B; j += 4) m = Vector128.Max(m, Vector128.Abs(Vector128.Load(src + j)));
+                float d = Simd128.Max(m) / 127f;
+                var id = Vector128.Create(d != 0 ? 1f / d : 0f);
+                dx[b] = (float)(Half)d;
+                for (int j = 0; j < B; j += 16)
+                {
+                    var q0 = RoundAway(Vector128.Load(src + j) * id, half); var q1 = RoundAway(Vector128.Load(src + j + 4) * id, half);
+                    var q2 = RoundAway(Vector128.Load(src + j + 8) * id, half); var q3 = RoundAway(Vector128.Load(src + j + 12) * id, half);
+                    Vector128.Narrow(Vector128.Narrow(q0, q1), Vector128.Narrow(q2, q3)).Store(qx + b * B + j);
+                    int* s = sum4x8 + b * (B / 4) + j / 4;
+                    s[0] = 8 * Vector128.Sum(q0); s[1] = 8 * Vector128.Sum(q1); s[2] = 8 * Vector128.Sum(q2); s[3] = 8 * Vector128.Sum(q3);
+                }
+            }
+            return;
+        }
         for (; b < blocks; b++)
         {
             float* src = x + b * B;
@@ -114,6 +140,10 @@ public static unsafe class QuantMatVecCpu
             }
         }
     }
+
+    /// <summary>roundf: half away from zero, then truncation.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> RoundAway(Vector128<float> v, Vector128<float> half) => Vector128.ConvertToInt32(v + Vector128.CopySign(half, v));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float MaxAcross(Vector512<float> v)
@@ -133,16 +163,19 @@ public static unsafe class QuantMatVecCpu
         return s.GetLower() + s.GetUpper();
     }
 
-    /// <summary>Reorders activation quants per group of 4 blocks to the packed nibbles' order (low nibbles of a 64-byte
-    /// load are elements 0-15 of each block, high nibbles 16-31) and sums each int32 lane's 8 activations.</summary>
+    /// <summary>Blocks per Q4_0 nibble load at the current width (64-byte loads: 4, 32: 2, 16: 1).</summary>
+    private static readonly int GroupBlocks = Simd512.IsSupported ? 4 : Simd256.IsSupported ? 2 : 1;
+
+    /// <summary>Reorders activation quants per group of <see cref="GroupBlocks"/> blocks to the order of one nibble load
+    /// (low nibbles: elements 0-15 of each block, high nibbles: 16-31) and sums each int32 lane's 8 activations.</summary>
     private static void GroupOrder(sbyte* qx, int* sum4x8, int blocks, sbyte* qxg, int* offg)
     {
-        int groups = blocks / 4;
+        int G = GroupBlocks, groups = blocks / G;
         for (int g = 0; g < groups; g++)
         {
-            sbyte* src = qx + g * 4 * B, lo = qxg + g * 4 * B, hi = lo + 2 * B;
-            int* s = sum4x8 + g * 32, off = offg + g * 16;
-            for (int k = 0; k < 4; k++)
+            sbyte* src = qx + g * G * B, lo = qxg + g * G * B, hi = lo + G * B / 2;
+            int* s = sum4x8 + g * G * 8, off = offg + g * G * 4;
+            for (int k = 0; k < G; k++)
             {
                 Buffer.MemoryCopy(src + k * B, lo + k * 16, 16, 16);
                 Buffer.MemoryCopy(src + k * B + 16, hi + k * 16, 16, 16);
@@ -258,19 +291,6 @@ public static unsafe class QuantMatVecCpu
             }
             sum = VectorMath.Sum(acc + acc2);
         }
-        else if (Avx2.IsSupported)
-        {
-            var acc = Vector256<float>.Zero;
-            var ones = Vector256.Create((short)1);
-            for (; b < blocks; b++)
-            {
-                var w = Vector256.Load(q + b * B);
-                var x = Vector256.Load(qx + b * B);
-                var p32 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(x, w)), ones);
-                acc = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(p32), Vector256.Create(HalfVector.ToSingle(scales[b]) * dx[b]), acc);
-            }
-            sum = Vector256.Sum(acc);
-        }
         for (; b < blocks; b++)
         {
             int s = 0;
@@ -295,5 +315,107 @@ public static unsafe class QuantMatVecCpu
         var sx = Vector512.ConditionalSelect(Vector512.LessThan(w, Vector512<sbyte>.Zero), -x, x);
         var p32 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Avx512BW.Abs(w), sx), ones);
         return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(p32), scale, acc);
+    }
+
+    /// <summary>The rows of a band at a width below 512 bits: each row's block scale products (fp16 weight scale ·
+    /// activation scale) are made a vector at a time into a stack buffer the band reuses, then the row's dot reads them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Rows<S, V>(in MatVecPart part, in Activations a, int blocks, long rowBytes, int o0, int o1) where S : ISimd<V> where V : struct
+    {
+        float[]? heap = blocks > 4096 ? GC.AllocateUninitializedArray<float>(blocks + 16, pinned: true) : null;
+        float* stack = stackalloc float[heap == null ? blocks + 16 : 1];
+        float* sc = heap != null ? (float*)Unsafe.AsPointer(ref heap[0]) : stack;
+        byte* w = part.Packed;
+        int scaleBytes = PackedQuant.ScaleBytes(blocks);
+        for (int o = o0; o < o1; o++)
+        {
+            byte* row = w + o * rowBytes;
+            ScaleProducts<S, V>((ushort*)row, a.Dx, blocks, sc);
+            part.Y[o] = part.Type == WeightType.Q8_0
+                ? BlockDotQ8_0<S, V>((sbyte*)(row + scaleBytes), a.Qx, sc, blocks)
+                : GroupDotQ4_0<S, V>(row + scaleBytes, a.Qx, a.Qxg, a.Offg, sc, blocks);
+        }
+    }
+
+    /// <summary>sc[b] = fp16 weight scale · activation scale for every block of a row, a vector at a time (the scale area
+    /// is padded to 64 bytes and dx by a vector, so whole vectors stay inside both).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScaleProducts<S, V>(ushort* scales, float* dx, int blocks, float* sc) where S : ISimd<V> where V : struct
+    {
+        for (int b = 0; b < blocks; b += S.Floats) S.Store(S.Mul(S.LoadHalf(scales + b), S.Load(dx + b)), sc + b);
+    }
+
+    /// <summary>
+    /// Q8_0 row at a width of at most one block per vector (256: a block per load; 128: a block in two): |w| · sign(w)x
+    /// into int32 lanes, times the block's scale product, two accumulators in turn.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float BlockDotQ8_0<S, V>(sbyte* q, sbyte* qx, float* sc, int blocks) where S : ISimd<V> where V : struct
+    {
+        V acc0 = S.Zero, acc1 = S.Zero;
+        int b = 0;
+        for (; b + 2 <= blocks; b += 2)
+        {
+            acc0 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + b * B, qx + b * B)), S.Broadcast(sc[b]), acc0);
+            acc1 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + b * B + B, qx + b * B + B)), S.Broadcast(sc[b + 1]), acc1);
+        }
+        if (b < blocks) acc0 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + b * B, qx + b * B)), S.Broadcast(sc[b]), acc0);
+        return S.Sum(S.Add(acc0, acc1));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static V BlockQ8<S, V>(sbyte* q, sbyte* qx) where S : ISimd<V> where V : struct
+    {
+        var p = S.DotS8S8(S.LoadBytes(q), S.LoadBytes(qx));
+        return S.Floats == 4 ? S.AddI32(p, S.DotS8S8(S.LoadBytes(q + 16), S.LoadBytes(qx + 16))) : p;
+    }
+
+    /// <summary>
+    /// Q4_0 row, any width: one load holds the nibbles of G = Floats / 4 blocks, its low nibbles [elements 0-15 of each
+    /// block] and high nibbles [16-31 of each] meet the group-ordered activations (<see cref="GroupOrder"/>), so no
+    /// shuffle is needed: the two vpmaddubsw results add as int16 (|q·x| ≤ 15·127·4 fits), one vpmaddwd leaves int32
+    /// lanes in fours per block, the −8 offset is 8·Σx per lane, and the blocks' scale products spread over their lanes.
+    /// Whole groups only; the last blocks % G go the scalar way.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float GroupDotQ4_0<S, V>(byte* nib, sbyte* qx, sbyte* qxg, int* offg, float* sc, int blocks) where S : ISimd<V> where V : struct
+    {
+        int G = S.Floats / 4;
+        V acc0 = S.Zero, acc1 = S.Zero;
+        var mask = S.BroadcastByte(0x0F);
+        var ones = S.BroadcastI16(1);
+        byte* pn = nib; sbyte* px = qxg; int* po = offg;
+        int b = 0;
+        for (; b + 2 * G <= blocks; b += 2 * G, pn += G * B, px += 2 * G * B, po += 8 * G)
+        {
+            acc0 = S.Fma(S.ConvertI32ToF32(Q4Group<S, V>(pn, px, po, mask, ones)), S.LoadRepeat4(sc + b), acc0);
+            acc1 = S.Fma(S.ConvertI32ToF32(Q4Group<S, V>(pn + G * B / 2, px + G * B, po + 4 * G, mask, ones)), S.LoadRepeat4(sc + b + G), acc1);
+        }
+        if (b + G <= blocks)
+        {
+            acc0 = S.Fma(S.ConvertI32ToF32(Q4Group<S, V>(pn, px, po, mask, ones)), S.LoadRepeat4(sc + b), acc0);
+            b += G;
+        }
+        float sum = S.Sum(S.Add(acc0, acc1));
+        for (; b < blocks; b++)
+        {
+            byte* q = nib + b * (B / 2);
+            int s = 0;
+            for (int k = 0; k < B / 2; k++) s += ((q[k] & 0x0F) - 8) * qx[b * B + k] + ((q[k] >> 4) - 8) * qx[b * B + k + B / 2];
+            sum += s * sc[b];
+        }
+        return sum;
+    }
+
+    /// <summary>One group of G packed Q4_0 blocks against group-ordered activations: int32 lanes, four per block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static V Q4Group<S, V>(byte* nib, sbyte* qxg, int* offg, V mask, V ones) where S : ISimd<V> where V : struct
+    {
+        var v = S.LoadBytes(nib);
+        var lo = S.AndBytes(v, mask);
+        var hi = S.AndBytes(S.ShiftRight16(v, 4), mask);
+        // the group's high-nibble activations follow its low ones, one vector (G · 16 bytes) later
+        var p16 = S.AddI16(S.MulAddU8S8To16(lo, S.LoadBytes(qxg)), S.MulAddU8S8To16(hi, S.LoadBytes(qxg + 4 * S.Floats)));
+        return S.SubI32(S.MulAddI16(p16, ones), S.LoadI32(offg));
     }
 }

@@ -13,21 +13,9 @@ public static unsafe class RowConvert
         else Formats.WeightFormat.Of(type).DequantizeRow(row, elements, dst);
     }
 
-    /// <summary>fp16 to f32 with <see cref="HalfVector"/>'s register conversion.</summary>
-    public static void F16ToF32(ushort* src, int n, float* dst)
-    {
-        int i = 0;
-        if (HalfVector.IsSupported)
-            for (; i + 16 <= n; i += 16) HalfVector.LoadHalf16(src + i).Store(dst + i);
-        for (; i < n; i++) dst[i] = HalfVector.ToSingle(src[i]);
-    }
+    /// <summary>fp16 to f32 with <see cref="HalfVector"/>'s register conversion at the current SIMD width.</summary>
+    public static void F16ToF32(ushort* src, int n, float* dst) => DenseDot.Widen<Simd.Fp16>(src, n, dst);
 
     /// <summary>bf16 is the upper half of an f32: widen to 32 bits and shift left by 16.</summary>
-    public static void Bf16ToF32(ushort* src, int n, float* dst)
-    {
-        int i = 0;
-        if (HalfVector.IsSupported)
-            for (; i + 16 <= n; i += 16) HalfVector.LoadBf16x16(src + i).Store(dst + i);
-        for (; i < n; i++) dst[i] = BitConverter.Int32BitsToSingle(src[i] << 16);
-    }
+    public static void Bf16ToF32(ushort* src, int n, float* dst) => DenseDot.Widen<Simd.Bf16>(src, n, dst);
 }

@@ -58,8 +58,10 @@ public sealed class StoriesReferenceTests(string device, bool f16Kv)
             var logits = single.Feed(prompt.AsSpan(i, 1));
             for (int v = 0; v < vocab; v++) maxDiff = Math.Max(maxDiff, Math.Abs(logits[v] - all[i * vocab + v]));
         }
-        // F16 cache: K/V from differently ordered F32 sums can round to neighbouring halves (1 ulp = 2^-11 relative).
-        double tolerance = f16Kv ? 2e-3 : 1e-4;
+        // F16 cache: K/V from differently ordered F32 sums (prefill tiles vs one-row dots, whose order depends on the
+        // SIMD width) round to neighbouring halves where the F32 values differ in the last bit, 1 ulp = 2^-11 relative;
+        // through 5 layers that moves logits of magnitude ~5 by up to ~1e-2. The F32-cache case holds the 1e-4 claim.
+        double tolerance = f16Kv ? 1.5e-2 : 1e-4;
         Assert.That(maxDiff, Is.LessThanOrEqualTo(tolerance));
         // and Feed (last row only, batched) agrees with the last row of FeedAll
         using var last = model.CreateSession();

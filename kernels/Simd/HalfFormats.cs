@@ -1,0 +1,35 @@
+using System.Runtime.CompilerServices;
+using KernelEngine.Kernels.MatMul;
+
+namespace KernelEngine.Kernels.Simd;
+
+/// <summary>A 16-bit float format (fp16 or bf16) as the dense templates read it, at any <see cref="ISimd{V}"/> width.</summary>
+public unsafe interface IHalfFormat
+{
+    /// <summary>2·Floats values as (even, odd), scaled by 1 / <see cref="PairScale"/>.</summary>
+    static abstract (V Even, V Odd) Pairs<S, V>(ushort* p) where S : ISimd<V> where V : struct;
+    /// <summary>Floats values in order, exact.</summary>
+    static abstract V Load<S, V>(ushort* p) where S : ISimd<V> where V : struct;
+    static abstract float PairScale { get; }
+    static abstract float ToSingle(ushort h);
+}
+
+public readonly unsafe struct Fp16 : IHalfFormat
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (V Even, V Odd) Pairs<S, V>(ushort* p) where S : ISimd<V> where V : struct => S.LoadHalfPairsUnscaled(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V Load<S, V>(ushort* p) where S : ISimd<V> where V : struct => S.LoadHalf(p);
+    public static float PairScale => HalfVector.HalfScale;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float ToSingle(ushort h) => HalfVector.ToSingle(h);
+}
+
+public readonly unsafe struct Bf16 : IHalfFormat
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (V Even, V Odd) Pairs<S, V>(ushort* p) where S : ISimd<V> where V : struct => S.LoadBf16Pairs(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V Load<S, V>(ushort* p) where S : ISimd<V> where V : struct => S.LoadBf16(p);
+    public static float PairScale => 1f;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float ToSingle(ushort h) => BitConverter.Int32BitsToSingle(h << 16);
+}

@@ -1,0 +1,75 @@
+namespace KernelEngine.Kernels.Simd;
+
+/// <summary>
+/// One SIMD width as an operator struct (TensorPrimitives' pattern): the kernels' loop templates are generic over
+/// <typeparamref name="V"/> (that width's f32 vector) and this struct, and the JIT compiles one body per width with
+/// every call inlined. Integer data travels in the same <typeparamref name="V"/> as raw bits (reinterpretation is free):
+/// a vector holds <see cref="Floats"/> f32 or int32 lanes, or 4·<see cref="Floats"/> bytes.
+/// Widths: <see cref="Simd512"/> (AVX-512BW), <see cref="Simd256"/> (AVX2 + FMA), <see cref="Simd128"/> (SSE4.1 + SSSE3
+/// on x86, AdvSimd on ARM64); <see cref="SimdLevel"/> picks the widest the CPU runs.
+/// </summary>
+public unsafe interface ISimd<V> where V : struct
+{
+    static abstract bool IsSupported { get; }
+    /// <summary>f32 (or int32) lanes per vector.</summary>
+    static abstract int Floats { get; }
+    /// <summary>Architectural vector registers (16 on AVX2/SSE, 32 on AVX-512 and NEON): register blocking sizes follow.</summary>
+    static abstract int Registers { get; }
+
+    static abstract V Zero { get; }
+    static abstract V Load(float* p);
+    static abstract void Store(V v, float* p);
+    static abstract V Broadcast(float f);
+    static abstract V Add(V a, V b);
+    static abstract V Mul(V a, V b);
+    /// <summary>a · b + c, fused.</summary>
+    static abstract V Fma(V a, V b, V c);
+    static abstract float Sum(V v);
+    static abstract float Max(V v);
+    static abstract V Abs(V v);
+    static abstract V MaxLanes(V a, V b);
+
+    /// <summary><see cref="Floats"/> fp16 values to f32, exact (subnormals included; weights are finite).</summary>
+    static abstract V LoadHalf(ushort* p);
+    /// <summary><see cref="Floats"/> bf16 values to f32.</summary>
+    static abstract V LoadBf16(ushort* p);
+    /// <summary>2·<see cref="Floats"/> fp16 as one load widened in place: the even and the odd elements, scaled by
+    /// 2^-112 (<see cref="MatMul.HalfVector.HalfScale"/> undoes it once per sum). x must be in <see cref="Deinterleave"/> order.</summary>
+    static abstract (V Even, V Odd) LoadHalfPairsUnscaled(ushort* p);
+    /// <summary>2·<see cref="Floats"/> bf16 as one load: (even, odd), exact.</summary>
+    static abstract (V Even, V Odd) LoadBf16Pairs(ushort* p);
+    /// <summary>x (n a multiple of 2·<see cref="Floats"/>) reordered per 2·<see cref="Floats"/> elements as
+    /// [evens | odds], the order of the paired loads.</summary>
+    static abstract void Deinterleave(float* x, int n, float* dst);
+
+    /// <summary>4·<see cref="Floats"/> bytes.</summary>
+    static abstract V LoadBytes(void* p);
+    /// <summary>int32 lanes, each Σ of its 4 bytes' products, unsigned <paramref name="u"/> (≤ 127 on ARM) × signed <paramref name="s"/>.</summary>
+    static abstract V DotU8S8(V u, V s);
+    /// <summary>int32 lanes, each Σ of its 4 bytes' products, both signed (−127..127).</summary>
+    static abstract V DotS8S8(V w, V x);
+    /// <summary>int16 lanes, each the sum of its 2 bytes' products, unsigned × signed (no overflow for 6-bit × 8-bit).</summary>
+    static abstract V MulAddU8S8To16(V u, V s);
+    /// <summary>int32 lanes, each the sum of its 2 int16 products.</summary>
+    static abstract V MulAddI16(V a, V b);
+    /// <summary>Lane i = p[i / 4] (one scale per 4 int32 lanes, i.e. per 16 bytes).</summary>
+    static abstract V LoadRepeat4(float* p);
+    static abstract V AddI16(V a, V b);
+    static abstract V AddI32(V a, V b);
+    static abstract V SubI32(V a, V b);
+    static abstract V AndBytes(V a, V b);
+    static abstract V OrBytes(V a, V b);
+    /// <summary>Each 16-bit lane shifted right (logical) by <paramref name="bits"/>; bytes then need masking.</summary>
+    static abstract V ShiftRight16(V v, int bits);
+    static abstract V ShiftLeft16(V v, int bits);
+    static abstract V BroadcastByte(byte b);
+    static abstract V BroadcastI16(short s);
+    /// <summary>int16 lanes: the first half <paramref name="lo"/>, the second half <paramref name="hi"/>.</summary>
+    static abstract V HalvesI16(short lo, short hi);
+    static abstract V BroadcastI32(int i);
+    static abstract V LoadI32(int* p);
+    static abstract V ConvertI32ToF32(V v);
+    /// <summary>(low nibbles, high nibbles) of 2·<see cref="Floats"/> bytes at p as 4·<see cref="Floats"/> bytes
+    /// [p[0..2F) &amp; 15 | p[0..2F) &gt;&gt; 4] (llama.cpp's bytes_from_nibbles).</summary>
+    static abstract V NibblesSplit(byte* p);
+}

@@ -1,0 +1,143 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+
+namespace KernelEngine.Kernels.Simd;
+
+/// <summary>128-bit width: SSE4.1 + SSSE3 on x86 (what <c>DOTNET_EnableAVX2=0</c> leaves), AdvSimd (NEON) on ARM64, where
+/// the int8 dots take <c>sdot</c> when the CPU has it (<see cref="Dp"/>) and widening multiplies otherwise.</summary>
+public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
+{
+    public static bool IsSupported => Vector128.IsHardwareAccelerated && ((Sse41.IsSupported && Ssse3.IsSupported) || AdvSimd.Arm64.IsSupported);
+    public static int Floats => 4;
+    public static int Registers => AdvSimd.Arm64.IsSupported ? 32 : 16;
+
+    public static Vector128<float> Zero { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => Vector128<float>.Zero; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Load(float* p) => Vector128.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector128<float> v, float* p) => v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Broadcast(float f) => Vector128.Create(f);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Mul(Vector128<float> a, Vector128<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Fma(Vector128<float> a, Vector128<float> b, Vector128<float> c)
+    {
+        if (System.Runtime.Intrinsics.X86.Fma.IsSupported) return System.Runtime.Intrinsics.X86.Fma.MultiplyAdd(a, b, c);
+        if (AdvSimd.IsSupported) return AdvSimd.FusedMultiplyAdd(c, a, b);
+        return a * b + c;   // SSE4.1 without FMA: two instructions (Vector128.FusedMultiplyAdd would be a software fallback)
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(Vector128<float> v)
+    {
+        v += Vector128.Shuffle(v, Vector128.Create(2, 3, 0, 1));
+        v += Vector128.Shuffle(v, Vector128.Create(1, 0, 3, 2));
+        return v.ToScalar();
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Max(Vector128<float> v)
+    {
+        v = Vector128.Max(v, Vector128.Shuffle(v, Vector128.Create(2, 3, 0, 1)));
+        v = Vector128.Max(v, Vector128.Shuffle(v, Vector128.Create(1, 0, 3, 2)));
+        return v.ToScalar();
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Abs(Vector128<float> v) => Vector128.Abs(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> MaxLanes(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> Widen4(ushort* p) =>
+        Sse41.IsSupported ? Sse41.ConvertToVector128Int32((short*)p) : AdvSimd.SignExtendWideningLower(Vector64.Load((short*)p));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> LoadHalf(ushort* p)
+    {
+        // HalfVector's rule: sign-extend, shift into f32 position, clear the sign's copies, re-bias by 2^112
+        var h = Widen4(p).AsUInt32();
+        return (Vector128.ShiftLeft(h, 13) & Vector128.Create(0x8FFFE000u)).AsSingle() * Vector128.Create(0x77800000u).AsSingle();
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> LoadBf16(ushort* p) => Vector128.ShiftLeft(Widen4(p).AsUInt32(), 16).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector128<float> Even, Vector128<float> Odd) LoadHalfPairsUnscaled(ushort* p)
+    {
+        var v = Vector128.Load((int*)p);
+        var mask = Vector128.Create(unchecked((int)0x8FFFE000));
+        return ((Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(v, 16), 3) & mask).AsSingle(), (Vector128.ShiftRightArithmetic(v, 3) & mask).AsSingle());
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (Vector128<float> Even, Vector128<float> Odd) LoadBf16Pairs(ushort* p)
+    {
+        var v = Vector128.Load((uint*)p);
+        return (Vector128.ShiftLeft(v, 16).AsSingle(), (v & Vector128.Create(0xFFFF0000u)).AsSingle());
+    }
+    public static void Deinterleave(float* x, int n, float* dst) => DeinterleaveScalar(x, n, dst, 4);
+
+    /// <summary>Per 2·<paramref name="lanes"/> elements: the evens, then the odds (once per product: not hot).</summary>
+    internal static void DeinterleaveScalar(float* x, int n, float* dst, int lanes)
+    {
+        for (int i = 0; i < n; i += 2 * lanes)
+            for (int k = 0; k < lanes; k++)
+            {
+                dst[i + k] = x[i + 2 * k];
+                dst[i + lanes + k] = x[i + 2 * k + 1];
+            }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> LoadBytes(void* p) => Vector128.Load((float*)p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> DotU8S8(Vector128<float> u, Vector128<float> s)
+    {
+        if (Ssse3.IsSupported) return Sse2.MultiplyAddAdjacent(Ssse3.MultiplyAddAdjacent(u.AsByte(), s.AsSByte()), Vector128.Create((short)1)).AsSingle();
+        return DotS8S8(u, s);   // ARM: the unsigned operand is ≤ 127 here (nibbles, 6-bit quants)
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> DotS8S8(Vector128<float> w, Vector128<float> x)
+    {
+        if (Ssse3.IsSupported)
+            return Sse2.MultiplyAddAdjacent(Ssse3.MultiplyAddAdjacent(Ssse3.Abs(w.AsSByte()), Ssse3.Sign(x.AsSByte(), w.AsSByte())), Vector128.Create((short)1)).AsSingle();
+        if (Dp.IsSupported) return Dp.DotProduct(Vector128<int>.Zero, w.AsSByte(), x.AsSByte()).AsSingle();
+        // int16 products, pairwise to int32 twice
+        var lo = AdvSimd.MultiplyWideningLower(w.AsSByte().GetLower(), x.AsSByte().GetLower());
+        var hi = AdvSimd.MultiplyWideningUpper(w.AsSByte(), x.AsSByte());
+        return AdvSimd.Arm64.AddPairwise(AdvSimd.AddPairwiseWidening(lo), AdvSimd.AddPairwiseWidening(hi)).AsSingle();
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> MulAddU8S8To16(Vector128<float> u, Vector128<float> s)
+    {
+        if (Ssse3.IsSupported) return Ssse3.MultiplyAddAdjacent(u.AsByte(), s.AsSByte()).AsSingle();
+        var lo = AdvSimd.MultiplyWideningLower(u.AsSByte().GetLower(), s.AsSByte().GetLower());
+        var hi = AdvSimd.MultiplyWideningUpper(u.AsSByte(), s.AsSByte());
+        return AdvSimd.Arm64.AddPairwise(lo, hi).AsSingle();
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> MulAddI16(Vector128<float> a, Vector128<float> b)
+    {
+        if (Sse2.IsSupported) return Sse2.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16()).AsSingle();
+        var lo = AdvSimd.MultiplyWideningLower(a.AsInt16().GetLower(), b.AsInt16().GetLower());
+        var hi = AdvSimd.MultiplyWideningUpper(a.AsInt16(), b.AsInt16());
+        return AdvSimd.Arm64.AddPairwise(lo, hi).AsSingle();
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> LoadRepeat4(float* p) => Vector128.Create(*p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> AddI16(Vector128<float> a, Vector128<float> b) => (a.AsInt16() + b.AsInt16()).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> AddI32(Vector128<float> a, Vector128<float> b) => (a.AsInt32() + b.AsInt32()).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> SubI32(Vector128<float> a, Vector128<float> b) => (a.AsInt32() - b.AsInt32()).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> AndBytes(Vector128<float> a, Vector128<float> b) => (a.AsByte() & b.AsByte()).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> OrBytes(Vector128<float> a, Vector128<float> b) => (a.AsByte() | b.AsByte()).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ShiftRight16(Vector128<float> v, int bits) => Vector128.ShiftRightLogical(v.AsUInt16(), bits).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ShiftLeft16(Vector128<float> v, int bits) => Vector128.ShiftLeft(v.AsUInt16(), bits).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> BroadcastByte(byte b) => Vector128.Create(b).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> BroadcastI16(short s) => Vector128.Create(s).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> HalvesI16(short lo, short hi) => Vector128.Create(Vector64.Create(lo), Vector64.Create(hi)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> BroadcastI32(int i) => Vector128.Create(i).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> LoadI32(int* p) => Vector128.Load(p).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ConvertI32ToF32(Vector128<float> v) => Vector128.ConvertToSingle(v.AsInt32());
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> NibblesSplit(byte* p)
+    {
+        var raw = Vector128.CreateScalar(Unsafe.ReadUnaligned<ulong>(p)).AsByte();
+        var m = Vector128.Create((byte)0x0F);
+        var lo = raw & m;
+        var hi = Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & m;
+        return Vector128.Create(lo.AsUInt64().ToScalar(), hi.AsUInt64().ToScalar()).AsSingle();
+    }
+}
