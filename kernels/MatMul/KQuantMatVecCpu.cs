@@ -298,14 +298,18 @@ public static unsafe class KQuantMatVecCpu
             float dx = a.Dx[b];
             float d = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk)) * dx, dmin = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 2)) * dx;
             var (scBytes, mBytes) = KQuants.ScalesMins(blk + 4);
+            // the 8 sub-block scales and mins as int16 lanes; Σ min_j · Σx_j in one pmaddwd
+            var sc8 = Vector128.WidenLower(Vector128.CreateScalar(scBytes).AsByte()).AsInt16();
+            var m8 = Vector128.WidenLower(Vector128.CreateScalar(mBytes).AsByte()).AsInt16();
+            minSum += dmin * Vector128.Sum(Simd128.MulAddI16(m8.AsSingle(), Vector128.Load(a.Sum32 + b * 8).AsSingle()).AsInt32());
             byte* qh = blk + 16;
             byte* qs = blk + (fifthBits ? 48 : 16);
             sbyte* x = a.Qx + b * QK;
             V acc = S.Zero;
             for (int g = 0; g < 4; g++)
             {
-                var sc0 = S.BroadcastI16((short)((scBytes >> (16 * g)) & 0xFF));
-                var sc1 = S.BroadcastI16((short)((scBytes >> (16 * g + 8)) & 0xFF));
+                var sc0 = S.LaneI16(sc8, 2 * g);
+                var sc1 = S.LaneI16(sc8, 2 * g + 1);
                 for (int k = 0; k < 32; k += W)
                 {
                     var raw = S.LoadBytes(qs + 32 * g + k);
@@ -323,9 +327,6 @@ public static unsafe class KQuantMatVecCpu
                 }
             }
             accF = S.Fma(S.ConvertI32ToF32(acc), S.Broadcast(d), accF);
-            int msum = 0;
-            for (int j = 0; j < 8; j++) msum += (int)((mBytes >> (8 * j)) & 0xFF) * a.Sum32[b * 8 + j];
-            minSum += dmin * msum;
         }
         return S.Sum(accF) - minSum;
     }
@@ -350,10 +351,17 @@ public static unsafe class KQuantMatVecCpu
             sbyte* sc = (sbyte*)(blk + 192);
             float d = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 208)) * a.Dx[b];
             sbyte* x = a.Qx + b * QK;
+            // the 16 int8 scales as two int16 vectors; 32 · Σ sc_g · Σx_g in two pmaddwd
+            var scv = Vector128.Load(sc);
+            var scLo = Vector128.WidenLower(scv); var scHi = Vector128.WidenUpper(scv);
+            int off = Vector128.Sum(Simd128.MulAddI16(scLo.AsSingle(), Vector128.Load(a.Sum16 + b * 16).AsSingle()).AsInt32()
+                + Simd128.MulAddI16(scHi.AsSingle(), Vector128.Load(a.Sum16 + b * 16 + 8).AsSingle()).AsInt32());
+            offSum += d * 32 * off;
             V acc = S.Zero;
             for (int h = 0; h < 2; h++)
                 for (int k = 0; k < 32; k += W)
                 {
+                    var s8 = h == 0 ? scLo : scHi;
                     var l0 = S.LoadBytes(ql + 64 * h + k);
                     var l1 = S.LoadBytes(ql + 64 * h + 32 + k);
                     var hb = S.LoadBytes(qh + 32 * h + k);
@@ -362,22 +370,19 @@ public static unsafe class KQuantMatVecCpu
                     var q3 = S.OrBytes(S.AndBytes(S.ShiftRight16(l0, 4), mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 4), three), 4));
                     var q4 = S.OrBytes(S.AndBytes(S.ShiftRight16(l1, 4), mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 6), three), 4));
                     sbyte* xs = x + 128 * h + k;
-                    int g = 8 * h + k / 16;   // scale group of run j's first element: g + 2j
-                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q1, S.LoadBytes(xs)), Q6Scales<S, V>(sc, g)));
-                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q2, S.LoadBytes(xs + 32)), Q6Scales<S, V>(sc, g + 2)));
-                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q3, S.LoadBytes(xs + 64)), Q6Scales<S, V>(sc, g + 4)));
-                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q4, S.LoadBytes(xs + 96)), Q6Scales<S, V>(sc, g + 6)));
+                    int g = k / 16;   // scale lane (within this half's 8) of run j's first element: g + 2j
+                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q1, S.LoadBytes(xs)), Q6Scales<S, V>(s8, g)));
+                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q2, S.LoadBytes(xs + 32)), Q6Scales<S, V>(s8, g + 2)));
+                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q3, S.LoadBytes(xs + 64)), Q6Scales<S, V>(s8, g + 4)));
+                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q4, S.LoadBytes(xs + 96)), Q6Scales<S, V>(s8, g + 6)));
                 }
             accF = S.Fma(S.ConvertI32ToF32(acc), S.Broadcast(d), accF);
-            int off = 0;
-            for (int g = 0; g < 16; g++) off += sc[g] * a.Sum16[b * 16 + g];
-            offSum += d * 32 * off;
         }
         return S.Sum(accF) - offSum;
     }
 
     /// <summary>The int16 scale lanes of one vector of a 32-element run starting in group g (two groups when it is 32 bytes).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static V Q6Scales<S, V>(sbyte* sc, int g) where S : ISimd<V> where V : struct =>
-        S.Floats == 8 ? S.HalvesI16(sc[g], sc[g + 1]) : S.BroadcastI16(sc[g]);
+    private static V Q6Scales<S, V>(Vector128<short> s8, int g) where S : ISimd<V> where V : struct =>
+        S.Floats == 8 ? S.LanePairI16(s8, g) : S.LaneI16(s8, g);
 }

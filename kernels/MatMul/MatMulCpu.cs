@@ -64,8 +64,19 @@ public static unsafe class MatMulCpu
         pool.For((outDim + PrefillBlockRows - 1) / PrefillBlockRows, &PrefillTask, &job, (long)rows * outDim * inDim);
     }
 
+    /// <summary>Tests set this: every <see cref="Scratch"/> request comes back filled with NaN, so a kernel that reads
+    /// scratch it has not written gives a NaN every time, not garbage now and then.</summary>
+    internal static volatile bool PoisonScratch;
+
     /// <summary>Per-thread scratch, 64-byte aligned so Vector512 loads never split cache lines (grows, never shrinks).</summary>
     internal static float* Scratch(int floats)
+    {
+        float* s = ScratchBuffer(floats);
+        if (PoisonScratch) new Span<float>(s, t_scratchFloats).Fill(float.NaN);
+        return s;
+    }
+
+    private static float* ScratchBuffer(int floats)
     {
         if (t_scratchFloats < floats)
         {

@@ -24,6 +24,7 @@ public static unsafe class QuantMatVecCpu
     [ThreadStatic] private static int[]? t_sum4;
     [ThreadStatic] private static sbyte[]? t_qxg;
     [ThreadStatic] private static int[]? t_offg;
+    [ThreadStatic] private static float[]? t_off8;
 
     /// <summary>The activation row quantized once per product (and shared by every matrix that reads it).</summary>
     public struct Activations
@@ -33,6 +34,7 @@ public static unsafe class QuantMatVecCpu
         public int* Sum4x8;     // (n / 4) 8 · Σ qx over each group of 4 (Q4_0 offset)
         public sbyte* Qxg;      // Q4_0: (n) qx reordered per group of 4 blocks as [x0-15 of each block | x16-31 of each block]
         public int* Offg;       // Q4_0: (n / 8) 8 · Σ of the 8 activations that meet each int32 lane of a group
+        public float* Off8;     // Q4_0 below 512 bits: (n / 32, zero-padded by a vector) 8 · Σ qx per block
     }
 
     /// <summary>Quantizes x (n a multiple of 32) into the calling thread's buffers; <paramref name="groupOrder"/> adds
@@ -47,14 +49,26 @@ public static unsafe class QuantMatVecCpu
             t_sum4 = GC.AllocateUninitializedArray<int>(n / 4, pinned: true);
             t_qxg = GC.AllocateUninitializedArray<sbyte>(n, pinned: true);
             t_offg = GC.AllocateUninitializedArray<int>(n / 8, pinned: true);
+            t_off8 = new float[n / B + 16];   // zeroed: the padding meets whole-vector reads
         }
         var a = new Activations
         {
             Qx = (sbyte*)Unsafe.AsPointer(ref t_qx[0]), Dx = (float*)Unsafe.AsPointer(ref t_dx![0]), Sum4x8 = (int*)Unsafe.AsPointer(ref t_sum4![0]),
             Qxg = (sbyte*)Unsafe.AsPointer(ref t_qxg![0]), Offg = (int*)Unsafe.AsPointer(ref t_offg![0]),
+            Off8 = (float*)Unsafe.AsPointer(ref t_off8![0]),
         };
+        // dx is read a whole vector at a time: its padding must be finite (0 · pad, never NaN)
+        new Span<float>(a.Dx + n / B, 16).Clear();
         QuantizeActivations(x, n, a.Qx, a.Dx, a.Sum4x8);
-        if (groupOrder) GroupOrder(a.Qx, a.Sum4x8, n / B, a.Qxg, a.Offg);
+        if (groupOrder)
+        {
+            GroupOrder(a.Qx, a.Sum4x8, n / B, a.Qxg, a.Offg);
+            for (int b = 0; b < n / B; b++)
+            {
+                int* s4 = a.Sum4x8 + 8 * b;
+                a.Off8[b] = s4[0] + s4[1] + s4[2] + s4[3] + s4[4] + s4[5] + s4[6] + s4[7];
+            }
+        }
         return a;
     }
 
@@ -330,15 +344,36 @@ public static unsafe class QuantMatVecCpu
         for (int o = o0; o < o1; o++)
         {
             byte* row = w + o * rowBytes;
-            ScaleProducts<S, V>((ushort*)row, a.Dx, blocks, sc);
-            part.Y[o] = part.Type == WeightType.Q8_0
-                ? BlockDotQ8_0<S, V>((sbyte*)(row + scaleBytes), a.Qx, sc, blocks)
-                : GroupDotQ4_0<S, V>(row + scaleBytes, a.Qx, a.Qxg, a.Offg, sc, blocks);
+            if (part.Type == WeightType.Q8_0)
+            {
+                ScaleProducts<S, V>((ushort*)row, a.Dx, blocks, sc);
+                part.Y[o] = BlockDotQ8_0<S, V>((sbyte*)(row + scaleBytes), a.Qx, sc, blocks);
+            }
+            else
+            {
+                // Σ (q − 8)·x = Σ q·x − 8·Σx: the second term per block, scaled, summed while the scales are made
+                float offset = ScaleProductsDot<S, V>((ushort*)row, a.Dx, a.Off8, blocks, sc);
+                part.Y[o] = GroupDotQ4_0<S, V>(row + scaleBytes, a.Qx, a.Qxg, sc, blocks) - offset;
+            }
         }
     }
 
     /// <summary>sc[b] = fp16 weight scale · activation scale for every block of a row, a vector at a time (the scale area
     /// is padded to 64 bytes and dx by a vector, so whole vectors stay inside both).</summary>
+    /// <summary><see cref="ScaleProducts{S, V}"/>, returning Σ sc[b] · off[b] (off zero-padded).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float ScaleProductsDot<S, V>(ushort* scales, float* dx, float* off, int blocks, float* sc) where S : ISimd<V> where V : struct
+    {
+        V acc = S.Zero;
+        for (int b = 0; b < blocks; b += S.Floats)
+        {
+            var p = S.Mul(S.LoadHalf(scales + b), S.Load(dx + b));
+            S.Store(p, sc + b);
+            acc = S.Fma(p, S.Load(off + b), acc);
+        }
+        return S.Sum(acc);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ScaleProducts<S, V>(ushort* scales, float* dx, int blocks, float* sc) where S : ISimd<V> where V : struct
     {
@@ -374,26 +409,26 @@ public static unsafe class QuantMatVecCpu
     /// Q4_0 row, any width: one load holds the nibbles of G = Floats / 4 blocks, its low nibbles [elements 0-15 of each
     /// block] and high nibbles [16-31 of each] meet the group-ordered activations (<see cref="GroupOrder"/>), so no
     /// shuffle is needed: the two vpmaddubsw results add as int16 (|q·x| ≤ 15·127·4 fits), one vpmaddwd leaves int32
-    /// lanes in fours per block, the −8 offset is 8·Σx per lane, and the blocks' scale products spread over their lanes.
-    /// Whole groups only; the last blocks % G go the scalar way.
+    /// lanes in fours per block, and the blocks' scale products spread over their lanes. Returns Σ sc·(q·x), the −8
+    /// offset left to the caller. Whole groups only; the last blocks % G go the scalar way.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float GroupDotQ4_0<S, V>(byte* nib, sbyte* qx, sbyte* qxg, int* offg, float* sc, int blocks) where S : ISimd<V> where V : struct
+    private static float GroupDotQ4_0<S, V>(byte* nib, sbyte* qx, sbyte* qxg, float* sc, int blocks) where S : ISimd<V> where V : struct
     {
         int G = S.Floats / 4;
         V acc0 = S.Zero, acc1 = S.Zero;
         var mask = S.BroadcastByte(0x0F);
         var ones = S.BroadcastI16(1);
-        byte* pn = nib; sbyte* px = qxg; int* po = offg;
+        byte* pn = nib; sbyte* px = qxg;
         int b = 0;
-        for (; b + 2 * G <= blocks; b += 2 * G, pn += G * B, px += 2 * G * B, po += 8 * G)
+        for (; b + 2 * G <= blocks; b += 2 * G, pn += G * B, px += 2 * G * B)
         {
-            acc0 = S.Fma(S.ConvertI32ToF32(Q4Group<S, V>(pn, px, po, mask, ones)), S.LoadRepeat4(sc + b), acc0);
-            acc1 = S.Fma(S.ConvertI32ToF32(Q4Group<S, V>(pn + G * B / 2, px + G * B, po + 4 * G, mask, ones)), S.LoadRepeat4(sc + b + G), acc1);
+            acc0 = S.Fma(S.ConvertI32ToF32(Q4Group<S, V>(pn, px, mask, ones)), S.LoadRepeat4(sc + b), acc0);
+            acc1 = S.Fma(S.ConvertI32ToF32(Q4Group<S, V>(pn + G * B / 2, px + G * B, mask, ones)), S.LoadRepeat4(sc + b + G), acc1);
         }
         if (b + G <= blocks)
         {
-            acc0 = S.Fma(S.ConvertI32ToF32(Q4Group<S, V>(pn, px, po, mask, ones)), S.LoadRepeat4(sc + b), acc0);
+            acc0 = S.Fma(S.ConvertI32ToF32(Q4Group<S, V>(pn, px, mask, ones)), S.LoadRepeat4(sc + b), acc0);
             b += G;
         }
         float sum = S.Sum(S.Add(acc0, acc1));
@@ -401,7 +436,7 @@ public static unsafe class QuantMatVecCpu
         {
             byte* q = nib + b * (B / 2);
             int s = 0;
-            for (int k = 0; k < B / 2; k++) s += ((q[k] & 0x0F) - 8) * qx[b * B + k] + ((q[k] >> 4) - 8) * qx[b * B + k + B / 2];
+            for (int k = 0; k < B / 2; k++) s += (q[k] & 0x0F) * qx[b * B + k] + (q[k] >> 4) * qx[b * B + k + B / 2];
             sum += s * sc[b];
         }
         return sum;
@@ -409,13 +444,13 @@ public static unsafe class QuantMatVecCpu
 
     /// <summary>One group of G packed Q4_0 blocks against group-ordered activations: int32 lanes, four per block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static V Q4Group<S, V>(byte* nib, sbyte* qxg, int* offg, V mask, V ones) where S : ISimd<V> where V : struct
+    private static V Q4Group<S, V>(byte* nib, sbyte* qxg, V mask, V ones) where S : ISimd<V> where V : struct
     {
         var v = S.LoadBytes(nib);
         var lo = S.AndBytes(v, mask);
         var hi = S.AndBytes(S.ShiftRight16(v, 4), mask);
         // the group's high-nibble activations follow its low ones, one vector (G · 16 bytes) later
         var p16 = S.AddI16(S.MulAddU8S8To16(lo, S.LoadBytes(qxg)), S.MulAddU8S8To16(hi, S.LoadBytes(qxg + 4 * S.Floats)));
-        return S.SubI32(S.MulAddI16(p16, ones), S.LoadI32(offg));
+        return S.MulAddI16(p16, ones);
     }
 }

@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+
 namespace KernelEngine.Kernels.Simd;
 
 /// <summary>
@@ -67,6 +69,10 @@ public unsafe interface ISimd<V> where V : struct
     /// <summary>int16 lanes: the first half <paramref name="lo"/>, the second half <paramref name="hi"/>.</summary>
     static abstract V HalvesI16(short lo, short hi);
     static abstract V BroadcastI32(int i);
+    /// <summary>int16 lanes all s8[lane] (a byte shuffle from a mask table, no trip through a general register).</summary>
+    static abstract V LaneI16(Vector128<short> s8, int lane);
+    /// <summary>int16 lanes: the first half s8[lane], the second half s8[lane + 1].</summary>
+    static abstract V LanePairI16(Vector128<short> s8, int lane);
     static abstract V LoadI32(int* p);
     static abstract V ConvertI32ToF32(V v);
     /// <summary>(low nibbles, high nibbles) of 2·<see cref="Floats"/> bytes at p as 4·<see cref="Floats"/> bytes

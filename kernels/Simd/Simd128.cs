@@ -128,6 +128,18 @@ public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> BroadcastByte(byte b) => Vector128.Create(b).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> BroadcastI16(short s) => Vector128.Create(s).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> HalvesI16(short lo, short hi) => Vector128.Create(Vector64.Create(lo), Vector64.Create(hi)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> LaneI16(Vector128<short> s8, int lane)
+    {
+        var m = Vector128.Load(LaneMasks.I16 + 16 * lane);
+        return (Ssse3.IsSupported ? Ssse3.Shuffle(s8.AsByte(), m) : AdvSimd.Arm64.VectorTableLookup(s8.AsByte(), m)).AsSingle();
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> LanePairI16(Vector128<short> s8, int lane)
+    {
+        var m = Vector128.Load(LaneMasks.I16 + 16 * lane + 8);   // [lane × 4 | lane + 1 × 4]
+        return (Ssse3.IsSupported ? Ssse3.Shuffle(s8.AsByte(), m) : AdvSimd.Arm64.VectorTableLookup(s8.AsByte(), m)).AsSingle();
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> BroadcastI32(int i) => Vector128.Create(i).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> LoadI32(int* p) => Vector128.Load(p).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ConvertI32ToF32(Vector128<float> v) => Vector128.ConvertToSingle(v.AsInt32());

@@ -67,6 +67,15 @@ public readonly unsafe struct Simd256 : ISimd<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> BroadcastByte(byte b) => Vector256.Create(b).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> BroadcastI16(short s) => Vector256.Create(s).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> HalvesI16(short lo, short hi) => Vector256.Create(Vector128.Create(lo), Vector128.Create(hi)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> LaneI16(Vector128<short> s8, int lane)
+    {
+        var m = Vector128.Load(LaneMasks.I16 + 16 * lane);
+        return Avx2.Shuffle(Vector256.Create(s8, s8).AsByte(), Vector256.Create(m, m)).AsSingle();
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> LanePairI16(Vector128<short> s8, int lane) =>
+        Avx2.Shuffle(Vector256.Create(s8, s8).AsByte(), Vector256.Load(LaneMasks.I16 + 16 * lane)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> BroadcastI32(int i) => Vector256.Create(i).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> LoadI32(int* p) => Vector256.Load(p).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ConvertI32ToF32(Vector256<float> v) => Vector256.ConvertToSingle(v.AsInt32());

@@ -62,6 +62,10 @@ public readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> BroadcastByte(byte b) => Vector512.Create(b).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> BroadcastI16(short s) => Vector512.Create(s).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> HalvesI16(short lo, short hi) => Vector512.Create(Vector256.Create(lo), Vector256.Create(hi)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> LaneI16(Vector128<short> s8, int lane) => Vector512.Create(Simd256.LaneI16(s8, lane).AsInt16(), Simd256.LaneI16(s8, lane).AsInt16()).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> LanePairI16(Vector128<short> s8, int lane) => Vector512.Create(Simd256.LaneI16(s8, lane).AsInt16(), Simd256.LaneI16(s8, lane + 1).AsInt16()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> BroadcastI32(int i) => Vector512.Create(i).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> LoadI32(int* p) => Vector512.Load(p).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ConvertI32ToF32(Vector512<float> v) => Vector512.ConvertToSingle(v.AsInt32());

@@ -67,14 +67,7 @@ public sealed class BackendKernelTests(string backendName)
         var w = TestData.Random(outDim * inDim, 2);
         var bias = TestData.Random(outDim, 3);
         var stored = TestData.Encode(w, type, outDim, inDim);
-        // The CPU's quantized decode quantizes the activation row to Q8_0 blocks first (as llama.cpp does): the
-        // reference takes x through the same rounding, so only summation order separates them. The ILGPU kernels
-        // dequantize weights and keep activations in F32.
-        bool q8Activations = (type.HasPackedCpuDecode() || KernelEngine.Kernels.MatMul.LegacyQuantMatVecCpu.Handles(type)) && rows == 1 && _b is CpuBackend;
-        bool q8kActivations = KernelEngine.Kernels.MatMul.KQuantMatVecCpu.Handles(type) && rows == 1 && _b is CpuBackend;
-        var xRef = q8Activations ? ScalarReference.Dequantize(TestData.Encode(x, WeightType.Q8_0, 1, inDim), WeightType.Q8_0, 1, inDim)
-            : q8kActivations ? ScalarReference.Q8PerSuperBlock(x) : x;
-        var expected = ScalarReference.MatMul(xRef, rows, inDim, ScalarReference.Dequantize(stored, type, outDim, inDim), outDim, bias);
+        var expected = ScalarReference.MatMulAsComputed(x, rows, inDim, stored, type, outDim, bias, cpuDecode: _b is CpuBackend);
         using var xt = _b.Tensor(x, rows, inDim);
         using var wt = _b.Upload(new HostWeight("w", outDim, inDim, type, stored));
         using var bt = _b.Upload(HostWeight.FromFloats("b", bias, 1, outDim));

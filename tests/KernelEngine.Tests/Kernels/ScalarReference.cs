@@ -6,6 +6,21 @@ namespace KernelEngine.Tests.Kernels;
 public static class ScalarReference
 {
     /// <summary>y (rows, outDim) = x (rows, inDim) · Wᵀ + b, W given already dequantized (outDim, inDim).</summary>
+    /// <summary>
+    /// The product a backend is expected to compute from stored weights: the CPU's quantized decode (one row,
+    /// <paramref name="cpuDecode"/>) quantizes the activation row first, as llama.cpp does (Q8_0 blocks; Q8 per 256 for
+    /// the K-quants), so the reference takes x through the same rounding and only summation order separates them. The
+    /// ILGPU kernels and prefill dequantize weights and keep activations in F32.
+    /// </summary>
+    public static float[] MatMulAsComputed(float[] x, int rows, int inDim, byte[] stored, WeightType type, int outDim, float[]? bias, bool cpuDecode)
+    {
+        bool q8Activations = (type.HasPackedCpuDecode() || KernelEngine.Kernels.MatMul.LegacyQuantMatVecCpu.Handles(type)) && rows == 1 && cpuDecode;
+        bool q8kActivations = KernelEngine.Kernels.MatMul.KQuantMatVecCpu.Handles(type) && rows == 1 && cpuDecode;
+        var xRef = q8Activations ? Dequantize(TestData.Encode(x, WeightType.Q8_0, 1, inDim), WeightType.Q8_0, 1, inDim)
+            : q8kActivations ? Q8PerSuperBlock(x) : x;
+        return MatMul(xRef, rows, inDim, Dequantize(stored, type, outDim, inDim), outDim, bias);
+    }
+
     public static float[] MatMul(float[] x, int rows, int inDim, float[] w, int outDim, float[]? bias)
     {
         var y = new float[rows * outDim];
