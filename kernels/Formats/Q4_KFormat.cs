@@ -18,7 +18,7 @@ public readonly struct Q4_KFormat : IWeightFormat
 
     public static unsafe void DequantizeRow(byte* src, int n, float* dst)
     {
-        if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) { KQuantRows.DequantizeQ4K(src, n, dst, fifthBits: false); return; }
+        if (KQuantRows.IsSupported) { KQuantRows.DequantizeQ4K(src, n, dst, fifthBits: false); return; }
         for (int b = 0; b < n / 256; b++, src += 144)
         {
             float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src)), min = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src + 2));

@@ -18,7 +18,7 @@ public readonly struct Q5_KFormat : IWeightFormat
 
     public static unsafe void DequantizeRow(byte* src, int n, float* dst)
     {
-        if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) { KQuantRows.DequantizeQ4K(src, n, dst, fifthBits: true); return; }
+        if (KQuantRows.IsSupported) { KQuantRows.DequantizeQ4K(src, n, dst, fifthBits: true); return; }
         for (int b = 0; b < n / 256; b++, src += 176)
         {
             float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src)), min = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src + 2));

@@ -17,7 +17,7 @@ public readonly struct Q6_KFormat : IWeightFormat
 
     public static unsafe void DequantizeRow(byte* src, int n, float* dst)
     {
-        if (System.Runtime.Intrinsics.X86.Avx512F.IsSupported) { KQuantRows.DequantizeQ6K(src, n, dst); return; }
+        if (KQuantRows.IsSupported) { KQuantRows.DequantizeQ6K(src, n, dst); return; }
         for (int b = 0; b < n / 256; b++, src += 210)
         {
             float d = KernelEngine.Kernels.MatMul.HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(src + 208));

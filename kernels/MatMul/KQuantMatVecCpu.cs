@@ -295,8 +295,16 @@ public static unsafe class KQuantMatVecCpu
         for (int b = 0; b < blocks; b++)
         {
             byte* blk = row + b * blockBytes;
-            float dx = a.Dx[b];
-            float d = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk)) * dx, dmin = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 2)) * dx;
+            float dx = a.Dx[b], d, dmin;
+            if (Sse41.IsSupported)
+            {
+                var ddm = HalfVector.ToSingle2(Unsafe.ReadUnaligned<uint>(blk)) * Vector128.Create(dx);
+                d = ddm.ToScalar(); dmin = ddm.GetElement(1);
+            }
+            else
+            {
+                d = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk)) * dx; dmin = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 2)) * dx;
+            }
             var (scBytes, mBytes) = KQuants.ScalesMins(blk + 4);
             // the 8 sub-block scales and mins as int16 lanes; Σ min_j · Σx_j in one pmaddwd
             var sc8 = Vector128.WidenLower(Vector128.CreateScalar(scBytes).AsByte()).AsInt16();
