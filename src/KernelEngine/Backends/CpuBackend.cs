@@ -38,14 +38,21 @@ public sealed unsafe class CpuBackend : IBackend
 
     public static DeviceInfo Describe(int threads)
     {
-        var caps = new List<string> { $"{threads} threads" };
+        // What runs, not only what the CPU has: the runtime's DOTNET_EnableAVX512=0 / DOTNET_EnableAVX2=0 narrow both.
+        var caps = new List<string> { $"{threads} threads", KernelEngine.Kernels.Simd.SimdLevel.Current switch
+        {
+            KernelEngine.Kernels.Simd.SimdLevel.Width.Scalar => "scalar kernels",
+            var w => $"{(int)w}-bit kernels",
+        } };
         if (Avx512F.IsSupported) caps.Add("avx512f");
         if (Avx512BW.IsSupported) caps.Add("avx512bw");
         if (Avx512Vbmi.IsSupported) caps.Add("avx512vbmi");
         if (AvxVnni.IsSupported) caps.Add("avxvnni");
         if (Avx2.IsSupported) caps.Add("avx2");
         if (Fma.IsSupported) caps.Add("fma");
+        if (Sse41.IsSupported && Ssse3.IsSupported) caps.Add("sse4.1");
         if (System.Runtime.Intrinsics.Arm.AdvSimd.IsSupported) caps.Add("neon");
+        if (System.Runtime.Intrinsics.Arm.Dp.IsSupported) caps.Add("dotprod");
         long memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         return new DeviceInfo(DeviceKind.Cpu, $"{RuntimeInformation.ProcessArchitecture} CPU (SIMD C#)", memory, string.Join(", ", caps));
     }
