@@ -63,7 +63,7 @@ public static unsafe class QuantMatVecCpu
         if (groupOrder)
         {
             GroupOrder(a.Qx, a.Sum4x8, n / B, a.Qxg, a.Offg);
-            for (int b = 0; b < n / B; b++)
+            for (int b = 0; b < n / B && GroupBlocks < 4; b++)
             {
                 int* s4 = a.Sum4x8 + 8 * b;
                 a.Off8[b] = s4[0] + s4[1] + s4[2] + s4[3] + s4[4] + s4[5] + s4[6] + s4[7];
@@ -194,7 +194,8 @@ public static unsafe class QuantMatVecCpu
                 Buffer.MemoryCopy(src + k * B, lo + k * 16, 16, 16);
                 Buffer.MemoryCopy(src + k * B + 16, hi + k * 16, 16, 16);
                 // lane 4k + i covers bytes 4i..4i+3 of both halves: elements 4i..4i+3 and 16+4i..16+4i+3 of block k
-                for (int i = 0; i < 4; i++) off[4 * k + i] = s[8 * k + i] + s[8 * k + 4 + i];
+                if (G == 4)   // only the 512-bit body subtracts the offset per lane; narrower ones fold it (Off8)
+                    for (int i = 0; i < 4; i++) off[4 * k + i] = s[8 * k + i] + s[8 * k + 4 + i];
             }
         }
     }

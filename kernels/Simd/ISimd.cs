@@ -28,8 +28,6 @@ public unsafe interface ISimd<V> where V : struct
     static abstract V Fma(V a, V b, V c);
     static abstract float Sum(V v);
     static abstract float Max(V v);
-    static abstract V Abs(V v);
-    static abstract V MaxLanes(V a, V b);
 
     /// <summary><see cref="Floats"/> fp16 values to f32, exact (subnormals included; weights are finite).</summary>
     static abstract V LoadHalf(ushort* p);
@@ -46,8 +44,6 @@ public unsafe interface ISimd<V> where V : struct
 
     /// <summary>4·<see cref="Floats"/> bytes.</summary>
     static abstract V LoadBytes(void* p);
-    /// <summary>int32 lanes, each Σ of its 4 bytes' products, unsigned <paramref name="u"/> (≤ 127 on ARM) × signed <paramref name="s"/>.</summary>
-    static abstract V DotU8S8(V u, V s);
     /// <summary>int32 lanes, each Σ of its 4 bytes' products, both signed (−127..127).</summary>
     static abstract V DotS8S8(V w, V x);
     /// <summary>int16 lanes, each the sum of its 2 bytes' products, unsigned × signed (no overflow for 6-bit × 8-bit).</summary>
@@ -58,7 +54,6 @@ public unsafe interface ISimd<V> where V : struct
     static abstract V LoadRepeat4(float* p);
     static abstract V AddI16(V a, V b);
     static abstract V AddI32(V a, V b);
-    static abstract V SubI32(V a, V b);
     static abstract V AndBytes(V a, V b);
     static abstract V OrBytes(V a, V b);
     /// <summary>Each 16-bit lane shifted right (logical) by <paramref name="bits"/>; bytes then need masking.</summary>
@@ -66,16 +61,9 @@ public unsafe interface ISimd<V> where V : struct
     static abstract V ShiftLeft16(V v, int bits);
     static abstract V BroadcastByte(byte b);
     static abstract V BroadcastI16(short s);
-    /// <summary>int16 lanes: the first half <paramref name="lo"/>, the second half <paramref name="hi"/>.</summary>
-    static abstract V HalvesI16(short lo, short hi);
-    static abstract V BroadcastI32(int i);
     /// <summary>int16 lanes all s8[lane] (a byte shuffle from a mask table, no trip through a general register).</summary>
     static abstract V LaneI16(Vector128<short> s8, int lane);
     /// <summary>int16 lanes: the first half s8[lane], the second half s8[lane + 1].</summary>
     static abstract V LanePairI16(Vector128<short> s8, int lane);
-    static abstract V LoadI32(int* p);
     static abstract V ConvertI32ToF32(V v);
-    /// <summary>(low nibbles, high nibbles) of 2·<see cref="Floats"/> bytes at p as 4·<see cref="Floats"/> bytes
-    /// [p[0..2F) &amp; 15 | p[0..2F) &gt;&gt; 4] (llama.cpp's bytes_from_nibbles).</summary>
-    static abstract V NibblesSplit(byte* p);
 }

@@ -40,8 +40,6 @@ public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
         v = Vector128.Max(v, Vector128.Shuffle(v, Vector128.Create(1, 0, 3, 2)));
         return v.ToScalar();
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Abs(Vector128<float> v) => Vector128.Abs(v);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> MaxLanes(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<int> Widen4(ushort* p) =>
@@ -85,12 +83,6 @@ public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> LoadBytes(void* p) => Vector128.Load((float*)p);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> DotU8S8(Vector128<float> u, Vector128<float> s)
-    {
-        if (Ssse3.IsSupported) return Sse2.MultiplyAddAdjacent(Ssse3.MultiplyAddAdjacent(u.AsByte(), s.AsSByte()), Vector128.Create((short)1)).AsSingle();
-        return DotS8S8(u, s);   // ARM: the unsigned operand is ≤ 127 here (nibbles, 6-bit quants)
-    }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> DotS8S8(Vector128<float> w, Vector128<float> x)
     {
         if (Ssse3.IsSupported)
@@ -120,14 +112,12 @@ public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> LoadRepeat4(float* p) => Vector128.Create(*p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> AddI16(Vector128<float> a, Vector128<float> b) => (a.AsInt16() + b.AsInt16()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> AddI32(Vector128<float> a, Vector128<float> b) => (a.AsInt32() + b.AsInt32()).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> SubI32(Vector128<float> a, Vector128<float> b) => (a.AsInt32() - b.AsInt32()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> AndBytes(Vector128<float> a, Vector128<float> b) => (a.AsByte() & b.AsByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> OrBytes(Vector128<float> a, Vector128<float> b) => (a.AsByte() | b.AsByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ShiftRight16(Vector128<float> v, int bits) => Vector128.ShiftRightLogical(v.AsUInt16(), bits).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ShiftLeft16(Vector128<float> v, int bits) => Vector128.ShiftLeft(v.AsUInt16(), bits).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> BroadcastByte(byte b) => Vector128.Create(b).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> BroadcastI16(short s) => Vector128.Create(s).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> HalvesI16(short lo, short hi) => Vector128.Create(Vector64.Create(lo), Vector64.Create(hi)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> LaneI16(Vector128<short> s8, int lane)
     {
@@ -140,16 +130,5 @@ public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
         var m = Vector128.Load(LaneMasks.I16 + 16 * lane + 8);   // [lane × 4 | lane + 1 × 4]
         return (Ssse3.IsSupported ? Ssse3.Shuffle(s8.AsByte(), m) : AdvSimd.Arm64.VectorTableLookup(s8.AsByte(), m)).AsSingle();
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> BroadcastI32(int i) => Vector128.Create(i).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> LoadI32(int* p) => Vector128.Load(p).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ConvertI32ToF32(Vector128<float> v) => Vector128.ConvertToSingle(v.AsInt32());
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> NibblesSplit(byte* p)
-    {
-        var raw = Vector128.CreateScalar(Unsafe.ReadUnaligned<ulong>(p)).AsByte();
-        var m = Vector128.Create((byte)0x0F);
-        var lo = raw & m;
-        var hi = Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & m;
-        return Vector128.Create(lo.AsUInt64().ToScalar(), hi.AsUInt64().ToScalar()).AsSingle();
-    }
 }

@@ -21,8 +21,6 @@ public readonly unsafe struct Simd256 : ISimd<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Fma(Vector256<float> a, Vector256<float> b, Vector256<float> c) => System.Runtime.Intrinsics.X86.Fma.MultiplyAdd(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> v) => Simd128.Sum(v.GetLower() + v.GetUpper());
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Max(Vector256<float> v) => Simd128.Max(Vector128.Max(v.GetLower(), v.GetUpper()));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Abs(Vector256<float> v) => Vector256.Abs(v);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MaxLanes(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> LoadHalf(ushort* p) => HalfVector.LoadHalf8(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -45,9 +43,6 @@ public readonly unsafe struct Simd256 : ISimd<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> LoadBytes(void* p) => Vector256.Load((float*)p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> DotU8S8(Vector256<float> u, Vector256<float> s) =>
-        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u.AsByte(), s.AsSByte()), Vector256.Create((short)1)).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> DotS8S8(Vector256<float> w, Vector256<float> x) =>
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w.AsSByte()), Avx2.Sign(x.AsSByte(), w.AsSByte())), Vector256.Create((short)1)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -59,14 +54,12 @@ public readonly unsafe struct Simd256 : ISimd<Vector256<float>>
     public static Vector256<float> LoadRepeat4(float* p) => Avx2.PermuteVar8x32(Vector128.CreateScalar(*(double*)p).AsSingle().ToVector256Unsafe(), Repeat4);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> AddI16(Vector256<float> a, Vector256<float> b) => (a.AsInt16() + b.AsInt16()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> AddI32(Vector256<float> a, Vector256<float> b) => (a.AsInt32() + b.AsInt32()).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> SubI32(Vector256<float> a, Vector256<float> b) => (a.AsInt32() - b.AsInt32()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> AndBytes(Vector256<float> a, Vector256<float> b) => (a.AsByte() & b.AsByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> OrBytes(Vector256<float> a, Vector256<float> b) => (a.AsByte() | b.AsByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ShiftRight16(Vector256<float> v, int bits) => Vector256.ShiftRightLogical(v.AsUInt16(), bits).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ShiftLeft16(Vector256<float> v, int bits) => Vector256.ShiftLeft(v.AsUInt16(), bits).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> BroadcastByte(byte b) => Vector256.Create(b).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> BroadcastI16(short s) => Vector256.Create(s).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> HalvesI16(short lo, short hi) => Vector256.Create(Vector128.Create(lo), Vector128.Create(hi)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> LaneI16(Vector128<short> s8, int lane)
     {
@@ -76,14 +69,5 @@ public readonly unsafe struct Simd256 : ISimd<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> LanePairI16(Vector128<short> s8, int lane) =>
         Avx2.Shuffle(Vector256.Create(s8, s8).AsByte(), Vector256.Load(LaneMasks.I16 + 16 * lane)).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> BroadcastI32(int i) => Vector256.Create(i).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> LoadI32(int* p) => Vector256.Load(p).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ConvertI32ToF32(Vector256<float> v) => Vector256.ConvertToSingle(v.AsInt32());
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> NibblesSplit(byte* p)
-    {
-        var raw = Vector128.Load(p);
-        var m = Vector128.Create((byte)0x0F);
-        return Vector256.Create(raw & m, Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & m).AsSingle();
-    }
 }

@@ -22,8 +22,6 @@ public readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> v) => VectorMath.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Max(Vector512<float> v) => Simd256.Max(Vector256.Max(v.GetLower(), v.GetUpper()));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Abs(Vector512<float> v) => Vector512.Abs(v);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MaxLanes(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> LoadHalf(ushort* p) => HalfVector.LoadHalf16(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> LoadBf16(ushort* p) => HalfVector.LoadBf16x16(p);
@@ -34,9 +32,6 @@ public readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     public static void Deinterleave(float* x, int n, float* dst) => HalfVector.Deinterleave32(x, n, dst);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> LoadBytes(void* p) => Vector512.Load((float*)p);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> DotU8S8(Vector512<float> u, Vector512<float> s) =>
-        Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u.AsByte(), s.AsSByte()), Vector512.Create((short)1)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> DotS8S8(Vector512<float> w, Vector512<float> x)
     {
@@ -54,26 +49,15 @@ public readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     public static Vector512<float> LoadRepeat4(float* p) => Avx512F.PermuteVar16x32(Vector128.Load(p).ToVector256Unsafe().ToVector512Unsafe(), Repeat4);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> AddI16(Vector512<float> a, Vector512<float> b) => (a.AsInt16() + b.AsInt16()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> AddI32(Vector512<float> a, Vector512<float> b) => (a.AsInt32() + b.AsInt32()).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> SubI32(Vector512<float> a, Vector512<float> b) => (a.AsInt32() - b.AsInt32()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> AndBytes(Vector512<float> a, Vector512<float> b) => (a.AsByte() & b.AsByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> OrBytes(Vector512<float> a, Vector512<float> b) => (a.AsByte() | b.AsByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ShiftRight16(Vector512<float> v, int bits) => Vector512.ShiftRightLogical(v.AsUInt16(), bits).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ShiftLeft16(Vector512<float> v, int bits) => Vector512.ShiftLeft(v.AsUInt16(), bits).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> BroadcastByte(byte b) => Vector512.Create(b).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> BroadcastI16(short s) => Vector512.Create(s).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> HalvesI16(short lo, short hi) => Vector512.Create(Vector256.Create(lo), Vector256.Create(hi)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> LaneI16(Vector128<short> s8, int lane) => Vector512.Create(Simd256.LaneI16(s8, lane).AsInt16(), Simd256.LaneI16(s8, lane).AsInt16()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> LanePairI16(Vector128<short> s8, int lane) => Vector512.Create(Simd256.LaneI16(s8, lane).AsInt16(), Simd256.LaneI16(s8, lane + 1).AsInt16()).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> BroadcastI32(int i) => Vector512.Create(i).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> LoadI32(int* p) => Vector512.Load(p).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ConvertI32ToF32(Vector512<float> v) => Vector512.ConvertToSingle(v.AsInt32());
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> NibblesSplit(byte* p)
-    {
-        var raw = Vector256.Load(p);
-        var m = Vector256.Create((byte)0x0F);
-        return Vector512.Create(raw & m, Vector256.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & m).AsSingle();
-    }
 }
