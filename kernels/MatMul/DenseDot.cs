@@ -25,14 +25,22 @@ public static unsafe class DenseDot
         _ => F32Scalar(w, x, n),
     };
 
-    /// <summary>x (n a multiple of <see cref="PairElements"/>) in the order <see cref="HalfPaired"/> reads.</summary>
+    /// <summary>
+    /// 2^56, the scale of <see cref="Deinterleave"/>'s x: half of the 2^112 that the paired fp16 loads leave out, so that
+    /// neither the products nor the partial sums of a paired dot product fall to f32 subnormals (2^-112·w·x would for
+    /// |w·x| below 2^-14: each such product costs a microcode assist on x86 when the multiply and add are separate, as
+    /// on the 128-bit path without FMA, and loses precision), while x·2^56 overflows only for |x| above 2^72.
+    /// </summary>
+    public const float XdScale = 72057594037927936f;
+
+    /// <summary>x (n a multiple of <see cref="PairElements"/>) times <see cref="XdScale"/>, in the order <see cref="HalfPaired"/> reads.</summary>
     public static void Deinterleave(float* x, int n, float* dst)
     {
         switch (SimdLevel.Current)
         {
-            case SimdLevel.Width.V512: Simd512.Deinterleave(x, n, dst); break;
-            case SimdLevel.Width.V256: Simd256.Deinterleave(x, n, dst); break;
-            case SimdLevel.Width.V128: Simd128.Deinterleave(x, n, dst); break;
+            case SimdLevel.Width.V512: Simd512.Deinterleave(x, n, dst, XdScale); break;
+            case SimdLevel.Width.V256: Simd256.Deinterleave(x, n, dst, XdScale); break;
+            case SimdLevel.Width.V128: Simd128.Deinterleave(x, n, dst, XdScale); break;
             default: throw new PlatformNotSupportedException("no SIMD width for paired 16-bit loads");
         }
     }

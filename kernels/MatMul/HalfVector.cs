@@ -41,8 +41,8 @@ public static class HalfVector
     /// halves (low 16 bits of each 32-bit lane) by (v &lt;&lt; 16) >>> 3 arithmetic, the odd ones by v >>> 3 arithmetic, both
     /// landing where the sign-extend-and-shift rule puts them; the mask also clears the neighbour's bits. The x vector
     /// must be deinterleaved to match (<see cref="Deinterleave32"/>). The values come back scaled by 2^-112 (the
-    /// re-biasing multiply is left out: a dot product applies <see cref="HalfScale"/> once to its sum, which saves the
-    /// FMA pipes one multiply per 16 weights; products below 2^-14 become f32 subnormals, an absolute error under 2^-37).
+    /// re-biasing multiply is left out: a dot product applies it once, split between x and the sum
+    /// (<see cref="DenseDot.XdScale"/>), which saves one multiply per 16 weights).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe (Vector512<float> Even, Vector512<float> Odd) LoadHalf32PairedUnscaled(ushort* p)
@@ -66,14 +66,15 @@ public static class HalfVector
     }
 
     /// <summary>x (n a multiple of 32) reordered per 32 elements as [x0, x2, .., x30, x1, x3, .., x31], the order of
-    /// <see cref="LoadHalf32PairedUnscaled"/>'s (Even, Odd).</summary>
-    public static unsafe void Deinterleave32(float* x, int n, float* dst)
+    /// <see cref="LoadHalf32PairedUnscaled"/>'s (Even, Odd), times <paramref name="scale"/>.</summary>
+    public static unsafe void Deinterleave32(float* x, int n, float* dst, float scale)
     {
+        var s = Vector512.Create(scale);
         var evens = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         var odds = Vector512.Create(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
         for (int i = 0; i < n; i += 32)
         {
-            var a = Vector512.Load(x + i); var b = Vector512.Load(x + i + 16);
+            var a = Vector512.Load(x + i) * s; var b = Vector512.Load(x + i + 16) * s;
             Avx512F.PermuteVar16x32x2(a, evens, b).Store(dst + i);
             Avx512F.PermuteVar16x32x2(a, odds, b).Store(dst + i + 16);
         }

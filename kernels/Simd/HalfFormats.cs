@@ -6,10 +6,11 @@ namespace KernelEngine.Kernels.Simd;
 /// <summary>A 16-bit float format (fp16 or bf16) as the dense templates read it, at any <see cref="ISimd{V}"/> width.</summary>
 public unsafe interface IHalfFormat
 {
-    /// <summary>2·Floats values as (even, odd), scaled by 1 / <see cref="PairScale"/>.</summary>
+    /// <summary>2·Floats values as (even, odd), scaled by <see cref="DenseDot.XdScale"/> / <see cref="PairScale"/>.</summary>
     static abstract (V Even, V Odd) Pairs<S, V>(ushort* p) where S : ISimd<V> where V : struct;
     /// <summary>Floats values in order, exact.</summary>
     static abstract V Load<S, V>(ushort* p) where S : ISimd<V> where V : struct;
+    /// <summary>What a sum of products of <see cref="Pairs"/> with x·<see cref="DenseDot.XdScale"/> is multiplied by.</summary>
     static abstract float PairScale { get; }
     static abstract float ToSingle(ushort h);
 }
@@ -20,7 +21,7 @@ public readonly unsafe struct Fp16 : IHalfFormat
     public static (V Even, V Odd) Pairs<S, V>(ushort* p) where S : ISimd<V> where V : struct => S.LoadHalfPairsUnscaled(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V Load<S, V>(ushort* p) where S : ISimd<V> where V : struct => S.LoadHalf(p);
-    public static float PairScale => HalfVector.HalfScale;
+    public static float PairScale => HalfVector.HalfScale / DenseDot.XdScale;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float ToSingle(ushort h) => HalfVector.ToSingle(h);
 }
 
@@ -30,6 +31,6 @@ public readonly unsafe struct Bf16 : IHalfFormat
     public static (V Even, V Odd) Pairs<S, V>(ushort* p) where S : ISimd<V> where V : struct => S.LoadBf16Pairs(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V Load<S, V>(ushort* p) where S : ISimd<V> where V : struct => S.LoadBf16(p);
-    public static float PairScale => 1f;
+    public static float PairScale => 1f / DenseDot.XdScale;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float ToSingle(ushort h) => BitConverter.Int32BitsToSingle(h << 16);
 }

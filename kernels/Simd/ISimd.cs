@@ -34,13 +34,13 @@ public unsafe interface ISimd<V> where V : struct
     /// <summary><see cref="Floats"/> bf16 values to f32.</summary>
     static abstract V LoadBf16(ushort* p);
     /// <summary>2·<see cref="Floats"/> fp16 as one load widened in place: the even and the odd elements, scaled by
-    /// 2^-112 (<see cref="MatMul.HalfVector.HalfScale"/> undoes it once per sum). x must be in <see cref="Deinterleave"/> order.</summary>
+    /// 2^-112 (undone once per product: <see cref="MatMul.DenseDot.XdScale"/>). x must be in <see cref="Deinterleave"/> order.</summary>
     static abstract (V Even, V Odd) LoadHalfPairsUnscaled(ushort* p);
     /// <summary>2·<see cref="Floats"/> bf16 as one load: (even, odd), exact.</summary>
     static abstract (V Even, V Odd) LoadBf16Pairs(ushort* p);
     /// <summary>x (n a multiple of 2·<see cref="Floats"/>) reordered per 2·<see cref="Floats"/> elements as
-    /// [evens | odds], the order of the paired loads.</summary>
-    static abstract void Deinterleave(float* x, int n, float* dst);
+    /// [evens | odds], the order of the paired loads, times <paramref name="scale"/>.</summary>
+    static abstract void Deinterleave(float* x, int n, float* dst, float scale);
 
     /// <summary>4·<see cref="Floats"/> bytes.</summary>
     static abstract V LoadBytes(void* p);

@@ -67,16 +67,16 @@ public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
         var v = Vector128.Load((uint*)p);
         return (Vector128.ShiftLeft(v, 16).AsSingle(), (v & Vector128.Create(0xFFFF0000u)).AsSingle());
     }
-    public static void Deinterleave(float* x, int n, float* dst) => DeinterleaveScalar(x, n, dst, 4);
+    public static void Deinterleave(float* x, int n, float* dst, float scale) => DeinterleaveScalar(x, n, dst, 4, scale);
 
     /// <summary>Per 2·<paramref name="lanes"/> elements: the evens, then the odds (once per product: not hot).</summary>
-    internal static void DeinterleaveScalar(float* x, int n, float* dst, int lanes)
+    internal static void DeinterleaveScalar(float* x, int n, float* dst, int lanes, float scale)
     {
         for (int i = 0; i < n; i += 2 * lanes)
             for (int k = 0; k < lanes; k++)
             {
-                dst[i + k] = x[i + 2 * k];
-                dst[i + lanes + k] = x[i + 2 * k + 1];
+                dst[i + k] = x[i + 2 * k] * scale;
+                dst[i + lanes + k] = x[i + 2 * k + 1] * scale;
             }
     }
 

@@ -39,7 +39,7 @@ public readonly unsafe struct Simd256 : ISimd<Vector256<float>>
         var v = Vector256.Load((uint*)p);
         return (Vector256.ShiftLeft(v, 16).AsSingle(), (v & Vector256.Create(0xFFFF0000u)).AsSingle());
     }
-    public static void Deinterleave(float* x, int n, float* dst) => Simd128.DeinterleaveScalar(x, n, dst, 8);
+    public static void Deinterleave(float* x, int n, float* dst, float scale) => Simd128.DeinterleaveScalar(x, n, dst, 8, scale);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> LoadBytes(void* p) => Vector256.Load((float*)p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -29,7 +29,7 @@ public readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     public static (Vector512<float> Even, Vector512<float> Odd) LoadHalfPairsUnscaled(ushort* p) => HalfVector.LoadHalf32PairedUnscaled(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static (Vector512<float> Even, Vector512<float> Odd) LoadBf16Pairs(ushort* p) => HalfVector.LoadBf16x32Paired(p);
-    public static void Deinterleave(float* x, int n, float* dst) => HalfVector.Deinterleave32(x, n, dst);
+    public static void Deinterleave(float* x, int n, float* dst, float scale) => HalfVector.Deinterleave32(x, n, dst, scale);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> LoadBytes(void* p) => Vector512.Load((float*)p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -1,4 +1,5 @@
 using KernelEngine.Kernels.MatMul;
+using System.Runtime.InteropServices;
 using NUnit.Framework;
 
 namespace KernelEngine.Tests.Kernels;
@@ -20,5 +21,40 @@ public sealed class HalfConversionTests
         }
         Assert.That(subnormals, Is.EqualTo(2046));
         Assert.That(bad, Is.Zero);
+    }
+
+    /// <summary>The paired fp16 dot product leaves the 2^112 re-bias out of the weights; products with small activations
+    /// (|w·x| far below 2^-14, as after a small attention output) must keep f32 precision, not fall to subnormals or zero.</summary>
+    [TestCase(1e-6f)]
+    [TestCase(1f)]
+    [TestCase(3e4f)]
+    public unsafe void HalfPaired_KeepsPrecision_ForSmallAndLargeActivations(float xScale)
+    {
+        int n = 8 * 96;   // a multiple of every width's pair period (8, 16, 32)
+        var rng = new Random(7);
+        var w = new ushort[n];
+        var x = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            w[i] = BitConverter.HalfToUInt16Bits((Half)((rng.NextSingle() - 0.5f) * 2e-3f));
+            x[i] = (rng.NextSingle() - 0.5f) * xScale;
+        }
+        double expected = 0, magnitude = 0;
+        for (int i = 0; i < n; i++) { expected += (double)(float)BitConverter.UInt16BitsToHalf(w[i]) * x[i]; magnitude += Math.Abs((double)(float)BitConverter.UInt16BitsToHalf(w[i]) * x[i]); }
+        float* xd = (float*)NativeMemory.AlignedAlloc((nuint)n * 4, 64);
+        try
+        {
+            fixed (float* px = x) fixed (ushort* pw = w)
+            {
+                if (DenseDot.PairElements == 0) Assert.Ignore("no SIMD width for paired loads");
+                DenseDot.Deinterleave(px, n, xd);
+                double paired = DenseDot.HalfPaired(xd, pw, n, bf16: false);
+                double plain = DenseDot.Half(px, pw, n, bf16: false);
+                // f32 accumulation of n terms: relative to the sum of magnitudes, well under 1e-5
+                Assert.That(Math.Abs(paired - expected), Is.LessThanOrEqualTo(1e-5 * magnitude), "paired");
+                Assert.That(Math.Abs(plain - expected), Is.LessThanOrEqualTo(1e-5 * magnitude), "in order");
+            }
+        }
+        finally { NativeMemory.AlignedFree(xd); }
     }
 }
