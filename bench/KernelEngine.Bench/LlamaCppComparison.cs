@@ -13,10 +13,19 @@ namespace KernelEngine.Bench;
 /// KernelEngine and llama.cpp (NuGet LLamaSharp + LLamaSharp.Backend.Cpu 0.30.0) on the same weights in one run:
 /// a preset is written as a model folder, exported to GGUF with <c>ke export-gguf</c>'s exporter, logits of both
 /// engines are compared on the same tokens first, then pp (one batch of N prompt tokens) and tg (N single-token
-/// decodes), both from an empty cache, same thread count, flash attention off, F32 KV cache in llama.cpp.
+/// decodes), both after <see cref="Settings.Depth"/> tokens of context (0: an empty cache; llama-bench's <c>-d</c>), same
+/// thread count, flash attention off, the same KV cache type (F32 or F16) in both.
 /// </summary>
 public static class LlamaCppComparison
 {
+    /// <param name="Depth">tokens already in the cache when pp and tg are measured (filled once, rewound between reps)</param>
+    /// <param name="F16Kv">F16 KV cache in both engines (llama.cpp's default); else F32</param>
+    public sealed record Settings(int Pp, int Tg, int Reps, int Threads, int Depth = 0, bool F16Kv = false)
+    {
+        public string Suffix => Depth > 0 ? $" @ d{Depth}" : "";
+        public int ContextLength => Depth + Math.Max(Pp, Tg) + 8;
+    }
+
     public sealed record Row(string Model, string Test, double Ours, double OursSd, double Theirs, double TheirsSd,
         double? OursGBps, double? TheirsGBps, double? RooflineGBps, double? Roofline)
     {
@@ -37,7 +46,7 @@ public static class LlamaCppComparison
         NativeLibraryConfig.All.WithLibrary(Path.Combine(native, prefix + "llama" + ext), Path.Combine(native, prefix + "mtmd" + ext));
     }
 
-    public static List<Row> Run(string preset, IEnumerable<WeightType> types, int pp, int tg, int reps, int threads, TextWriter log, string? modelDir = null)
+    public static List<Row> Run(string preset, IEnumerable<WeightType> types, Settings settings, TextWriter log, string? modelDir = null)
     {
         var rows = new List<Row>();
         foreach (var type in types)
@@ -46,78 +55,96 @@ public static class LlamaCppComparison
             string label = modelDir != null ? Path.GetFileName(Path.TrimEndingDirectorySeparator(modelDir)) + " " + type.Name() : $"{preset} {type.Name()}";
             string gguf = Path.Combine(Path.GetTempPath(), "kernelengine-presets", $"{label.Replace(' ', '-')}.gguf");
             Directory.CreateDirectory(Path.GetDirectoryName(gguf)!);
-            if (!File.Exists(gguf)) GgufExporter.Export(dir, gguf, modelDir != null ? type : null);
-            rows.AddRange(Measure(label, dir, gguf, pp, tg, reps, threads, log));
+            // re-exported when the folder is newer (a preset's config changed)
+            if (!File.Exists(gguf) || File.GetLastWriteTimeUtc(gguf) < File.GetLastWriteTimeUtc(Path.Combine(dir, "config.json")))
+                GgufExporter.Export(dir, gguf, modelDir != null ? type : null);
+            rows.AddRange(Measure(label, dir, gguf, settings, log));
         }
         return rows;
     }
 
     /// <summary>The same GGUF file in both engines: llama.cpp's own quantizer (LLamaQuantizer) makes it from the preset's
     /// F32 export, with its tensor-type mix for <paramref name="ftypes"/> (q4_k_m, q5_k_m, q6_k, ...).</summary>
-    public static List<Row> RunLlamaCppFiles(string preset, IEnumerable<string> ftypes, int pp, int tg, int reps, int threads, TextWriter log)
+    public static List<Row> RunLlamaCppFiles(string preset, IEnumerable<string> ftypes, Settings settings, TextWriter log)
     {
         var rows = new List<Row>();
         NativeApi.llama_empty_call();   // loads llama.cpp through LLamaSharp's resolver before the quantizer's first call
         string root = Path.Combine(Path.GetTempPath(), "kernelengine-presets");
         Directory.CreateDirectory(root);
         string f32 = Path.Combine(root, $"{preset}-f32.gguf");
-        if (!File.Exists(f32)) GgufExporter.Export(Presets.Materialize(preset, WeightType.F32), f32, WeightType.F32);
+        string f32Dir = Presets.Materialize(preset, WeightType.F32);
+        bool stale = File.Exists(f32) && File.GetLastWriteTimeUtc(f32) < File.GetLastWriteTimeUtc(Path.Combine(f32Dir, "config.json"));
+        if (!File.Exists(f32) || stale) GgufExporter.Export(f32Dir, f32, WeightType.F32);
         foreach (var ftype in ftypes)
         {
             string gguf = Path.Combine(root, $"{preset}-{ftype}-llamacpp.gguf");
-            if (!File.Exists(gguf) && !LLamaQuantizer.Quantize(f32, gguf, ftype, threads, true, true))
+            if (stale) File.Delete(gguf);
+            if (!File.Exists(gguf) && !LLamaQuantizer.Quantize(f32, gguf, ftype, settings.Threads, true, true))
                 throw new InvalidOperationException($"llama.cpp could not quantize {f32} to {ftype}");
-            rows.AddRange(Measure($"{preset} {ftype} (llama.cpp's file)", gguf, gguf, pp, tg, reps, threads, log));
+            rows.AddRange(Measure($"{preset} {ftype} (llama.cpp's file)", gguf, gguf, settings, log));
         }
         return rows;
     }
 
-    private static List<Row> Measure(string label, string ourModel, string gguf, int pp, int tg, int reps, int threads, TextWriter log)
+    private static List<Row> Measure(string label, string ourModel, string gguf, Settings set, TextWriter log)
     {
         var rows = new List<Row>();
+        int pp = set.Pp, tg = set.Tg, depth = set.Depth;
+        using var ours = Model.Load(ourModel, new ModelOptions { Device = "cpu", ContextLength = set.ContextLength, PrefillBatch = 512, F16KvCache = set.F16Kv });
+        var kv = set.F16Kv ? GGMLType.GGML_TYPE_F16 : GGMLType.GGML_TYPE_F32;
+        var p = new ModelParams(gguf)
         {
-            using var ours = Model.Load(ourModel, new ModelOptions { Device = "cpu", ContextLength = Math.Min(1024, pp + tg + 8), PrefillBatch = 512 });
-            var p = new ModelParams(gguf)
-            {
-                ContextSize = (uint)Math.Min(1024, pp + tg + 8), Threads = threads, BatchThreads = threads, BatchSize = 512, UBatchSize = 512,
-                GpuLayerCount = 0, TypeK = GGMLType.GGML_TYPE_F32, TypeV = GGMLType.GGML_TYPE_F32, FlashAttention = false,
-            };
-            using var weights = LLamaWeights.LoadFromFile(p);
-            using var ctx = weights.CreateContext(p);
+            ContextSize = (uint)set.ContextLength, Threads = set.Threads, BatchThreads = set.Threads, BatchSize = 512, UBatchSize = 512,
+            GpuLayerCount = 0, TypeK = kv, TypeV = kv, FlashAttention = false,
+        };
+        using var weights = LLamaWeights.LoadFromFile(p);
+        using var ctx = weights.CreateContext(p);
 
-            CheckLogits(ours, ctx, log, label);
-            var rng = new Random(99);
-            var prompt = Enumerable.Range(0, pp).Select(_ => rng.Next(3, ours.Config.VocabSize)).ToArray();
-            using var session = ours.CreateSession();
-            // The two engines alternate rep by rep (after one warm-up each), so drift in the VM's memory bandwidth over
-            // minutes lands on both alike; the decode roofline is the mean of read-bandwidth samples taken between its reps.
-            using var probe = new ReadProbe();
-            var (ppOurs, ppTheirs) = Alternate(reps, null,
-                () => { session.Reset(); session.Feed(prompt); },
-                () => { ctx.NativeHandle.MemoryClear(true); DecodeBatch(ctx, prompt); });
-            var (tgOurs, tgTheirs) = Alternate(reps, probe,
-                () =>
-                {
-                    session.Reset();
-                    int next = 1;
-                    for (int i = 0; i < tg; i++) next = TensorPrimitives.IndexOfMax(session.Feed([next]));
-                },
-                () =>
-                {
-                    ctx.NativeHandle.MemoryClear(true);
-                    int next = 1;
-                    for (int i = 0; i < tg; i++) next = DecodeOne(ctx, next, i);
-                });
+        CheckLogits(ours, ctx, log, label);
+        var rng = new Random(99);
+        var context = Enumerable.Range(0, depth).Select(_ => rng.Next(3, ours.Config.VocabSize)).ToArray();
+        var prompt = Enumerable.Range(0, pp).Select(_ => rng.Next(3, ours.Config.VocabSize)).ToArray();
+        using var session = ours.CreateSession();
+        // The depth's context is prefilled once in each engine; every rep rewinds both caches to it.
+        session.Feed(context);
+        ctx.NativeHandle.MemoryClear(true);
+        DecodeBatch(ctx, context, 0);
+        void RewindTheirs() => ctx.NativeHandle.MemorySequenceRemove(LLamaSeqId.Zero, depth, -1);
+        // The two engines alternate rep by rep (after one warm-up each), so drift in the VM's memory bandwidth over
+        // minutes lands on both alike; the decode roofline is the mean of read-bandwidth samples taken between its reps.
+        using var probe = new ReadProbe();
+        var (ppOurs, ppTheirs) = pp == 0 ? ([], []) : Alternate(set.Reps, null,
+            () => { session.Rewind(depth); session.Feed(prompt); },
+            () => { RewindTheirs(); DecodeBatch(ctx, prompt, depth); });
+        var (tgOurs, tgTheirs) = tg == 0 ? ([], []) : Alternate(set.Reps, probe,
+            () =>
+            {
+                session.Rewind(depth);
+                int next = 1;
+                for (int i = 0; i < tg; i++) next = TensorPrimitives.IndexOfMax(session.Feed([next]));
+            },
+            () =>
+            {
+                RewindTheirs();
+                int next = 1;
+                for (int i = 0; i < tg; i++) next = DecodeOne(ctx, next, depth + i);
+            });
+        if (pp > 0)
+        {
             var ppO = Stat.Of(ppOurs.Select(t => pp / t).ToList());
             var ppT = Stat.Of(ppTheirs.Select(t => pp / t).ToList());
+            rows.Add(new Row(label, $"pp{pp}{set.Suffix}", ppO.Mean, ppO.StdDev, ppT.Mean, ppT.StdDev, null, null, null, null));
+            log.WriteLine($"{label}: pp{pp}{set.Suffix} {ppO} vs {ppT} tok/s ({ppO.Mean / ppT.Mean:F2}x)");
+        }
+        if (tg > 0)
+        {
             var tgO = Stat.Of(tgOurs.Select(t => tg / t).ToList());
             var tgT = Stat.Of(tgTheirs.Select(t => tg / t).ToList());
-            // Same weights and cache layout (F32 KV) in both: the same bytes per token.
-            double bytesPerToken = BenchRunner.BytesPerDecodeToken(ours, tg / 2.0);
+            // Same weights and the same cache type in both: the same bytes per token.
+            double bytesPerToken = BenchRunner.BytesPerDecodeToken(ours, depth + tg / 2.0);
             double gbO = bytesPerToken * tgO.Mean / 1e9, gbT = bytesPerToken * tgT.Mean / 1e9;
-            rows.Add(new Row(label, $"pp{pp}", ppO.Mean, ppO.StdDev, ppT.Mean, ppT.StdDev, null, null, null, null));
-            rows.Add(new Row(label, $"tg{tg}", tgO.Mean, tgO.StdDev, tgT.Mean, tgT.StdDev, gbO, gbT, probe.Mean, gbO / probe.Mean));
-            log.WriteLine($"{label}: pp{pp} {ppO} vs {ppT} tok/s ({ppO.Mean / ppT.Mean:F2}x); tg{tg} {tgO} vs {tgT} tok/s ({tgO.Mean / tgT.Mean:F2}x), " +
+            rows.Add(new Row(label, $"tg{tg}{set.Suffix}", tgO.Mean, tgO.StdDev, tgT.Mean, tgT.StdDev, gbO, gbT, probe.Mean, gbO / probe.Mean));
+            log.WriteLine($"{label}: tg{tg}{set.Suffix} {tgO} vs {tgT} tok/s ({tgO.Mean / tgT.Mean:F2}x), " +
                 $"{gbO:F1} vs {gbT:F1} GB/s of a {probe.Mean:F1} GB/s roofline ({gbO / probe.Mean:P0} vs {gbT / probe.Mean:P0})");
         }
         return rows;
@@ -145,7 +172,7 @@ public static class LlamaCppComparison
         using var s = ours.CreateSession();
         var a = s.Feed(tokens).ToArray();
         ctx.NativeHandle.MemoryClear(true);
-        DecodeBatch(ctx, tokens);
+        DecodeBatch(ctx, tokens, 0);
         var b = ctx.NativeHandle.GetLogitsIth(tokens.Length - 1).ToArray();
         double maxDiff = 0, range = TensorPrimitives.Max(a) - TensorPrimitives.Min(a);
         for (int i = 0; i < a.Length; i++) maxDiff = Math.Max(maxDiff, Math.Abs(a[i] - b[i]));
@@ -153,12 +180,17 @@ public static class LlamaCppComparison
         log.WriteLine($"{label}: logits vs llama.cpp: max |diff| {maxDiff:E2} (logit range {range:F3}), top-1 {(top1 ? "agrees" : "DIFFERS")}");
     }
 
-    private static void DecodeBatch(LLamaContext ctx, int[] tokens)
+    /// <summary>tokens at positions start.. in batches of 512 (the context's batch size); logits of the last one.</summary>
+    private static void DecodeBatch(LLamaContext ctx, int[] tokens, int start)
     {
-        var batch = new LLamaBatch();
-        for (int i = 0; i < tokens.Length; i++) batch.Add((LLamaToken)tokens[i], i, LLamaSeqId.Zero, i == tokens.Length - 1);
-        var r = ctx.Decode(batch);
-        if (r != DecodeResult.Ok) throw new InvalidOperationException($"llama.cpp decode failed: {r}");
+        for (int b0 = 0; b0 < tokens.Length; b0 += 512)
+        {
+            var batch = new LLamaBatch();
+            int b1 = Math.Min(tokens.Length, b0 + 512);
+            for (int i = b0; i < b1; i++) batch.Add((LLamaToken)tokens[i], start + i, LLamaSeqId.Zero, i == tokens.Length - 1);
+            var r = ctx.Decode(batch);
+            if (r != DecodeResult.Ok) throw new InvalidOperationException($"llama.cpp decode failed: {r}");
+        }
     }
 
     private static int DecodeOne(LLamaContext ctx, int token, int pos)

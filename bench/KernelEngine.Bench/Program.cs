@@ -11,11 +11,15 @@ if (args.Length > 0 && args[0] == "compare")
     // --llama-avx avx2: llama.cpp's AVX2 build (LLamaSharp ships noavx/avx/avx2/avx512), to compare with our
     // DOTNET_EnableAVX512=0 path as a CPU without AVX-512 would run both.
     if (Arg(args, "--llama-avx") is string avx) LlamaCppComparison.UseBuild(avx);
+    // --depth 4096: pp and tg measured after that many tokens of context (llama-bench's -d); --kv f16: both caches F16.
+    string kvType = Arg(args, "--kv") ?? "f32";
+    if (kvType is not ("f32" or "f16")) throw new ArgumentException($"--kv {kvType}: expected f32 or f16");
+    var settings = new LlamaCppComparison.Settings(pp, tg, reps, Environment.ProcessorCount, int.Parse(Arg(args, "--depth") ?? "0"), kvType == "f16");
     // --ftype q4_k_m,q5_k_m,q6_k: files written by llama.cpp's quantizer, loaded by both engines.
     var rows = Arg(args, "--ftype") is string ftypes
-        ? LlamaCppComparison.RunLlamaCppFiles(preset, ftypes.Split(','), pp, tg, reps, Environment.ProcessorCount, Console.Out)
-        : LlamaCppComparison.Run(preset, (Arg(args, "--dtype") ?? "f32,f16,q8_0,q4_0").Split(',').Select(Parse).ToList(), pp, tg, reps,
-            Environment.ProcessorCount, Console.Out, Arg(args, "--model"));
+        ? LlamaCppComparison.RunLlamaCppFiles(preset, ftypes.Split(','), settings, Console.Out)
+        : LlamaCppComparison.Run(preset, (Arg(args, "--dtype") ?? "f32,f16,q8_0,q4_0").Split(',').Select(Parse).ToList(), settings,
+            Console.Out, Arg(args, "--model"));
     LlamaCppComparison.PrintMarkdown(rows, Console.Out);
     return 0;
 }

@@ -9,7 +9,8 @@ namespace KernelEngine.Kernels.Attention;
 /// <summary>
 /// CPU twin of the Attention family: causal attention of a block of query rows over a layer's KV cache.
 /// Query row t sits at absolute position start + t and attends to cache positions [0, start + t].
-/// GQA: query head h reads KV head h / (heads / kvHeads). One task per (row, head): scores for all visible
+/// GQA: query head h reads KV head h / (heads / kvHeads). One query row (decode) goes to <see cref="DecodeAttentionCpu"/>
+/// (flash-decoding); blocks of rows (prefill, draft verification) here. One task per (row, head): scores for all visible
 /// positions (a row of at most contextLength floats in per-thread scratch), an exact softmax, then the
 /// weighted sum of V rows. The cache holds F32 or F16 (halving its memory and read traffic).
 /// </summary>
@@ -35,6 +36,11 @@ public static unsafe class AttentionCpu
     public static void Causal(WorkerPool pool, float* q, void* k, void* v, bool f16Cache, float* output,
         int rows, int start, int heads, int kvHeads, int headDim, float scale, int branch = 0)
     {
+        if (rows == 1 && branch == 0 && DecodeAttentionCpu.Supports(headDim))
+        {
+            DecodeAttentionCpu.Run(pool, q, k, v, f16Cache, output, start + 1, heads, kvHeads, headDim, scale);
+            return;
+        }
         var job = new Job
         {
             Q = q, Out = output, K = k, V = v, F16 = f16Cache, Start = start, Heads = heads, KvHeads = kvHeads,

@@ -19,35 +19,40 @@ public readonly record struct Stat(double Mean, double StdDev)
 public sealed record BenchResult(string Test, int Tokens, Stat TokensPerSecond, double GBps, double Gflops, double? RooflineFraction);
 
 /// <summary>
-/// llama-bench's two tests on a loaded model: ppN = one prompt of N random tokens fed in batched passes from an
-/// empty cache; tgN = N tokens decoded one at a time from an empty cache. After a warm-up run, each repeats
+/// llama-bench's two tests on a loaded model: ppN = one prompt of N random tokens fed in batched passes; tgN = N tokens
+/// decoded one at a time; both from an empty cache, or after <c>depth</c> tokens of context (llama-bench's <c>-d</c>:
+/// the context is prefilled once and the cache rewound to it before every run). After a warm-up run, each repeats
 /// <c>reps</c> times. Bytes per decode token = every weight matrix once (the embedding contributes one row) plus
 /// the KV cache read at the mean position; FLOPs per token = 2 · matmul weights + 4 · layers · position · d_attn.
 /// </summary>
 public static class BenchRunner
 {
-    public static IReadOnlyList<BenchResult> Run(Model model, int pp, int tg, int reps, double? readGBps)
+    public static IReadOnlyList<BenchResult> Run(Model model, int pp, int tg, int reps, double? readGBps, int depth = 0)
     {
         var results = new List<BenchResult>();
         var rng = new Random(1234);
         int vocab = model.Config.VocabSize;
+        if (depth < 0 || depth + Math.Max(pp, tg) > model.ContextLength)
+            throw new InvalidRequestException($"depth {depth} + {Math.Max(pp, tg)} tokens exceed the context length {model.ContextLength} (--context)");
+        string at = depth > 0 ? $" @ d{depth}" : "";
         using var session = model.CreateSession();
+        if (depth > 0) session.Feed(Enumerable.Range(0, depth).Select(_ => rng.Next(3, vocab)).ToArray());
         if (pp > 0)
         {
             var prompt = Enumerable.Range(0, pp).Select(_ => rng.Next(3, vocab)).ToArray();
-            var times = Repeat(reps, () => { session.Reset(); session.Feed(prompt); });
+            var times = Repeat(reps, () => { session.Rewind(depth); session.Feed(prompt); });
             var tps = times.Select(t => pp / t).ToList();
             double meanTps = tps.Average();
             // Prefill reads the weights once per batch; FLOPs dominate.
             int batches = (pp + model.Options.PrefillBatch - 1) / model.Options.PrefillBatch;
-            double gb = (WeightBytesPerPass(model) * batches + KvBytes(model, pp / 2.0) * pp) / 1e9 / times.Average();
-            results.Add(new BenchResult($"pp{pp}", pp, Stat.Of(tps), gb, FlopsPerToken(model, pp / 2.0) * meanTps / 1e9, null));
+            double gb = (WeightBytesPerPass(model) * batches + KvBytes(model, depth + pp / 2.0) * pp) / 1e9 / times.Average();
+            results.Add(new BenchResult($"pp{pp}{at}", pp, Stat.Of(tps), gb, FlopsPerToken(model, depth + pp / 2.0) * meanTps / 1e9, null));
         }
         if (tg > 0)
         {
             var times = Repeat(reps, () =>
             {
-                session.Reset();
+                session.Rewind(depth);
                 int next = 1;
                 for (int i = 0; i < tg; i++)
                 {
@@ -57,8 +62,8 @@ public static class BenchRunner
             });
             var tps = times.Select(t => tg / t).ToList();
             double meanTps = tps.Average();
-            double gbps = BytesPerDecodeToken(model, tg / 2.0) * meanTps / 1e9;
-            results.Add(new BenchResult($"tg{tg}", tg, Stat.Of(tps), gbps, FlopsPerToken(model, tg / 2.0) * meanTps / 1e9, readGBps is > 0 ? gbps / readGBps : null));
+            double gbps = BytesPerDecodeToken(model, depth + tg / 2.0) * meanTps / 1e9;
+            results.Add(new BenchResult($"tg{tg}{at}", tg, Stat.Of(tps), gbps, FlopsPerToken(model, depth + tg / 2.0) * meanTps / 1e9, readGBps is > 0 ? gbps / readGBps : null));
         }
         return results;
     }

@@ -19,8 +19,8 @@ public static class Presets
     [
         new("llama-tiny", 64, 5, 8, 4, 172, 512, 512, true, "stories260K's shape"),
         new("llama-kq", 256, 2, 4, 2, 768, 1024, 512, false, "a small shape whose rows are whole 256-element K-quant super-blocks (tests)"),
-        new("llama-160m", 768, 12, 12, 12, 3072, 32000, 2048, false, "JackFram/llama-160m's shape"),
-        new("llama-1b", 2048, 22, 32, 4, 5632, 32000, 2048, false, "TinyLlama-1.1B's shape (GQA 32/4)"),
+        new("llama-160m", 768, 12, 12, 12, 3072, 32000, 32768, false, "JackFram/llama-160m's shape"),
+        new("llama-1b", 2048, 22, 32, 4, 5632, 32000, 32768, false, "TinyLlama-1.1B's shape (GQA 32/4)"),
     ];
 
     public static Preset Get(string name) =>
@@ -32,9 +32,10 @@ public static class Presets
         var p = Get(name);
         root ??= Path.Combine(Path.GetTempPath(), "kernelengine-presets");
         string dir = Path.Combine(root, $"{p.Name}-{type.Name()}");
-        if (File.Exists(Path.Combine(dir, "model.safetensors")) && File.Exists(Path.Combine(dir, "tokenizer.json"))) return dir;
+        if (File.Exists(Path.Combine(dir, "model.safetensors")) && File.Exists(Path.Combine(dir, "tokenizer.json"))) return UpdateContext(dir, p);
         string f32 = type == WeightType.F32 ? dir : Path.Combine(root, $"{p.Name}-f32");
         if (!File.Exists(Path.Combine(f32, "model.safetensors"))) WriteF32(p, f32);
+        else UpdateContext(f32, p);
         if (type != WeightType.F32)
         {
             string tmp = dir + ".tmp";
@@ -42,6 +43,18 @@ public static class Presets
             if (Directory.Exists(dir)) Directory.Delete(dir, true);
             Directory.Move(tmp, dir);
         }
+        return dir;
+    }
+
+    /// <summary>A folder cached by an earlier version whose preset has since got a longer context: the weights are the
+    /// same, only config.json's max_position_embeddings is rewritten.</summary>
+    private static string UpdateContext(string dir, Preset p)
+    {
+        string path = Path.Combine(dir, "config.json");
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        if ((int?)config["max_position_embeddings"] == p.Context) return dir;
+        config["max_position_embeddings"] = p.Context;
+        File.WriteAllText(path, config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return dir;
     }
 

@@ -1,0 +1,211 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using KernelEngine.Kernels.Simd;
+using KernelEngine.Kernels.Threading;
+
+namespace KernelEngine.Kernels.Attention;
+
+/// <summary>
+/// Decode attention (one query row over the whole cache) as flash-decoding on the CPU: the visible positions are cut
+/// into chunks, one task per chunk reads its cache rows once, all KV heads at a time (each row is kvHeads·headDim
+/// contiguous values, so a task streams memory in order), and scores each KV head's keys against every query head that
+/// shares it (GQA); it leaves per query head a partial (max m, sum l of exp(s - m), o = Σ exp(s - m)·v), and the
+/// partials are merged by their log-sum-exp. Generic over the SIMD width (<see cref="ISimd{V}"/>), F32 or F16 cache.
+/// </summary>
+public static unsafe class DecodeAttentionCpu
+{
+    /// <summary>Positions per task at most: the task's scores (heads × chunk floats) stay in L1/L2.</summary>
+    public const int MaxChunk = 256;
+    private const int MinChunk = 32;
+    /// <summary>Tasks per thread: enough that a slow core does not hold the launch up.</summary>
+    private const int TasksPerThread = 4;
+
+    [ThreadStatic] private static float[]? t_scratch;
+    [ThreadStatic] private static float[]? t_partials;
+
+    private struct Job
+    {
+        public float* Q, Out, Partials;
+        public void* K, V;
+        public bool F16;
+        public int Positions, Heads, KvHeads, HeadDim, Chunk;
+        public float Scale;
+    }
+
+    /// <summary>Whether the vector path takes this head size at the running width (else the caller's general path).</summary>
+    public static bool Supports(int headDim) => SimdLevel.Current != SimdLevel.Width.Scalar && headDim % ((int)SimdLevel.Current / 32) == 0;
+
+    /// <summary>Positions per task for a cache of <paramref name="positions"/> on <paramref name="threads"/> threads.</summary>
+    public static int ChunkFor(int positions, int threads) =>
+        Math.Clamp((positions + threads * TasksPerThread - 1) / (threads * TasksPerThread) + 3 & ~3, MinChunk, MaxChunk);
+
+    /// <param name="q">(heads · headDim) the query row</param>
+    /// <param name="k">(positions, kvHeads · headDim) this layer's keys, F32 or F16</param>
+    /// <param name="v">(positions, kvHeads · headDim) this layer's values</param>
+    /// <param name="output">(heads · headDim)</param>
+    /// <param name="positions">visible cache positions [0, positions)</param>
+    public static void Run(WorkerPool pool, float* q, void* k, void* v, bool f16Cache, float* output,
+        int positions, int heads, int kvHeads, int headDim, float scale)
+    {
+        if (!Supports(headDim)) throw new ArgumentException($"head size {headDim} is not a multiple of the {(int)SimdLevel.Current}-bit vector", nameof(headDim));
+        if (positions < 1 || heads < 1 || kvHeads < 1 || heads % kvHeads != 0) throw new ArgumentException($"{positions} positions, {heads} heads, {kvHeads} KV heads");
+        int chunk = ChunkFor(positions, pool.Threads);
+        int chunks = (positions + chunk - 1) / chunk;
+        int partialFloats = chunks * heads * (headDim + 2);
+        var partials = t_partials;
+        if (partials == null || partials.Length < partialFloats) t_partials = partials = GC.AllocateUninitializedArray<float>(Math.Max(partialFloats, 4096), pinned: true);
+        var job = new Job
+        {
+            Q = q, Out = output, K = k, V = v, F16 = f16Cache, Positions = positions, Heads = heads, KvHeads = kvHeads,
+            HeadDim = headDim, Chunk = chunk, Scale = scale, Partials = (float*)Unsafe.AsPointer(ref partials[0]),
+        };
+        pool.For(chunks, &Task, &job, 2L * heads * headDim * positions);
+        Merge(job.Partials, output, chunks, heads, headDim);
+    }
+
+    /// <summary>out_h = Σ_c e^(m_c - M)·o_c / Σ_c e^(m_c - M)·l_c, M = max_c m_c.</summary>
+    private static void Merge(float* partials, float* output, int chunks, int heads, int hd)
+    {
+        int stride = hd + 2;
+        for (int h = 0; h < heads; h++)
+        {
+            float max = float.NegativeInfinity;
+            for (int c = 0; c < chunks; c++) max = MathF.Max(max, partials[((long)c * heads + h) * stride + hd]);
+            var o = new Span<float>(output + (long)h * hd, hd);
+            o.Clear();
+            float l = 0;
+            for (int c = 0; c < chunks; c++)
+            {
+                float* p = partials + ((long)c * heads + h) * stride;
+                float w = MathF.Exp(p[hd] - max);
+                l += w * p[hd + 1];
+                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(p, hd), w, o, o);
+            }
+            TensorPrimitives.Multiply(o, 1f / l, o);
+        }
+    }
+
+    private static void Task(void* ctx, int chunk)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(ctx);
+        switch (SimdLevel.Current, j.F16)
+        {
+            case (SimdLevel.Width.V512, false): Chunk<Simd512, Vector512<float>, F32Rows>(ref j, chunk); break;
+            case (SimdLevel.Width.V512, true): Chunk<Simd512, Vector512<float>, F16Rows>(ref j, chunk); break;
+            case (SimdLevel.Width.V256, false): Chunk<Simd256, Vector256<float>, F32Rows>(ref j, chunk); break;
+            case (SimdLevel.Width.V256, true): Chunk<Simd256, Vector256<float>, F16Rows>(ref j, chunk); break;
+            case (SimdLevel.Width.V128, false): Chunk<Simd128, Vector128<float>, F32Rows>(ref j, chunk); break;
+            default: Chunk<Simd128, Vector128<float>, F16Rows>(ref j, chunk); break;
+        }
+    }
+
+    /// <summary>How cache rows are read: F32 in place, F16 widened exactly in registers.</summary>
+    private interface IRows
+    {
+        static abstract V Load<S, V>(void* rows, long index) where S : ISimd<V> where V : struct;
+    }
+
+    private readonly struct F32Rows : IRows
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static V Load<S, V>(void* rows, long index) where S : ISimd<V> where V : struct => S.Load((float*)rows + index);
+    }
+
+    private readonly struct F16Rows : IRows
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static V Load<S, V>(void* rows, long index) where S : ISimd<V> where V : struct => S.LoadHalf((ushort*)rows + index);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Chunk<S, V, R>(ref Job j, int chunk) where S : ISimd<V> where V : struct where R : IRows
+    {
+        int F = S.Floats, hd = j.HeadDim, heads = j.Heads, group = heads / j.KvHeads, kvDim = j.KvHeads * hd;
+        int p0 = chunk * j.Chunk, n = Math.Min(j.Chunk, j.Positions - p0);
+        var scratch = t_scratch;
+        int scratchFloats = heads * j.Chunk + hd;
+        if (scratch == null || scratch.Length < scratchFloats) t_scratch = scratch = GC.AllocateUninitializedArray<float>(Math.Max(scratchFloats, 4096), pinned: true);
+        float* scores = (float*)Unsafe.AsPointer(ref scratch[0]);   // (heads, Chunk)
+        float* row = scores + heads * j.Chunk;                        // (hd) one KV head's widened row, shared by its group
+
+        // s[h, i] = q_h · k_(p0 + i) · scale: each cache row read once for the whole group of query heads
+        for (int i = 0; i < n; i++)
+        {
+            long rowIndex = (long)(p0 + i) * kvDim;
+            for (int kvh = 0; kvh < j.KvHeads; kvh++)
+            {
+                long at = rowIndex + kvh * hd;
+                if (group == 1)
+                {
+                    float* qh = j.Q + kvh * hd;
+                    V a0 = S.Zero, a1 = S.Zero;
+                    int d = 0;
+                    for (; d + 2 * F <= hd; d += 2 * F)
+                    {
+                        a0 = S.Fma(S.Load(qh + d), R.Load<S, V>(j.K, at + d), a0);
+                        a1 = S.Fma(S.Load(qh + d + F), R.Load<S, V>(j.K, at + d + F), a1);
+                    }
+                    if (d < hd) a0 = S.Fma(S.Load(qh + d), R.Load<S, V>(j.K, at + d), a0);
+                    scores[kvh * j.Chunk + i] = S.Sum(S.Add(a0, a1)) * j.Scale;
+                    continue;
+                }
+                for (int d = 0; d < hd; d += F) S.Store(R.Load<S, V>(j.K, at + d), row + d);
+                for (int g = 0; g < group; g++)
+                {
+                    int h = kvh * group + g;
+                    float* qh = j.Q + h * hd;
+                    V a0 = S.Zero, a1 = S.Zero;
+                    int d = 0;
+                    for (; d + 2 * F <= hd; d += 2 * F)
+                    {
+                        a0 = S.Fma(S.Load(qh + d), S.Load(row + d), a0);
+                        a1 = S.Fma(S.Load(qh + d + F), S.Load(row + d + F), a1);
+                    }
+                    if (d < hd) a0 = S.Fma(S.Load(qh + d), S.Load(row + d), a0);
+                    scores[h * j.Chunk + i] = S.Sum(S.Add(a0, a1)) * j.Scale;
+                }
+            }
+        }
+
+        // per head: m = max s, e = exp(s - m), l = Σ e; o starts at 0 in the partial
+        int stride = hd + 2;
+        float* partials = j.Partials + (long)chunk * heads * stride;
+        for (int h = 0; h < heads; h++)
+        {
+            var s = new Span<float>(scores + h * j.Chunk, n);
+            float max = TensorPrimitives.Max(s);
+            TensorPrimitives.Subtract(s, max, s);
+            TensorPrimitives.Exp(s, s);
+            float* p = partials + h * stride;
+            p[hd] = max;
+            p[hd + 1] = TensorPrimitives.Sum(s);
+            new Span<float>(p, hd).Clear();
+        }
+
+        // o_h += e[h, i] · v_(p0 + i): each value row read once for its group
+        for (int i = 0; i < n; i++)
+        {
+            long rowIndex = (long)(p0 + i) * kvDim;
+            for (int kvh = 0; kvh < j.KvHeads; kvh++)
+            {
+                long at = rowIndex + kvh * hd;
+                if (group == 1)
+                {
+                    float* o = partials + kvh * stride;
+                    var w = S.Broadcast(scores[kvh * j.Chunk + i]);
+                    for (int d = 0; d < hd; d += F) S.Store(S.Fma(w, R.Load<S, V>(j.V, at + d), S.Load(o + d)), o + d);
+                    continue;
+                }
+                for (int d = 0; d < hd; d += F) S.Store(R.Load<S, V>(j.V, at + d), row + d);
+                for (int g = 0; g < group; g++)
+                {
+                    int h = kvh * group + g;
+                    float* o = partials + h * stride;
+                    var w = S.Broadcast(scores[h * j.Chunk + i]);
+                    for (int d = 0; d < hd; d += F) S.Store(S.Fma(w, S.Load(row + d), S.Load(o + d)), o + d);
+                }
+            }
+        }
+    }
+}
