@@ -106,9 +106,12 @@ public static class LlamaCppComparison
         var prompt = Enumerable.Range(0, pp).Select(_ => rng.Next(3, ours.Config.VocabSize)).ToArray();
         using var session = ours.CreateSession();
         // The depth's context is prefilled once in each engine; every rep rewinds both caches to it.
-        session.Feed(context);
         ctx.NativeHandle.MemoryClear(true);
-        DecodeBatch(ctx, context, 0);
+        if (depth > 0)
+        {
+            session.Feed(context);
+            DecodeBatch(ctx, context, 0);
+        }
         void RewindTheirs() => ctx.NativeHandle.MemorySequenceRemove(LLamaSeqId.Zero, depth, -1);
         // The two engines alternate rep by rep (after one warm-up each), so drift in the VM's memory bandwidth over
         // minutes lands on both alike; the decode roofline is the mean of read-bandwidth samples taken between its reps.

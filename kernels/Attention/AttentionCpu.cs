@@ -17,6 +17,7 @@ namespace KernelEngine.Kernels.Attention;
 public static unsafe class AttentionCpu
 {
     [ThreadStatic] private static float[]? t_scores;
+    private static readonly bool UseTiled = Environment.GetEnvironmentVariable("KE_TILED") != "0";
 
     private struct Job
     {
@@ -39,6 +40,11 @@ public static unsafe class AttentionCpu
         if (rows == 1 && branch == 0 && DecodeAttentionCpu.Supports(headDim))
         {
             DecodeAttentionCpu.Run(pool, q, k, v, f16Cache, output, start + 1, heads, kvHeads, headDim, scale);
+            return;
+        }
+        if (rows > 1 && branch == 0 && PrefillAttentionCpu.Supports(headDim) && UseTiled)
+        {
+            PrefillAttentionCpu.Run(pool, q, k, v, f16Cache, output, rows, start, heads, kvHeads, headDim, scale);
             return;
         }
         var job = new Job

@@ -30,6 +30,7 @@ public static class KernelCatalog
         I<NormArgs>("rmsnorm-per-row", NormIlgpu.RmsNormPerRow),
         I<NormArgs>("layernorm-per-row", NormIlgpu.LayerNormPerRow),
         I<RopeArgs>("rope", RopeIlgpu.Apply),
+        I<RotateCacheArgs>("rotate-keys", RopeIlgpu.RotateCache),
         E<AttentionArgs>("attention-prefill", AttentionIlgpu.Prefill),
         E<AttentionArgs>("attention-decode-partial", AttentionIlgpu.DecodePartial),
         E<AttentionArgs>("attention-decode-merge", AttentionIlgpu.DecodeMerge),

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
+using KernelEngine.Kernels.Ilgpu;
 
 namespace KernelEngine.Kernels.Rope;
 
@@ -9,6 +10,15 @@ public struct RopeArgs
     public ArrayView<int> Positions;
     public ArrayView<float> InvFreq;
     public int Heads, HeadDim, Interleaved;
+}
+
+public struct RotateCacheArgs
+{
+    public ArrayView<float> F32;      // the cache as F32, or
+    public ArrayView<ushort> F16;     // as F16 bits (F16 != 0)
+    public ArrayView<float> InvFreq;
+    public long Offset;               // first element of the rotated rows
+    public int HeadDim, Interleaved, Delta, IsF16;
 }
 
 /// <summary>ILGPU twin of RoPE: one thread per rotated pair; the angle is formed in double as on the CPU.</summary>
@@ -27,5 +37,28 @@ public static class RopeIlgpu
         float x0 = a.X[head + i0], x1 = a.X[head + i1];
         a.X[head + i0] = x0 * c - x1 * s;
         a.X[head + i1] = x0 * s + x1 * c;
+    }
+
+    /// <summary>RopeCpu.RotateRows's twin: cached key rows rotated by Delta positions (context shift), one thread per pair.</summary>
+    public static void RotateCache(Index1D index, RotateCacheArgs a)
+    {
+        int half = a.HeadDim / 2;
+        int i = index % half;
+        long head = a.Offset + (long)(int)(index / half) * a.HeadDim;
+        double angle = a.Delta * (double)a.InvFreq[i];
+        float c = (float)XMath.Cos(angle), s = (float)XMath.Sin(angle);
+        long i0 = head + (a.Interleaved != 0 ? 2 * i : i), i1 = head + (a.Interleaved != 0 ? 2 * i + 1 : i + half);
+        if (a.IsF16 != 0)
+        {
+            float x0 = DeviceMath.HalfToFloat(a.F16[i0]), x1 = DeviceMath.HalfToFloat(a.F16[i1]);
+            a.F16[i0] = (ushort)DeviceMath.FloatToHalf(x0 * c - x1 * s);
+            a.F16[i1] = (ushort)DeviceMath.FloatToHalf(x0 * s + x1 * c);
+        }
+        else
+        {
+            float x0 = a.F32[i0], x1 = a.F32[i1];
+            a.F32[i0] = x0 * c - x1 * s;
+            a.F32[i1] = x0 * s + x1 * c;
+        }
     }
 }

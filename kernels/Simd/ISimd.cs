@@ -24,6 +24,9 @@ public unsafe interface ISimd<V> where V : struct
     static abstract V Broadcast(float f);
     static abstract V Add(V a, V b);
     static abstract V Mul(V a, V b);
+    static abstract V Sub(V a, V b);
+    /// <summary>Element-wise maximum.</summary>
+    static abstract V Max(V a, V b);
     /// <summary>a · b + c, fused.</summary>
     static abstract V Fma(V a, V b, V c);
     static abstract float Sum(V v);

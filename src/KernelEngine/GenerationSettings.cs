@@ -13,6 +13,12 @@ public sealed record GenerationSettings
     public bool StopAtEos { get; init; } = true;
     /// <summary>Prepend BOS to a text prompt where the model family uses it.</summary>
     public bool AddBos { get; init; } = true;
+    /// <summary>When the context is full, keep going: keep the first <see cref="KeepTokens"/> tokens, drop the oldest half
+    /// of the rest and re-rotate what moves (llama.cpp's context shift). Off: generation stops with
+    /// <see cref="StopReason.ContextFull"/>. Plain sampling only (speculative loops stop at the full context).</summary>
+    public bool ContextShift { get; init; }
+    /// <summary>Tokens at the start that a context shift never drops (a system prompt; llama.cpp's --keep).</summary>
+    public int KeepTokens { get; init; }
     /// <summary>Copy each step's full logits into <see cref="GeneratedToken.Logits"/> (allocates a vocab-sized array per token).</summary>
     public bool ReturnLogits { get; init; }
 
@@ -20,6 +26,7 @@ public sealed record GenerationSettings
     public void Validate()
     {
         if (MaxTokens < 0) throw new InvalidRequestException($"max tokens {MaxTokens} must be >= 0");
+        if (KeepTokens < 0) throw new InvalidRequestException($"keep tokens {KeepTokens} must be >= 0");
         if (Sampling == null) throw new InvalidRequestException("Sampling must not be null");
         Sampling.Validate();
         if (StopStrings == null) throw new InvalidRequestException("StopStrings must not be null");

@@ -123,6 +123,25 @@ public sealed class Session : IDisposable
         _tokens.RemoveRange(position, _tokens.Count - position);
     }
 
+    /// <summary>
+    /// Context shift (llama.cpp's, with <c>--keep</c>): forgets the cached tokens at [keep, keep + discard) and moves
+    /// the later ones down, their keys re-rotated to their new positions, so a full context can keep going. The model
+    /// no longer sees the dropped tokens; <see cref="Tokens"/> drops them too.
+    /// </summary>
+    public void ShiftContext(int keep, int discard)
+    {
+        using var scope = Enter();
+        ShiftContextCore(keep, discard);
+    }
+
+    internal void ShiftContextCore(int keep, int discard)
+    {
+        if (keep < 0 || discard < 1 || (long)keep + discard > _tokens.Count)
+            throw new InvalidRequestException($"context shift of {discard} tokens after the first {keep} needs 0 <= keep, 1 <= discard and keep + discard <= {_tokens.Count} (the cached tokens)");
+        _t.ShiftCache(_cache, keep, discard, _tokens.Count - keep - discard);
+        _tokens.RemoveRange(keep, discard);
+    }
+
     public void Reset()
     {
         using var scope = Enter();

@@ -227,6 +227,19 @@ public sealed unsafe class CpuBackend : IBackend
             rows, start, s.Heads, s.KvHeads, s.HeadDim, s.Scale, branch);
     }
 
+    public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope)
+    {
+        _ops++;
+        var k = T(cache.K);
+        int esize = k.IsF16 ? 2 : 4;
+        fixed (float* f = rope.InvFreq)
+            for (int l = 0; l < cache.Layers; l++)
+            {
+                byte* rows = (byte*)k.Data + ((long)l * cache.ContextLength + position) * cache.KvDim * esize;
+                RopeCpu.RotateRows(rows, k.IsF16, count, cache.KvDim / rope.HeadDim, rope.HeadDim, delta, f, rope.Layout);
+            }
+    }
+
     public void CopyKv(KvCache cache, int src, int dst, int count)
     {
         _ops++;

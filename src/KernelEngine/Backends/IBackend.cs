@@ -46,8 +46,12 @@ public interface IBackend : IDisposable
     /// branch &gt; 0 the rows are consecutive draft branches of that length, each seeing [0, start) and its own rows.
     /// </summary>
     void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape shape, int branch = 0);
-    /// <summary>Copies count cache positions from src to dst in every layer (commits an accepted draft branch).</summary>
+    /// <summary>Copies count cache positions from src to dst in every layer (commits an accepted draft branch); the ranges
+    /// must not overlap.</summary>
     void CopyKv(KvCache cache, int src, int dst, int count);
+    /// <summary>Rotates the cached keys of positions [position, position + count) in every layer by delta positions
+    /// (context shift: keys moved back by d positions are rotated by -d).</summary>
+    void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope);
     /// <summary>gate = silu(gate) * up.</summary>
     void SiluMul(DeviceTensor gate, DeviceTensor up, int rows);
     /// <summary>x = gelu_tanh(x).</summary>

@@ -360,6 +360,30 @@ public sealed unsafe class IlgpuBackend : IBackend
         Interlocked.Increment(ref _s.Launches);
     }
 
+    public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope)
+    {
+        using var held = Enter();
+        if (count <= 0) return;
+        if (!_s.RopeTables.TryGetValue(rope, out var inv))
+        {
+            inv = _acc.Allocate1D(rope.InvFreq);
+            _s.RopeTables[rope] = inv;
+        }
+        var k = Kernel("rotate-keys", () => _acc.LoadAutoGroupedStreamKernel<Index1D, RotateCacheArgs>(RopeIlgpu.RotateCache));
+        var cacheK = T(cache.K).View;
+        bool f16 = cache.K.IsF16;
+        for (int l = 0; l < cache.Layers; l++)
+        {
+            k(count * (cache.KvDim / 2), new RotateCacheArgs
+            {
+                F32 = f16 ? cacheK.Cast<float>().SubView(0, 1) : cacheK.Cast<float>(), F16 = f16 ? cacheK.Cast<ushort>() : cacheK.Cast<ushort>().SubView(0, 1),
+                InvFreq = inv.View, Offset = ((long)l * cache.ContextLength + position) * cache.KvDim,
+                HeadDim = rope.HeadDim, Interleaved = rope.Layout == RopeLayout.Interleaved ? 1 : 0, Delta = delta, IsF16 = f16 ? 1 : 0,
+            });
+            Interlocked.Increment(ref _s.Launches);
+        }
+    }
+
     public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows)
     {
         using var held = Enter();

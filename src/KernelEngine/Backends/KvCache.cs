@@ -23,5 +23,19 @@ public sealed class KvCache : IDisposable
     public DeviceTensor V { get; }   // (layer, position, kvDim)
     public long Bytes => K.Bytes + V.Bytes;
 
+    /// <summary>
+    /// Context shift: drops positions [keep, keep + discard) by moving the <paramref name="count"/> positions after them
+    /// down to keep (in runs of at most discard positions, so that no copy overlaps the one it reads from) and rotating
+    /// the moved keys back by discard positions (<paramref name="rope"/> null: learned positions, nothing to rotate).
+    /// </summary>
+    public void Shift(IBackend backend, int keep, int discard, int count, RopeTable? rope)
+    {
+        if (keep < 0 || discard < 1 || count < 0 || (long)keep + discard + count > ContextLength)
+            throw new ArgumentOutOfRangeException(nameof(discard), $"keep {keep}, discard {discard}, count {count} in a cache of {ContextLength}");
+        for (int done = 0; done < count; done += discard)
+            backend.CopyKv(this, keep + discard + done, keep + done, Math.Min(discard, count - done));
+        if (rope != null && count > 0) backend.RotateKeys(this, keep, count, -discard, rope);
+    }
+
     public void Dispose() { K.Dispose(); V.Dispose(); }
 }

@@ -126,6 +126,13 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
         End(t, "attention", Layer(layer), 2L * (start + rows) * cache.KvDim * (cache.K.IsF16 ? 2 : 4) + 2 * F(q, rows));
     }
 
+    public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope)
+    {
+        var t = Begin();
+        inner.RotateKeys(cache, position, count, delta, rope);
+        End(t, "rotate-keys", "", 2L * cache.Layers * count * cache.KvDim * (cache.K.IsF16 ? 2 : 4));
+    }
+
     public void CopyKv(KvCache cache, int src, int dst, int count)
     {
         var t = Begin();

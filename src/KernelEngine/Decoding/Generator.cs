@@ -70,6 +70,7 @@ internal static class Generator
             {
                 if (ct.IsCancellationRequested) { reason = StopReason.Cancelled; break; }
                 int room = strategy.ContextLength + 1 - committed.Count;
+                if (room <= 0 && settings.ContextShift && TryShift(strategy, committed, settings.KeepTokens)) room = strategy.ContextLength + 1 - committed.Count;
                 if (room <= 0) { reason = StopReason.ContextFull; break; }
                 step.Clear();
                 int maxNew = Math.Min(settings.MaxTokens - generated, room);
@@ -104,6 +105,18 @@ internal static class Generator
                 StopReason = finished ? reason : StopReason.Cancelled, Loop = strategy.LoopStats,
             };
         }
+    }
+
+    /// <summary>Context shift at a full context: keeps the first keep tokens (at most all but two of the cache), drops
+    /// half of the rest, oldest first, from the caches and from the committed list.</summary>
+    private static bool TryShift(IDecodingStrategy strategy, List<int> committed, int keepTokens)
+    {
+        int cached = strategy.ContextLength;              // full: committed = cached tokens + the one not yet fed
+        int keep = Math.Min(keepTokens, cached - 2);
+        int discard = (cached - keep) / 2;
+        if (discard < 1 || !strategy.ShiftContext(keep, discard)) return false;
+        committed.RemoveRange(keep, discard);
+        return true;
     }
 
     /// <summary>Appends a token's text to the tail kept for stop strings; true when a stop string now ends in it (it may

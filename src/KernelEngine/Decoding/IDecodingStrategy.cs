@@ -24,6 +24,9 @@ internal interface IDecodingStrategy
     int Prefill(IReadOnlyList<int> prompt, CancellationToken ct);
     /// <summary>Appends 1..<paramref name="maxNew"/> next tokens after <paramref name="committed"/> (prompt + generated).</summary>
     void Step(List<int> committed, int maxNew, List<StepToken> output, CancellationToken ct);
+    /// <summary>Drops committed tokens [keep, keep + discard) from every session's cache (context shift); false when the
+    /// loop cannot (then the generation stops at the full context).</summary>
+    bool ShiftContext(int keep, int discard) => false;
     /// <summary>The loop's own counters (speculative acceptance, model switches), or null for plain sampling.</summary>
     DecodingStats? LoopStats { get; }
 }

@@ -19,6 +19,12 @@ internal sealed class SamplingStrategy(Session session, GenerationSettings setti
     public DecodingStats? LoopStats => null;
     public void Validate(GenerationSettings s) { }
 
+    public bool ShiftContext(int keep, int discard)
+    {
+        session.ShiftContextCore(keep, Math.Min(discard, session.Position - keep));
+        return true;
+    }
+
     public int Prefill(IReadOnlyList<int> prompt, CancellationToken ct)
     {
         // Reuse the cached prefix; at least the last prompt token is fed again to get its logits.

@@ -74,6 +74,9 @@ public sealed class Transformer : IDisposable
         }
     }
 
+    /// <summary>Context shift: drops cache positions [keep, keep + discard), see <see cref="KvCache.Shift"/>.</summary>
+    public void ShiftCache(KvCache cache, int keep, int discard, int count) => cache.Shift(_b, keep, discard, count, Rope);
+
     /// <summary>x += Wo · attention(rope(Wq xn), rope(Wk xn), Wv xn), xn = norm1(x).</summary>
     private void AttentionBlock(IBackend b, RunState s, KvCache cache, int l, int start, int n, ReadOnlySpan<int> positions, int branch)
     {

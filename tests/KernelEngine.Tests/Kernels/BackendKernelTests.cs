@@ -159,6 +159,44 @@ public sealed class BackendKernelTests(string backendName)
         Assert.That(s.Apply(mid), Is.EqualTo((1 - smooth) * mid / 8 + smooth * mid).Within(1e-12));
     }
 
+    /// <summary>Context shift: keys written at positions p (rotated by RoPE there) and moved to p - discard must equal the
+    /// scalar RoPE of the same raw keys at p - discard; values are moved unchanged; the kept prefix is untouched.</summary>
+    [TestCase(RopeLayout.RotateHalf, 3, 5)]
+    [TestCase(RopeLayout.Interleaved, 0, 11)]
+    [TestCase(RopeLayout.RotateHalf, 2, 2)]
+    public void ContextShift_ReRotatesKeysToTheirNewPositions(RopeLayout layout, int keep, int discard)
+    {
+        int kvHeads = 2, hd = 8, ctx = 29, layers = 2, kvDim = kvHeads * hd;
+        var inv = RopeFrequencies.Compute(hd, 10000, null);
+        var rope = new RopeTable(inv, hd, layout);
+        int[] positions = Enumerable.Range(0, ctx).ToArray();
+        using var cache = new KvCache(_b, layers, ctx, kvDim, f16: false);
+        var raw = new float[layers][]; var values = new float[layers][];
+        for (int l = 0; l < layers; l++)
+        {
+            raw[l] = TestData.Random(ctx * kvDim, 40 + l);
+            values[l] = TestData.Random(ctx * kvDim, 50 + l);
+            using var kt = _b.Tensor(raw[l], ctx, kvDim);
+            using var vt = _b.Tensor(values[l], ctx, kvDim);
+            _b.Rope(kt, ctx, kvHeads, positions, rope);
+            _b.StoreKv(kt, vt, cache, l, 0, ctx);
+        }
+        int count = ctx - keep - discard;
+        cache.Shift(_b, keep, discard, count, rope);
+        var k = _b.ReadAll(cache.K);
+        var v = _b.ReadAll(cache.V);
+        for (int l = 0; l < layers; l++)
+        {
+            // row j of the shifted cache holds raw row j (j < keep) or raw row j + discard, rotated at position j
+            var source = Enumerable.Range(0, keep + count).SelectMany(j => raw[l].Skip((j < keep ? j : j + discard) * kvDim).Take(kvDim)).ToArray();
+            var expected = ScalarReference.Rope(source, keep + count, kvHeads, hd, positions[..(keep + count)], inv, layout == RopeLayout.Interleaved);
+            var actual = k.Skip(l * ctx * kvDim).Take((keep + count) * kvDim).ToArray();
+            Assert.That(TestData.MaxAbsDiff(actual, expected), Is.LessThanOrEqualTo(1e-5), $"keys of layer {l}");
+            var expectedV = Enumerable.Range(0, keep + count).SelectMany(j => values[l].Skip((j < keep ? j : j + discard) * kvDim).Take(kvDim)).ToArray();
+            Assert.That(TestData.MaxAbsDiff(v.Skip(l * ctx * kvDim).Take((keep + count) * kvDim).ToArray(), expectedV), Is.Zero, $"values of layer {l}");
+        }
+    }
+
     [TestCase(false)]
     [TestCase(true)]
     public void Attention_CausalGqa_MatchesScalarReference(bool f16Cache)
