@@ -83,35 +83,3 @@ public static unsafe class RopeCpu
             }
     }
 }
-
-/// <summary>Inverse frequencies of RoPE, with the optional Llama 3 ("llama3") frequency scaling.</summary>
-public static class RopeFrequencies
-{
-    public static float[] Compute(int headDim, double theta, Llama3Scaling? scaling = null)
-    {
-        int half = headDim / 2;
-        var inv = new float[half];
-        for (int i = 0; i < half; i++)
-        {
-            double f = 1.0 / Math.Pow(theta, 2.0 * i / headDim);
-            if (scaling is { } s) f = s.Apply(f);
-            inv[i] = (float)f;
-        }
-        return inv;
-    }
-}
-
-/// <summary>rope_scaling {"rope_type": "llama3", factor, low_freq_factor, high_freq_factor, original_max_position_embeddings}.</summary>
-public readonly record struct Llama3Scaling(double Factor, double LowFreqFactor, double HighFreqFactor, int OriginalMaxPositions)
-{
-    public double Apply(double invFreq)
-    {
-        double lowWavelen = OriginalMaxPositions / LowFreqFactor;
-        double highWavelen = OriginalMaxPositions / HighFreqFactor;
-        double wavelen = 2 * Math.PI / invFreq;
-        if (wavelen < highWavelen) return invFreq;
-        if (wavelen > lowWavelen) return invFreq / Factor;
-        double smooth = (OriginalMaxPositions / wavelen - LowFreqFactor) / (HighFreqFactor - LowFreqFactor);
-        return (1 - smooth) * invFreq / Factor + smooth * invFreq;
-    }
-}

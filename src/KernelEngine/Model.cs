@@ -94,7 +94,7 @@ public sealed class Model : IDisposable
             backend = Devices.Create(options.Device, options.CopyWeights);
             if (options.Profile) backend = new ProfilingBackend(backend);
             weights = WeightLoader.Load(store, config, backend);
-            return new Model(folder, config, tokenizer, store, backend, new Transformer(config, weights, backend), options) { _chatTemplate = chatTemplate };
+            return new Model(folder, config, tokenizer, store, backend, new Transformer(config, weights, backend, Math.Min(options.ContextLength ?? config.MaxPositions, config.MaxPositions)), options) { _chatTemplate = chatTemplate };
         }
         catch
         {

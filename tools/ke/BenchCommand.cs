@@ -21,11 +21,12 @@ internal static class BenchCommand
         var reps = new Option<int>("--reps", "-r") { Description = "Repetitions after one warm-up", DefaultValueFactory = _ => 5 }.InRange(1, 10_000);
         var depth = new Option<int>("--depth", "-d") { Description = "Tokens of context already in the cache when pp and tg are measured (llama-bench's -d)", DefaultValueFactory = _ => 0 }.InRange(0, 1 << 24);
         var noRoofline = new Option<bool>("--no-roofline") { Description = "Skip measuring memory bandwidth" };
-        var f16kv = new Option<bool>("--f16-kv") { Description = "F16 KV cache" };
+        var f16kv = new Option<bool>("--f16-kv") { Description = "F16 KV cache (as --kv-type f16)" };
+        var kvType = CliCommon.KvType();
         var mmap = new Option<bool>("--mmap") { Description = "CPU: read F32/F16/BF16 weights in place from the mapped files (faster load; default copies them into huge pages)" };
         var cmd = new Command("bench", "Prompt processing and token generation speed (llama-bench style): tok/s ± sd, GB/s, GFLOP/s, fraction of roofline")
         {
-            model, preset, dtypes, pp, tg, reps, depth, device, noRoofline, f16kv, mmap, json,
+            model, preset, dtypes, pp, tg, reps, depth, device, noRoofline, f16kv, kvType, mmap, json,
         };
         cmd.SetAction(p => CliCommon.Run(p, () =>
         {
@@ -48,7 +49,7 @@ internal static class BenchCommand
                 int d = p.GetValue(depth);
                 // at depth the cache holds what the tests use, not the model's whole max_position_embeddings
                 int? context = d > 0 ? d + Math.Max(p.GetValue(pp), p.GetValue(tg)) + 8 : null;
-                using var mm = Model.Load(dir, new ModelOptions { Device = p.GetValue(device)!, F16KvCache = p.GetValue(f16kv), CopyWeights = !p.GetValue(mmap), ContextLength = context });
+                using var mm = Model.Load(dir, new ModelOptions { Device = p.GetValue(device)!, F16KvCache = p.GetValue(f16kv) || p.GetValue(kvType) == "f16", CopyWeights = !p.GetValue(mmap), ContextLength = context });
                 foreach (var r in BenchRunner.Run(mm, p.GetValue(pp), p.GetValue(tg), p.GetValue(reps), roof?.ReadGBps, d))
                 {
                     rows.Add(new { model = label, parameters = mm.ParameterCount, weight_bytes = mm.WeightBytes, device = mm.Device.Id, test = r.Test, depth = d,

@@ -20,8 +20,11 @@ internal static class GenerateCommand
         var seed = new Option<ulong>("--seed") { Description = "Random seed", DefaultValueFactory = _ => 42UL };
         var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
         var ctx = new Option<int?>("--context") { Description = "Context length (default: the model's)" }.InRange(1, int.MaxValue);
-        var f16kv = new Option<bool>("--f16-kv") { Description = "Keep the KV cache in F16" };
+        var f16kv = new Option<bool>("--f16-kv") { Description = "Keep the KV cache in F16 (as --kv-type f16)" };
+        var kvType = CliCommon.KvType();
         var mmap = new Option<bool>("--mmap") { Description = "CPU: read F32/F16/BF16 weights in place from the mapped files (faster load; default copies them into huge pages)" };
+        var shift = new Option<bool>("--context-shift") { Description = "At a full context keep going: drop the oldest half after --keep tokens (llama.cpp's context shift)" };
+        var keep = new Option<int>("--keep") { Description = "Tokens at the start a context shift never drops", DefaultValueFactory = _ => 0 }.InRange(0, int.MaxValue);
         var draft = new Option<string?>("--draft") { Description = "Speculative decoding with this draft model folder (same tokenizer)" };
         var gamma = new Option<int>("--gamma") { Description = "Draft tokens per step", DefaultValueFactory = _ => 4 }.InRange(1, 64);
         var drafts = new Option<int>("--drafts") { Description = "Draft branches per step (multi-draft)", DefaultValueFactory = _ => 1 }.InRange(1, 16);
@@ -33,7 +36,7 @@ internal static class GenerateCommand
         var minStay = new Option<int>("--min-stay") { Description = "EAD: tokens before another switch", DefaultValueFactory = _ => 4 }.InRange(1, 1 << 20);
         var cmd = new Command("generate", "Generate text; streams to stdout, then a stats line (or one JSON object with --json)")
         {
-            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, stop, device, ctx, f16kv, mmap,
+            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, stop, device, ctx, f16kv, kvType, mmap, shift, keep,
             draft, gamma, drafts, adaptive, lookup, small, threshold, window, minStay, json,
         };
         cmd.SetAction(p => CliCommon.Run(p, () =>
@@ -44,8 +47,11 @@ internal static class GenerateCommand
                 RepetitionPenalty = p.GetValue(repeat), Seed = p.GetValue(seed),
             };
             sampling.Validate();
-            var settings = new GenerationSettings { MaxTokens = p.GetValue(maxTokens), Sampling = sampling, StopStrings = p.GetValue(stop) ?? [] };
-            var modelOptions = new ModelOptions { Device = p.GetValue(device)!, ContextLength = p.GetValue(ctx), F16KvCache = p.GetValue(f16kv), CopyWeights = !p.GetValue(mmap) };
+            var settings = new GenerationSettings
+            {
+                MaxTokens = p.GetValue(maxTokens), Sampling = sampling, StopStrings = p.GetValue(stop) ?? [], ContextShift = p.GetValue(shift), KeepTokens = p.GetValue(keep),
+            };
+            var modelOptions = new ModelOptions { Device = p.GetValue(device)!, ContextLength = p.GetValue(ctx), F16KvCache = p.GetValue(f16kv) || p.GetValue(kvType) == "f16", CopyWeights = !p.GetValue(mmap) };
             using var m = Model.Load(p.GetValue(model)!, modelOptions);
             using var session = m.CreateSession();
             string? draftDir = p.GetValue(draft), smallDir = p.GetValue(small);

@@ -18,15 +18,18 @@ internal static class ScoreCommand
         var klBaseFile = new Option<string?>("--kl-base-file") { Description = "Base log-probs saved earlier with --save-base (instead of running --kl-base)" };
         var saveBase = new Option<string?>("--save-base") { Description = "Save the base's log-probs (of --kl-base, or of --model when no base is given) to this file" };
         var icBias = new Option<double>("--ic-bias") { Description = "Bias b of the information-capacity formula", DefaultValueFactory = _ => -27 }.InRange(-1e6, 1e6);
+        var kvType = CliCommon.KvType();
         var cmd = new Command("score", "Score a text: NLL, perplexity, bits per token/byte, entropy, information capacity, KL against a base")
         {
-            model, file, context, stride, trace, klBase, klBaseFile, saveBase, icBias, device, json,
+            model, file, context, stride, trace, klBase, klBaseFile, saveBase, icBias, kvType, device, json,
         };
         cmd.SetAction(p => CliCommon.Run(p, () =>
         {
             string text = Scorer.ReadText(p.GetValue(file)!);
             var opts = new ModelOptions { Device = p.GetValue(device)! };
-            using var m = Model.Load(p.GetValue(model)!, opts);
+            // --kv-type applies to the scored model; a --kl-base runs with an F32 cache (so --kl-base of the same folder
+            // measures what the F16 cache costs)
+            using var m = Model.Load(p.GetValue(model)!, opts with { F16KvCache = p.GetValue(kvType) == "f16" });
             var progress = new Progress<(int Done, int Total)>(x => { if (x.Total > 2000) Console.Error.Write($"\r[{x.Done}/{x.Total} tokens]"); });
             var so = new ScoreOptions { Context = p.GetValue(context), Stride = p.GetValue(stride), IcBias = p.GetValue(icBias), Progress = progress };
             var tokens = Scorer.TokensOf(m, text);

@@ -1,3 +1,4 @@
+using KernelEngine.Kernels.Rope;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using KernelEngine.Backends;
@@ -41,7 +42,20 @@ public static class GgufExporter
             .Add("llama.rope.freq_base", (float)c.RopeTheta)
             .Add("llama.attention.layer_norm_rms_epsilon", c.NormEps)
             .Add("llama.vocab_size", (uint)c.VocabSize);
-        if (c.RopeScaling != null) throw new InvalidRequestException("GGUF export of llama3 rope scaling is not supported yet");
+        switch (c.RopeScaling)
+        {
+            case null: break;
+            case LinearScaling lin:
+                g.Add("llama.rope.scaling.type", "linear").Add("llama.rope.scaling.factor", (float)lin.Factor);
+                break;
+            case YarnScaling y:
+                g.Add("llama.rope.scaling.type", "yarn").Add("llama.rope.scaling.factor", (float)y.Factor)
+                    .Add("llama.rope.scaling.original_context_length", (uint)y.OriginalMaxPositions)
+                    .Add("llama.rope.scaling.yarn_beta_fast", (float)y.BetaFast).Add("llama.rope.scaling.yarn_beta_slow", (float)y.BetaSlow);
+                if (y.AttentionFactorOverride is double af) g.Add("llama.rope.scaling.attn_factor", (float)af);
+                break;
+            default: throw new InvalidRequestException($"GGUF export of rope scaling {c.RopeScaling.GetType().Name} is not supported yet (linear, yarn)");
+        }
         AddTokenizer(g, tok, modelDir, c);
         if (ChatTemplates.FromFolder(modelDir) is string template) g.Add("tokenizer.chat_template", template);
 

@@ -114,15 +114,28 @@ public sealed unsafe class GgufTensorSource : ITensorSource
         var tokens = _file.Get<string[]>("tokenizer.ggml.tokens");
         var embd = _file.Tensor("token_embd.weight") ?? throw new ModelFormatException(path, "missing tensor 'token_embd.weight'");
         int vocab = Int("vocab_size", 1, ModelConfig.Limits.MaxVocab, embd.Dims.Length == 2 && embd.Dims[1] <= ModelConfig.Limits.MaxVocab ? (int)embd.Dims[1] : tokens?.Length ?? 0);
+        int maxPositions = Int("context_length", 1, ModelConfig.Limits.MaxPositions, 2048);
+        RopeScaling? ropeScaling = null;
         if (_file.GetString($"{arch}.rope.scaling.type") is string scaling && scaling != "none")
-            throw new ModelFormatException(path, $"rope scaling '{scaling}' is not supported yet");
+        {
+            // llama.cpp's keys: rope.scaling.factor, .original_context_length, .yarn_beta_fast/_slow, .attn_factor
+            double factor = Float("rope.scaling.factor", 1e-6, 1e6, 1);
+            int original = Int("rope.scaling.original_context_length", 1, ModelConfig.Limits.MaxPositions, maxPositions);
+            ropeScaling = scaling switch
+            {
+                "linear" => new LinearScaling(factor),
+                "yarn" => new YarnScaling(factor, original, Float("rope.scaling.yarn_beta_fast", 1e-6, 1e6, 32), Float("rope.scaling.yarn_beta_slow", 1e-6, 1e6, 1),
+                    _file.GetFloat($"{arch}.rope.scaling.attn_factor") is double af && af != 1 ? af : null),
+                _ => throw new ModelFormatException(path, $"rope scaling '{scaling}' is not supported yet (linear, yarn)"),
+            };
+        }
         var config = new ModelConfig
         {
             Architecture = Architecture.Llama, ModelType = arch,
             HiddenSize = dim, IntermediateSize = Int("feed_forward_length", 1, ModelConfig.Limits.MaxIntermediate),
             Layers = Int("block_count", 1, ModelConfig.Limits.MaxLayers), Heads = heads,
             KvHeads = Int("attention.head_count_kv", 1, ModelConfig.Limits.MaxHeads, heads), VocabSize = vocab,
-            MaxPositions = Int("context_length", 1, ModelConfig.Limits.MaxPositions, 2048),
+            MaxPositions = maxPositions, RopeScaling = ropeScaling,
             NormEps = (float)Float("attention.layer_norm_rms_epsilon", 1e-30, 0.5, 1e-6),
             RopeTheta = Float("rope.freq_base", double.Epsilon, 1e15, 10000),
             TieWordEmbeddings = _file.Tensor("output.weight") == null,

@@ -26,7 +26,7 @@ public sealed partial record ModelConfig
     public required int MaxPositions { get; init; }
     public required float NormEps { get; init; }
     public double RopeTheta { get; init; } = 10000;
-    public Llama3Scaling? RopeScaling { get; init; }
+    public RopeScaling? RopeScaling { get; init; }
     public bool TieWordEmbeddings { get; init; }
     public bool AttentionBias { get; init; }
     public string Activation { get; init; } = "silu";
@@ -155,26 +155,59 @@ public sealed partial record ModelConfig
         if (Heads % KvHeads != 0) throw new ModelFormatException(path, $"num_attention_heads {Heads} is not divisible by num_key_value_heads {KvHeads}");
         if (HeadDim % 2 != 0 || HeadDim > Limits.MaxHeadDim) throw new ModelFormatException(path, $"head dimension {HeadDim} must be even and at most {Limits.MaxHeadDim}");
         if ((long)Heads * HeadDim > Limits.MaxHidden * 4L) throw new ModelFormatException(path, $"num_attention_heads {Heads} x head_dim {HeadDim} is too large");
+        if (RopeScaling is LongRopeScaling lr && (lr.ShortFactor.Length != HeadDim / 2 || lr.LongFactor.Length != HeadDim / 2))
+            throw new ModelFormatException(path, $"rope_scaling short_factor/long_factor have {lr.ShortFactor.Length}/{lr.LongFactor.Length} entries, expected head dimension / 2 = {HeadDim / 2}");
         if (Architecture == Architecture.Gpt2 && HeadDim * Heads != HiddenSize)
             throw new ModelFormatException(path, $"n_embd {HiddenSize} is not n_head {Heads} x head dimension {HeadDim}");
         return this;
     }
 
-    private static Llama3Scaling? RopeScalingOf(string path, JsonElement c)
+    private static RopeScaling? RopeScalingOf(string path, JsonElement c)
     {
         if (!c.TryGetProperty("rope_scaling", out var s) || s.ValueKind == JsonValueKind.Null) return null;
         if (s.ValueKind != JsonValueKind.Object) throw new ModelFormatException(path, $"'rope_scaling' must be an object or null, not {s.ValueKind.ToString().ToLowerInvariant()}");
         string type = Str(path, s, "rope_type") ?? Str(path, s, "type") ?? "";
-        if (type == "default") return null;
-        if (type != "llama3") throw new ModelFormatException(path, $"rope_scaling type '{type}' is not supported (llama3)");
-        var scaling = new Llama3Scaling(
-            Dbl(path, s, "factor", 1e-6, 1e6, "rope_scaling.factor") ?? 8,
-            Dbl(path, s, "low_freq_factor", 1e-6, 1e6, "rope_scaling.low_freq_factor") ?? 1,
-            Dbl(path, s, "high_freq_factor", 1e-6, 1e6, "rope_scaling.high_freq_factor") ?? 4,
-            Int(path, s, "original_max_position_embeddings", 1, Limits.MaxPositions, "rope_scaling.original_max_position_embeddings") ?? 8192);
-        if (!(scaling.HighFreqFactor > scaling.LowFreqFactor))
-            throw new ModelFormatException(path, $"rope_scaling.high_freq_factor {scaling.HighFreqFactor} must be greater than low_freq_factor {scaling.LowFreqFactor}");
-        return scaling;
+        int maxPositions = Int(path, c, "max_position_embeddings", 1, Limits.MaxPositions) ?? 2048;
+        double Factor(double fallback) => Dbl(path, s, "factor", 1e-6, 1e6, "rope_scaling.factor") ?? fallback;
+        int Original(int fallback) => Int(path, s, "original_max_position_embeddings", 1, Limits.MaxPositions, "rope_scaling.original_max_position_embeddings")
+            ?? Int(path, c, "original_max_position_embeddings", 1, Limits.MaxPositions) ?? fallback;
+        double? AttentionFactor() => Dbl(path, s, "attention_factor", 1e-6, 1e6, "rope_scaling.attention_factor");
+        switch (type)
+        {
+            case "default": return null;
+            case "linear": return new LinearScaling(Factor(1));
+            case "dynamic": return new DynamicNtkScaling(Factor(1), Original(maxPositions));
+            case "yarn":
+                return new YarnScaling(Factor(1), Original(maxPositions),
+                    Dbl(path, s, "beta_fast", 1e-6, 1e6, "rope_scaling.beta_fast") ?? 32, Dbl(path, s, "beta_slow", 1e-6, 1e6, "rope_scaling.beta_slow") ?? 1,
+                    AttentionFactor());
+            case "longrope" or "su":
+                return new LongRopeScaling(Factors(path, s, "short_factor"), Factors(path, s, "long_factor"), Original(maxPositions), maxPositions, AttentionFactor());
+            case "llama3":
+                var scaling = new Llama3Scaling(Factor(8),
+                    Dbl(path, s, "low_freq_factor", 1e-6, 1e6, "rope_scaling.low_freq_factor") ?? 1,
+                    Dbl(path, s, "high_freq_factor", 1e-6, 1e6, "rope_scaling.high_freq_factor") ?? 4,
+                    Original(8192));
+                if (!(scaling.HighFreqFactor > scaling.LowFreqFactor))
+                    throw new ModelFormatException(path, $"rope_scaling.high_freq_factor {scaling.HighFreqFactor} must be greater than low_freq_factor {scaling.LowFreqFactor}");
+                return scaling;
+            default: throw new ModelFormatException(path, $"rope_scaling type '{type}' is not supported (linear, dynamic, yarn, llama3, longrope)");
+        }
+    }
+
+    private static float[] Factors(string path, JsonElement s, string name)
+    {
+        if (!Present(s, name, out var v) || v.ValueKind != JsonValueKind.Array)
+            throw new ModelFormatException(path, $"'rope_scaling.{name}' must be an array of numbers");
+        var f = new float[v.GetArrayLength()];
+        int i = 0;
+        foreach (var e in v.EnumerateArray())
+        {
+            if (e.ValueKind != JsonValueKind.Number || !e.TryGetDouble(out double d) || !(d > 0) || !double.IsFinite(d))
+                throw new ModelFormatException(path, $"'rope_scaling.{name}[{i}]' = {Describe(e)} is not a positive number");
+            f[i++] = (float)d;
+        }
+        return f;
     }
 
     private static string Describe(JsonElement v) => v.ValueKind == JsonValueKind.String ? $"\"{v.GetString()}\"" : v.GetRawText() is { Length: <= 40 } raw ? raw : v.GetRawText()[..40] + "...";

@@ -16,16 +16,19 @@ public sealed class Transformer : IDisposable
     private readonly IBackend _b;
     private readonly AttentionShape _attn;
 
-    public Transformer(ModelConfig config, TransformerWeights weights, IBackend backend)
+    /// <param name="contextLength">the context sessions get (longrope picks its factors by it)</param>
+    public Transformer(ModelConfig config, TransformerWeights weights, IBackend backend, int contextLength)
     {
         Config = config; Weights = weights; _b = backend;
-        _attn = new AttentionShape(config.Heads, config.KvHeads, config.HeadDim, 1f / MathF.Sqrt(config.HeadDim));
-        Rope = config.Architecture == Architecture.Llama ? new RopeTable(InverseFrequencies(config), config.HeadDim, config.RopeLayout) : null;
+        // YaRN's and longrope's attention factor multiplies the rotated q and k: the logits by its square
+        double factor = config.Architecture == Architecture.Llama ? config.RopeScaling?.AttentionFactor(contextLength) ?? 1 : 1;
+        _attn = new AttentionShape(config.Heads, config.KvHeads, config.HeadDim, (float)(factor * factor / Math.Sqrt(config.HeadDim)));
+        Rope = config.Architecture == Architecture.Llama ? new RopeTable(InverseFrequencies(config, contextLength), config.HeadDim, config.RopeLayout) : null;
     }
 
-    private static float[] InverseFrequencies(ModelConfig c)
+    private static float[] InverseFrequencies(ModelConfig c, int contextLength)
     {
-        var inv = RopeFrequencies.Compute(c.HeadDim, c.RopeTheta, c.RopeScaling);
+        var inv = RopeFrequencies.Compute(c.HeadDim, c.RopeTheta, c.RopeScaling, contextLength);
         if (c.RopeFreqFactors is { } f)
             for (int i = 0; i < inv.Length; i++) inv[i] /= f[i];
         return inv;

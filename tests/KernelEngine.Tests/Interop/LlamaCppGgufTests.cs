@@ -211,6 +211,48 @@ public sealed class GgufExportRoundTripTests
         finally { File.Delete(gguf); }
     }
 
+    /// <summary>RoPE scaling past the original context against llama.cpp's implementation: the preset (512 positions) says
+    /// it was trained on 128, stretched 4x; 300 positions are compared.</summary>
+    [TestCase("linear")]
+    [TestCase("yarn")]
+    public void RopeScaling_LogitsAgreeWithLlamaCpp(string type)
+    {
+        string source = Path.Combine(Path.GetDirectoryName(LlamaCpp.F32Gguf())!, "llama-kq-f32");
+        string folder = Path.Combine(Path.GetTempPath(), $"ke-rope-{type}-{Guid.NewGuid():N}");
+        string gguf = folder + ".gguf";
+        try
+        {
+            Directory.CreateDirectory(folder);
+            foreach (var f in Directory.GetFiles(source)) File.Copy(f, Path.Combine(folder, Path.GetFileName(f)));
+            var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "config.json")))!.AsObject();
+            config["rope_scaling"] = new System.Text.Json.Nodes.JsonObject { ["rope_type"] = type, ["factor"] = 4.0, ["original_max_position_embeddings"] = 128 };
+            File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString());
+            GgufExporter.Export(folder, gguf, WeightType.F32);
+            var rng = new Random(13);
+            int[] tokens = [1, .. Enumerable.Range(0, 299).Select(_ => rng.Next(3, 1024))];
+            var theirs = LlamaCpp.Logits(gguf, tokens);
+            var unscaled = LlamaCpp.Logits(LlamaCpp.F32Gguf(), tokens);
+            foreach (string path in new[] { folder, gguf })
+            {
+                using var model = Model.Load(path, new ModelOptions { ContextLength = 512 });
+                using var s = model.CreateSession();
+                var ours = new float[tokens.Length * 1024];
+                s.FeedAll(tokens, ours);
+                var (top1, decisive, kl, maxDiff) = LlamaCppLogitTests.Compare(theirs, ours, 1024, margin: 0.05);
+                var (_, _, klUnscaled, _) = LlamaCppLogitTests.Compare(unscaled, ours, 1024, margin: 0.05);
+                TestContext.Out.WriteLine($"{type} ({Path.GetExtension(path)}): top-1 {top1:P1} ({decisive:P1} decisive), KL {kl:E2}, max |diff| {maxDiff:E2}; KL against the unscaled model {klUnscaled:E2}");
+                Assert.That(decisive, Is.GreaterThanOrEqualTo(0.99));
+                Assert.That(kl, Is.LessThanOrEqualTo(1e-4));
+                Assert.That(klUnscaled, Is.GreaterThan(10 * kl), "the scaling must change the logits (else this test checks nothing)");
+            }
+        }
+        finally
+        {
+            File.Delete(gguf);
+            if (Directory.Exists(folder)) Directory.Delete(folder, true);
+        }
+    }
+
     [Test]
     public void ChatTemplate_TravelsFromTokenizerConfigIntoGgufAndBack()
     {
