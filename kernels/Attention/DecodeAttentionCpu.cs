@@ -104,18 +104,22 @@ public static unsafe class DecodeAttentionCpu
     private interface IRows
     {
         static abstract V Load<S, V>(void* rows, long index) where S : ISimd<V> where V : struct;
+        /// <summary>F32 rows are read where they are; others are widened once per row for a group of query heads.</summary>
+        static abstract bool InPlace { get; }
     }
 
     private readonly struct F32Rows : IRows
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static V Load<S, V>(void* rows, long index) where S : ISimd<V> where V : struct => S.Load((float*)rows + index);
+        public static bool InPlace => true;
     }
 
     private readonly struct F16Rows : IRows
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static V Load<S, V>(void* rows, long index) where S : ISimd<V> where V : struct => S.LoadHalf((ushort*)rows + index);
+        public static bool InPlace => false;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -150,7 +154,8 @@ public static unsafe class DecodeAttentionCpu
                     scores[kvh * j.Chunk + i] = S.Sum(S.Add(a0, a1)) * j.Scale;
                     continue;
                 }
-                for (int d = 0; d < hd; d += F) S.Store(R.Load<S, V>(j.K, at + d), row + d);
+                float* kr = R.InPlace ? (float*)j.K + at : row;
+                if (!R.InPlace) for (int d = 0; d < hd; d += F) S.Store(R.Load<S, V>(j.K, at + d), row + d);
                 for (int g = 0; g < group; g++)
                 {
                     int h = kvh * group + g;
@@ -159,10 +164,10 @@ public static unsafe class DecodeAttentionCpu
                     int d = 0;
                     for (; d + 2 * F <= hd; d += 2 * F)
                     {
-                        a0 = S.Fma(S.Load(qh + d), S.Load(row + d), a0);
-                        a1 = S.Fma(S.Load(qh + d + F), S.Load(row + d + F), a1);
+                        a0 = S.Fma(S.Load(qh + d), S.Load(kr + d), a0);
+                        a1 = S.Fma(S.Load(qh + d + F), S.Load(kr + d + F), a1);
                     }
-                    if (d < hd) a0 = S.Fma(S.Load(qh + d), S.Load(row + d), a0);
+                    if (d < hd) a0 = S.Fma(S.Load(qh + d), S.Load(kr + d), a0);
                     scores[h * j.Chunk + i] = S.Sum(S.Add(a0, a1)) * j.Scale;
                 }
             }
@@ -197,13 +202,14 @@ public static unsafe class DecodeAttentionCpu
                     for (int d = 0; d < hd; d += F) S.Store(S.Fma(w, R.Load<S, V>(j.V, at + d), S.Load(o + d)), o + d);
                     continue;
                 }
-                for (int d = 0; d < hd; d += F) S.Store(R.Load<S, V>(j.V, at + d), row + d);
+                float* vr = R.InPlace ? (float*)j.V + at : row;
+                if (!R.InPlace) for (int d = 0; d < hd; d += F) S.Store(R.Load<S, V>(j.V, at + d), row + d);
                 for (int g = 0; g < group; g++)
                 {
                     int h = kvh * group + g;
                     float* o = partials + h * stride;
                     var w = S.Broadcast(scores[h * j.Chunk + i]);
-                    for (int d = 0; d < hd; d += F) S.Store(S.Fma(w, S.Load(row + d), S.Load(o + d)), o + d);
+                    for (int d = 0; d < hd; d += F) S.Store(S.Fma(w, S.Load(vr + d), S.Load(o + d)), o + d);
                 }
             }
         }
