@@ -17,7 +17,6 @@ namespace KernelEngine.Kernels.Attention;
 public static unsafe class AttentionCpu
 {
     [ThreadStatic] private static float[]? t_scores;
-    private static readonly bool UseTiled = Environment.GetEnvironmentVariable("KE_TILED") != "0";
 
     private struct Job
     {
@@ -42,7 +41,7 @@ public static unsafe class AttentionCpu
             DecodeAttentionCpu.Run(pool, q, k, v, f16Cache, output, start + 1, heads, kvHeads, headDim, scale);
             return;
         }
-        if (rows > 1 && branch == 0 && PrefillAttentionCpu.Supports(headDim) && UseTiled)
+        if (rows > 1 && branch == 0 && PrefillAttentionCpu.Supports(headDim))
         {
             PrefillAttentionCpu.Run(pool, q, k, v, f16Cache, output, rows, start, heads, kvHeads, headDim, scale);
             return;
