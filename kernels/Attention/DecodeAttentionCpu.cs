@@ -133,42 +133,20 @@ public static unsafe class DecodeAttentionCpu
         float* scores = (float*)Unsafe.AsPointer(ref scratch[0]);   // (heads, Chunk)
         float* row = scores + heads * j.Chunk;                        // (hd) one KV head's widened row, shared by its group
 
-        // s[h, i] = q_h · k_(p0 + i) · scale: each cache row read once for the whole group of query heads
+        // s[h, i] = q_h · k_(p0 + i) · scale: each cache row read once for the whole group of query heads (F16 rows of a
+        // group widened once into `row`; a lone head converts in registers)
+        bool widen = !R.InPlace && group > 1;
         for (int i = 0; i < n; i++)
         {
             long rowIndex = (long)(p0 + i) * kvDim;
             for (int kvh = 0; kvh < j.KvHeads; kvh++)
             {
                 long at = rowIndex + kvh * hd;
-                if (group == 1)
+                if (widen) for (int d = 0; d < hd; d += F) S.Store(R.Load<S, V>(j.K, at + d), row + d);
+                for (int h = kvh * group; h < (kvh + 1) * group; h++)
                 {
-                    float* qh = j.Q + kvh * hd;
-                    V a0 = S.Zero, a1 = S.Zero;
-                    int d = 0;
-                    for (; d + 2 * F <= hd; d += 2 * F)
-                    {
-                        a0 = S.Fma(S.Load(qh + d), R.Load<S, V>(j.K, at + d), a0);
-                        a1 = S.Fma(S.Load(qh + d + F), R.Load<S, V>(j.K, at + d + F), a1);
-                    }
-                    if (d < hd) a0 = S.Fma(S.Load(qh + d), R.Load<S, V>(j.K, at + d), a0);
-                    scores[kvh * j.Chunk + i] = S.Sum(S.Add(a0, a1)) * j.Scale;
-                    continue;
-                }
-                float* kr = R.InPlace ? (float*)j.K + at : row;
-                if (!R.InPlace) for (int d = 0; d < hd; d += F) S.Store(R.Load<S, V>(j.K, at + d), row + d);
-                for (int g = 0; g < group; g++)
-                {
-                    int h = kvh * group + g;
-                    float* qh = j.Q + h * hd;
-                    V a0 = S.Zero, a1 = S.Zero;
-                    int d = 0;
-                    for (; d + 2 * F <= hd; d += 2 * F)
-                    {
-                        a0 = S.Fma(S.Load(qh + d), S.Load(kr + d), a0);
-                        a1 = S.Fma(S.Load(qh + d + F), S.Load(kr + d + F), a1);
-                    }
-                    if (d < hd) a0 = S.Fma(S.Load(qh + d), S.Load(kr + d), a0);
-                    scores[h * j.Chunk + i] = S.Sum(S.Add(a0, a1)) * j.Scale;
+                    float dot = widen ? Dot<S, V, F32Rows>(j.Q + h * hd, row, 0, hd) : Dot<S, V, R>(j.Q + h * hd, j.K, at, hd);
+                    scores[h * j.Chunk + i] = dot * j.Scale;
                 }
             }
         }
@@ -195,23 +173,36 @@ public static unsafe class DecodeAttentionCpu
             for (int kvh = 0; kvh < j.KvHeads; kvh++)
             {
                 long at = rowIndex + kvh * hd;
-                if (group == 1)
+                if (widen) for (int d = 0; d < hd; d += F) S.Store(R.Load<S, V>(j.V, at + d), row + d);
+                for (int h = kvh * group; h < (kvh + 1) * group; h++)
                 {
-                    float* o = partials + kvh * stride;
-                    var w = S.Broadcast(scores[kvh * j.Chunk + i]);
-                    for (int d = 0; d < hd; d += F) S.Store(S.Fma(w, R.Load<S, V>(j.V, at + d), S.Load(o + d)), o + d);
-                    continue;
-                }
-                float* vr = R.InPlace ? (float*)j.V + at : row;
-                if (!R.InPlace) for (int d = 0; d < hd; d += F) S.Store(R.Load<S, V>(j.V, at + d), row + d);
-                for (int g = 0; g < group; g++)
-                {
-                    int h = kvh * group + g;
-                    float* o = partials + h * stride;
                     var w = S.Broadcast(scores[h * j.Chunk + i]);
-                    for (int d = 0; d < hd; d += F) S.Store(S.Fma(w, S.Load(vr + d), S.Load(o + d)), o + d);
+                    if (widen) AddScaled<S, V, F32Rows>(partials + h * stride, w, row, 0, hd);
+                    else AddScaled<S, V, R>(partials + h * stride, w, j.V, at, hd);
                 }
             }
         }
+    }
+
+    /// <summary>q · rows[at .. at + hd) with two accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Dot<S, V, R>(float* q, void* rows, long at, int hd) where S : ISimd<V> where V : struct where R : IRows
+    {
+        int F = S.Floats, d = 0;
+        V a0 = S.Zero, a1 = S.Zero;
+        for (; d + 2 * F <= hd; d += 2 * F)
+        {
+            a0 = S.Fma(S.Load(q + d), R.Load<S, V>(rows, at + d), a0);
+            a1 = S.Fma(S.Load(q + d + F), R.Load<S, V>(rows, at + d + F), a1);
+        }
+        if (d < hd) a0 = S.Fma(S.Load(q + d), R.Load<S, V>(rows, at + d), a0);
+        return S.Sum(S.Add(a0, a1));
+    }
+
+    /// <summary>o += w · rows[at .. at + hd).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddScaled<S, V, R>(float* o, V w, void* rows, long at, int hd) where S : ISimd<V> where V : struct where R : IRows
+    {
+        for (int d = 0; d < hd; d += S.Floats) S.Store(S.Fma(w, R.Load<S, V>(rows, at + d), S.Load(o + d)), o + d);
     }
 }
