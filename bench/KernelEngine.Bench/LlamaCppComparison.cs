@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Numerics.Tensors;
+using KernelEngine.Backends;
 using KernelEngine.Benchmarking;
 using KernelEngine.Formats;
 using KernelEngine.Kernels;
@@ -19,8 +20,9 @@ namespace KernelEngine.Bench;
 public static class LlamaCppComparison
 {
     /// <param name="Depth">tokens already in the cache when pp and tg are measured (filled once, rewound between reps)</param>
-    /// <param name="F16Kv">F16 KV cache in both engines (llama.cpp's default); else F32</param>
-    public sealed record Settings(int Pp, int Tg, int Reps, int Threads, int Depth = 0, bool F16Kv = false)
+    /// <param name="Kv">KV cache type in both engines: f32, f16 (llama.cpp's default), q8_0, ... (a block format turns llama.cpp's
+    /// flash attention on, which its quantized V cache needs)</param>
+    public sealed record Settings(int Pp, int Tg, int Reps, int Threads, int Depth = 0, string Kv = "f32")
     {
         public string Suffix => Depth > 0 ? $" @ d{Depth}" : "";
         public int ContextLength => Depth + Math.Max(Pp, Tg) + 8;
@@ -90,12 +92,12 @@ public static class LlamaCppComparison
     {
         var rows = new List<Row>();
         int pp = set.Pp, tg = set.Tg, depth = set.Depth;
-        using var ours = Model.Load(ourModel, new ModelOptions { Device = "cpu", ContextLength = set.ContextLength, PrefillBatch = 512, F16KvCache = set.F16Kv });
-        var kv = set.F16Kv ? GGMLType.GGML_TYPE_F16 : GGMLType.GGML_TYPE_F32;
+        using var ours = Model.Load(ourModel, new ModelOptions { Device = "cpu", ContextLength = set.ContextLength, PrefillBatch = 512, KvCacheType = set.Kv });
+        var kv = (GGMLType)(int)KvCacheTypes.Parse(set.Kv).Format().Ggml;
         var p = new ModelParams(gguf)
         {
             ContextSize = (uint)set.ContextLength, Threads = set.Threads, BatchThreads = set.Threads, BatchSize = 512, UBatchSize = 512,
-            GpuLayerCount = 0, TypeK = kv, TypeV = kv, FlashAttention = false,
+            GpuLayerCount = 0, TypeK = kv, TypeV = kv, FlashAttention = kv is not (GGMLType.GGML_TYPE_F32 or GGMLType.GGML_TYPE_F16),
         };
         using var weights = LLamaWeights.LoadFromFile(p);
         using var ctx = weights.CreateContext(p);

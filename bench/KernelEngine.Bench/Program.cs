@@ -11,10 +11,10 @@ if (args.Length > 0 && args[0] == "compare")
     // --llama-avx avx2: llama.cpp's AVX2 build (LLamaSharp ships noavx/avx/avx2/avx512), to compare with our
     // DOTNET_EnableAVX512=0 path as a CPU without AVX-512 would run both.
     if (Arg(args, "--llama-avx") is string avx) LlamaCppComparison.UseBuild(avx);
-    // --depth 4096: pp and tg measured after that many tokens of context (llama-bench's -d); --kv f16: both caches F16.
+    // --depth 4096: pp and tg measured after that many tokens of context (llama-bench's -d); --kv f16|q8_0: both caches of that type.
     string kvType = Arg(args, "--kv") ?? "f32";
-    if (kvType is not ("f32" or "f16")) throw new ArgumentException($"--kv {kvType}: expected f32 or f16");
-    var settings = new LlamaCppComparison.Settings(pp, tg, reps, Environment.ProcessorCount, int.Parse(Arg(args, "--depth") ?? "0"), kvType == "f16");
+    KernelEngine.Backends.KvCacheTypes.Parse(kvType);
+    var settings = new LlamaCppComparison.Settings(pp, tg, reps, Environment.ProcessorCount, int.Parse(Arg(args, "--depth") ?? "0"), kvType);
     // --ftype q4_k_m,q5_k_m,q6_k: files written by llama.cpp's quantizer, loaded by both engines.
     var rows = Arg(args, "--ftype") is string ftypes
         ? LlamaCppComparison.RunLlamaCppFiles(preset, ftypes.Split(','), settings, Console.Out)

@@ -12,7 +12,7 @@ namespace KernelEngine.Kernels.Attention;
 /// GQA: query head h reads KV head h / (heads / kvHeads). One query row (decode) goes to <see cref="DecodeAttentionCpu"/>
 /// (flash-decoding); blocks of rows (prefill, draft verification) here. One task per (row, head): scores for all visible
 /// positions (a row of at most contextLength floats in per-thread scratch), an exact softmax, then the
-/// weighted sum of V rows. The cache holds F32 or F16 (halving its memory and read traffic).
+/// weighted sum of V rows. The cache holds F32, F16 or a block format (<see cref="KvRows"/>).
 /// </summary>
 public static unsafe class AttentionCpu
 {
@@ -22,33 +22,34 @@ public static unsafe class AttentionCpu
     {
         public float* Q, Out;
         public void* K, V;
+        public KvRows Rows;
         public bool F16;
         public int Start, Heads, KvHeads, HeadDim, Branch;
         public float Scale;
     }
 
     /// <param name="q">(rows, heads * headDim)</param>
-    /// <param name="k">(contextLength, kvHeads * headDim) of this layer, F32 or F16</param>
-    /// <param name="v">(contextLength, kvHeads * headDim) of this layer, F32 or F16</param>
+    /// <param name="k">(contextLength, kvHeads * headDim) of this layer, stored as <paramref name="cache"/> says</param>
+    /// <param name="v">(contextLength, kvHeads * headDim) of this layer</param>
     /// <param name="output">(rows, heads * headDim)</param>
     /// <param name="branch">0: plain causal. &gt; 0: the rows are consecutive branches of this many rows (speculative
     /// drafts); row i of branch b (cache position start + b·branch + i) sees the prefix [0, start) and [start + b·branch, itself]</param>
-    public static void Causal(WorkerPool pool, float* q, void* k, void* v, bool f16Cache, float* output,
+    public static void Causal(WorkerPool pool, float* q, void* k, void* v, KvRows cache, float* output,
         int rows, int start, int heads, int kvHeads, int headDim, float scale, int branch = 0)
     {
         if (rows == 1 && branch == 0 && DecodeAttentionCpu.Supports(headDim))
         {
-            DecodeAttentionCpu.Run(pool, q, k, v, f16Cache, output, start + 1, heads, kvHeads, headDim, scale);
+            DecodeAttentionCpu.Run(pool, q, k, v, cache, output, start + 1, heads, kvHeads, headDim, scale);
             return;
         }
         if (rows > 1 && branch == 0 && PrefillAttentionCpu.Supports(headDim))
         {
-            PrefillAttentionCpu.Run(pool, q, k, v, f16Cache, output, rows, start, heads, kvHeads, headDim, scale);
+            PrefillAttentionCpu.Run(pool, q, k, v, cache, output, rows, start, heads, kvHeads, headDim, scale);
             return;
         }
         var job = new Job
         {
-            Q = q, Out = output, K = k, V = v, F16 = f16Cache, Start = start, Heads = heads, KvHeads = kvHeads,
+            Q = q, Out = output, K = k, V = v, Rows = cache, F16 = cache.Type == WeightType.F16, Start = start, Heads = heads, KvHeads = kvHeads,
             HeadDim = headDim, Scale = scale, Branch = branch,
         };
         pool.For(rows * heads, &Task, &job, 2L * rows * heads * headDim * (start + rows));
@@ -69,15 +70,15 @@ public static unsafe class AttentionCpu
         var buf = t_scores;
         if (buf == null || buf.Length < visible + 2 * hd) t_scores = buf = GC.AllocateUninitializedArray<float>(Math.Max(visible + 2 * hd, 1024) * 2, pinned: true);
         float* scores = (float*)Unsafe.AsPointer(ref buf[0]);
-        float* tmp = scores + visible;   // (headDim) widened F16 row
+        float* tmp = scores + visible;   // (headDim) a widened row
         float* q = j.Q + (long)t * j.Heads * hd + h * hd;
         float* o = j.Out + (long)t * j.Heads * hd + h * hd;
-        if (Vector512.IsHardwareAccelerated && hd % 16 == 0 && (!j.F16 || HalfVector.IsSupported))
+        if (Vector512.IsHardwareAccelerated && hd % 16 == 0 && !j.Rows.IsBlockFormat && (!j.F16 || HalfVector.IsSupported))
         {
             VectorPath(ref j, q, o, scores, visible, prefixEnd, ownStart, kvDim, kvh * hd);
             return;
         }
-        if (!j.F16 && hd < 16)
+        if (j.Rows.Type == WeightType.F32 && hd < 16)
         {
             SmallHeadPath(ref j, q, o, scores, visible, prefixEnd, ownStart, kvDim, kvh * hd);
             return;
@@ -87,7 +88,7 @@ public static unsafe class AttentionCpu
         {
             int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
             long off = (long)p * kvDim + kvh * hd;
-            ReadOnlySpan<float> kr = j.F16 ? Widen((Half*)j.K + off, hd, tmp) : new ReadOnlySpan<float>((float*)j.K + off, hd);
+            ReadOnlySpan<float> kr = Row(ref j, j.K, off, tmp);
             scores[s] = TensorPrimitives.Dot(qh, kr) * j.Scale;
         }
         var sc = new Span<float>(scores, visible);
@@ -98,7 +99,7 @@ public static unsafe class AttentionCpu
         {
             int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
             long off = (long)p * kvDim + kvh * hd;
-            ReadOnlySpan<float> vr = j.F16 ? Widen((Half*)j.V + off, hd, tmp) : new ReadOnlySpan<float>((float*)j.V + off, hd);
+            ReadOnlySpan<float> vr = Row(ref j, j.V, off, tmp);
             TensorPrimitives.MultiplyAdd(vr, scores[s], ov, ov);
         }
     }
@@ -172,9 +173,11 @@ public static unsafe class AttentionCpu
         }
     }
 
-    private static ReadOnlySpan<float> Widen(Half* src, int n, float* dst)
+    /// <summary>One head's row: F32 in place, anything else widened into tmp.</summary>
+    private static ReadOnlySpan<float> Row(ref Job j, void* rows, long element, float* tmp)
     {
-        TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(src, n), new Span<float>(dst, n));
-        return new ReadOnlySpan<float>(dst, n);
+        if (j.Rows.Type == WeightType.F32) return new ReadOnlySpan<float>((float*)rows + element, j.HeadDim);
+        j.Rows.Widen(rows, element, j.HeadDim, tmp);
+        return new ReadOnlySpan<float>(tmp, j.HeadDim);
     }
 }

@@ -11,7 +11,8 @@ namespace KernelEngine.Kernels.Attention;
 /// into chunks, one task per chunk reads its cache rows once, all KV heads at a time (each row is kvHeads·headDim
 /// contiguous values, so a task streams memory in order), and scores each KV head's keys against every query head that
 /// shares it (GQA); it leaves per query head a partial (max m, sum l of exp(s - m), o = Σ exp(s - m)·v), and the
-/// partials are merged by their log-sum-exp. Generic over the SIMD width (<see cref="ISimd{V}"/>), F32 or F16 cache.
+/// partials are merged by their log-sum-exp. Generic over the SIMD width (<see cref="ISimd{V}"/>); F32 cache rows are
+/// read in place, F16 rows converted in registers, block formats (Q8_0, ...) widened a chunk at a time into scratch.
 /// </summary>
 public static unsafe class DecodeAttentionCpu
 {
@@ -20,15 +21,18 @@ public static unsafe class DecodeAttentionCpu
     private const int MinChunk = 32;
     /// <summary>Tasks per thread: enough that a slow core does not hold the launch up.</summary>
     private const int TasksPerThread = 4;
+    /// <summary>Floats of a block-format chunk widened to F32 (its K and V rows together stay in L2).</summary>
+    private const int WidenedFloats = 1 << 16;
 
     [ThreadStatic] private static float[]? t_scratch;
     [ThreadStatic] private static float[]? t_partials;
+    [ThreadStatic] private static float[]? t_widened;
 
     private struct Job
     {
         public float* Q, Out, Partials;
         public void* K, V;
-        public bool F16;
+        public KvRows Rows;
         public int Positions, Heads, KvHeads, HeadDim, Chunk;
         public float Scale;
     }
@@ -36,28 +40,30 @@ public static unsafe class DecodeAttentionCpu
     /// <summary>Whether the vector path takes this head size at the running width (else the caller's general path).</summary>
     public static bool Supports(int headDim) => SimdLevel.Current != SimdLevel.Width.Scalar && headDim % ((int)SimdLevel.Current / 32) == 0;
 
-    /// <summary>Positions per task for a cache of <paramref name="positions"/> on <paramref name="threads"/> threads.</summary>
-    public static int ChunkFor(int positions, int threads) =>
-        Math.Clamp((positions + threads * TasksPerThread - 1) / (threads * TasksPerThread) + 3 & ~3, MinChunk, MaxChunk);
+    /// <summary>Positions per task for a cache of <paramref name="positions"/> on <paramref name="threads"/> threads
+    /// (fewer for block formats, whose chunk of K and V rows is widened into scratch: <paramref name="widenedRow"/> floats a position).</summary>
+    public static int ChunkFor(int positions, int threads, int widenedRow = 0) =>
+        Math.Clamp((positions + threads * TasksPerThread - 1) / (threads * TasksPerThread) + 3 & ~3, MinChunk,
+            widenedRow == 0 ? MaxChunk : Math.Clamp(WidenedFloats / (2 * widenedRow) & ~3, MinChunk, MaxChunk));
 
     /// <param name="q">(heads · headDim) the query row</param>
-    /// <param name="k">(positions, kvHeads · headDim) this layer's keys, F32 or F16</param>
+    /// <param name="k">(positions, kvHeads · headDim) this layer's keys, stored as <paramref name="cache"/> says</param>
     /// <param name="v">(positions, kvHeads · headDim) this layer's values</param>
     /// <param name="output">(heads · headDim)</param>
     /// <param name="positions">visible cache positions [0, positions)</param>
-    public static void Run(WorkerPool pool, float* q, void* k, void* v, bool f16Cache, float* output,
+    public static void Run(WorkerPool pool, float* q, void* k, void* v, KvRows cache, float* output,
         int positions, int heads, int kvHeads, int headDim, float scale)
     {
         if (!Supports(headDim)) throw new ArgumentException($"head size {headDim} is not a multiple of the {(int)SimdLevel.Current}-bit vector", nameof(headDim));
         if (positions < 1 || heads < 1 || kvHeads < 1 || heads % kvHeads != 0) throw new ArgumentException($"{positions} positions, {heads} heads, {kvHeads} KV heads");
-        int chunk = ChunkFor(positions, pool.Threads);
+        int chunk = ChunkFor(positions, pool.Threads, cache.IsBlockFormat ? kvHeads * headDim : 0);
         int chunks = (positions + chunk - 1) / chunk;
         int partialFloats = chunks * heads * (headDim + 2);
         var partials = t_partials;
         if (partials == null || partials.Length < partialFloats) t_partials = partials = GC.AllocateUninitializedArray<float>(Math.Max(partialFloats, 4096), pinned: true);
         var job = new Job
         {
-            Q = q, Out = output, K = k, V = v, F16 = f16Cache, Positions = positions, Heads = heads, KvHeads = kvHeads,
+            Q = q, Out = output, K = k, V = v, Rows = cache, Positions = positions, Heads = heads, KvHeads = kvHeads,
             HeadDim = headDim, Chunk = chunk, Scale = scale, Partials = (float*)Unsafe.AsPointer(ref partials[0]),
         };
         pool.For(chunks, &Task, &job, 2L * heads * headDim * positions);
@@ -89,7 +95,12 @@ public static unsafe class DecodeAttentionCpu
     private static void Task(void* ctx, int chunk)
     {
         ref Job j = ref Unsafe.AsRef<Job>(ctx);
-        switch (SimdLevel.Current, j.F16)
+        if (j.Rows.IsBlockFormat)
+        {
+            WidenedChunk(ref j, chunk);
+            return;
+        }
+        switch (SimdLevel.Current, j.Rows.Type == WeightType.F16)
         {
             case (SimdLevel.Width.V512, false): Chunk<Simd512, Vector512<float>, F32Rows>(ref j, chunk); break;
             case (SimdLevel.Width.V512, true): Chunk<Simd512, Vector512<float>, F16Rows>(ref j, chunk); break;
@@ -97,6 +108,28 @@ public static unsafe class DecodeAttentionCpu
             case (SimdLevel.Width.V256, true): Chunk<Simd256, Vector256<float>, F16Rows>(ref j, chunk); break;
             case (SimdLevel.Width.V128, false): Chunk<Simd128, Vector128<float>, F32Rows>(ref j, chunk); break;
             default: Chunk<Simd128, Vector128<float>, F16Rows>(ref j, chunk); break;
+        }
+    }
+
+    /// <summary>Block formats: the chunk's K and V rows widened to F32 in scratch, then the F32 path over them (the job's K and V
+    /// rebased so that position p0 + i lands on widened row i).</summary>
+    private static void WidenedChunk(ref Job j, int chunk)
+    {
+        int kvDim = j.KvHeads * j.HeadDim;
+        int p0 = chunk * j.Chunk, n = Math.Min(j.Chunk, j.Positions - p0);
+        var widened = t_widened;
+        if (widened == null || widened.Length < 2 * j.Chunk * kvDim) t_widened = widened = GC.AllocateUninitializedArray<float>(2 * j.Chunk * kvDim, pinned: true);
+        float* k = (float*)Unsafe.AsPointer(ref widened[0]), v = k + j.Chunk * kvDim;
+        j.Rows.Widen(j.K, (long)p0 * kvDim, n * kvDim, k);
+        j.Rows.Widen(j.V, (long)p0 * kvDim, n * kvDim, v);
+        var local = j;
+        local.K = k - (long)p0 * kvDim;
+        local.V = v - (long)p0 * kvDim;
+        switch (SimdLevel.Current)
+        {
+            case SimdLevel.Width.V512: Chunk<Simd512, Vector512<float>, F32Rows>(ref local, chunk); break;
+            case SimdLevel.Width.V256: Chunk<Simd256, Vector256<float>, F32Rows>(ref local, chunk); break;
+            default: Chunk<Simd128, Vector128<float>, F32Rows>(ref local, chunk); break;
         }
     }
 

@@ -13,7 +13,8 @@ namespace KernelEngine.Kernels.Attention;
 /// softmax (running max m, sum l, output O rescaled by e^(m_old - m_new)). Scores are computed transposed,
 /// Sᵀ(keys × M) = K·(scale·Q)ᵀ, so that every inner product is a broadcast key element times a vector of M queries
 /// (no horizontal sums, no transposed copy of K) and the softmax runs down columns as whole vectors; O += Pᵀᵀ·V reads
-/// V rows in place. Generic over the SIMD width (<see cref="ISimd{V}"/>); F16 caches are widened one tile at a time.
+/// V rows in place. Generic over the SIMD width (<see cref="ISimd{V}"/>); F16 and block-format caches (<see cref="KvRows"/>)
+/// are widened one tile at a time.
 /// </summary>
 public static unsafe class PrefillAttentionCpu
 {
@@ -28,7 +29,7 @@ public static unsafe class PrefillAttentionCpu
     {
         public float* Q, Out;
         public void* K, V;
-        public bool F16;
+        public KvRows Cache;
         public int Rows, Start, Heads, KvHeads, HeadDim, BlockRows, Blocks;
         public float Scale;
     }
@@ -36,10 +37,10 @@ public static unsafe class PrefillAttentionCpu
     public static bool Supports(int headDim) => SimdLevel.Current != SimdLevel.Width.Scalar && headDim % ((int)SimdLevel.Current / 32) == 0;
 
     /// <param name="q">(rows, heads · headDim); row t is at cache position start + t and sees positions [0, start + t]</param>
-    /// <param name="k">(start + rows, kvHeads · headDim) this layer's keys, F32 or F16</param>
+    /// <param name="k">(start + rows, kvHeads · headDim) this layer's keys, stored as <paramref name="cache"/> says</param>
     /// <param name="v">(start + rows, kvHeads · headDim) this layer's values</param>
     /// <param name="output">(rows, heads · headDim)</param>
-    public static void Run(WorkerPool pool, float* q, void* k, void* v, bool f16Cache, float* output,
+    public static void Run(WorkerPool pool, float* q, void* k, void* v, KvRows cache, float* output,
         int rows, int start, int heads, int kvHeads, int headDim, float scale)
     {
         if (!Supports(headDim)) throw new ArgumentException($"head size {headDim} is not a multiple of the {(int)SimdLevel.Current}-bit vector", nameof(headDim));
@@ -49,7 +50,7 @@ public static unsafe class PrefillAttentionCpu
         int blocks = (rows + blockRows - 1) / blockRows;
         var job = new Job
         {
-            Q = q, Out = output, K = k, V = v, F16 = f16Cache, Rows = rows, Start = start, Heads = heads, KvHeads = kvHeads,
+            Q = q, Out = output, K = k, V = v, Cache = cache, Rows = rows, Start = start, Heads = heads, KvHeads = kvHeads,
             HeadDim = headDim, BlockRows = blockRows, Blocks = blocks, Scale = scale,
         };
         pool.For(blocks * kvHeads, &Task, &job, 2L * rows * heads * headDim * (start + rows));
@@ -77,7 +78,8 @@ public static unsafe class PrefillAttentionCpu
         int M = (queries + 2 * F - 1) / (2 * F) * (2 * F);   // query vectors, whole pairs of SIMD vectors
         int T = TileKeys;
 
-        int need = hd * M + T * M + M * hd + 3 * M + (j.F16 ? 2 * T * hd : 0);
+        bool widen = j.Cache.Type != WeightType.F32;
+        int need = hd * M + T * M + M * hd + 3 * M + (widen ? 2 * T * hd : 0);
         var scratch = t_scratch;
         if (scratch == null || scratch.Length < need) t_scratch = scratch = GC.AllocateUninitializedArray<float>(Math.Max(need, 16384), pinned: true);
         float* qt = (float*)Unsafe.AsPointer(ref scratch[0]);   // (hd, M) scale · Qᵀ, query m = (row t0 + m / group, head kvh·group + m % group)
@@ -86,8 +88,8 @@ public static unsafe class PrefillAttentionCpu
         float* mRun = o + M * hd;                                // (M) running max
         float* lRun = mRun + M;                                  // (M) running sum
         float* alpha = lRun + M;                                 // (M) e^(m_old - m_new)
-        float* kTile = alpha + M;                                // (T, hd) widened F16 keys
-        float* vTile = kTile + T * hd;                           // (T, hd) widened F16 values
+        float* kTile = alpha + M;                                // (T, hd) widened keys
+        float* vTile = kTile + T * hd;                           // (T, hd) widened values
 
         for (int m = 0; m < M; m++)
         {
@@ -107,16 +109,22 @@ public static unsafe class PrefillAttentionCpu
         {
             int n = Math.Min(T, lastVisible + 1 - p0);
             float* kRows, vRows; long rowStride;
-            if (j.F16)
+            if (widen)
             {
                 for (int i = 0; i < n; i++)
                 {
                     long at = (long)(p0 + i) * kvDim + kvh * hd;
-                    for (int d = 0; d < hd; d += F)
+                    if (j.Cache.IsBlockFormat)
                     {
-                        S.Store(S.LoadHalf((ushort*)j.K + at + d), kTile + i * hd + d);
-                        S.Store(S.LoadHalf((ushort*)j.V + at + d), vTile + i * hd + d);
+                        j.Cache.Widen(j.K, at, hd, kTile + i * hd);
+                        j.Cache.Widen(j.V, at, hd, vTile + i * hd);
                     }
+                    else
+                        for (int d = 0; d < hd; d += F)
+                        {
+                            S.Store(S.LoadHalf((ushort*)j.K + at + d), kTile + i * hd + d);
+                            S.Store(S.LoadHalf((ushort*)j.V + at + d), vTile + i * hd + d);
+                        }
                 }
                 kRows = kTile; vRows = vTile; rowStride = hd;
             }

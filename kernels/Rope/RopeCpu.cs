@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using KernelEngine.Kernels.Attention;
 
 namespace KernelEngine.Kernels.Rope;
 
@@ -46,13 +47,14 @@ public static unsafe class RopeCpu
     }
 
     /// <summary>
-    /// Rotates count cached key rows (count, heads · headDim), F32 or F16, by <paramref name="delta"/> positions: RoPE's
-    /// angles are linear in the position, so rotating by -d moves keys written at p to p - d exactly (a context shift).
-    /// F16 rows are rounded back to F16 once, as llama.cpp's shift does.
+    /// Rotates count cached key rows (count, heads · headDim), stored as <paramref name="cache"/> says, by
+    /// <paramref name="delta"/> positions: RoPE's angles are linear in the position, so rotating by -d moves keys written at
+    /// p to p - d exactly (a context shift). F16 and block-format rows are widened, rotated and stored back once, as
+    /// llama.cpp's shift does.
     /// </summary>
-    public static void RotateRows(void* rows, bool f16, int count, int heads, int headDim, int delta, float* invFreq, RopeLayout layout)
+    public static void RotateRows(void* rows, KvRows cache, int count, int heads, int headDim, int delta, float* invFreq, RopeLayout layout)
     {
-        int half = headDim / 2;
+        int half = headDim / 2, rowElements = heads * headDim;
         Span<float> cos = half <= 512 ? stackalloc float[half] : new float[half];
         Span<float> sin = half <= 512 ? stackalloc float[half] : new float[half];
         for (int i = 0; i < half; i++)
@@ -60,26 +62,25 @@ public static unsafe class RopeCpu
             double angle = delta * (double)invFreq[i];
             cos[i] = (float)Math.Cos(angle); sin[i] = (float)Math.Sin(angle);
         }
-        long n = (long)count * heads;
-        for (long r = 0; r < n; r++)
-            for (int i = 0; i < half; i++)
+        bool inPlace = cache.Type == WeightType.F32;
+        var widened = inPlace ? null : new float[rowElements];
+        fixed (float* tmp = widened)
+            for (int r = 0; r < count; r++)
             {
-                long i0 = r * headDim + (layout == RopeLayout.RotateHalf ? i : 2 * i);
-                long i1 = r * headDim + (layout == RopeLayout.RotateHalf ? i + half : 2 * i + 1);
-                if (f16)
-                {
-                    var h = (Half*)rows;
-                    float a = (float)h[i0], b = (float)h[i1];
-                    h[i0] = (Half)(a * cos[i] - b * sin[i]);
-                    h[i1] = (Half)(a * sin[i] + b * cos[i]);
-                }
-                else
-                {
-                    var f = (float*)rows;
-                    float a = f[i0], b = f[i1];
-                    f[i0] = a * cos[i] - b * sin[i];
-                    f[i1] = a * sin[i] + b * cos[i];
-                }
+                long element = (long)r * rowElements;
+                float* row = inPlace ? (float*)rows + element : tmp;
+                if (!inPlace) cache.Widen(rows, element, rowElements, tmp);
+                for (int h = 0; h < heads; h++)
+                    for (int i = 0; i < half; i++)
+                    {
+                        float* head = row + h * headDim;
+                        int i0 = layout == RopeLayout.RotateHalf ? i : 2 * i;
+                        int i1 = layout == RopeLayout.RotateHalf ? i + half : 2 * i + 1;
+                        float a = head[i0], b = head[i1];
+                        head[i0] = a * cos[i] - b * sin[i];
+                        head[i1] = a * sin[i] + b * cos[i];
+                    }
+                if (!inPlace) cache.Store(tmp, rows, element, rowElements);
             }
     }
 }

@@ -39,7 +39,7 @@ public sealed class Session : IDisposable
         _backend = model.Backend.ForSession();
         try
         {
-            _cache = new KvCache(_backend, c.Layers, model.ContextLength, c.KvDim, model.Options.F16KvCache);
+            _cache = new KvCache(_backend, c.Layers, model.ContextLength, c.KvDim, model.Options.ResolvedKvCacheType, c.HeadDim);
             try { _state = new RunState(_backend, c, Math.Min(model.Options.PrefillBatch, model.ContextLength), 1); }
             catch { _cache.Dispose(); throw; }
         }

@@ -49,7 +49,7 @@ internal static class BenchCommand
                 int d = p.GetValue(depth);
                 // at depth the cache holds what the tests use, not the model's whole max_position_embeddings
                 int? context = d > 0 ? d + Math.Max(p.GetValue(pp), p.GetValue(tg)) + 8 : null;
-                using var mm = Model.Load(dir, new ModelOptions { Device = p.GetValue(device)!, F16KvCache = p.GetValue(f16kv) || p.GetValue(kvType) == "f16", CopyWeights = !p.GetValue(mmap), ContextLength = context });
+                using var mm = Model.Load(dir, new ModelOptions { Device = p.GetValue(device)!, KvCacheType = p.GetValue(f16kv) ? "f16" : p.GetValue(kvType), CopyWeights = !p.GetValue(mmap), ContextLength = context });
                 foreach (var r in BenchRunner.Run(mm, p.GetValue(pp), p.GetValue(tg), p.GetValue(reps), roof?.ReadGBps, d))
                 {
                     rows.Add(new { model = label, parameters = mm.ParameterCount, weight_bytes = mm.WeightBytes, device = mm.Device.Id, test = r.Test, depth = d,

@@ -12,9 +12,9 @@ internal static class CliCommon
 
     public static Option<string> Model() => new("--model", "-m") { Description = "Model folder (config.json, *.safetensors, tokenizer) or a .gguf file", Required = true };
     public static Option<bool> Json() => new("--json") { Description = "Print one machine-readable JSON object" };
-    /// <summary>--kv-type f32|f16: the KV cache's element type (llama.cpp's --cache-type-k/-v).</summary>
-    public static Option<string> KvType() => new Option<string>("--kv-type") { Description = "KV cache type: f32 | f16", DefaultValueFactory = _ => "f32" }
-        .AcceptOnlyFromAmong("f32", "f16");
+    /// <summary>--kv-type f32|f16|q8_0|...: the KV cache's element type (llama.cpp's --cache-type-k/-v).</summary>
+    public static Option<string> KvType() => new Option<string>("--kv-type") { Description = $"KV cache type: {string.Join(" | ", Backends.KvCacheTypes.All)} (block formats on the CPU)", DefaultValueFactory = _ => "f32" }
+        .AcceptOnlyFromAmong(Backends.KvCacheTypes.All.ToArray());
     public static Option<string> Device() => new("--device") { Description = "auto | cpu | ilgpu-cpu | cuda | opencl", DefaultValueFactory = _ => "auto" };
 
     public static readonly JsonSerializerOptions JsonOptions = new()

@@ -51,7 +51,7 @@ internal static class GenerateCommand
             {
                 MaxTokens = p.GetValue(maxTokens), Sampling = sampling, StopStrings = p.GetValue(stop) ?? [], ContextShift = p.GetValue(shift), KeepTokens = p.GetValue(keep),
             };
-            var modelOptions = new ModelOptions { Device = p.GetValue(device)!, ContextLength = p.GetValue(ctx), F16KvCache = p.GetValue(f16kv) || p.GetValue(kvType) == "f16", CopyWeights = !p.GetValue(mmap) };
+            var modelOptions = new ModelOptions { Device = p.GetValue(device)!, ContextLength = p.GetValue(ctx), KvCacheType = p.GetValue(f16kv) ? "f16" : p.GetValue(kvType), CopyWeights = !p.GetValue(mmap) };
             using var m = Model.Load(p.GetValue(model)!, modelOptions);
             using var session = m.CreateSession();
             string? draftDir = p.GetValue(draft), smallDir = p.GetValue(small);

@@ -29,7 +29,7 @@ internal static class ScoreCommand
             var opts = new ModelOptions { Device = p.GetValue(device)! };
             // --kv-type applies to the scored model; a --kl-base runs with an F32 cache (so --kl-base of the same folder
             // measures what the F16 cache costs)
-            using var m = Model.Load(p.GetValue(model)!, opts with { F16KvCache = p.GetValue(kvType) == "f16" });
+            using var m = Model.Load(p.GetValue(model)!, opts with { KvCacheType = p.GetValue(kvType) });
             var progress = new Progress<(int Done, int Total)>(x => { if (x.Total > 2000) Console.Error.Write($"\r[{x.Done}/{x.Total} tokens]"); });
             var so = new ScoreOptions { Context = p.GetValue(context), Stride = p.GetValue(stride), IcBias = p.GetValue(icBias), Progress = progress };
             var tokens = Scorer.TokensOf(m, text);

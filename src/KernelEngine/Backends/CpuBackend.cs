@@ -61,7 +61,7 @@ public sealed unsafe class CpuBackend : IBackend
     {
         public void* Data;
         private readonly long _allocated;
-        public Tensor(int rows, int cols, bool f16) : base(rows, cols, f16)
+        public Tensor(int rows, int cols, WeightType type) : base(rows, cols, type)
         {
             _allocated = Math.Max(64, Bytes);
             try { Data = ZeroPages.Alloc(_allocated); }
@@ -116,7 +116,8 @@ public sealed unsafe class CpuBackend : IBackend
     private static Tensor T(DeviceTensor t) => (Tensor)t;
     private static Weight W(DeviceWeight w) => (Weight)w;
 
-    public DeviceTensor Allocate(int rows, int cols, bool f16 = false) => new Tensor(rows, cols, f16);
+    public DeviceTensor Allocate(int rows, int cols, WeightType type = WeightType.F32) => new Tensor(rows, cols, type);
+    public bool SupportsKvCache(WeightType type, int headDim) => KvRows.Supports(type, headDim);
     public DeviceWeight Upload(HostWeight weight) => new Weight(weight, _copyWeights);
 
     public void Embed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x)
@@ -205,25 +206,18 @@ public sealed unsafe class CpuBackend : IBackend
     public void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows)
     {
         _ops++;
-        long row0 = (long)layer * cache.ContextLength + start;
+        long element = ((long)layer * cache.ContextLength + start) * cache.KvDim;
         int n = rows * cache.KvDim;
-        Store(T(k).F, T(cache.K), row0 * cache.KvDim, n);
-        Store(T(v).F, T(cache.V), row0 * cache.KvDim, n);
-    }
-
-    private static void Store(float* src, Tensor dst, long offset, int n)
-    {
-        if (dst.IsF16) TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(src, n), new Span<Half>((Half*)dst.Data + offset, n));
-        else new ReadOnlySpan<float>(src, n).CopyTo(new Span<float>(dst.F + offset, n));
+        var rowsOf = new KvRows(cache.Type);
+        rowsOf.Store(T(k).F, T(cache.K).Data, element, n);
+        rowsOf.Store(T(v).F, T(cache.V).Data, element, n);
     }
 
     public void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape s, int branch = 0)
     {
         _ops++;
-        long offset = (long)layer * cache.ContextLength * cache.KvDim;
-        var k = T(cache.K); var v = T(cache.V);
-        int esize = k.IsF16 ? 2 : 4;
-        AttentionCpu.Causal(_pool, T(q).F, (byte*)k.Data + offset * esize, (byte*)v.Data + offset * esize, k.IsF16, T(output).F,
+        long layerBytes = layer * cache.ContextLength * cache.K.RowBytes;
+        AttentionCpu.Causal(_pool, T(q).F, (byte*)T(cache.K).Data + layerBytes, (byte*)T(cache.V).Data + layerBytes, new KvRows(cache.Type), T(output).F,
             rows, start, s.Heads, s.KvHeads, s.HeadDim, s.Scale, branch);
     }
 
@@ -231,20 +225,18 @@ public sealed unsafe class CpuBackend : IBackend
     {
         _ops++;
         var k = T(cache.K);
-        int esize = k.IsF16 ? 2 : 4;
         fixed (float* f = rope.InvFreq)
             for (int l = 0; l < cache.Layers; l++)
             {
-                byte* rows = (byte*)k.Data + ((long)l * cache.ContextLength + position) * cache.KvDim * esize;
-                RopeCpu.RotateRows(rows, k.IsF16, count, cache.KvDim / rope.HeadDim, rope.HeadDim, delta, f, rope.Layout);
+                byte* rows = (byte*)k.Data + ((long)l * cache.ContextLength + position) * k.RowBytes;
+                RopeCpu.RotateRows(rows, new KvRows(cache.Type), count, cache.KvDim / rope.HeadDim, rope.HeadDim, delta, f, rope.Layout);
             }
     }
 
     public void CopyKv(KvCache cache, int src, int dst, int count)
     {
         _ops++;
-        int esize = cache.K.IsF16 ? 2 : 4;
-        long rowBytes = (long)cache.KvDim * esize;
+        long rowBytes = cache.K.RowBytes;
         foreach (var t in new[] { T(cache.K), T(cache.V) })
             for (int l = 0; l < cache.Layers; l++)
             {
@@ -275,8 +267,11 @@ public sealed unsafe class CpuBackend : IBackend
         new ReadOnlySpan<float>(T(src).F + (long)srcRow * src.Cols, rows * src.Cols).CopyTo(new Span<float>(T(dst).F + (long)dstRow * dst.Cols, rows * dst.Cols));
     }
 
-    public void Read(DeviceTensor t, int row, int rows, Span<float> dst) =>
-        new ReadOnlySpan<float>(T(t).F + (long)row * t.Cols, rows * t.Cols).CopyTo(dst);
+    public void Read(DeviceTensor t, int row, int rows, Span<float> dst)
+    {
+        if (dst.Length < rows * t.Cols) throw new ArgumentException($"{rows} rows of {t.Cols} do not fit {dst.Length} floats", nameof(dst));
+        fixed (float* d = dst) new KvRows(t.Type).Widen(T(t).Data, (long)row * t.Cols, rows * t.Cols, d);
+    }
 
     public SoftmaxStats SoftmaxEntropy(DeviceTensor logits, int row, float temperature, int token)
     {

@@ -1,12 +1,18 @@
+using KernelEngine.Kernels;
+
 namespace KernelEngine.Backends;
 
-/// <summary>An activation buffer on a backend: (Rows, Cols) row-major, F32 (or F16 for KV caches).</summary>
+/// <summary>An activation buffer on a backend: (Rows, Cols) row-major, F32 (KV caches: F32, F16 or a block format).</summary>
 public abstract class DeviceTensor : IDisposable
 {
-    protected DeviceTensor(int rows, int cols, bool f16) { Rows = rows; Cols = cols; IsF16 = f16; }
+    protected DeviceTensor(int rows, int cols, WeightType type) { Rows = rows; Cols = cols; Type = type; }
     public int Rows { get; }
     public int Cols { get; }
-    public bool IsF16 { get; }
-    public long Bytes => (long)Rows * Cols * (IsF16 ? 2 : 4);
+    /// <summary>Element type (everything but a KV cache is F32).</summary>
+    public WeightType Type { get; }
+    public bool IsF16 => Type == WeightType.F16;
+    /// <summary>Bytes of one row.</summary>
+    public long RowBytes => Type.RowBytes(Cols);
+    public long Bytes => Rows * RowBytes;
     public abstract void Dispose();
 }

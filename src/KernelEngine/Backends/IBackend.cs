@@ -20,7 +20,11 @@ public interface IBackend : IDisposable
     /// </summary>
     IBackend ForSession() => this;
 
-    DeviceTensor Allocate(int rows, int cols, bool f16 = false);
+    /// <summary>A zeroed (rows, cols) tensor; types other than F32 hold KV caches (see <see cref="SupportsKvCache"/>).</summary>
+    DeviceTensor Allocate(int rows, int cols, WeightType type = WeightType.F32);
+    /// <summary>Whether a KV cache of <paramref name="type"/> with heads of <paramref name="headDim"/> runs here (every
+    /// backend: F32, F16; the CPU also the block formats of llama.cpp's --cache-type-k, Q8_0, Q4_0, ...).</summary>
+    bool SupportsKvCache(WeightType type, int headDim) => type is WeightType.F32 or WeightType.F16;
     DeviceWeight Upload(HostWeight weight);
 
     /// <summary>x[r] = table[ids[r]] (converted to F32).</summary>
@@ -59,7 +63,7 @@ public interface IBackend : IDisposable
     /// <summary>x += y.</summary>
     void Add(DeviceTensor x, DeviceTensor y, int rows);
     void CopyRows(DeviceTensor src, int srcRow, DeviceTensor dst, int dstRow, int rows);
-    /// <summary>Copies rows of an F32 tensor to the host (waits for pending work).</summary>
+    /// <summary>Copies rows of a tensor to the host as F32 (a KV cache's F16 or block-format rows widened; waits for pending work).</summary>
     void Read(DeviceTensor t, int row, int rows, Span<float> dst);
     /// <summary>Fused softmax-entropy of one row of logits / temperature: max, log-sum-exp, entropy, log p(token), argmax.</summary>
     SoftmaxStats SoftmaxEntropy(DeviceTensor logits, int row, float temperature, int token);

@@ -162,7 +162,7 @@ public sealed unsafe class IlgpuBackend : IBackend
     {
         public MemoryBuffer1D<byte, Stride1D.Dense>? Buffer;
         private readonly Lock _gate;
-        public Tensor(MemoryBuffer1D<byte, Stride1D.Dense> b, int rows, int cols, bool f16, Lock gate) : base(rows, cols, f16) { Buffer = b; _gate = gate; }
+        public Tensor(MemoryBuffer1D<byte, Stride1D.Dense> b, int rows, int cols, WeightType type, Lock gate) : base(rows, cols, type) { Buffer = b; _gate = gate; }
         public ArrayView<byte> View => (Buffer ?? throw new ObjectDisposedException("device tensor")).View;
         public ArrayView<float> F => View.Cast<float>();
         public override void Dispose() { using (_gate.EnterScope()) { Buffer?.Dispose(); Buffer = null; } }
@@ -190,12 +190,13 @@ public sealed unsafe class IlgpuBackend : IBackend
         }
     }
 
-    public DeviceTensor Allocate(int rows, int cols, bool f16 = false)
+    public DeviceTensor Allocate(int rows, int cols, WeightType type = WeightType.F32)
     {
+        if (type is not (WeightType.F32 or WeightType.F16)) throw new InvalidRequestException($"{Device.Id}: tensors of {type.Name()} are CPU only (KV cache types here: f32, f16)");
         using var held = Enter();
-        var b = AllocateBytes((long)rows * cols * (f16 ? 2 : 4), $"a ({rows}, {cols}) tensor");
+        var b = AllocateBytes(rows * type.RowBytes(cols), $"a ({rows}, {cols}) tensor");
         b.MemSetToZero();
-        return new Tensor(b, rows, cols, f16, _s.Gate);
+        return new Tensor(b, rows, cols, type, _s.Gate);
     }
 
     public DeviceWeight Upload(HostWeight weight)
@@ -421,6 +422,13 @@ public sealed unsafe class IlgpuBackend : IBackend
         using var held = Enter();
         _acc.Synchronize();
         long n = (long)rows * t.Cols;
+        if (t.IsF16)
+        {
+            var halves = new System.Half[n];
+            T(t).View.Cast<ushort>().SubView((long)row * t.Cols, n).CopyToCPU(ref Unsafe.As<System.Half, ushort>(ref halves[0]), n);
+            System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(halves, dst);
+            return;
+        }
         T(t).F.SubView((long)row * t.Cols, n).CopyToCPU(ref MemoryMarshal.GetReference(dst), n);
     }
 

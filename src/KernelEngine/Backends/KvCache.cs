@@ -1,24 +1,33 @@
+using KernelEngine.Kernels;
+
 namespace KernelEngine.Backends;
 
-/// <summary>Keys and values of every layer for one session: K, V each (layers * contextLength, kvHeads * headDim).</summary>
+/// <summary>Keys and values of every layer for one session: K, V each (layers * contextLength, kvHeads * headDim), stored as
+/// <see cref="Type"/> (F32, F16, or on the CPU a block format such as Q8_0, quantized as each row is written).</summary>
 public sealed class KvCache : IDisposable
 {
     public KvCache(IBackend backend, int layers, int contextLength, int kvDim, bool f16)
+        : this(backend, layers, contextLength, kvDim, f16 ? WeightType.F16 : WeightType.F32, kvDim) { }
+
+    public KvCache(IBackend backend, int layers, int contextLength, int kvDim, WeightType type, int headDim)
     {
-        Layers = layers; ContextLength = contextLength; KvDim = kvDim;
+        Layers = layers; ContextLength = contextLength; KvDim = kvDim; Type = type;
+        if (headDim < 1 || kvDim % headDim != 0 || !backend.SupportsKvCache(type, headDim))
+            throw new InvalidRequestException($"KV cache type {type.Name()} does not run on {backend.Device.Id} with heads of {headDim} (types there: {string.Join(", ", KvCacheTypes.Names(backend, headDim))})");
         long rows = (long)layers * contextLength;
-        long bytes = MemoryBudget.Bytes(2, rows, kvDim, f16 ? 2 : 4);
+        long bytes = MemoryBudget.Bytes(2, rows, type.RowBytes(kvDim));
         if (rows > int.MaxValue) throw new DeviceException($"a KV cache of {layers} layers x {contextLength} positions is too large; lower the context length (ModelOptions.ContextLength, --context)");
-        MemoryBudget.Check(backend.Device, bytes, $"the KV cache ({layers} layers x {contextLength} positions x {kvDim} x 2, {(f16 ? "F16" : "F32")})",
-            "lower the context length (ModelOptions.ContextLength, --context)");
-        K = backend.Allocate((int)rows, kvDim, f16);
-        try { V = backend.Allocate((int)rows, kvDim, f16); }
+        MemoryBudget.Check(backend.Device, bytes, $"the KV cache ({layers} layers x {contextLength} positions x {kvDim} x 2, {type.Name()})",
+            "lower the context length (ModelOptions.ContextLength, --context) or pick a smaller --kv-type");
+        K = backend.Allocate((int)rows, kvDim, type);
+        try { V = backend.Allocate((int)rows, kvDim, type); }
         catch { K.Dispose(); throw; }
     }
 
     public int Layers { get; }
     public int ContextLength { get; }
     public int KvDim { get; }
+    public WeightType Type { get; }
     public DeviceTensor K { get; }   // (layer, position, kvDim)
     public DeviceTensor V { get; }   // (layer, position, kvDim)
     public long Bytes => K.Bytes + V.Bytes;

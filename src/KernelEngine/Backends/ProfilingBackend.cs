@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using KernelEngine.Kernels;
 using KernelEngine.Kernels.DraftVerify;
 using KernelEngine.Kernels.SoftmaxEntropy;
 
@@ -55,7 +56,8 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     private static readonly string[] LayerNames = Enumerable.Range(0, 256).Select(l => $"layer {l}").ToArray();
     private static string Layer(int l) => l < LayerNames.Length ? LayerNames[l] : $"layer {l}";
 
-    public DeviceTensor Allocate(int rows, int cols, bool f16 = false) => inner.Allocate(rows, cols, f16);
+    public DeviceTensor Allocate(int rows, int cols, WeightType type = WeightType.F32) => inner.Allocate(rows, cols, type);
+    public bool SupportsKvCache(WeightType type, int headDim) => inner.SupportsKvCache(type, headDim);
     public DeviceWeight Upload(HostWeight weight) => inner.Upload(weight);
 
     public void Embed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x)
@@ -116,28 +118,28 @@ public sealed class ProfilingBackend(IBackend inner) : IBackend
     {
         var t = Begin();
         inner.StoreKv(k, v, cache, layer, start, rows);
-        End(t, "store-kv", Layer(layer), 2 * (F(k, rows) + (long)rows * cache.KvDim * (cache.K.IsF16 ? 2 : 4)));
+        End(t, "store-kv", Layer(layer), 2 * (F(k, rows) + rows * cache.K.RowBytes));
     }
 
     public void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape shape, int branch = 0)
     {
         var t = Begin();
         inner.Attention(q, cache, layer, start, rows, output, shape, branch);
-        End(t, "attention", Layer(layer), 2L * (start + rows) * cache.KvDim * (cache.K.IsF16 ? 2 : 4) + 2 * F(q, rows));
+        End(t, "attention", Layer(layer), 2L * (start + rows) * cache.K.RowBytes + 2 * F(q, rows));
     }
 
     public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope)
     {
         var t = Begin();
         inner.RotateKeys(cache, position, count, delta, rope);
-        End(t, "rotate-keys", "", 2L * cache.Layers * count * cache.KvDim * (cache.K.IsF16 ? 2 : 4));
+        End(t, "rotate-keys", "", 2L * cache.Layers * count * cache.K.RowBytes);
     }
 
     public void CopyKv(KvCache cache, int src, int dst, int count)
     {
         var t = Begin();
         inner.CopyKv(cache, src, dst, count);
-        End(t, "copy-kv", "", 4L * cache.Layers * count * cache.KvDim * (cache.K.IsF16 ? 2 : 4));
+        End(t, "copy-kv", "", 4L * cache.Layers * count * cache.K.RowBytes);
     }
 
     public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows)

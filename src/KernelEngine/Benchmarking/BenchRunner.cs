@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using KernelEngine.Formats;
+using KernelEngine.Kernels;
 
 namespace KernelEngine.Benchmarking;
 
@@ -90,7 +91,7 @@ public static class BenchRunner
     }
 
     public static double KvBytes(Model m, double position) =>
-        2.0 * m.Config.Layers * position * m.Config.KvDim * (m.Options.F16KvCache ? 2 : 4);
+        2.0 * m.Config.Layers * position * m.Options.ResolvedKvCacheType.RowBytes(m.Config.KvDim);
 
     public static double BytesPerDecodeToken(Model m, double meanPosition) => WeightBytesPerPass(m) + KvBytes(m, meanPosition);
 

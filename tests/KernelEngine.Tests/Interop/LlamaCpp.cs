@@ -112,13 +112,14 @@ public static class LlamaCpp
         return dst;
     }
 
-    /// <summary>llama.cpp's logits for every position of one batch (F32 KV cache, flash attention off, 2 threads).</summary>
-    public static float[][] Logits(string gguf, int[] tokens)
+    /// <summary>llama.cpp's logits for every position of one batch (F32 KV cache, flash attention off, 2 threads; a quantized
+    /// <paramref name="cache"/> turns flash attention on, which llama.cpp needs for a quantized V cache).</summary>
+    public static float[][] Logits(string gguf, int[] tokens, GGMLType cache = GGMLType.GGML_TYPE_F32)
     {
         var p = new ModelParams(gguf)
         {
             ContextSize = (uint)Math.Max(64, tokens.Length), Threads = 2, BatchThreads = 2, BatchSize = (uint)tokens.Length, UBatchSize = (uint)tokens.Length,
-            GpuLayerCount = 0, TypeK = GGMLType.GGML_TYPE_F32, TypeV = GGMLType.GGML_TYPE_F32, FlashAttention = false,
+            GpuLayerCount = 0, TypeK = cache, TypeV = cache, FlashAttention = cache is not (GGMLType.GGML_TYPE_F32 or GGMLType.GGML_TYPE_F16),
         };
         using var weights = LLamaWeights.LoadFromFile(p);
         using var ctx = weights.CreateContext(p);

@@ -253,6 +253,30 @@ public sealed class GgufExportRoundTripTests
         }
     }
 
+    /// <summary>A Q8_0 KV cache against llama.cpp's (which also quantizes the query to Q8_0 for its integer dot): the logits
+    /// agree, and both sit about as far from the F32-cache logits as each other.</summary>
+    [Test]
+    public void Q8_0KvCache_LogitsAgreeWithLlamaCpp()
+    {
+        string gguf = LlamaCpp.F32Gguf();
+        var rng = new Random(17);
+        int[] tokens = [1, .. Enumerable.Range(0, 299).Select(_ => rng.Next(3, 1024))];
+        var theirs = LlamaCpp.Logits(gguf, tokens, LLama.Native.GGMLType.GGML_TYPE_Q8_0);
+        var f32 = LlamaCpp.Logits(gguf, tokens);
+        using var model = Model.Load(gguf, new ModelOptions { ContextLength = 512, KvCacheType = "q8_0" });
+        using var s = model.CreateSession();
+        var ours = new float[tokens.Length * 1024];
+        s.FeedAll(tokens, ours);
+        var (top1, decisive, kl, maxDiff) = LlamaCppLogitTests.Compare(theirs, ours, 1024, margin: 0.05);
+        var (_, _, klOursF32, _) = LlamaCppLogitTests.Compare(f32, ours, 1024, margin: 0.05);
+        var (_, _, klTheirsF32, _) = LlamaCppLogitTests.Compare(f32, theirs.SelectMany(r => r).ToArray(), 1024, margin: 0.05);
+        TestContext.Out.WriteLine($"q8_0 cache: top-1 {top1:P1} ({decisive:P1} decisive), KL {kl:E2}, max |diff| {maxDiff:E2}; " +
+            $"KL to the F32 cache: ours {klOursF32:E2}, llama.cpp {klTheirsF32:E2}");
+        Assert.That(decisive, Is.GreaterThanOrEqualTo(0.99));
+        Assert.That(kl, Is.LessThanOrEqualTo(1e-3));
+        Assert.That(klOursF32, Is.LessThanOrEqualTo(Math.Max(2 * klTheirsF32, 1e-5)), "our Q8_0 cache must not lose more than llama.cpp's");
+    }
+
     [Test]
     public void ChatTemplate_TravelsFromTokenizerConfigIntoGgufAndBack()
     {

@@ -197,25 +197,65 @@ public sealed class BackendKernelTests(string backendName)
         }
     }
 
-    [TestCase(false)]
-    [TestCase(true)]
-    public void Attention_CausalGqa_MatchesScalarReference(bool f16Cache)
+    [TestCase("f32", 12)]
+    [TestCase("f16", 12)]
+    [TestCase("q8_0", 32)]
+    [TestCase("q4_0", 32)]
+    public void Attention_CausalGqa_MatchesScalarReference(string cacheType, int hd)
     {
-        int heads = 6, kvHeads = 2, hd = 12, ctx = 23, start = 4, rows = 5, layers = 2, layer = 1;
+        int heads = 6, kvHeads = 2, ctx = 23, start = 4, rows = 5, layers = 2, layer = 1;
         int kvDim = kvHeads * hd;
+        var type = KvCacheTypes.Parse(cacheType);
+        if (!_b.SupportsKvCache(type, hd))
+        {
+            var e = Assert.Throws<InvalidRequestException>(() => new KvCache(_b, layers, ctx, kvDim, type, hd).Dispose());
+            Assert.That(e!.Message, Does.Contain(cacheType).And.Contain("f16"));
+            return;
+        }
         var kAll = TestData.Random((start + rows) * kvDim, 8);
         var vAll = TestData.Random((start + rows) * kvDim, 9);
         var q = TestData.Random(rows * heads * hd, 10);
-        using var cache = new KvCache(_b, layers, ctx, kvDim, f16Cache);
+        using var cache = new KvCache(_b, layers, ctx, kvDim, type, hd);
         using var kt = _b.Tensor(kAll, start + rows, kvDim);
         using var vt = _b.Tensor(vAll, start + rows, kvDim);
         _b.StoreKv(kt, vt, cache, layer, 0, start + rows);
         using var qt = _b.Tensor(q, rows, heads * hd);
         using var ot = _b.Allocate(rows, heads * hd);
         _b.Attention(qt, cache, layer, start, rows, ot, new AttentionShape(heads, kvHeads, hd, 1f / MathF.Sqrt(hd)));
-        float[] Round(float[] a) => f16Cache ? a.Select(v => (float)(Half)v).ToArray() : a;
-        var expected = ScalarReference.Attention(q, Round(kAll), Round(vAll), rows, start, heads, kvHeads, hd);
+        // the values the cache holds: ggml's reference quantizer (bit-exact in the quant tests), read back by the scalar dequantizer
+        float[] Stored(float[] a) => ScalarReference.Dequantize(TestData.Encode(a, type, start + rows, kvDim), type, start + rows, kvDim);
+        var expected = ScalarReference.Attention(q, Stored(kAll), Stored(vAll), rows, start, heads, kvHeads, hd);
         Assert.That(TestData.MaxAbsDiff(_b.ReadAll(ot), expected), Is.LessThanOrEqualTo(1e-5));
+        // decode (one row) over the same cache
+        using var q1 = _b.Tensor(q[^(heads * hd)..], 1, heads * hd);
+        _b.Attention(q1, cache, layer, start + rows - 1, 1, ot, new AttentionShape(heads, kvHeads, hd, 1f / MathF.Sqrt(hd)));
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(ot)[..(heads * hd)], expected[^(heads * hd)..]), Is.LessThanOrEqualTo(1e-5), "decode row");
+    }
+
+    /// <summary>A Q8_0 cache shifted: keys are widened, rotated and quantized again, so they match the scalar RoPE at their new
+    /// positions within two quantization steps (values in [-1, 1]: a step is at most 1/127).</summary>
+    [Test]
+    public void ContextShift_Q8_0Cache_ReRotatesWithinQuantization()
+    {
+        int kvHeads = 2, hd = 32, ctx = 21, layers = 1, kvDim = kvHeads * hd, keep = 2, discard = 6;
+        if (!_b.SupportsKvCache(WeightType.Q8_0, hd)) Assert.Ignore($"{backendName} keeps KV caches in f32/f16 only");
+        var inv = RopeFrequencies.Compute(hd, 10000, null);
+        var rope = new RopeTable(inv, hd, RopeLayout.RotateHalf);
+        int[] positions = Enumerable.Range(0, ctx).ToArray();
+        using var cache = new KvCache(_b, layers, ctx, kvDim, WeightType.Q8_0, hd);
+        var raw = TestData.Random(ctx * kvDim, 60);
+        using (var kt = _b.Tensor(raw, ctx, kvDim))
+        using (var vt = _b.Tensor(raw, ctx, kvDim))
+        {
+            _b.Rope(kt, ctx, kvHeads, positions, rope);
+            _b.StoreKv(kt, vt, cache, 0, 0, ctx);
+        }
+        int count = ctx - keep - discard;
+        cache.Shift(_b, keep, discard, count, rope);
+        var k = _b.ReadAll(cache.K);
+        var source = Enumerable.Range(0, keep + count).SelectMany(j => raw.Skip((j < keep ? j : j + discard) * kvDim).Take(kvDim)).ToArray();
+        var expected = ScalarReference.Rope(source, keep + count, kvHeads, hd, positions[..(keep + count)], inv, false);
+        Assert.That(TestData.MaxAbsDiff(k[..((keep + count) * kvDim)], expected), Is.LessThanOrEqualTo(2.0 / 127));
     }
 
     [Test]
