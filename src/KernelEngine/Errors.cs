@@ -37,3 +37,18 @@ public sealed class ModelOutputException : KernelEngineException
 {
     public ModelOutputException(string message) : base(message) { }
 }
+
+/// <summary>A chat template cannot be parsed or fails while rendering (an unsupported construct, a type error, or the
+/// template's own <c>raise_exception(msg)</c>, whose message is kept as is). <see cref="Line"/>/<see cref="Column"/> locate it.</summary>
+public sealed class TemplateException : KernelEngineException
+{
+    public TemplateException(string message, int line = 0, int column = 0, bool raisedByTemplate = false)
+        : base(raisedByTemplate || line == 0 ? message : $"{message} (template line {line}:{column})")
+    {
+        Line = line; Column = column; RaisedByTemplate = raisedByTemplate;
+    }
+    public int Line { get; }
+    public int Column { get; }
+    /// <summary>True when the template itself called raise_exception: the message is the template's.</summary>
+    public bool RaisedByTemplate { get; }
+}

@@ -6,6 +6,7 @@ root.Options.Add(CliCommon.Verbose);
 root.Subcommands.Add(DevicesCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
+root.Subcommands.Add(TemplateCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(ScoreCommand.Create());
 root.Subcommands.Add(QuantizeCommand.Create());
