@@ -21,6 +21,8 @@ public sealed record GenerationSettings
     public int KeepTokens { get; init; }
     /// <summary>Copy each step's full logits into <see cref="GeneratedToken.Logits"/> (allocates a vocab-sized array per token).</summary>
     public bool ReturnLogits { get; init; }
+    /// <summary>Test hook: the first tokens generated are these instead of the sampled ones (plain sampling only).</summary>
+    internal IReadOnlyList<int>? PinnedTokens { get; init; }
 
     /// <summary>Checks every value (an <see cref="InvalidRequestException"/> names the bad one).</summary>
     public void Validate()

@@ -41,10 +41,24 @@ public sealed class Model : IDisposable
     private readonly Transformer _transformer;
 
     private string? _chatTemplate;
+    private (string? Bos, string? Eos) _specialTokens;
 
     public string Folder => Alive()._folder;
     /// <summary>The model's chat template (Jinja source) from tokenizer_config.json or GGUF metadata, or null.</summary>
     public string? ChatTemplate => Alive()._chatTemplate;
+    /// <summary>The text of the BOS / EOS token as chat templates print it (tokenizer_config.json, else the vocabulary's piece).</summary>
+    public string BosText => Alive()._specialTokens.Bos ?? (_tokenizer.BosId is int b ? _tokenizer.Piece(b) : "");
+    public string EosText => Alive()._specialTokens.Eos ?? (_tokenizer.EosIds.Count > 0 ? _tokenizer.Piece(_tokenizer.EosIds[0]) : "");
+
+    /// <summary>A chat over this model: a conversation rendered with its chat template, streamed answers, a KV cache reused
+    /// across turns. Dispose it (or the model) to free its cache.</summary>
+    public Chat.ChatSession CreateChat(Chat.ChatSettings? settings = null) => new(this, settings ?? new Chat.ChatSettings());
+
+    /// <summary>This model as Microsoft.Extensions.AI's IChatClient (one conversation cache; dispose the client to free it).</summary>
+    public Chat.KernelEngineChatClient AsChatClient(Chat.ChatSettings? settings = null) => new(this, settings);
+
+    /// <summary>This model as Microsoft.Extensions.AI's embedding generator (normalized mean-pooled hidden states).</summary>
+    public Chat.KernelEngineEmbeddingGenerator AsEmbeddingGenerator(bool meanPooling = true) => new(this, meanPooling);
     public ModelConfig Config => Alive()._config;
     public Tokenizer Tokenizer => Alive()._tokenizer;
     public ModelOptions Options => Alive()._options;
@@ -75,12 +89,14 @@ public sealed class Model : IDisposable
         var store = files.Tensors;
         Tokenizer tokenizer;
         string? chatTemplate;
+        (string?, string?) specialTokens = (null, null);
         try
         {
             if (options.ContextLength is int ctx && (ctx <= 0 || ctx > config.MaxPositions))
                 throw new InvalidRequestException($"context length {ctx} is outside 1..{config.MaxPositions} (the model's max_position_embeddings)");
             tokenizer = files.LoadTokenizer();
             chatTemplate = files.LoadChatTemplate();
+            if (Directory.Exists(files.Path)) specialTokens = ChatTemplates.SpecialTokensFromFolder(files.Path);
         }
         catch
         {
@@ -94,7 +110,7 @@ public sealed class Model : IDisposable
             backend = Devices.Create(options.Device, options.CopyWeights);
             if (options.Profile) backend = new ProfilingBackend(backend);
             weights = WeightLoader.Load(store, config, backend);
-            return new Model(folder, config, tokenizer, store, backend, new Transformer(config, weights, backend, Math.Min(options.ContextLength ?? config.MaxPositions, config.MaxPositions)), options) { _chatTemplate = chatTemplate };
+            return new Model(folder, config, tokenizer, store, backend, new Transformer(config, weights, backend, Math.Min(options.ContextLength ?? config.MaxPositions, config.MaxPositions)), options) { _chatTemplate = chatTemplate, _specialTokens = specialTokens };
         }
         catch
         {

@@ -84,6 +84,9 @@ public sealed class Session : IDisposable
         }
     }
 
+    /// <summary>The managed thread that entered the last call (tests: async calls stay off the caller's context).</summary>
+    internal int LastCallThreadId { get; private set; }
+
     internal Scope Enter()
     {
         Alive();
@@ -92,6 +95,7 @@ public sealed class Session : IDisposable
         try
         {
             Alive();
+            LastCallThreadId = Environment.CurrentManagedThreadId;
             return new Scope(this, _model.Acquire());
         }
         catch
@@ -176,6 +180,39 @@ public sealed class Session : IDisposable
             _t.Forward(_state, _cache, chunk, _tokens.Count, allLogits: false, ct: ct);
             foreach (int id in chunk) _tokens.Add(id);
         }
+    }
+
+    /// <summary>
+    /// A text embedding from its tokens: the model's final-normed hidden states, mean-pooled over the tokens
+    /// (<paramref name="meanPooling"/>) or the last token's, scaled to unit length. Starts from an empty cache; afterwards
+    /// the cache holds these tokens.
+    /// </summary>
+    public float[] Embed(ReadOnlySpan<int> tokens, bool meanPooling = true, CancellationToken cancellationToken = default)
+    {
+        using var scope = Enter();
+        if (tokens.IsEmpty) throw new InvalidRequestException("no tokens to embed");
+        _tokens.Clear();
+        CheckFits(tokens.Length);
+        foreach (int id in tokens) CheckToken(id);
+        int dim = _config.HiddenSize;
+        var sum = new double[dim];
+        var rows = new float[_state.Capacity * dim];
+        for (int i = 0; i < tokens.Length; i += _state.Capacity)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var chunk = tokens.Slice(i, Math.Min(_state.Capacity, tokens.Length - i));
+            _t.Forward(_state, _cache, chunk, _tokens.Count, allLogits: false, ct: cancellationToken, hiddenOnly: true);
+            _backend.Read(_state.Xb, 0, chunk.Length, rows.AsSpan(0, chunk.Length * dim));
+            foreach (int id in chunk) _tokens.Add(id);
+            int first = meanPooling ? 0 : chunk.Length - 1;
+            if (!meanPooling) Array.Clear(sum);
+            for (int r = first; r < chunk.Length; r++)
+                for (int d = 0; d < dim; d++) sum[d] += rows[r * dim + d];
+        }
+        double norm = Math.Sqrt(sum.Sum(x => x * x));
+        var e = new float[dim];
+        for (int d = 0; d < dim; d++) e[d] = norm > 0 ? (float)(sum[d] / norm) : 0f;
+        return e;
     }
 
     /// <summary>

@@ -136,9 +136,9 @@ internal static class Generator
     /// The async form of a synchronous generation: each step runs off the caller's synchronization context (on the
     /// thread pool when there is one to leave), and a cancelled generation ends in <see cref="OperationCanceledException"/>.
     /// </summary>
-    public static async IAsyncEnumerable<GeneratedToken> Async(Func<IEnumerable<GeneratedToken>> start, [EnumeratorCancellation] CancellationToken ct = default)
+    public static async IAsyncEnumerable<T> Async<T>(Func<IEnumerable<T>> start, [EnumeratorCancellation] CancellationToken ct = default)
     {
-        IEnumerator<GeneratedToken>? e = null;
+        IEnumerator<T>? e = null;
         try
         {
             while (true)

@@ -12,6 +12,7 @@ internal sealed class SamplingStrategy(Session session, GenerationSettings setti
     private readonly Sampler _sampler = new(settings.Sampling, session.Config.VocabSize);
     private readonly bool _onDevice = settings.Sampling.IsGreedy && settings.Sampling.RepetitionPenalty == 1f && !settings.ReturnLogits;
     private readonly Session[] _sessions = [session];
+    private int _steps;
 
     public Session Primary => session;
     public IReadOnlyList<Session> Sessions => _sessions;
@@ -48,14 +49,16 @@ internal sealed class SamplingStrategy(Session session, GenerationSettings setti
     {
         int fed = session.Position;
         if (fed < committed.Count) Feed(CollectionsMarshal.AsSpan(committed)[fed..], ct);
+        int? pinned = settings.PinnedTokens is { } pins && _steps < pins.Count ? pins[_steps] : null;
+        _steps++;
         if (_onDevice)
         {
             var s = session.NextTokenStatsCore();
-            output.Add(new StepToken(s.ArgMax, s.Max - s.LogSumExp, s.EntropyBits, null));
+            output.Add(new StepToken(pinned ?? s.ArgMax, s.Max - s.LogSumExp, s.EntropyBits, null));
             return;
         }
         var logits = session.Logits;
-        int next = _sampler.Sample(logits, CollectionsMarshal.AsSpan(committed));
+        int next = pinned ?? _sampler.Sample(logits, CollectionsMarshal.AsSpan(committed));
         var stats = SoftmaxEntropyCpu.Compute(logits, 1f, next);
         output.Add(new StepToken(next, stats.TokenLogProb, stats.EntropyBits, settings.ReturnLogits ? logits.ToArray() : null));
     }

@@ -45,7 +45,8 @@ public sealed class Transformer : IDisposable
     /// </summary>
     /// <param name="branch">0, or the length of each draft branch laid out consecutively (see IBackend.Attention);
     /// row i of a branch sits at position start + i for RoPE</param>
-    public void Forward(RunState s, KvCache cache, ReadOnlySpan<int> tokens, int start, bool allLogits, int branch = 0, CancellationToken ct = default)
+    /// <param name="hiddenOnly">stop after the final norm: s.Xb holds every row's normed hidden state, no logits (embeddings)</param>
+    public void Forward(RunState s, KvCache cache, ReadOnlySpan<int> tokens, int start, bool allLogits, int branch = 0, CancellationToken ct = default, bool hiddenOnly = false)
     {
         var b = s.Backend;
         int n = tokens.Length;
@@ -63,6 +64,11 @@ public sealed class Transformer : IDisposable
             ct.ThrowIfCancellationRequested();
             AttentionBlock(b, s, cache, l, start, n, positions, branch);
             MlpBlock(b, s, l, n);
+        }
+        if (hiddenOnly)
+        {
+            Norm(b, s.X, Weights.FinalNorm, Weights.FinalNormBias, s.Xb, n);
+            return;
         }
         if (allLogits)
         {

@@ -32,4 +32,28 @@ public static class ChatTemplates
     }
 
     public static string? FromGguf(GgufFile f) => f.GetString("tokenizer.chat_template");
+
+    /// <summary>tokenizer_config.json's <c>bos_token</c> / <c>eos_token</c> (a string, or an object with <c>content</c>), which
+    /// templates print as text; null where absent.</summary>
+    public static (string? Bos, string? Eos) SpecialTokensFromFolder(string folder)
+    {
+        string path = Path.Combine(folder, "tokenizer_config.json");
+        if (!File.Exists(path)) return (null, null);
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) return (null, null);
+            return (Token(doc.RootElement, "bos_token"), Token(doc.RootElement, "eos_token"));
+        }
+        catch (JsonException e)
+        {
+            throw new TokenizerException($"{path}: not valid JSON ({e.Message})", e);
+        }
+
+        static string? Token(JsonElement root, string key) =>
+            !root.TryGetProperty(key, out var t) ? null
+            : t.ValueKind == JsonValueKind.String ? t.GetString()
+            : t.ValueKind == JsonValueKind.Object && t.TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString()
+            : null;
+    }
 }

@@ -23,6 +23,41 @@ public abstract class Tokenizer
 
     protected abstract void EncodeCore(string text, List<int> ids);
 
+    private string[]? _controlPieces;
+
+    /// <summary>Encodes a rendered chat prompt: the text of control tokens (BOS, EOS, &lt;|im_start|&gt;, ...) becomes those tokens,
+    /// as llama.cpp's parse_special and Hugging Face's added tokens do; no BOS is added (templates write it).</summary>
+    public int[] EncodeWithSpecialTokens(string text)
+    {
+        _controlPieces ??= Enumerable.Range(0, VocabSize).Where(i => TokenBytes(i).IsEmpty && Piece(i).Length > 1).Select(Piece).Distinct()
+            .OrderByDescending(p => p.Length).ToArray();
+        var ids = new List<int>();
+        int pos = 0;
+        while (pos < text.Length)
+        {
+            int best = -1; string? piece = null;
+            foreach (var p in _controlPieces)
+            {
+                int at = text.IndexOf(p, pos, StringComparison.Ordinal);
+                if (at >= 0 && (best < 0 || at < best)) { best = at; piece = p; }
+            }
+            if (best < 0) { EncodeCore(text[pos..], ids); break; }
+            if (best > pos) EncodeCore(text[pos..best], ids);
+            ids.Add(SpecialId(piece!));
+            pos = best + piece!.Length;
+        }
+        return ids.ToArray();
+    }
+
+    private Dictionary<string, int>? _controlIds;
+
+    private int SpecialId(string piece)
+    {
+        _controlIds ??= Enumerable.Range(0, VocabSize).Where(i => TokenBytes(i).IsEmpty && Piece(i).Length > 1)
+            .GroupBy(Piece).ToDictionary(g => g.Key, g => g.First());
+        return _controlIds[piece];
+    }
+
     /// <summary>The bytes a token stands for in the text (empty for control tokens).</summary>
     public abstract ReadOnlySpan<byte> TokenBytes(int id);
 
