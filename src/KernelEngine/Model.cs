@@ -42,10 +42,13 @@ public sealed class Model : IDisposable
 
     private string? _chatTemplate;
     private (string? Bos, string? Eos) _specialTokens;
+    private string? _toolUseTemplate;
 
     public string Folder => Alive()._folder;
     /// <summary>The model's chat template (Jinja source) from tokenizer_config.json or GGUF metadata, or null.</summary>
     public string? ChatTemplate => Alive()._chatTemplate;
+    /// <summary>tokenizer_config.json's template named "tool_use" (used when tools are offered), or null.</summary>
+    public string? ToolUseChatTemplate => Alive()._toolUseTemplate;
     /// <summary>The text of the BOS / EOS token as chat templates print it (tokenizer_config.json, else the vocabulary's piece).</summary>
     public string BosText => Alive()._specialTokens.Bos ?? (_tokenizer.BosId is int b ? _tokenizer.Piece(b) : "");
     public string EosText => Alive()._specialTokens.Eos ?? (_tokenizer.EosIds.Count > 0 ? _tokenizer.Piece(_tokenizer.EosIds[0]) : "");
@@ -90,13 +93,18 @@ public sealed class Model : IDisposable
         Tokenizer tokenizer;
         string? chatTemplate;
         (string?, string?) specialTokens = (null, null);
+        string? toolUse = null;
         try
         {
             if (options.ContextLength is int ctx && (ctx <= 0 || ctx > config.MaxPositions))
                 throw new InvalidRequestException($"context length {ctx} is outside 1..{config.MaxPositions} (the model's max_position_embeddings)");
             tokenizer = files.LoadTokenizer();
             chatTemplate = files.LoadChatTemplate();
-            if (Directory.Exists(files.Path)) specialTokens = ChatTemplates.SpecialTokensFromFolder(files.Path);
+            if (Directory.Exists(files.Path))
+            {
+                specialTokens = ChatTemplates.SpecialTokensFromFolder(files.Path);
+                toolUse = ChatTemplates.NamedFromFolder(files.Path).GetValueOrDefault("tool_use");
+            }
         }
         catch
         {
@@ -110,7 +118,7 @@ public sealed class Model : IDisposable
             backend = Devices.Create(options.Device, options.CopyWeights);
             if (options.Profile) backend = new ProfilingBackend(backend);
             weights = WeightLoader.Load(store, config, backend);
-            return new Model(folder, config, tokenizer, store, backend, new Transformer(config, weights, backend, Math.Min(options.ContextLength ?? config.MaxPositions, config.MaxPositions)), options) { _chatTemplate = chatTemplate, _specialTokens = specialTokens };
+            return new Model(folder, config, tokenizer, store, backend, new Transformer(config, weights, backend, Math.Min(options.ContextLength ?? config.MaxPositions, config.MaxPositions)), options) { _chatTemplate = chatTemplate, _specialTokens = specialTokens, _toolUseTemplate = toolUse };
         }
         catch
         {

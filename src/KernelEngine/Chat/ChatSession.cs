@@ -22,6 +22,7 @@ public sealed class ChatSession : IDisposable
     private readonly Model _model;
     private readonly Session _session;
     private readonly ChatTemplate _template;
+    private ChatTemplate? _toolUse;
     private readonly List<ChatMessage> _messages = [];
     private int _turn;
 
@@ -69,7 +70,11 @@ public sealed class ChatSession : IDisposable
 
     /// <summary>The prompt text for the current messages (what the model is fed).</summary>
     public string RenderPrompt(bool addGenerationPrompt = true, IReadOnlyList<ChatTool>? tools = null) =>
-        _template.Render(Variables(_messages, addGenerationPrompt, tools ?? Settings.Tools));
+        TemplateFor(tools ?? Settings.Tools).Render(Variables(_messages, addGenerationPrompt, tools ?? Settings.Tools));
+
+    /// <summary>With tools offered and no template given, the model's "tool_use" template where it has one.</summary>
+    private ChatTemplate TemplateFor(IReadOnlyList<ChatTool> tools) =>
+        tools.Count > 0 && Settings.Template == null && _model.ToolUseChatTemplate is { } source ? _toolUse ??= new ChatTemplate(source, Settings.Now) : _template;
 
     /// <summary>Adds a user message and streams the answer's text (stop strings left out); <see cref="LastReply"/> has the rest.</summary>
     public IAsyncEnumerable<string> SendAsync(string userMessage, GenerationSettings? settings = null, CancellationToken cancellationToken = default)
@@ -105,7 +110,7 @@ public sealed class ChatSession : IDisposable
     {
         tools ??= Settings.Tools;
         if (_messages.Count == 0) throw new InvalidRequestException("the conversation has no messages");
-        string prompt = _template.Render(Variables(_messages, true, tools));
+        string prompt = TemplateFor(tools).Render(Variables(_messages, true, tools));
         int[] ids = _model.Tokenizer.EncodeWithSpecialTokens(prompt);
         if (ids.Length == 0) throw new InvalidRequestException("the chat template rendered an empty prompt");
         var filter = new StopTextFilter(settings.StopStrings);

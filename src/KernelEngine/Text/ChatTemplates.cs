@@ -9,21 +9,26 @@ namespace KernelEngine.Text;
 /// </summary>
 public static class ChatTemplates
 {
-    public static string? FromFolder(string folder)
+    public static string? FromFolder(string folder) => NamedFromFolder(folder).GetValueOrDefault("default");
+
+    /// <summary>Every template of tokenizer_config.json by name: a plain string is "default"; a list gives its names
+    /// ("default", "tool_use", ...).</summary>
+    public static IReadOnlyDictionary<string, string> NamedFromFolder(string folder)
     {
+        var named = new Dictionary<string, string>(StringComparer.Ordinal);
         string path = Path.Combine(folder, "tokenizer_config.json");
-        if (!File.Exists(path)) return null;
+        if (!File.Exists(path)) return named;
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("chat_template", out var t)) return null;
-            if (t.ValueKind == JsonValueKind.String) return t.GetString();
+            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("chat_template", out var t)) return named;
+            if (t.ValueKind == JsonValueKind.String) named["default"] = t.GetString()!;
             if (t.ValueKind == JsonValueKind.Array)
                 foreach (var e in t.EnumerateArray())
-                    if (e.ValueKind == JsonValueKind.Object && e.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String && n.GetString() == "default"
+                    if (e.ValueKind == JsonValueKind.Object && e.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String
                         && e.TryGetProperty("template", out var tt) && tt.ValueKind == JsonValueKind.String)
-                        return tt.GetString();
-            return null;
+                        named.TryAdd(n.GetString()!, tt.GetString()!);
+            return named;
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
