@@ -1,4 +1,6 @@
+using KernelEngine.Chat;
 using KernelEngine.Decoding;
+using Microsoft.Extensions.AI;
 using NUnit.Framework;
 
 namespace KernelEngine.Tests;
@@ -26,5 +28,24 @@ public sealed class ReadmeExampleTests
         // --- README example ends ---
         Assert.That(output.Length, Is.GreaterThan(0));
         Assert.That(stats.GeneratedTokens, Is.InRange(1, 64));
+    }
+
+    [Test]
+    public async Task ReadmeChatExample_Runs()
+    {
+        using var model = Model.Load(SharedData.Stories);
+        var output = new System.Text.StringBuilder();
+        // --- README chat example begins ---
+        using var chat = model.CreateChat(new ChatSettings { SystemPrompt = "You are a storyteller." });
+        await foreach (var text in chat.SendAsync("Tell me a story", new GenerationSettings { MaxTokens = 64 }))
+            output.Append(text);
+        var reply = chat.LastReply!;                // Text, FinishReason, Usage (prompt / completion / reused tokens), ToolCalls
+
+        using IChatClient client = model.AsChatClient();   // Microsoft.Extensions.AI; services.AddChatClient(client) registers it
+        var response = await client.GetResponseAsync("Hello!", new ChatOptions { MaxOutputTokens = 32, Temperature = 0 });
+        // --- README chat example ends ---
+        Assert.That(reply.Text, Is.EqualTo(output.ToString()));
+        Assert.That(reply.Usage.CompletionTokens, Is.InRange(1, 64));
+        Assert.That(response.Usage!.OutputTokenCount, Is.InRange(1, 32));
     }
 }
