@@ -83,9 +83,22 @@ public sealed class Model : IDisposable
     }
 
     /// <summary>Loads a Hugging Face model folder (config.json, *.safetensors, tokenizer) or a GGUF file.</summary>
-    public static Model Load(string folder, ModelOptions? options = null)
+    public static Model Load(string folder, ModelOptions? options = null) => LoadCore(folder, options, null, default);
+
+    /// <summary>Loads off the caller's thread, reporting progress (reading files, then each weight uploaded, then ready) and
+    /// stopping between weights when <paramref name="cancellationToken"/> fires (everything made so far is freed).</summary>
+    public static Task<Model> LoadAsync(string folder, ModelOptions? options = null, IProgress<LoadProgress>? progress = null,
+        CancellationToken cancellationToken = default) =>
+        Task.Run(() => LoadCore(folder, options, progress, cancellationToken), cancellationToken);
+
+    private static Model LoadCore(string folder, ModelOptions? options, IProgress<LoadProgress>? progress, CancellationToken ct)
     {
         options ??= new ModelOptions();
+        ct.ThrowIfCancellationRequested();
+        progress?.Report(new LoadProgress("reading", 0));
+        var activity = Diagnostics.Telemetry.Source.StartActivity("ke.load");
+        activity?.SetTag("ke.model", folder);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         options.Validate();
         var files = ModelFiles.Open(folder);
         var config = files.Config;
@@ -115,16 +128,22 @@ public sealed class Model : IDisposable
         TransformerWeights? weights = null;
         try
         {
-            backend = Devices.Create(options.Device, options.CopyWeights);
+            backend = Devices.Create(options.Device, options.CopyWeights, options.Threads);
             if (options.Profile) backend = new ProfilingBackend(backend);
-            weights = WeightLoader.Load(store, config, backend);
+            weights = WeightLoader.Load(store, config, backend,
+                progress == null ? null : (done, total, name) => progress.Report(new LoadProgress("weights", (double)done / total, name)), ct);
+            progress?.Report(new LoadProgress("ready", 1));
+            Diagnostics.Telemetry.LoadSeconds.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
+            activity?.Dispose();
             return new Model(folder, config, tokenizer, store, backend, new Transformer(config, weights, backend, Math.Min(options.ContextLength ?? config.MaxPositions, config.MaxPositions)), options) { _chatTemplate = chatTemplate, _specialTokens = specialTokens, _toolUseTemplate = toolUse };
         }
-        catch
+        catch (Exception e)
         {
             weights?.Dispose();
             backend?.Dispose();
             store.Dispose();
+            activity?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, e.Message);
+            activity?.Dispose();
             throw;
         }
     }

@@ -22,6 +22,9 @@ public sealed record ModelOptions
     /// huge pages; decode streams every weight each token and gains ~5 % bandwidth). Off: the mapped files are read in
     /// place (faster load, pages shared with the OS cache). Q8_0/Q4_0 are always repacked into such memory.</summary>
     public bool CopyWeights { get; init; } = true;
+    /// <summary>CPU threads for the kernels (null: one per core). A count other than the core count gets the model its own
+    /// worker pool, freed with the model.</summary>
+    public int? Threads { get; init; }
     /// <summary>Tokens per batched prefill pass.</summary>
     public int PrefillBatch { get; init; } = 128;
 
@@ -33,6 +36,7 @@ public sealed record ModelOptions
         if (KvCacheType != null && F16KvCache && ResolvedKvCacheType != Kernels.WeightType.F16)
             throw new InvalidRequestException($"ModelOptions.F16KvCache contradicts ModelOptions.KvCacheType '{KvCacheType}'");
         _ = ResolvedKvCacheType;
+        if (Threads is int t && (t < 1 || t > 1024)) throw new InvalidRequestException($"ModelOptions.Threads {t} must be in 1..1024");
         if (PrefillBatch is < 1 or > 8192) throw new InvalidRequestException($"ModelOptions.PrefillBatch {PrefillBatch} must be in 1..8192");
     }
 }

@@ -16,20 +16,26 @@ internal static class BenchCommand
         var model = new Option<string?>("--model", "-m") { Description = "Model folder" };
         var preset = new Option<string?>("--preset") { Description = $"Random-weight model of a real shape: {string.Join(", ", Presets.All.Select(p => p.Name))}" };
         var dtypes = new Option<string>("--dtype") { Description = "Preset weight types, comma-separated (f32,f16,bf16,q8_0,q4_0)", DefaultValueFactory = _ => "f32" };
-        var pp = new Option<int>("--pp") { Description = "Prompt tokens (0 = skip)", DefaultValueFactory = _ => 512 }.InRange(0, 1 << 20);
-        var tg = new Option<int>("--tg") { Description = "Generated tokens (0 = skip)", DefaultValueFactory = _ => 128 }.InRange(0, 1 << 20);
+        var pp = new Option<string>("--pp") { Description = "Prompt tokens, comma-separated for several (0 = skip)", DefaultValueFactory = _ => "512" };
+        var tg = new Option<string>("--tg") { Description = "Generated tokens, comma-separated for several (0 = skip)", DefaultValueFactory = _ => "128" };
         var reps = new Option<int>("--reps", "-r") { Description = "Repetitions after one warm-up", DefaultValueFactory = _ => 5 }.InRange(1, 10_000);
-        var depth = new Option<int>("--depth", "-d") { Description = "Tokens of context already in the cache when pp and tg are measured (llama-bench's -d)", DefaultValueFactory = _ => 0 }.InRange(0, 1 << 24);
+        var depth = new Option<string>("--depth", "-d") { Description = "Tokens of context already in the cache when pp and tg are measured (llama-bench's -d), comma-separated for several", DefaultValueFactory = _ => "0" };
+        var threads = new Option<string?>("--threads", "-t") { Description = "CPU threads, comma-separated for several (default: one per core)" };
+        var format = new Option<string>("--format") { Description = "Output: md (a table), csv, json (as --json)", DefaultValueFactory = _ => "md" }.AcceptOnlyFromAmong("md", "csv", "json");
         var noRoofline = new Option<bool>("--no-roofline") { Description = "Skip measuring memory bandwidth" };
         var f16kv = new Option<bool>("--f16-kv") { Description = "F16 KV cache (as --kv-type f16)" };
         var kvType = CliCommon.KvType();
         var mmap = new Option<bool>("--mmap") { Description = "CPU: read F32/F16/BF16 weights in place from the mapped files (faster load; default copies them into huge pages)" };
-        var cmd = new Command("bench", "Prompt processing and token generation speed (llama-bench style): tok/s ± sd, GB/s, GFLOP/s, fraction of roofline")
+        var cmd = new Command("bench", "Prompt processing and token generation speed (llama-bench style): tok/s ± sd, GB/s, GFLOP/s, fraction of roofline; one row per combination of the listed values")
         {
-            model, preset, dtypes, pp, tg, reps, depth, device, noRoofline, f16kv, kvType, mmap, json,
+            model, preset, dtypes, pp, tg, reps, depth, threads, device, noRoofline, f16kv, kvType, mmap, format, json,
         };
         cmd.SetAction(p => CliCommon.Run(p, () =>
         {
+            var pps = Ints(p.GetValue(pp)!, "--pp", 0, 1 << 20);
+            var tgs = Ints(p.GetValue(tg)!, "--tg", 0, 1 << 20);
+            var depths = Ints(p.GetValue(depth)!, "--depth", 0, 1 << 24);
+            var threadCounts = p.GetValue(threads) is { } tl ? Ints(tl, "--threads", 1, 1024).Select(t => (int?)t).ToList() : [null];
             var folders = new List<(string Label, string Dir)>();
             if (p.GetValue(model) is string m) folders.Add((Path.GetFileName(Path.TrimEndingDirectorySeparator(m)), m));
             else if (p.GetValue(preset) is string name)
@@ -39,28 +45,61 @@ internal static class BenchCommand
                     folders.Add(($"{name} {t}", Presets.Materialize(name, ParseType(t))));
                 }
             else throw new InvalidRequestException("give --model DIR or --preset NAME");
+            string fmt = p.GetValue(json) ? "json" : p.GetValue(format)!;
             RooflineResult? roof = p.GetValue(noRoofline) ? null : Roofline.Measure();
             var rows = new List<object>();
-            bool asJson = p.GetValue(json);
-            if (!asJson && roof != null) Console.WriteLine($"roofline: read {roof.ReadGBps:F1} GB/s, triad {roof.TriadGBps:F1} GB/s, F32 GEMM {roof.GemmGflops:F0} GFLOP/s ({roof.Threads} threads)");
-            if (!asJson) Console.WriteLine($"| model | params | weights | device | test | t/s | GB/s | GFLOP/s | % roofline |\n|---|---|---|---|---|---|---|---|---|");
+            bool asJson = fmt == "json";
+            if (fmt == "md" && roof != null) Console.WriteLine($"roofline: read {roof.ReadGBps:F1} GB/s, triad {roof.TriadGBps:F1} GB/s, F32 GEMM {roof.GemmGflops:F0} GFLOP/s ({roof.Threads} threads)");
+            if (fmt == "md") Console.WriteLine($"| model | params | weights | device | threads | test | t/s | GB/s | GFLOP/s | % roofline |\n|---|---|---|---|---|---|---|---|---|---|");
+            if (fmt == "csv") Console.WriteLine("model,parameters,weight_bytes,device,threads,test,depth,tokens_per_second,stddev,gbps,gflops,roofline_fraction");
             foreach (var (label, dir) in folders)
-            {
-                int d = p.GetValue(depth);
-                // at depth the cache holds what the tests use, not the model's whole max_position_embeddings
-                int? context = d > 0 ? d + Math.Max(p.GetValue(pp), p.GetValue(tg)) + 8 : null;
-                using var mm = Model.Load(dir, new ModelOptions { Device = p.GetValue(device)!, KvCacheType = p.GetValue(f16kv) ? "f16" : p.GetValue(kvType), CopyWeights = !p.GetValue(mmap), ContextLength = context });
-                foreach (var r in BenchRunner.Run(mm, p.GetValue(pp), p.GetValue(tg), p.GetValue(reps), roof?.ReadGBps, d))
+                foreach (var threadCount in threadCounts)
                 {
-                    rows.Add(new { model = label, parameters = mm.ParameterCount, weight_bytes = mm.WeightBytes, device = mm.Device.Id, test = r.Test, depth = d,
-                        tokens_per_second = r.TokensPerSecond.Mean, stddev = r.TokensPerSecond.StdDev, gbps = r.GBps, gflops = r.Gflops, roofline_fraction = r.RooflineFraction });
-                    if (!asJson)
-                        Console.WriteLine($"| {label} | {mm.ParameterCount / 1e6:F1} M | {mm.WeightBytes / 1048576.0:F0} MiB | {mm.Device.Id} | {r.Test} | {r.TokensPerSecond} | {r.GBps:F1} | {r.Gflops:F1} | {(r.RooflineFraction is double f ? f.ToString("P0") : "")} |");
+                    int dmax = depths.Max();
+                    // at depth the cache holds what the tests use, not the model's whole max_position_embeddings
+                    int? context = dmax > 0 ? dmax + Math.Max(pps.Max(), tgs.Max()) + 8 : null;
+                    using var mm = Model.Load(dir, new ModelOptions
+                    {
+                        Device = p.GetValue(device)!, KvCacheType = p.GetValue(f16kv) ? "f16" : p.GetValue(kvType), CopyWeights = !p.GetValue(mmap),
+                        ContextLength = context, Threads = threadCount,
+                    });
+                    int nThreads = threadCount ?? Environment.ProcessorCount;
+                    foreach (int d in depths)
+                    {
+                        var tests = pps.Where(x => x > 0).Select(x => (Pp: x, Tg: 0)).Concat(tgs.Where(x => x > 0).Select(x => (Pp: 0, Tg: x))).ToList();
+                        foreach (var (testPp, testTg) in tests)
+                            foreach (var r in BenchRunner.Run(mm, testPp, testTg, p.GetValue(reps), roof?.ReadGBps, d))
+                            {
+                                rows.Add(new { model = label, parameters = mm.ParameterCount, weight_bytes = mm.WeightBytes, device = mm.Device.Id, threads = nThreads, test = r.Test, depth = d,
+                                    tokens_per_second = r.TokensPerSecond.Mean, stddev = r.TokensPerSecond.StdDev, gbps = r.GBps, gflops = r.Gflops, roofline_fraction = r.RooflineFraction });
+                                if (fmt == "md")
+                                    Console.WriteLine($"| {label} | {mm.ParameterCount / 1e6:F1} M | {mm.WeightBytes / 1048576.0:F0} MiB | {mm.Device.Id} | {nThreads} | {r.Test} | {r.TokensPerSecond} | {r.GBps:F1} | {r.Gflops:F1} | {(r.RooflineFraction is double f ? f.ToString("P0") : "")} |");
+                                else if (fmt == "csv")
+                                    Console.WriteLine(string.Join(',', Csv(label), mm.ParameterCount, mm.WeightBytes, mm.Device.Id, nThreads, Csv(r.Test), d,
+                                        F(r.TokensPerSecond.Mean), F(r.TokensPerSecond.StdDev), F(r.GBps), F(r.Gflops), r.RooflineFraction is double rf ? F(rf) : ""));
+                            }
+                    }
                 }
-            }
             if (asJson) CliCommon.PrintJson(new { roofline = roof, results = rows });
             return 0;
         }));
         return cmd;
     }
+
+    /// <summary>A comma-separated list of whole numbers in [min, max] (a usage error names the option otherwise).</summary>
+    private static List<int> Ints(string list, string option, int min, int max)
+    {
+        var values = new List<int>();
+        foreach (var part in list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!int.TryParse(part, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int v) || v < min || v > max)
+                throw new InvalidRequestException($"{option} {part} is not a whole number in {min}..{max}");
+            values.Add(v);
+        }
+        if (values.Count == 0) throw new InvalidRequestException($"{option} needs at least one value");
+        return values;
+    }
+
+    private static string Csv(string s) => s.Contains(',') || s.Contains('"') ? "\"" + s.Replace("\"", "\"\"") + "\"" : s;
+    private static string F(double v) => v.ToString("G6", System.Globalization.CultureInfo.InvariantCulture);
 }

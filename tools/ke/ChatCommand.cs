@@ -15,7 +15,7 @@ internal static class ChatCommand
 {
     public static Command Create()
     {
-        var model = CliCommon.Model(); var json = CliCommon.Json(); var device = CliCommon.Device(); var kvType = CliCommon.KvType();
+        var model = CliCommon.Model(); var json = CliCommon.Json(); var device = CliCommon.Device(); var kvType = CliCommon.KvType(); var threads = CliCommon.Threads();
         var system = new Option<string?>("--system", "-s") { Description = "System prompt" };
         var template = new Option<string?>("--template") { Description = "Chat template file (.jinja) instead of the model's own" };
         var input = new Option<string?>("--input", "-i") { Description = "Answer this conversation and exit: {\"messages\": [...], \"tools\": [...]}" };
@@ -28,7 +28,7 @@ internal static class ChatCommand
         var ctx = new Option<int?>("--context") { Description = "Context length (default: the model's)" }.InRange(1, int.MaxValue);
         var cmd = new Command("chat", "Chat with an instruct model in the terminal, or answer one conversation (--input FILE [--json])")
         {
-            model, system, template, input, maxTokens, temperature, topK, topP, seed, stop, device, ctx, kvType, json,
+            model, system, template, input, maxTokens, temperature, topK, topP, seed, stop, device, threads, ctx, kvType, json,
         };
         cmd.SetAction(p => CliCommon.Run(p, () =>
         {
@@ -39,7 +39,7 @@ internal static class ChatCommand
             };
             settings.Validate();
             string? templateSource = p.GetValue(template) is { } tf ? File.ReadAllText(tf) : null;
-            using var m = Model.Load(p.GetValue(model)!, new ModelOptions { Device = p.GetValue(device)!, ContextLength = p.GetValue(ctx), KvCacheType = p.GetValue(kvType) });
+            using var m = Model.Load(p.GetValue(model)!, new ModelOptions { Device = p.GetValue(device)!, Threads = p.GetValue(threads), ContextLength = p.GetValue(ctx), KvCacheType = p.GetValue(kvType) });
             if (p.GetValue(input) is { } file) return Once(m, file, templateSource, p.GetValue(system), settings, p.GetValue(json));
             using var chat = m.CreateChat(new ChatSettings { Template = templateSource, SystemPrompt = p.GetValue(system) });
             return Interactive(chat, settings);

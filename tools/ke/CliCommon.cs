@@ -15,6 +15,8 @@ internal static class CliCommon
     /// <summary>--kv-type f32|f16|q8_0|...: the KV cache's element type (llama.cpp's --cache-type-k/-v).</summary>
     public static Option<string> KvType() => new Option<string>("--kv-type") { Description = $"KV cache type: {string.Join(" | ", Backends.KvCacheTypes.All)} (block formats on the CPU)", DefaultValueFactory = _ => "f32" }
         .AcceptOnlyFromAmong(Backends.KvCacheTypes.All.ToArray());
+    /// <summary>--threads N: CPU threads for the kernels (default: one per core).</summary>
+    public static Option<int?> Threads() => new Option<int?>("--threads", "-t") { Description = "CPU threads (default: one per core)" }.InRange(1, 1024);
     public static Option<string> Device() => new("--device") { Description = "auto | cpu | ilgpu-cpu | cuda | opencl", DefaultValueFactory = _ => "auto" };
 
     public static readonly JsonSerializerOptions JsonOptions = new()

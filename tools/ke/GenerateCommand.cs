@@ -9,7 +9,7 @@ internal static class GenerateCommand
 {
     public static Command Create()
     {
-        var model = CliCommon.Model(); var json = CliCommon.Json(); var device = CliCommon.Device();
+        var model = CliCommon.Model(); var json = CliCommon.Json(); var device = CliCommon.Device(); var threads = CliCommon.Threads();
         var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text (empty = BOS alone)", DefaultValueFactory = _ => "" };
         var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens to generate", DefaultValueFactory = _ => 256 }.InRange(0, int.MaxValue);
         var temperature = new Option<float>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0.8f }.InRange(0f, 1000f);
@@ -37,7 +37,7 @@ internal static class GenerateCommand
         var cmd = new Command("generate", "Generate text; streams to stdout, then a stats line (or one JSON object with --json)")
         {
             model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, stop, device, ctx, f16kv, kvType, mmap, shift, keep,
-            draft, gamma, drafts, adaptive, lookup, small, threshold, window, minStay, json,
+            draft, gamma, drafts, adaptive, lookup, small, threshold, window, minStay, threads, json,
         };
         cmd.SetAction(p => CliCommon.Run(p, () =>
         {
@@ -51,7 +51,7 @@ internal static class GenerateCommand
             {
                 MaxTokens = p.GetValue(maxTokens), Sampling = sampling, StopStrings = p.GetValue(stop) ?? [], ContextShift = p.GetValue(shift), KeepTokens = p.GetValue(keep),
             };
-            var modelOptions = new ModelOptions { Device = p.GetValue(device)!, ContextLength = p.GetValue(ctx), KvCacheType = p.GetValue(f16kv) ? "f16" : p.GetValue(kvType), CopyWeights = !p.GetValue(mmap) };
+            var modelOptions = new ModelOptions { Device = p.GetValue(device)!, Threads = p.GetValue(threads), ContextLength = p.GetValue(ctx), KvCacheType = p.GetValue(f16kv) ? "f16" : p.GetValue(kvType), CopyWeights = !p.GetValue(mmap) };
             using var m = Model.Load(p.GetValue(model)!, modelOptions);
             using var session = m.CreateSession();
             string? draftDir = p.GetValue(draft), smallDir = p.GetValue(small);

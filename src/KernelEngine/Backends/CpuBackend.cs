@@ -23,12 +23,15 @@ public sealed unsafe class CpuBackend : IBackend
 {
     private readonly WorkerPool _pool;
     private readonly bool _copyWeights;
+    private readonly bool _ownsPool;
 
     /// <param name="copyWeights">copy F32/F16/BF16 weights of 2 MiB and more into huge-page memory instead of reading
     /// them in place (see <see cref="ModelOptions.CopyWeights"/>)</param>
-    public CpuBackend(WorkerPool? pool = null, bool copyWeights = false)
+    /// <param name="ownsPool">dispose <paramref name="pool"/> with this backend (a pool made for <see cref="ModelOptions.Threads"/>)</param>
+    public CpuBackend(WorkerPool? pool = null, bool copyWeights = false, bool ownsPool = false)
     {
         _pool = pool ?? WorkerPool.Shared;
+        _ownsPool = ownsPool && pool != null;
         _copyWeights = copyWeights;
         Device = Describe(_pool.Threads);
     }
@@ -295,5 +298,8 @@ public sealed unsafe class CpuBackend : IBackend
     /// <summary>Ops issued (each is one kernel call on the worker pool).</summary>
     public long Launches => _ops;
 
-    public void Dispose() { }
+    public void Dispose()
+    {
+        if (_ownsPool) _pool.Dispose();
+    }
 }

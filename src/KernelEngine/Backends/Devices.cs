@@ -42,16 +42,28 @@ public static class Devices
         return list;
     }
 
-    /// <summary>Parses "auto", "cpu", "ilgpu-cpu", "cuda", "opencl".</summary>
-    public static DeviceKind? Parse(string device) => device.ToLowerInvariant() switch
+    /// <summary>Parses "auto", "cpu", "ilgpu-cpu", "cuda", "opencl" (an index after a colon is <see cref="ParseIndex"/>'s).</summary>
+    public static DeviceKind? Parse(string device) => (device.IndexOf(':') is int c and >= 0 ? device[..c] : device).ToLowerInvariant() switch
     {
         "auto" => null,
         "cpu" => DeviceKind.Cpu,
         "ilgpu-cpu" => DeviceKind.IlgpuCpu,
         "cuda" => DeviceKind.Cuda,
         "opencl" => DeviceKind.OpenCL,
-        _ => throw new DeviceException($"unknown device '{device}' (auto, cpu, ilgpu-cpu, cuda, opencl)"),
+        _ => throw new DeviceException($"unknown device '{device}' (auto, cpu, ilgpu-cpu, cuda, opencl; cuda:1 picks the second CUDA device)"),
     };
+
+    /// <summary>The device index of "cuda:1" / "opencl:0" (0 without one).</summary>
+    public static int ParseIndex(string device)
+    {
+        int c = device.IndexOf(':');
+        if (c < 0) return 0;
+        if (!int.TryParse(device.AsSpan(c + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int index))
+            throw new DeviceException($"device '{device}': the index after ':' must be a number (cuda:0, opencl:1)");
+        if (Parse(device) is not (DeviceKind.Cuda or DeviceKind.OpenCL))
+            throw new DeviceException($"device '{device}': only cuda and opencl devices take an index");
+        return index;
+    }
 
     /// <summary>What "auto" picks among the listed devices: CUDA, then an OpenCL device ILGPU can run, then the CPU backend.</summary>
     public static DeviceKind Auto(IReadOnlyList<DeviceInfo> found) =>
@@ -60,9 +72,14 @@ public static class Devices
         : DeviceKind.Cpu;
 
     /// <param name="copyWeights">CPU: copy dense weights into huge-page memory (<see cref="ModelOptions.CopyWeights"/>)</param>
-    public static IBackend Create(string device, bool copyWeights = false)
+    /// <param name="threads">CPU: threads of the worker pool (null: one per core, the process-wide pool)</param>
+    public static IBackend Create(string device, bool copyWeights = false, int? threads = null)
     {
         var kind = Parse(device) ?? Auto(List());
-        return kind == DeviceKind.Cpu ? new CpuBackend(copyWeights: copyWeights) : IlgpuBackendFactory.Create(kind);
+        int index = ParseIndex(device);
+        if (kind != DeviceKind.Cpu) return IlgpuBackendFactory.Create(kind, index);
+        return threads is int n && n != Kernels.Threading.WorkerPool.Shared.Threads
+            ? new CpuBackend(new Kernels.Threading.WorkerPool(n), copyWeights, ownsPool: true)
+            : new CpuBackend(copyWeights: copyWeights);
     }
 }

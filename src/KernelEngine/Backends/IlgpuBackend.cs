@@ -78,7 +78,8 @@ public sealed unsafe class IlgpuBackend : IBackend
     /// <summary>Positions per Flash-Decoding chunk.</summary>
     public int DecodeChunk { get => _s.DecodeChunk; set => _s.DecodeChunk = value; }
 
-    public IlgpuBackend(DeviceKind kind)
+    /// <param name="index">which device of the kind (cuda:1 is the second CUDA device)</param>
+    public IlgpuBackend(DeviceKind kind, int index = 0)
     {
         var context = Context.Create(b => b.Default().EnableAlgorithms().Optimize(OptimizationLevel.O1));
         Accelerator acc;
@@ -87,10 +88,12 @@ public sealed unsafe class IlgpuBackend : IBackend
             acc = kind switch
             {
                 DeviceKind.IlgpuCpu => new CPUDevice(32, 8, 1).CreateAccelerator(context),
-                DeviceKind.Cuda => (context.Devices.FirstOrDefault(d => d.AcceleratorType == AcceleratorType.Cuda)
-                    ?? throw new DeviceException("cuda: no CUDA device found (is the NVIDIA driver installed?)")).CreateAccelerator(context),
-                DeviceKind.OpenCL => (context.Devices.FirstOrDefault(d => d.AcceleratorType == AcceleratorType.OpenCL)
-                    ?? throw new DeviceException("opencl: no OpenCL device found")).CreateAccelerator(context),
+                DeviceKind.Cuda => (context.Devices.Where(d => d.AcceleratorType == AcceleratorType.Cuda).ElementAtOrDefault(index)
+                    ?? throw new DeviceException(index == 0 ? "cuda: no CUDA device found (is the NVIDIA driver installed?)"
+                        : $"cuda:{index}: there are {context.Devices.Count(d => d.AcceleratorType == AcceleratorType.Cuda)} CUDA devices")).CreateAccelerator(context),
+                DeviceKind.OpenCL => (context.Devices.Where(d => d.AcceleratorType == AcceleratorType.OpenCL).ElementAtOrDefault(index)
+                    ?? throw new DeviceException(index == 0 ? "opencl: no OpenCL device found"
+                        : $"opencl:{index}: there are {context.Devices.Count(d => d.AcceleratorType == AcceleratorType.OpenCL)} OpenCL devices")).CreateAccelerator(context),
                 _ => throw new DeviceException($"{kind} is not an ILGPU device"),
             };
         }

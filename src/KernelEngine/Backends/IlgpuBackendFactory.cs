@@ -18,5 +18,5 @@ internal static class IlgpuBackendFactory
         catch (Exception e) when (e is not OutOfMemoryException) { return false; }
     }
 
-    public static IBackend Create(DeviceKind kind) => new IlgpuBackend(kind);
+    public static IBackend Create(DeviceKind kind, int index = 0) => new IlgpuBackend(kind, index);
 }

@@ -22,6 +22,7 @@ public sealed class KvCache : IDisposable
         K = backend.Allocate((int)rows, kvDim, type);
         try { V = backend.Allocate((int)rows, kvDim, type); }
         catch { K.Dispose(); throw; }
+        Diagnostics.Telemetry.KvCacheBytes.Add(Bytes);
     }
 
     public int Layers { get; }
@@ -46,5 +47,12 @@ public sealed class KvCache : IDisposable
         if (rope != null && count > 0) backend.RotateKeys(this, keep, count, -discard, rope);
     }
 
-    public void Dispose() { K.Dispose(); V.Dispose(); }
+    private int _disposed;
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        K.Dispose(); V.Dispose();
+        Diagnostics.Telemetry.KvCacheBytes.Add(-Bytes);
+    }
 }

@@ -49,14 +49,22 @@ internal static class Generator
         int generated = 0, reused = 0;
         var reason = StopReason.MaxTokens;
         bool finished = false;
-        double prefillSeconds = 0;
+        double prefillSeconds = 0, firstToken = -1;
         bool prefilled = false;
         var sw = Stopwatch.StartNew();
+        var span = Diagnostics.Telemetry.StartDetached("ke.generate");
+        span?.SetTag("ke.prompt_tokens", prompt.Length);
         try
         {
             bool cancelled = false;
+            var prefillSpan = Diagnostics.Telemetry.StartDetached("ke.prefill", span);
             try { reused = strategy.Prefill(prompt, ct); }
             catch (OperationCanceledException) { cancelled = true; }
+            finally
+            {
+                prefillSpan?.SetTag("ke.reused_tokens", reused);
+                prefillSpan?.Stop();
+            }
             if (cancelled)
             {
                 reason = StopReason.Cancelled;
@@ -88,6 +96,7 @@ internal static class Generator
                     if (settings.StopAtEos && tokenizer.IsEos(t.Id)) { reason = StopReason.Eos; stop = true; break; }
                     string piece = text.Push(t.Id);
                     bool hitStop = maxStop > 0 && StopStringEnds(tail, piece, settings.StopStrings, maxStop);
+                    if (firstToken < 0) firstToken = prefillSeconds + sw.Elapsed.TotalSeconds;
                     yield return new GeneratedToken(t.Id, piece, committed.Count - 1, t.LogProb, t.EntropyBits, t.Logits);
                     if (hitStop) { reason = StopReason.StopString; stop = true; break; }
                 }
@@ -98,12 +107,17 @@ internal static class Generator
         finally
         {
             foreach (var sc in scopes) sc.Dispose();
-            strategy.Primary.LastStats = new GenerationStats
+            var stats = new GenerationStats
             {
                 PromptTokens = prompt.Length, ReusedPromptTokens = reused, GeneratedTokens = generated,
                 PrefillSeconds = prefillSeconds, DecodeSeconds = prefilled ? sw.Elapsed.TotalSeconds : 0,
                 StopReason = finished ? reason : StopReason.Cancelled, Loop = strategy.LoopStats,
             };
+            strategy.Primary.LastStats = stats;
+            Diagnostics.Telemetry.Record(stats, firstToken);
+            span?.SetTag("ke.generated_tokens", generated);
+            span?.SetTag("ke.stop_reason", stats.StopReason.ToString());
+            span?.Stop();
         }
     }
 

@@ -12,11 +12,48 @@ namespace KernelEngine.Models;
 /// </summary>
 public static unsafe class WeightLoader
 {
-    public static TransformerWeights Load(ITensorSource store, ModelConfig c, IBackend backend) => c.Architecture switch
+    public static TransformerWeights Load(ITensorSource store, ModelConfig c, IBackend backend) => Load(store, c, backend, null, default);
+
+    /// <summary>Loads with progress (tensors uploaded of the total, and the last one's name) and cancellation between
+    /// tensors; on cancellation or an error everything uploaded so far is freed.</summary>
+    public static TransformerWeights Load(ITensorSource store, ModelConfig c, IBackend backend, Action<int, int, string>? progress, CancellationToken ct)
     {
-        Architecture.Llama => LoadLlama(store, c, backend),
-        _ => LoadGpt2(store, c, backend),
-    };
+        var up = new Uploader(backend, Expected(c, store).Count(), progress, ct);
+        try
+        {
+            return c.Architecture switch
+            {
+                Architecture.Llama => LoadLlama(store, c, up),
+                _ => LoadGpt2(store, c, up),
+            };
+        }
+        catch
+        {
+            up.DisposeAll();
+            throw;
+        }
+    }
+
+    /// <summary>Uploads weights to the backend one at a time: reports progress, checks cancellation, remembers what it made.</summary>
+    private sealed class Uploader(IBackend backend, int total, Action<int, int, string>? progress, CancellationToken ct)
+    {
+        private readonly List<DeviceWeight> _made = [];
+
+        public DeviceWeight Upload(HostWeight w)
+        {
+            ct.ThrowIfCancellationRequested();
+            var d = backend.Upload(w);
+            _made.Add(d);
+            progress?.Invoke(Math.Min(_made.Count, total), total, w.Name);
+            return d;
+        }
+
+        public void DisposeAll()
+        {
+            foreach (var d in _made) d.Dispose();
+            _made.Clear();
+        }
+    }
 
     /// <summary>Every tensor name the family reads, with its expected (rows, cols) (a vector has rows 1).</summary>
     public static IEnumerable<(string Name, int Rows, int Cols)> Expected(ModelConfig c, ITensorSource store)
@@ -93,7 +130,7 @@ public static unsafe class WeightLoader
 
     private static string Shape(int rows, int cols) => rows == 1 ? $"[{cols}]" : $"[{rows}, {cols}]";
 
-    private static TransformerWeights LoadLlama(ITensorSource s, ModelConfig c, IBackend b)
+    private static TransformerWeights LoadLlama(ITensorSource s, ModelConfig c, Uploader b)
     {
         Validate(s, c);
         var layers = new LayerWeights[c.Layers];
@@ -126,7 +163,7 @@ public static unsafe class WeightLoader
         };
     }
 
-    private static TransformerWeights LoadGpt2(ITensorSource s, ModelConfig c, IBackend b)
+    private static TransformerWeights LoadGpt2(ITensorSource s, ModelConfig c, Uploader b)
     {
         Validate(s, c);
         string t = Gpt2Prefix(s);
@@ -169,12 +206,12 @@ public static unsafe class WeightLoader
     }
 
     /// <summary>A (rows, cols) matrix used in its stored type, zero copy on the CPU.</summary>
-    private static DeviceWeight Mat(ITensorSource s, IBackend b, string name) => b.Upload(s.Matrix(name));
+    private static DeviceWeight Mat(ITensorSource s, Uploader b, string name) => b.Upload(s.Matrix(name));
 
     public static HostWeight HostMatrix(ITensorSource s, string name) => s.Matrix(name);
 
     /// <summary>Norm weights and biases are small: always F32 on the device.</summary>
-    private static DeviceWeight Vec(ITensorSource s, IBackend b, string name)
+    private static DeviceWeight Vec(ITensorSource s, Uploader b, string name)
     {
         var v = s.ReadF32(name);
         return b.Upload(HostWeight.FromFloats(name, v, 1, v.Length));

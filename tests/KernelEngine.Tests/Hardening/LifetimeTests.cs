@@ -120,7 +120,7 @@ public sealed class LifetimeTests
     }
 
     [Test]
-    public void CancelledPrefill_StopsWithinOneBatch()
+    public async Task CancelledPrefill_StopsWithinOneBatch()
     {
         using var model = Model.Load(SharedData.Stories, new ModelOptions { PrefillBatch = 4 });
         using var session = model.CreateSession();
@@ -144,7 +144,7 @@ public sealed class LifetimeTests
         Assert.That(session.Position, Is.LessThanOrEqualTo(atCancel + 8), "the prefill stops within a batch of the cancellation (one may finish between the read and the cancel)");
         Assert.That(session.Position % 4, Is.EqualTo(0), "only whole batches are committed");
         // Async: an already-cancelled token throws OperationCanceledException before any work.
-        Assert.ThrowsAsync<OperationCanceledException>(async () =>
+        await Assert.ThrowsAsync<OperationCanceledException>(async () =>
         {
             await foreach (var _ in session.GenerateAsync(prompt, new GenerationSettings { MaxTokens = 4 }, cts.Token)) { }
         });

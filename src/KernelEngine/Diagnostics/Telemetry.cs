@@ -1,0 +1,50 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace KernelEngine.Diagnostics;
+
+/// <summary>
+/// Metrics and traces as .NET apps collect them (dotnet-counters, OpenTelemetry's AddMeter / AddSource with
+/// <see cref="Name"/>). Meter "KernelEngine": <c>ke.prompt_tokens</c> (prompt tokens fed, cache reuse excluded),
+/// <c>ke.generated_tokens</c>, <c>ke.time_to_first_token</c> (s), <c>ke.prefill.duration</c> (s), <c>ke.decode.duration</c>
+/// (s), <c>ke.decode.tokens_per_second</c>, <c>ke.load.duration</c> (s), <c>ke.kv_cache.size</c> (bytes held by live
+/// sessions). ActivitySource "KernelEngine": spans <c>ke.load</c>, <c>ke.generate</c> and its child <c>ke.prefill</c>.
+/// </summary>
+public static class Telemetry
+{
+    public const string Name = "KernelEngine";
+    private static readonly string? Version = typeof(Telemetry).Assembly.GetName().Version?.ToString();
+
+    public static readonly ActivitySource Source = new(Name, Version);
+    public static readonly Meter Meter = new(Name, Version);
+
+    public static readonly Counter<long> PromptTokens = Meter.CreateCounter<long>("ke.prompt_tokens", "{token}", "Prompt tokens fed to the model (tokens reused from the cache not counted)");
+    public static readonly Counter<long> GeneratedTokens = Meter.CreateCounter<long>("ke.generated_tokens", "{token}", "Tokens generated");
+    public static readonly Histogram<double> TimeToFirstToken = Meter.CreateHistogram<double>("ke.time_to_first_token", "s", "From the start of a generation to its first token");
+    public static readonly Histogram<double> PrefillDuration = Meter.CreateHistogram<double>("ke.prefill.duration", "s", "Prompt processing time of a generation");
+    public static readonly Histogram<double> DecodeDuration = Meter.CreateHistogram<double>("ke.decode.duration", "s", "Token generation time of a generation");
+    public static readonly Histogram<double> DecodeTokensPerSecond = Meter.CreateHistogram<double>("ke.decode.tokens_per_second", "{token}/s", "Decode speed of a generation");
+    public static readonly Histogram<double> LoadSeconds = Meter.CreateHistogram<double>("ke.load.duration", "s", "Model load time");
+    public static readonly UpDownCounter<long> KvCacheBytes = Meter.CreateUpDownCounter<long>("ke.kv_cache.size", "By", "KV cache memory held by live sessions");
+
+    /// <summary>Records a finished generation.</summary>
+    internal static void Record(GenerationStats s, double timeToFirstTokenSeconds)
+    {
+        PromptTokens.Add(s.PromptTokens - s.ReusedPromptTokens);
+        GeneratedTokens.Add(s.GeneratedTokens);
+        if (timeToFirstTokenSeconds >= 0) TimeToFirstToken.Record(timeToFirstTokenSeconds);
+        PrefillDuration.Record(s.PrefillSeconds);
+        DecodeDuration.Record(s.DecodeSeconds);
+        if (s.DecodeTokensPerSecond > 0) DecodeTokensPerSecond.Record(s.DecodeTokensPerSecond);
+    }
+
+    /// <summary>Starts a span that is not left as the ambient Activity.Current (generation is an iterator that yields to
+    /// the caller between tokens).</summary>
+    internal static Activity? StartDetached(string name, Activity? parent = null)
+    {
+        var previous = Activity.Current;
+        var a = parent != null ? Source.StartActivity(name, ActivityKind.Internal, parent.Context) : Source.StartActivity(name);
+        Activity.Current = previous;
+        return a;
+    }
+}
