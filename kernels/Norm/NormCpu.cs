@@ -18,18 +18,21 @@ public static unsafe class NormCpu
         public float Eps;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RmsNorm(WorkerPool pool, float* x, float* w, float* y, int rows, int dim, float eps)
     {
         var job = new Job { X = x, W = w, Y = y, Dim = dim, Eps = eps };
         if (rows == 1) RmsTask(&job, 0); else pool.For(rows, &RmsTask, &job);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void LayerNorm(WorkerPool pool, float* x, float* w, float* b, float* y, int rows, int dim, float eps)
     {
         var job = new Job { X = x, W = w, B = b, Y = y, Dim = dim, Eps = eps };
         if (rows == 1) LayerTask(&job, 0); else pool.For(rows, &LayerTask, &job);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RmsTask(void* ctx, int row)
     {
         ref Job j = ref Unsafe.AsRef<Job>(ctx);
@@ -41,6 +44,7 @@ public static unsafe class NormCpu
         TensorPrimitives.Multiply(y, new ReadOnlySpan<float>(j.W, j.Dim), y);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void LayerTask(void* ctx, int row)
     {
         ref Job j = ref Unsafe.AsRef<Job>(ctx);

@@ -22,6 +22,7 @@ public static unsafe class RopeCpu
     /// <param name="x">(rows, heads * headDim) activations, rotated in place</param>
     /// <param name="positions">(rows) absolute position of each row</param>
     /// <param name="invFreq">(headDim / 2)</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Apply(float* x, int rows, int heads, int headDim, int* positions, float* invFreq, RopeLayout layout)
     {
         int half = headDim / 2;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 
 namespace KernelEngine.Kernels.SoftmaxEntropy;
@@ -22,6 +23,7 @@ public static class SoftmaxEntropyCpu
     private const int Chunk = 4096;
     [ThreadStatic] private static float[]? t_scratch;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static SoftmaxStats Compute(ReadOnlySpan<float> logits, float temperature = 1f, int token = -1)
     {
         if (logits.IsEmpty) throw new ArgumentException("empty logits row");
@@ -51,6 +53,7 @@ public static class SoftmaxEntropyCpu
     }
 
     /// <summary>probs = softmax(logits / temperature) in place into probs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Softmax(ReadOnlySpan<float> logits, Span<float> probs, float temperature = 1f)
     {
         TensorPrimitives.Multiply(logits, 1f / temperature, probs);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace KernelEngine.Kernels.Threading;
 
 /// <summary>
@@ -48,7 +49,8 @@ public sealed unsafe class WorkerPool : IDisposable
     /// costs more than it saves (small models such as stories260K are dominated by that overhead).</summary>
     public const long InlineWork = 48 * 1024;
 
-    /// <summary>Like <see cref="For(int, delegate*{void*, int, void}, void*)"/>, inline when the whole job is small.</summary>
+    /// <summary>Like the three-argument <c>For</c>, inline when the whole job is small.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void For(int count, delegate*<void*, int, void> body, void* context, long work)
     {
         if (work < InlineWork) { for (int i = 0; i < count; i++) body(context, i); return; }
@@ -56,6 +58,7 @@ public sealed unsafe class WorkerPool : IDisposable
     }
 
     /// <summary>Runs body(context, i) for i in [0, count) and returns when all have finished.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void For(int count, delegate*<void*, int, void> body, void* context)
     {
         if (count <= 0) return;

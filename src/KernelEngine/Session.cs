@@ -159,6 +159,7 @@ public sealed class Session : IDisposable
         return FeedCore(tokens, cancellationToken);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal ReadOnlySpan<float> FeedCore(scoped ReadOnlySpan<int> tokens, CancellationToken ct = default)
     {
         FeedOnDevice(tokens, ct);
@@ -168,6 +169,7 @@ public sealed class Session : IDisposable
 
     /// <summary>Feeds tokens; the next-token logits stay on the device (see <see cref="NextTokenStats"/>). Cancellation is
     /// checked between batches and between layers; tokens of a batch that did not finish are not committed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void FeedOnDevice(scoped ReadOnlySpan<int> tokens, CancellationToken ct = default)
     {
         if (tokens.IsEmpty) throw new InvalidRequestException("no tokens to feed");
@@ -225,6 +227,7 @@ public sealed class Session : IDisposable
         return NextTokenStatsCore(temperature, token);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal SoftmaxStats NextTokenStatsCore(float temperature = 1f, int token = -1) => _backend.SoftmaxEntropy(_state.Logits, 0, temperature, token);
 
     /// <summary>

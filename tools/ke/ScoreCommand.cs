@@ -33,15 +33,17 @@ internal static class ScoreCommand
             var progress = new Progress<(int Done, int Total)>(x => { if (x.Total > 2000) Console.Error.Write($"\r[{x.Done}/{x.Total} tokens]"); });
             var so = new ScoreOptions { Context = p.GetValue(context), Stride = p.GetValue(stride), IcBias = p.GetValue(icBias), Progress = progress };
             var tokens = Scorer.TokensOf(m, text);
-            BaseLogProbs? baseLp = null;
-            if (p.GetValue(klBase) is string baseDir)
+            // The base runs in lockstep with the model (--kl-base) or is read a row at a time (--kl-base-file): memory does
+            // not grow with the text's length.
+            if (p.GetValue(klBase) != null && p.GetValue(klBaseFile) != null) throw new InvalidRequestException("give --kl-base or --kl-base-file, not both");
+            using var bm = p.GetValue(klBase) is string baseDir ? Model.Load(baseDir, opts) : null;
+            using var baseLp = p.GetValue(klBaseFile) is string bf ? BaseLogProbs.Load(bf) : null;
+            if (p.GetValue(saveBase) is string save)
             {
-                using var bm = Model.Load(baseDir, opts);
-                baseLp = Scorer.ComputeBase(bm, tokens, so);
+                if (baseLp != null) baseLp.Save(save);
+                else Scorer.SaveBase(bm ?? m, tokens, save, so);
             }
-            else if (p.GetValue(klBaseFile) is string bf) baseLp = BaseLogProbs.Load(bf);
-            if (p.GetValue(saveBase) is string save) (baseLp ?? Scorer.ComputeBase(m, tokens, so)).Save(save);
-            var r = Scorer.ScoreTokens(m, tokens, Encoding.UTF8.GetByteCount(text), so, baseLogProbs: baseLp);
+            var r = Scorer.ScoreTokens(m, tokens, Encoding.UTF8.GetByteCount(text), so, baseModel: bm, baseLogProbs: baseLp);
             if (p.GetValue(trace) is string tracePath) WriteTrace(tracePath, r, m);
             var summary = new Dictionary<string, object>
             {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
@@ -123,17 +124,20 @@ public sealed unsafe class CpuBackend : IBackend
     public bool SupportsKvCache(WeightType type, int headDim) => KvRows.Supports(type, headDim);
     public DeviceWeight Upload(HostWeight weight) => new Weight(weight, _copyWeights);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Embed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x)
     {
         _ops++;
         EmbedRows(table, ids, x, add: false);
     }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void AddEmbed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x)
     {
         _ops++;
         EmbedRows(table, ids, x, add: true);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void EmbedRows(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x, bool add)
     {
         var w = W(table);
@@ -154,18 +158,21 @@ public sealed unsafe class CpuBackend : IBackend
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void RmsNorm(DeviceTensor x, DeviceWeight weight, DeviceTensor y, int rows, float eps)
     {
         _ops++;
         NormCpu.RmsNorm(_pool, T(x).F, W(weight).F, T(y).F, rows, x.Cols, eps);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void LayerNorm(DeviceTensor x, DeviceWeight weight, DeviceWeight bias, DeviceTensor y, int rows, float eps)
     {
         _ops++;
         NormCpu.LayerNorm(_pool, T(x).F, W(weight).F, W(bias).F, T(y).F, rows, x.Cols, eps);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void MatMul(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int rows)
     {
         _ops++;
@@ -175,6 +182,7 @@ public sealed unsafe class CpuBackend : IBackend
         MatMulCpu.MatMul(_pool, T(x).F, rows, ww.Cols, ww.Data, ww.Type, ww.Rows, bias == null ? null : W(bias).F, T(y).F, ww.Packed);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void MatMul(DeviceTensor x, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias, ReadOnlySpan<DeviceTensor> y, int rows)
     {
         if (rows != 1 || w.Length > MatVecCpu.MaxParts)
@@ -198,6 +206,7 @@ public sealed unsafe class CpuBackend : IBackend
         MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)
     {
         _ops++;
@@ -206,6 +215,7 @@ public sealed unsafe class CpuBackend : IBackend
             RopeCpu.Apply(T(x).F, rows, heads, rope.HeadDim, p, f, rope.Layout);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows)
     {
         _ops++;
@@ -216,6 +226,7 @@ public sealed unsafe class CpuBackend : IBackend
         rowsOf.Store(T(v).F, T(cache.V).Data, element, n);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape s, int branch = 0)
     {
         _ops++;
@@ -248,34 +259,40 @@ public sealed unsafe class CpuBackend : IBackend
             }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows)
     {
         _ops++;
         ActivationCpu.SiluMul(T(gate).F, T(up).F, (long)rows * gate.Cols);
     }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Gelu(DeviceTensor x, int rows)
     {
         _ops++;
         ActivationCpu.GeluTanh(T(x).F, (long)rows * x.Cols);
     }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Add(DeviceTensor x, DeviceTensor y, int rows)
     {
         _ops++;
         ActivationCpu.Add(T(x).F, T(y).F, (long)rows * x.Cols);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void CopyRows(DeviceTensor src, int srcRow, DeviceTensor dst, int dstRow, int rows)
     {
         _ops++;
         new ReadOnlySpan<float>(T(src).F + (long)srcRow * src.Cols, rows * src.Cols).CopyTo(new Span<float>(T(dst).F + (long)dstRow * dst.Cols, rows * dst.Cols));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Read(DeviceTensor t, int row, int rows, Span<float> dst)
     {
         if (dst.Length < rows * t.Cols) throw new ArgumentException($"{rows} rows of {t.Cols} do not fit {dst.Length} floats", nameof(dst));
         fixed (float* d = dst) new KvRows(t.Type).Widen(T(t).Data, (long)row * t.Cols, rows * t.Cols, d);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public SoftmaxStats SoftmaxEntropy(DeviceTensor logits, int row, float temperature, int token)
     {
         _ops++;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 
 namespace KernelEngine.Decoding;
@@ -29,6 +30,7 @@ public sealed class Sampler
 
     /// <param name="logits">(vocab) raw logits of the next position</param>
     /// <param name="history">tokens so far (for the repetition penalty)</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history)
     {
         if (_s.IsGreedy) return TensorPrimitives.IndexOfMax(Penalized(logits, history));
@@ -48,6 +50,7 @@ public sealed class Sampler
     /// The full-vocabulary distribution that <see cref="Sample"/> draws from (zeros outside the kept set); greedy
     /// settings give a one-hot row at the argmax. Speculative decoding verifies against these rows.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Distribution(ReadOnlySpan<float> logits, ReadOnlySpan<int> history, Span<float> probs)
     {
         probs.Clear();

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using KernelEngine.Kernels.SoftmaxEntropy;
 
@@ -39,12 +40,14 @@ internal sealed class SamplingStrategy(Session session, GenerationSettings setti
         return common;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Feed(ReadOnlySpan<int> tokens, CancellationToken ct)
     {
         if (_onDevice) session.FeedOnDevice(tokens, ct);
         else session.FeedCore(tokens, ct);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Step(List<int> committed, int maxNew, List<StepToken> output, CancellationToken ct)
     {
         int fed = session.Position;

@@ -50,17 +50,32 @@ public static class Scorer
         return new BaseLogProbs { Tokens = tokens, LogProbs = rows, Vocab = vocab, Context = ctx, Stride = stride };
     }
 
+    /// <summary>Runs the base model and writes its log-probs to <paramref name="path"/> row by row (for texts whose
+    /// log-probs do not fit in memory); <see cref="BaseLogProbs.Load"/> reads them back one row at a time.</summary>
+    public static void SaveBase(Model baseModel, int[] tokens, string path, ScoreOptions? options = null)
+    {
+        if (tokens.Length < 2) throw new InvalidRequestException("need at least one token after BOS to score");
+        var (ctx, stride) = Window(baseModel, options, tokens.Length);
+        int vocab = baseModel.Config.VocabSize;
+        var row = new float[vocab];
+        BaseLogProbs.Write(path, tokens, vocab, ctx, stride, stream =>
+            Run(baseModel, tokens, ctx, stride, options?.Progress, (target, logits) =>
+            {
+                LogSoftmax(logits, row);
+                stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(row.AsSpan()));
+            }));
+    }
+
     public static ScoreResult ScoreTokens(Model model, int[] tokens, long bytes, ScoreOptions? options = null, Model? baseModel = null, BaseLogProbs? baseLogProbs = null)
     {
         options ??= new ScoreOptions();
         if (tokens.Length < 2) throw new InvalidRequestException("need at least one token after BOS to score");
         var (ctx, stride) = Window(model, options, tokens.Length);
-        if (baseModel != null)
-        {
-            if (baseModel.Config.VocabSize != model.Config.VocabSize)
-                throw new InvalidRequestException($"base vocabulary {baseModel.Config.VocabSize} differs from the model's {model.Config.VocabSize}");
-            baseLogProbs = ComputeBase(baseModel, tokens, options);
-        }
+        if (baseModel != null && baseModel.Config.VocabSize != model.Config.VocabSize)
+            throw new InvalidRequestException($"base vocabulary {baseModel.Config.VocabSize} differs from the model's {model.Config.VocabSize}");
+        if (baseModel != null && baseLogProbs != null) throw new InvalidRequestException("give a base model or base log-probs, not both");
+        if (baseModel != null && ctx > baseModel.ContextLength)
+            throw new InvalidRequestException($"context {ctx} is larger than the base model's context length {baseModel.ContextLength}");
         if (baseLogProbs != null)
         {
             if (!baseLogProbs.Tokens.AsSpan().SequenceEqual(tokens))
@@ -71,18 +86,27 @@ public static class Scorer
         int vocab = model.Config.VocabSize;
         var scores = new TokenScore[tokens.Length - 1];
         var lp = new float[vocab];
+        var baseRow = new float[vocab];
         long attended = 0;
-        int windows = Run(model, tokens, ctx, stride, options.Progress, (target, logits) =>
+        Model[] models = baseModel != null ? [model, baseModel] : [model];
+        int windows = Run(models, tokens, ctx, stride, options.Progress, (target, rows) =>
         {
+            var logits = rows[0];
             int truth = tokens[target];
             var s = SoftmaxEntropyCpu.Compute(logits, 1f, truth);
             int rank = 0;
             float tl = logits[truth];
             foreach (float v in logits) if (v > tl) rank++;
             var score = new TokenScore(target, truth, s.TokenLogProb, s.EntropyBits, rank, 0);
-            if (baseLogProbs != null)
+            if (baseLogProbs != null || baseModel != null)
             {
-                var b = baseLogProbs.Row(target - 1);
+                ReadOnlySpan<float> b;
+                if (baseLogProbs != null) b = baseLogProbs.Row(target - 1);
+                else
+                {
+                    LogSoftmax(rows[1], baseRow);
+                    b = baseRow;
+                }
                 LogSoftmax(logits, lp);
                 double kl = 0;
                 for (int i = 0; i < vocab; i++)
@@ -124,37 +148,52 @@ public static class Scorer
     /// and onContext(target, tokens attended) for the FLOPs count. Returns the number of windows.
     /// </summary>
     private static int Run(Model model, int[] tokens, int ctx, int stride, IProgress<(int, int)>? progress,
-        Action<int, float[]> onLogits, Action<int, int>? onContext = null)
+        Action<int, float[]> onLogits, Action<int, int>? onContext = null) =>
+        Run([model], tokens, ctx, stride, progress, (target, rows) => onLogits(target, rows[0]), onContext);
+
+    /// <summary>The windows of <see cref="Run(Model, int[], int, int, IProgress{ValueTuple{int, int}}?, Action{int, float[]}, Action{int, int}?)"/>
+    /// for several models in lockstep (a model and its KL base): rows[m] holds model m's logits for the target, so no
+    /// model's log-probs for the whole text are ever held (memory is a prefill chunk of logits per model).</summary>
+    private static int Run(Model[] models, int[] tokens, int ctx, int stride, IProgress<(int, int)>? progress,
+        Action<int, float[][]> onLogits, Action<int, int>? onContext = null)
     {
-        using var session = model.CreateSession();
-        int vocab = model.Config.VocabSize, chunk = model.Options.PrefillBatch;
-        var logits = new float[chunk * vocab];
-        var row = new float[vocab];
-        int scoredUpTo = 1;   // next target to score
-        int windows = 0;
-        for (int begin = 0; scoredUpTo < tokens.Length; begin += stride)
+        var sessions = new Session[models.Length];
+        try
         {
-            int end = Math.Min(begin + ctx, tokens.Length);
-            session.Reset();
-            windows++;
-            // Feed tokens [begin, end - 1): the logits at position p predict tokens[p + 1].
-            for (int p = begin; p < end - 1; p += chunk)
+            for (int m = 0; m < models.Length; m++) sessions[m] = models[m].CreateSession();
+            int vocab = models[0].Config.VocabSize, chunk = models.Min(m => m.Options.PrefillBatch);
+            var logits = models.Select(_ => new float[chunk * vocab]).ToArray();
+            var rows = models.Select(_ => new float[vocab]).ToArray();
+            int scoredUpTo = 1;   // next target to score
+            int windows = 0;
+            for (int begin = 0; scoredUpTo < tokens.Length; begin += stride)
             {
-                int n = Math.Min(chunk, end - 1 - p);
-                session.FeedAll(tokens.AsSpan(p, n), logits.AsSpan(0, n * vocab));
-                for (int i = 0; i < n; i++)
+                int end = Math.Min(begin + ctx, tokens.Length);
+                foreach (var session in sessions) session.Reset();
+                windows++;
+                // Feed tokens [begin, end - 1): the logits at position p predict tokens[p + 1].
+                for (int p = begin; p < end - 1; p += chunk)
                 {
-                    int target = p + i + 1;
-                    if (target < scoredUpTo) continue;
-                    logits.AsSpan(i * vocab, vocab).CopyTo(row);
-                    onLogits(target, row);
-                    onContext?.Invoke(target, target - begin);
+                    int n = Math.Min(chunk, end - 1 - p);
+                    for (int m = 0; m < sessions.Length; m++) sessions[m].FeedAll(tokens.AsSpan(p, n), logits[m].AsSpan(0, n * vocab));
+                    for (int i = 0; i < n; i++)
+                    {
+                        int target = p + i + 1;
+                        if (target < scoredUpTo) continue;
+                        for (int m = 0; m < sessions.Length; m++) logits[m].AsSpan(i * vocab, vocab).CopyTo(rows[m]);
+                        onLogits(target, rows);
+                        onContext?.Invoke(target, target - begin);
+                    }
                 }
+                scoredUpTo = end;
+                progress?.Report((scoredUpTo - 1, tokens.Length - 1));
             }
-            scoredUpTo = end;
-            progress?.Report((scoredUpTo - 1, tokens.Length - 1));
+            return windows;
         }
-        return windows;
+        finally
+        {
+            foreach (var session in sessions) session?.Dispose();
+        }
     }
 
     private static void LogSoftmax(ReadOnlySpan<float> logits, Span<float> dst)

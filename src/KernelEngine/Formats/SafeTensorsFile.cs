@@ -134,6 +134,8 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
     /// <summary>Pointer to the first byte of a tensor's data, valid until Dispose.</summary>
     public byte* DataPointer(TensorInfo t) => _file.Base + _dataStart + t.DataOffset;
+    /// <summary>Where a tensor's bytes start in the file.</summary>
+    public long FileOffset(TensorInfo t) => _dataStart + t.DataOffset;
 
     public ReadOnlySpan<byte> Data(TensorInfo t) => new(DataPointer(t), checked((int)t.ByteLength));
 

@@ -7,6 +7,7 @@ namespace KernelEngine.Formats;
 public sealed class SafeTensorsWriter
 {
     private readonly List<(string Name, SafeTensorDType DType, long[] Shape, ReadOnlyMemory<byte> Data)> _tensors = new();
+    private readonly List<(string Name, SafeTensorDType DType, long[] Shape)> _streamed = new();
     private readonly Dictionary<string, string> _metadata = new(StringComparer.Ordinal);
 
     public SafeTensorsWriter Add(string name, SafeTensorDType dtype, long[] shape, ReadOnlyMemory<byte> data)
@@ -21,7 +22,19 @@ public sealed class SafeTensorsWriter
 
     public SafeTensorsWriter Metadata(string key, string value) { _metadata[key] = value; return this; }
 
-    public void Write(string path)
+    /// <summary>A tensor whose bytes the callback of <see cref="Write(string, Action{Stream})"/> writes, after every
+    /// <see cref="Add"/>ed tensor and in the order declared (for data too large to hold in memory).</summary>
+    public SafeTensorsWriter Declare(string name, SafeTensorDType dtype, long[] shape)
+    {
+        _streamed.Add((name, dtype, shape));
+        return this;
+    }
+
+    public void Write(string path) => Write(path, null);
+
+    /// <summary>Writes the header, the added tensors, then lets <paramref name="streamed"/> write the declared tensors'
+    /// bytes; a wrong byte count is an error and leaves no file.</summary>
+    public void Write(string path, Action<Stream>? streamed)
     {
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms))
@@ -48,18 +61,48 @@ public sealed class SafeTensorsWriter
                 w.WriteEndObject();
                 offset += t.Data.Length;
             }
+            foreach (var t in _streamed)
+            {
+                long bytes = t.DType.ElementBytes();
+                foreach (long d in t.Shape) bytes = checked(bytes * d);
+                w.WriteStartObject(t.Name);
+                w.WriteString("dtype", t.DType.ToString());
+                w.WriteStartArray("shape");
+                foreach (long d in t.Shape) w.WriteNumberValue(d);
+                w.WriteEndArray();
+                w.WriteStartArray("data_offsets");
+                w.WriteNumberValue(offset);
+                w.WriteNumberValue(offset + bytes);
+                w.WriteEndArray();
+                w.WriteEndObject();
+                offset += bytes;
+            }
             w.WriteEndObject();
         }
         int pad = (int)((8 - ms.Length % 8) % 8);
         for (int i = 0; i < pad; i++) ms.WriteByte((byte)' ');
         string tmp = path + ".tmp";
-        using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write))
+        try
         {
-            fs.Write(BitConverter.GetBytes((ulong)ms.Length));
-            ms.Position = 0;
-            ms.CopyTo(fs);
-            foreach (var t in _tensors) fs.Write(t.Data.Span);
+            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                fs.Write(BitConverter.GetBytes((ulong)ms.Length));
+                ms.Position = 0;
+                ms.CopyTo(fs);
+                foreach (var t in _tensors) fs.Write(t.Data.Span);
+                if (_streamed.Count > 0)
+                {
+                    long expected = fs.Position + _streamed.Sum(t => t.Shape.Aggregate((long)t.DType.ElementBytes(), (a, d) => checked(a * d)));
+                    streamed?.Invoke(fs);
+                    if (fs.Position != expected) throw new InvalidOperationException($"{path}: the streamed tensors wrote {fs.Position} bytes, the header says {expected}");
+                }
+            }
+            File.Move(tmp, path, overwrite: true);
         }
-        File.Move(tmp, path, overwrite: true);
+        catch
+        {
+            File.Delete(tmp);
+            throw;
+        }
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using KernelEngine.Backends;
 using KernelEngine.Formats;
 using KernelEngine.Kernels.Rope;
@@ -46,6 +47,7 @@ public sealed class Transformer : IDisposable
     /// <param name="branch">0, or the length of each draft branch laid out consecutively (see IBackend.Attention);
     /// row i of a branch sits at position start + i for RoPE</param>
     /// <param name="hiddenOnly">stop after the final norm: s.Xb holds every row's normed hidden state, no logits (embeddings)</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Forward(RunState s, KvCache cache, ReadOnlySpan<int> tokens, int start, bool allLogits, int branch = 0, CancellationToken ct = default, bool hiddenOnly = false)
     {
         var b = s.Backend;
@@ -87,6 +89,7 @@ public sealed class Transformer : IDisposable
     public void ShiftCache(KvCache cache, int keep, int discard, int count) => cache.Shift(_b, keep, discard, count, Rope);
 
     /// <summary>x += Wo · attention(rope(Wq xn), rope(Wk xn), Wv xn), xn = norm1(x).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AttentionBlock(IBackend b, RunState s, KvCache cache, int l, int start, int n, ReadOnlySpan<int> positions, int branch)
     {
         var w = Weights.Layers[l];
@@ -104,6 +107,7 @@ public sealed class Transformer : IDisposable
     }
 
     /// <summary>x += mlp(norm2(x)).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void MlpBlock(IBackend b, RunState s, int l, int n)
     {
         var w = Weights.Layers[l];
@@ -123,6 +127,7 @@ public sealed class Transformer : IDisposable
         b.Add(s.X, s.Xb, n);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Norm(IBackend b, DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int n)
     {
         if (bias == null) b.RmsNorm(x, w, y, n, Config.NormEps);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace KernelEngine.Text;
@@ -19,6 +20,7 @@ public sealed class TextStream
         _atStart = atStartOfText;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public string Push(int id)
     {
         var bytes = _tok.TokenBytes(id);
