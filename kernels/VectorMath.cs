@@ -8,7 +8,7 @@ public static class VectorMath
 {
     /// <summary>Sum of 16 lanes as a halving tree (512 → 256 → 128 → scalar): 4 adds deep, where Vector512.Sum
     /// (.NET 10) emits a ~25-instruction sequential reduction that dominates short rows.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static float Sum(Vector512<float> v)
     {
         var h = v.GetLower() + v.GetUpper();

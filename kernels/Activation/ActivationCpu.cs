@@ -42,7 +42,7 @@ public static unsafe class ActivationCpu
 
     /// <summary>e^x: 2^n · 2^f with n = round(x·log2 e), |f| ≤ 1/2, 2^f by its degree-6 Taylor polynomial (relative
     /// error ~1e-7); x clamped to the finite range. Separate multiplies and adds: no FMA is assumed.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static Vector128<float> Exp(Vector128<float> x)
     {
         x = Vector128.Min(Vector128.Max(x, Vector128.Create(-87.3f)), Vector128.Create(88.7f));

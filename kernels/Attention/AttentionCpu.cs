@@ -34,6 +34,7 @@ public static unsafe class AttentionCpu
     /// <param name="output">(rows, heads * headDim)</param>
     /// <param name="branch">0: plain causal. &gt; 0: the rows are consecutive branches of this many rows (speculative
     /// drafts); row i of branch b (cache position start + b·branch + i) sees the prefix [0, start) and [start + b·branch, itself]</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Causal(WorkerPool pool, float* q, void* k, void* v, KvRows cache, float* output,
         int rows, int start, int heads, int kvHeads, int headDim, float scale, int branch = 0)
     {

@@ -51,6 +51,7 @@ public static unsafe class DecodeAttentionCpu
     /// <param name="v">(positions, kvHeads · headDim) this layer's values</param>
     /// <param name="output">(heads · headDim)</param>
     /// <param name="positions">visible cache positions [0, positions)</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(WorkerPool pool, float* q, void* k, void* v, KvRows cache, float* output,
         int positions, int heads, int kvHeads, int headDim, float scale)
     {
@@ -71,6 +72,7 @@ public static unsafe class DecodeAttentionCpu
     }
 
     /// <summary>out_h = Σ_c e^(m_c - M)·o_c / Σ_c e^(m_c - M)·l_c, M = max_c m_c.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Merge(float* partials, float* output, int chunks, int heads, int hd)
     {
         int stride = hd + 2;
@@ -86,12 +88,13 @@ public static unsafe class DecodeAttentionCpu
                 float* p = partials + ((long)c * heads + h) * stride;
                 float w = MathF.Exp(p[hd] - max);
                 l += w * p[hd + 1];
-                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(p, hd), w, o, o);
+                SpanMath.MultiplyAdd(new ReadOnlySpan<float>(p, hd), w, o, o);
             }
-            TensorPrimitives.Multiply(o, 1f / l, o);
+            SpanMath.ScaleShift(o, 1f / l, 0f, o);
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Task(void* ctx, int chunk)
     {
         ref Job j = ref Unsafe.AsRef<Job>(ctx);
@@ -113,6 +116,7 @@ public static unsafe class DecodeAttentionCpu
 
     /// <summary>Block formats: the chunk's K and V rows widened to F32 in scratch, then the F32 path over them (the job's K and V
     /// rebased so that position p0 + i lands on widened row i).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WidenedChunk(ref Job j, int chunk)
     {
         int kvDim = j.KvHeads * j.HeadDim;
@@ -143,14 +147,14 @@ public static unsafe class DecodeAttentionCpu
 
     private readonly struct F32Rows : IRows
     {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
         public static V Load<S, V>(void* rows, long index) where S : ISimd<V> where V : struct => S.Load((float*)rows + index);
         public static bool InPlace => true;
     }
 
     private readonly struct F16Rows : IRows
     {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
         public static V Load<S, V>(void* rows, long index) where S : ISimd<V> where V : struct => S.LoadHalf((ushort*)rows + index);
         public static bool InPlace => false;
     }
@@ -190,12 +194,11 @@ public static unsafe class DecodeAttentionCpu
         for (int h = 0; h < heads; h++)
         {
             var s = new Span<float>(scores + h * j.Chunk, n);
-            float max = TensorPrimitives.Max(s);
-            TensorPrimitives.Subtract(s, max, s);
-            TensorPrimitives.Exp(s, s);
+            float max = SpanMath.Max(s);
+            SpanMath.ExpScaleShift(s, 1f, -max, s);
             float* p = partials + h * stride;
             p[hd] = max;
-            p[hd + 1] = TensorPrimitives.Sum(s);
+            p[hd + 1] = SpanMath.Sum(s);
             new Span<float>(p, hd).Clear();
         }
 
@@ -218,7 +221,7 @@ public static unsafe class DecodeAttentionCpu
     }
 
     /// <summary>q · rows[at .. at + hd) with two accumulators.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static float Dot<S, V, R>(float* q, void* rows, long at, int hd) where S : ISimd<V> where V : struct where R : IRows
     {
         int F = S.Floats, d = 0;
@@ -233,7 +236,7 @@ public static unsafe class DecodeAttentionCpu
     }
 
     /// <summary>o += w · rows[at .. at + hd).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void AddScaled<S, V, R>(float* o, V w, void* rows, long at, int hd) where S : ISimd<V> where V : struct where R : IRows
     {
         for (int d = 0; d < hd; d += S.Floats) S.Store(S.Fma(w, R.Load<S, V>(rows, at + d), S.Load(o + d)), o + d);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using KernelEngine.Kernels.Formats;
 using KernelEngine.Kernels.MatMul;
 
@@ -46,9 +47,11 @@ public readonly unsafe struct KvRows
     public byte* At(void* rows, long element) => (byte*)rows + element / _blockElements * _blockBytes;
 
     /// <summary>dst[0..n) = elements [element, element + n) as F32 (element and n on block boundaries).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Widen(void* rows, long element, int n, float* dst) => RowConvert.ToF32(At(rows, element), Type, n, dst);
 
     /// <summary>Stores n F32 values at element (both on block boundaries), quantized as ggml's reference does.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Store(float* src, void* rows, long element, int n)
     {
         if (Type == WeightType.F32) Buffer.MemoryCopy(src, At(rows, element), 4L * n, 4L * n);

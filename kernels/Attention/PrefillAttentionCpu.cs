@@ -40,6 +40,7 @@ public static unsafe class PrefillAttentionCpu
     /// <param name="k">(start + rows, kvHeads · headDim) this layer's keys, stored as <paramref name="cache"/> says</param>
     /// <param name="v">(start + rows, kvHeads · headDim) this layer's values</param>
     /// <param name="output">(rows, heads · headDim)</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(WorkerPool pool, float* q, void* k, void* v, KvRows cache, float* output,
         int rows, int start, int heads, int kvHeads, int headDim, float scale)
     {
@@ -56,6 +57,7 @@ public static unsafe class PrefillAttentionCpu
         pool.For(blocks * kvHeads, &Task, &job, 2L * rows * heads * headDim * (start + rows));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Task(void* ctx, int task)
     {
         ref Job j = ref Unsafe.AsRef<Job>(ctx);
@@ -156,8 +158,8 @@ public static unsafe class PrefillAttentionCpu
                 S.Store(mx, mRun + c);
                 for (int i = 0; i < n; i++) S.Store(S.Sub(S.Load(st + i * M + c), mx), st + i * M + c);
             }
-            TensorPrimitives.Exp(new ReadOnlySpan<float>(alpha, M), new Span<float>(alpha, M));
-            TensorPrimitives.Exp(new ReadOnlySpan<float>(st, n * M), new Span<float>(st, n * M));
+            SpanMath.ExpScaleShift(new ReadOnlySpan<float>(alpha, M), 1f, 0f, new Span<float>(alpha, M));
+            SpanMath.ExpScaleShift(new ReadOnlySpan<float>(st, n * M), 1f, 0f, new Span<float>(st, n * M));
             for (int c = 0; c < M; c += F)
             {
                 V l = S.Mul(S.Load(lRun + c), S.Load(alpha + c));
@@ -182,7 +184,7 @@ public static unsafe class PrefillAttentionCpu
     }
 
     /// <summary>Sᵀ[i, m] = Σ_d k_i[d] · qt[d, m] for i &lt; n: 4 keys × 2 vectors of queries per register tile.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Scores<S, V>(float* k, long stride, float* qt, float* st, int n, int hd, int M) where S : ISimd<V> where V : struct
     {
         int F = S.Floats;
@@ -222,7 +224,7 @@ public static unsafe class PrefillAttentionCpu
     }
 
     /// <summary>o[m, :] += Σ_i P[i, m] · v_i for m &lt; queries: 4 queries × 2 vectors of the head per register tile.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Accumulate<S, V>(float* v, long stride, float* p, float* o, int n, int hd, int M, int queries) where S : ISimd<V> where V : struct
     {
         int F = S.Floats;
@@ -254,7 +256,7 @@ public static unsafe class PrefillAttentionCpu
             }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Add<S, V>(float* o, V a0, V a1, bool two) where S : ISimd<V> where V : struct
     {
         S.Store(S.Add(S.Load(o), a0), o);

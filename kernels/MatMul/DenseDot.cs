@@ -17,6 +17,7 @@ public static unsafe class DenseDot
         SimdLevel.Width.V512 => 32, SimdLevel.Width.V256 => 16, SimdLevel.Width.V128 => 8, _ => 0,
     };
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float F32(float* w, float* x, int n) => SimdLevel.Current switch
     {
         SimdLevel.Width.V512 => F32<Simd512, Vector512<float>>(w, x, n),

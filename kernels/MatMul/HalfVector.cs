@@ -16,7 +16,7 @@ public static class HalfVector
     public static bool IsSupported => Avx512F.IsSupported;
 
     /// <summary>16 halves at p to 16 floats (requires <see cref="IsSupported"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static unsafe Vector512<float> LoadHalf16(ushort* p)
     {
         var h = Avx512F.ConvertToVector512Int32(Vector256.Load((short*)p)).AsUInt32();
@@ -24,7 +24,7 @@ public static class HalfVector
     }
 
     /// <summary>8 halves at p to 8 floats (requires <see cref="IsSupported"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static unsafe Vector256<float> LoadHalf8(ushort* p)
     {
         var h = Avx2.ConvertToVector256Int32(Vector128.Load((short*)p)).AsUInt32();
@@ -32,7 +32,7 @@ public static class HalfVector
     }
 
     /// <summary>16 bf16 at p to 16 floats (requires <see cref="IsSupported"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static unsafe Vector512<float> LoadBf16x16(ushort* p) =>
         Vector512.ShiftLeft(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)), 16).AsSingle();
 
@@ -44,7 +44,7 @@ public static class HalfVector
     /// re-biasing multiply is left out: a dot product applies it once, split between x and the sum
     /// (<see cref="DenseDot.XdScale"/>), which saves one multiply per 16 weights).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static unsafe (Vector512<float> Even, Vector512<float> Odd) LoadHalf32PairedUnscaled(ushort* p)
     {
         var v = Vector512.Load((int*)p);
@@ -58,7 +58,7 @@ public static class HalfVector
     public const float HalfScale = 5.192296858534828e33f;
 
     /// <summary>32 bf16 as one load: even = v &lt;&lt; 16, odd = v with the low half cleared.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static unsafe (Vector512<float> Even, Vector512<float> Odd) LoadBf16x32Paired(ushort* p)
     {
         var v = Vector512.Load((uint*)p);
@@ -81,7 +81,7 @@ public static class HalfVector
     }
 
     /// <summary>Scalar fp16 bits to f32 by the same rule.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static float ToSingle(ushort h)
     {
         // Normal halves: rebias the exponent in integers; subnormals: mantissa · 2^-24 (an int → float conversion). No float
@@ -95,7 +95,7 @@ public static class HalfVector
 
     /// <summary>Two fp16 values (the low and high half of <paramref name="bits"/>) as floats in lanes 0 and 1 by the same
     /// rule as <see cref="ToSingle"/>, without branches (SSE4.1).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector128<float> ToSingle2(uint bits)
     {
         var h = Sse41.ConvertToVector128Int32(Vector128.CreateScalar(bits).AsUInt16()).AsUInt32();

@@ -35,6 +35,7 @@ public static unsafe class KQuantMatVecCpu
     [ThreadStatic] private static byte* t_buffer;
     [ThreadStatic] private static int t_bufferN;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Activations Prepare(float* x, int n)
     {
         if (n % QK != 0) throw new ArgumentException($"row length {n} is not a multiple of {QK}");
@@ -206,7 +207,7 @@ public static unsafe class KQuantMatVecCpu
     }
 
     /// <summary>Bit (shiftA | shiftB per 256-bit half) of each byte of [qh | qh], moved to bit 4 (the fifth bit of a nibble).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static Vector512<byte> FifthBit(Vector512<ushort> qhv, ushort shiftA, ushort shiftB, Vector512<byte> one) =>
         Vector512.ShiftLeft((Avx512BW.ShiftRightLogicalVariable(qhv, Vector512.Create(Vector256.Create(shiftA), Vector256.Create(shiftB))).AsByte() & one).AsUInt16(), 4).AsByte();
 
@@ -390,7 +391,7 @@ public static unsafe class KQuantMatVecCpu
     }
 
     /// <summary>The int16 scale lanes of one vector of a 32-element run starting in group g (two groups when it is 32 bytes).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static V Q6Scales<S, V>(Vector128<short> s8, int g) where S : ISimd<V> where V : struct =>
         S.Floats == 8 ? S.LanePairI16(s8, g) : S.LaneI16(s8, g);
 }

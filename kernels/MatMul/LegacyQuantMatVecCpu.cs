@@ -28,6 +28,7 @@ public static unsafe class LegacyQuantMatVecCpu
     [ThreadStatic] private static int* t_sums;
     [ThreadStatic] private static int t_sumsN;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Activations Prepare(in QuantMatVecCpu.Activations q, int n)
     {
         int blocks = n / B;

@@ -38,6 +38,7 @@ public static unsafe class MatMulCpu
 
     /// <param name="packed">Q8_0/Q4_0: W in <see cref="PackedQuant"/> layout (decode reads only it, prefill widens from it);
     /// null: decode packs per call (tests, one-off calls), prefill widens ggml blocks</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void MatMul(WorkerPool pool, float* x, int rows, int inDim, byte* w, WeightType type, int outDim, float* bias, float* y,
         byte* packed = null)
     {
@@ -69,6 +70,7 @@ public static unsafe class MatMulCpu
     internal static volatile bool PoisonScratch;
 
     /// <summary>Per-thread scratch, 64-byte aligned so Vector512 loads never split cache lines (grows, never shrinks).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float* Scratch(int floats)
     {
         float* s = ScratchBuffer(floats);
@@ -76,6 +78,7 @@ public static unsafe class MatMulCpu
         return s;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float* ScratchBuffer(int floats)
     {
         if (t_scratchFloats < floats)

@@ -40,6 +40,7 @@ public static unsafe class MatVecCpu
     [ThreadStatic] private static float* t_xd;
     [ThreadStatic] private static int t_xdFloats;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void MatVec(WorkerPool pool, float* x, int inDim, ReadOnlySpan<MatVecPart> parts)
     {
         if (parts.Length is < 1 or > MaxParts) throw new ArgumentException($"{parts.Length} parts; 1 to {MaxParts} share one launch");

@@ -11,6 +11,7 @@ namespace KernelEngine.Kernels.MatMul;
 /// </summary>
 public static unsafe class MicroKernel
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Tile4x4(float* x, float* w, int n, float* y, int yStride)
     {
         switch (SimdLevel.Current)
@@ -23,6 +24,7 @@ public static unsafe class MicroKernel
     }
 
     /// <summary>y[0..4) = dot(x, w_b) for 4 rows of w.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Tile1x4(float* x, float* w, int n, float* y)
     {
         switch (SimdLevel.Current)
@@ -46,7 +48,7 @@ public static unsafe class MicroKernel
         Rows<S, V>(x + 2 * n, w, n, y + 2 * yStride, yStride, 2);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Block4x4<S, V>(float* x, float* w, int n, float* y, int yStride) where S : ISimd<V> where V : struct
     {
         int F = S.Floats;
@@ -78,7 +80,7 @@ public static unsafe class MicroKernel
     }
 
     /// <summary>1 or 2 rows of x (<paramref name="xRows"/>, a JIT-time constant at each call) against 4 rows of w.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Rows<S, V>(float* x, float* w, int n, float* y, int yStride, int xRows) where S : ISimd<V> where V : struct
     {
         int F = S.Floats;

@@ -60,6 +60,7 @@ public static unsafe class PackedQuant
     public static void Free(byte* packed) => Memory.HugePages.Free(packed);
 
     /// <summary>Widens one packed row to F32 (prefill's weight blocks).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ToF32(byte* row, WeightType type, int cols, float* dst)
     {
         int blocks = cols / B;

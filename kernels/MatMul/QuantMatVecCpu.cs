@@ -39,6 +39,7 @@ public static unsafe class QuantMatVecCpu
 
     /// <summary>Quantizes x (n a multiple of 32) into the calling thread's buffers; <paramref name="groupOrder"/> adds
     /// the Q4_0 layout. Valid until the same thread prepares again.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Activations Prepare(float* x, int n, bool groupOrder)
     {
         if (n % B != 0) throw new ArgumentException($"row length {n} is not a multiple of {B}");
@@ -88,6 +89,7 @@ public static unsafe class QuantMatVecCpu
     }
 
     /// <summary>Q8_0 blocks of the activation row exactly as ggml's quantize_row_q8_0 (d = amax / 127 kept in fp16, q = roundf(x / d)); plus 8 · Σq per group of 4.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void QuantizeActivations(float* x, int n, sbyte* qx, float* dx, int* sum4x8)
     {
         int blocks = n / B, b = 0;
@@ -156,10 +158,10 @@ public static unsafe class QuantMatVecCpu
     }
 
     /// <summary>roundf: half away from zero, then truncation.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static Vector128<int> RoundAway(Vector128<float> v, Vector128<float> half) => Vector128.ConvertToInt32(v + Vector128.CopySign(half, v));
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static float MaxAcross(Vector512<float> v)
     {
         var m = Vector256.Max(v.GetLower(), v.GetUpper());
@@ -168,7 +170,7 @@ public static unsafe class QuantMatVecCpu
     }
 
     /// <summary>Sums of lanes (0-3), (4-7), (8-11), (12-15).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static Vector128<int> Sum4(Vector512<int> q)
     {
         // Transpose-free: gather lanes k, k+4, k+8, k+12 of each group with permutes and add.
@@ -182,6 +184,7 @@ public static unsafe class QuantMatVecCpu
 
     /// <summary>Reorders activation quants per group of <see cref="GroupBlocks"/> blocks to the order of one nibble load
     /// (low nibbles: elements 0-15 of each block, high nibbles: 16-31) and sums each int32 lane's 8 activations.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GroupOrder(sbyte* qx, int* sum4x8, int blocks, sbyte* qxg, int* offg)
     {
         int G = GroupBlocks, groups = blocks / G;
@@ -258,7 +261,7 @@ public static unsafe class QuantMatVecCpu
     private static readonly Vector512<int> Group3 = Vector512.Create(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15);
 
     /// <summary>One group of 4 packed Q4_0 blocks against group-ordered activations, scaled and accumulated.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static Vector512<float> Q4Group(byte* nib, sbyte* qxg, int* offg, Vector512<float> scale, Vector512<float> acc,
         Vector512<byte> mask, Vector512<short> ones)
     {
@@ -322,7 +325,7 @@ public static unsafe class QuantMatVecCpu
     private static Vector512<int> PairIndex(int k) => Vector512.Create(Vector256.Create(2 * k), Vector256.Create(2 * k + 1));
 
     /// <summary>One pair of Q8_0 blocks: |w| · sign(w)x through vpmaddubsw + vpmaddwd, scaled and accumulated.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static Vector512<float> Q8Pair(sbyte* q, sbyte* qx, Vector512<float> scale, Vector512<float> acc, Vector512<short> ones)
     {
         var w = Vector512.Load(q);
@@ -362,7 +365,7 @@ public static unsafe class QuantMatVecCpu
     /// <summary>sc[b] = fp16 weight scale · activation scale for every block of a row, a vector at a time (the scale area
     /// is padded to 64 bytes and dx by a vector, so whole vectors stay inside both).</summary>
     /// <summary><see cref="ScaleProducts{S, V}"/>, returning Σ sc[b] · off[b] (off zero-padded).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static float ScaleProductsDot<S, V>(ushort* scales, float* dx, float* off, int blocks, float* sc) where S : ISimd<V> where V : struct
     {
         V acc = S.Zero;
@@ -375,7 +378,7 @@ public static unsafe class QuantMatVecCpu
         return S.Sum(acc);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void ScaleProducts<S, V>(ushort* scales, float* dx, int blocks, float* sc) where S : ISimd<V> where V : struct
     {
         for (int b = 0; b < blocks; b += S.Floats) S.Store(S.Mul(S.LoadHalf(scales + b), S.Load(dx + b)), sc + b);
@@ -399,7 +402,7 @@ public static unsafe class QuantMatVecCpu
         return S.Sum(S.Add(acc0, acc1));
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static V BlockQ8<S, V>(sbyte* q, sbyte* qx) where S : ISimd<V> where V : struct
     {
         var p = S.DotS8S8(S.LoadBytes(q), S.LoadBytes(qx));
@@ -444,7 +447,7 @@ public static unsafe class QuantMatVecCpu
     }
 
     /// <summary>One group of G packed Q4_0 blocks against group-ordered activations: int32 lanes, four per block.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static V Q4Group<S, V>(byte* nib, sbyte* qxg, V mask, V ones) where S : ISimd<V> where V : struct
     {
         var v = S.LoadBytes(nib);

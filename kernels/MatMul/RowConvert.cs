@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
 
@@ -7,6 +8,7 @@ namespace KernelEngine.Kernels.MatMul;
 public static unsafe class RowConvert
 {
     /// <summary>Widens a row through its format's row of the table (F32 is a copy).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ToF32(byte* row, WeightType type, int elements, float* dst)
     {
         if (type == WeightType.F32) Buffer.MemoryCopy(row, dst, 4L * elements, 4L * elements);

@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using KernelEngine.Kernels.Simd;
 using KernelEngine.Kernels.Threading;
 
 namespace KernelEngine.Kernels.Norm;
@@ -38,10 +39,9 @@ public static unsafe class NormCpu
         ref Job j = ref Unsafe.AsRef<Job>(ctx);
         var x = new ReadOnlySpan<float>(j.X + (long)row * j.Dim, j.Dim);
         var y = new Span<float>(j.Y + (long)row * j.Dim, j.Dim);
-        float ss = TensorPrimitives.SumOfSquares(x);
+        float ss = SpanMath.SumOfSquares(x);
         float scale = 1f / MathF.Sqrt(ss / j.Dim + j.Eps);
-        TensorPrimitives.Multiply(x, scale, y);
-        TensorPrimitives.Multiply(y, new ReadOnlySpan<float>(j.W, j.Dim), y);
+        SpanMath.MultiplyScaled(x, new ReadOnlySpan<float>(j.W, j.Dim), scale, y);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -50,11 +50,11 @@ public static unsafe class NormCpu
         ref Job j = ref Unsafe.AsRef<Job>(ctx);
         var x = new ReadOnlySpan<float>(j.X + (long)row * j.Dim, j.Dim);
         var y = new Span<float>(j.Y + (long)row * j.Dim, j.Dim);
-        float mean = TensorPrimitives.Sum(x) / j.Dim;
-        TensorPrimitives.Subtract(x, mean, y);
-        float var = TensorPrimitives.SumOfSquares(y) / j.Dim;
+        float mean = SpanMath.Sum(x) / j.Dim;
+        SpanMath.ScaleShift(x, 1f, -mean, y);
+        float var = SpanMath.SumOfSquares(y) / j.Dim;
         float scale = 1f / MathF.Sqrt(var + j.Eps);
-        TensorPrimitives.Multiply(y, scale, y);
-        TensorPrimitives.FusedMultiplyAdd(y, new ReadOnlySpan<float>(j.W, j.Dim), new ReadOnlySpan<float>(j.B, j.Dim), y);
+        SpanMath.ScaleShift(y, scale, 0f, y);
+        SpanMath.FusedMultiplyAdd(y, new ReadOnlySpan<float>(j.W, j.Dim), new ReadOnlySpan<float>(j.B, j.Dim), y);
     }
 }

@@ -72,7 +72,7 @@ public static unsafe class BlockQuant
     }
 
     /// <summary>32 values d · q[j] (AVX-512: 2 conversions).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static void DequantizeBlockQ8_0(float d, sbyte* q, float* o)
     {
         if (Avx512F.IsSupported)
@@ -92,7 +92,7 @@ public static unsafe class BlockQuant
     }
 
     /// <summary>16 int8 values times d to f32 (AVX2: two 8-lane conversions; else 128-bit widening, x86 and ARM64 alike).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Widen16(Vector128<sbyte> v, float d, float* o)
     {
         if (Avx2.IsSupported)
@@ -111,7 +111,7 @@ public static unsafe class BlockQuant
     }
 
     /// <summary>32 values d · (q − 8) from 16 bytes of nibbles (low: elements 0-15, high: 16-31).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static void DequantizeBlockQ4_0(float d, byte* q, float* o)
     {
         if (Avx512F.IsSupported)

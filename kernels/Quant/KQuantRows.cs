@@ -12,7 +12,7 @@ public static unsafe class KQuantRows
     public static bool IsSupported => Vector128.IsHardwareAccelerated;
 
     /// <summary>dst[i] = d · q[i] − m for 16 unsigned bytes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Store16(Vector128<byte> q, float d, float m, float* dst)
     {
         if (Avx512F.IsSupported)

@@ -13,7 +13,7 @@ public static class KQuants
     private const float GroupMaxEps = 1e-15f;
 
     /// <summary>Round to nearest, ties to even, via the float mantissa (valid for |x| &lt;= 4194303).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static int NearestInt(float x)
     {
         float v = x + 12582912f;
@@ -185,7 +185,7 @@ public static class KQuants
     }
 
     /// <summary>get_scale_min_k4: the 6-bit scale and min of sub-block j from the 12 packed bytes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static void ScaleMinK4(int j, ReadOnlySpan<byte> q, out byte d, out byte m)
     {
         if (j < 4)
@@ -202,7 +202,7 @@ public static class KQuants
 
     /// <summary>get_scale_min_k4 for all 8 sub-blocks at once (ggml's utmp trick, as its SIMD dot products decode them): the 8
     /// scales in the bytes of the first value, the 8 mins in the bytes of the second.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static unsafe (ulong Scales, ulong Mins) ScalesMins(byte* q)
     {
         const uint kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;

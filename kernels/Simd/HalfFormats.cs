@@ -17,20 +17,20 @@ public unsafe interface IHalfFormat
 
 public readonly unsafe struct Fp16 : IHalfFormat
 {
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static (V Even, V Odd) Pairs<S, V>(ushort* p) where S : ISimd<V> where V : struct => S.LoadHalfPairsUnscaled(p);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static V Load<S, V>(ushort* p) where S : ISimd<V> where V : struct => S.LoadHalf(p);
     public static float PairScale => HalfVector.HalfScale / DenseDot.XdScale;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float ToSingle(ushort h) => HalfVector.ToSingle(h);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static float ToSingle(ushort h) => HalfVector.ToSingle(h);
 }
 
 public readonly unsafe struct Bf16 : IHalfFormat
 {
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static (V Even, V Odd) Pairs<S, V>(ushort* p) where S : ISimd<V> where V : struct => S.LoadBf16Pairs(p);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static V Load<S, V>(ushort* p) where S : ISimd<V> where V : struct => S.LoadBf16(p);
     public static float PairScale => 1f / DenseDot.XdScale;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float ToSingle(ushort h) => BitConverter.Int32BitsToSingle(h << 16);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static float ToSingle(ushort h) => BitConverter.Int32BitsToSingle(h << 16);
 }

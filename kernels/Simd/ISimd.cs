@@ -31,6 +31,8 @@ public unsafe interface ISimd<V> where V : struct
     static abstract V Fma(V a, V b, V c);
     static abstract float Sum(V v);
     static abstract float Max(V v);
+    /// <summary>e^v per lane (the runtime's vectorized exp, as TensorPrimitives.Exp uses).</summary>
+    static abstract V Exp(V v);
 
     /// <summary><see cref="Floats"/> fp16 values to f32, exact (subnormals included; weights are finite).</summary>
     static abstract V LoadHalf(ushort* p);

@@ -13,29 +13,30 @@ public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
     public static int Floats => 4;
     public static int Registers => AdvSimd.Arm64.IsSupported ? 32 : 16;
 
-    public static Vector128<float> Zero { [MethodImpl(MethodImplOptions.AggressiveInlining)] get => Vector128<float>.Zero; }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Load(float* p) => Vector128.Load(p);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector128<float> v, float* p) => v.Store(p);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Broadcast(float f) => Vector128.Create(f);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Mul(Vector128<float> a, Vector128<float> b) => a * b;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Sub(Vector128<float> a, Vector128<float> b) => a - b;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Zero { [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] get => Vector128<float>.Zero; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Load(float* p) => Vector128.Load(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static void Store(Vector128<float> v, float* p) => v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Broadcast(float f) => Vector128.Create(f);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Mul(Vector128<float> a, Vector128<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Sub(Vector128<float> a, Vector128<float> b) => a - b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector128<float> Fma(Vector128<float> a, Vector128<float> b, Vector128<float> c)
     {
         if (System.Runtime.Intrinsics.X86.Fma.IsSupported) return System.Runtime.Intrinsics.X86.Fma.MultiplyAdd(a, b, c);
         if (AdvSimd.IsSupported) return AdvSimd.FusedMultiplyAdd(c, a, b);
         return a * b + c;   // SSE4.1 without FMA: two instructions (Vector128.FusedMultiplyAdd would be a software fallback)
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static float Sum(Vector128<float> v)
     {
         v += Vector128.Shuffle(v, Vector128.Create(2, 3, 0, 1));
         v += Vector128.Shuffle(v, Vector128.Create(1, 0, 3, 2));
         return v.ToScalar();
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Exp(Vector128<float> v) => Vector128.Exp(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static float Max(Vector128<float> v)
     {
         v = Vector128.Max(v, Vector128.Shuffle(v, Vector128.Create(2, 3, 0, 1)));
@@ -43,27 +44,27 @@ public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
         return v.ToScalar();
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static Vector128<int> Widen4(ushort* p) =>
         Sse41.IsSupported ? Sse41.ConvertToVector128Int32((short*)p) : AdvSimd.SignExtendWideningLower(Vector64.Load((short*)p));
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector128<float> LoadHalf(ushort* p)
     {
         // HalfVector's rule: sign-extend, shift into f32 position, clear the sign's copies, re-bias by 2^112
         var h = Widen4(p).AsUInt32();
         return (Vector128.ShiftLeft(h, 13) & Vector128.Create(0x8FFFE000u)).AsSingle() * Vector128.Create(0x77800000u).AsSingle();
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector128<float> LoadBf16(ushort* p) => Vector128.ShiftLeft(Widen4(p).AsUInt32(), 16).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static (Vector128<float> Even, Vector128<float> Odd) LoadHalfPairsUnscaled(ushort* p)
     {
         var v = Vector128.Load((int*)p);
         var mask = Vector128.Create(unchecked((int)0x8FFFE000));
         return ((Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(v, 16), 3) & mask).AsSingle(), (Vector128.ShiftRightArithmetic(v, 3) & mask).AsSingle());
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static (Vector128<float> Even, Vector128<float> Odd) LoadBf16Pairs(ushort* p)
     {
         var v = Vector128.Load((uint*)p);
@@ -82,9 +83,9 @@ public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
             }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> LoadBytes(void* p) => Vector128.Load((float*)p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> LoadBytes(void* p) => Vector128.Load((float*)p);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector128<float> DotS8S8(Vector128<float> w, Vector128<float> x)
     {
         if (Ssse3.IsSupported)
@@ -95,7 +96,7 @@ public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
         var hi = AdvSimd.MultiplyWideningUpper(w.AsSByte(), x.AsSByte());
         return AdvSimd.Arm64.AddPairwise(AdvSimd.AddPairwiseWidening(lo), AdvSimd.AddPairwiseWidening(hi)).AsSingle();
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector128<float> MulAddU8S8To16(Vector128<float> u, Vector128<float> s)
     {
         if (Ssse3.IsSupported) return Ssse3.MultiplyAddAdjacent(u.AsByte(), s.AsSByte()).AsSingle();
@@ -103,7 +104,7 @@ public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
         var hi = AdvSimd.MultiplyWideningUpper(u.AsSByte(), s.AsSByte());
         return AdvSimd.Arm64.AddPairwise(lo, hi).AsSingle();
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector128<float> MulAddI16(Vector128<float> a, Vector128<float> b)
     {
         if (Sse2.IsSupported) return Sse2.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16()).AsSingle();
@@ -111,26 +112,26 @@ public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
         var hi = AdvSimd.MultiplyWideningUpper(a.AsInt16(), b.AsInt16());
         return AdvSimd.Arm64.AddPairwise(lo, hi).AsSingle();
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> LoadRepeat4(float* p) => Vector128.Create(*p);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> AddI16(Vector128<float> a, Vector128<float> b) => (a.AsInt16() + b.AsInt16()).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> AddI32(Vector128<float> a, Vector128<float> b) => (a.AsInt32() + b.AsInt32()).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> AndBytes(Vector128<float> a, Vector128<float> b) => (a.AsByte() & b.AsByte()).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> OrBytes(Vector128<float> a, Vector128<float> b) => (a.AsByte() | b.AsByte()).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ShiftRight16(Vector128<float> v, int bits) => Vector128.ShiftRightLogical(v.AsUInt16(), bits).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ShiftLeft16(Vector128<float> v, int bits) => Vector128.ShiftLeft(v.AsUInt16(), bits).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> BroadcastByte(byte b) => Vector128.Create(b).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> BroadcastI16(short s) => Vector128.Create(s).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> LoadRepeat4(float* p) => Vector128.Create(*p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> AddI16(Vector128<float> a, Vector128<float> b) => (a.AsInt16() + b.AsInt16()).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> AddI32(Vector128<float> a, Vector128<float> b) => (a.AsInt32() + b.AsInt32()).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> AndBytes(Vector128<float> a, Vector128<float> b) => (a.AsByte() & b.AsByte()).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> OrBytes(Vector128<float> a, Vector128<float> b) => (a.AsByte() | b.AsByte()).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> ShiftRight16(Vector128<float> v, int bits) => Vector128.ShiftRightLogical(v.AsUInt16(), bits).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> ShiftLeft16(Vector128<float> v, int bits) => Vector128.ShiftLeft(v.AsUInt16(), bits).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> BroadcastByte(byte b) => Vector128.Create(b).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> BroadcastI16(short s) => Vector128.Create(s).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector128<float> LaneI16(Vector128<short> s8, int lane)
     {
         var m = Vector128.Load(LaneMasks.I16 + 16 * lane);
         return (Ssse3.IsSupported ? Ssse3.Shuffle(s8.AsByte(), m) : AdvSimd.Arm64.VectorTableLookup(s8.AsByte(), m)).AsSingle();
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector128<float> LanePairI16(Vector128<short> s8, int lane)
     {
         var m = Vector128.Load(LaneMasks.I16 + 16 * lane + 8);   // [lane × 4 | lane + 1 × 4]
         return (Ssse3.IsSupported ? Ssse3.Shuffle(s8.AsByte(), m) : AdvSimd.Arm64.VectorTableLookup(s8.AsByte(), m)).AsSingle();
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ConvertI32ToF32(Vector128<float> v) => Vector128.ConvertToSingle(v.AsInt32());
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> ConvertI32ToF32(Vector128<float> v) => Vector128.ConvertToSingle(v.AsInt32());
 }

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using KernelEngine.Kernels.Simd;
 using System.Numerics.Tensors;
 
 namespace KernelEngine.Kernels.SoftmaxEntropy;
@@ -28,7 +29,7 @@ public static class SoftmaxEntropyCpu
     {
         if (logits.IsEmpty) throw new ArgumentException("empty logits row");
         if (!(temperature > 0)) throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "temperature must be > 0");
-        int argmax = TensorPrimitives.IndexOfMax(logits);
+        int argmax = SpanMath.IndexOfMax(logits);
         float invT = 1f / temperature;
         float m = logits[argmax] * invT;
         // d = z - m, e = exp(d): S = Σ e, T = Σ e·d, in chunks (per-thread scratch) folded into double.
@@ -39,11 +40,10 @@ public static class SoftmaxEntropyCpu
         {
             int len = Math.Min(Chunk, n - i);
             var d = buf.AsSpan(0, len); var e = buf.AsSpan(Chunk, len);
-            TensorPrimitives.Multiply(logits.Slice(i, len), invT, d);
-            TensorPrimitives.Subtract(d, m, d);
-            TensorPrimitives.Exp(d, e);
-            s += TensorPrimitives.Sum(e);
-            t += TensorPrimitives.Dot(e, d);
+            SpanMath.ScaleShift(logits.Slice(i, len), invT, -m, d);
+            SpanMath.ExpScaleShift(d, 1f, 0f, e);
+            s += SpanMath.Sum(e);
+            t += SpanMath.Dot(e, d);
         }
         double logS = Math.Log(s);
         double lse = m + logS;
@@ -56,7 +56,9 @@ public static class SoftmaxEntropyCpu
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Softmax(ReadOnlySpan<float> logits, Span<float> probs, float temperature = 1f)
     {
-        TensorPrimitives.Multiply(logits, 1f / temperature, probs);
-        TensorPrimitives.SoftMax(probs, probs);
+        float invT = 1f / temperature;
+        float m = SpanMath.Max(logits) * invT;
+        SpanMath.ExpScaleShift(logits, invT, -m, probs);
+        SpanMath.ScaleShift(probs[..logits.Length], 1f / SpanMath.Sum(probs[..logits.Length]), 0f, probs);
     }
 }

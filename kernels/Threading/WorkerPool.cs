@@ -90,12 +90,14 @@ public sealed unsafe class WorkerPool : IDisposable
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunTasks()
     {
         int i;
         while ((i = Interlocked.Increment(ref _next) - 1) < _count) _body(_context, i);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WorkerLoop(int w)
     {
         int seen = 0;

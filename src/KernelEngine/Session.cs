@@ -87,6 +87,7 @@ public sealed class Session : IDisposable
     /// <summary>The managed thread that entered the last call (tests: async calls stay off the caller's context).</summary>
     internal int LastCallThreadId { get; private set; }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal Scope Enter()
     {
         Alive();
@@ -301,12 +302,14 @@ public sealed class Session : IDisposable
         foreach (int id in tokens) _tokens.Add(id);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void CheckFits(int count)
     {
         if ((long)_tokens.Count + count > _cache.ContextLength)
             throw new InvalidRequestException($"{_tokens.Count + (long)count} tokens exceed the context length {_cache.ContextLength}");
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void CheckToken(int id)
     {
         if ((uint)id >= (uint)_config.VocabSize)

@@ -99,6 +99,9 @@ public sealed unsafe class CpuBackend : IBackend
                     Data = _copy;
                     _host = null; // the mapped file (or array) is no longer read
                 }
+                // The kernels read the copy or the repacked layout: the file's pages need not stay resident too (an
+                // embedding gather reads its few rows back from the file).
+                if ((Packed != null || _copy != null) && h.IsFileMapped) MappedPages.Release(h.Data, h.Bytes);
             }
             catch (OutOfMemoryException e) { throw new DeviceException($"cpu: out of memory preparing {h.Name} ({h.Rows}, {h.Cols}) {h.Type}", e); }
         }

@@ -38,4 +38,6 @@ public sealed unsafe class HostWeight
     public byte* Data { get; }
     public long Bytes => Rows * Type.RowBytes(Cols);
     public ReadOnlySpan<byte> Span => new(Data, checked((int)Bytes));
+    /// <summary>True when <see cref="Data"/> points into a memory-mapped file (not an array this object owns).</summary>
+    public bool IsFileMapped => _owned == null;
 }

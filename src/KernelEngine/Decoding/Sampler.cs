@@ -1,5 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
+using KernelEngine.Kernels.Simd;
+using KernelEngine.Kernels.SoftmaxEntropy;
 
 namespace KernelEngine.Decoding;
 
@@ -33,7 +35,7 @@ public sealed class Sampler
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history)
     {
-        if (_s.IsGreedy) return TensorPrimitives.IndexOfMax(Penalized(logits, history));
+        if (_s.IsGreedy) return SpanMath.IndexOfMax(Penalized(logits, history));
         int n = Candidates(logits, history);
         double total = 0;
         for (int i = 0; i < n; i++) total += _vals[i];
@@ -54,7 +56,7 @@ public sealed class Sampler
     public void Distribution(ReadOnlySpan<float> logits, ReadOnlySpan<int> history, Span<float> probs)
     {
         probs.Clear();
-        if (_s.IsGreedy) { probs[TensorPrimitives.IndexOfMax(Penalized(logits, history))] = 1; return; }
+        if (_s.IsGreedy) { probs[SpanMath.IndexOfMax(Penalized(logits, history))] = 1; return; }
         int n = Candidates(logits, history);
         double total = 0;
         for (int i = 0; i < n; i++) total += _vals[i];
@@ -78,7 +80,7 @@ public sealed class Sampler
     private int Candidates(ReadOnlySpan<float> logits, ReadOnlySpan<int> history)
     {
         var x = Penalized(logits, history);
-        TensorPrimitives.Multiply(x, 1f / _s.Temperature, x);
+        SpanMath.ScaleShift(x, 1f / _s.Temperature, 0f, x);
         int n = x.Length;
         var ids = _ids.AsSpan(0, n);
         var vals = _vals.AsSpan(0, n);
@@ -91,7 +93,7 @@ public sealed class Sampler
         }
         vals = vals[..n]; ids = ids[..n];
         vals.Sort(ids, static (a, b) => b.CompareTo(a));      // descending logits
-        TensorPrimitives.SoftMax(vals, vals);                    // now probabilities
+        SoftmaxEntropyCpu.Softmax(vals, vals);                   // now probabilities
         if (_s.TopP < 1f)
         {
             double cum = 0;
