@@ -122,35 +122,28 @@ public static unsafe class SpanMath
 
     /// <summary>dst = x · scale + shift.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void ScaleShift(ReadOnlySpan<float> x, float scale, float shift, Span<float> dst)
-    {
-        if (dst.Length < x.Length) throw new ArgumentException("destination too short", nameof(dst));
-        fixed (float* px = x, pd = dst)
-            switch (SimdLevel.Current)
-            {
-                case SimdLevel.Width.V512: ScaleShift<Simd512, Vector512<float>>(px, scale, shift, pd, x.Length, exp: false); break;
-                case SimdLevel.Width.V256: ScaleShift<Simd256, Vector256<float>>(px, scale, shift, pd, x.Length, exp: false); break;
-                case SimdLevel.Width.V128: ScaleShift<Simd128, Vector128<float>>(px, scale, shift, pd, x.Length, exp: false); break;
-                default: for (int i = 0; i < x.Length; i++) pd[i] = px[i] * scale + shift; break;
-            }
-    }
+    public static void ScaleShift(ReadOnlySpan<float> x, float scale, float shift, Span<float> dst) => ScaleShift(x, scale, shift, dst, exp: false);
 
     /// <summary>dst = e^(x · scale + shift).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void ExpScaleShift(ReadOnlySpan<float> x, float scale, float shift, Span<float> dst)
+    public static void ExpScaleShift(ReadOnlySpan<float> x, float scale, float shift, Span<float> dst) => ScaleShift(x, scale, shift, dst, exp: true);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ScaleShift(ReadOnlySpan<float> x, float scale, float shift, Span<float> dst, bool exp)
     {
         if (dst.Length < x.Length) throw new ArgumentException("destination too short", nameof(dst));
         fixed (float* px = x, pd = dst)
             switch (SimdLevel.Current)
             {
-                case SimdLevel.Width.V512: ScaleShift<Simd512, Vector512<float>>(px, scale, shift, pd, x.Length, exp: true); break;
-                case SimdLevel.Width.V256: ScaleShift<Simd256, Vector256<float>>(px, scale, shift, pd, x.Length, exp: true); break;
-                case SimdLevel.Width.V128: ScaleShift<Simd128, Vector128<float>>(px, scale, shift, pd, x.Length, exp: true); break;
-                default: for (int i = 0; i < x.Length; i++) pd[i] = MathF.Exp(px[i] * scale + shift); break;
+                case SimdLevel.Width.V512: ScaleShift<Simd512, Vector512<float>>(px, scale, shift, pd, x.Length, exp); break;
+                case SimdLevel.Width.V256: ScaleShift<Simd256, Vector256<float>>(px, scale, shift, pd, x.Length, exp); break;
+                case SimdLevel.Width.V128: ScaleShift<Simd128, Vector128<float>>(px, scale, shift, pd, x.Length, exp); break;
+                default:
+                    for (int i = 0; i < x.Length; i++) pd[i] = exp ? MathF.Exp(px[i] * scale + shift) : px[i] * scale + shift;
+                    break;
             }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScaleShift<S, V>(float* x, float scale, float shift, float* dst, int n, bool exp) where S : ISimd<V> where V : struct
     {
         int F = S.Floats, i = 0;

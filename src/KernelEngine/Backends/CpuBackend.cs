@@ -91,7 +91,8 @@ public sealed unsafe class CpuBackend : IBackend
             Data = h.Data; _host = h;
             try
             {
-                if (h.Type.HasPackedCpuDecode()) Packed = PackedQuant.Pack(h.Data, h.Type, h.Rows, h.Cols);
+                if (h.GatherOnly) { }   // an untied embedding: its rows are read from the file as they are needed
+                else if (h.Type.HasPackedCpuDecode()) Packed = PackedQuant.Pack(h.Data, h.Type, h.Rows, h.Cols);
                 else if (copy && h.Bytes >= 2L << 20)
                 {
                     _copy = HugePages.Alloc(h.Bytes);

@@ -38,6 +38,9 @@ public sealed unsafe class HostWeight
     public byte* Data { get; }
     public long Bytes => Rows * Type.RowBytes(Cols);
     public ReadOnlySpan<byte> Span => new(Data, checked((int)Bytes));
+    /// <summary>Only rows are gathered from this table (an embedding not tied to the LM head): a backend may read it where
+    /// it is instead of copying or repacking it for matrix products.</summary>
+    public bool GatherOnly { get; internal set; }
     /// <summary>True when <see cref="Data"/> points into a memory-mapped file (not an array this object owns).</summary>
     public bool IsFileMapped => _owned == null;
 }

@@ -47,36 +47,8 @@ public sealed class SafeTensorsWriter
                 w.WriteEndObject();
             }
             long offset = 0;
-            foreach (var t in _tensors)
-            {
-                w.WriteStartObject(t.Name);
-                w.WriteString("dtype", t.DType.ToString());
-                w.WriteStartArray("shape");
-                foreach (long d in t.Shape) w.WriteNumberValue(d);
-                w.WriteEndArray();
-                w.WriteStartArray("data_offsets");
-                w.WriteNumberValue(offset);
-                w.WriteNumberValue(offset + t.Data.Length);
-                w.WriteEndArray();
-                w.WriteEndObject();
-                offset += t.Data.Length;
-            }
-            foreach (var t in _streamed)
-            {
-                long bytes = t.DType.ElementBytes();
-                foreach (long d in t.Shape) bytes = checked(bytes * d);
-                w.WriteStartObject(t.Name);
-                w.WriteString("dtype", t.DType.ToString());
-                w.WriteStartArray("shape");
-                foreach (long d in t.Shape) w.WriteNumberValue(d);
-                w.WriteEndArray();
-                w.WriteStartArray("data_offsets");
-                w.WriteNumberValue(offset);
-                w.WriteNumberValue(offset + bytes);
-                w.WriteEndArray();
-                w.WriteEndObject();
-                offset += bytes;
-            }
+            foreach (var t in _tensors) offset = Entry(w, t.Name, t.DType, t.Shape, offset, t.Data.Length);
+            foreach (var t in _streamed) offset = Entry(w, t.Name, t.DType, t.Shape, offset, Bytes(t.DType, t.Shape));
             w.WriteEndObject();
         }
         int pad = (int)((8 - ms.Length % 8) % 8);
@@ -92,7 +64,7 @@ public sealed class SafeTensorsWriter
                 foreach (var t in _tensors) fs.Write(t.Data.Span);
                 if (_streamed.Count > 0)
                 {
-                    long expected = fs.Position + _streamed.Sum(t => t.Shape.Aggregate((long)t.DType.ElementBytes(), (a, d) => checked(a * d)));
+                    long expected = fs.Position + _streamed.Sum(t => Bytes(t.DType, t.Shape));
                     streamed?.Invoke(fs);
                     if (fs.Position != expected) throw new InvalidOperationException($"{path}: the streamed tensors wrote {fs.Position} bytes, the header says {expected}");
                 }
@@ -104,5 +76,23 @@ public sealed class SafeTensorsWriter
             File.Delete(tmp);
             throw;
         }
+    }
+
+    private static long Bytes(SafeTensorDType dtype, long[] shape) => shape.Aggregate((long)dtype.ElementBytes(), (a, d) => checked(a * d));
+
+    /// <summary>One tensor's header entry (dtype, shape, data offsets); returns the next offset.</summary>
+    private static long Entry(Utf8JsonWriter w, string name, SafeTensorDType dtype, long[] shape, long offset, long bytes)
+    {
+        w.WriteStartObject(name);
+        w.WriteString("dtype", dtype.ToString());
+        w.WriteStartArray("shape");
+        foreach (long d in shape) w.WriteNumberValue(d);
+        w.WriteEndArray();
+        w.WriteStartArray("data_offsets");
+        w.WriteNumberValue(offset);
+        w.WriteNumberValue(offset + bytes);
+        w.WriteEndArray();
+        w.WriteEndObject();
+        return offset + bytes;
     }
 }

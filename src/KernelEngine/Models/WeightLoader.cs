@@ -153,13 +153,14 @@ public static unsafe class WeightLoader
                 WDown = Mat(s, b, p + "mlp.down_proj.weight"),
             };
         }
-        var embed = Mat(s, b, "model.embed_tokens.weight");
+        bool tied = !s.Contains("lm_head.weight");
+        var embed = Mat(s, b, "model.embed_tokens.weight", gatherOnly: !tied);
         return new TransformerWeights
         {
             TokenEmbedding = embed,
             Layers = layers,
             FinalNorm = Vec(s, b, "model.norm.weight"),
-            LmHead = s.Contains("lm_head.weight") ? Mat(s, b, "lm_head.weight") : embed,
+            LmHead = tied ? embed : Mat(s, b, "lm_head.weight"),
         };
     }
 
@@ -206,7 +207,12 @@ public static unsafe class WeightLoader
     }
 
     /// <summary>A (rows, cols) matrix used in its stored type, zero copy on the CPU.</summary>
-    private static DeviceWeight Mat(ITensorSource s, Uploader b, string name) => b.Upload(s.Matrix(name));
+    private static DeviceWeight Mat(ITensorSource s, Uploader b, string name, bool gatherOnly = false)
+    {
+        var h = s.Matrix(name);
+        h.GatherOnly = gatherOnly;
+        return b.Upload(h);
+    }
 
     public static HostWeight HostMatrix(ITensorSource s, string name) => s.Matrix(name);
 
