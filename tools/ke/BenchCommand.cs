@@ -58,7 +58,7 @@ internal static class BenchCommand
                     int dmax = depths.Max();
                     // at depth the cache holds what the tests use, not the model's whole max_position_embeddings
                     int? context = dmax > 0 ? dmax + Math.Max(pps.Max(), tgs.Max()) + 8 : null;
-                    using var mm = Model.Load(dir, new ModelOptions
+                    using var mm = CliProgress.Load(dir, new ModelOptions
                     {
                         Device = p.GetValue(device)!, KvCacheType = p.GetValue(f16kv) ? "f16" : p.GetValue(kvType), CopyWeights = !p.GetValue(mmap),
                         ContextLength = context, Threads = threadCount,

@@ -39,7 +39,7 @@ internal static class ChatCommand
             };
             settings.Validate();
             string? templateSource = p.GetValue(template) is { } tf ? File.ReadAllText(tf) : null;
-            using var m = Model.Load(p.GetValue(model)!, new ModelOptions { Device = p.GetValue(device)!, Threads = p.GetValue(threads), ContextLength = p.GetValue(ctx), KvCacheType = p.GetValue(kvType) });
+            using var m = CliProgress.Load(p.GetValue(model)!, new ModelOptions { Device = p.GetValue(device)!, Threads = p.GetValue(threads), ContextLength = p.GetValue(ctx), KvCacheType = p.GetValue(kvType) });
             if (p.GetValue(input) is { } file) return Once(m, file, templateSource, p.GetValue(system), settings, p.GetValue(json));
             using var chat = m.CreateChat(new ChatSettings { Template = templateSource, SystemPrompt = p.GetValue(system) });
             return Interactive(chat, settings);

@@ -52,11 +52,11 @@ internal static class GenerateCommand
                 MaxTokens = p.GetValue(maxTokens), Sampling = sampling, StopStrings = p.GetValue(stop) ?? [], ContextShift = p.GetValue(shift), KeepTokens = p.GetValue(keep),
             };
             var modelOptions = new ModelOptions { Device = p.GetValue(device)!, Threads = p.GetValue(threads), ContextLength = p.GetValue(ctx), KvCacheType = p.GetValue(f16kv) ? "f16" : p.GetValue(kvType), CopyWeights = !p.GetValue(mmap) };
-            using var m = Model.Load(p.GetValue(model)!, modelOptions);
+            using var m = CliProgress.Load(p.GetValue(model)!, modelOptions);
             using var session = m.CreateSession();
             string? draftDir = p.GetValue(draft), smallDir = p.GetValue(small);
             if (draftDir != null && smallDir != null) throw new InvalidRequestException("--draft and --small are different loops: give one");
-            using var second = (draftDir ?? smallDir) is string secondDir ? Model.Load(secondDir, modelOptions) : null;
+            using var second = (draftDir ?? smallDir) is string secondDir ? CliProgress.Load(secondDir, modelOptions) : null;
             using var secondSession = second?.CreateSession();
             SpeculativeDecoder? spec = null;
             EntropyAdaptiveDecoder? ead = null;

@@ -19,7 +19,7 @@ internal static class ProfileCommand
         {
             string dir = p.GetValue(model) ?? (p.GetValue(preset) is string name ? Presets.Materialize(name, BenchCommand.ParseType(p.GetValue(dtype)!))
                 : throw new InvalidRequestException("give --model DIR or --preset NAME"));
-            using var m = Model.Load(dir, new ModelOptions { Device = p.GetValue(device)!, Profile = true });
+            using var m = CliProgress.Load(dir, new ModelOptions { Device = p.GetValue(device)!, Profile = true });
             var r = Profiler.Run(m, p.GetValue(tokens), p.GetValue(steps));
             if (p.GetValue(trace) is string t) Profiler.WriteChromeTrace(t, r);
             if (p.GetValue(json))

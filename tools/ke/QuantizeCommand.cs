@@ -19,18 +19,17 @@ internal static class QuantizeCommand
             var mix = QuantizationMix.Parse(p.GetValue(type)!);
             var t = mix.Base;
             bool asJson = p.GetValue(json);
-            var progress = new Progress<(int Done, int Total, string Tensor)>(x => { if (!asJson) Console.Error.Write($"\r[{x.Done}/{x.Total}] {x.Tensor,-60}"); });
-            var report = ModelQuantizer.Quantize(p.GetValue(model)!, p.GetValue(outDir)!, new QuantizeOptions
+            var report = CliProgress.Run($"quantizing to {p.GetValue(type)}", fraction => ModelQuantizer.Quantize(p.GetValue(model)!, p.GetValue(outDir)!, new QuantizeOptions
             {
-                Type = t, Mix = QuantizationMix.Named.Contains(mix) ? mix : null, Keep = p.GetValue(keep) ?? [], QuantizeEmbeddings = p.GetValue(embeddings), Progress = progress,
-            });
+                Type = t, Mix = QuantizationMix.Named.Contains(mix) ? mix : null, Keep = p.GetValue(keep) ?? [], QuantizeEmbeddings = p.GetValue(embeddings),
+                Progress = new CliProgress.Reporter<(int Done, int Total, string Tensor)>(x => fraction(x.Total == 0 ? 1 : (double)x.Done / x.Total)),
+            }));
             long before = report.Sum(r => r.BytesBefore), after = report.Sum(r => r.BytesAfter);
             if (asJson)
             {
                 CliCommon.PrintJson(new { type = t.Name(), bytes_before = before, bytes_after = after, tensors = report });
                 return 0;
             }
-            Console.Error.WriteLine();
             foreach (var r in report)
                 Console.WriteLine($"{r.Name,-50} {r.From,-5} -> {r.To,-5} {r.BytesBefore,12:N0} -> {r.BytesAfter,12:N0}{(r.Note != null ? "  " + r.Note : "")}");
             Console.WriteLine($"{before:N0} -> {after:N0} bytes ({(double)after / before:P1}); written to {p.GetValue(outDir)}");

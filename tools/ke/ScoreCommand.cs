@@ -29,21 +29,25 @@ internal static class ScoreCommand
             var opts = new ModelOptions { Device = p.GetValue(device)! };
             // --kv-type applies to the scored model; a --kl-base runs with an F32 cache (so --kl-base of the same folder
             // measures what the F16 cache costs)
-            using var m = Model.Load(p.GetValue(model)!, opts with { KvCacheType = p.GetValue(kvType) });
-            var progress = new Progress<(int Done, int Total)>(x => { if (x.Total > 2000) Console.Error.Write($"\r[{x.Done}/{x.Total} tokens]"); });
-            var so = new ScoreOptions { Context = p.GetValue(context), Stride = p.GetValue(stride), IcBias = p.GetValue(icBias), Progress = progress };
+            using var m = CliProgress.Load(p.GetValue(model)!, opts with { KvCacheType = p.GetValue(kvType) });
+            var so = new ScoreOptions { Context = p.GetValue(context), Stride = p.GetValue(stride), IcBias = p.GetValue(icBias) };
             var tokens = Scorer.TokensOf(m, text);
             // The base runs in lockstep with the model (--kl-base) or is read a row at a time (--kl-base-file): memory does
             // not grow with the text's length.
             if (p.GetValue(klBase) != null && p.GetValue(klBaseFile) != null) throw new InvalidRequestException("give --kl-base or --kl-base-file, not both");
-            using var bm = p.GetValue(klBase) is string baseDir ? Model.Load(baseDir, opts) : null;
+            using var bm = p.GetValue(klBase) is string baseDir ? CliProgress.Load(baseDir, opts) : null;
             using var baseLp = p.GetValue(klBaseFile) is string bf ? BaseLogProbs.Load(bf) : null;
             if (p.GetValue(saveBase) is string save)
             {
                 if (baseLp != null) baseLp.Save(save);
-                else Scorer.SaveBase(bm ?? m, tokens, save, so);
+                else CliProgress.Run("writing the base log-probs", fraction =>
+                {
+                    Scorer.SaveBase(bm ?? m, tokens, save, so with { Progress = Tokens(fraction) });
+                    return 0;
+                });
             }
-            var r = Scorer.ScoreTokens(m, tokens, Encoding.UTF8.GetByteCount(text), so, baseModel: bm, baseLogProbs: baseLp);
+            var r = CliProgress.Run($"scoring {tokens.Length} tokens", fraction =>
+                Scorer.ScoreTokens(m, tokens, Encoding.UTF8.GetByteCount(text), so with { Progress = Tokens(fraction) }, baseModel: bm, baseLogProbs: baseLp));
             if (p.GetValue(trace) is string tracePath) WriteTrace(tracePath, r, m);
             var summary = new Dictionary<string, object>
             {
@@ -87,4 +91,7 @@ internal static class ScoreCommand
     }
 
     private static string Csv(string s) => "\"" + s.Replace("\"", "\"\"") + "\"";
+
+    private static IProgress<(int Done, int Total)> Tokens(Action<double> fraction) =>
+        new CliProgress.Reporter<(int Done, int Total)>(x => fraction(x.Total == 0 ? 1 : (double)x.Done / x.Total));
 }
