@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using KernelEngine.Kernels.MatMul;
+using KernelEngine.Kernels.Simd;
 using KernelEngine.Kernels.Threading;
 
 namespace KernelEngine.Kernels.Attention;
@@ -90,10 +91,10 @@ public static unsafe class AttentionCpu
             int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
             long off = (long)p * kvDim + kvh * hd;
             ReadOnlySpan<float> kr = Row(ref j, j.K, off, tmp);
-            scores[s] = TensorPrimitives.Dot(qh, kr) * j.Scale;
+            scores[s] = SpanMath.Dot(qh, kr) * j.Scale;
         }
         var sc = new Span<float>(scores, visible);
-        TensorPrimitives.SoftMax(sc, sc);
+        SoftmaxEntropy.SoftmaxEntropyCpu.Softmax(sc, sc);
         var ov = new Span<float>(o, hd);
         ov.Clear();
         for (int s = 0; s < visible; s++)
@@ -101,7 +102,7 @@ public static unsafe class AttentionCpu
             int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
             long off = (long)p * kvDim + kvh * hd;
             ReadOnlySpan<float> vr = Row(ref j, j.V, off, tmp);
-            TensorPrimitives.MultiplyAdd(vr, scores[s], ov, ov);
+            SpanMath.MultiplyAdd(vr, scores[s], ov, ov);
         }
     }
 
@@ -128,9 +129,8 @@ public static unsafe class AttentionCpu
             if (score > max) max = score;
         }
         var sc = new Span<float>(scores, visible);
-        TensorPrimitives.Subtract(sc, max, sc);
-        TensorPrimitives.Exp(sc, sc);
-        float inv = 1f / TensorPrimitives.Sum(sc);
+        SpanMath.ExpScaleShift(sc, 1f, -max, sc);
+        float inv = 1f / SpanMath.Sum(sc);
         for (int d = 0; d < hd; d += 16) Vector512<float>.Zero.Store(o + d);
         for (int s = 0; s < visible; s++)
         {
@@ -161,9 +161,8 @@ public static unsafe class AttentionCpu
             if (scores[s] > max) max = scores[s];
         }
         var sc = new Span<float>(scores, visible);
-        TensorPrimitives.Subtract(sc, max, sc);
-        TensorPrimitives.Exp(sc, sc);
-        float inv = 1f / TensorPrimitives.Sum(sc);
+        SpanMath.ExpScaleShift(sc, 1f, -max, sc);
+        float inv = 1f / SpanMath.Sum(sc);
         for (int d = 0; d < hd; d++) o[d] = 0;
         for (int s = 0; s < visible; s++)
         {

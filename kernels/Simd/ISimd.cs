@@ -31,8 +31,15 @@ public unsafe interface ISimd<V> where V : struct
     static abstract V Fma(V a, V b, V c);
     static abstract float Sum(V v);
     static abstract float Max(V v);
-    /// <summary>e^v per lane (the runtime's vectorized exp, as TensorPrimitives.Exp uses).</summary>
+    /// <summary>e^v per lane (<see cref="ExpPolynomial"/>: inlined, so it runs optimized wherever its caller does).</summary>
     static abstract V Exp(V v);
+    /// <summary>Element-wise minimum.</summary>
+    static abstract V Min(V a, V b);
+    static abstract V Div(V a, V b);
+    /// <summary>Rounds to the nearest integer (ties to even) and converts: int32 lanes as raw bits.</summary>
+    static abstract V RoundToI32(V v);
+    /// <summary>int32 lanes shifted left.</summary>
+    static abstract V ShiftLeftI32(V v, int bits);
 
     /// <summary><see cref="Floats"/> fp16 values to f32, exact (subnormals included; weights are finite).</summary>
     static abstract V LoadHalf(ushort* p);

@@ -35,7 +35,11 @@ public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
         v += Vector128.Shuffle(v, Vector128.Create(1, 0, 3, 2));
         return v.ToScalar();
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Exp(Vector128<float> v) => Vector128.Exp(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Exp(Vector128<float> v) => ExpPolynomial.Exp<Simd128, Vector128<float>>(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Min(Vector128<float> a, Vector128<float> b) => Vector128.Min(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Div(Vector128<float> a, Vector128<float> b) => a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> RoundToI32(Vector128<float> v) => Vector128.ConvertToInt32(Vector128.Round(v)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> ShiftLeftI32(Vector128<float> v, int bits) => Vector128.ShiftLeft(v.AsInt32(), bits).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static float Max(Vector128<float> v)
     {

@@ -144,6 +144,7 @@ public static unsafe class SpanMath
             }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScaleShift<S, V>(float* x, float scale, float shift, float* dst, int n, bool exp) where S : ISimd<V> where V : struct
     {
         int F = S.Floats, i = 0;
