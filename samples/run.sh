@@ -10,7 +10,7 @@ dotnet pack KernelEngine.sln -c Release -o "$feed" -p:VersionSuffix="$suffix" >/
 version="0.1.0-$suffix"
 echo "packed $(ls "$feed" | tr '\n' ' ')"
 model=../shared/models/stories260K
-for s in ChatConsole Scoring WebApi; do
+for s in ChatConsole Scoring WebApi Bench; do
   dotnet build "samples/$s" -c Release -p:KernelEngineVersion="$version" -o "artifacts/samples/$s" >/dev/null
   echo "sample $s built against KernelEngine $version"
 done
@@ -22,4 +22,5 @@ printf 'Tell me a story\nAnd then?\n' | dotnet "artifacts/samples/ChatConsole/Ch
 printf 'Once upon a time there was a little girl who loved to play in the park with her friends.\n' > artifacts/samples/text.txt
 dotnet "artifacts/samples/Scoring/Scoring.dll" "$model" artifacts/samples/text.txt
 dotnet "artifacts/samples/WebApi/WebApi.dll" "$model" --self-test
+dotnet "artifacts/samples/Bench/Bench.dll" "$model" 16 64
 "$tools/ke" generate --model "$model" --prompt "Once upon a time" --max-tokens 16 --temperature 0
