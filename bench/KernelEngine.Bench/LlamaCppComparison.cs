@@ -92,15 +92,20 @@ public static class LlamaCppComparison
     {
         var rows = new List<Row>();
         int pp = set.Pp, tg = set.Tg, depth = set.Depth;
+        var loadWatch = Stopwatch.StartNew();
         using var ours = Model.Load(ourModel, new ModelOptions { Device = "cpu", ContextLength = set.ContextLength, PrefillBatch = 512, KvCacheType = set.Kv });
+        double ourLoad = loadWatch.Elapsed.TotalSeconds;
         var kv = (GGMLType)(int)KvCacheTypes.Parse(set.Kv).Format().Ggml;
         var p = new ModelParams(gguf)
         {
             ContextSize = (uint)set.ContextLength, Threads = set.Threads, BatchThreads = set.Threads, BatchSize = 512, UBatchSize = 512,
             GpuLayerCount = 0, TypeK = kv, TypeV = kv, FlashAttention = kv is not (GGMLType.GGML_TYPE_F32 or GGMLType.GGML_TYPE_F16),
         };
+        loadWatch.Restart();
         using var weights = LLamaWeights.LoadFromFile(p);
         using var ctx = weights.CreateContext(p);
+        double theirLoad = loadWatch.Elapsed.TotalSeconds;
+        log.WriteLine($"{label}: load (model + context, warm page cache) {ourLoad:F2} s vs {theirLoad:F2} s");
 
         CheckLogits(ours, ctx, log, label);
         var rng = new Random(99);
