@@ -96,7 +96,7 @@ public sealed class CliTests
     [Test]
     public void EveryCommand_HasHelp()
     {
-        foreach (var cmd in new[] { "devices", "inspect", "tokenize", "generate" })
+        foreach (var cmd in new[] { "devices", "inspect", "tokenize", "generate", "chat", "template", "score", "bench", "quantize" })
         {
             var r = CliRunner.Run(cmd, "--help");
             Assert.That(r.ExitCode, Is.EqualTo(0), cmd);
@@ -111,5 +111,19 @@ public sealed class CliTests
         Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
         using var doc = JsonDocument.Parse(r.Stdout);
         Assert.That(doc.RootElement.GetProperty("devices").EnumerateArray().Select(d => d.GetProperty("id").GetString()), Does.Contain("cpu"));
+    }
+
+    /// <summary>llama-bench's shape: one row per combination of the listed threads, prompt and generation sizes.</summary>
+    [Test]
+    public void Bench_Lists_OneRowPerCombination_AsCsv()
+    {
+        var r = CliRunner.Run("bench", "--preset", "llama-tiny", "--pp", "8,16", "--tg", "4", "--reps", "1", "--threads", "1,2", "--format", "csv", "--no-roofline");
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        var lines = r.Stdout.Trim().Split('\n');
+        Assert.That(lines[0], Does.StartWith("model,parameters,weight_bytes,device,threads,test,depth,tokens_per_second"));
+        var rows = lines.Skip(1).Select(l => l.Split(',')).ToList();
+        Assert.That(rows, Has.Count.EqualTo(6), r.Stdout);   // 2 thread counts x (pp8, pp16, tg4)
+        Assert.That(rows.Select(c => (c[4], c[5])), Is.EquivalentTo(new[] { ("1", "pp8"), ("1", "pp16"), ("1", "tg4"), ("2", "pp8"), ("2", "pp16"), ("2", "tg4") }));
+        Assert.That(rows.All(c => double.Parse(c[7], System.Globalization.CultureInfo.InvariantCulture) > 0), Is.True);
     }
 }
