@@ -98,6 +98,16 @@ public static unsafe class DecodeAttentionCpu
     private static void Task(void* ctx, int chunk)
     {
         ref Job j = ref Unsafe.AsRef<Job>(ctx);
+        if (j.Rows.Type == WeightType.Q8_0)
+        {
+            switch (SimdLevel.Current)
+            {
+                case SimdLevel.Width.V512: Chunk<Simd512, Vector512<float>, Q8Rows>(ref j, chunk); break;
+                case SimdLevel.Width.V256: Chunk<Simd256, Vector256<float>, Q8Rows>(ref j, chunk); break;
+                default: Chunk<Simd128, Vector128<float>, Q8Rows>(ref j, chunk); break;
+            }
+            return;
+        }
         if (j.Rows.IsBlockFormat)
         {
             WidenedChunk(ref j, chunk);
@@ -150,6 +160,19 @@ public static unsafe class DecodeAttentionCpu
         [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
         public static V Load<S, V>(void* rows, long index) where S : ISimd<V> where V : struct => S.Load((float*)rows + index);
         public static bool InPlace => true;
+    }
+
+    /// <summary>Q8_0 rows converted in registers: a vector of int8 quants widened and scaled by its block's fp16 scale (a
+    /// head is whole 32-element blocks; a vector never spans two).</summary>
+    private readonly struct Q8Rows : IRows
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+        public static V Load<S, V>(void* rows, long index) where S : ISimd<V> where V : struct
+        {
+            byte* block = (byte*)rows + (index >> 5) * WeightTypes.Q8_0BlockBytes;
+            return S.Mul(S.LoadS8((sbyte*)block + 2 + (index & 31)), S.Broadcast(MatMul.HalfVector.ToSingle(*(ushort*)block)));
+        }
+        public static bool InPlace => false;
     }
 
     private readonly struct F16Rows : IRows

@@ -36,6 +36,8 @@ public unsafe interface ISimd<V> where V : struct
     /// <summary>Element-wise minimum.</summary>
     static abstract V Min(V a, V b);
     static abstract V Div(V a, V b);
+    /// <summary><see cref="Floats"/> int8 values widened to f32 (a Q8_0 block's quants).</summary>
+    static abstract V LoadS8(sbyte* p);
     /// <summary>Rounds to the nearest integer (ties to even) and converts: int32 lanes as raw bits.</summary>
     static abstract V RoundToI32(V v);
     /// <summary>int32 lanes shifted left.</summary>

@@ -38,6 +38,14 @@ public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Exp(Vector128<float> v) => ExpPolynomial.Exp<Simd128, Vector128<float>>(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Min(Vector128<float> a, Vector128<float> b) => Vector128.Min(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Div(Vector128<float> a, Vector128<float> b) => a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector128<float> LoadS8(sbyte* p)
+    {
+        if (Sse41.IsSupported) return Vector128.ConvertToSingle(Sse41.ConvertToVector128Int32(p));
+        if (AdvSimd.IsSupported)
+            return Vector128.ConvertToSingle(AdvSimd.SignExtendWideningLower(AdvSimd.SignExtendWideningLower(Vector64.Create(*(int*)p, 0).AsSByte()).GetLower()));
+        return Vector128.Create((float)p[0], p[1], p[2], p[3]);
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> RoundToI32(Vector128<float> v) => Vector128.ConvertToInt32(Vector128.Round(v)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> ShiftLeftI32(Vector128<float> v, int bits) => Vector128.ShiftLeft(v.AsInt32(), bits).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]

@@ -26,6 +26,7 @@ public readonly unsafe struct Simd256 : ISimd<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> Exp(Vector256<float> v) => ExpPolynomial.Exp<Simd256, Vector256<float>>(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> Min(Vector256<float> a, Vector256<float> b) => Vector256.Min(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> Div(Vector256<float> a, Vector256<float> b) => a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> LoadS8(sbyte* p) => Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(p));
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> RoundToI32(Vector256<float> v) => Vector256.ConvertToInt32(Vector256.Round(v)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> ShiftLeftI32(Vector256<float> v, int bits) => Vector256.ShiftLeft(v.AsInt32(), bits).AsSingle();
 
