@@ -81,7 +81,7 @@ public sealed class ChatSession : IDisposable
     {
         ArgumentNullException.ThrowIfNull(userMessage);
         _messages.Add(ChatMessage.User(userMessage));
-        return RespondAsync(settings, null, cancellationToken);
+        return Generator.Async(() => Turn(settings ?? new GenerationSettings(), null, cancellationToken, retractOnError: true), cancellationToken);
     }
 
     /// <summary>Adds a user message and returns the whole answer.</summary>
@@ -89,7 +89,7 @@ public sealed class ChatSession : IDisposable
     {
         ArgumentNullException.ThrowIfNull(userMessage);
         _messages.Add(ChatMessage.User(userMessage));
-        foreach (var _ in Turn(settings ?? new GenerationSettings(), null, cancellationToken)) { }
+        foreach (var _ in Turn(settings ?? new GenerationSettings(), null, cancellationToken, retractOnError: true)) { }
         return LastReply!;
     }
 
@@ -106,18 +106,28 @@ public sealed class ChatSession : IDisposable
         _messages.AddRange(messages);
     }
 
-    private IEnumerable<string> Turn(GenerationSettings settings, IReadOnlyList<ChatTool>? tools, CancellationToken ct)
+    /// <param name="retractOnError">a request that fails before generating (the template raises, the prompt does not fit)
+    /// takes back the user message that was just added, so that the conversation stays as it was</param>
+    private IEnumerable<string> Turn(GenerationSettings settings, IReadOnlyList<ChatTool>? tools, CancellationToken ct, bool retractOnError = false)
     {
         tools ??= Settings.Tools;
-        if (_messages.Count == 0) throw new InvalidRequestException("the conversation has no messages");
-        string prompt = TemplateFor(tools).Render(Variables(_messages, true, tools));
-        int[] ids = _model.Tokenizer.EncodeWithSpecialTokens(prompt);
-        if (ids.Length == 0) throw new InvalidRequestException("the chat template rendered an empty prompt");
-        var filter = new StopTextFilter(settings.StopStrings);
-        int completion = 0;
-        foreach (var t in _session.Generate(ids, settings, atStartOfText: false, ct))
+        IEnumerable<GeneratedToken> tokens;
+        try
         {
-            completion++;
+            if (_messages.Count == 0) throw new InvalidRequestException("the conversation has no messages");
+            string prompt = TemplateFor(tools).Render(Variables(_messages, true, tools));
+            int[] ids = _model.Tokenizer.EncodeWithSpecialTokens(prompt);
+            if (ids.Length == 0) throw new InvalidRequestException("the chat template rendered an empty prompt");
+            tokens = _session.Generate(ids, settings, atStartOfText: false, ct);   // validates eagerly
+        }
+        catch when (retractOnError && _messages.Count > 0)
+        {
+            _messages.RemoveAt(_messages.Count - 1);
+            throw;
+        }
+        var filter = new StopTextFilter(settings.StopStrings);
+        foreach (var t in tokens)
+        {
             string shown = filter.Push(t.Text);
             if (shown.Length > 0) yield return shown;
         }

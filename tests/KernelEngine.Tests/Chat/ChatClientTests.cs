@@ -74,6 +74,21 @@ public sealed class ChatClientTests
         Assert.That(chat.Messages.Select(m => m.Role), Is.EqualTo(new[] { "system", "user", "assistant", "user", "assistant" }));
     }
 
+    /// <summary>A message that cannot be answered (its prompt does not fit the context) is an InvalidRequestException that
+    /// leaves the conversation as it was: the next turn still alternates roles as the template demands.</summary>
+    [Test]
+    public async Task TooLongMessage_IsRejected_AndTheConversationStaysUsable()
+    {
+        using var chat = _model.CreateChat();
+        chat.Send("Once upon a time", Greedy);
+        string huge = string.Concat(Enumerable.Repeat("story ", 2000));
+        Assert.Throws<InvalidRequestException>(() => chat.Send(huge, Greedy));
+        Assert.That(chat.Messages.Select(m => m.Role), Is.EqualTo(new[] { "user", "assistant" }));
+        await Assert.ThrowsAsync<InvalidRequestException>(async () => { await foreach (var _ in chat.SendAsync(huge, Greedy)) { } });
+        Assert.That(chat.Messages, Has.Count.EqualTo(2));
+        Assert.That(chat.Send("Tell me more", Greedy).Usage.CompletionTokens, Is.GreaterThan(0));
+    }
+
     [Test]
     public void StopStrings_AreLeftOutOfTheText()
     {
