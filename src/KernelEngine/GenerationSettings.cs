@@ -5,7 +5,9 @@ namespace KernelEngine;
 /// <summary>What <see cref="Session.GenerateAsync(string, GenerationSettings?, CancellationToken)"/> does.</summary>
 public sealed record GenerationSettings
 {
+    /// <summary>Most tokens to generate.</summary>
     public int MaxTokens { get; init; } = 256;
+    /// <summary>How each token is chosen.</summary>
     public SamplingSettings Sampling { get; init; } = new();
     /// <summary>Generation stops after a token whose text completes one of these (the stop string is kept in the text).</summary>
     public IReadOnlyList<string> StopStrings { get; init; } = [];

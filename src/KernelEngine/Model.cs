@@ -44,6 +44,7 @@ public sealed class Model : IDisposable
     private (string? Bos, string? Eos) _specialTokens;
     private string? _toolUseTemplate;
 
+    /// <summary>The model folder or GGUF file it was loaded from.</summary>
     public string Folder => Alive()._folder;
     /// <summary>The model's chat template (Jinja source) from tokenizer_config.json or GGUF metadata, or null.</summary>
     public string? ChatTemplate => Alive()._chatTemplate;
@@ -51,6 +52,7 @@ public sealed class Model : IDisposable
     public string? ToolUseChatTemplate => Alive()._toolUseTemplate;
     /// <summary>The text of the BOS / EOS token as chat templates print it (tokenizer_config.json, else the vocabulary's piece).</summary>
     public string BosText => Alive()._specialTokens.Bos ?? (_tokenizer.BosId is int b ? _tokenizer.Piece(b) : "");
+    /// <summary>The text of the first EOS token as chat templates print it.</summary>
     public string EosText => Alive()._specialTokens.Eos ?? (_tokenizer.EosIds.Count > 0 ? _tokenizer.Piece(_tokenizer.EosIds[0]) : "");
 
     /// <summary>A chat over this model: a conversation rendered with its chat template, streamed answers, a KV cache reused
@@ -62,10 +64,15 @@ public sealed class Model : IDisposable
 
     /// <summary>This model as Microsoft.Extensions.AI's embedding generator (normalized mean-pooled hidden states).</summary>
     public Chat.KernelEngineEmbeddingGenerator AsEmbeddingGenerator(bool meanPooling = true) => new(this, meanPooling);
+    /// <summary>The architecture's configuration (config.json or GGUF metadata).</summary>
     public ModelConfig Config => Alive()._config;
+    /// <summary>The model's tokenizer.</summary>
     public Tokenizer Tokenizer => Alive()._tokenizer;
+    /// <summary>The options it was loaded with.</summary>
     public ModelOptions Options => Alive()._options;
+    /// <summary>The device the weights are on.</summary>
     public DeviceInfo Device => Alive()._backend.Device;
+    /// <summary>Positions each session holds.</summary>
     public int ContextLength => Alive()._contextLength;
     internal Transformer Transformer => Alive()._transformer;
     internal IBackend Backend => Alive()._backend;
@@ -74,6 +81,7 @@ public sealed class Model : IDisposable
     public ProfilingBackend? Profiler => Alive()._backend as ProfilingBackend;
     /// <summary>Kernel launches (GPU) or ops (CPU) issued by this model's backend so far.</summary>
     public long Launches => Alive()._backend.Launches;
+    /// <summary>True once <see cref="Dispose"/> was called.</summary>
     public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
     private Model Alive()
@@ -148,6 +156,7 @@ public sealed class Model : IDisposable
         }
     }
 
+    /// <summary>A session: its own KV cache and buffers on this model. Dispose it to free them.</summary>
     public Session CreateSession()
     {
         var lease = Acquire();
@@ -162,6 +171,7 @@ public sealed class Model : IDisposable
 
     /// <summary>Parameters per tensor dtype, counted from the files (tied weights once).</summary>
     public long ParameterCount => Alive()._store.Entries.Sum(t => t.Elements);
+    /// <summary>Bytes of the weights as the backend holds them.</summary>
     public long WeightBytes => Alive()._transformer.Weights.Bytes;
     internal TensorStore? Store => Alive()._store as TensorStore;
 
@@ -184,6 +194,7 @@ public sealed class Model : IDisposable
 
     internal readonly struct Lease(Model model) : IDisposable
     {
+        /// <summary>Frees the weights and the device once no session call is running.</summary>
         public void Dispose() => model?.Release();
     }
 

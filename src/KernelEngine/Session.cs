@@ -51,10 +51,13 @@ public sealed class Session : IDisposable
         _logits = new float[c.VocabSize];
     }
 
+    /// <summary>The model this session runs.</summary>
     public Model Model => _model;
     /// <summary>Tokens whose keys and values are in the cache.</summary>
     public IReadOnlyList<int> Tokens => Alive()._tokens;
+    /// <summary>Tokens in the cache (the next position).</summary>
     public int Position => Alive()._tokens.Count;
+    /// <summary>Positions the cache holds.</summary>
     public int ContextLength => Alive()._cache.ContextLength;
     /// <summary>Most tokens one batched pass takes (<see cref="ModelOptions.PrefillBatch"/>).</summary>
     public int BatchCapacity => Alive()._state.Capacity;
@@ -147,6 +150,7 @@ public sealed class Session : IDisposable
         _tokens.RemoveRange(keep, discard);
     }
 
+    /// <summary>Forgets the cached tokens (the next prompt is fed from the start).</summary>
     public void Reset()
     {
         using var scope = Enter();
@@ -332,6 +336,7 @@ public sealed class Session : IDisposable
         return tok.Encode(prompt, addBos);
     }
 
+    /// <summary>Streams tokens generated after a text prompt (encoded with <see cref="EncodePrompt"/>).</summary>
     public IAsyncEnumerable<GeneratedToken> GenerateAsync(string prompt, GenerationSettings? settings = null, CancellationToken cancellationToken = default)
     {
         settings ??= new GenerationSettings();

@@ -13,9 +13,13 @@ public sealed record ChatMessage(string Role, string? Content)
     /// <summary>For a "tool" message: the function's name.</summary>
     public string? Name { get; init; }
 
+    /// <summary>A system message.</summary>
     public static ChatMessage System(string text) => new("system", text);
+    /// <summary>A user message.</summary>
     public static ChatMessage User(string text) => new("user", text);
+    /// <summary>An assistant message.</summary>
     public static ChatMessage Assistant(string text) => new("assistant", text);
+    /// <summary>A tool's result for the call <paramref name="callId"/> of <paramref name="name"/>.</summary>
     public static ChatMessage Tool(string callId, string name, string result) => new("tool", result) { ToolCallId = callId, Name = name };
 }
 

@@ -1,12 +1,23 @@
 namespace KernelEngine.Chat;
 
 /// <summary>Why an answer ended (OpenAI's finish_reason).</summary>
-public enum ChatFinishReason { Stop, Length, ToolCalls, Cancelled }
+public enum ChatFinishReason
+{
+    /// <summary>An end token or a stop string.</summary>
+    Stop,
+    /// <summary>The token budget or the context ran out.</summary>
+    Length,
+    /// <summary>The answer is tool calls.</summary>
+    ToolCalls,
+    /// <summary>The caller cancelled.</summary>
+    Cancelled,
+}
 
 /// <summary>Token counts of one turn: the rendered prompt (of which <see cref="ReusedPromptTokens"/> were already in the
 /// cache), and the answer (an end token counts).</summary>
 public sealed record ChatUsage(int PromptTokens, int CompletionTokens, int ReusedPromptTokens)
 {
+    /// <summary>Prompt plus completion tokens.</summary>
     public int TotalTokens => PromptTokens + CompletionTokens;
 }
 

@@ -36,7 +36,9 @@ public sealed class ChatSession : IDisposable
         Reset();
     }
 
+    /// <summary>How prompts are built (template, system prompt, tools, variables).</summary>
     public ChatSettings Settings { get; private set; }
+    /// <summary>The conversation so far, answers included.</summary>
     public IReadOnlyList<ChatMessage> Messages => _messages;
     /// <summary>The session holding the conversation's KV cache.</summary>
     public Session Session => _session;
@@ -199,5 +201,6 @@ public sealed class ChatSession : IDisposable
         return new Dictionary<string, object?> { ["type"] = "function", ["function"] = f };
     }
 
+    /// <summary>Frees the conversation's KV cache.</summary>
     public void Dispose() => _session.Dispose();
 }

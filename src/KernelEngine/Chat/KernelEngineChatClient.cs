@@ -26,6 +26,7 @@ public sealed class KernelEngineChatClient : AI.IChatClient
     private readonly AI.ChatClientMetadata _metadata;
     private int _disposed;
 
+    /// <summary>A client over <paramref name="model"/>; <paramref name="settings"/> set the template, system prompt and variables.</summary>
     public KernelEngineChatClient(Model model, ChatSettings? settings = null)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -43,6 +44,7 @@ public sealed class KernelEngineChatClient : AI.IChatClient
     /// <summary>The sampling a call without options gets (default: the library's sampling defaults).</summary>
     public GenerationSettings Defaults { get; init; } = new();
 
+    /// <summary>Answers the messages (see the class summary for the options used).</summary>
     public async Task<AI.ChatResponse> GetResponseAsync(IEnumerable<AI.ChatMessage> messages, AI.ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         var (conversation, settings, tools) = Prepare(messages, options);
@@ -62,6 +64,7 @@ public sealed class KernelEngineChatClient : AI.IChatClient
         finally { _gate.Release(); }
     }
 
+    /// <summary>Streams the answer; the last update carries the finish reason, usage and any tool calls.</summary>
     public async IAsyncEnumerable<AI.ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<AI.ChatMessage> messages, AI.ChatOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
@@ -152,6 +155,7 @@ public sealed class KernelEngineChatClient : AI.IChatClient
         InputTokenCount = r.Usage.PromptTokens, OutputTokenCount = r.Usage.CompletionTokens, TotalTokenCount = r.Usage.TotalTokens,
     };
 
+    /// <summary>The client's metadata, the client itself, or its <see cref="Model"/>.</summary>
     public object? GetService(Type serviceType, object? serviceKey = null) =>
         serviceKey != null ? null
         : serviceType == typeof(AI.ChatClientMetadata) ? _metadata

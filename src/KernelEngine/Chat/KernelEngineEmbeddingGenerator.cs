@@ -15,6 +15,7 @@ public sealed class KernelEngineEmbeddingGenerator : AI.IEmbeddingGenerator<stri
     private readonly AI.EmbeddingGeneratorMetadata _metadata;
     private int _disposed;
 
+    /// <summary>A generator over <paramref name="model"/>: mean pooling, or the last token's state.</summary>
     public KernelEngineEmbeddingGenerator(Model model, bool meanPooling = true)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -24,8 +25,10 @@ public sealed class KernelEngineEmbeddingGenerator : AI.IEmbeddingGenerator<stri
         _metadata = new AI.EmbeddingGeneratorMetadata("KernelEngine", null, Path.GetFileNameWithoutExtension(model.Folder.TrimEnd('/', '\\')), model.Config.HiddenSize);
     }
 
+    /// <summary>Mean-pool the tokens' hidden states (else the last token's).</summary>
     public bool MeanPooling { get; }
 
+    /// <summary>One unit-length embedding per text, with token usage.</summary>
     public async Task<AI.GeneratedEmbeddings<AI.Embedding<float>>> GenerateAsync(IEnumerable<string> values, AI.EmbeddingGenerationOptions? options = null,
         CancellationToken cancellationToken = default)
     {
@@ -55,6 +58,7 @@ public sealed class KernelEngineEmbeddingGenerator : AI.IEmbeddingGenerator<stri
         finally { _gate.Release(); }
     }
 
+    /// <summary>The generator's metadata, the generator itself, or its <see cref="Model"/>.</summary>
     public object? GetService(Type serviceType, object? serviceKey = null) =>
         serviceKey != null ? null
         : serviceType == typeof(AI.EmbeddingGeneratorMetadata) ? _metadata
@@ -62,6 +66,7 @@ public sealed class KernelEngineEmbeddingGenerator : AI.IEmbeddingGenerator<stri
         : serviceType == typeof(Model) ? _model
         : null;
 
+    /// <summary>Frees the generator's session.</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;

@@ -11,8 +11,10 @@ namespace KernelEngine.Chat;
 /// </summary>
 public static class ToolCallParser
 {
+    /// <summary>The answer's text outside tool calls, and the calls (name, arguments as JSON, id when the model gave one).</summary>
     public sealed record Parsed(string Content, IReadOnlyList<(string Name, string ArgumentsJson, string? Id)> Calls);
 
+    /// <summary>Finds the tool calls in an answer.</summary>
     public static Parsed Parse(string text)
     {
         var calls = new List<(string, string, string?)>();

@@ -12,11 +12,15 @@ namespace KernelEngine.Decoding;
 /// </summary>
 public sealed class BaseLogProbs : IDisposable
 {
+    /// <summary>The scored tokens (n + 1, BOS first).</summary>
     public required int[] Tokens { get; init; }
     /// <summary>(n, vocab) when held in memory; null when rows are read from the file (<see cref="Load"/>).</summary>
     public float[]? LogProbs { get; init; }
+    /// <summary>Vocabulary size (the length of a row).</summary>
     public required int Vocab { get; init; }
+    /// <summary>Window the base was run with.</summary>
     public required int Context { get; init; }
+    /// <summary>Stride of the windows.</summary>
     public required int Stride { get; init; }
 
     private FileStream? _file;
@@ -35,6 +39,7 @@ public sealed class BaseLogProbs : IDisposable
         return _row;
     }
 
+    /// <summary>Writes the log-probs to a safetensors file.</summary>
     public void Save(string path)
     {
         if (LogProbs == null) { File.Copy(_file!.Name, path, overwrite: true); return; }
@@ -75,6 +80,7 @@ public sealed class BaseLogProbs : IDisposable
         };
     }
 
+    /// <summary>Closes the file a loaded instance reads from.</summary>
     public void Dispose()
     {
         _file?.Dispose();

@@ -6,6 +6,7 @@ namespace KernelEngine.Decoding;
 /// </summary>
 public sealed record SamplingSettings
 {
+    /// <summary>Softmax temperature: logits are divided by it before sampling; 0 = greedy.</summary>
     public float Temperature { get; init; } = 0.8f;
     /// <summary>Keep the k most likely tokens; 0 = off.</summary>
     public int TopK { get; init; } = 40;
@@ -15,12 +16,17 @@ public sealed record SamplingSettings
     public float MinP { get; init; } = 0.05f;
     /// <summary>Logits of tokens among the last <see cref="RepetitionWindow"/> are divided (if positive) or multiplied by this; 1 = off.</summary>
     public float RepetitionPenalty { get; init; } = 1f;
+    /// <summary>How many of the latest tokens the repetition penalty looks at.</summary>
     public int RepetitionWindow { get; init; } = 64;
+    /// <summary>Seed of the sampler's random numbers.</summary>
     public ulong Seed { get; init; } = 42;
 
+    /// <summary>Greedy decoding (temperature 0): always the most likely token.</summary>
     public static SamplingSettings Greedy { get; } = new() { Temperature = 0 };
+    /// <summary>True when the temperature is 0.</summary>
     public bool IsGreedy => Temperature <= 0;
 
+    /// <summary>Checks every value; a bad one is an <see cref="InvalidRequestException"/> naming it.</summary>
     public void Validate()
     {
         if (!float.IsFinite(Temperature) || Temperature < 0 || Temperature > 1000) throw new InvalidRequestException($"temperature {Temperature} must be in [0, 1000]");

@@ -12,6 +12,7 @@ namespace KernelEngine.Decoding;
 /// </summary>
 public static class Scorer
 {
+    /// <summary>The tokens a text is scored on: BOS (where the model uses one) and the text.</summary>
     public static int[] TokensOf(Model model, string text)
     {
         if (text.Length == 0) throw new InvalidRequestException("empty text: nothing to score");
@@ -30,6 +31,7 @@ public static class Scorer
         catch (DecoderFallbackException e) { throw new InvalidRequestException($"{path}: not valid UTF-8 (byte offset {e.Index})"); }
     }
 
+    /// <summary>Scores a text (see <see cref="ScoreTokens"/>).</summary>
     public static ScoreResult Score(Model model, string text, ScoreOptions? options = null, Model? baseModel = null, BaseLogProbs? baseLogProbs = null)
     {
         var tokens = TokensOf(model, text);
@@ -66,6 +68,7 @@ public static class Scorer
             }));
     }
 
+    /// <summary>Scores tokens in sliding windows; with a base model (run in lockstep) or base log-probs, also KL(base || model) per token.</summary>
     public static ScoreResult ScoreTokens(Model model, int[] tokens, long bytes, ScoreOptions? options = null, Model? baseModel = null, BaseLogProbs? baseLogProbs = null)
     {
         options ??= new ScoreOptions();

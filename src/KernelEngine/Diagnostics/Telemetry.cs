@@ -12,19 +12,30 @@ namespace KernelEngine.Diagnostics;
 /// </summary>
 public static class Telemetry
 {
+    /// <summary>The meter's and the activity source's name: "KernelEngine".</summary>
     public const string Name = "KernelEngine";
     private static readonly string? Version = typeof(Telemetry).Assembly.GetName().Version?.ToString();
 
+    /// <summary>Spans ke.load, ke.generate and ke.prefill.</summary>
     public static readonly ActivitySource Source = new(Name, Version);
+    /// <summary>The library's instruments.</summary>
     public static readonly Meter Meter = new(Name, Version);
 
+    /// <summary>ke.prompt_tokens: prompt tokens fed (cache reuse excluded).</summary>
     public static readonly Counter<long> PromptTokens = Meter.CreateCounter<long>("ke.prompt_tokens", "{token}", "Prompt tokens fed to the model (tokens reused from the cache not counted)");
+    /// <summary>ke.generated_tokens: tokens generated.</summary>
     public static readonly Counter<long> GeneratedTokens = Meter.CreateCounter<long>("ke.generated_tokens", "{token}", "Tokens generated");
+    /// <summary>ke.time_to_first_token, seconds.</summary>
     public static readonly Histogram<double> TimeToFirstToken = Meter.CreateHistogram<double>("ke.time_to_first_token", "s", "From the start of a generation to its first token");
+    /// <summary>ke.prefill.duration, seconds.</summary>
     public static readonly Histogram<double> PrefillDuration = Meter.CreateHistogram<double>("ke.prefill.duration", "s", "Prompt processing time of a generation");
+    /// <summary>ke.decode.duration, seconds.</summary>
     public static readonly Histogram<double> DecodeDuration = Meter.CreateHistogram<double>("ke.decode.duration", "s", "Token generation time of a generation");
+    /// <summary>ke.decode.tokens_per_second.</summary>
     public static readonly Histogram<double> DecodeTokensPerSecond = Meter.CreateHistogram<double>("ke.decode.tokens_per_second", "{token}/s", "Decode speed of a generation");
+    /// <summary>ke.load.duration, seconds.</summary>
     public static readonly Histogram<double> LoadSeconds = Meter.CreateHistogram<double>("ke.load.duration", "s", "Model load time");
+    /// <summary>ke.kv_cache.size: bytes of KV cache held by live sessions.</summary>
     public static readonly UpDownCounter<long> KvCacheBytes = Meter.CreateUpDownCounter<long>("ke.kv_cache.size", "By", "KV cache memory held by live sessions");
 
     /// <summary>Records a finished generation.</summary>

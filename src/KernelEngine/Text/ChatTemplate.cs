@@ -24,7 +24,9 @@ public sealed class ChatTemplate
         _nodes = Parser.Parse(source);
     }
 
+    /// <summary>The template text.</summary>
     public string Source { get; }
+    /// <summary>The clock of strftime_now.</summary>
     public Func<DateTime> Now { get; }
 
     /// <summary>Renders with the variables of a JSON object (messages, add_generation_prompt, tools, bos_token, eos_token, ...).</summary>
