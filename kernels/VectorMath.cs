@@ -4,7 +4,7 @@ using System.Runtime.Intrinsics;
 namespace KernelEngine.Kernels;
 
 /// <summary>Small vector helpers shared by the CPU kernels.</summary>
-public static class VectorMath
+internal static class VectorMath
 {
     /// <summary>Sum of 16 lanes as a halving tree (512 → 256 → 128 → scalar): 4 adds deep, where Vector512.Sum
     /// (.NET 10) emits a ~25-instruction sequential reduction that dominates short rows.</summary>

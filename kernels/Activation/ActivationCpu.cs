@@ -8,7 +8,7 @@ namespace KernelEngine.Kernels.Activation;
 /// CPU twin of the Activation family (elementwise, width-generic ISimd loops with the inlined ExpPolynomial):
 /// SiLU-gated MLP (gate = silu(gate) * up), GELU tanh approximation ("gelu_new"), residual add.
 /// </summary>
-public static unsafe class ActivationCpu
+internal static unsafe class ActivationCpu
 {
     /// <summary>gate[i] = silu(gate[i]) · up[i] = gate · up / (1 + e^-gate), with <see cref="ExpPolynomial"/> inlined.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

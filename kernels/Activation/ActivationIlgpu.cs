@@ -4,7 +4,7 @@ using ILGPU.Algorithms;
 namespace KernelEngine.Kernels.Activation;
 
 /// <summary>ILGPU twin of the Activation family: one thread per element.</summary>
-public static class ActivationIlgpu
+internal static class ActivationIlgpu
 {
     public static void SiluMul(Index1D i, ArrayView<float> gate, ArrayView<float> up)
     {

@@ -15,7 +15,7 @@ namespace KernelEngine.Kernels.Attention;
 /// positions (a row of at most contextLength floats in per-thread scratch), an exact softmax, then the
 /// weighted sum of V rows. The cache holds F32, F16 or a block format (<see cref="KvRows"/>).
 /// </summary>
-public static unsafe class AttentionCpu
+internal static unsafe class AttentionCpu
 {
     [ThreadStatic] private static float[]? t_scores;
 

@@ -4,7 +4,7 @@ using KernelEngine.Kernels.Ilgpu;
 
 namespace KernelEngine.Kernels.Attention;
 
-public struct AttentionArgs
+internal struct AttentionArgs
 {
     public ArrayView<float> Q, Out;
     public ArrayView<byte> K, V;          // the whole cache; LayerOffset selects the layer (elements)
@@ -23,7 +23,7 @@ public struct AttentionArgs
 /// Decode (Flash-Decoding): the keys are split into chunks, one group per (head, chunk) computes a partial
 ///   (m, l, o), and a second launch merges the chunks of each head by log-sum-exp weights.
 /// </summary>
-public static class AttentionIlgpu
+internal static class AttentionIlgpu
 {
     public const int Threads = 32;
     public const int MaxHeadDim = 256;

@@ -14,7 +14,7 @@ namespace KernelEngine.Kernels.Attention;
 /// partials are merged by their log-sum-exp. Generic over the SIMD width (<see cref="ISimd{V}"/>); F32 cache rows are
 /// read in place, F16 rows converted in registers, block formats (Q8_0, ...) widened a chunk at a time into scratch.
 /// </summary>
-public static unsafe class DecodeAttentionCpu
+internal static unsafe class DecodeAttentionCpu
 {
     /// <summary>Positions per task at most: the task's scores (heads × chunk floats) stay in L1/L2.</summary>
     public const int MaxChunk = 256;

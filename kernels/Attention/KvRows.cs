@@ -11,7 +11,7 @@ namespace KernelEngine.Kernels.Attention;
 /// block boundary (the head size is a whole number of blocks). F32 rows are read in place, F16 rows converted in
 /// registers, block formats widened to F32 through their table row.
 /// </summary>
-public readonly unsafe struct KvRows
+internal readonly unsafe struct KvRows
 {
     /// <summary>The largest block a cache type may have: ggml's 32-element blocks, never the 256 of the K-quants.</summary>
     public const int MaxBlockElements = 32;

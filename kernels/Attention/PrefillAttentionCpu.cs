@@ -16,7 +16,7 @@ namespace KernelEngine.Kernels.Attention;
 /// V rows in place. Generic over the SIMD width (<see cref="ISimd{V}"/>); F16 and block-format caches (<see cref="KvRows"/>)
 /// are widened one tile at a time.
 /// </summary>
-public static unsafe class PrefillAttentionCpu
+internal static unsafe class PrefillAttentionCpu
 {
     /// <summary>Cache positions per tile: Sᵀ (tile × M floats) and a widened K/V tile stay in L1.</summary>
     public const int TileKeys = 64;

@@ -16,7 +16,7 @@ public readonly record struct Verdict(int Accepted, int Token, int Branch = 0);
 /// q ← q with the rejected token removed, renormalized (Jeon et al. 2024); the output is distributed exactly as p.
 /// Rows are full-vocabulary probability distributions (logits are enough in greedy mode).
 /// </summary>
-public static class DraftVerifyCpu
+internal static class DraftVerifyCpu
 {
     /// <param name="p">(k + 1, vocab) target distributions at the k draft positions and the one after</param>
     /// <param name="q">(k, vocab) draft distributions (unused in greedy mode; a one-hot row for prompt-lookup drafts)</param>

@@ -4,7 +4,7 @@ using KernelEngine.Kernels.Ilgpu;
 
 namespace KernelEngine.Kernels.DraftVerify;
 
-public struct DraftVerifyArgs
+internal struct DraftVerifyArgs
 {
     public ArrayView<float> P;          // (k + 1, vocab) target distributions (logits suffice when greedy)
     public ArrayView<float> Q;          // (k, vocab) draft distributions; multi-draft: (1, vocab) q of the position
@@ -21,7 +21,7 @@ public struct DraftVerifyArgs
 /// an unnormalized row is an inverse CDF over per-thread contiguous slices (slice sums, a prefix over the slices,
 /// then one thread scans its slice). Same rules and uniforms as <see cref="DraftVerifyCpu"/>.
 /// </summary>
-public static class DraftVerifyIlgpu
+internal static class DraftVerifyIlgpu
 {
     private static int ArgMax(ArrayView<float> row, int vocab, ArrayView<float> vals, ArrayView<int> idxs)
     {

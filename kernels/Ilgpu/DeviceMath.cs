@@ -8,7 +8,7 @@ namespace KernelEngine.Kernels.Ilgpu;
 /// they compile identically for PTX, OpenCL C and the CPU accelerator (System.Half does not compile in kernels),
 /// weight-element reads for every <see cref="WeightType"/>, and shared-memory group reductions (power-of-two groups).
 /// </summary>
-public static class DeviceMath
+internal static class DeviceMath
 {
     public const int GroupSize = 128;
 

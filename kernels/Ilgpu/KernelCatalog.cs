@@ -12,10 +12,10 @@ using KernelEngine.Kernels.SoftmaxEntropy;
 namespace KernelEngine.Kernels.Ilgpu;
 
 /// <summary>One ILGPU kernel entry point: explicitly grouped (KernelConfig) or implicitly grouped (Index1D).</summary>
-public sealed record KernelEntry(string Name, MethodInfo Method, bool ExplicitlyGrouped);
+internal sealed record KernelEntry(string Name, MethodInfo Method, bool ExplicitlyGrouped);
 
 /// <summary>Every ILGPU kernel of the engine, so a test can compile each one to PTX and OpenCL C without a GPU.</summary>
-public static class KernelCatalog
+internal static class KernelCatalog
 {
     private static KernelEntry E<T>(string name, Action<T> k) => new(name, k.Method, true);
     private static KernelEntry I<T>(string name, Action<Index1D, T> k) => new(name, k.Method, false);

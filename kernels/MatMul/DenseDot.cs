@@ -9,7 +9,7 @@ namespace KernelEngine.Kernels.MatMul;
 /// width (<see cref="ISimd{V}"/>), four independent accumulators, a scalar tail for any length. The public entry points
 /// take the widest width this process runs (<see cref="SimdLevel"/>).
 /// </summary>
-public static unsafe class DenseDot
+internal static unsafe class DenseDot
 {
     /// <summary>Elements per paired 16-bit load at the current width (x's <see cref="Deinterleave"/> period).</summary>
     public static int PairElements { get; } = SimdLevel.Current switch

@@ -11,7 +11,7 @@ namespace KernelEngine.Kernels.MatMul;
 /// Inf/NaN halves are not special-cased (weights are finite). bf16 is the top half of an f32 (vpmovzxwd, shift 16).
 /// Measured: 17 G elements/s per core for an fp16 dot product, vs 2.3 with Vector512.Widen.
 /// </summary>
-public static class HalfVector
+internal static class HalfVector
 {
     public static bool IsSupported => Avx512F.IsSupported;
 

@@ -16,7 +16,7 @@ namespace KernelEngine.Kernels.MatMul;
 /// Nibble order: a 64-byte load of Q4_K/Q5_K quants holds elements [0-31 | 64-95] in its low nibbles and [32-63 | 96-127]
 /// in its high nibbles, so the activations are kept in that order too (<see cref="Activations.QxNib"/>).
 /// </summary>
-public static unsafe class KQuantMatVecCpu
+internal static unsafe class KQuantMatVecCpu
 {
     private const int QK = KQuants.SuperBlock;
 

@@ -12,7 +12,7 @@ namespace KernelEngine.Kernels.MatMul;
 /// Q8_0); per block the unsigned 5-bit quants meet them in vpmaddubsw + vpmaddwd, and the offset or min term comes from
 /// the block's activation sum. AVX2 path; scalar elsewhere.
 /// </summary>
-public static unsafe class LegacyQuantMatVecCpu
+internal static unsafe class LegacyQuantMatVecCpu
 {
     private const int B = WeightTypes.BlockElements;
 

@@ -12,7 +12,7 @@ namespace KernelEngine.Kernels.MatMul;
 /// v2 prefill (rows > 1): tasks own a block of 64 W rows, widened to F32 once into per-thread scratch; chunks of 32
 ///    x rows (L2) meet groups of 4 W rows (L1) in a 4x4 register-blocked micro-kernel (<see cref="MicroKernel"/>).
 /// </summary>
-public static unsafe class MatMulCpu
+internal static unsafe class MatMulCpu
 {
     private const int PrefillBlockRows = 64;
     private const int PrefillXRows = 32;

@@ -4,7 +4,7 @@ using KernelEngine.Kernels.Ilgpu;
 namespace KernelEngine.Kernels.MatMul;
 
 /// <summary>Arguments of the MatMul kernels: y (rows, outDim) = x (rows, inDim) · Wᵀ + bias, W raw bytes of a WeightType.</summary>
-public struct MatMulArgs
+internal struct MatMulArgs
 {
     public ArrayView<float> X;
     public ArrayView<byte> W;
@@ -21,7 +21,7 @@ public struct MatMulArgs
 /// v2 Tiled (prefill): 16x16 output tiles per group of 256 threads; 16x16 tiles of x and W are staged in shared
 ///    memory (padded to 17 columns against bank conflicts) so each weight is read once per 16 rows of x.
 /// </summary>
-public static class MatMulIlgpu
+internal static class MatMulIlgpu
 {
     public const int Tile = 16;
 

@@ -12,7 +12,7 @@ namespace KernelEngine.Kernels.MatMul;
 /// F32 rows: 4 independent accumulators per row; F16/BF16: converted in registers; Q8_0/Q4_0: the integer path of
 /// <see cref="QuantMatVecCpu"/>; Q4_K/Q5_K/Q6_K: <see cref="KQuantMatVecCpu"/>; Q4_1/Q5_0/Q5_1: <see cref="LegacyQuantMatVecCpu"/>; other types: widened per group of 4 rows into scratch.
 /// </summary>
-public static unsafe class MatVecCpu
+internal static unsafe class MatVecCpu
 {
     public const int MaxParts = 4;
     /// <summary>Tasks per thread: small enough bands that a slow core does not hold the launch up (2-32 measured alike).</summary>

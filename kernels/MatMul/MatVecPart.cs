@@ -2,7 +2,7 @@ namespace KernelEngine.Kernels.MatMul;
 
 /// <summary>One matrix of a decode product: y (OutDim) = W (OutDim, inDim) · x (+ Bias). Several parts that read the same
 /// x (q/k/v, gate/up) run as one job (<see cref="MatVecCpu"/>).</summary>
-public unsafe struct MatVecPart
+internal unsafe struct MatVecPart
 {
     public byte* W;          // (OutDim, inDim) in Type's row layout
     public WeightType Type;

@@ -9,7 +9,7 @@ namespace KernelEngine.Kernels.MatMul;
 /// n), one template over the SIMD width. With 32 vector registers (AVX-512, NEON) the 4x4 block keeps 16 accumulators;
 /// with 16 (AVX2, SSE) it runs as two 2x4 halves (8 accumulators + 4 w loads + 1 x, no spills).
 /// </summary>
-public static unsafe class MicroKernel
+internal static unsafe class MicroKernel
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Tile4x4(float* x, float* w, int n, float* y, int yStride)

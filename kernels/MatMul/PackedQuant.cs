@@ -14,7 +14,7 @@ namespace KernelEngine.Kernels.MatMul;
 /// Q8_0 block pairs are then one 64-byte load, Q4_0 block quads one 64-byte load, and the bytes read per weight equal
 /// ggml's (8.5 / 4.5 bits), where widened f32 scales would add 1 bit.
 /// </summary>
-public static unsafe class PackedQuant
+internal static unsafe class PackedQuant
 {
     private const int B = WeightTypes.BlockElements;
 

@@ -15,7 +15,7 @@ namespace KernelEngine.Kernels.MatMul;
 /// Other CPUs take the 256-bit AVX2 or the scalar path. (.NET 10 exposes no AVX-512 VNNI intrinsic, so vpdpbusd is
 /// out of reach; vpmaddubsw + vpmaddwd is the same arithmetic in two instructions.)
 /// </summary>
-public static unsafe class QuantMatVecCpu
+internal static unsafe class QuantMatVecCpu
 {
     private const int B = WeightTypes.BlockElements;
 

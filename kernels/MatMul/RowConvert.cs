@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics;
 namespace KernelEngine.Kernels.MatMul;
 
 /// <summary>Widens one stored weight row (any <see cref="WeightType"/>) to F32 in a small scratch buffer.</summary>
-public static unsafe class RowConvert
+internal static unsafe class RowConvert
 {
     /// <summary>Widens a row through its format's row of the table (F32 is a copy).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

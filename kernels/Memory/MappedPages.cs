@@ -8,7 +8,7 @@ namespace KernelEngine.Kernels.Memory;
 /// readable — a later read (an embedding row) faults the page back in from the file — so this is only for file-backed
 /// ranges: on anonymous memory it would discard the contents.
 /// </summary>
-public static unsafe class MappedPages
+internal static unsafe class MappedPages
 {
     private const int MadvDontNeed = 4;
     private static readonly long PageSize = Environment.SystemPageSize;

@@ -3,7 +3,7 @@ using KernelEngine.Kernels.Ilgpu;
 
 namespace KernelEngine.Kernels.Memory;
 
-public struct EmbedArgs
+internal struct EmbedArgs
 {
     public ArrayView<byte> Table;
     public ArrayView<int> Ids;
@@ -12,7 +12,7 @@ public struct EmbedArgs
     public long RowBytes;
 }
 
-public struct KvArgs
+internal struct KvArgs
 {
     public ArrayView<float> K, V;
     public ArrayView<byte> CacheK, CacheV;
@@ -21,7 +21,7 @@ public struct KvArgs
 }
 
 /// <summary>Gathers, cache writes and copies on the device (one thread per element).</summary>
-public static class MemoryIlgpu
+internal static class MemoryIlgpu
 {
     /// <summary>x[r] (+)= table[ids[r]], any weight type.</summary>
     public static void Embed(Index1D index, EmbedArgs a)

@@ -7,7 +7,7 @@ namespace KernelEngine.Kernels.Memory;
 /// buffers are sized for the whole context but a session touches only the positions it uses; on Linux they come from
 /// an anonymous mapping (the kernel hands out zero pages on demand), elsewhere from a cleared aligned allocation.
 /// </summary>
-public static unsafe class ZeroPages
+internal static unsafe class ZeroPages
 {
     private const long MapThreshold = 1L << 20;
     private const int ProtReadWrite = 0x1 | 0x2;

@@ -10,7 +10,7 @@ namespace KernelEngine.Kernels.Norm;
 /// RMSNorm: y = x / sqrt(mean(x²) + eps) * w.  LayerNorm: y = (x - mean) / sqrt(var + eps) * w + b.
 /// Sums run in F32 through TensorPrimitives (vectorized, pairwise-ish accumulation).
 /// </summary>
-public static unsafe class NormCpu
+internal static unsafe class NormCpu
 {
     private struct Job
     {

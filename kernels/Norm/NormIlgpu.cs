@@ -4,7 +4,7 @@ using KernelEngine.Kernels.Ilgpu;
 
 namespace KernelEngine.Kernels.Norm;
 
-public struct NormArgs
+internal struct NormArgs
 {
     public ArrayView<float> X, W, B, Y;
     public int Dim;
@@ -12,7 +12,7 @@ public struct NormArgs
 }
 
 /// <summary>ILGPU twin of the Norm family: one group of 128 threads per row, shared-memory reductions.</summary>
-public static class NormIlgpu
+internal static class NormIlgpu
 {
     /// <summary>v0 one thread per row (the CPU accelerator's path, no barriers).</summary>
     public static void RmsNormPerRow(Index1D r, NormArgs a)

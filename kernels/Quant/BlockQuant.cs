@@ -9,7 +9,7 @@ namespace KernelEngine.Kernels.Quant;
 /// ggml's reference: Q8_0 d = amax / 127, q = round(x / d); Q4_0 d = max / -8 (max = the value of largest
 /// magnitude, sign kept), q = min(15, (int)(x / d + 8.5)). Scales are stored as IEEE fp16.
 /// </summary>
-public static unsafe class BlockQuant
+internal static unsafe class BlockQuant
 {
     public const int Block = WeightTypes.BlockElements;
 

@@ -6,7 +6,7 @@ namespace KernelEngine.Kernels.Quant;
 
 /// <summary>Widening of K-quant rows to F32 (prefill's weight blocks): 16 quants at a time as bytes, zero-extended and
 /// scaled by one FMA at the widest width the CPU runs (<see cref="Store16"/>).</summary>
-public static unsafe class KQuantRows
+internal static unsafe class KQuantRows
 {
     /// <summary>Whether a vector path exists (else the formats' scalar rows).</summary>
     public static bool IsSupported => Vector128.IsHardwareAccelerated;

@@ -7,7 +7,7 @@ namespace KernelEngine.Kernels.Quant;
 /// come out identical: <c>nearest_int</c>, <c>make_qx_quants</c> (symmetric, Q6_K), <c>make_qkx2_quants</c> (scale and
 /// min by a weighted search, Q4_K/Q5_K) and the 6-bit scale/min packing of the K-quant super-blocks.
 /// </summary>
-public static class KQuants
+internal static class KQuants
 {
     public const int SuperBlock = 256;
     private const float GroupMaxEps = 1e-15f;

@@ -4,7 +4,7 @@ namespace KernelEngine.Kernels.Quant;
 
 /// <summary>Stores a (rows, cols) F32 matrix in a <see cref="WeightType"/>: raw bytes as the kernels read them (each
 /// row through its format's reference quantizer).</summary>
-public static class WeightEncoding
+internal static class WeightEncoding
 {
     public static byte[] Encode(ReadOnlySpan<float> w, WeightType type, int rows, int cols)
     {

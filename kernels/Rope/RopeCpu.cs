@@ -17,7 +17,7 @@ public enum RopeLayout
 /// invFreq (headDim/2) is computed once per model (see <see cref="RopeFrequencies"/>), so llama3 scaling costs
 /// nothing per token. cos/sin are computed in double to stay exact at long positions.
 /// </summary>
-public static unsafe class RopeCpu
+internal static unsafe class RopeCpu
 {
     /// <param name="x">(rows, heads * headDim) activations, rotated in place</param>
     /// <param name="positions">(rows) absolute position of each row</param>

@@ -4,7 +4,7 @@ using KernelEngine.Kernels.Ilgpu;
 
 namespace KernelEngine.Kernels.Rope;
 
-public struct RopeArgs
+internal struct RopeArgs
 {
     public ArrayView<float> X;
     public ArrayView<int> Positions;
@@ -12,7 +12,7 @@ public struct RopeArgs
     public int Heads, HeadDim, Interleaved;
 }
 
-public struct RotateCacheArgs
+internal struct RotateCacheArgs
 {
     public ArrayView<float> F32;      // the cache as F32, or
     public ArrayView<ushort> F16;     // as F16 bits (F16 != 0)
@@ -22,7 +22,7 @@ public struct RotateCacheArgs
 }
 
 /// <summary>ILGPU twin of RoPE: one thread per rotated pair; the angle is formed in double as on the CPU.</summary>
-public static class RopeIlgpu
+internal static class RopeIlgpu
 {
     public static void Apply(Index1D index, RopeArgs a)
     {

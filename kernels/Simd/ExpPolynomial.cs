@@ -9,7 +9,7 @@ namespace KernelEngine.Kernels.Simd;
 /// (tier 0, lane by lane) for a whole short generation. Inputs below -87.3 give e^-87.3 ≈ 1.2e-38 (softmax's masked
 /// -∞ scores contribute nothing), above 88 give e^88.
 /// </summary>
-public static class ExpPolynomial
+internal static class ExpPolynomial
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static V Exp<S, V>(V x) where S : ISimd<V> where V : struct

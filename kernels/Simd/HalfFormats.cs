@@ -4,7 +4,7 @@ using KernelEngine.Kernels.MatMul;
 namespace KernelEngine.Kernels.Simd;
 
 /// <summary>A 16-bit float format (fp16 or bf16) as the dense templates read it, at any <see cref="ISimd{V}"/> width.</summary>
-public unsafe interface IHalfFormat
+internal unsafe interface IHalfFormat
 {
     /// <summary>2·Floats values as (even, odd), scaled by <see cref="DenseDot.XdScale"/> / <see cref="PairScale"/>.</summary>
     static abstract (V Even, V Odd) Pairs<S, V>(ushort* p) where S : ISimd<V> where V : struct;
@@ -15,7 +15,7 @@ public unsafe interface IHalfFormat
     static abstract float ToSingle(ushort h);
 }
 
-public readonly unsafe struct Fp16 : IHalfFormat
+internal readonly unsafe struct Fp16 : IHalfFormat
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static (V Even, V Odd) Pairs<S, V>(ushort* p) where S : ISimd<V> where V : struct => S.LoadHalfPairsUnscaled(p);
@@ -25,7 +25,7 @@ public readonly unsafe struct Fp16 : IHalfFormat
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static float ToSingle(ushort h) => HalfVector.ToSingle(h);
 }
 
-public readonly unsafe struct Bf16 : IHalfFormat
+internal readonly unsafe struct Bf16 : IHalfFormat
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static (V Even, V Odd) Pairs<S, V>(ushort* p) where S : ISimd<V> where V : struct => S.LoadBf16Pairs(p);

@@ -10,7 +10,7 @@ namespace KernelEngine.Kernels.Simd;
 /// Widths: <see cref="Simd512"/> (AVX-512BW), <see cref="Simd256"/> (AVX2 + FMA), <see cref="Simd128"/> (SSE4.1 + SSSE3
 /// on x86, AdvSimd on ARM64); <see cref="SimdLevel"/> picks the widest the CPU runs.
 /// </summary>
-public unsafe interface ISimd<V> where V : struct
+internal unsafe interface ISimd<V> where V : struct
 {
     static abstract bool IsSupported { get; }
     /// <summary>f32 (or int32) lanes per vector.</summary>

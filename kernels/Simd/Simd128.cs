@@ -7,7 +7,7 @@ namespace KernelEngine.Kernels.Simd;
 
 /// <summary>128-bit width: SSE4.1 + SSSE3 on x86 (what <c>DOTNET_EnableAVX2=0</c> leaves), AdvSimd (NEON) on ARM64, where
 /// the int8 dots take <c>sdot</c> when the CPU has it (<see cref="Dp"/>) and widening multiplies otherwise.</summary>
-public readonly unsafe struct Simd128 : ISimd<Vector128<float>>
+internal readonly unsafe struct Simd128 : ISimd<Vector128<float>>
 {
     public static bool IsSupported => Vector128.IsHardwareAccelerated && ((Sse41.IsSupported && Ssse3.IsSupported) || AdvSimd.Arm64.IsSupported);
     public static int Floats => 4;

@@ -6,7 +6,7 @@ using KernelEngine.Kernels.MatMul;
 namespace KernelEngine.Kernels.Simd;
 
 /// <summary>256-bit width: AVX2 + FMA (16 ymm registers), the path of CPUs without AVX-512.</summary>
-public readonly unsafe struct Simd256 : ISimd<Vector256<float>>
+internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
 {
     public static bool IsSupported => Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported && Vector256.IsHardwareAccelerated;
     public static int Floats => 8;

@@ -6,7 +6,7 @@ using KernelEngine.Kernels.MatMul;
 namespace KernelEngine.Kernels.Simd;
 
 /// <summary>512-bit width: AVX-512F/BW (32 zmm registers).</summary>
-public readonly unsafe struct Simd512 : ISimd<Vector512<float>>
+internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
 {
     public static bool IsSupported => Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
     public static int Floats => 16;

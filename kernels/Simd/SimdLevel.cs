@@ -5,7 +5,7 @@ namespace KernelEngine.Kernels.Simd;
 
 /// <summary>The widest SIMD path this process runs (the runtime's <c>DOTNET_EnableAVX512=0</c> / <c>DOTNET_EnableAVX2=0</c>
 /// narrow it, as on a CPU without those instructions), and what each kernel family takes on it.</summary>
-public static class SimdLevel
+internal static class SimdLevel
 {
     public enum Width { Scalar = 0, V128 = 128, V256 = 256, V512 = 512 }
 

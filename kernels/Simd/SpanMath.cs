@@ -9,7 +9,7 @@ namespace KernelEngine.Kernels.Simd;
 /// run as unoptimized tier-0 code until the runtime's tiering promotes them, which under default host settings does
 /// not happen within a short generation.
 /// </summary>
-public static unsafe class SpanMath
+internal static unsafe class SpanMath
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Max(ReadOnlySpan<float> x)

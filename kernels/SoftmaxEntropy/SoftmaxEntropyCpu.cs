@@ -19,7 +19,7 @@ public readonly record struct SoftmaxStats(float Max, double LogSumExp, double E
 /// S = Σ exp(z - m) and T = Σ exp(z - m)(z - m) over chunks with TensorPrimitives, folded in double;
 /// entropy = log S - T / S. The GPU version merges partial (m, S, T) triples across groups the same way.
 /// </summary>
-public static class SoftmaxEntropyCpu
+internal static class SoftmaxEntropyCpu
 {
     private const int Chunk = 4096;
     [ThreadStatic] private static float[]? t_scratch;

@@ -4,7 +4,7 @@ using KernelEngine.Kernels.Ilgpu;
 
 namespace KernelEngine.Kernels.SoftmaxEntropy;
 
-public struct SoftmaxEntropyArgs
+internal struct SoftmaxEntropyArgs
 {
     public ArrayView<float> Logits;       // the row
     public ArrayView<float> Partial;      // (groups, 3): m, S, T
@@ -23,7 +23,7 @@ public struct SoftmaxEntropyArgs
 /// The last group to finish (device-wide atomic ticket after a fence) merges every group's triple and writes
 /// log-sum-exp = M + log S, entropy = log S − T/S and log p(token).
 /// </summary>
-public static class SoftmaxEntropyIlgpu
+internal static class SoftmaxEntropyIlgpu
 {
     private static void Merge(ref float m, ref float s, ref float t, float m2, float s2, float t2)
     {
