@@ -15,6 +15,7 @@ for s in ChatConsole Scoring WebApi Bench; do
   echo "sample $s built against KernelEngine $version"
 done
 tools=$(mktemp -d)
+trap 'rm -rf "$tools"' EXIT
 dotnet tool install KernelEngine.Tool --version "$version" --add-source "$feed" --tool-path "$tools" >/dev/null
 "$tools/ke" devices | head -2
 if [ ! -d "$model" ]; then echo "samples: $model absent, not run"; exit 0; fi

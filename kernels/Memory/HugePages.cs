@@ -11,7 +11,6 @@ namespace KernelEngine.Kernels.Memory;
 internal static unsafe class HugePages
 {
     private const nuint HugePage = 2u << 20;
-    private const int MadvHugePage = 14;
 
     /// <summary>Allocates <paramref name="bytes"/> (uninitialized); release with <see cref="Free"/>.</summary>
     public static byte* Alloc(long bytes)
@@ -20,13 +19,9 @@ internal static unsafe class HugePages
         if (!OperatingSystem.IsLinux() || bytes < (long)HugePage) return (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
         nuint rounded = ((nuint)bytes + HugePage - 1) & ~(HugePage - 1);
         var p = (byte*)NativeMemory.AlignedAlloc(rounded, HugePage);
-        try { _ = madvise((nint)p, rounded, MadvHugePage); }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { /* no libc madvise: 4 KiB pages */ }
+        Madvise.Advise((nint)p, rounded, Madvise.HugePage);   // refused or unavailable: 4 KiB pages
         return p;
     }
 
     public static void Free(byte* p) => NativeMemory.AlignedFree(p);
-
-    [DllImport("libc", EntryPoint = "madvise")]
-    private static extern int madvise(nint addr, nuint length, int advice);
 }

@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace KernelEngine.Kernels.Memory;
 
 /// <summary>
@@ -10,7 +8,6 @@ namespace KernelEngine.Kernels.Memory;
 /// </summary>
 internal static unsafe class MappedPages
 {
-    private const int MadvDontNeed = 4;
     private static readonly long PageSize = Environment.SystemPageSize;
 
     /// <summary>Releases the whole pages inside [start, start + bytes).</summary>
@@ -19,10 +16,6 @@ internal static unsafe class MappedPages
         if (!OperatingSystem.IsLinux() || bytes <= 0) return;
         long first = ((long)start + PageSize - 1) & ~(PageSize - 1), end = ((long)start + bytes) & ~(PageSize - 1);
         if (end <= first) return;
-        try { _ = madvise((nint)first, (nuint)(end - first), MadvDontNeed); }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
+        Madvise.Advise((nint)first, (nuint)(end - first), Madvise.DontNeed);
     }
-
-    [DllImport("libc", EntryPoint = "madvise")]
-    private static extern int madvise(nint addr, nuint length, int advice);
 }

@@ -122,109 +122,96 @@ internal static unsafe class SpanMath
 
     /// <summary>dst = x · scale + shift.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void ScaleShift(ReadOnlySpan<float> x, float scale, float shift, Span<float> dst) => ScaleShift(x, scale, shift, dst, exp: false);
+    public static void ScaleShift(ReadOnlySpan<float> x, float scale, float shift, Span<float> dst) => Map<ScaleShiftOp>(x, default, default, scale, shift, dst);
 
     /// <summary>dst = e^(x · scale + shift).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void ExpScaleShift(ReadOnlySpan<float> x, float scale, float shift, Span<float> dst) => ScaleShift(x, scale, shift, dst, exp: true);
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScaleShift(ReadOnlySpan<float> x, float scale, float shift, Span<float> dst, bool exp)
-    {
-        if (dst.Length < x.Length) throw new ArgumentException("destination too short", nameof(dst));
-        fixed (float* px = x, pd = dst)
-            switch (SimdLevel.Current)
-            {
-                case SimdLevel.Width.V512: ScaleShift<Simd512, Vector512<float>>(px, scale, shift, pd, x.Length, exp); break;
-                case SimdLevel.Width.V256: ScaleShift<Simd256, Vector256<float>>(px, scale, shift, pd, x.Length, exp); break;
-                case SimdLevel.Width.V128: ScaleShift<Simd128, Vector128<float>>(px, scale, shift, pd, x.Length, exp); break;
-                default:
-                    for (int i = 0; i < x.Length; i++) pd[i] = exp ? MathF.Exp(px[i] * scale + shift) : px[i] * scale + shift;
-                    break;
-            }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScaleShift<S, V>(float* x, float scale, float shift, float* dst, int n, bool exp) where S : ISimd<V> where V : struct
-    {
-        int F = S.Floats, i = 0;
-        V vs = S.Broadcast(scale), vb = S.Broadcast(shift);
-        for (; i + F <= n; i += F)
-        {
-            V y = S.Fma(S.Load(x + i), vs, vb);
-            S.Store(exp ? S.Exp(y) : y, dst + i);
-        }
-        for (; i < n; i++) dst[i] = exp ? MathF.Exp(x[i] * scale + shift) : x[i] * scale + shift;
-    }
+    public static void ExpScaleShift(ReadOnlySpan<float> x, float scale, float shift, Span<float> dst) => Map<ExpScaleShiftOp>(x, default, default, scale, shift, dst);
 
     /// <summary>dst = x · scale + y (element-wise).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void MultiplyAdd(ReadOnlySpan<float> x, float scale, ReadOnlySpan<float> y, Span<float> dst)
-    {
-        if (y.Length < x.Length || dst.Length < x.Length) throw new ArgumentException("spans too short");
-        fixed (float* px = x, py = y, pd = dst)
-            switch (SimdLevel.Current)
-            {
-                case SimdLevel.Width.V512: MultiplyAdd<Simd512, Vector512<float>>(px, scale, py, pd, x.Length); break;
-                case SimdLevel.Width.V256: MultiplyAdd<Simd256, Vector256<float>>(px, scale, py, pd, x.Length); break;
-                case SimdLevel.Width.V128: MultiplyAdd<Simd128, Vector128<float>>(px, scale, py, pd, x.Length); break;
-                default: for (int i = 0; i < x.Length; i++) pd[i] = px[i] * scale + py[i]; break;
-            }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MultiplyAdd<S, V>(float* x, float scale, float* y, float* dst, int n) where S : ISimd<V> where V : struct
-    {
-        int F = S.Floats, i = 0;
-        V vs = S.Broadcast(scale);
-        for (; i + F <= n; i += F) S.Store(S.Fma(S.Load(x + i), vs, S.Load(y + i)), dst + i);
-        for (; i < n; i++) dst[i] = x[i] * scale + y[i];
-    }
+    public static void MultiplyAdd(ReadOnlySpan<float> x, float scale, ReadOnlySpan<float> y, Span<float> dst) => Map<MultiplyAddOp>(x, y, default, scale, 0f, dst);
 
     /// <summary>dst = x ⊙ w + b (element-wise: LayerNorm's last step).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void FusedMultiplyAdd(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> dst)
-    {
-        if (w.Length < x.Length || b.Length < x.Length || dst.Length < x.Length) throw new ArgumentException("spans too short");
-        fixed (float* px = x, pw = w, pb = b, pd = dst)
-            switch (SimdLevel.Current)
-            {
-                case SimdLevel.Width.V512: FusedMultiplyAdd<Simd512, Vector512<float>>(px, pw, pb, pd, x.Length); break;
-                case SimdLevel.Width.V256: FusedMultiplyAdd<Simd256, Vector256<float>>(px, pw, pb, pd, x.Length); break;
-                case SimdLevel.Width.V128: FusedMultiplyAdd<Simd128, Vector128<float>>(px, pw, pb, pd, x.Length); break;
-                default: for (int i = 0; i < x.Length; i++) pd[i] = MathF.FusedMultiplyAdd(px[i], pw[i], pb[i]); break;
-            }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void FusedMultiplyAdd<S, V>(float* x, float* w, float* b, float* dst, int n) where S : ISimd<V> where V : struct
-    {
-        int F = S.Floats, i = 0;
-        for (; i + F <= n; i += F) S.Store(S.Fma(S.Load(x + i), S.Load(w + i), S.Load(b + i)), dst + i);
-        for (; i < n; i++) dst[i] = MathF.FusedMultiplyAdd(x[i], w[i], b[i]);
-    }
+    public static void FusedMultiplyAdd(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> dst) => Map<FmaOp>(x, w, b, 0f, 0f, dst);
 
     /// <summary>dst = x ⊙ w · scale (element-wise product with a weight row, then a scalar: RMSNorm's last step).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void MultiplyScaled(ReadOnlySpan<float> x, ReadOnlySpan<float> w, float scale, Span<float> dst)
+    public static void MultiplyScaled(ReadOnlySpan<float> x, ReadOnlySpan<float> w, float scale, Span<float> dst) => Map<MultiplyScaledOp>(x, w, default, scale, 0f, dst);
+
+    /// <summary>An element-wise operation of up to three vectors (x, y, z) and two scalars (a, b), as TensorPrimitives'
+    /// operator structs: one loop template serves them all.</summary>
+    private interface IMap
     {
-        if (w.Length < x.Length || dst.Length < x.Length) throw new ArgumentException("spans too short");
-        fixed (float* px = x, pw = w, pd = dst)
+        /// <summary>How many of x, y, z the operation reads.</summary>
+        static abstract int Inputs { get; }
+        static abstract V Invoke<S, V>(V x, V y, V z, V a, V b) where S : ISimd<V> where V : struct;
+        static abstract float Invoke(float x, float y, float z, float a, float b);
+    }
+
+    private readonly struct ScaleShiftOp : IMap
+    {
+        public static int Inputs => 1;
+        [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+        public static V Invoke<S, V>(V x, V y, V z, V a, V b) where S : ISimd<V> where V : struct => S.Fma(x, a, b);
+        public static float Invoke(float x, float y, float z, float a, float b) => x * a + b;
+    }
+
+    private readonly struct ExpScaleShiftOp : IMap
+    {
+        public static int Inputs => 1;
+        [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+        public static V Invoke<S, V>(V x, V y, V z, V a, V b) where S : ISimd<V> where V : struct => S.Exp(S.Fma(x, a, b));
+        public static float Invoke(float x, float y, float z, float a, float b) => MathF.Exp(x * a + b);
+    }
+
+    private readonly struct MultiplyAddOp : IMap
+    {
+        public static int Inputs => 2;
+        [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+        public static V Invoke<S, V>(V x, V y, V z, V a, V b) where S : ISimd<V> where V : struct => S.Fma(x, a, y);
+        public static float Invoke(float x, float y, float z, float a, float b) => x * a + y;
+    }
+
+    private readonly struct FmaOp : IMap
+    {
+        public static int Inputs => 3;
+        [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+        public static V Invoke<S, V>(V x, V y, V z, V a, V b) where S : ISimd<V> where V : struct => S.Fma(x, y, z);
+        public static float Invoke(float x, float y, float z, float a, float b) => MathF.FusedMultiplyAdd(x, y, z);
+    }
+
+    private readonly struct MultiplyScaledOp : IMap
+    {
+        public static int Inputs => 2;
+        [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+        public static V Invoke<S, V>(V x, V y, V z, V a, V b) where S : ISimd<V> where V : struct => S.Mul(S.Mul(x, a), y);
+        public static float Invoke(float x, float y, float z, float a, float b) => x * a * y;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Map<O>(ReadOnlySpan<float> x, ReadOnlySpan<float> y, ReadOnlySpan<float> z, float a, float b, Span<float> dst) where O : IMap
+    {
+        int n = x.Length;
+        if (dst.Length < n || O.Inputs >= 2 && y.Length < n || O.Inputs >= 3 && z.Length < n) throw new ArgumentException("spans too short");
+        fixed (float* px = x, py = y, pz = z, pd = dst)
             switch (SimdLevel.Current)
             {
-                case SimdLevel.Width.V512: MultiplyScaled<Simd512, Vector512<float>>(px, pw, scale, pd, x.Length); break;
-                case SimdLevel.Width.V256: MultiplyScaled<Simd256, Vector256<float>>(px, pw, scale, pd, x.Length); break;
-                case SimdLevel.Width.V128: MultiplyScaled<Simd128, Vector128<float>>(px, pw, scale, pd, x.Length); break;
-                default: for (int i = 0; i < x.Length; i++) pd[i] = px[i] * scale * pw[i]; break;
+                case SimdLevel.Width.V512: Map<Simd512, Vector512<float>, O>(px, py, pz, a, b, pd, n); break;
+                case SimdLevel.Width.V256: Map<Simd256, Vector256<float>, O>(px, py, pz, a, b, pd, n); break;
+                case SimdLevel.Width.V128: Map<Simd128, Vector128<float>, O>(px, py, pz, a, b, pd, n); break;
+                default: for (int i = 0; i < n; i++) pd[i] = O.Invoke(px[i], O.Inputs >= 2 ? py[i] : 0, O.Inputs >= 3 ? pz[i] : 0, a, b); break;
             }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MultiplyScaled<S, V>(float* x, float* w, float scale, float* dst, int n) where S : ISimd<V> where V : struct
+    private static void Map<S, V, O>(float* x, float* y, float* z, float a, float b, float* dst, int n) where S : ISimd<V> where V : struct where O : IMap
     {
         int F = S.Floats, i = 0;
-        V vs = S.Broadcast(scale);
-        for (; i + F <= n; i += F) S.Store(S.Mul(S.Mul(S.Load(x + i), vs), S.Load(w + i)), dst + i);
-        for (; i < n; i++) dst[i] = x[i] * scale * w[i];
+        V va = S.Broadcast(a), vb = S.Broadcast(b);
+        for (; i + F <= n; i += F)
+            S.Store(O.Invoke<S, V>(S.Load(x + i), O.Inputs >= 2 ? S.Load(y + i) : S.Zero, O.Inputs >= 3 ? S.Load(z + i) : S.Zero, va, vb), dst + i);
+        for (; i < n; i++) dst[i] = O.Invoke(x[i], O.Inputs >= 2 ? y[i] : 0, O.Inputs >= 3 ? z[i] : 0, a, b);
     }
 }

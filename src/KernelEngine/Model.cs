@@ -103,10 +103,25 @@ public sealed class Model : IDisposable
     {
         options ??= new ModelOptions();
         ct.ThrowIfCancellationRequested();
-        progress?.Report(new LoadProgress("reading", 0));
-        var activity = Diagnostics.Telemetry.Source.StartActivity("ke.load");
+        using var activity = Diagnostics.Telemetry.Source.StartActivity("ke.load");
         activity?.SetTag("ke.model", folder);
-        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            var model = Open(folder, options, progress, ct);
+            Diagnostics.Telemetry.LoadSeconds.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
+            return model;
+        }
+        catch (Exception e)
+        {
+            activity?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, e.Message);
+            throw;
+        }
+    }
+
+    private static Model Open(string folder, ModelOptions options, IProgress<LoadProgress>? progress, CancellationToken ct)
+    {
+        progress?.Report(new LoadProgress("reading", 0));
         options.Validate();
         var files = ModelFiles.Open(folder);
         var config = files.Config;
@@ -141,17 +156,13 @@ public sealed class Model : IDisposable
             weights = WeightLoader.Load(store, config, backend,
                 progress == null ? null : (done, total, name) => progress.Report(new LoadProgress("weights", (double)done / total, name)), ct);
             progress?.Report(new LoadProgress("ready", 1));
-            Diagnostics.Telemetry.LoadSeconds.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
-            activity?.Dispose();
             return new Model(folder, config, tokenizer, store, backend, new Transformer(config, weights, backend, Math.Min(options.ContextLength ?? config.MaxPositions, config.MaxPositions)), options) { _chatTemplate = chatTemplate, _specialTokens = specialTokens, _toolUseTemplate = toolUse };
         }
-        catch (Exception e)
+        catch
         {
             weights?.Dispose();
             backend?.Dispose();
             store.Dispose();
-            activity?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, e.Message);
-            activity?.Dispose();
             throw;
         }
     }

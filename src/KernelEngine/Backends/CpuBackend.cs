@@ -225,9 +225,8 @@ public sealed unsafe class CpuBackend : IBackend
         _ops++;
         long element = ((long)layer * cache.ContextLength + start) * cache.KvDim;
         int n = rows * cache.KvDim;
-        var rowsOf = new KvRows(cache.Type);
-        rowsOf.Store(T(k).F, T(cache.K).Data, element, n);
-        rowsOf.Store(T(v).F, T(cache.V).Data, element, n);
+        cache.Rows.Store(T(k).F, T(cache.K).Data, element, n);
+        cache.Rows.Store(T(v).F, T(cache.V).Data, element, n);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -235,7 +234,7 @@ public sealed unsafe class CpuBackend : IBackend
     {
         _ops++;
         long layerBytes = layer * cache.ContextLength * cache.K.RowBytes;
-        AttentionCpu.Causal(_pool, T(q).F, (byte*)T(cache.K).Data + layerBytes, (byte*)T(cache.V).Data + layerBytes, new KvRows(cache.Type), T(output).F,
+        AttentionCpu.Causal(_pool, T(q).F, (byte*)T(cache.K).Data + layerBytes, (byte*)T(cache.V).Data + layerBytes, cache.Rows, T(output).F,
             rows, start, s.Heads, s.KvHeads, s.HeadDim, s.Scale, branch);
     }
 
@@ -247,7 +246,7 @@ public sealed unsafe class CpuBackend : IBackend
             for (int l = 0; l < cache.Layers; l++)
             {
                 byte* rows = (byte*)k.Data + ((long)l * cache.ContextLength + position) * k.RowBytes;
-                RopeCpu.RotateRows(rows, new KvRows(cache.Type), count, cache.KvDim / rope.HeadDim, rope.HeadDim, delta, f, rope.Layout);
+                RopeCpu.RotateRows(rows, cache.Rows, count, cache.KvDim / rope.HeadDim, rope.HeadDim, delta, f, rope.Layout);
             }
     }
 
@@ -293,7 +292,8 @@ public sealed unsafe class CpuBackend : IBackend
     public void Read(DeviceTensor t, int row, int rows, Span<float> dst)
     {
         if (dst.Length < rows * t.Cols) throw new ArgumentException($"{rows} rows of {t.Cols} do not fit {dst.Length} floats", nameof(dst));
-        fixed (float* d = dst) new KvRows(t.Type).Widen(T(t).Data, (long)row * t.Cols, rows * t.Cols, d);
+        if (t.Type == WeightType.F32) { new ReadOnlySpan<float>(T(t).F + (long)row * t.Cols, rows * t.Cols).CopyTo(dst); return; }
+        fixed (float* d = dst) new KvRows(t.Type).Widen(T(t).Data, (long)row * t.Cols, rows * t.Cols, d);   // a KV cache's rows
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

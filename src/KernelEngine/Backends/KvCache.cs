@@ -1,4 +1,5 @@
 using KernelEngine.Kernels;
+using KernelEngine.Kernels.Attention;
 
 namespace KernelEngine.Backends;
 
@@ -12,6 +13,7 @@ public sealed class KvCache : IDisposable
     public KvCache(IBackend backend, int layers, int contextLength, int kvDim, WeightType type, int headDim)
     {
         Layers = layers; ContextLength = contextLength; KvDim = kvDim; Type = type;
+        Rows = KvRows.Supports(type, headDim) ? new KvRows(type) : default;
         if (headDim < 1 || kvDim % headDim != 0 || !backend.SupportsKvCache(type, headDim))
             throw new InvalidRequestException($"KV cache type {type.Name()} does not run on {backend.Device.Id} with heads of {headDim} (types there: {string.Join(", ", KvCacheTypes.Names(backend, headDim))})");
         long rows = (long)layers * contextLength;
@@ -29,6 +31,8 @@ public sealed class KvCache : IDisposable
     public int ContextLength { get; }
     public int KvDim { get; }
     public WeightType Type { get; }
+    /// <summary>How the CPU kernels address and convert this cache's rows.</summary>
+    internal KvRows Rows { get; }
     public DeviceTensor K { get; }   // (layer, position, kvDim)
     public DeviceTensor V { get; }   // (layer, position, kvDim)
     public long Bytes => K.Bytes + V.Bytes;

@@ -10,6 +10,7 @@ namespace KernelEngine.Chat;
 internal sealed class StopTextFilter(IReadOnlyList<string> stops)
 {
     private readonly string[] _stops = stops.Where(s => s.Length > 0).ToArray();
+    private readonly int _maxStop = stops.Count == 0 ? 0 : stops.Max(s => s.Length);
     private readonly StringBuilder _text = new();
     private int _emitted;
 
@@ -26,9 +27,8 @@ internal sealed class StopTextFilter(IReadOnlyList<string> stops)
         int before = _text.Length;
         _text.Append(piece);
         if (_stops.Length == 0) return Emit(_text.Length);
-        int maxStop = _stops.Max(s => s.Length);
-        // a stop string ending inside the new piece starts at most maxStop - 1 characters before it
-        int windowStart = Math.Max(0, before - maxStop + 1);
+        // a stop string ending inside the new piece starts at most _maxStop - 1 characters before it
+        int windowStart = Math.Max(0, before - _maxStop + 1);
         string window = _text.ToString(windowStart, _text.Length - windowStart);
         int first = -1;
         foreach (var s in _stops)

@@ -23,39 +23,35 @@ public abstract class Tokenizer
 
     protected abstract void EncodeCore(string text, List<int> ids);
 
-    private string[]? _controlPieces;
+    /// <summary>Control tokens by their text, and one pattern that finds any of them (longest first), built on first use.</summary>
+    private (Dictionary<string, int> Ids, System.Text.RegularExpressions.Regex? Pattern)? _control;
 
     /// <summary>Encodes a rendered chat prompt: the text of control tokens (BOS, EOS, &lt;|im_start|&gt;, ...) becomes those tokens,
     /// as llama.cpp's parse_special and Hugging Face's added tokens do; no BOS is added (templates write it).</summary>
     public int[] EncodeWithSpecialTokens(string text)
     {
-        _controlPieces ??= Enumerable.Range(0, VocabSize).Where(i => TokenBytes(i).IsEmpty && Piece(i).Length > 1).Select(Piece).Distinct()
-            .OrderByDescending(p => p.Length).ToArray();
+        var (controlIds, pattern) = _control ??= ControlTokens();
         var ids = new List<int>();
         int pos = 0;
-        while (pos < text.Length)
-        {
-            int best = -1; string? piece = null;
-            foreach (var p in _controlPieces)
+        if (pattern != null)
+            foreach (System.Text.RegularExpressions.Match m in pattern.Matches(text))
             {
-                int at = text.IndexOf(p, pos, StringComparison.Ordinal);
-                if (at >= 0 && (best < 0 || at < best)) { best = at; piece = p; }
+                if (m.Index > pos) EncodeCore(text[pos..m.Index], ids);
+                ids.Add(controlIds[m.Value]);
+                pos = m.Index + m.Length;
             }
-            if (best < 0) { EncodeCore(text[pos..], ids); break; }
-            if (best > pos) EncodeCore(text[pos..best], ids);
-            ids.Add(SpecialId(piece!));
-            pos = best + piece!.Length;
-        }
+        if (pos < text.Length) EncodeCore(text[pos..], ids);
         return ids.ToArray();
     }
 
-    private Dictionary<string, int>? _controlIds;
-
-    private int SpecialId(string piece)
+    private (Dictionary<string, int>, System.Text.RegularExpressions.Regex?) ControlTokens()
     {
-        _controlIds ??= Enumerable.Range(0, VocabSize).Where(i => TokenBytes(i).IsEmpty && Piece(i).Length > 1)
-            .GroupBy(Piece).ToDictionary(g => g.Key, g => g.First());
-        return _controlIds[piece];
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < VocabSize; i++)
+            if (TokenBytes(i).IsEmpty && Piece(i) is { Length: > 1 } piece) ids.TryAdd(piece, i);
+        var pattern = ids.Count == 0 ? null
+            : new System.Text.RegularExpressions.Regex(string.Join("|", ids.Keys.OrderByDescending(k => k.Length).Select(System.Text.RegularExpressions.Regex.Escape)));
+        return (ids, pattern);
     }
 
     /// <summary>The bytes a token stands for in the text (empty for control tokens).</summary>

@@ -86,30 +86,36 @@ public sealed class ScorerTests
     public void StreamedBase_EqualsInMemoryBase()
     {
         string q8 = TestScratch.Path("stories-q8");
-        KernelEngine.Formats.ModelQuantizer.Quantize(SharedData.Stories, q8, new KernelEngine.Formats.QuantizeOptions { Type = KernelEngine.Kernels.WeightType.Q4_0, QuantizeEmbeddings = true });
-        using var model = Model.Load(SharedData.Stories);
-        using var baseModel = Model.Load(q8);
-        var tokens = Reference.Stories().BosGreedyIds;
-        var options = new ScoreOptions { Context = 64, Stride = 32 };
-        var inMemory = Scorer.ScoreTokens(model, tokens, 565, options, baseLogProbs: Scorer.ComputeBase(baseModel, tokens, options));
-        var lockstep = Scorer.ScoreTokens(model, tokens, 565, options, baseModel: baseModel);
         string path = TestScratch.Path("base-streamed.safetensors");
-        Scorer.SaveBase(baseModel, tokens, path, options);
-        ScoreResult fromFile;
-        using (var loaded = BaseLogProbs.Load(path))
+        try
         {
-            Assert.That(loaded.LogProbs, Is.Null, "rows are read from the file");
-            fromFile = Scorer.ScoreTokens(model, tokens, 565, options, baseLogProbs: loaded);
-        }
-        Assert.That(inMemory.MeanKl, Is.GreaterThan(1e-4), "the Q4_0 base differs");
-        foreach (var other in new[] { lockstep, fromFile })
-            for (int i = 0; i < inMemory.Tokens.Count; i++)
+            KernelEngine.Formats.ModelQuantizer.Quantize(SharedData.Stories, q8, new KernelEngine.Formats.QuantizeOptions { Type = KernelEngine.Kernels.WeightType.Q4_0, QuantizeEmbeddings = true });
+            using var model = Model.Load(SharedData.Stories);
+            using var baseModel = Model.Load(q8);
+            var tokens = Reference.Stories().BosGreedyIds;
+            var options = new ScoreOptions { Context = 64, Stride = 32 };
+            var inMemory = Scorer.ScoreTokens(model, tokens, 565, options, baseLogProbs: Scorer.ComputeBase(baseModel, tokens, options));
+            var lockstep = Scorer.ScoreTokens(model, tokens, 565, options, baseModel: baseModel);
+            Scorer.SaveBase(baseModel, tokens, path, options);
+            ScoreResult fromFile;
+            using (var loaded = BaseLogProbs.Load(path))
             {
-                Assert.That(other.Tokens[i].KlDivergence, Is.EqualTo(inMemory.Tokens[i].KlDivergence).Within(1e-6), $"token {i}");
-                Assert.That(other.Tokens[i].BaseLogProb, Is.EqualTo(inMemory.Tokens[i].BaseLogProb).Within(1e-6), $"token {i}");
+                Assert.That(loaded.LogProbs, Is.Null, "rows are read from the file");
+                fromFile = Scorer.ScoreTokens(model, tokens, 565, options, baseLogProbs: loaded);
             }
-        File.Delete(path);
-        Directory.Delete(q8, true);
+            Assert.That(inMemory.MeanKl, Is.GreaterThan(1e-4), "the Q4_0 base differs");
+            foreach (var other in new[] { lockstep, fromFile })
+                for (int i = 0; i < inMemory.Tokens.Count; i++)
+                {
+                    Assert.That(other.Tokens[i].KlDivergence, Is.EqualTo(inMemory.Tokens[i].KlDivergence).Within(1e-6), $"token {i}");
+                    Assert.That(other.Tokens[i].BaseLogProb, Is.EqualTo(inMemory.Tokens[i].BaseLogProb).Within(1e-6), $"token {i}");
+                }
+        }
+        finally
+        {
+            File.Delete(path);
+            if (Directory.Exists(q8)) Directory.Delete(q8, true);
+        }
     }
 
     [Test]
