@@ -6,12 +6,18 @@ namespace KernelEngine.Kernels.Formats;
 /// d = (max − min) / 15, q = min(15, (int8)((x − min) / d + 0.5)).</summary>
 public readonly struct Q4_1Format : IWeightFormat
 {
+    /// <inheritdoc/>
     public static WeightType Type => WeightType.Q4_1;
+    /// <inheritdoc/>
     public static string Name => "q4_1";
+    /// <inheritdoc/>
     public static int BlockElements => 32;
+    /// <inheritdoc/>
     public static int BlockBytes => 20;
+    /// <inheritdoc/>
     public static GgmlType Ggml => GgmlType.Q4_1;
 
+    /// <inheritdoc/>
     public static unsafe void DequantizeRow(byte* src, int n, float* dst)
     {
         for (int b = 0; b < n / 32; b++, src += 20, dst += 32)
@@ -25,6 +31,7 @@ public readonly struct Q4_1Format : IWeightFormat
         }
     }
 
+    /// <inheritdoc/>
     public static void QuantizeRow(ReadOnlySpan<float> x, Span<byte> dst)
     {
         for (int b = 0; b < x.Length / 32; b++)

@@ -10,12 +10,18 @@ namespace KernelEngine.Kernels.Formats;
 /// </summary>
 public readonly struct Q4_KFormat : IWeightFormat
 {
+    /// <inheritdoc/>
     public static WeightType Type => WeightType.Q4_K;
+    /// <inheritdoc/>
     public static string Name => "q4_k";
+    /// <inheritdoc/>
     public static int BlockElements => 256;
+    /// <inheritdoc/>
     public static int BlockBytes => 144;
+    /// <inheritdoc/>
     public static GgmlType Ggml => GgmlType.Q4_K;
 
+    /// <inheritdoc/>
     public static unsafe void DequantizeRow(byte* src, int n, float* dst)
     {
         if (KQuantRows.IsSupported) { KQuantRows.DequantizeQ4K(src, n, dst, fifthBits: false); return; }
@@ -35,6 +41,7 @@ public readonly struct Q4_KFormat : IWeightFormat
         }
     }
 
+    /// <inheritdoc/>
     public static void QuantizeRow(ReadOnlySpan<float> x, Span<byte> dst)
     {
         Span<byte> L = stackalloc byte[256];

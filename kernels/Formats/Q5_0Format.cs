@@ -6,12 +6,18 @@ namespace KernelEngine.Kernels.Formats;
 /// d · (q − 16); d = max / −16 (max: the value of largest magnitude), q = min(31, (int8)(x / d + 16.5)).</summary>
 public readonly struct Q5_0Format : IWeightFormat
 {
+    /// <inheritdoc/>
     public static WeightType Type => WeightType.Q5_0;
+    /// <inheritdoc/>
     public static string Name => "q5_0";
+    /// <inheritdoc/>
     public static int BlockElements => 32;
+    /// <inheritdoc/>
     public static int BlockBytes => 22;
+    /// <inheritdoc/>
     public static GgmlType Ggml => GgmlType.Q5_0;
 
+    /// <inheritdoc/>
     public static unsafe void DequantizeRow(byte* src, int n, float* dst)
     {
         for (int b = 0; b < n / 32; b++, src += 22, dst += 32)
@@ -27,6 +33,7 @@ public readonly struct Q5_0Format : IWeightFormat
         }
     }
 
+    /// <inheritdoc/>
     public static void QuantizeRow(ReadOnlySpan<float> x, Span<byte> dst)
     {
         for (int b = 0; b < x.Length / 32; b++)

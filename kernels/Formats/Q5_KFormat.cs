@@ -10,12 +10,18 @@ namespace KernelEngine.Kernels.Formats;
 /// </summary>
 public readonly struct Q5_KFormat : IWeightFormat
 {
+    /// <inheritdoc/>
     public static WeightType Type => WeightType.Q5_K;
+    /// <inheritdoc/>
     public static string Name => "q5_k";
+    /// <inheritdoc/>
     public static int BlockElements => 256;
+    /// <inheritdoc/>
     public static int BlockBytes => 176;
+    /// <inheritdoc/>
     public static GgmlType Ggml => GgmlType.Q5_K;
 
+    /// <inheritdoc/>
     public static unsafe void DequantizeRow(byte* src, int n, float* dst)
     {
         if (KQuantRows.IsSupported) { KQuantRows.DequantizeQ4K(src, n, dst, fifthBits: true); return; }
@@ -36,6 +42,7 @@ public readonly struct Q5_KFormat : IWeightFormat
         }
     }
 
+    /// <inheritdoc/>
     public static void QuantizeRow(ReadOnlySpan<float> x, Span<byte> dst)
     {
         Span<byte> L = stackalloc byte[256];

@@ -9,12 +9,18 @@ namespace KernelEngine.Kernels.Formats;
 /// </summary>
 public readonly struct Q6_KFormat : IWeightFormat
 {
+    /// <inheritdoc/>
     public static WeightType Type => WeightType.Q6_K;
+    /// <inheritdoc/>
     public static string Name => "q6_k";
+    /// <inheritdoc/>
     public static int BlockElements => 256;
+    /// <inheritdoc/>
     public static int BlockBytes => 210;
+    /// <inheritdoc/>
     public static GgmlType Ggml => GgmlType.Q6_K;
 
+    /// <inheritdoc/>
     public static unsafe void DequantizeRow(byte* src, int n, float* dst)
     {
         if (KQuantRows.IsSupported) { KQuantRows.DequantizeQ6K(src, n, dst); return; }
@@ -41,6 +47,7 @@ public readonly struct Q6_KFormat : IWeightFormat
         }
     }
 
+    /// <inheritdoc/>
     public static void QuantizeRow(ReadOnlySpan<float> x, Span<byte> dst)
     {
         Span<sbyte> L = stackalloc sbyte[256];

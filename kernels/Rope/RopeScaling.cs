@@ -34,6 +34,7 @@ public abstract record RopeScaling
 /// <summary>"linear" (position interpolation): every frequency divided by the factor, i.e. positions / factor.</summary>
 public sealed record LinearScaling(double Factor) : RopeScaling
 {
+    /// <inheritdoc/>
     public override double Apply(double f, int i, int headDim, double theta, int contextLength) => f / Factor;
 }
 
@@ -41,8 +42,10 @@ public sealed record LinearScaling(double Factor) : RopeScaling
 /// for the largest context (as vLLM computes it: the cached keys must not change frequencies as the context grows).</summary>
 public sealed record DynamicNtkScaling(double Factor, int OriginalMaxPositions) : RopeScaling
 {
+    /// <summary>The raised θ for a head of <paramref name="headDim"/> (θ itself when the factor is at most 1).</summary>
     public double Base(double theta, int headDim) =>
         Factor <= 1 ? theta : theta * Math.Pow(Factor * Factor - (Factor - 1), headDim / (headDim - 2.0));
+    /// <inheritdoc/>
     public override double Apply(double f, int i, int headDim, double theta, int contextLength) => f;
 }
 
@@ -50,6 +53,7 @@ public sealed record DynamicNtkScaling(double Factor, int OriginalMaxPositions) 
 /// BetaSlow) interpolated by the factor, a linear ramp between; attention factor 0.1·ln(factor) + 1 unless given.</summary>
 public sealed record YarnScaling(double Factor, int OriginalMaxPositions, double BetaFast = 32, double BetaSlow = 1, double? AttentionFactorOverride = null) : RopeScaling
 {
+    /// <inheritdoc/>
     public override double Apply(double f, int i, int headDim, double theta, int contextLength)
     {
         double CorrectionDim(double rotations) => headDim * Math.Log(OriginalMaxPositions / (rotations * 2 * Math.PI)) / (2 * Math.Log(theta));
@@ -61,6 +65,7 @@ public sealed record YarnScaling(double Factor, int OriginalMaxPositions, double
         return f / Factor * (1 - extrapolation) + f * extrapolation;
     }
 
+    /// <inheritdoc/>
     public override double AttentionFactor(int contextLength) => AttentionFactorOverride ?? (Factor <= 1 ? 1 : 0.1 * Math.Log(Factor) + 1);
 }
 
@@ -68,6 +73,7 @@ public sealed record YarnScaling(double Factor, int OriginalMaxPositions, double
 /// factor, smoothly blended between.</summary>
 public sealed record Llama3Scaling(double Factor, double LowFreqFactor, double HighFreqFactor, int OriginalMaxPositions) : RopeScaling
 {
+    /// <summary>One inverse frequency after llama3's blend.</summary>
     public double Apply(double invFreq)
     {
         double lowWavelen = OriginalMaxPositions / LowFreqFactor;
@@ -79,6 +85,7 @@ public sealed record Llama3Scaling(double Factor, double LowFreqFactor, double H
         return (1 - smooth) * invFreq / Factor + smooth * invFreq;
     }
 
+    /// <inheritdoc/>
     public override double Apply(double f, int i, int headDim, double theta, int contextLength) => Apply(f);
 }
 
@@ -86,9 +93,11 @@ public sealed record Llama3Scaling(double Factor, double LowFreqFactor, double H
 /// (chosen once per context, as llama.cpp does); attention factor √(1 + ln(max/original) / ln(original)) unless given.</summary>
 public sealed record LongRopeScaling(float[] ShortFactor, float[] LongFactor, int OriginalMaxPositions, int MaxPositions, double? AttentionFactorOverride = null) : RopeScaling
 {
+    /// <inheritdoc/>
     public override double Apply(double f, int i, int headDim, double theta, int contextLength) =>
         f / (contextLength > OriginalMaxPositions ? LongFactor : ShortFactor)[i];
 
+    /// <inheritdoc/>
     public override double AttentionFactor(int contextLength)
     {
         if (AttentionFactorOverride is double a) return a;

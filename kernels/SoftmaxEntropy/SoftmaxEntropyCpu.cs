@@ -11,6 +11,7 @@ namespace KernelEngine.Kernels.SoftmaxEntropy;
 /// </summary>
 public readonly record struct SoftmaxStats(float Max, double LogSumExp, double Entropy, double TokenLogProb, int ArgMax)
 {
+    /// <summary><see cref="Entropy"/> in bits.</summary>
     public double EntropyBits => Entropy / Math.Log(2);
 }
 

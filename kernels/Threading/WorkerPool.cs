@@ -27,6 +27,7 @@ public sealed unsafe class WorkerPool : IDisposable
     private int _count;
     private int _next;
 
+    /// <summary>A pool of <paramref name="threads"/> threads in all: the caller plus threads − 1 workers (at least 1).</summary>
     public WorkerPool(int threads)
     {
         Threads = Math.Max(1, threads);
@@ -123,6 +124,7 @@ public sealed unsafe class WorkerPool : IDisposable
         }
     }
 
+    /// <summary>Stops and joins the workers.</summary>
     public void Dispose()
     {
         _disposed = true;

@@ -78,7 +78,7 @@ public sealed class Model : IDisposable
     internal IBackend Backend => Alive()._backend;
     internal IBackend BackendUnchecked => _backend;
     /// <summary>The profiler when loaded with <see cref="ModelOptions.Profile"/>.</summary>
-    public ProfilingBackend? Profiler => Alive()._backend as ProfilingBackend;
+    internal ProfilingBackend? Profiler => Alive()._backend as ProfilingBackend;
     /// <summary>Kernel launches (GPU) or ops (CPU) issued by this model's backend so far.</summary>
     public long Launches => Alive()._backend.Launches;
     /// <summary>True once <see cref="Dispose"/> was called.</summary>
@@ -214,6 +214,7 @@ public sealed class Model : IDisposable
         lock (_sessions) _sessions.Remove(session);
     }
 
+    /// <summary>Frees the weights, the device and every session's cache; a call in flight finishes first.</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;

@@ -20,7 +20,7 @@ namespace KernelEngine.Backends;
 /// used in place (memory-mapped safetensors, no copy); activations live in 64-byte aligned native memory.
 /// Ops run synchronously, so <see cref="Read"/> never waits.
 /// </summary>
-public sealed unsafe class CpuBackend : IBackend
+internal sealed unsafe class CpuBackend : IBackend
 {
     private readonly WorkerPool _pool;
     private readonly bool _copyWeights;

@@ -3,7 +3,7 @@ using KernelEngine.Kernels;
 namespace KernelEngine.Backends;
 
 /// <summary>An activation buffer on a backend: (Rows, Cols) row-major, F32 (KV caches: F32, F16 or a block format).</summary>
-public abstract class DeviceTensor : IDisposable
+internal abstract class DeviceTensor : IDisposable
 {
     protected DeviceTensor(int rows, int cols, WeightType type) { Rows = rows; Cols = cols; Type = type; }
     public int Rows { get; }

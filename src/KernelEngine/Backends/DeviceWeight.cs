@@ -3,7 +3,7 @@ using KernelEngine.Kernels;
 namespace KernelEngine.Backends;
 
 /// <summary>A weight matrix (Rows = output features, Cols = input features) resident on a backend in its stored type.</summary>
-public abstract class DeviceWeight : IDisposable
+internal abstract class DeviceWeight : IDisposable
 {
     protected DeviceWeight(string name, int rows, int cols, WeightType type) { Name = name; Rows = rows; Cols = cols; Type = type; }
     public string Name { get; }

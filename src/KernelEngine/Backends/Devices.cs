@@ -12,6 +12,7 @@ namespace KernelEngine.Backends;
 /// </summary>
 public static class Devices
 {
+    /// <summary>Every device this machine offers: the CPU first, then ILGPU's CUDA and OpenCL devices (and its CPU accelerator).</summary>
     public static IReadOnlyList<DeviceInfo> List()
     {
         var list = new List<DeviceInfo> { CpuBackend.Describe(Environment.ProcessorCount) };
@@ -73,7 +74,7 @@ public static class Devices
 
     /// <param name="copyWeights">CPU: copy dense weights into huge-page memory (<see cref="ModelOptions.CopyWeights"/>)</param>
     /// <param name="threads">CPU: threads of the worker pool (null: one per core, the process-wide pool)</param>
-    public static IBackend Create(string device, bool copyWeights = false, int? threads = null)
+    internal static IBackend Create(string device, bool copyWeights = false, int? threads = null)
     {
         var kind = Parse(device) ?? Auto(List());
         int index = ParseIndex(device);

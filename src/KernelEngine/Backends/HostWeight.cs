@@ -6,7 +6,7 @@ namespace KernelEngine.Backends;
 /// A weight as it sits in host memory before upload: a pointer into a memory-mapped file (zero copy) or into
 /// an array owned by this object (for weights the loader had to re-lay, e.g. GPT-2's transposed Conv1D).
 /// </summary>
-public sealed unsafe class HostWeight
+internal sealed unsafe class HostWeight
 {
     private readonly byte[]? _owned;
 

@@ -9,7 +9,7 @@ namespace KernelEngine.Backends;
 /// the ILGPU backend implement it. Every op works on the first <c>rows</c> rows of its tensors (a batch of
 /// tokens: rows == 1 is decode, rows > 1 is prefill) and may run asynchronously until <see cref="Read"/>.
 /// </summary>
-public interface IBackend : IDisposable
+internal interface IBackend : IDisposable
 {
     DeviceInfo Device { get; }
 
@@ -79,10 +79,21 @@ public interface IBackend : IDisposable
 }
 
 /// <summary>Kinds of compute device.</summary>
-public enum DeviceKind { Cpu, IlgpuCpu, Cuda, OpenCL }
+public enum DeviceKind
+{
+    /// <summary>The SIMD C# kernels on this machine's cores.</summary>
+    Cpu,
+    /// <summary>ILGPU's CPU accelerator: the GPU kernels run in a simulator (for debugging).</summary>
+    IlgpuCpu,
+    /// <summary>An NVIDIA GPU through ILGPU.</summary>
+    Cuda,
+    /// <summary>An OpenCL device through ILGPU.</summary>
+    OpenCL,
+}
 
 /// <summary>A compute device: what <c>ke devices</c> lists.</summary>
 public sealed record DeviceInfo(DeviceKind Kind, string Name, long MemoryBytes, string Capabilities)
 {
+    /// <summary>The device kind as <see cref="ModelOptions.Device"/> spells it ("cpu", "cuda", "opencl", "ilgpu-cpu").</summary>
     public string Id => Kind switch { DeviceKind.Cpu => "cpu", DeviceKind.IlgpuCpu => "ilgpu-cpu", DeviceKind.Cuda => "cuda", _ => "opencl" };
 }

@@ -21,7 +21,7 @@ namespace KernelEngine.Backends;
 /// the KV cache and every intermediate stay on the device, and only what <see cref="Read"/> asks for comes back.
 /// Kernels are compiled on first use and cached for the life of the backend. Ops are queued on the default stream.
 /// </summary>
-public sealed unsafe class IlgpuBackend : IBackend
+internal sealed unsafe class IlgpuBackend : IBackend
 {
     /// <summary>What every session of one model shares: the device, the compiled kernels, RoPE tables and settings.
     /// Ops are issued under <see cref="Gate"/> (one op's upload, launches and read-back are never interleaved with

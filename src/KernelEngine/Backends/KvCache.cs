@@ -5,7 +5,7 @@ namespace KernelEngine.Backends;
 
 /// <summary>Keys and values of every layer for one session: K, V each (layers * contextLength, kvHeads * headDim), stored as
 /// <see cref="Type"/> (F32, F16, or on the CPU a block format such as Q8_0, quantized as each row is written).</summary>
-public sealed class KvCache : IDisposable
+internal sealed class KvCache : IDisposable
 {
     public KvCache(IBackend backend, int layers, int contextLength, int kvDim, bool f16)
         : this(backend, layers, contextLength, kvDim, f16 ? WeightType.F16 : WeightType.F32, kvDim) { }

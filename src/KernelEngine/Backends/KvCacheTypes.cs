@@ -10,7 +10,7 @@ public static class KvCacheTypes
     public static IEnumerable<string> All => KvRows.Types.Select(f => f.Name);
 
     /// <summary>The types <paramref name="backend"/> runs with heads of <paramref name="headDim"/>.</summary>
-    public static IEnumerable<string> Names(IBackend backend, int headDim) =>
+    internal static IEnumerable<string> Names(IBackend backend, int headDim) =>
         KvRows.Types.Where(f => backend.SupportsKvCache(f.Type, headDim)).Select(f => f.Name);
 
     /// <summary>The type called <paramref name="name"/>; an unknown name is an <see cref="InvalidRequestException"/> listing the known ones.</summary>

@@ -5,7 +5,7 @@ namespace KernelEngine.Backends;
 /// 64-bit arithmetic, and the total against the memory the device has free, so a bad value is a clear error and never
 /// an overflowed buffer or a process killed for memory.
 /// </summary>
-public static class MemoryBudget
+internal static class MemoryBudget
 {
     /// <summary>The product of the factors in bytes; a product beyond long is reported as long.MaxValue (always too large).</summary>
     public static long Bytes(params ReadOnlySpan<long> factors)

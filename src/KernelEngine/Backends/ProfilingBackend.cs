@@ -13,7 +13,7 @@ public readonly record struct ProfileEvent(string Kernel, string Detail, double 
 /// times), with the bytes it moves (weights read plus activations touched) and the launches it issued. The model
 /// code is unchanged: the forward pass runs against this wrapper.
 /// </summary>
-public sealed class ProfilingBackend(IBackend inner) : IBackend
+internal sealed class ProfilingBackend(IBackend inner) : IBackend
 {
     private ProfilingBackend? _parent;   // a session's wrapper records into its model's profiler
     private readonly Stopwatch _clock = Stopwatch.StartNew();

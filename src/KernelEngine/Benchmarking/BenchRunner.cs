@@ -7,12 +7,14 @@ namespace KernelEngine.Benchmarking;
 /// <summary>Mean and sample standard deviation of repeated measurements.</summary>
 public readonly record struct Stat(double Mean, double StdDev)
 {
+    /// <summary>Mean and sample standard deviation of <paramref name="xs"/>.</summary>
     public static Stat Of(IReadOnlyList<double> xs)
     {
         double mean = xs.Average();
         double sd = xs.Count > 1 ? Math.Sqrt(xs.Sum(x => (x - mean) * (x - mean)) / (xs.Count - 1)) : 0;
         return new Stat(mean, sd);
     }
+    /// <summary>"mean ± sd" with two decimals.</summary>
     public override string ToString() => $"{Mean:F2} ± {StdDev:F2}";
 }
 
@@ -28,6 +30,7 @@ public sealed record BenchResult(string Test, int Tokens, Stat TokensPerSecond, 
 /// </summary>
 public static class BenchRunner
 {
+    /// <summary>llama-bench's two tests on <paramref name="model"/>: a <paramref name="pp"/>-token prompt and <paramref name="tg"/> decoded tokens (after <paramref name="depth"/> tokens of context), <paramref name="reps"/> repetitions each; GB/s and the roofline fraction against <paramref name="readGBps"/> when given.</summary>
     public static IReadOnlyList<BenchResult> Run(Model model, int pp, int tg, int reps, double? readGBps, int depth = 0)
     {
         var results = new List<BenchResult>();
@@ -83,6 +86,7 @@ public static class BenchRunner
         return times;
     }
 
+    /// <summary>Weight bytes one decode step reads: every layer, the final norm, the LM head and one embedding row.</summary>
     public static double WeightBytesPerPass(Model m)
     {
         var w = m.Transformer.Weights;
@@ -90,11 +94,14 @@ public static class BenchRunner
         return bytes + w.TokenEmbedding.Bytes / w.TokenEmbedding.Rows;
     }
 
+    /// <summary>KV-cache bytes a decode step at <paramref name="position"/> reads (keys and values of every layer).</summary>
     public static double KvBytes(Model m, double position) =>
         2.0 * m.Config.Layers * position * m.Options.ResolvedKvCacheType.RowBytes(m.Config.KvDim);
 
+    /// <summary>Bytes one decode step reads: weights plus the KV cache at <paramref name="meanPosition"/>.</summary>
     public static double BytesPerDecodeToken(Model m, double meanPosition) => WeightBytesPerPass(m) + KvBytes(m, meanPosition);
 
+    /// <summary>Floating-point operations of one token at <paramref name="meanPosition"/> (2 per weight plus attention).</summary>
     public static double FlopsPerToken(Model m, double meanPosition)
     {
         var w = m.Transformer.Weights;

@@ -15,6 +15,7 @@ public sealed record Preset(string Name, int Dim, int Layers, int Heads, int KvH
 /// </summary>
 public static class Presets
 {
+    /// <summary>Every preset, by name.</summary>
     public static readonly IReadOnlyList<Preset> All =
     [
         new("llama-tiny", 64, 5, 8, 4, 172, 512, 512, true, "stories260K's shape"),
@@ -23,6 +24,7 @@ public static class Presets
         new("llama-1b", 2048, 22, 32, 4, 5632, 32000, 32768, false, "TinyLlama-1.1B's shape (GQA 32/4)"),
     ];
 
+    /// <summary>The preset named <paramref name="name"/>; <see cref="InvalidRequestException"/> naming the known ones otherwise.</summary>
     public static Preset Get(string name) =>
         All.FirstOrDefault(p => p.Name == name) ?? throw new InvalidRequestException($"unknown preset '{name}' ({string.Join(", ", All.Select(p => p.Name))})");
 

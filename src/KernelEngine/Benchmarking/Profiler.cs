@@ -7,6 +7,7 @@ namespace KernelEngine.Benchmarking;
 /// <summary>Per-kernel totals of one phase.</summary>
 public sealed record KernelTotal(string Kernel, int Calls, double TotalMicroseconds, double MeanMicroseconds, double Percent, long Bytes)
 {
+    /// <summary>Achieved bandwidth of this kernel over the run (bytes moved / time).</summary>
     public double GBps => TotalMicroseconds > 0 ? Bytes / (TotalMicroseconds * 1e3) : 0;
 }
 
@@ -22,6 +23,7 @@ public sealed record ProfileReport(
 /// </summary>
 public static class Profiler
 {
+    /// <summary>Profiles one prefill of <paramref name="promptTokens"/> tokens and <paramref name="decodeSteps"/> decode steps on a model loaded with <see cref="ModelOptions.Profile"/>.</summary>
     public static ProfileReport Run(Model model, int promptTokens, int decodeSteps)
     {
         var prof = model.Profiler ?? throw new InvalidOperationException("load the model with ModelOptions.Profile = true");

@@ -10,7 +10,7 @@ namespace KernelEngine.Benchmarking;
 /// on a shared VM the bandwidth drifts by 2x over minutes, so a throughput is scaled by the bandwidth measured
 /// around it, not by one measured earlier.
 /// </summary>
-public sealed unsafe class ReadProbe : IDisposable
+internal sealed unsafe class ReadProbe : IDisposable
 {
     private const long Floats = 64L << 20;
     private readonly WorkerPool _pool;

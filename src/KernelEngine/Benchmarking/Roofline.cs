@@ -22,6 +22,7 @@ public static unsafe class Roofline
 
     private struct Job { public float* A, B, C; public long PerTask; public float* Partial; }
 
+    /// <summary>Measures the machine's read bandwidth (best of <paramref name="reps"/> passes over a buffer larger than the caches) with <paramref name="pool"/>'s threads.</summary>
     public static RooflineResult Measure(WorkerPool? pool = null, int reps = 5)
     {
         pool ??= WorkerPool.Shared;

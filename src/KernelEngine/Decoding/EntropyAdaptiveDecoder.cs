@@ -14,6 +14,7 @@ public sealed record EntropyAdaptiveSettings
     /// <summary>Tokens a model keeps generating after a switch before the next switch may happen.</summary>
     public int MinStay { get; init; } = 4;
 
+    /// <summary>Throws <see cref="InvalidRequestException"/> naming the first out-of-range value.</summary>
     public void Validate()
     {
         if (double.IsNaN(ThresholdBits) || ThresholdBits < 0) throw new InvalidRequestException($"entropy threshold {ThresholdBits} must be >= 0");
@@ -34,6 +35,7 @@ public sealed class EntropyAdaptiveDecoder
     private readonly Session _large, _small;
     private readonly EntropyAdaptiveSettings _s;
 
+    /// <summary>A decoder that runs <paramref name="small"/> while its entropy is low and <paramref name="large"/> otherwise; both sessions need the same tokenizer.</summary>
     public EntropyAdaptiveDecoder(Session large, Session small, EntropyAdaptiveSettings settings)
     {
         ArgumentNullException.ThrowIfNull(large);
@@ -49,9 +51,11 @@ public sealed class EntropyAdaptiveDecoder
     /// <summary>Counters of the last generation (also in the large session's <see cref="Session.LastStats"/>.Loop).</summary>
     public DecodingStats? Stats => _large.LastStats?.Loop;
 
+    /// <summary>Streams tokens after <paramref name="promptIds"/>, as <see cref="Session.Generate(IReadOnlyList{int}, GenerationSettings, bool, CancellationToken)"/> does.</summary>
     public IEnumerable<GeneratedToken> Generate(IReadOnlyList<int> promptIds, GenerationSettings settings, bool atStartOfText = false, CancellationToken ct = default) =>
         Generator.Run(new Strategy(this, settings), promptIds, settings, atStartOfText, ct);
 
+    /// <summary>The same tokens as <see cref="Generate"/>, computed off the caller's thread.</summary>
     public IAsyncEnumerable<GeneratedToken> GenerateAsync(IReadOnlyList<int> promptIds, GenerationSettings settings, bool atStartOfText = false, CancellationToken ct = default) =>
         Generator.Async(() => Generate(promptIds, settings, atStartOfText, ct), ct);
 

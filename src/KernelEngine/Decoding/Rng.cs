@@ -5,6 +5,7 @@ public sealed class Rng
 {
     private ulong _s0, _s1, _s2, _s3;
 
+    /// <summary>A generator whose sequence is fixed by <paramref name="seed"/>.</summary>
     public Rng(ulong seed)
     {
         ulong x = seed;
@@ -19,6 +20,7 @@ public sealed class Rng
         return z ^ (z >> 31);
     }
 
+    /// <summary>The next 64 random bits.</summary>
     public ulong NextUInt64()
     {
         ulong result = ulong.RotateLeft(_s1 * 5, 7) * 9;

@@ -17,6 +17,7 @@ public sealed class Sampler
     private readonly int[] _ids;         // (vocab) candidate ids
     private readonly float[] _vals;      // (vocab) candidate logits / probabilities
 
+    /// <summary>A sampler over <paramref name="vocab"/> logits with these settings (its random stream seeded from <see cref="SamplingSettings.Seed"/>).</summary>
     public Sampler(SamplingSettings settings, int vocab)
     {
         settings.Validate();
@@ -27,7 +28,9 @@ public sealed class Sampler
         _vals = new float[vocab];
     }
 
+    /// <summary>The settings it samples with.</summary>
     public SamplingSettings Settings => _s;
+    /// <summary>Its random stream.</summary>
     public Rng Rng => _rng;
 
     /// <param name="logits">(vocab) raw logits of the next position</param>

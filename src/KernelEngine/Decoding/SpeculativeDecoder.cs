@@ -20,6 +20,7 @@ public sealed class SpeculativeDecoder
     private readonly SpeculativeSettings _spec;
     private readonly int _vocab;
 
+    /// <summary>Verifies drafts of <paramref name="draft"/> (or prompt lookups when null) with <paramref name="target"/>; the output has the target's distribution.</summary>
     public SpeculativeDecoder(Session target, Session? draft, SpeculativeSettings spec)
     {
         ArgumentNullException.ThrowIfNull(target);
@@ -35,9 +36,11 @@ public sealed class SpeculativeDecoder
     /// <summary>Counters of the last generation (also in the target session's <see cref="Session.LastStats"/>.Loop).</summary>
     public DecodingStats? Stats => _target.LastStats?.Loop;
 
+    /// <summary>Streams tokens after <paramref name="promptIds"/>, as <see cref="Session.Generate(IReadOnlyList{int}, GenerationSettings, bool, CancellationToken)"/> does.</summary>
     public IEnumerable<GeneratedToken> Generate(IReadOnlyList<int> promptIds, GenerationSettings settings, bool atStartOfText = false, CancellationToken ct = default) =>
         Generator.Run(new Strategy(this, settings), promptIds, settings, atStartOfText, ct);
 
+    /// <summary>The same tokens as <see cref="Generate"/>, computed off the caller's thread.</summary>
     public IAsyncEnumerable<GeneratedToken> GenerateAsync(IReadOnlyList<int> promptIds, GenerationSettings settings, bool atStartOfText = false, CancellationToken ct = default) =>
         Generator.Async(() => Generate(promptIds, settings, atStartOfText, ct), ct);
 

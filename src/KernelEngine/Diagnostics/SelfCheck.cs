@@ -17,6 +17,7 @@ public sealed record CheckResult(string Name, bool Passed, double MaxError, doub
 /// </summary>
 public static class SelfCheck
 {
+    /// <summary>Runs every kernel on <paramref name="device"/> against its CPU reference and, with <paramref name="modelDir"/>, <paramref name="referenceTokens"/> greedy tokens against the CPU backend.</summary>
     public static IReadOnlyList<CheckResult> Run(string device, string? modelDir, int referenceTokens = 64)
     {
         var results = new List<CheckResult>();

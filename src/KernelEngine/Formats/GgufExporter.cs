@@ -18,6 +18,7 @@ namespace KernelEngine.Formats;
 /// </summary>
 public static class GgufExporter
 {
+    /// <summary>Writes the model folder <paramref name="modelDir"/> as one GGUF file (tensors converted to <paramref name="type"/> when given, else kept), tokenizer and chat template included.</summary>
     public static void Export(string modelDir, string outPath, WeightType? type = null)
     {
         var c = ModelConfig.Load(Path.Combine(modelDir, "config.json"));

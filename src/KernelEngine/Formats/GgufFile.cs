@@ -4,7 +4,7 @@ using KernelEngine.Kernels.Formats;
 namespace KernelEngine.Formats;
 
 /// <summary>One tensor of a GGUF file: ggml type, dims (innermost first, as GGUF stores them) and where its bytes are.</summary>
-public sealed record GgufTensor(string Name, GgmlType Type, long[] Dims, long Offset, long ByteLength)
+internal sealed record GgufTensor(string Name, GgmlType Type, long[] Dims, long Offset, long ByteLength)
 {
     public long Elements => Dims.Aggregate(1L, (a, d) => a * d);
     /// <summary>Row-major shape, outermost first (a 2-D tensor is (rows, cols) = (Dims[1], Dims[0])).</summary>
@@ -17,7 +17,7 @@ public sealed record GgufTensor(string Name, GgmlType Type, long[] Dims, long Of
 /// dimension, type and offset is checked against the bytes that remain before anything is allocated from it; a
 /// malformed file is a <see cref="ModelFormatException"/> naming the key or tensor. Tensors are read in place.
 /// </summary>
-public sealed unsafe class GgufFile : IDisposable
+internal sealed unsafe class GgufFile : IDisposable
 {
     public const uint Magic = 0x46554747; // "GGUF" little-endian
 

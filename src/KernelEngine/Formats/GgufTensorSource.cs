@@ -11,7 +11,7 @@ namespace KernelEngine.Formats;
 /// are read in place from the mapping in their stored ggml type; a type the format table does not have is a
 /// <see cref="ModelFormatException"/> naming the tensor and type.
 /// </summary>
-public sealed unsafe class GgufTensorSource : ITensorSource
+internal sealed unsafe class GgufTensorSource : ITensorSource
 {
     private readonly GgufFile _file;
     private readonly Dictionary<string, GgufTensor> _byHfName = new(StringComparer.Ordinal);

@@ -7,7 +7,7 @@ namespace KernelEngine.Formats;
 /// Writes a GGUF v3 file: header, metadata key/values, tensor infos (dims innermost first, offsets aligned to 32),
 /// then the tensor data. Data is streamed from callbacks so a large model is never held twice in memory.
 /// </summary>
-public sealed class GgufWriter
+internal sealed class GgufWriter
 {
     private const uint Alignment = 32;
     private readonly List<(string Key, Action<BinaryWriter> Write)> _kv = new();

@@ -3,7 +3,7 @@ using KernelEngine.Backends;
 namespace KernelEngine.Formats;
 
 /// <summary>One tensor as a source lists it: its weight type's name, logical shape (outermost first) and stored bytes.</summary>
-public sealed record TensorEntry(string Name, string Type, long[] Shape, long Bytes)
+internal sealed record TensorEntry(string Name, string Type, long[] Shape, long Bytes)
 {
     public long Elements => Shape.Aggregate(1L, (a, d) => a * d);
 }
@@ -12,7 +12,7 @@ public sealed record TensorEntry(string Name, string Type, long[] Shape, long By
 /// Where a model's tensors come from, under Hugging Face names: a safetensors folder (<see cref="TensorStore"/>) or a
 /// GGUF file (<see cref="GgufTensorSource"/>, which translates llama.cpp's names). The weight loader reads only this.
 /// </summary>
-public interface ITensorSource : IDisposable
+internal interface ITensorSource : IDisposable
 {
     /// <summary>The folder or file, for messages.</summary>
     string Path { get; }

@@ -3,7 +3,7 @@ using System.IO.MemoryMappedFiles;
 namespace KernelEngine.Formats;
 
 /// <summary>A read-only memory mapping of a whole file and the pointer to its first byte, valid until Dispose.</summary>
-public sealed unsafe class MappedFile : IDisposable
+internal sealed unsafe class MappedFile : IDisposable
 {
     private readonly MemoryMappedFile _map;
     private readonly MemoryMappedViewAccessor _view;

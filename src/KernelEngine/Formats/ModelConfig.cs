@@ -4,7 +4,13 @@ using KernelEngine.Kernels.Rope;
 namespace KernelEngine.Formats;
 
 /// <summary>Model families the runtime implements.</summary>
-public enum Architecture { Llama, Gpt2 }
+public enum Architecture
+{
+    /// <summary>Llama-style: RMSNorm, rotary positions, gated SiLU MLP (Llama, Mistral, Qwen2, SmolLM).</summary>
+    Llama,
+    /// <summary>GPT-2: LayerNorm, learned positions, GELU MLP.</summary>
+    Gpt2,
+}
 
 /// <summary>
 /// The hyper-parameters of a model, read from a Hugging Face <c>config.json</c> (llama, mistral, qwen2, gpt2).
@@ -15,36 +21,55 @@ public enum Architecture { Llama, Gpt2 }
 /// </summary>
 public sealed partial record ModelConfig
 {
+    /// <summary>The forward pass this model runs.</summary>
     public required Architecture Architecture { get; init; }
+    /// <summary>config.json's <c>model_type</c> ("llama", "qwen2", ...).</summary>
     public required string ModelType { get; init; }
+    /// <summary>Width of the residual stream (dim).</summary>
     public required int HiddenSize { get; init; }          // dim
+    /// <summary>Width of the MLP's hidden layer.</summary>
     public required int IntermediateSize { get; init; }    // MLP hidden width
+    /// <summary>Transformer blocks.</summary>
     public required int Layers { get; init; }
+    /// <summary>Query heads.</summary>
     public required int Heads { get; init; }
+    /// <summary>Key/value heads (fewer than <see cref="Heads"/> under grouped-query attention).</summary>
     public required int KvHeads { get; init; }
+    /// <summary>Rows of the embedding and of the LM head.</summary>
     public required int VocabSize { get; init; }
+    /// <summary>Context length the model was trained for (<c>max_position_embeddings</c>).</summary>
     public required int MaxPositions { get; init; }
+    /// <summary>Epsilon of the RMS / layer norms.</summary>
     public required float NormEps { get; init; }
+    /// <summary>RoPE base frequency θ.</summary>
     public double RopeTheta { get; init; } = 10000;
+    /// <summary>RoPE scaling (<c>rope_scaling</c>), or null.</summary>
     public RopeScaling? RopeScaling { get; init; }
+    /// <summary>The LM head is the embedding table.</summary>
     public bool TieWordEmbeddings { get; init; }
+    /// <summary>The q/k/v projections have biases (Qwen2, GPT-2).</summary>
     public bool AttentionBias { get; init; }
+    /// <summary>MLP activation as the config names it ("silu", "gelu_new", ...).</summary>
     public string Activation { get; init; } = "silu";
     /// <summary>Pair layout of RoPE: Hugging Face files rotate halves; llama.cpp's llama-architecture GGUF files store q/k
     /// rows permuted for interleaved pairs, which is the same rotation (the permutation is undone by rotating interleaved pairs).</summary>
     public RopeLayout RopeLayout { get; init; } = RopeLayout.RotateHalf;
     /// <summary>Per-pair divisors of the RoPE frequencies (GGUF <c>rope_freqs.weight</c>: llama3 scaling precomputed), or null.</summary>
     public float[]? RopeFreqFactors { get; init; }
+    /// <summary>Beginning-of-text token, or null.</summary>
     public int? BosTokenId { get; init; }
+    /// <summary>End tokens (config.json and generation_config.json together).</summary>
     public int[] EosTokenIds { get; init; } = [];
     private readonly int? _headDim;
     /// <summary>Width of one attention head: config.json's <c>head_dim</c> when given, else hidden_size / heads.</summary>
     public int HeadDim { get => _headDim ?? HiddenSize / Heads; init => _headDim = value; }
+    /// <summary>Width of one position's keys (or values): KV heads × head width.</summary>
     public int KvDim => KvHeads * HeadDim;
+    /// <summary>Width of one position's queries: heads × head width.</summary>
     public int QDim => Heads * HeadDim;
 
     /// <summary>Ranges a config value must fall in (far beyond any released model, well short of int overflow).</summary>
-    public static class Limits
+    internal static class Limits
     {
         public const int MaxHidden = 1 << 17;
         public const int MaxIntermediate = 1 << 20;
@@ -88,6 +113,7 @@ public sealed partial record ModelConfig
         if (c.ValueKind != JsonValueKind.Object) throw new ModelFormatException(path, $"the top level is a JSON {c.ValueKind.ToString().ToLowerInvariant()}, not an object");
     }
 
+    /// <summary>Reads the config from the parsed JSON of <paramref name="path"/> (named in errors).</summary>
     public static ModelConfig Parse(string path, JsonElement c)
     {
         RequireObject(path, c);

@@ -7,7 +7,7 @@ namespace KernelEngine.Formats;
 /// cache snapshot of symlinks too) or one GGUF file. Gives the config, the tensors under Hugging Face names and the
 /// tokenizer; everything above (loader, forward pass, CLI) is the same for both.
 /// </summary>
-public sealed class ModelFiles : IDisposable
+internal sealed class ModelFiles : IDisposable
 {
     public string Path { get; }
     public ModelConfig Config { get; }

@@ -7,6 +7,7 @@ namespace KernelEngine.Formats;
 /// <summary>What <see cref="ModelQuantizer"/> does.</summary>
 public sealed record QuantizeOptions
 {
+    /// <summary>The type every quantizable matrix is written in (see <see cref="QuantizationMix"/> for per-tensor mixes).</summary>
     public required WeightType Type { get; init; }
     /// <summary>llama.cpp's per-tensor mix (q4_k_m, q5_k_m, ...; see <see cref="QuantizationMix"/>): overrides <see cref="Type"/>
     /// per tensor, embeddings included as llama-quantize does.</summary>
@@ -15,6 +16,7 @@ public sealed record QuantizeOptions
     public IReadOnlyList<string> Keep { get; init; } = [];
     /// <summary>Quantize the token embedding too (off by default: it is a lookup table, and the LM head when tied).</summary>
     public bool QuantizeEmbeddings { get; init; }
+    /// <summary>Reports each tensor written.</summary>
     public IProgress<(int Done, int Total, string Tensor)>? Progress { get; init; }
 }
 
@@ -32,6 +34,7 @@ public static class ModelQuantizer
     private static readonly string[] CopiedFiles =
         ["config.json", "generation_config.json", "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"];
 
+    /// <summary>Writes <paramref name="sourceDir"/>'s model quantized into <paramref name="outDir"/> (safetensors, config and tokenizer copied); returns what each tensor became.</summary>
     public static IReadOnlyList<QuantizedTensor> Quantize(string sourceDir, string outDir, QuantizeOptions options)
     {
         var config = ModelConfig.Load(Path.Combine(sourceDir, "config.json"));

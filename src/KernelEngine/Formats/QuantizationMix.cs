@@ -13,6 +13,7 @@ namespace KernelEngine.Formats;
 /// </summary>
 public sealed record QuantizationMix(string Name, WeightType Base, bool MoreBitsForVAndDown, bool Q6KHead)
 {
+    /// <summary>llama.cpp's named mixes (q4_k_m, q5_k_m, ...).</summary>
     public static readonly IReadOnlyList<QuantizationMix> Named =
     [
         new("q4_k_m", WeightType.Q4_K, true, true),

@@ -9,9 +9,9 @@ namespace KernelEngine.Formats;
 /// </summary>
 public sealed record QuantizedFormat(WeightType Type, long[] LogicalShape)
 {
-    public const string MetadataPrefix = "ke.quant.";
+    internal const string MetadataPrefix = "ke.quant.";
 
-    public static QuantizedFormat? Of(TensorStore store, string tensor)
+    internal static QuantizedFormat? Of(TensorStore store, string tensor)
     {
         var info = store.TryInfo(tensor);
         if (info == null || info.DType != SafeTensorDType.U8) return null;
@@ -34,5 +34,5 @@ public sealed record QuantizedFormat(WeightType Type, long[] LogicalShape)
         return null;
     }
 
-    public static string Spec(WeightType type, long rows, long cols) => $"{type.Name()}:{rows}:{cols}";
+    internal static string Spec(WeightType type, long rows, long cols) => $"{type.Name()}:{rows}:{cols}";
 }

@@ -1,9 +1,9 @@
 namespace KernelEngine.Formats;
 
 /// <summary>Element types of the safetensors format.</summary>
-public enum SafeTensorDType { F32, F16, BF16, F64, I8, U8, I16, I32, I64, BOOL }
+internal enum SafeTensorDType { F32, F16, BF16, F64, I8, U8, I16, I32, I64, BOOL }
 
-public static class SafeTensorDTypes
+internal static class SafeTensorDTypes
 {
     public static int ElementBytes(this SafeTensorDType t) => t switch
     {

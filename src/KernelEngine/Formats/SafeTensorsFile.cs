@@ -8,7 +8,7 @@ namespace KernelEngine.Formats;
 /// {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {..}}, then the data. Tensors are
 /// read in place from the mapping (no copy). The header is validated in full before any tensor is used.
 /// </summary>
-public sealed unsafe class SafeTensorsFile : IDisposable
+internal sealed unsafe class SafeTensorsFile : IDisposable
 {
     private readonly MappedFile _file;
     private readonly long _dataStart;

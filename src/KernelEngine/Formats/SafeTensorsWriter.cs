@@ -4,7 +4,7 @@ using System.Text.Json;
 namespace KernelEngine.Formats;
 
 /// <summary>Writes a safetensors file: header padded with spaces to a multiple of 8 bytes, tensors in the order added.</summary>
-public sealed class SafeTensorsWriter
+internal sealed class SafeTensorsWriter
 {
     private readonly List<(string Name, SafeTensorDType DType, long[] Shape, ReadOnlyMemory<byte> Data)> _tensors = new();
     private readonly List<(string Name, SafeTensorDType DType, long[] Shape)> _streamed = new();

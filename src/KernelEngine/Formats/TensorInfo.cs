@@ -1,7 +1,7 @@
 namespace KernelEngine.Formats;
 
 /// <summary>One tensor of a safetensors file: its dtype, shape and where its bytes are.</summary>
-public sealed record TensorInfo(string Name, SafeTensorDType DType, long[] Shape, long DataOffset, long ByteLength, string File)
+internal sealed record TensorInfo(string Name, SafeTensorDType DType, long[] Shape, long DataOffset, long ByteLength, string File)
 {
     public long Elements
     {

@@ -8,7 +8,7 @@ namespace KernelEngine.Formats;
 /// All tensors of a model folder: one <c>model.safetensors</c>, or the shards named by
 /// <c>model.safetensors.index.json</c> ("weight_map": tensor -> file). Every file stays mapped until Dispose.
 /// </summary>
-public sealed unsafe class TensorStore : ITensorSource
+internal sealed unsafe class TensorStore : ITensorSource
 {
     private readonly List<SafeTensorsFile> _files = new();
     private readonly Dictionary<string, (SafeTensorsFile File, TensorInfo Info)> _byName = new(StringComparer.Ordinal);

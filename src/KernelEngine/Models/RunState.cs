@@ -7,7 +7,7 @@ namespace KernelEngine.Models;
 /// Activation buffers of one session (llama2.c's RunState), sized for a batch of up to <see cref="Capacity"/>
 /// tokens so prefill runs as matrix-matrix products. Allocated once; nothing is allocated per token.
 /// </summary>
-public sealed class RunState : IDisposable
+internal sealed class RunState : IDisposable
 {
     public RunState(IBackend b, ModelConfig c, int capacity, int logitRows)
     {

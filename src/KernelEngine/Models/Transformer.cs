@@ -12,7 +12,7 @@ namespace KernelEngine.Models;
 ///   x += mlp(norm2(x))            // Llama: down(silu(gate(x)) * up(x)).  GPT-2: proj(gelu(fc(x))).
 /// </code>
 /// </summary>
-public sealed class Transformer : IDisposable
+internal sealed class Transformer : IDisposable
 {
     private readonly IBackend _b;
     private readonly AttentionShape _attn;

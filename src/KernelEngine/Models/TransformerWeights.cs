@@ -3,7 +3,7 @@ using KernelEngine.Backends;
 namespace KernelEngine.Models;
 
 /// <summary>Weights of one transformer layer, on the backend. Matrices are (out, in).</summary>
-public sealed class LayerWeights
+internal sealed class LayerWeights
 {
     public required DeviceWeight AttnNorm { get; init; }       // (dim)
     public DeviceWeight? AttnNormBias { get; init; }           // (dim), LayerNorm only
@@ -29,7 +29,7 @@ public sealed class LayerWeights
 }
 
 /// <summary>All weights of a model, on the backend.</summary>
-public sealed class TransformerWeights : IDisposable
+internal sealed class TransformerWeights : IDisposable
 {
     public required DeviceWeight TokenEmbedding { get; init; }    // (vocab, dim)
     public DeviceWeight? PositionEmbedding { get; init; }         // (maxPositions, dim), GPT-2

@@ -10,7 +10,7 @@ namespace KernelEngine.Models;
 /// Llama family: Hugging Face names (q/k rows in rotate-half order). GPT-2: Conv1D weights are stored (in, out)
 /// and are transposed once here; the fused c_attn is split into q, k, v.
 /// </summary>
-public static unsafe class WeightLoader
+internal static unsafe class WeightLoader
 {
     public static TransformerWeights Load(ITensorSource store, ModelConfig c, IBackend backend) => Load(store, c, backend, null, default);
 

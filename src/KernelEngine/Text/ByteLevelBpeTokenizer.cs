@@ -15,7 +15,7 @@ namespace KernelEngine.Text;
 /// </summary>
 public sealed class ByteLevelBpeTokenizer : Tokenizer
 {
-    public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+    internal const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
     private readonly TiktokenTokenizer _bpe;
     private readonly int[] _rankToId;
@@ -24,6 +24,7 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
     private readonly Regex? _added;
     private readonly Dictionary<string, int> _addedIds;
 
+    /// <summary>The Microsoft.ML.Tokenizers tokenizer underneath.</summary>
     public TiktokenTokenizer Library => _bpe;
 
     private ByteLevelBpeTokenizer(string source, Dictionary<string, int> vocab, List<(string A, string B)> merges,
@@ -82,10 +83,14 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
             _added = new Regex(string.Join("|", added.Keys.OrderByDescending(k => k.Length).Select(Regex.Escape)), RegexOptions.Compiled);
     }
 
+    /// <inheritdoc/>
     public override int VocabSize => _pieces.Length;
+    /// <inheritdoc/>
     public override ReadOnlySpan<byte> TokenBytes(int id) { CheckId(id); return _bytes[id]; }
+    /// <inheritdoc/>
     public override string Piece(int id) { CheckId(id); return _pieces[id]; }
 
+    /// <inheritdoc/>
     protected override void EncodeCore(string text, List<int> ids)
     {
         int pos = 0;

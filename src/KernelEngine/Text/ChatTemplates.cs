@@ -9,6 +9,7 @@ namespace KernelEngine.Text;
 /// </summary>
 public static class ChatTemplates
 {
+    /// <summary>The default chat template of a model folder (tokenizer_config.json or chat_template.jinja), or null.</summary>
     public static string? FromFolder(string folder) => NamedFromFolder(folder).GetValueOrDefault("default");
 
     /// <summary>Every template of tokenizer_config.json by name: a plain string is "default"; a list gives its names
@@ -36,7 +37,7 @@ public static class ChatTemplates
         }
     }
 
-    public static string? FromGguf(GgufFile f) => f.GetString("tokenizer.chat_template");
+    internal static string? FromGguf(GgufFile f) => f.GetString("tokenizer.chat_template");
 
     /// <summary>tokenizer_config.json's <c>bos_token</c> / <c>eos_token</c> (a string, or an object with <c>content</c>), which
     /// templates print as text; null where absent.</summary>

@@ -20,7 +20,7 @@ public static class GgufTokenizer
         ["smollm"] = @"\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
     };
 
-    public static Tokenizer FromGguf(GgufFile f, ModelConfig config)
+    internal static Tokenizer FromGguf(GgufFile f, ModelConfig config)
     {
         string path = f.Path;
         string model = f.GetString("tokenizer.ggml.model") ?? throw new TokenizerException($"{path}: no tokenizer (key 'tokenizer.ggml.model' is missing)");

@@ -7,7 +7,7 @@ namespace KernelEngine.Text;
 /// their scores and types, the model type and the normalizer flags. A minimal protobuf reader: unknown fields
 /// are skipped, malformed varints or lengths are reported with the file name.
 /// </summary>
-public sealed class SentencePieceModel
+internal sealed class SentencePieceModel
 {
     public enum PieceType { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 }
 

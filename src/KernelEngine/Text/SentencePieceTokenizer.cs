@@ -21,8 +21,10 @@ public sealed class SentencePieceTokenizer : Tokenizer
     private readonly byte[][] _bytes;
     private readonly int _unkId;
 
+    /// <summary>The Microsoft.ML.Tokenizers tokenizer underneath.</summary>
     public Microsoft.ML.Tokenizers.SentencePieceTokenizer Library { get; }
 
+    /// <summary>Reads a SentencePiece <c>tokenizer.model</c> file.</summary>
     public SentencePieceTokenizer(string path) : this(path, ReadFile(path)) { }
 
     private static byte[] ReadFile(string path)
@@ -72,13 +74,18 @@ public sealed class SentencePieceTokenizer : Tokenizer
         _lookup = _mergeable.GetAlternateLookup<ReadOnlySpan<char>>();
     }
 
+    /// <inheritdoc/>
     public override int VocabSize => _model.Pieces.Length;
+    /// <inheritdoc/>
     public override bool StripsLeadingSpace => _model.AddDummyPrefix;
+    /// <inheritdoc/>
     public override ReadOnlySpan<byte> TokenBytes(int id) { CheckId(id); return _bytes[id]; }
+    /// <inheritdoc/>
     public override string Piece(int id) { CheckId(id); return _model.Pieces[id]; }
 
     private struct Symbol { public int Start, Length, Prev, Next; }
 
+    /// <inheritdoc/>
     protected override void EncodeCore(string text, List<int> ids)
     {
         if (text.Length == 0) return;

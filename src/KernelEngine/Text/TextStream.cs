@@ -14,12 +14,14 @@ public sealed class TextStream
     private readonly char[] _chars = new char[64];
     private bool _atStart;
 
+    /// <summary>Decodes a token stream of <paramref name="tokenizer"/>; <paramref name="atStartOfText"/> drops the leading space SentencePiece adds to the first token.</summary>
     public TextStream(Tokenizer tokenizer, bool atStartOfText)
     {
         _tok = tokenizer;
         _atStart = atStartOfText;
     }
 
+    /// <summary>The text <paramref name="id"/> completes: empty while a UTF-8 sequence is still open.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public string Push(int id)
     {

@@ -8,8 +8,11 @@ namespace KernelEngine.Text;
 /// </summary>
 public abstract class Tokenizer
 {
+    /// <summary>Token ids run from 0 to this − 1.</summary>
     public abstract int VocabSize { get; }
+    /// <summary>The beginning-of-text token, or null.</summary>
     public int? BosId { get; internal set; }
+    /// <summary>Tokens that end generation.</summary>
     public IReadOnlyList<int> EosIds { get; internal set; } = [];
 
     /// <summary>Encodes text; prepends BOS when <paramref name="addBos"/> and the model has one.</summary>
@@ -21,6 +24,7 @@ public abstract class Tokenizer
         return ids.ToArray();
     }
 
+    /// <summary>Appends the ids of <paramref name="text"/> (plain text, no special tokens) to <paramref name="ids"/>.</summary>
     protected abstract void EncodeCore(string text, List<int> ids);
 
     /// <summary>Control tokens by their text, and one pattern that finds any of them (longest first), built on first use.</summary>
@@ -63,6 +67,7 @@ public abstract class Tokenizer
     /// <summary>True when the decoder drops one leading space at the start of a text (SentencePiece's dummy prefix).</summary>
     public virtual bool StripsLeadingSpace => false;
 
+    /// <summary>The text of <paramref name="ids"/> (invalid UTF-8 as U+FFFD).</summary>
     public string Decode(ReadOnlySpan<int> ids)
     {
         var bytes = new List<byte>();
@@ -79,11 +84,12 @@ public abstract class Tokenizer
         return Encoding.UTF8.GetString(bytes.ToArray());
     }
 
-    public void CheckId(int id)
+    internal void CheckId(int id)
     {
         if ((uint)id >= (uint)VocabSize) throw new TokenizerException($"token id {id} is outside the tokenizer's vocabulary (0..{VocabSize - 1})");
     }
 
+    /// <summary>True for an end token.</summary>
     public bool IsEos(int id)
     {
         foreach (int e in EosIds) if (e == id) return true;

@@ -5,6 +5,7 @@ namespace KernelEngine.Text;
 /// <summary>Finds and loads the tokenizer of a model folder, with BOS/EOS from config.json.</summary>
 public static class TokenizerLoader
 {
+    /// <summary>The tokenizer of a model folder: tokenizer.json (byte-level BPE) or tokenizer.model (SentencePiece), its special tokens from <paramref name="config"/>.</summary>
     public static Tokenizer FromFolder(string folder, ModelConfig? config = null)
     {
         string spm = Path.Combine(folder, "tokenizer.model");

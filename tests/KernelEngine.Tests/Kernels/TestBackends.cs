@@ -9,7 +9,7 @@ public static class TestBackends
 {
     private static readonly WorkerPool SingleThread = new(1);
 
-    public static IBackend Create(string name) => name switch
+    internal static IBackend Create(string name) => name switch
     {
         "cpu" => new CpuBackend(),
         "cpu-1thread" => new CpuBackend(SingleThread),
@@ -17,7 +17,7 @@ public static class TestBackends
         _ => Devices.Create(name),
     };
 
-    public static DeviceTensor Tensor(this IBackend b, float[] data, int rows, int cols)
+    internal static DeviceTensor Tensor(this IBackend b, float[] data, int rows, int cols)
     {
         var t = b.Allocate(rows, cols);
         b.Write(t, data);
@@ -25,13 +25,13 @@ public static class TestBackends
     }
 
     /// <summary>Writes host data into a tensor by uploading it as an F32 "weight" and embedding rows 0..rows-1.</summary>
-    public static void Write(this IBackend b, DeviceTensor t, float[] data)
+    internal static void Write(this IBackend b, DeviceTensor t, float[] data)
     {
         using var w = b.Upload(HostWeight.FromFloats("test-data", data, t.Rows, t.Cols));
         b.Embed(w, Enumerable.Range(0, t.Rows).ToArray(), t);
     }
 
-    public static float[] ReadAll(this IBackend b, DeviceTensor t, int rows = -1)
+    internal static float[] ReadAll(this IBackend b, DeviceTensor t, int rows = -1)
     {
         if (rows < 0) rows = t.Rows;
         var dst = new float[rows * t.Cols];
@@ -39,6 +39,6 @@ public static class TestBackends
         return dst;
     }
 
-    public static DeviceWeight Weight(this IBackend b, float[] w, WeightType type, int rows, int cols) =>
+    internal static DeviceWeight Weight(this IBackend b, float[] w, WeightType type, int rows, int cols) =>
         b.Upload(new HostWeight("w", rows, cols, type, TestData.Encode(w, type, rows, cols)));
 }
