@@ -23,5 +23,5 @@ printf 'Tell me a story\nAnd then?\n' | dotnet "artifacts/samples/ChatConsole/Ch
 printf 'Once upon a time there was a little girl who loved to play in the park with her friends.\n' > artifacts/samples/text.txt
 dotnet "artifacts/samples/Scoring/Scoring.dll" "$model" artifacts/samples/text.txt
 dotnet "artifacts/samples/WebApi/WebApi.dll" "$model" --self-test
-dotnet "artifacts/samples/Bench/Bench.dll" "$model" 16 64
+dotnet "artifacts/samples/Bench/Bench.dll" "$model" "Once upon a time there was a" 64
 "$tools/ke" generate --model "$model" --prompt "Once upon a time" --max-tokens 16 --temperature 0
