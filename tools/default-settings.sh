@@ -11,7 +11,7 @@ row() {  # model copies generate: both run the same prompt text (copies of " x")
   local model=$1 copies=$2 tg=$3 a=() b=() c=() d=() text pp
   text=$(python3 -c "print(' x' * $copies)")
   for ((i = 0; i < reps; i++)); do
-    read -r _ dec _ pre _ pp < <(dotnet "$bench" "$model" "$text" "$tg")
+    read -r _ dec _ pre _ pp _ _ < <(dotnet "$bench" "$model" "$text" "$tg")
     a+=("$dec"); b+=("$pre")
     read -r dec pre < <(dotnet "$ke" generate --model "$model" --max-tokens "$tg" --temperature 0 --json --prompt "$text" \
       | python3 -c "import json,sys; s=json.load(sys.stdin)['stats']; print(s['decode_tokens_per_second'], s['prefill_tokens_per_second'])")

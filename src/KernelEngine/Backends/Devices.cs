@@ -66,6 +66,24 @@ public static class Devices
         return index;
     }
 
+    /// <summary>
+    /// True when a CUDA driver or an OpenCL loader can be loaded. Without either ILGPU finds no GPU, so "auto" skips its
+    /// scan, which costs a large part of a small model's load time (ILGPU's context and its JIT).
+    /// </summary>
+    internal static bool GpuRuntimePresent()
+    {
+        string[] names = OperatingSystem.IsWindows() ? ["nvcuda.dll", "OpenCL.dll"]
+            : OperatingSystem.IsMacOS() ? ["/System/Library/Frameworks/OpenCL.framework/OpenCL"]
+            : ["libcuda.so.1", "libcuda.so", "libOpenCL.so.1", "libOpenCL.so"];
+        foreach (var name in names)
+        {
+            if (!System.Runtime.InteropServices.NativeLibrary.TryLoad(name, out var handle)) continue;
+            System.Runtime.InteropServices.NativeLibrary.Free(handle);
+            return true;
+        }
+        return false;
+    }
+
     /// <summary>What "auto" picks among the listed devices: CUDA, then an OpenCL device ILGPU can run, then the CPU backend.</summary>
     public static DeviceKind Auto(IReadOnlyList<DeviceInfo> found) =>
         found.Any(d => d.Kind == DeviceKind.Cuda) ? DeviceKind.Cuda
@@ -76,7 +94,7 @@ public static class Devices
     /// <param name="threads">CPU: threads of the worker pool (null: one per core, the process-wide pool)</param>
     internal static IBackend Create(string device, bool copyWeights = false, int? threads = null)
     {
-        var kind = Parse(device) ?? Auto(List());
+        var kind = Parse(device) ?? (GpuRuntimePresent() ? Auto(List()) : DeviceKind.Cpu);
         int index = ParseIndex(device);
         if (kind != DeviceKind.Cpu) return IlgpuBackendFactory.Create(kind, index);
         return threads is int n && n != Kernels.Threading.WorkerPool.Shared.Threads

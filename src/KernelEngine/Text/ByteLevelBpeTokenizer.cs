@@ -15,7 +15,7 @@ namespace KernelEngine.Text;
 /// </summary>
 public sealed class ByteLevelBpeTokenizer : Tokenizer
 {
-    internal const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+    internal const string Gpt2Pattern = PreTokenizerPatterns.Gpt2;
 
     private readonly TiktokenTokenizer _bpe;
     private readonly int[] _rankToId;
@@ -77,10 +77,10 @@ public sealed class ByteLevelBpeTokenizer : Tokenizer
         }
         _rankToId = rankToId.ToArray();
         using var stream = new MemoryStream(Encoding.UTF8.GetBytes(sb.ToString()));
-        _bpe = TiktokenTokenizer.Create(stream, new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), null), null);
+        _bpe = TiktokenTokenizer.Create(stream, new RegexPreTokenizer(PreTokenizerPatterns.For(pattern), null), null);
         _addedIds = added;
         if (added.Count > 0)
-            _added = new Regex(string.Join("|", added.Keys.OrderByDescending(k => k.Length).Select(Regex.Escape)), RegexOptions.Compiled);
+            _added = new Regex(string.Join("|", added.Keys.OrderByDescending(k => k.Length).Select(Regex.Escape)));
     }
 
     /// <inheritdoc/>

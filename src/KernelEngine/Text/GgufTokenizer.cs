@@ -14,10 +14,10 @@ public static class GgufTokenizer
     {
         ["default"] = ByteLevelBpeTokenizer.Gpt2Pattern,
         ["gpt2"] = ByteLevelBpeTokenizer.Gpt2Pattern,
-        ["llama-bpe"] = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-        ["llama3"] = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-        ["qwen2"] = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-        ["smollm"] = @"\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
+        ["llama-bpe"] = PreTokenizerPatterns.Llama3,
+        ["llama3"] = PreTokenizerPatterns.Llama3,
+        ["qwen2"] = PreTokenizerPatterns.Qwen2,
+        ["smollm"] = PreTokenizerPatterns.SmolLm,
     };
 
     internal static Tokenizer FromGguf(GgufFile f, ModelConfig config)
