@@ -16,6 +16,7 @@ root.Subcommands.Add(RooflineCommand.Create());
 root.Subcommands.Add(ProfileCommand.Create());
 root.Subcommands.Add(CheckCommand.Create());
 root.Subcommands.Add(ExportGgufCommand.Create());
+root.Subcommands.Add(PresetCommand.Create());
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)
 {

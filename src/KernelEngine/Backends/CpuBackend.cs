@@ -170,6 +170,13 @@ internal sealed unsafe class CpuBackend : IBackend
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void RmsNormHeads(DeviceTensor x, DeviceWeight weight, int rows, int heads, float eps)
+    {
+        _ops++;
+        NormCpu.RmsNorm(_pool, T(x).F, W(weight).F, T(x).F, rows * heads, x.Cols / heads, eps);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void LayerNorm(DeviceTensor x, DeviceWeight weight, DeviceWeight bias, DeviceTensor y, int rows, float eps)
     {
         _ops++;

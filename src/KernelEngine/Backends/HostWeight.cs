@@ -31,6 +31,17 @@ internal sealed unsafe class HostWeight
         return new HostWeight(name, rows, cols, WeightType.F32, bytes);
     }
 
+    /// <summary>Rows [row, row + rows) as a weight of its own (a part of a fused tensor, e.g. q of qkv_proj): the same
+    /// bytes in the same type, so a quantized tensor stays quantized; zero copy when the data is file-mapped.</summary>
+    public HostWeight RowRange(string name, int row, int rows)
+    {
+        if (row < 0 || rows <= 0 || row + rows > Rows) throw new ArgumentOutOfRangeException(nameof(rows), $"{Name}: rows {row}..{row + rows} of {Rows}");
+        long rowBytes = Type.RowBytes(Cols);
+        return _owned == null
+            ? new HostWeight(name, rows, Cols, Type, Data + row * rowBytes) { GatherOnly = GatherOnly }
+            : new HostWeight(name, rows, Cols, Type, Span.Slice(checked((int)(row * rowBytes)), checked((int)(rows * rowBytes))).ToArray());
+    }
+
     public string Name { get; }
     public int Rows { get; }
     public int Cols { get; }

@@ -32,6 +32,9 @@ internal interface IBackend : IDisposable
     /// <summary>x[r] += table[ids[r]] (GPT-2 learned positions).</summary>
     void AddEmbed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x);
     void RmsNorm(DeviceTensor x, DeviceWeight weight, DeviceTensor y, int rows, float eps);
+    /// <summary>In place: each head of x (rows, heads * headDim), as (rows * heads) rows of headDim, RMS-normed with
+    /// weight (headDim) (Qwen3's q/k norms).</summary>
+    void RmsNormHeads(DeviceTensor x, DeviceWeight weight, int rows, int heads, float eps);
     void LayerNorm(DeviceTensor x, DeviceWeight weight, DeviceWeight bias, DeviceTensor y, int rows, float eps);
     /// <summary>y (rows, w.Rows) = x (rows, w.Cols) · wᵀ + bias.</summary>
     void MatMul(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int rows);

@@ -267,6 +267,14 @@ internal sealed unsafe class IlgpuBackend : IBackend
         else Implicit("rmsnorm-per-row", NormIlgpu.RmsNormPerRow, rows, args);
     }
 
+    public void RmsNormHeads(DeviceTensor x, DeviceWeight weight, int rows, int heads, float eps)
+    {
+        using var held = Enter();
+        var args = new NormArgs { X = T(x).F, W = W(weight).F, B = _none.View, Y = T(x).F, Dim = x.Cols / heads, Eps = eps };
+        if (GroupKernels) Launch("rmsnorm", NormIlgpu.RmsNorm, rows * heads, _group, args);
+        else Implicit("rmsnorm-per-row", NormIlgpu.RmsNormPerRow, rows * heads, args);
+    }
+
     public void LayerNorm(DeviceTensor x, DeviceWeight weight, DeviceWeight bias, DeviceTensor y, int rows, float eps)
     {
         using var held = Enter();

@@ -81,6 +81,13 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
         End(t, "rmsnorm", weight.Name, 2 * F(x, rows) + weight.Bytes);
     }
 
+    public void RmsNormHeads(DeviceTensor x, DeviceWeight weight, int rows, int heads, float eps)
+    {
+        var t = Begin();
+        inner.RmsNormHeads(x, weight, rows, heads, eps);
+        End(t, "rmsnorm-heads", weight.Name, 2 * F(x, rows) + weight.Bytes);
+    }
+
     public void LayerNorm(DeviceTensor x, DeviceWeight weight, DeviceWeight bias, DeviceTensor y, int rows, float eps)
     {
         var t = Begin();

@@ -6,7 +6,10 @@ using KernelEngine.Kernels;
 namespace KernelEngine.Benchmarking;
 
 /// <summary>A model shape with random weights, so benchmarks run on a fresh machine with no download.</summary>
-public sealed record Preset(string Name, int Dim, int Layers, int Heads, int KvHeads, int Hidden, int Vocab, int Context, bool Tied, string Description);
+/// <param name="Family">config.json's model_type ("llama", "qwen3", ...).</param>
+/// <param name="HeadDim">config.json's head_dim when it is not Dim / Heads.</param>
+public sealed record Preset(string Name, int Dim, int Layers, int Heads, int KvHeads, int Hidden, int Vocab, int Context, bool Tied, string Description,
+    string Family = "llama", int? HeadDim = null);
 
 /// <summary>
 /// Real model shapes, filled with seeded random weights (uniform ±0.04, norms 1) and written once as an ordinary
@@ -22,6 +25,11 @@ public static class Presets
         new("llama-kq", 256, 2, 4, 2, 768, 1024, 512, false, "a small shape whose rows are whole 256-element K-quant super-blocks (tests)"),
         new("llama-160m", 768, 12, 12, 12, 3072, 32000, 32768, false, "JackFram/llama-160m's shape"),
         new("llama-1b", 2048, 22, 32, 4, 5632, 32000, 32768, false, "TinyLlama-1.1B's shape (GQA 32/4)"),
+        new("qwen2-tiny", 64, 4, 4, 2, 192, 512, 512, true, "Qwen2 at a tiny shape: q/k/v biases, GQA (tests)", "qwen2"),
+        new("qwen3-tiny", 64, 4, 4, 2, 192, 512, 512, true, "Qwen3 at a tiny shape: q/k norms, head_dim 32 != 64 / 4 (tests)", "qwen3", 32),
+        new("phi3-tiny", 64, 4, 4, 2, 192, 512, 512, false, "Phi-3 at a tiny shape: fused qkv_proj and gate_up_proj, GQA (tests)", "phi3"),
+        new("phi3-mini", 3072, 32, 32, 32, 8192, 32064, 4096, false, "Phi-3-mini-4k's shape (fused projections)", "phi3"),
+        new("qwen3-0.6b", 1024, 28, 16, 8, 3072, 151936, 40960, true, "Qwen3-0.6B's shape (head_dim 128, q/k norms, tied)", "qwen3", 128),
     ];
 
     /// <summary>The preset named <paramref name="name"/>; <see cref="InvalidRequestException"/> naming the known ones otherwise.</summary>
@@ -66,38 +74,46 @@ public static class Presets
         Directory.CreateDirectory(tmp);
         var config = new Dictionary<string, object>
         {
-            ["architectures"] = new[] { "LlamaForCausalLM" }, ["model_type"] = "llama", ["hidden_size"] = p.Dim,
+            ["architectures"] = new[] { ArchitectureName(p.Family) }, ["model_type"] = p.Family, ["hidden_size"] = p.Dim,
             ["intermediate_size"] = p.Hidden, ["num_hidden_layers"] = p.Layers, ["num_attention_heads"] = p.Heads,
             ["num_key_value_heads"] = p.KvHeads, ["vocab_size"] = p.Vocab, ["max_position_embeddings"] = p.Context,
             ["rms_norm_eps"] = 1e-5, ["rope_theta"] = 10000.0, ["hidden_act"] = "silu", ["tie_word_embeddings"] = p.Tied,
             ["bos_token_id"] = 1, ["eos_token_id"] = 2, ["torch_dtype"] = "float32",
         };
-        File.WriteAllText(Path.Combine(tmp, "config.json"), JsonSerializer.Serialize(config, new JsonSerializerOptions { WriteIndented = true }));
+        if (p.HeadDim is int hd) config["head_dim"] = hd;
+        if (p.Family == "qwen3") config["attention_bias"] = false;
+        string json = JsonSerializer.Serialize(config, new JsonSerializerOptions { WriteIndented = true });
+        File.WriteAllText(Path.Combine(tmp, "config.json"), json);
+        using var doc = JsonDocument.Parse(json);
+        var c = ModelConfig.Parse(Path.Combine(tmp, "config.json"), doc.RootElement);
         var w = new SafeTensorsWriter().Metadata("format", "pt").Metadata("ke.preset", p.Name);
         ulong seed = 0x5EED;
-        int hd = p.Dim / p.Heads;
-        void Mat(string name, int rows, int cols) => w.Add(name, SafeTensorDType.F32, [rows, cols], RandomBytes(rows * cols, ref seed));
-        void Ones(string name, int n) => w.Add(name, SafeTensorDType.F32, [n], OnesBytes(n));
-        Mat("model.embed_tokens.weight", p.Vocab, p.Dim);
-        for (int l = 0; l < p.Layers; l++)
+        // Every tensor of the family's table: matrices and biases uniform ±0.04; norms 1, the per-head q/k norms 1 ± 0.04 so
+        // that a wrong or missing one shows in the logits.
+        foreach (var (slot, name, _) in Models.Families.ModelFamilies.Of(c).Expected(c))
         {
-            string s = $"model.layers.{l}.";
-            Ones(s + "input_layernorm.weight", p.Dim);
-            Mat(s + "self_attn.q_proj.weight", p.Heads * hd, p.Dim);
-            Mat(s + "self_attn.k_proj.weight", p.KvHeads * hd, p.Dim);
-            Mat(s + "self_attn.v_proj.weight", p.KvHeads * hd, p.Dim);
-            Mat(s + "self_attn.o_proj.weight", p.Dim, p.Heads * hd);
-            Ones(s + "post_attention_layernorm.weight", p.Dim);
-            Mat(s + "mlp.gate_proj.weight", p.Hidden, p.Dim);
-            Mat(s + "mlp.up_proj.weight", p.Hidden, p.Dim);
-            Mat(s + "mlp.down_proj.weight", p.Dim, p.Hidden);
+            var (rows, cols) = slot.Shape(c);
+            if (rows > 1) w.Add(name, SafeTensorDType.F32, [rows, cols], RandomBytes(rows * cols, ref seed));
+            else if (slot.Role is Models.Families.TensorRole.QNorm or Models.Families.TensorRole.KNorm) w.Add(name, SafeTensorDType.F32, [cols], AroundOne(cols, ref seed));
+            else if (slot.Role is Models.Families.TensorRole.Bq or Models.Families.TensorRole.Bk or Models.Families.TensorRole.Bv) w.Add(name, SafeTensorDType.F32, [cols], RandomBytes(cols, ref seed));
+            else w.Add(name, SafeTensorDType.F32, [cols], OnesBytes(cols));
         }
-        Ones("model.norm.weight", p.Dim);
-        if (!p.Tied) Mat("lm_head.weight", p.Vocab, p.Dim);
         w.Write(Path.Combine(tmp, "model.safetensors"));
         WriteTokenizer(Path.Combine(tmp, "tokenizer.json"), p.Vocab);
         if (Directory.Exists(dir)) Directory.Delete(dir, true);
         Directory.Move(tmp, dir);
+    }
+
+    private static string ArchitectureName(string family) => family switch
+    {
+        "qwen2" => "Qwen2ForCausalLM", "qwen3" => "Qwen3ForCausalLM", "phi3" => "Phi3ForCausalLM", "mistral" => "MistralForCausalLM", _ => "LlamaForCausalLM",
+    };
+
+    private static byte[] AroundOne(int n, ref ulong state)
+    {
+        var data = RandomBytes(n, ref state);
+        foreach (ref float f in System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(data.AsSpan())) f += 1;
+        return data;
     }
 
     private static byte[] RandomBytes(int n, ref ulong state)

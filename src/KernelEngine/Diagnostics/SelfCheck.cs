@@ -75,6 +75,9 @@ public static class SelfCheck
             var x = R(rows * dim, 3); var w = R(dim); var bb = R(dim);
             Check("rmsnorm", 1e-4, b => { using var xt = Tensor(b, x, rows, dim); using var wt = b.Upload(HostWeight.FromFloats("w", w, 1, dim)); using var yt = b.Allocate(rows, dim); b.RmsNorm(xt, wt, yt, rows, 1e-5f); return ReadAll(b, yt); });
             Check("layernorm", 1e-4, b => { using var xt = Tensor(b, x, rows, dim); using var wt = b.Upload(HostWeight.FromFloats("w", w, 1, dim)); using var bt = b.Upload(HostWeight.FromFloats("b", bb, 1, dim)); using var yt = b.Allocate(rows, dim); b.LayerNorm(xt, wt, bt, yt, rows, 1e-5f); return ReadAll(b, yt); });
+            int heads = 5, hd = 14;
+            var xh = R(rows * heads * hd, 5); var wh = R(hd, 6);
+            Check("rmsnorm-heads", 1e-4, b => { using var xt = Tensor(b, xh, rows, heads * hd); using var wt = b.Upload(HostWeight.FromFloats("w", wh, 1, hd)); b.RmsNormHeads(xt, wt, rows, heads, 1e-6f); return ReadAll(b, xt); });
         }
         {
             var x = R(3 * 3 * 10); int[] pos = [0, 5, 1001];

@@ -5,14 +5,16 @@ using KernelEngine.Backends;
 using KernelEngine.Kernels;
 using KernelEngine.Kernels.Formats;
 using KernelEngine.Models;
+using KernelEngine.Models.Families;
 using KernelEngine.Text;
 
 namespace KernelEngine.Formats;
 
 /// <summary>
-/// Exports a Llama-family model folder as GGUF for llama.cpp: llama.* hyper-parameters, the tokenizer (SentencePiece
-/// as "llama", byte-level BPE as "gpt2" with merges), llama.cpp tensor names, and q/k rows permuted from Hugging
-/// Face's rotate-half order to the interleaved order llama.cpp's RoPE expects (as convert_hf_to_gguf.py does).
+/// Exports a model folder of a Llama-architecture family (llama, qwen2, qwen3) as GGUF for llama.cpp: the family's
+/// <c>{arch}.*</c> hyper-parameters, the tokenizer (SentencePiece as "llama", byte-level BPE as "gpt2" with merges),
+/// the family's GGUF tensor names, and for the llama architecture q/k rows permuted from Hugging Face's rotate-half
+/// order to the interleaved order llama.cpp's RoPE expects there (as convert_hf_to_gguf.py does).
 /// Weights keep their stored type, or are converted to <c>type</c> (F32, F16, Q8_0, Q4_0; a matrix whose rows are
 /// not a multiple of 32 stays F32 when a block type is asked for). Norms are F32.
 /// </summary>
@@ -22,38 +24,41 @@ public static class GgufExporter
     public static void Export(string modelDir, string outPath, WeightType? type = null)
     {
         var c = ModelConfig.Load(Path.Combine(modelDir, "config.json"));
-        if (c.Architecture != Architecture.Llama || c.ModelType != "llama")
-            throw new InvalidRequestException($"GGUF export supports the llama architecture (this is '{c.ModelType}')");
-        if (c.AttentionBias) throw new InvalidRequestException("GGUF export of attention biases is not supported");
+        var family = ModelFamilies.Of(c);
+        if (family.Architecture != Architecture.Llama)
+            throw new InvalidRequestException($"GGUF export supports the Llama-architecture families (llama, qwen2, qwen3); this is '{c.ModelType}'");
+        string a = family.GgufArch;
         using var store = TensorStore.OpenFolder(modelDir);
         WeightLoader.Validate(store, c);
         var tok = TokenizerLoader.FromFolder(modelDir, c);
         var g = new GgufWriter()
-            .Add("general.architecture", "llama")
+            .Add("general.architecture", a)
             .Add("general.name", Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelDir))))
             .Add("general.alignment", 32u)
             .Add("general.file_type", FileType(type))
-            .Add("llama.context_length", (uint)c.MaxPositions)
-            .Add("llama.embedding_length", (uint)c.HiddenSize)
-            .Add("llama.block_count", (uint)c.Layers)
-            .Add("llama.feed_forward_length", (uint)c.IntermediateSize)
-            .Add("llama.attention.head_count", (uint)c.Heads)
-            .Add("llama.attention.head_count_kv", (uint)c.KvHeads)
-            .Add("llama.rope.dimension_count", (uint)c.HeadDim)
-            .Add("llama.rope.freq_base", (float)c.RopeTheta)
-            .Add("llama.attention.layer_norm_rms_epsilon", c.NormEps)
-            .Add("llama.vocab_size", (uint)c.VocabSize);
+            .Add($"{a}.context_length", (uint)c.MaxPositions)
+            .Add($"{a}.embedding_length", (uint)c.HiddenSize)
+            .Add($"{a}.block_count", (uint)c.Layers)
+            .Add($"{a}.feed_forward_length", (uint)c.IntermediateSize)
+            .Add($"{a}.attention.head_count", (uint)c.Heads)
+            .Add($"{a}.attention.head_count_kv", (uint)c.KvHeads)
+            .Add($"{a}.attention.key_length", (uint)c.HeadDim)
+            .Add($"{a}.attention.value_length", (uint)c.HeadDim)
+            .Add($"{a}.rope.dimension_count", (uint)c.HeadDim)
+            .Add($"{a}.rope.freq_base", (float)c.RopeTheta)
+            .Add($"{a}.attention.layer_norm_rms_epsilon", c.NormEps)
+            .Add($"{a}.vocab_size", (uint)c.VocabSize);
         switch (c.RopeScaling)
         {
             case null: break;
             case LinearScaling lin:
-                g.Add("llama.rope.scaling.type", "linear").Add("llama.rope.scaling.factor", (float)lin.Factor);
+                g.Add($"{a}.rope.scaling.type", "linear").Add($"{a}.rope.scaling.factor", (float)lin.Factor);
                 break;
             case YarnScaling y:
-                g.Add("llama.rope.scaling.type", "yarn").Add("llama.rope.scaling.factor", (float)y.Factor)
-                    .Add("llama.rope.scaling.original_context_length", (uint)y.OriginalMaxPositions)
-                    .Add("llama.rope.scaling.yarn_beta_fast", (float)y.BetaFast).Add("llama.rope.scaling.yarn_beta_slow", (float)y.BetaSlow);
-                if (y.AttentionFactorOverride is double af) g.Add("llama.rope.scaling.attn_factor", (float)af);
+                g.Add($"{a}.rope.scaling.type", "yarn").Add($"{a}.rope.scaling.factor", (float)y.Factor)
+                    .Add($"{a}.rope.scaling.original_context_length", (uint)y.OriginalMaxPositions)
+                    .Add($"{a}.rope.scaling.yarn_beta_fast", (float)y.BetaFast).Add($"{a}.rope.scaling.yarn_beta_slow", (float)y.BetaSlow);
+                if (y.AttentionFactorOverride is double af) g.Add($"{a}.rope.scaling.attn_factor", (float)af);
                 break;
             default: throw new InvalidRequestException($"GGUF export of rope scaling {c.RopeScaling.GetType().Name} is not supported yet (linear, yarn)");
         }
@@ -75,22 +80,16 @@ public static class GgufExporter
             g.Tensor(dst, GgmlType.F32, 1, v.Length, v.Length * 4L, () => MemoryMarshal.AsBytes(v.AsSpan()).ToArray());
         }
 
-        Matrix("model.embed_tokens.weight", "token_embd.weight");
-        for (int l = 0; l < c.Layers; l++)
+        // Every tensor of the family's table under its GGUF name; llama.cpp's llama architecture wants q/k rows permuted.
+        bool permute = family.GgufRopeLayout == RopeLayout.Interleaved;
+        foreach (var (slot, name, layer) in family.Expected(c))
         {
-            string p = $"model.layers.{l}.", b = $"blk.{l}.";
-            Vector(p + "input_layernorm.weight", b + "attn_norm.weight");
-            Matrix(p + "self_attn.q_proj.weight", b + "attn_q.weight", true, c.Heads);
-            Matrix(p + "self_attn.k_proj.weight", b + "attn_k.weight", true, c.KvHeads);
-            Matrix(p + "self_attn.v_proj.weight", b + "attn_v.weight");
-            Matrix(p + "self_attn.o_proj.weight", b + "attn_output.weight");
-            Vector(p + "post_attention_layernorm.weight", b + "ffn_norm.weight");
-            Matrix(p + "mlp.gate_proj.weight", b + "ffn_gate.weight");
-            Matrix(p + "mlp.up_proj.weight", b + "ffn_up.weight");
-            Matrix(p + "mlp.down_proj.weight", b + "ffn_down.weight");
+            string dst = slot.GgufName(layer);
+            if (slot.Shape(c).Rows == 1) Vector(name, dst);
+            else if (permute && slot.Role is TensorRole.Wq or TensorRole.Wk) Matrix(name, dst, true, slot.Role == TensorRole.Wq ? c.Heads : c.KvHeads);
+            else Matrix(name, dst);
         }
-        Vector("model.norm.weight", "output_norm.weight");
-        if (store.Contains("lm_head.weight")) Matrix("lm_head.weight", "output.weight");
+        if (c.TieWordEmbeddings && store.Contains("lm_head.weight")) Matrix("lm_head.weight", "output.weight");
         g.Write(outPath);
     }
 

@@ -2,6 +2,7 @@ using KernelEngine.Backends;
 using KernelEngine.Kernels;
 using KernelEngine.Kernels.Formats;
 using KernelEngine.Kernels.Rope;
+using KernelEngine.Models.Families;
 
 namespace KernelEngine.Formats;
 
@@ -20,42 +21,18 @@ internal sealed unsafe class GgufTensorSource : ITensorSource
     public string Path => _file.Path;
     public IReadOnlyList<TensorEntry> Entries { get; }
 
-    /// <summary>llama.cpp tensor names (per layer after <c>blk.N.</c>) and their Hugging Face names.</summary>
-    private static readonly Dictionary<string, string> LayerNames = new()
-    {
-        ["attn_norm.weight"] = "input_layernorm.weight",
-        ["attn_q.weight"] = "self_attn.q_proj.weight", ["attn_q.bias"] = "self_attn.q_proj.bias",
-        ["attn_k.weight"] = "self_attn.k_proj.weight", ["attn_k.bias"] = "self_attn.k_proj.bias",
-        ["attn_v.weight"] = "self_attn.v_proj.weight", ["attn_v.bias"] = "self_attn.v_proj.bias",
-        ["attn_output.weight"] = "self_attn.o_proj.weight",
-        ["ffn_norm.weight"] = "post_attention_layernorm.weight",
-        ["ffn_gate.weight"] = "mlp.gate_proj.weight", ["ffn_up.weight"] = "mlp.up_proj.weight", ["ffn_down.weight"] = "mlp.down_proj.weight",
-    };
-
-    private static readonly Dictionary<string, string> GlobalNames = new()
-    {
-        ["token_embd.weight"] = "model.embed_tokens.weight", ["output_norm.weight"] = "model.norm.weight", ["output.weight"] = "lm_head.weight",
-    };
-
     public GgufTensorSource(GgufFile file)
     {
         _file = file;
+        // Tensor names come from the family's table; a file of an architecture we do not run is reported by ReadConfig.
+        var family = file.GetString("general.architecture") is string arch ? ModelFamilies.ByGgufArch(arch) : null;
         foreach (var t in file.Tensors)
         {
-            string? hf = HfName(t.Name);
+            string? hf = family?.HfNameOf(t.Name);
             if (hf != null) _byHfName[hf] = t;
         }
-        Entries = file.Tensors.Select(t => new TensorEntry(HfName(t.Name) ?? t.Name, WeightFormat.FromGgml(t.Type)?.Name ?? t.Type.ToString().ToLowerInvariant(),
+        Entries = file.Tensors.Select(t => new TensorEntry(family?.HfNameOf(t.Name) ?? t.Name, WeightFormat.FromGgml(t.Type)?.Name ?? t.Type.ToString().ToLowerInvariant(),
             t.Shape, t.ByteLength)).OrderBy(e => e.Name, StringComparer.Ordinal).ToList();
-    }
-
-    private static string? HfName(string gguf)
-    {
-        if (GlobalNames.TryGetValue(gguf, out var g)) return g;
-        if (!gguf.StartsWith("blk.", StringComparison.Ordinal)) return null;
-        int dot = gguf.IndexOf('.', 4);
-        if (dot < 0 || !int.TryParse(gguf.AsSpan(4, dot - 4), out int layer) || layer < 0) return null;
-        return LayerNames.TryGetValue(gguf[(dot + 1)..], out var rest) ? $"model.layers.{layer}.{rest}" : null;
     }
 
     public bool Contains(string name) => _byHfName.ContainsKey(name);
@@ -89,13 +66,13 @@ internal sealed unsafe class GgufTensorSource : ITensorSource
         return dst;
     }
 
-    /// <summary>The model's hyper-parameters from the GGUF metadata (llama, mistral-as-llama and qwen2 architectures).</summary>
+    /// <summary>The model's hyper-parameters from the GGUF metadata (the Llama-architecture families: llama, qwen2, qwen3).</summary>
     public ModelConfig ReadConfig()
     {
         string path = _file.Path;
         string arch = _file.GetString("general.architecture") ?? throw new ModelFormatException(path, "missing key 'general.architecture'");
-        if (arch is not ("llama" or "qwen2"))
-            throw new ModelFormatException(path, $"architecture '{arch}' is not supported in GGUF files yet (llama, qwen2)");
+        var family = ModelFamilies.ByGgufArch(arch) is { Architecture: Architecture.Llama } known ? known
+            : throw new ModelFormatException(path, $"architecture '{arch}' is not supported in GGUF files yet ({string.Join(", ", ModelFamilies.All.Where(x => x.Architecture == Architecture.Llama).Select(x => x.GgufArch))})");
         int Int(string key, int min, int max, int? fallback = null)
         {
             long? v = _file.GetInt($"{arch}.{key}");
@@ -140,9 +117,7 @@ internal sealed unsafe class GgufTensorSource : ITensorSource
             RopeTheta = Float("rope.freq_base", double.Epsilon, 1e15, 10000),
             TieWordEmbeddings = _file.Tensor("output.weight") == null,
             AttentionBias = _file.Tensor("blk.0.attn_q.bias") != null,
-            // llama.cpp runs the llama architecture with interleaved ("normal") RoPE on q/k rows permuted by its converter;
-            // qwen2 keeps Hugging Face's order and rotate-half ("neox") RoPE.
-            RopeLayout = arch == "llama" ? RopeLayout.Interleaved : RopeLayout.RotateHalf,
+            RopeLayout = family.GgufRopeLayout,
             BosTokenId = TokenId("tokenizer.ggml.bos_token_id", vocab),
             EosTokenIds = new[] { TokenId("tokenizer.ggml.eos_token_id", vocab), TokenId("tokenizer.ggml.eot_token_id", vocab) }
                 .Where(i => i != null).Select(i => i!.Value).Distinct().ToArray(),

@@ -13,7 +13,7 @@ public enum Architecture
 }
 
 /// <summary>
-/// The hyper-parameters of a model, read from a Hugging Face <c>config.json</c> (llama, mistral, qwen2, gpt2).
+/// The hyper-parameters of a model, read from a Hugging Face <c>config.json</c> (llama, mistral, qwen2, qwen3, gpt2: see ModelFamilies).
 /// GPT-2 traps handled: the MLP width is <c>n_inner</c> (null = 4 * n_embd), never <c>intermediate_size</c>;
 /// the activation is <c>activation_function</c>, never <c>hidden_act</c>. Every value is checked against its range
 /// before anything is sized from it (see <see cref="Limits"/>); a bad one is a <see cref="ModelFormatException"/>
@@ -56,6 +56,12 @@ public sealed partial record ModelConfig
     public RopeLayout RopeLayout { get; init; } = RopeLayout.RotateHalf;
     /// <summary>Per-pair divisors of the RoPE frequencies (GGUF <c>rope_freqs.weight</c>: llama3 scaling precomputed), or null.</summary>
     public float[]? RopeFreqFactors { get; init; }
+    /// <summary>Attention window of the sliding-window layers (config.json <c>sliding_window</c> where the family uses it,
+    /// or <c>use_sliding_window</c> turns it on), or null.</summary>
+    public int? SlidingWindow { get; init; }
+    /// <summary>Positions a context may hold: <see cref="MaxPositions"/>, or the sliding window when it is shorter (sliding
+    /// windows do not run yet, and within the window full attention gives the same result).</summary>
+    public int PositionLimit => SlidingWindow is int w && w < MaxPositions ? w : MaxPositions;
     /// <summary>Beginning-of-text token, or null.</summary>
     public int? BosTokenId { get; init; }
     /// <summary>End tokens (config.json and generation_config.json together).</summary>
@@ -126,7 +132,7 @@ public sealed partial record ModelConfig
         }
         switch (modelType)
         {
-            case "llama" or "mistral" or "qwen2":
+            case var _ when Models.Families.ModelFamilies.ByModelType(modelType) is { Architecture: Architecture.Llama } family:
             {
                 int dim = Req(Limits.MaxHidden, "hidden_size"), heads = Req(Limits.MaxHeads, "num_attention_heads");
                 int vocab = Req(Limits.MaxVocab, "vocab_size");
@@ -140,11 +146,16 @@ public sealed partial record ModelConfig
                     RopeTheta = Dbl(path, c, "rope_theta", min: double.Epsilon, max: 1e15) ?? 10000,
                     RopeScaling = RopeScalingOf(path, c),
                     TieWordEmbeddings = Bool(path, c, "tie_word_embeddings") ?? false,
-                    AttentionBias = modelType == "qwen2" || (Bool(path, c, "attention_bias") ?? false),
+                    AttentionBias = family.AttentionBias || (Bool(path, c, "attention_bias") ?? false),
                     Activation = Str(path, c, "hidden_act") ?? "silu",
                     BosTokenId = Ids(path, c, "bos_token_id", vocab) is [var b, ..] ? b : null, EosTokenIds = Ids(path, c, "eos_token_id", vocab),
                 };
                 if (Int(path, c, "head_dim", 2, Limits.MaxHeadDim) is int hd) cfg = cfg with { HeadDim = hd };
+                // transformers' reading: the window applies unless use_sliding_window says no (default per family).
+                if ((Bool(path, c, "use_sliding_window") ?? family.SlidingWindowByDefault) && Int(path, c, "sliding_window", 1, Limits.MaxPositions) is int window)
+                    cfg = cfg with { SlidingWindow = window };
+                if (Dbl(path, c, "partial_rotary_factor", 0, 1) is double rotary && rotary != 1)
+                    throw new ModelFormatException(path, $"'partial_rotary_factor' {rotary} (rotary embeddings on part of each head) is not supported yet");
                 if (cfg.Activation != "silu") throw new ModelFormatException(path, $"hidden_act '{cfg.Activation}' is not supported (silu only)");
                 return cfg.Validate(path);
             }
@@ -170,7 +181,7 @@ public sealed partial record ModelConfig
                 return cfg.Validate(path);
             }
             default:
-                throw new ModelFormatException(path, $"model_type '{modelType}' is not supported (llama, mistral, qwen2, gpt2)");
+                throw new ModelFormatException(path, $"model_type '{modelType}' is not supported ({string.Join(", ", Models.Families.ModelFamilies.All.SelectMany(f => f.ModelTypes))})");
         }
     }
 

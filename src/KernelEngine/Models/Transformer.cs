@@ -8,7 +8,7 @@ namespace KernelEngine.Models;
 /// <summary>
 /// The forward pass, written once for every family and backend as calls on the kernel contract:
 /// <code>
-///   x += attention(norm1(x))      // Llama: RMSNorm, RoPE, GQA.  GPT-2: LayerNorm, learned positions.
+///   x += attention(norm1(x))      // Llama: RMSNorm, RoPE, GQA (Qwen3: q/k heads RMS-normed first).  GPT-2: LayerNorm, learned positions.
 ///   x += mlp(norm2(x))            // Llama: down(silu(gate(x)) * up(x)).  GPT-2: proj(gelu(fc(x))).
 /// </code>
 /// </summary>
@@ -95,6 +95,11 @@ internal sealed class Transformer : IDisposable
         var w = Weights.Layers[l];
         Norm(b, s.X, w.AttnNorm, w.AttnNormBias, s.Xb, n);
         b.MatMul(s.Xb, [w.Wq, w.Wk, w.Wv], [w.Bq, w.Bk, w.Bv], [s.Q, s.K, s.V], n);
+        if (w.QNorm != null)
+        {
+            b.RmsNormHeads(s.Q, w.QNorm, n, Config.Heads, Config.NormEps);
+            b.RmsNormHeads(s.K, w.KNorm!, n, Config.KvHeads, Config.NormEps);
+        }
         if (Rope != null)
         {
             b.Rope(s.Q, n, Config.Heads, positions, Rope);

@@ -15,6 +15,8 @@ internal sealed class LayerWeights
     public DeviceWeight? Bk { get; init; }                     // (kvHeads * headDim)
     public DeviceWeight? Bv { get; init; }                     // (kvHeads * headDim)
     public DeviceWeight? Bo { get; init; }                     // (dim)
+    public DeviceWeight? QNorm { get; init; }                  // (headDim), RMSNorm of each q head (Qwen3)
+    public DeviceWeight? KNorm { get; init; }                  // (headDim), RMSNorm of each k head
     public required DeviceWeight MlpNorm { get; init; }        // (dim)
     public DeviceWeight? MlpNormBias { get; init; }            // (dim)
     public DeviceWeight? WGate { get; init; }                  // (hidden, dim), SiLU-gated MLP only
@@ -24,7 +26,7 @@ internal sealed class LayerWeights
     public DeviceWeight? BDown { get; init; }                  // (dim)
 
     public IEnumerable<DeviceWeight> All() =>
-        new[] { AttnNorm, AttnNormBias, Wq, Wk, Wv, Wo, Bq, Bk, Bv, Bo, MlpNorm, MlpNormBias, WGate, WUp, BUp, WDown, BDown }
+        new[] { AttnNorm, AttnNormBias, Wq, Wk, Wv, Wo, Bq, Bk, Bv, Bo, QNorm, KNorm, MlpNorm, MlpNormBias, WGate, WUp, BUp, WDown, BDown }
             .Where(w => w != null)!;
 }
 

@@ -1,6 +1,7 @@
 using KernelEngine.Backends;
 using KernelEngine.Formats;
 using KernelEngine.Kernels;
+using KernelEngine.Models.Families;
 
 namespace KernelEngine.Models;
 
@@ -55,53 +56,20 @@ internal static unsafe class WeightLoader
         }
     }
 
-    /// <summary>Every tensor name the family reads, with its expected (rows, cols) (a vector has rows 1).</summary>
+    /// <summary>Every tensor name the family reads, with its expected (rows, cols) (a vector has rows 1): the family's
+    /// table (<see cref="ModelFamily"/>), and an LM head a tied model stores anyway.</summary>
     public static IEnumerable<(string Name, int Rows, int Cols)> Expected(ModelConfig c, ITensorSource store)
     {
-        int d = c.HiddenSize, hd = c.HeadDim, kv = c.KvDim, h = c.IntermediateSize;
-        if (c.Architecture == Architecture.Llama)
+        var family = ModelFamilies.Of(c);
+        string prefix = family.Architecture == Architecture.Gpt2 ? Gpt2Prefix(store) : "";
+        bool head = false;
+        foreach (var (slot, name, _) in family.Expected(c))
         {
-            yield return ("model.embed_tokens.weight", c.VocabSize, d);
-            for (int l = 0; l < c.Layers; l++)
-            {
-                string p = $"model.layers.{l}.";
-                yield return (p + "input_layernorm.weight", 1, d);
-                yield return (p + "self_attn.q_proj.weight", c.Heads * hd, d);
-                yield return (p + "self_attn.k_proj.weight", kv, d);
-                yield return (p + "self_attn.v_proj.weight", kv, d);
-                yield return (p + "self_attn.o_proj.weight", d, c.Heads * hd);
-                if (c.AttentionBias)
-                {
-                    yield return (p + "self_attn.q_proj.bias", 1, c.Heads * hd);
-                    yield return (p + "self_attn.k_proj.bias", 1, kv);
-                    yield return (p + "self_attn.v_proj.bias", 1, kv);
-                }
-                yield return (p + "post_attention_layernorm.weight", 1, d);
-                yield return (p + "mlp.gate_proj.weight", h, d);
-                yield return (p + "mlp.up_proj.weight", h, d);
-                yield return (p + "mlp.down_proj.weight", d, h);
-            }
-            yield return ("model.norm.weight", 1, d);
-            if (!c.TieWordEmbeddings || store.Contains("lm_head.weight")) yield return ("lm_head.weight", c.VocabSize, d);
+            var (rows, cols) = slot.Shape(c);
+            head |= slot.Role == TensorRole.LmHead;
+            yield return (prefix + name, rows, cols);
         }
-        else
-        {
-            string t = Gpt2Prefix(store);
-            yield return (t + "wte.weight", c.VocabSize, d);
-            yield return (t + "wpe.weight", c.MaxPositions, d);
-            for (int l = 0; l < c.Layers; l++)
-            {
-                string p = $"{t}h.{l}.";
-                yield return (p + "ln_1.weight", 1, d); yield return (p + "ln_1.bias", 1, d);
-                yield return (p + "attn.c_attn.weight", d, 3 * d); yield return (p + "attn.c_attn.bias", 1, 3 * d);
-                yield return (p + "attn.c_proj.weight", d, d); yield return (p + "attn.c_proj.bias", 1, d);
-                yield return (p + "ln_2.weight", 1, d); yield return (p + "ln_2.bias", 1, d);
-                yield return (p + "mlp.c_fc.weight", d, h); yield return (p + "mlp.c_fc.bias", 1, h);
-                yield return (p + "mlp.c_proj.weight", h, d); yield return (p + "mlp.c_proj.bias", 1, d);
-            }
-            yield return (t + "ln_f.weight", 1, d); yield return (t + "ln_f.bias", 1, d);
-            if (store.Contains("lm_head.weight")) yield return ("lm_head.weight", c.VocabSize, d);
-        }
+        if (!head && store.Contains("lm_head.weight")) yield return ("lm_head.weight", c.VocabSize, c.HiddenSize);
     }
 
     private static string Gpt2Prefix(ITensorSource store) => store.Contains("transformer.wte.weight") ? "transformer." : "";
@@ -110,7 +78,9 @@ internal static unsafe class WeightLoader
     /// num_hidden_layers (a config that names fewer layers than the weights would otherwise run a truncated model).</summary>
     public static void Validate(ITensorSource store, ModelConfig c)
     {
-        string layerPrefix = c.Architecture == Architecture.Llama ? "model.layers." : Gpt2Prefix(store) + "h.";
+        var family = ModelFamilies.Of(c);
+        string layerTemplate = family.Tensors.First(t => t.PerLayer).Hf;
+        string layerPrefix = (family.Architecture == Architecture.Gpt2 ? Gpt2Prefix(store) : "") + layerTemplate[..layerTemplate.IndexOf("{l}", StringComparison.Ordinal)];
         foreach (var t in store.Entries)
         {
             if (!t.Name.StartsWith(layerPrefix, StringComparison.Ordinal)) continue;
@@ -130,36 +100,51 @@ internal static unsafe class WeightLoader
 
     private static string Shape(int rows, int cols) => rows == 1 ? $"[{cols}]" : $"[{rows}, {cols}]";
 
+    /// <summary>A Llama-architecture family: every role the family's table names, matrices in their stored type.</summary>
     private static TransformerWeights LoadLlama(ITensorSource s, ModelConfig c, Uploader b)
     {
         Validate(s, c);
+        var family = ModelFamilies.Of(c);
         var layers = new LayerWeights[c.Layers];
+        var w = new Dictionary<TensorRole, DeviceWeight>();
         for (int l = 0; l < c.Layers; l++)
         {
-            string p = $"model.layers.{l}.";
+            // Every per-layer tensor by role; a fused one becomes its parts, row ranges of the stored bytes.
+            w.Clear();
+            foreach (var slot in family.Tensors.Where(t => t.PerLayer && t.Present(c)))
+            {
+                string name = slot.HfName(l);
+                if (slot.Parts is { } parts)
+                {
+                    var fused = s.Matrix(name);
+                    int row = 0;
+                    foreach (var (role, rowsOf) in parts)
+                    {
+                        int rows = rowsOf(c);
+                        w[role] = b.Upload(fused.RowRange($"{name}[{role}]", row, rows));
+                        row += rows;
+                    }
+                }
+                else w[slot.Role] = slot.Shape(c).Rows == 1 ? Vec(s, b, name) : Mat(s, b, name);
+            }
+            DeviceWeight Req(TensorRole role) => w.TryGetValue(role, out var d) ? d : throw new InvalidOperationException($"family {family.Name} has no {role}");
             layers[l] = new LayerWeights
             {
-                AttnNorm = Vec(s, b, p + "input_layernorm.weight"),
-                Wq = Mat(s, b, p + "self_attn.q_proj.weight"),
-                Wk = Mat(s, b, p + "self_attn.k_proj.weight"),
-                Wv = Mat(s, b, p + "self_attn.v_proj.weight"),
-                Wo = Mat(s, b, p + "self_attn.o_proj.weight"),
-                Bq = c.AttentionBias ? Vec(s, b, p + "self_attn.q_proj.bias") : null,
-                Bk = c.AttentionBias ? Vec(s, b, p + "self_attn.k_proj.bias") : null,
-                Bv = c.AttentionBias ? Vec(s, b, p + "self_attn.v_proj.bias") : null,
-                MlpNorm = Vec(s, b, p + "post_attention_layernorm.weight"),
-                WGate = Mat(s, b, p + "mlp.gate_proj.weight"),
-                WUp = Mat(s, b, p + "mlp.up_proj.weight"),
-                WDown = Mat(s, b, p + "mlp.down_proj.weight"),
+                AttnNorm = Req(TensorRole.AttnNorm),
+                Wq = Req(TensorRole.Wq), Wk = Req(TensorRole.Wk), Wv = Req(TensorRole.Wv), Wo = Req(TensorRole.Wo),
+                Bq = w.GetValueOrDefault(TensorRole.Bq), Bk = w.GetValueOrDefault(TensorRole.Bk), Bv = w.GetValueOrDefault(TensorRole.Bv),
+                QNorm = w.GetValueOrDefault(TensorRole.QNorm), KNorm = w.GetValueOrDefault(TensorRole.KNorm),
+                MlpNorm = Req(TensorRole.MlpNorm),
+                WGate = w.GetValueOrDefault(TensorRole.WGate), WUp = Req(TensorRole.WUp), WDown = Req(TensorRole.WDown),
             };
         }
         bool tied = !s.Contains("lm_head.weight");
-        var embed = Mat(s, b, "model.embed_tokens.weight", gatherOnly: !tied);
+        var embed = Mat(s, b, family.Slot(TensorRole.TokenEmbedding)!.Hf, gatherOnly: !tied);
         return new TransformerWeights
         {
             TokenEmbedding = embed,
             Layers = layers,
-            FinalNorm = Vec(s, b, "model.norm.weight"),
+            FinalNorm = Vec(s, b, family.Slot(TensorRole.FinalNorm)!.Hf),
             LmHead = tied ? embed : Mat(s, b, "lm_head.weight"),
         };
     }

@@ -129,4 +129,34 @@ public static class LlamaCpp
         if (r != DecodeResult.Ok) throw new InvalidOperationException($"llama.cpp decode failed: {r}");
         return Enumerable.Range(0, tokens.Length).Select(i => ctx.NativeHandle.GetLogitsIth(i).ToArray()).ToArray();
     }
+
+    /// <summary>llama.cpp's greedy continuation: the prompt in one batch, then <paramref name="count"/> tokens, each the
+    /// argmax of the previous position's logits, fed back one at a time.</summary>
+    public static int[] Greedy(string gguf, int[] prompt, int count)
+    {
+        var p = new ModelParams(gguf)
+        {
+            ContextSize = (uint)Math.Max(64, prompt.Length + count), Threads = 2, BatchThreads = 2, BatchSize = (uint)prompt.Length, UBatchSize = (uint)prompt.Length,
+            GpuLayerCount = 0,
+        };
+        using var weights = LLamaWeights.LoadFromFile(p);
+        using var ctx = weights.CreateContext(p);
+        var batch = new LLamaBatch();
+        for (int i = 0; i < prompt.Length; i++) batch.Add((LLamaToken)prompt[i], i, LLamaSeqId.Zero, i == prompt.Length - 1);
+        if (ctx.Decode(batch) != DecodeResult.Ok) throw new InvalidOperationException("llama.cpp decode failed");
+        var ids = new int[count];
+        int logitsRow = prompt.Length - 1;
+        for (int t = 0; t < count; t++)
+        {
+            var logits = ctx.NativeHandle.GetLogitsIth(logitsRow);
+            int best = 0;
+            for (int v = 1; v < logits.Length; v++) if (logits[v] > logits[best]) best = v;
+            ids[t] = best;
+            batch.Clear();
+            batch.Add((LLamaToken)best, prompt.Length + t, LLamaSeqId.Zero, true);
+            if (ctx.Decode(batch) != DecodeResult.Ok) throw new InvalidOperationException("llama.cpp decode failed");
+            logitsRow = 0;
+        }
+        return ids;
+    }
 }

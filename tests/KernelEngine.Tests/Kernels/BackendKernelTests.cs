@@ -132,6 +132,20 @@ public sealed class BackendKernelTests(string backendName)
         Assert.That(TestData.MaxAbsDiff(_b.ReadAll(yt), ScalarReference.LayerNorm(x, w, bias, rows, dim, 1e-5f)), Is.LessThanOrEqualTo(1e-5));
     }
 
+    /// <summary>Qwen3's q/k norms: each head of each row normed in place; the reference norms (rows * heads) rows of
+    /// headDim. Odd head width, rows and heads; tolerance 1e-5 as for RmsNorm.</summary>
+    [Test]
+    public void RmsNormHeads_NormsEachHeadInPlace()
+    {
+        int rows = 3, heads = 5, hd = 22;
+        var x = TestData.Random(rows * heads * hd, 14, 3f);
+        var w = TestData.Random(hd, 15);
+        using var xt = _b.Tensor(x, rows, heads * hd);
+        using var wt = _b.Upload(HostWeight.FromFloats("w", w, 1, hd));
+        _b.RmsNormHeads(xt, wt, rows, heads, 1e-6f);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(xt), ScalarReference.RmsNorm(x, w, rows * heads, hd, 1e-6f)), Is.LessThanOrEqualTo(1e-5));
+    }
+
     [TestCase(RopeLayout.RotateHalf, false)]
     [TestCase(RopeLayout.Interleaved, false)]
     [TestCase(RopeLayout.RotateHalf, true)]

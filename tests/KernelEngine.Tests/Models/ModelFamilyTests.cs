@@ -1,0 +1,132 @@
+using KernelEngine.Benchmarking;
+using KernelEngine.Formats;
+using KernelEngine.Kernels;
+using KernelEngine.Models.Families;
+using NUnit.Framework;
+
+namespace KernelEngine.Tests.Models;
+
+/// <summary>The family descriptors: names that round-trip between Hugging Face and GGUF, fused tensors that keep their
+/// stored type when split, and every Llama-architecture family's preset loading from its folder and its GGUF export.</summary>
+public sealed class ModelFamilyTests
+{
+    [Test]
+    public void EveryTensorName_RoundTripsBetweenHuggingFaceAndGguf()
+    {
+        foreach (var family in ModelFamilies.All)
+            foreach (var slot in family.Tensors)
+                foreach (int layer in slot.PerLayer ? new[] { 0, 7, 31 } : [0])
+                    Assert.That(family.HfNameOf(slot.GgufName(layer)), Is.EqualTo(slot.HfName(layer)), $"{family.Name}: {slot.Gguf}");
+        Assert.That(ModelFamilies.Qwen3.HfNameOf("blk.x.attn_q.weight"), Is.Null);
+        Assert.That(ModelFamilies.Qwen3.HfNameOf("blk.3.no_such.weight"), Is.Null);
+    }
+
+    /// <summary>Phi-3's qkv_proj and gate_up_proj split by row ranges of the stored Q8_0 bytes: the parts stay Q8_0 with
+    /// the rows of q, k, v (GQA: k and v narrower than q) and of gate, up; the logits stay within Q8_0's error of F32's.</summary>
+    [Test]
+    public void FusedProjections_SplitByRows_StayQuantized()
+    {
+        string dir = TestScratch.Path("families-unit");
+        string f32 = Presets.Materialize("phi3-tiny", WeightType.F32, dir), q8 = Presets.Materialize("phi3-tiny", WeightType.Q8_0, dir);
+        using var exact = Model.Load(f32, new ModelOptions { Device = "cpu" });
+        using var quant = Model.Load(q8, new ModelOptions { Device = "cpu" });
+        var c = quant.Config;
+        var layer = quant.Transformer.Weights.Layers[1];
+        Assert.That(new[] { layer.Wq.Type, layer.Wk.Type, layer.Wv.Type, layer.WGate!.Type, layer.WUp.Type }, Is.All.EqualTo(WeightType.Q8_0));
+        Assert.That(new[] { layer.Wq.Rows, layer.Wk.Rows, layer.Wv.Rows }, Is.EqualTo(new[] { c.QDim, c.KvDim, c.KvDim }));
+        Assert.That(new[] { layer.WGate.Rows, layer.WUp.Rows }, Is.EqualTo(new[] { c.IntermediateSize, c.IntermediateSize }));
+        int[] tokens = [1, 50, 60, 70, 80, 90, 100];
+        var a = new float[tokens.Length * c.VocabSize];
+        var b = new float[tokens.Length * c.VocabSize];
+        using (var s = exact.CreateSession()) s.FeedAll(tokens, a);
+        using (var s = quant.CreateSession()) s.FeedAll(tokens, b);
+        double maxDiff = a.Zip(b, (x, y) => Math.Abs(x - y)).Max(), scale = a.Max(Math.Abs);
+        Assert.That(maxDiff, Is.GreaterThan(0), "the Q8_0 model really is quantized");
+        Assert.That(maxDiff, Is.LessThanOrEqualTo(0.02 * scale + 1e-3), $"max |diff| {maxDiff} of logits up to {scale}");
+    }
+
+    /// <summary>Every Llama-architecture family's tiny preset gives the same logits from its folder and from the GGUF we
+    /// export (names, metadata and q/k layout through the family's table; llama.cpp's side is in Interop).</summary>
+    [TestCase("qwen2-tiny")]
+    [TestCase("qwen3-tiny")]
+    [TestCase("phi3-tiny")]
+    [TestCase("llama-tiny")]
+    public void FolderAndGgufExport_GiveTheSameLogits(string preset)
+    {
+        string dir = TestScratch.Path("families-unit");
+        string folder = Presets.Materialize(preset, WeightType.F32, dir);
+        string gguf = Path.Combine(dir, $"{preset}-{Guid.NewGuid():N}.gguf");
+        GgufExporter.Export(folder, gguf, WeightType.F32);
+        int[] tokens = [1, 5, 9, 200, 300, 17, 4, 99, 100];
+        float[] Logits(string path)
+        {
+            using var m = Model.Load(path, new ModelOptions { Device = "cpu" });
+            using var s = m.CreateSession();
+            var l = new float[tokens.Length * m.Config.VocabSize];
+            s.FeedAll(tokens, l);
+            return l;
+        }
+        var a = Logits(folder);
+        var b = Logits(gguf);
+        Assert.That(a.Zip(b, (x, y) => Math.Abs(x - y)).Max(), Is.LessThanOrEqualTo(1e-5));
+        File.Delete(gguf);
+    }
+
+    /// <summary>Sliding windows as transformers reads them: Mistral's window applies by default, Qwen's only with
+    /// use_sliding_window. Until windowed attention runs, a context stops at the window (full attention within it is
+    /// the same computation), and asking for more is a request error that says why. Partial rotary is a format error.</summary>
+    [TestCase(null, 64)]
+    [TestCase(false, 512)]
+    public void MistralSlidingWindow_CapsTheContext_UntilItRuns(bool? useSlidingWindow, int expectedContext)
+    {
+        string folder = ConfigVariant("llama-tiny", config =>
+        {
+            config["model_type"] = "mistral";
+            config["sliding_window"] = 64;
+            if (useSlidingWindow is bool u) config["use_sliding_window"] = u;
+        });
+        using var model = Model.Load(folder, new ModelOptions { Device = "cpu" });
+        Assert.That(model.ContextLength, Is.EqualTo(expectedContext));
+        if (expectedContext < 512)
+        {
+            var e = Assert.Throws<InvalidRequestException>(() => Model.Load(folder, new ModelOptions { Device = "cpu", ContextLength = 100 }));
+            Assert.That(e!.Message, Does.Contain("sliding window of 64"));
+        }
+    }
+
+    [TestCase(null, null)]
+    [TestCase(true, 64)]
+    [TestCase(false, null)]
+    public void QwenSlidingWindow_AppliesOnlyWhenAskedFor(bool? useSlidingWindow, int? expected)
+    {
+        var json = new System.Text.Json.Nodes.JsonObject
+        {
+            ["model_type"] = "qwen2", ["hidden_size"] = 64, ["intermediate_size"] = 128, ["num_hidden_layers"] = 2, ["num_attention_heads"] = 4,
+            ["vocab_size"] = 512, ["max_position_embeddings"] = 512, ["sliding_window"] = 64,
+        };
+        if (useSlidingWindow is bool u) json["use_sliding_window"] = u;
+        using var doc = System.Text.Json.JsonDocument.Parse(json.ToJsonString());
+        Assert.That(ModelConfig.Parse("config.json", doc.RootElement).SlidingWindow, Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void PartialRotary_IsAFormatErrorNamingTheField()
+    {
+        string folder = ConfigVariant("llama-tiny", config => config["partial_rotary_factor"] = 0.75);
+        var e = Assert.Throws<ModelFormatException>(() => Model.Load(folder));
+        Assert.That(e!.Message, Does.Contain("partial_rotary_factor"));
+    }
+
+    private static string ConfigVariant(string preset, Action<System.Text.Json.Nodes.JsonObject> edit)
+    {
+        string dir = TestScratch.Path("families-unit");
+        string source = Presets.Materialize(preset, WeightType.F32, dir);
+        string folder = Path.Combine(dir, $"variant-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        foreach (var f in Directory.GetFiles(source)) File.Copy(f, Path.Combine(folder, Path.GetFileName(f)));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "config.json")))!.AsObject();
+        edit(config);
+        File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString());
+        return folder;
+    }
+}
