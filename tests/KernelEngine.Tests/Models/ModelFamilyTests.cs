@@ -72,6 +72,27 @@ public sealed class ModelFamilyTests
         File.Delete(gguf);
     }
 
+    /// <summary>The new ops and weight splits on the ILGPU backend (its CPU accelerator runs the GPU kernels): the same
+    /// logits as the CPU backend within 1e-4.</summary>
+    [TestCase("qwen3-tiny")]
+    [TestCase("phi3-tiny")]
+    public void IlgpuBackend_MatchesCpu(string preset)
+    {
+        string folder = Presets.Materialize(preset, WeightType.F32, TestScratch.Path("families-unit"));
+        int[] tokens = [1, 5, 9, 200, 300];
+        float[] Logits(string device)
+        {
+            using var m = Model.Load(folder, new ModelOptions { Device = device });
+            using var s = m.CreateSession();
+            var l = new float[tokens.Length * m.Config.VocabSize];
+            s.FeedAll(tokens, l);
+            return l;
+        }
+        var cpu = Logits("cpu");
+        var gpu = Logits("ilgpu-cpu");
+        Assert.That(cpu.Zip(gpu, (x, y) => Math.Abs(x - y)).Max(), Is.LessThanOrEqualTo(1e-4));
+    }
+
     /// <summary>Sliding windows as transformers reads them: Mistral's window applies by default, Qwen's only with
     /// use_sliding_window. Until windowed attention runs, a context stops at the window (full attention within it is
     /// the same computation), and asking for more is a request error that says why. Partial rotary is a format error.</summary>
