@@ -25,7 +25,7 @@ internal static unsafe class AttentionCpu
         public void* K, V;
         public KvRows Rows;
         public bool F16;
-        public int Start, Heads, KvHeads, HeadDim, Branch;
+        public int Start, Heads, KvHeads, HeadDim, Branch, Window;
         public float Scale;
     }
 
@@ -35,16 +35,22 @@ internal static unsafe class AttentionCpu
     /// <param name="output">(rows, heads * headDim)</param>
     /// <param name="branch">0: plain causal. &gt; 0: the rows are consecutive branches of this many rows (speculative
     /// drafts); row i of branch b (cache position start + b·branch + i) sees the prefix [0, start) and [start + b·branch, itself]</param>
+    /// <param name="window">0, or a sliding window: a row at (logical) position p sees only positions above p − window</param>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Causal(WorkerPool pool, float* q, void* k, void* v, KvRows cache, float* output,
-        int rows, int start, int heads, int kvHeads, int headDim, float scale, int branch = 0)
+        int rows, int start, int heads, int kvHeads, int headDim, float scale, int branch = 0, int window = 0)
     {
         if (rows == 1 && branch == 0 && DecodeAttentionCpu.Supports(headDim))
         {
-            DecodeAttentionCpu.Run(pool, q, k, v, cache, output, start + 1, heads, kvHeads, headDim, scale);
+            // The window is a range of rows: start the flash-decoding walk at its first position.
+            int first = window > 0 ? Math.Max(0, start - window + 1) : 0;
+            long skip = cache.Bytes((long)first * kvHeads * headDim);
+            DecodeAttentionCpu.Run(pool, q, (byte*)k + skip, (byte*)v + skip, cache, output, start + 1 - first, heads, kvHeads, headDim, scale);
             return;
         }
-        if (rows > 1 && branch == 0 && PrefillAttentionCpu.Supports(headDim))
+        // The tiled prefill has no lower bound per row: a window that cuts into the batch takes the per-row path below.
+        bool windowBites = window > 0 && start + rows > window;
+        if (rows > 1 && branch == 0 && !windowBites && PrefillAttentionCpu.Supports(headDim))
         {
             PrefillAttentionCpu.Run(pool, q, k, v, cache, output, rows, start, heads, kvHeads, headDim, scale);
             return;
@@ -52,7 +58,7 @@ internal static unsafe class AttentionCpu
         var job = new Job
         {
             Q = q, Out = output, K = k, V = v, Rows = cache, F16 = cache.Type == WeightType.F16, Start = start, Heads = heads, KvHeads = kvHeads,
-            HeadDim = headDim, Scale = scale, Branch = branch,
+            HeadDim = headDim, Scale = scale, Branch = branch, Window = window,
         };
         pool.For(rows * heads, &Task, &job, 2L * rows * heads * headDim * (start + rows));
     }
@@ -64,10 +70,13 @@ internal static unsafe class AttentionCpu
         int t = task / j.Heads, h = task % j.Heads;
         int hd = j.HeadDim, kvDim = j.KvHeads * hd;
         int kvh = h / (j.Heads / j.KvHeads);
-        // Visible cache positions: [0, prefixEnd) then [ownStart, ownStart + ownCount).
-        int prefixEnd, ownStart, ownCount;
-        if (j.Branch > 0) { int b = t / j.Branch; prefixEnd = j.Start; ownStart = j.Start + b * j.Branch; ownCount = t % j.Branch + 1; }
-        else { prefixEnd = j.Start + t + 1; ownStart = 0; ownCount = 0; }
+        // Visible cache positions: [first, prefixEnd) then [ownStart, ownStart + ownCount); first > 0 under a sliding window
+        // (of the row's logical position: a draft row i sits at start + i). Below, prefixEnd is the prefix's length.
+        int prefixEnd, ownStart, ownCount, logical;
+        if (j.Branch > 0) { int b = t / j.Branch; prefixEnd = j.Start; ownStart = j.Start + b * j.Branch; ownCount = t % j.Branch + 1; logical = j.Start + t % j.Branch; }
+        else { prefixEnd = j.Start + t + 1; ownStart = 0; ownCount = 0; logical = j.Start + t; }
+        int first = j.Window > 0 ? Math.Min(prefixEnd, Math.Max(0, logical - j.Window + 1)) : 0;
+        prefixEnd -= first;
         int visible = prefixEnd + ownCount;
         var buf = t_scores;
         if (buf == null || buf.Length < visible + 2 * hd) t_scores = buf = GC.AllocateUninitializedArray<float>(Math.Max(visible + 2 * hd, 1024) * 2, pinned: true);
@@ -77,18 +86,18 @@ internal static unsafe class AttentionCpu
         float* o = j.Out + (long)t * j.Heads * hd + h * hd;
         if (Vector512.IsHardwareAccelerated && hd % 16 == 0 && !j.Rows.IsBlockFormat && (!j.F16 || HalfVector.IsSupported))
         {
-            VectorPath(ref j, q, o, scores, visible, prefixEnd, ownStart, kvDim, kvh * hd);
+            VectorPath(ref j, q, o, scores, visible, first, prefixEnd, ownStart, kvDim, kvh * hd);
             return;
         }
         if (j.Rows.Type == WeightType.F32 && hd < 16)
         {
-            SmallHeadPath(ref j, q, o, scores, visible, prefixEnd, ownStart, kvDim, kvh * hd);
+            SmallHeadPath(ref j, q, o, scores, visible, first, prefixEnd, ownStart, kvDim, kvh * hd);
             return;
         }
         var qh = new ReadOnlySpan<float>(q, hd);
         for (int s = 0; s < visible; s++)
         {
-            int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
+            int p = s < prefixEnd ? first + s : ownStart + s - prefixEnd;
             long off = (long)p * kvDim + kvh * hd;
             ReadOnlySpan<float> kr = Row(ref j, j.K, off, tmp);
             scores[s] = SpanMath.Dot(qh, kr) * j.Scale;
@@ -99,7 +108,7 @@ internal static unsafe class AttentionCpu
         ov.Clear();
         for (int s = 0; s < visible; s++)
         {
-            int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
+            int p = s < prefixEnd ? first + s : ownStart + s - prefixEnd;
             long off = (long)p * kvDim + kvh * hd;
             ReadOnlySpan<float> vr = Row(ref j, j.V, off, tmp);
             SpanMath.MultiplyAdd(vr, scores[s], ov, ov);
@@ -111,13 +120,13 @@ internal static unsafe class AttentionCpu
     /// position; fp16 cache rows converted in registers). 14x faster than a TensorPrimitives call per row at 500 keys.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void VectorPath(ref Job j, float* q, float* o, float* scores, int visible, int prefixEnd, int ownStart, int kvDim, int headOffset)
+    private static void VectorPath(ref Job j, float* q, float* o, float* scores, int visible, int first, int prefixEnd, int ownStart, int kvDim, int headOffset)
     {
         int hd = j.HeadDim;
         float max = float.NegativeInfinity;
         for (int s = 0; s < visible; s++)
         {
-            int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
+            int p = s < prefixEnd ? first + s : ownStart + s - prefixEnd;
             long off = (long)p * kvDim + headOffset;
             var acc = Vector512<float>.Zero;
             if (j.F16)
@@ -134,7 +143,7 @@ internal static unsafe class AttentionCpu
         for (int d = 0; d < hd; d += 16) Vector512<float>.Zero.Store(o + d);
         for (int s = 0; s < visible; s++)
         {
-            int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
+            int p = s < prefixEnd ? first + s : ownStart + s - prefixEnd;
             long off = (long)p * kvDim + headOffset;
             var w = Vector512.Create(scores[s] * inv);
             if (j.F16)
@@ -146,14 +155,14 @@ internal static unsafe class AttentionCpu
 
     /// <summary>Tiny heads (stories260K: 8): plain loops, no call per position.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SmallHeadPath(ref Job j, float* q, float* o, float* scores, int visible, int prefixEnd, int ownStart, int kvDim, int headOffset)
+    private static void SmallHeadPath(ref Job j, float* q, float* o, float* scores, int visible, int first, int prefixEnd, int ownStart, int kvDim, int headOffset)
     {
         int hd = j.HeadDim;
         float* k = (float*)j.K, v = (float*)j.V;
         float max = float.NegativeInfinity;
         for (int s = 0; s < visible; s++)
         {
-            int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
+            int p = s < prefixEnd ? first + s : ownStart + s - prefixEnd;
             float* kr = k + (long)p * kvDim + headOffset;
             float dot = 0;
             for (int d = 0; d < hd; d++) dot += q[d] * kr[d];
@@ -166,7 +175,7 @@ internal static unsafe class AttentionCpu
         for (int d = 0; d < hd; d++) o[d] = 0;
         for (int s = 0; s < visible; s++)
         {
-            int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
+            int p = s < prefixEnd ? first + s : ownStart + s - prefixEnd;
             float* vr = v + (long)p * kvDim + headOffset;
             float w = scores[s] * inv;
             for (int d = 0; d < hd; d++) o[d] += w * vr[d];

@@ -10,7 +10,7 @@ internal struct AttentionArgs
     public ArrayView<byte> K, V;          // the whole cache; LayerOffset selects the layer (elements)
     public ArrayView<float> Partial;      // flash-decoding scratch: (heads, chunks, headDim + 2)
     public long LayerOffset;
-    public int F16, Start, Heads, KvHeads, HeadDim, Branch, Chunk, Chunks;
+    public int F16, Start, Heads, KvHeads, HeadDim, Branch, Chunk, Chunks, Window;   // Window 0: full causal
     public float Scale;
 }
 
@@ -34,8 +34,9 @@ internal static class AttentionIlgpu
     private static float Value(AttentionArgs a, long index) =>
         a.F16 != 0 ? DeviceMath.HalfToFloat(a.V.Cast<ushort>()[a.LayerOffset + index]) : a.V.Cast<float>()[a.LayerOffset + index];
 
-    /// <summary>Online-softmax attention of one query over visible positions [from, to) (in visible-index space).</summary>
-    private static void Attend(AttentionArgs a, int t, int h, int from, int to, int prefixEnd, int ownStart,
+    /// <summary>Online-softmax attention of one query over visible positions [from, to) (in visible-index space: index s
+    /// is cache position first + s within the prefix of prefixEnd positions, then the branch's own rows).</summary>
+    private static void Attend(AttentionArgs a, int t, int h, int from, int to, int first, int prefixEnd, int ownStart,
         ArrayView<float> o, ArrayView<float> sc, ArrayView<float> red, out float mOut, out float lOut)
     {
         int tid = Group.IdxX, hd = a.HeadDim, kvDim = a.KvHeads * hd;
@@ -50,7 +51,7 @@ internal static class AttentionIlgpu
             float score = float.NegativeInfinity;
             if (s < to)
             {
-                int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
+                int p = s < prefixEnd ? first + s : ownStart + s - prefixEnd;
                 long ko = (long)p * kvDim + kvh * hd;
                 float dot = 0;
                 for (int d = 0; d < hd; d++) dot += a.Q[qo + d] * Key(a, ko + d);
@@ -68,7 +69,7 @@ internal static class AttentionIlgpu
                 for (int j = 0; j < n; j++)
                 {
                     int sj = s0 + j;
-                    int p = sj < prefixEnd ? sj : ownStart + sj - prefixEnd;
+                    int p = sj < prefixEnd ? first + sj : ownStart + sj - prefixEnd;
                     acc += sc[j] * Value(a, (long)p * kvDim + kvh * hd + d);
                 }
                 o[d] = acc;
@@ -80,10 +81,16 @@ internal static class AttentionIlgpu
         mOut = m; lOut = l;
     }
 
-    private static void Visible(AttentionArgs a, int t, out int prefixEnd, out int ownStart, out int visible)
+    /// <summary>Row t sees cache positions [first, first + prefixEnd) and then its branch's own rows; first &gt; 0 under a
+    /// sliding window (of the row's logical position: a draft row i sits at start + i), as on the CPU.</summary>
+    private static void Visible(AttentionArgs a, int t, out int first, out int prefixEnd, out int ownStart, out int visible)
     {
-        if (a.Branch > 0) { prefixEnd = a.Start; ownStart = a.Start + t / a.Branch * a.Branch; visible = prefixEnd + t % a.Branch + 1; }
-        else { prefixEnd = a.Start + t + 1; ownStart = 0; visible = prefixEnd; }
+        int own, logical;
+        if (a.Branch > 0) { prefixEnd = a.Start; ownStart = a.Start + t / a.Branch * a.Branch; own = t % a.Branch + 1; logical = a.Start + t % a.Branch; }
+        else { prefixEnd = a.Start + t + 1; ownStart = 0; own = 0; logical = a.Start + t; }
+        first = a.Window > 0 ? XMath.Min(prefixEnd, XMath.Max(0, logical - a.Window + 1)) : 0;
+        prefixEnd -= first;
+        visible = prefixEnd + own;
     }
 
     /// <summary>
@@ -95,13 +102,13 @@ internal static class AttentionIlgpu
         var o = LocalMemory.Allocate<float>(MaxHeadDim);
         int t = index / a.Heads, h = index % a.Heads, hd = a.HeadDim, kvDim = a.KvHeads * hd;
         int kvh = h / (a.Heads / a.KvHeads);
-        Visible(a, t, out int prefixEnd, out int ownStart, out int visible);
+        Visible(a, t, out int first, out int prefixEnd, out int ownStart, out int visible);
         long qo = (long)t * a.Heads * hd + h * hd;
         for (int d = 0; d < hd; d++) o[d] = 0;
         float m = float.NegativeInfinity, l = 0;
         for (int s = 0; s < visible; s++)
         {
-            int p = s < prefixEnd ? s : ownStart + s - prefixEnd;
+            int p = s < prefixEnd ? first + s : ownStart + s - prefixEnd;
             long ko = (long)p * kvDim + kvh * hd;
             float dot = 0;
             for (int d = 0; d < hd; d++) dot += a.Q[qo + d] * Key(a, ko + d);
@@ -122,8 +129,8 @@ internal static class AttentionIlgpu
         var sc = SharedMemory.Allocate<float>(Threads);
         var red = SharedMemory.Allocate<float>(Threads);
         int t = Grid.IdxX / a.Heads, h = Grid.IdxX % a.Heads;
-        Visible(a, t, out int prefixEnd, out int ownStart, out int visible);
-        Attend(a, t, h, 0, visible, prefixEnd, ownStart, o, sc, red, out _, out float l);
+        Visible(a, t, out int first, out int prefixEnd, out int ownStart, out int visible);
+        Attend(a, t, h, 0, visible, first, prefixEnd, ownStart, o, sc, red, out _, out float l);
         long oo = (long)t * a.Heads * a.HeadDim + h * a.HeadDim;
         for (int d = Group.IdxX; d < a.HeadDim; d += Threads) a.Out[oo + d] = o[d] / l;
     }
@@ -135,9 +142,10 @@ internal static class AttentionIlgpu
         var sc = SharedMemory.Allocate<float>(Threads);
         var red = SharedMemory.Allocate<float>(Threads);
         int h = Grid.IdxX / a.Chunks, c = Grid.IdxX % a.Chunks;
-        int visible = a.Start + 1;
+        int first = a.Window > 0 ? XMath.Max(0, a.Start - a.Window + 1) : 0;
+        int visible = a.Start + 1 - first;
         int from = c * a.Chunk, to = XMath.Min(visible, from + a.Chunk);
-        Attend(a, 0, h, from, to, visible, 0, o, sc, red, out float m, out float l);
+        Attend(a, 0, h, from, to, first, visible, 0, o, sc, red, out float m, out float l);
         long po = ((long)h * a.Chunks + c) * (a.HeadDim + 2);
         for (int d = Group.IdxX; d < a.HeadDim; d += Threads) a.Partial[po + 2 + d] = o[d];
         if (Group.IdxX == 0) { a.Partial[po] = m; a.Partial[po + 1] = l; }

@@ -133,8 +133,8 @@ public sealed class Model : IDisposable
         try
         {
             if (options.ContextLength is int ctx && (ctx <= 0 || ctx > config.PositionLimit))
-                throw new InvalidRequestException(config.SlidingWindow is int window && window < config.MaxPositions
-                    ? $"context length {ctx} is outside 1..{window}: the model attends through a sliding window of {window} positions (config.json 'sliding_window'), which KernelEngine does not run yet, so contexts stop at the window"
+                throw new InvalidRequestException(config.PositionLimit < config.MaxPositions && config.SlidingWindow is int window
+                    ? $"context length {ctx} is outside 1..{window}: the model attends through a sliding window of {window} positions (config.json 'sliding_window'), on some layers (max_window_layers), which KernelEngine does not run yet, so contexts stop at the window"
                     : $"context length {ctx} is outside 1..{config.MaxPositions} (the model's max_position_embeddings)");
             tokenizer = files.LoadTokenizer();
             chatTemplate = files.LoadChatTemplate();

@@ -242,7 +242,7 @@ internal sealed unsafe class CpuBackend : IBackend
         _ops++;
         long layerBytes = layer * cache.ContextLength * cache.K.RowBytes;
         AttentionCpu.Causal(_pool, T(q).F, (byte*)T(cache.K).Data + layerBytes, (byte*)T(cache.V).Data + layerBytes, cache.Rows, T(output).F,
-            rows, start, s.Heads, s.KvHeads, s.HeadDim, s.Scale, branch);
+            rows, start, s.Heads, s.KvHeads, s.HeadDim, s.Scale, branch, s.Window);
     }
 
     public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope)

@@ -347,12 +347,13 @@ internal sealed unsafe class IlgpuBackend : IBackend
         {
             Q = T(q).F, Out = T(output).F, K = T(cache.K).View, V = T(cache.V).View, Partial = _none.View,
             LayerOffset = (long)layer * cache.ContextLength * cache.KvDim, F16 = cache.K.IsF16 ? 1 : 0, Start = start,
-            Heads = s.Heads, KvHeads = s.KvHeads, HeadDim = s.HeadDim, Branch = branch, Scale = s.Scale,
+            Heads = s.Heads, KvHeads = s.KvHeads, HeadDim = s.HeadDim, Branch = branch, Scale = s.Scale, Window = s.Window,
         };
         if (!GroupKernels) Implicit("attention-per-query", AttentionIlgpu.PerQuery, rows * s.Heads, args);
         else if (rows == 1 && branch == 0)
         {
-            int chunks = (start + 1 + DecodeChunk - 1) / DecodeChunk;
+            int positions = s.Window > 0 ? Math.Min(start + 1, s.Window) : start + 1;
+            int chunks = (positions + DecodeChunk - 1) / DecodeChunk;
             args.Chunk = DecodeChunk; args.Chunks = chunks;
             args.Partial = Scratch((long)s.Heads * chunks * (s.HeadDim + 2));
             Launch("attention-decode-partial", AttentionIlgpu.DecodePartial, s.Heads * chunks, AttentionIlgpu.Threads, args);

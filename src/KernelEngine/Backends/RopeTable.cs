@@ -5,5 +5,6 @@ namespace KernelEngine.Backends;
 /// <summary>RoPE of a model: inverse frequencies (headDim / 2, llama3 scaling applied) and the pair layout.</summary>
 public sealed record RopeTable(float[] InvFreq, int HeadDim, RopeLayout Layout);
 
-/// <summary>Shape of an attention call.</summary>
-public readonly record struct AttentionShape(int Heads, int KvHeads, int HeadDim, float Scale);
+/// <summary>Shape of an attention call. Window &gt; 0: sliding-window attention, a query at position p sees keys
+/// (p − Window, p] (transformers' and llama.cpp's rule: p − k &lt; Window); 0: all earlier positions.</summary>
+public readonly record struct AttentionShape(int Heads, int KvHeads, int HeadDim, float Scale, int Window = 0);

@@ -59,9 +59,11 @@ public sealed partial record ModelConfig
     /// <summary>Attention window of the sliding-window layers (config.json <c>sliding_window</c> where the family uses it,
     /// or <c>use_sliding_window</c> turns it on), or null.</summary>
     public int? SlidingWindow { get; init; }
-    /// <summary>Positions a context may hold: <see cref="MaxPositions"/>, or the sliding window when it is shorter (sliding
-    /// windows do not run yet, and within the window full attention gives the same result).</summary>
-    public int PositionLimit => SlidingWindow is int w && w < MaxPositions ? w : MaxPositions;
+    /// <summary>The sliding window applies to every layer and the attention kernels run it (Mistral, Phi-3).</summary>
+    public bool SlidingWindowRuns { get; init; }
+    /// <summary>Positions a context may hold: <see cref="MaxPositions"/>, or a sliding window that does not run (Qwen's
+    /// per-layer windows) when it is shorter: within the window full attention gives the same result.</summary>
+    public int PositionLimit => SlidingWindow is int w && !SlidingWindowRuns && w < MaxPositions ? w : MaxPositions;
     /// <summary>Beginning-of-text token, or null.</summary>
     public int? BosTokenId { get; init; }
     /// <summary>End tokens (config.json and generation_config.json together).</summary>
@@ -153,7 +155,7 @@ public sealed partial record ModelConfig
                 if (Int(path, c, "head_dim", 2, Limits.MaxHeadDim) is int hd) cfg = cfg with { HeadDim = hd };
                 // transformers' reading: the window applies unless use_sliding_window says no (default per family).
                 if ((Bool(path, c, "use_sliding_window") ?? family.SlidingWindowByDefault) && Int(path, c, "sliding_window", 1, Limits.MaxPositions) is int window)
-                    cfg = cfg with { SlidingWindow = window };
+                    cfg = cfg with { SlidingWindow = window, SlidingWindowRuns = family.SlidingWindowEveryLayer };
                 if (Dbl(path, c, "partial_rotary_factor", 0, 1) is double rotary && rotary != 1)
                     throw new ModelFormatException(path, $"'partial_rotary_factor' {rotary} (rotary embeddings on part of each head) is not supported yet");
                 if (cfg.Activation != "silu") throw new ModelFormatException(path, $"hidden_act '{cfg.Activation}' is not supported (silu only)");

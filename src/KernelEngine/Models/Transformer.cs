@@ -23,7 +23,8 @@ internal sealed class Transformer : IDisposable
         Config = config; Weights = weights; _b = backend;
         // YaRN's and longrope's attention factor multiplies the rotated q and k: the logits by its square
         double factor = config.Architecture == Architecture.Llama ? config.RopeScaling?.AttentionFactor(contextLength) ?? 1 : 1;
-        _attn = new AttentionShape(config.Heads, config.KvHeads, config.HeadDim, (float)(factor * factor / Math.Sqrt(config.HeadDim)));
+        _attn = new AttentionShape(config.Heads, config.KvHeads, config.HeadDim, (float)(factor * factor / Math.Sqrt(config.HeadDim)),
+            config.SlidingWindowRuns ? config.SlidingWindow ?? 0 : 0);
         Rope = config.Architecture == Architecture.Llama ? new RopeTable(InverseFrequencies(config, contextLength), config.HeadDim, config.RopeLayout) : null;
     }
 

@@ -246,6 +246,49 @@ public sealed class BackendKernelTests(string backendName)
         Assert.That(TestData.MaxAbsDiff(_b.ReadAll(ot)[..(heads * hd)], expected[^(heads * hd)..]), Is.LessThanOrEqualTo(1e-5), "decode row");
     }
 
+    /// <summary>Sliding-window attention (Mistral, Phi-3): a row at position p sees keys above p − window. A prefill block
+    /// the window cuts into (positions 21..27, window 9), its last row again as decode, and a window wider than the
+    /// context (the full-attention paths); every cache type and head width path; tolerance 1e-5 as for causal attention.</summary>
+    [TestCase("f32", 12, 9)]
+    [TestCase("f32", 32, 9)]
+    [TestCase("f16", 32, 9)]
+    [TestCase("q8_0", 32, 9)]
+    [TestCase("f32", 32, 1)]
+    [TestCase("f32", 32, 100)]
+    public void Attention_SlidingWindow_MatchesScalarReference(string cacheType, int hd, int window)
+    {
+        int heads = 6, kvHeads = 2, ctx = 40, start = 21, rows = 7, layers = 2, layer = 1;
+        int kvDim = kvHeads * hd;
+        var type = KvCacheTypes.Parse(cacheType);
+        if (!_b.SupportsKvCache(type, hd))
+        {
+            Assert.Throws<InvalidRequestException>(() => new KvCache(_b, layers, ctx, kvDim, type, hd).Dispose());
+            return;
+        }
+        var kAll = TestData.Random((start + rows) * kvDim, 18);
+        var vAll = TestData.Random((start + rows) * kvDim, 19);
+        var q = TestData.Random(rows * heads * hd, 20);
+        using var cache = new KvCache(_b, layers, ctx, kvDim, type, hd);
+        using var kt = _b.Tensor(kAll, start + rows, kvDim);
+        using var vt = _b.Tensor(vAll, start + rows, kvDim);
+        _b.StoreKv(kt, vt, cache, layer, 0, start + rows);
+        using var qt = _b.Tensor(q, rows, heads * hd);
+        using var ot = _b.Allocate(rows, heads * hd);
+        var shape = new AttentionShape(heads, kvHeads, hd, 1f / MathF.Sqrt(hd), window);
+        _b.Attention(qt, cache, layer, start, rows, ot, shape);
+        float[] Stored(float[] a) => ScalarReference.Dequantize(TestData.Encode(a, type, start + rows, kvDim), type, start + rows, kvDim);
+        var expected = ScalarReference.Attention(q, Stored(kAll), Stored(vAll), rows, start, heads, kvHeads, hd, window);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(ot), expected), Is.LessThanOrEqualTo(1e-5), "prefill block");
+        using var q1 = _b.Tensor(q[^(heads * hd)..], 1, heads * hd);
+        _b.Attention(q1, cache, layer, start + rows - 1, 1, ot, shape);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(ot)[..(heads * hd)], expected[^(heads * hd)..]), Is.LessThanOrEqualTo(1e-5), "decode row");
+        if (window < start + rows)
+        {
+            var full = ScalarReference.Attention(q, Stored(kAll), Stored(vAll), rows, start, heads, kvHeads, hd);
+            Assert.That(TestData.MaxAbsDiff(full, expected), Is.GreaterThan(1e-3), "the window changes the result");
+        }
+    }
+
     /// <summary>A Q8_0 cache shifted: keys are widened, rotated and quantized again, so they match the scalar RoPE at their new
     /// positions within two quantization steps (values in [-1, 1]: a step is at most 1/127).</summary>
     [Test]

@@ -84,7 +84,8 @@ public static class ScalarReference
     public static float Gelu(float x) => (float)(0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x))));
 
     /// <summary>Causal attention; k/v (positions, kvHeads * headDim); query row t at position start + t.</summary>
-    public static float[] Attention(float[] q, float[] k, float[] v, int rows, int start, int heads, int kvHeads, int headDim)
+    /// <param name="window">0, or a sliding window: the row at position p sees keys k with p − k &lt; window</param>
+    public static float[] Attention(float[] q, float[] k, float[] v, int rows, int start, int heads, int kvHeads, int headDim, int window = 0)
     {
         var o = new float[rows * heads * headDim];
         int kvDim = kvHeads * headDim;
@@ -93,10 +94,12 @@ public static class ScalarReference
             {
                 int kh = h / (heads / kvHeads);
                 int n = start + t + 1;
+                int lo = window > 0 ? Math.Max(0, start + t - window + 1) : 0;
                 var s = new double[n];
                 double max = double.NegativeInfinity;
                 for (int p = 0; p < n; p++)
                 {
+                    if (p < lo) { s[p] = double.NegativeInfinity; continue; }
                     double d = 0;
                     for (int i = 0; i < headDim; i++) d += (double)q[t * heads * headDim + h * headDim + i] * k[p * kvDim + kh * headDim + i];
                     s[p] = d / Math.Sqrt(headDim);

@@ -93,26 +93,49 @@ public sealed class ModelFamilyTests
         Assert.That(cpu.Zip(gpu, (x, y) => Math.Abs(x - y)).Max(), Is.LessThanOrEqualTo(1e-4));
     }
 
-    /// <summary>Sliding windows as transformers reads them: Mistral's window applies by default, Qwen's only with
-    /// use_sliding_window. Until windowed attention runs, a context stops at the window (full attention within it is
-    /// the same computation), and asking for more is a request error that says why. Partial rotary is a format error.</summary>
-    [TestCase(null, 64)]
-    [TestCase(false, 512)]
-    public void MistralSlidingWindow_CapsTheContext_UntilItRuns(bool? useSlidingWindow, int expectedContext)
+    /// <summary>Mistral's window runs in every layer: positions inside it give the logits of full attention, later ones
+    /// differ (the kernels' window is checked against the scalar reference in BackendKernelTests); the context is not
+    /// capped. use_sliding_window false turns it off.</summary>
+    [Test]
+    public void MistralSlidingWindow_Runs()
     {
-        string folder = ConfigVariant("llama-tiny", config =>
+        string windowed = ConfigVariant("llama-tiny", c => { c["model_type"] = "mistral"; c["sliding_window"] = 16; });
+        string off = ConfigVariant("llama-tiny", c => { c["model_type"] = "mistral"; c["sliding_window"] = 16; c["use_sliding_window"] = false; });
+        var rng = new Random(3);
+        int[] tokens = [1, .. Enumerable.Range(0, 39).Select(_ => rng.Next(3, 512))];
+        float[] Logits(string folder, out int context)
         {
-            config["model_type"] = "mistral";
-            config["sliding_window"] = 64;
-            if (useSlidingWindow is bool u) config["use_sliding_window"] = u;
-        });
-        using var model = Model.Load(folder, new ModelOptions { Device = "cpu" });
-        Assert.That(model.ContextLength, Is.EqualTo(expectedContext));
-        if (expectedContext < 512)
-        {
-            var e = Assert.Throws<InvalidRequestException>(() => Model.Load(folder, new ModelOptions { Device = "cpu", ContextLength = 100 }));
-            Assert.That(e!.Message, Does.Contain("sliding window of 64"));
+            using var m = Model.Load(folder, new ModelOptions { Device = "cpu" });
+            context = m.ContextLength;
+            Assert.That(m.Config.SlidingWindowRuns, Is.EqualTo(folder == windowed));
+            using var s = m.CreateSession();
+            var l = new float[tokens.Length * 512];
+            s.FeedAll(tokens, l);
+            return l;
         }
+        var a = Logits(windowed, out int ctxA);
+        var b = Logits(off, out int ctxB);
+        Assert.That((ctxA, ctxB), Is.EqualTo((512, 512)));
+        double inside = 0, outside = 0;
+        for (int i = 0; i < a.Length; i++)
+        {
+            double d = Math.Abs(a[i] - b[i]);
+            if (i < 16 * 512) inside = Math.Max(inside, d); else outside = Math.Max(outside, d);
+        }
+        Assert.That(inside, Is.LessThanOrEqualTo(1e-5), "positions 0..15 see the same keys");
+        Assert.That(outside, Is.GreaterThan(1e-3), "later positions see only the last 16");
+    }
+
+    /// <summary>Qwen's windowed layers do not run yet: with use_sliding_window the context stops at the window, and asking
+    /// for more is a request error that says why.</summary>
+    [Test]
+    public void QwenSlidingWindow_CapsTheContext()
+    {
+        string folder = ConfigVariant("qwen2-tiny", c => { c["use_sliding_window"] = true; c["sliding_window"] = 64; });
+        using (var model = Model.Load(folder, new ModelOptions { Device = "cpu" }))
+            Assert.That(model.ContextLength, Is.EqualTo(64));
+        var e = Assert.Throws<InvalidRequestException>(() => Model.Load(folder, new ModelOptions { Device = "cpu", ContextLength = 100 }));
+        Assert.That(e!.Message, Does.Contain("sliding window of 64"));
     }
 
     [TestCase(null, null)]

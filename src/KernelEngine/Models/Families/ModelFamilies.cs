@@ -35,7 +35,7 @@ internal static class ModelFamilies
     public static readonly ModelFamily Llama = new()
     {
         Name = "llama", ModelTypes = ["llama", "mistral"], GgufArch = "llama", Tensors = LlamaTensors,
-        GgufRopeLayout = RopeLayout.Interleaved, SlidingWindowByDefault = true,
+        GgufRopeLayout = RopeLayout.Interleaved, SlidingWindowByDefault = true, SlidingWindowEveryLayer = true,
     };
 
     /// <summary>Qwen2 / Qwen2.5: Llama with q/k/v biases.</summary>
@@ -61,7 +61,7 @@ internal static class ModelFamilies
     /// row ranges of the stored bytes, so quantized weights stay quantized); longrope for the 128k variants.</summary>
     public static readonly ModelFamily Phi3 = new()
     {
-        Name = "phi3", ModelTypes = ["phi3"], GgufArch = "phi3", SlidingWindowByDefault = true,
+        Name = "phi3", ModelTypes = ["phi3"], GgufArch = "phi3", SlidingWindowByDefault = true, SlidingWindowEveryLayer = true,
         Tensors =
         [
             LlamaTensors[0],
