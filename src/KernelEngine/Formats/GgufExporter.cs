@@ -60,7 +60,14 @@ public static class GgufExporter
                     .Add($"{a}.rope.scaling.yarn_beta_fast", (float)y.BetaFast).Add($"{a}.rope.scaling.yarn_beta_slow", (float)y.BetaSlow);
                 if (y.AttentionFactorOverride is double af) g.Add($"{a}.rope.scaling.attn_factor", (float)af);
                 break;
-            default: throw new InvalidRequestException($"GGUF export of rope scaling {c.RopeScaling.GetType().Name} is not supported yet (linear, yarn)");
+            case LongRopeScaling lr:
+                // as llama.cpp's converter writes it: factor tensors, original context, a fixed attention factor
+                g.Add($"{a}.rope.scaling.original_context_length", (uint)lr.OriginalMaxPositions)
+                    .Add($"{a}.rope.scaling.attn_factor", (float)lr.AttentionFactor(c.MaxPositions));
+                foreach (var (name, f) in new[] { ("rope_factors_long.weight", lr.LongFactor), ("rope_factors_short.weight", lr.ShortFactor) })
+                    g.Tensor(name, GgmlType.F32, 1, f.Length, f.Length * 4L, () => MemoryMarshal.AsBytes(f.AsSpan()).ToArray());
+                break;
+            default: throw new InvalidRequestException($"GGUF export of rope scaling {c.RopeScaling.GetType().Name} is not supported yet (linear, yarn, longrope)");
         }
         AddTokenizer(g, tok, modelDir, c);
         if (ChatTemplates.FromFolder(modelDir) is string template) g.Add("tokenizer.chat_template", template);

@@ -126,16 +126,30 @@ internal sealed unsafe class GgufTensorSource : ITensorSource
             config = config with { HeadDim = Int("attention.key_length", 2, ModelConfig.Limits.MaxHeadDim) };
         if (_file.GetInt($"{arch}.rope.dimension_count") is long rd && rd != config.HeadDim)
             throw new ModelFormatException(path, $"partial rotary embeddings ({arch}.rope.dimension_count {rd} of head dimension {config.HeadDim}) are not supported yet");
-        if (_file.Tensor("rope_freqs.weight") is { } rf)
+        if (RopeFactors("rope_freqs.weight", config.HeadDim) is { } freqs) config = config with { RopeFreqFactors = freqs };
+        // LongRoPE (Phi-3 128k, Phi-3.5, Phi-4-mini): llama.cpp's converter stores the two factor lists as tensors and the
+        // attention factor and original context as keys; the long list applies to contexts past the original one.
+        if (RopeFactors("rope_factors_long.weight", config.HeadDim) is { } longFactors)
         {
-            if (rf.Elements != config.HeadDim / 2) throw new ModelFormatException(path, $"tensor 'rope_freqs.weight' has {rf.Elements} elements, expected {config.HeadDim / 2}");
-            var f = new float[rf.Elements];
-            var format = WeightFormat.FromGgml(rf.Type) is { IsBlockQuantized: false } ff ? ff : throw new ModelFormatException(path, "tensor 'rope_freqs.weight' must be F32 or F16");
-            fixed (float* d = f) format.DequantizeRow(_file.DataPointer(rf), f.Length, d);
-            if (f.Any(x => !(x > 0) || !float.IsFinite(x))) throw new ModelFormatException(path, "tensor 'rope_freqs.weight' holds a non-positive or non-finite factor");
-            config = config with { RopeFreqFactors = f };
+            var shortFactors = RopeFactors("rope_factors_short.weight", config.HeadDim)
+                ?? throw new ModelFormatException(path, "tensor 'rope_factors_long.weight' without 'rope_factors_short.weight'");
+            int original = Int("rope.scaling.original_context_length", 1, ModelConfig.Limits.MaxPositions, maxPositions);
+            double? attn = _file.GetFloat($"{arch}.rope.scaling.attn_factor") is double af ? Float("rope.scaling.attn_factor", 1e-6, 1e6, af) : null;
+            config = config with { RopeScaling = new LongRopeScaling(shortFactors, longFactors, original, maxPositions, attn) };
         }
         return config.Validate(path);
+    }
+
+    /// <summary>A tensor of head_dim / 2 positive RoPE factors (F32 or F16), or null when the file has none.</summary>
+    private float[]? RopeFactors(string name, int headDim)
+    {
+        if (_file.Tensor(name) is not { } t) return null;
+        if (t.Elements != headDim / 2) throw new ModelFormatException(_file.Path, $"tensor '{name}' has {t.Elements} elements, expected {headDim / 2}");
+        var format = WeightFormat.FromGgml(t.Type) is { IsBlockQuantized: false } ff ? ff : throw new ModelFormatException(_file.Path, $"tensor '{name}' must be F32 or F16");
+        var f = new float[t.Elements];
+        fixed (float* d = f) format.DequantizeRow(_file.DataPointer(t), f.Length, d);
+        if (f.Any(x => !(x > 0) || !float.IsFinite(x))) throw new ModelFormatException(_file.Path, $"tensor '{name}' holds a non-positive or non-finite factor");
+        return f;
     }
 
     private int? TokenId(string key, int vocab)

@@ -56,4 +56,46 @@ public sealed class FamilyParityTests
             Assert.That(ids, Is.EqualTo(theirIds), path);
         }
     }
+
+    /// <summary>Phi-3's LongRoPE (the 128k variants, Phi-3.5, Phi-4-mini): rope_scaling type longrope with short_factor and
+    /// long_factor lists (head_dim / 2 each) and original_max_position_embeddings (of 512), exported as llama.cpp's
+    /// converter does (rope_factors_long/short tensors, original context and attention factor keys). Both engines take
+    /// the long list when the context exceeds the original one; llama.cpp rounds its context up to 256, so: original 64
+    /// runs the long factors, original 256 with a 256-position context the short ones. 200 tokens each.</summary>
+    [TestCase(64, "long")]
+    [TestCase(256, "short")]
+    public void Phi3LongRope_MatchesLlamaCpp(int original, string factors)
+    {
+        const int contextTokens = 200;
+        string dir = TestScratch.Path("families");
+        Directory.CreateDirectory(dir);
+        string cached = Presets.Materialize("phi3-tiny", WeightType.F32, dir);
+        string folder = Path.Combine(dir, $"family-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        foreach (var f in Directory.GetFiles(cached)) File.Copy(f, Path.Combine(folder, Path.GetFileName(f)));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "config.json")))!.AsObject();
+        int half = config["hidden_size"]!.GetValue<int>() / config["num_attention_heads"]!.GetValue<int>() / 2;
+        var shortFactors = new System.Text.Json.Nodes.JsonArray(Enumerable.Range(0, half).Select(i => (System.Text.Json.Nodes.JsonNode)(1.0 + 0.1 * i)).ToArray());
+        var longFactors = new System.Text.Json.Nodes.JsonArray(Enumerable.Range(0, half).Select(i => (System.Text.Json.Nodes.JsonNode)(1.0 + 3.0 * i)).ToArray());
+        config["rope_scaling"] = new System.Text.Json.Nodes.JsonObject { ["type"] = "longrope", ["short_factor"] = shortFactors, ["long_factor"] = longFactors };
+        config["original_max_position_embeddings"] = original;
+        File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString());
+        string gguf = folder + ".gguf";
+        GgufExporter.Export(folder, gguf, WeightType.F32);
+        var rng = new Random(23);
+        int[] tokens = [1, .. Enumerable.Range(0, contextTokens - 1).Select(_ => rng.Next(3, 512))];
+        var theirs = LlamaCpp.Logits(gguf, tokens);
+        foreach (string path in new[] { gguf, folder })
+        {
+            using var model = Model.Load(path, new ModelOptions { Device = "cpu", ContextLength = 256 });
+            using var s = model.CreateSession();
+            var ours = new float[tokens.Length * 512];
+            s.FeedAll(tokens, ours);
+            double maxDiff = 0;
+            for (int i = 0; i < tokens.Length; i++)
+                for (int v = 0; v < 512; v++) maxDiff = Math.Max(maxDiff, Math.Abs(theirs[i][v] - ours[(long)i * 512 + v]));
+            TestContext.Out.WriteLine($"longrope {factors} factors, {Path.GetExtension(path)}: max |logit diff| {maxDiff:E2}");
+            Assert.That(maxDiff, Is.LessThanOrEqualTo(1e-3), path);
+        }
+    }
 }
