@@ -6,7 +6,8 @@ namespace KernelEngine.Kernels.Activation;
 
 /// <summary>
 /// CPU twin of the Activation family (elementwise, width-generic ISimd loops with the inlined ExpPolynomial):
-/// SiLU-gated MLP (gate = silu(gate) * up), GELU tanh approximation ("gelu_new"), residual add.
+/// SiLU-gated MLP (gate = silu(gate) * up), GELU tanh approximation ("gelu_new") plain and gated (GeGLU), residual add,
+/// scaling and logit soft-capping.
 /// </summary>
 internal static unsafe class ActivationCpu
 {
@@ -35,6 +36,34 @@ internal static unsafe class ActivationCpu
             case SimdLevel.Width.V128: Sigmoided<Simd128, Vector128<float>, Gelu>(x, null, n); break;
             default: for (long i = 0; i < n; i++) x[i] = Gelu.Scalar(x[i]); break;
         }
+    }
+
+    /// <summary>gate = gelu_tanh(gate) · up (GeGLU: Gemma's MLP).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void GeluMul(float* gate, float* up, long n)
+    {
+        switch (SimdLevel.Current)
+        {
+            case SimdLevel.Width.V512: Sigmoided<Simd512, Vector512<float>, Gelu>(gate, up, n); break;
+            case SimdLevel.Width.V256: Sigmoided<Simd256, Vector256<float>, Gelu>(gate, up, n); break;
+            case SimdLevel.Width.V128: Sigmoided<Simd128, Vector128<float>, Gelu>(gate, up, n); break;
+            default: for (long i = 0; i < n; i++) gate[i] = Gelu.Scalar(gate[i]) * up[i]; break;
+        }
+    }
+
+    /// <summary>x = cap · tanh(x / cap): logit soft-capping (Gemma 2's final logits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void SoftCap(float* x, long n, float cap)
+    {
+        for (long i = 0; i < n; i++) x[i] = cap * MathF.Tanh(x[i] / cap);
+    }
+
+    /// <summary>x *= factor.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Scale(float* x, long n, float factor)
+    {
+        var span = new Span<float>(x, checked((int)n));
+        SpanMath.ScaleShift(span, factor, 0f, span);
     }
 
     /// <summary>What an activation feeds the logistic function: SiLU its input, GELU (tanh form) 2·sqrt(2/π)·(x + 0.044715 x³).</summary>

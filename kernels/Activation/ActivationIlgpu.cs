@@ -18,5 +18,15 @@ internal static class ActivationIlgpu
         x[i] = 0.5f * v * (1f + XMath.Tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
     }
 
+    public static void GeluMul(Index1D i, ArrayView<float> gate, ArrayView<float> up)
+    {
+        float v = gate[i];
+        gate[i] = 0.5f * v * (1f + XMath.Tanh(0.7978845608028654f * (v + 0.044715f * v * v * v))) * up[i];
+    }
+
     public static void Add(Index1D i, ArrayView<float> x, ArrayView<float> y) => x[i] += y[i];
+
+    public static void Scale(Index1D i, ArrayView<float> x, float factor) => x[i] *= factor;
+
+    public static void SoftCap(Index1D i, ArrayView<float> x, float cap) => x[i] = cap * XMath.Tanh(x[i] / cap);
 }

@@ -26,7 +26,7 @@ internal static unsafe class AttentionCpu
         public KvRows Rows;
         public bool F16;
         public int Start, Heads, KvHeads, HeadDim, Branch, Window;
-        public float Scale;
+        public float Scale, SoftCap;
     }
 
     /// <param name="q">(rows, heads * headDim)</param>
@@ -36,11 +36,13 @@ internal static unsafe class AttentionCpu
     /// <param name="branch">0: plain causal. &gt; 0: the rows are consecutive branches of this many rows (speculative
     /// drafts); row i of branch b (cache position start + b·branch + i) sees the prefix [0, start) and [start + b·branch, itself]</param>
     /// <param name="window">0, or a sliding window: a row at (logical) position p sees only positions above p − window</param>
+    /// <param name="softCap">0, or Gemma 2's score soft-capping: score = softCap · tanh(score / softCap); the flash kernels
+    /// do not cap, so capped attention takes the per-row path</param>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Causal(WorkerPool pool, float* q, void* k, void* v, KvRows cache, float* output,
-        int rows, int start, int heads, int kvHeads, int headDim, float scale, int branch = 0, int window = 0)
+        int rows, int start, int heads, int kvHeads, int headDim, float scale, int branch = 0, int window = 0, float softCap = 0)
     {
-        if (rows == 1 && branch == 0 && DecodeAttentionCpu.Supports(headDim))
+        if (rows == 1 && branch == 0 && softCap == 0 && DecodeAttentionCpu.Supports(headDim))
         {
             // The window is a range of rows: start the flash-decoding walk at its first position.
             int first = window > 0 ? Math.Max(0, start - window + 1) : 0;
@@ -50,7 +52,7 @@ internal static unsafe class AttentionCpu
         }
         // The tiled prefill has no lower bound per row: a window that cuts into the batch takes the per-row path below.
         bool windowBites = window > 0 && start + rows > window;
-        if (rows > 1 && branch == 0 && !windowBites && PrefillAttentionCpu.Supports(headDim))
+        if (rows > 1 && branch == 0 && !windowBites && softCap == 0 && PrefillAttentionCpu.Supports(headDim))
         {
             PrefillAttentionCpu.Run(pool, q, k, v, cache, output, rows, start, heads, kvHeads, headDim, scale);
             return;
@@ -58,7 +60,7 @@ internal static unsafe class AttentionCpu
         var job = new Job
         {
             Q = q, Out = output, K = k, V = v, Rows = cache, F16 = cache.Type == WeightType.F16, Start = start, Heads = heads, KvHeads = kvHeads,
-            HeadDim = headDim, Scale = scale, Branch = branch, Window = window,
+            HeadDim = headDim, Scale = scale, Branch = branch, Window = window, SoftCap = softCap,
         };
         pool.For(rows * heads, &Task, &job, 2L * rows * heads * headDim * (start + rows));
     }
@@ -100,7 +102,7 @@ internal static unsafe class AttentionCpu
             int p = s < prefixEnd ? first + s : ownStart + s - prefixEnd;
             long off = (long)p * kvDim + kvh * hd;
             ReadOnlySpan<float> kr = Row(ref j, j.K, off, tmp);
-            scores[s] = SpanMath.Dot(qh, kr) * j.Scale;
+            scores[s] = Capped(ref j, SpanMath.Dot(qh, kr) * j.Scale);
         }
         var sc = new Span<float>(scores, visible);
         SoftmaxEntropy.SoftmaxEntropyCpu.Softmax(sc, sc);
@@ -133,7 +135,7 @@ internal static unsafe class AttentionCpu
                 for (int d = 0; d < hd; d += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(q + d), HalfVector.LoadHalf16((ushort*)j.K + off + d), acc);
             else
                 for (int d = 0; d < hd; d += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(q + d), Vector512.Load((float*)j.K + off + d), acc);
-            float score = Vector512.Sum(acc) * j.Scale;
+            float score = Capped(ref j, Vector512.Sum(acc) * j.Scale);
             scores[s] = score;
             if (score > max) max = score;
         }
@@ -166,7 +168,7 @@ internal static unsafe class AttentionCpu
             float* kr = k + (long)p * kvDim + headOffset;
             float dot = 0;
             for (int d = 0; d < hd; d++) dot += q[d] * kr[d];
-            scores[s] = dot * j.Scale;
+            scores[s] = Capped(ref j, dot * j.Scale);
             if (scores[s] > max) max = scores[s];
         }
         var sc = new Span<float>(scores, visible);
@@ -181,6 +183,9 @@ internal static unsafe class AttentionCpu
             for (int d = 0; d < hd; d++) o[d] += w * vr[d];
         }
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Capped(ref Job j, float score) => j.SoftCap > 0 ? j.SoftCap * MathF.Tanh(score / j.SoftCap) : score;
 
     /// <summary>One head's row: F32 in place, anything else widened into tmp.</summary>
     private static ReadOnlySpan<float> Row(ref Job j, void* rows, long element, float* tmp)

@@ -11,7 +11,7 @@ internal struct AttentionArgs
     public ArrayView<float> Partial;      // flash-decoding scratch: (heads, chunks, headDim + 2)
     public long LayerOffset;
     public int F16, Start, Heads, KvHeads, HeadDim, Branch, Chunk, Chunks, Window;   // Window 0: full causal
-    public float Scale;
+    public float Scale, SoftCap;                                                       // SoftCap 0: no score capping
 }
 
 /// <summary>
@@ -34,6 +34,8 @@ internal static class AttentionIlgpu
     private static float Value(AttentionArgs a, long index) =>
         a.F16 != 0 ? DeviceMath.HalfToFloat(a.V.Cast<ushort>()[a.LayerOffset + index]) : a.V.Cast<float>()[a.LayerOffset + index];
 
+    private static float Capped(AttentionArgs a, float score) => a.SoftCap > 0 ? a.SoftCap * XMath.Tanh(score / a.SoftCap) : score;
+
     /// <summary>Online-softmax attention of one query over visible positions [from, to) (in visible-index space: index s
     /// is cache position first + s within the prefix of prefixEnd positions, then the branch's own rows).</summary>
     private static void Attend(AttentionArgs a, int t, int h, int from, int to, int first, int prefixEnd, int ownStart,
@@ -55,7 +57,7 @@ internal static class AttentionIlgpu
                 long ko = (long)p * kvDim + kvh * hd;
                 float dot = 0;
                 for (int d = 0; d < hd; d++) dot += a.Q[qo + d] * Key(a, ko + d);
-                score = dot * a.Scale;
+                score = Capped(a, dot * a.Scale);
             }
             float mNew = XMath.Max(m, DeviceMath.GroupMax(score, red));
             float corr = XMath.Exp(m - mNew);
@@ -112,7 +114,7 @@ internal static class AttentionIlgpu
             long ko = (long)p * kvDim + kvh * hd;
             float dot = 0;
             for (int d = 0; d < hd; d++) dot += a.Q[qo + d] * Key(a, ko + d);
-            float score = dot * a.Scale;
+            float score = Capped(a, dot * a.Scale);
             float mNew = XMath.Max(m, score);
             float corr = XMath.Exp(m - mNew), e = XMath.Exp(score - mNew);
             for (int d = 0; d < hd; d++) o[d] = o[d] * corr + e * Value(a, ko + d);

@@ -43,6 +43,9 @@ internal static class KernelCatalog
         new("silu-mul", ((Action<Index1D, ArrayView<float>, ArrayView<float>>)ActivationIlgpu.SiluMul).Method, false),
         new("gelu", ((Action<Index1D, ArrayView<float>>)ActivationIlgpu.GeluTanh).Method, false),
         new("add", ((Action<Index1D, ArrayView<float>, ArrayView<float>>)ActivationIlgpu.Add).Method, false),
+        new("gelu-mul", ((Action<Index1D, ArrayView<float>, ArrayView<float>>)ActivationIlgpu.GeluMul).Method, false),
+        new("scale", ((Action<Index1D, ArrayView<float>, float>)ActivationIlgpu.Scale).Method, false),
+        new("softcap", ((Action<Index1D, ArrayView<float>, float>)ActivationIlgpu.SoftCap).Method, false),
         new("copy", ((Action<Index1D, ArrayView<int>, long, ArrayView<int>, long>)MemoryIlgpu.Copy).Method, false),
         new("copy-kv", ((Action<Index1D, ArrayView<ushort>, ArrayView<ushort>, long, long, long, long, long>)MemoryIlgpu.CopyKv).Method, false),
     ];

@@ -242,7 +242,7 @@ internal sealed unsafe class CpuBackend : IBackend
         _ops++;
         long layerBytes = layer * cache.ContextLength * cache.K.RowBytes;
         AttentionCpu.Causal(_pool, T(q).F, (byte*)T(cache.K).Data + layerBytes, (byte*)T(cache.V).Data + layerBytes, cache.Rows, T(output).F,
-            rows, start, s.Heads, s.KvHeads, s.HeadDim, s.Scale, branch, s.Window);
+            rows, start, s.Heads, s.KvHeads, s.HeadDim, s.Scale, branch, s.Window, s.SoftCap);
     }
 
     public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope)
@@ -274,6 +274,24 @@ internal sealed unsafe class CpuBackend : IBackend
     {
         _ops++;
         ActivationCpu.SiluMul(T(gate).F, T(up).F, (long)rows * gate.Cols);
+    }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void GeluMul(DeviceTensor gate, DeviceTensor up, int rows)
+    {
+        _ops++;
+        ActivationCpu.GeluMul(T(gate).F, T(up).F, (long)rows * gate.Cols);
+    }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void Scale(DeviceTensor x, int rows, float factor)
+    {
+        _ops++;
+        ActivationCpu.Scale(T(x).F, (long)rows * x.Cols, factor);
+    }
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void SoftCap(DeviceTensor x, int rows, float cap)
+    {
+        _ops++;
+        ActivationCpu.SoftCap(T(x).F, (long)rows * x.Cols, cap);
     }
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Gelu(DeviceTensor x, int rows)

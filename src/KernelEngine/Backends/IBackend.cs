@@ -63,6 +63,12 @@ internal interface IBackend : IDisposable
     void SiluMul(DeviceTensor gate, DeviceTensor up, int rows);
     /// <summary>x = gelu_tanh(x).</summary>
     void Gelu(DeviceTensor x, int rows);
+    /// <summary>gate = gelu_tanh(gate) * up (GeGLU).</summary>
+    void GeluMul(DeviceTensor gate, DeviceTensor up, int rows);
+    /// <summary>x *= factor (Gemma's embedding scale).</summary>
+    void Scale(DeviceTensor x, int rows, float factor);
+    /// <summary>x = cap · tanh(x / cap) (Gemma 2's final logit soft-capping).</summary>
+    void SoftCap(DeviceTensor x, int rows, float cap);
     /// <summary>x += y.</summary>
     void Add(DeviceTensor x, DeviceTensor y, int rows);
     void CopyRows(DeviceTensor src, int srcRow, DeviceTensor dst, int dstRow, int rows);

@@ -347,7 +347,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
         {
             Q = T(q).F, Out = T(output).F, K = T(cache.K).View, V = T(cache.V).View, Partial = _none.View,
             LayerOffset = (long)layer * cache.ContextLength * cache.KvDim, F16 = cache.K.IsF16 ? 1 : 0, Start = start,
-            Heads = s.Heads, KvHeads = s.KvHeads, HeadDim = s.HeadDim, Branch = branch, Scale = s.Scale, Window = s.Window,
+            Heads = s.Heads, KvHeads = s.KvHeads, HeadDim = s.HeadDim, Branch = branch, Scale = s.Scale, Window = s.Window, SoftCap = s.SoftCap,
         };
         if (!GroupKernels) Implicit("attention-per-query", AttentionIlgpu.PerQuery, rows * s.Heads, args);
         else if (rows == 1 && branch == 0)
@@ -410,6 +410,30 @@ internal sealed unsafe class IlgpuBackend : IBackend
         using var held = Enter();
         var k = Kernel("gelu", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>>(ActivationIlgpu.GeluTanh));
         k(rows * x.Cols, T(x).F);
+        Interlocked.Increment(ref _s.Launches);
+    }
+
+    public void GeluMul(DeviceTensor gate, DeviceTensor up, int rows)
+    {
+        using var held = Enter();
+        var k = Kernel("gelu-mul", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(ActivationIlgpu.GeluMul));
+        k(rows * gate.Cols, T(gate).F, T(up).F);
+        Interlocked.Increment(ref _s.Launches);
+    }
+
+    public void Scale(DeviceTensor x, int rows, float factor)
+    {
+        using var held = Enter();
+        var k = Kernel("scale", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, float>(ActivationIlgpu.Scale));
+        k(rows * x.Cols, T(x).F, factor);
+        Interlocked.Increment(ref _s.Launches);
+    }
+
+    public void SoftCap(DeviceTensor x, int rows, float cap)
+    {
+        using var held = Enter();
+        var k = Kernel("softcap", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, float>(ActivationIlgpu.SoftCap));
+        k(rows * x.Cols, T(x).F, cap);
         Interlocked.Increment(ref _s.Launches);
     }
 

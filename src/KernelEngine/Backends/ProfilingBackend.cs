@@ -161,6 +161,24 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
         inner.Gelu(x, rows);
         End(t, "gelu", "", 2 * F(x, rows));
     }
+    public void GeluMul(DeviceTensor gate, DeviceTensor up, int rows)
+    {
+        var t = Begin();
+        inner.GeluMul(gate, up, rows);
+        End(t, "gelu-mul", "", 3 * F(gate, rows));
+    }
+    public void Scale(DeviceTensor x, int rows, float factor)
+    {
+        var t = Begin();
+        inner.Scale(x, rows, factor);
+        End(t, "scale", "", 2 * F(x, rows));
+    }
+    public void SoftCap(DeviceTensor x, int rows, float cap)
+    {
+        var t = Begin();
+        inner.SoftCap(x, rows, cap);
+        End(t, "softcap", "", 2 * F(x, rows));
+    }
     public void Add(DeviceTensor x, DeviceTensor y, int rows)
     {
         var t = Begin();

@@ -6,5 +6,6 @@ namespace KernelEngine.Backends;
 public sealed record RopeTable(float[] InvFreq, int HeadDim, RopeLayout Layout);
 
 /// <summary>Shape of an attention call. Window &gt; 0: sliding-window attention, a query at position p sees keys
-/// (p − Window, p] (transformers' and llama.cpp's rule: p − k &lt; Window); 0: all earlier positions.</summary>
-public readonly record struct AttentionShape(int Heads, int KvHeads, int HeadDim, float Scale, int Window = 0);
+/// (p − Window, p] (transformers' and llama.cpp's rule: p − k &lt; Window); 0: all earlier positions. SoftCap &gt; 0:
+/// scores become SoftCap · tanh(score / SoftCap) before the softmax (Gemma 2).</summary>
+public readonly record struct AttentionShape(int Heads, int KvHeads, int HeadDim, float Scale, int Window = 0, float SoftCap = 0);

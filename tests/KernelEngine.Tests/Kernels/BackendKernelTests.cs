@@ -246,6 +246,44 @@ public sealed class BackendKernelTests(string backendName)
         Assert.That(TestData.MaxAbsDiff(_b.ReadAll(ot)[..(heads * hd)], expected[^(heads * hd)..]), Is.LessThanOrEqualTo(1e-5), "decode row");
     }
 
+    /// <summary>Gemma 2's ops against double-precision formulas: GeGLU (gelu_tanh(gate) · up), a scale, logit soft-capping,
+    /// and attention with capped scores (prefill block and decode row, cap 0.5 so that it bites; windowed too).
+    /// Odd sizes; tolerance 1e-5 (GeGLU 2e-5: its exp polynomial).</summary>
+    [TestCase(0)]
+    [TestCase(5)]
+    public void GemmaOps_MatchScalarReference(int window)
+    {
+        int rows = 3, n = 77;
+        var g = TestData.Random(rows * n, 31, 3f); var u = TestData.Random(rows * n, 32);
+        using var gt = _b.Tensor(g, rows, n); using var ut = _b.Tensor(u, rows, n);
+        _b.GeluMul(gt, ut, rows);
+        var geglu = g.Select((x, i) => (float)(0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x))) * u[i])).ToArray();
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(gt), geglu), Is.LessThanOrEqualTo(2e-5), "geglu");
+        using var st = _b.Tensor(g, rows, n);
+        _b.Scale(st, rows, 8f);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(st), g.Select(x => x * 8f).ToArray()), Is.LessThanOrEqualTo(1e-5), "scale");
+        _b.SoftCap(st, rows, 3f);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(st), g.Select(x => (float)(3 * Math.Tanh(x * 8.0 / 3))).ToArray()), Is.LessThanOrEqualTo(1e-5), "softcap");
+
+        int heads = 4, kvHeads = 2, hd = 32, start = 9, aRows = 4, kvDim = kvHeads * hd;
+        var k = TestData.Random((start + aRows) * kvDim, 33, 2f); var v = TestData.Random((start + aRows) * kvDim, 34);
+        var q = TestData.Random(aRows * heads * hd, 35, 2f);
+        using var cache = new KvCache(_b, 1, 16, kvDim, WeightType.F32, hd);
+        using var kt = _b.Tensor(k, start + aRows, kvDim); using var vt = _b.Tensor(v, start + aRows, kvDim);
+        _b.StoreKv(kt, vt, cache, 0, 0, start + aRows);
+        using var qt = _b.Tensor(q, aRows, heads * hd);
+        using var ot = _b.Allocate(aRows, heads * hd);
+        var shape = new AttentionShape(heads, kvHeads, hd, 1f / MathF.Sqrt(hd), window, 0.5f);
+        _b.Attention(qt, cache, 0, start, aRows, ot, shape);
+        var expected = ScalarReference.Attention(q, k, v, aRows, start, heads, kvHeads, hd, window, 0.5);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(ot), expected), Is.LessThanOrEqualTo(1e-5), "capped attention, prefill");
+        using var q1 = _b.Tensor(q[^(heads * hd)..], 1, heads * hd);
+        _b.Attention(q1, cache, 0, start + aRows - 1, 1, ot, shape);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(ot)[..(heads * hd)], expected[^(heads * hd)..]), Is.LessThanOrEqualTo(1e-5), "capped attention, decode");
+        var uncapped = ScalarReference.Attention(q, k, v, aRows, start, heads, kvHeads, hd, window);
+        Assert.That(TestData.MaxAbsDiff(uncapped, expected), Is.GreaterThan(1e-3), "the cap bites");
+    }
+
     /// <summary>Sliding-window attention (Mistral, Phi-3): a row at position p sees keys above p − window. A prefill block
     /// the window cuts into (positions 21..27, window 9), its last row again as decode, and a window wider than the
     /// context (the full-attention paths); every cache type and head width path; tolerance 1e-5 as for causal attention.</summary>

@@ -85,7 +85,8 @@ public static class ScalarReference
 
     /// <summary>Causal attention; k/v (positions, kvHeads * headDim); query row t at position start + t.</summary>
     /// <param name="window">0, or a sliding window: the row at position p sees keys k with p − k &lt; window</param>
-    public static float[] Attention(float[] q, float[] k, float[] v, int rows, int start, int heads, int kvHeads, int headDim, int window = 0)
+    /// <param name="softCap">0, or score soft-capping: softCap · tanh(score / softCap)</param>
+    public static float[] Attention(float[] q, float[] k, float[] v, int rows, int start, int heads, int kvHeads, int headDim, int window = 0, double softCap = 0)
     {
         var o = new float[rows * heads * headDim];
         int kvDim = kvHeads * headDim;
@@ -103,6 +104,7 @@ public static class ScalarReference
                     double d = 0;
                     for (int i = 0; i < headDim; i++) d += (double)q[t * heads * headDim + h * headDim + i] * k[p * kvDim + kh * headDim + i];
                     s[p] = d / Math.Sqrt(headDim);
+                    if (softCap > 0) s[p] = softCap * Math.Tanh(s[p] / softCap);
                     max = Math.Max(max, s[p]);
                 }
                 double z = 0;
