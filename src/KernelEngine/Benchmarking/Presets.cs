@@ -29,6 +29,8 @@ public static class Presets
         new("qwen3-tiny", 64, 4, 4, 2, 192, 512, 512, true, "Qwen3 at a tiny shape: q/k norms, head_dim 32 != 64 / 4 (tests)", "qwen3", 32),
         new("phi3-tiny", 64, 4, 4, 2, 192, 512, 512, false, "Phi-3 at a tiny shape: fused qkv_proj and gate_up_proj, GQA (tests)", "phi3"),
         new("phi3-mini", 3072, 32, 32, 32, 8192, 32064, 4096, false, "Phi-3-mini-4k's shape (fused projections)", "phi3"),
+        new("gemma2-tiny", 64, 4, 4, 2, 192, 512, 512, true, "Gemma 2 at a tiny shape: window 16 on every other layer, soft-caps that bite (tests)", "gemma2", 16),
+        new("gemma2-2b", 2304, 26, 8, 4, 9216, 256000, 8192, true, "Gemma-2-2B's shape (head_dim 256, window 4096, soft-caps 50 / 30)", "gemma2", 256),
         new("qwen3-0.6b", 1024, 28, 16, 8, 3072, 151936, 40960, true, "Qwen3-0.6B's shape (head_dim 128, q/k norms, tied)", "qwen3", 128),
     ];
 
@@ -82,6 +84,17 @@ public static class Presets
         };
         if (p.HeadDim is int hd) config["head_dim"] = hd;
         if (p.Family == "qwen3") config["attention_bias"] = false;
+        if (p.Family == "gemma2")
+        {
+            bool tiny = p.Name.EndsWith("-tiny", StringComparison.Ordinal);
+            config["hidden_activation"] = config["hidden_act"] = "gelu_pytorch_tanh";
+            config["query_pre_attn_scalar"] = p.HeadDim ?? p.Dim / p.Heads;
+            // the tiny preset's caps are near its random weights' score and logit sizes, so that the tests see them work
+            config["attn_logit_softcapping"] = tiny ? 0.05 : 50.0;
+            config["final_logit_softcapping"] = tiny ? 0.3 : 30.0;
+            config["sliding_window"] = tiny ? 16 : 4096;
+            config["rms_norm_eps"] = 1e-6;
+        }
         string json = JsonSerializer.Serialize(config, new JsonSerializerOptions { WriteIndented = true });
         File.WriteAllText(Path.Combine(tmp, "config.json"), json);
         using var doc = JsonDocument.Parse(json);
@@ -106,7 +119,7 @@ public static class Presets
 
     private static string ArchitectureName(string family) => family switch
     {
-        "qwen2" => "Qwen2ForCausalLM", "qwen3" => "Qwen3ForCausalLM", "phi3" => "Phi3ForCausalLM", "mistral" => "MistralForCausalLM", _ => "LlamaForCausalLM",
+        "qwen2" => "Qwen2ForCausalLM", "qwen3" => "Qwen3ForCausalLM", "phi3" => "Phi3ForCausalLM", "gemma2" => "Gemma2ForCausalLM", "mistral" => "MistralForCausalLM", _ => "LlamaForCausalLM",
     };
 
     private static byte[] AroundOne(int n, ref ulong state)

@@ -69,6 +69,9 @@ public static class GgufExporter
                 break;
             default: throw new InvalidRequestException($"GGUF export of rope scaling {c.RopeScaling.GetType().Name} is not supported yet (linear, yarn, longrope)");
         }
+        if (c.AttentionSoftCap is float ac) g.Add($"{a}.attn_logit_softcapping", ac);
+        if (c.FinalSoftCap is float fc) g.Add($"{a}.final_logit_softcapping", fc);
+        if (c.SlidingWindowRuns && c.SlidingWindow is int window) g.Add($"{a}.attention.sliding_window", (uint)window);
         AddTokenizer(g, tok, modelDir, c);
         if (ChatTemplates.FromFolder(modelDir) is string template) g.Add("tokenizer.chat_template", template);
 
@@ -81,9 +84,10 @@ public static class GgufExporter
             long bytes = host.Rows * target.RowBytes(host.Cols);
             g.Tensor(dst, target.Format().Ggml, host.Rows, host.Cols, bytes, () => Convert(host, target, permuteHeads ? heads : 0));
         }
-        void Vector(string src, string dst)
+        void Vector(string src, string dst, float offset = 0)
         {
             var v = store.ReadF32(src);
+            if (offset != 0) v = v.Select(x => x + offset).ToArray();
             g.Tensor(dst, GgmlType.F32, 1, v.Length, v.Length * 4L, () => MemoryMarshal.AsBytes(v.AsSpan()).ToArray());
         }
 
@@ -92,7 +96,7 @@ public static class GgufExporter
         foreach (var (slot, name, layer) in family.Expected(c))
         {
             string dst = slot.GgufName(layer);
-            if (slot.Shape(c).Rows == 1) Vector(name, dst);
+            if (slot.Shape(c).Rows == 1) Vector(name, dst, family.NormPlusOne && WeightLoader.IsNorm(slot.Role) ? 1 : 0);   // Gemma: GGUF holds 1 + w
             else if (permute && slot.Role is TensorRole.Wq or TensorRole.Wk) Matrix(name, dst, true, slot.Role == TensorRole.Wq ? c.Heads : c.KvHeads);
             else Matrix(name, dst);
         }

@@ -126,6 +126,21 @@ internal sealed unsafe class GgufTensorSource : ITensorSource
             config = config with { HeadDim = Int("attention.key_length", 2, ModelConfig.Limits.MaxHeadDim) };
         if (_file.GetInt($"{arch}.rope.dimension_count") is long rd && rd != config.HeadDim)
             throw new ModelFormatException(path, $"partial rotary embeddings ({arch}.rope.dimension_count {rd} of head dimension {config.HeadDim}) are not supported yet");
+        if (family.Name == "gemma2")
+        {
+            // llama.cpp's gemma2: every other layer windowed (0, 2, ...), both soft-caps; its norm weights hold 1 + w already
+            config = config with
+            {
+                AttentionSoftCap = _file.GetFloat($"{arch}.attn_logit_softcapping") is double a ? (float)Float("attn_logit_softcapping", 1e-6, 1e9, a) : null,
+                FinalSoftCap = _file.GetFloat($"{arch}.final_logit_softcapping") is double f ? (float)Float("final_logit_softcapping", 1e-6, 1e9, f) : null,
+            };
+            if (_file.GetInt($"{arch}.attention.sliding_window") is long w && w > 0)
+                config = config with
+                {
+                    SlidingWindow = Int("attention.sliding_window", 1, ModelConfig.Limits.MaxPositions), SlidingWindowRuns = true,
+                    SlidingLayers = Enumerable.Range(0, config.Layers).Select(i => i % 2 == 0).ToArray(),
+                };
+        }
         if (RopeFactors("rope_freqs.weight", config.HeadDim) is { } freqs) config = config with { RopeFreqFactors = freqs };
         // LongRoPE (Phi-3 128k, Phi-3.5, Phi-4-mini): llama.cpp's converter stores the two factor lists as tensors and the
         // attention factor and original context as keys; the long list applies to contexts past the original one.

@@ -59,8 +59,17 @@ public sealed partial record ModelConfig
     /// <summary>Attention window of the sliding-window layers (config.json <c>sliding_window</c> where the family uses it,
     /// or <c>use_sliding_window</c> turns it on), or null.</summary>
     public int? SlidingWindow { get; init; }
-    /// <summary>The sliding window applies to every layer and the attention kernels run it (Mistral, Phi-3).</summary>
+    /// <summary>The sliding window runs in the attention kernels (Mistral, Phi-3: every layer; Gemma 2: the layers of
+    /// <see cref="SlidingLayers"/>).</summary>
     public bool SlidingWindowRuns { get; init; }
+    /// <summary>Which layers attend through the window (null: all of them, when a window runs).</summary>
+    public bool[]? SlidingLayers { get; init; }
+    /// <summary>Attention scale 1/√(query_pre_attn_scalar) instead of 1/√head_dim (Gemma 2), or null.</summary>
+    public double? QueryPreAttnScalar { get; init; }
+    /// <summary>Attention scores capped as c·tanh(s/c) (Gemma 2 <c>attn_logit_softcapping</c>), or null.</summary>
+    public float? AttentionSoftCap { get; init; }
+    /// <summary>Final logits capped as c·tanh(z/c) (Gemma 2 <c>final_logit_softcapping</c>), or null.</summary>
+    public float? FinalSoftCap { get; init; }
     /// <summary>Positions a context may hold: <see cref="MaxPositions"/>, or a sliding window that does not run (Qwen's
     /// per-layer windows) when it is shorter: within the window full attention gives the same result.</summary>
     public int PositionLimit => SlidingWindow is int w && !SlidingWindowRuns && w < MaxPositions ? w : MaxPositions;
@@ -149,7 +158,7 @@ public sealed partial record ModelConfig
                     RopeScaling = RopeScalingOf(path, c),
                     TieWordEmbeddings = Bool(path, c, "tie_word_embeddings") ?? false,
                     AttentionBias = family.AttentionBias || (Bool(path, c, "attention_bias") ?? false),
-                    Activation = Str(path, c, "hidden_act") ?? "silu",
+                    Activation = Str(path, c, "hidden_activation") ?? Str(path, c, "hidden_act") ?? "silu",
                     BosTokenId = Ids(path, c, "bos_token_id", vocab) is [var b, ..] ? b : null, EosTokenIds = Ids(path, c, "eos_token_id", vocab),
                 };
                 if (Int(path, c, "head_dim", 2, Limits.MaxHeadDim) is int hd) cfg = cfg with { HeadDim = hd };
@@ -158,7 +167,23 @@ public sealed partial record ModelConfig
                     cfg = cfg with { SlidingWindow = window, SlidingWindowRuns = family.SlidingWindowEveryLayer };
                 if (Dbl(path, c, "partial_rotary_factor", 0, 1) is double rotary && rotary != 1)
                     throw new ModelFormatException(path, $"'partial_rotary_factor' {rotary} (rotary embeddings on part of each head) is not supported yet");
-                if (cfg.Activation != "silu") throw new ModelFormatException(path, $"hidden_act '{cfg.Activation}' is not supported (silu only)");
+                string expectedAct = family.GatedGelu ? "gelu_pytorch_tanh" : "silu";
+                if (cfg.Activation != expectedAct && !(family.GatedGelu && cfg.Activation is "gelu_tanh" or "gelu_new"))
+                    throw new ModelFormatException(path, $"hidden_act '{cfg.Activation}' is not supported for {modelType} ({expectedAct})");
+                if (family.Name == "gemma2")
+                {
+                    // transformers' Gemma2: sliding window on layers 0, 2, 4, ... (or as layer_types lists them)
+                    bool[] sliding = LayerTypes(path, c, cfg.Layers) ?? Enumerable.Range(0, cfg.Layers).Select(i => i % 2 == 0).ToArray();
+                    cfg = cfg with
+                    {
+                        QueryPreAttnScalar = Dbl(path, c, "query_pre_attn_scalar", 1e-6, 1e9),
+                        AttentionSoftCap = Dbl(path, c, "attn_logit_softcapping", 1e-6, 1e9) is double a ? (float)a : null,
+                        FinalSoftCap = Dbl(path, c, "final_logit_softcapping", 1e-6, 1e9) is double f ? (float)f : null,
+                        TieWordEmbeddings = Bool(path, c, "tie_word_embeddings") ?? true,
+                    };
+                    if (Int(path, c, "sliding_window", 1, Limits.MaxPositions) is int w)
+                        cfg = cfg with { SlidingWindow = w, SlidingWindowRuns = true, SlidingLayers = sliding };
+                }
                 return cfg.Validate(path);
             }
             case "gpt2":
@@ -199,6 +224,17 @@ public sealed partial record ModelConfig
         if (Architecture == Architecture.Gpt2 && HeadDim * Heads != HiddenSize)
             throw new ModelFormatException(path, $"n_embd {HiddenSize} is not n_head {Heads} x head dimension {HeadDim}");
         return this;
+    }
+
+    /// <summary>transformers' <c>layer_types</c> ("sliding_attention" / "full_attention" per layer), or null when absent.</summary>
+    private static bool[]? LayerTypes(string path, JsonElement c, int layers)
+    {
+        if (!Present(c, "layer_types", out var v)) return null;
+        if (v.ValueKind != JsonValueKind.Array || v.GetArrayLength() != layers)
+            throw new ModelFormatException(path, $"'layer_types' must list {layers} layer types");
+        return v.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.String && e.GetString() is "sliding_attention" or "full_attention"
+            ? e.GetString() == "sliding_attention"
+            : throw new ModelFormatException(path, $"'layer_types' holds {Describe(e)}, not \"sliding_attention\" or \"full_attention\"")).ToArray();
     }
 
     private static RopeScaling? RopeScalingOf(string path, JsonElement c)

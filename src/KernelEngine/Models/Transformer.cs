@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using KernelEngine.Backends;
 using KernelEngine.Formats;
 using KernelEngine.Kernels.Rope;
+using KernelEngine.Models.Families;
 
 namespace KernelEngine.Models;
 
@@ -10,12 +11,17 @@ namespace KernelEngine.Models;
 /// <code>
 ///   x += attention(norm1(x))      // Llama: RMSNorm, RoPE, GQA (Qwen3: q/k heads RMS-normed first).  GPT-2: LayerNorm, learned positions.
 ///   x += mlp(norm2(x))            // Llama: down(silu(gate(x)) * up(x)).  GPT-2: proj(gelu(fc(x))).
+///   (Gemma 2: GeGLU, a norm after each block too, embeddings × √dim, soft-capped scores and logits, every other layer windowed)
 /// </code>
 /// </summary>
 internal sealed class Transformer : IDisposable
 {
     private readonly IBackend _b;
-    private readonly AttentionShape _attn;
+    private readonly AttentionShape _attn, _attnWindow;   // full layers, sliding-window layers
+    private readonly ModelFamily _family;
+
+    /// <summary>The attention of layer l: the window where the config puts one.</summary>
+    private AttentionShape ShapeOf(int l) => Config.SlidingLayers is { } sliding ? sliding[l] ? _attnWindow : _attn : _attnWindow;
 
     /// <param name="contextLength">the context sessions get (longrope picks its factors by it)</param>
     public Transformer(ModelConfig config, TransformerWeights weights, IBackend backend, int contextLength)
@@ -23,8 +29,10 @@ internal sealed class Transformer : IDisposable
         Config = config; Weights = weights; _b = backend;
         // YaRN's and longrope's attention factor multiplies the rotated q and k: the logits by its square
         double factor = config.Architecture == Architecture.Llama ? config.RopeScaling?.AttentionFactor(contextLength) ?? 1 : 1;
-        _attn = new AttentionShape(config.Heads, config.KvHeads, config.HeadDim, (float)(factor * factor / Math.Sqrt(config.HeadDim)),
-            config.SlidingWindowRuns ? config.SlidingWindow ?? 0 : 0);
+        double scale = factor * factor / Math.Sqrt(config.QueryPreAttnScalar ?? config.HeadDim);
+        _attn = new AttentionShape(config.Heads, config.KvHeads, config.HeadDim, (float)scale, 0, config.AttentionSoftCap ?? 0);
+        _attnWindow = _attn with { Window = config.SlidingWindowRuns ? config.SlidingWindow ?? 0 : 0 };
+        _family = ModelFamilies.Of(config);
         Rope = config.Architecture == Architecture.Llama ? new RopeTable(InverseFrequencies(config, contextLength), config.HeadDim, config.RopeLayout) : null;
     }
 
@@ -60,6 +68,7 @@ internal sealed class Transformer : IDisposable
         var positions = s.Positions.AsSpan(0, n);
 
         b.Embed(Weights.TokenEmbedding, tokens, s.X);
+        if (_family.ScaleEmbedding) b.Scale(s.X, n, MathF.Sqrt(Config.HiddenSize));
         if (Weights.PositionEmbedding != null) b.AddEmbed(Weights.PositionEmbedding, positions, s.X);
         for (int l = 0; l < Config.Layers; l++)
         {
@@ -84,6 +93,7 @@ internal sealed class Transformer : IDisposable
             Norm(b, s.Xb, Weights.FinalNorm, Weights.FinalNormBias, s.Xb, 1);
             b.MatMul(s.Xb, Weights.LmHead, null, s.Logits, 1);
         }
+        if (Config.FinalSoftCap is float cap) b.SoftCap(s.Logits, allLogits ? n : 1, cap);
     }
 
     /// <summary>Context shift: drops cache positions [keep, keep + discard), see <see cref="KvCache.Shift"/>.</summary>
@@ -107,8 +117,9 @@ internal sealed class Transformer : IDisposable
             b.Rope(s.K, n, Config.KvHeads, positions, Rope);
         }
         b.StoreKv(s.K, s.V, cache, l, start, n);
-        b.Attention(s.Q, cache, l, start, n, s.Att, _attn, branch);
+        b.Attention(s.Q, cache, l, start, n, s.Att, ShapeOf(l), branch);
         b.MatMul(s.Att, w.Wo, w.Bo, s.Xb, n);
+        if (w.PostAttnNorm != null) b.RmsNorm(s.Xb, w.PostAttnNorm, s.Xb, n, Config.NormEps);
         b.Add(s.X, s.Xb, n);
     }
 
@@ -121,7 +132,7 @@ internal sealed class Transformer : IDisposable
         if (w.WGate != null)
         {
             b.MatMul(s.Xb, [w.WGate, w.WUp], [null, w.BUp], [s.Gate, s.Up], n);
-            b.SiluMul(s.Gate, s.Up, n);
+            if (_family.GatedGelu) b.GeluMul(s.Gate, s.Up, n); else b.SiluMul(s.Gate, s.Up, n);
             b.MatMul(s.Gate, w.WDown, w.BDown, s.Xb, n);
         }
         else
@@ -130,6 +141,7 @@ internal sealed class Transformer : IDisposable
             b.Gelu(s.Up, n);
             b.MatMul(s.Up, w.WDown, w.BDown, s.Xb, n);
         }
+        if (w.PostMlpNorm != null) b.RmsNorm(s.Xb, w.PostMlpNorm, s.Xb, n, Config.NormEps);
         b.Add(s.X, s.Xb, n);
     }
 

@@ -17,6 +17,8 @@ internal sealed class LayerWeights
     public DeviceWeight? Bo { get; init; }                     // (dim)
     public DeviceWeight? QNorm { get; init; }                  // (headDim), RMSNorm of each q head (Qwen3)
     public DeviceWeight? KNorm { get; init; }                  // (headDim), RMSNorm of each k head
+    public DeviceWeight? PostAttnNorm { get; init; }           // (dim), Gemma: RMSNorm of the attention output
+    public DeviceWeight? PostMlpNorm { get; init; }            // (dim), Gemma: RMSNorm of the MLP output
     public required DeviceWeight MlpNorm { get; init; }        // (dim)
     public DeviceWeight? MlpNormBias { get; init; }            // (dim)
     public DeviceWeight? WGate { get; init; }                  // (hidden, dim), SiLU-gated MLP only
@@ -26,7 +28,7 @@ internal sealed class LayerWeights
     public DeviceWeight? BDown { get; init; }                  // (dim)
 
     public IEnumerable<DeviceWeight> All() =>
-        new[] { AttnNorm, AttnNormBias, Wq, Wk, Wv, Wo, Bq, Bk, Bv, Bo, QNorm, KNorm, MlpNorm, MlpNormBias, WGate, WUp, BUp, WDown, BDown }
+        new[] { AttnNorm, AttnNormBias, Wq, Wk, Wv, Wo, Bq, Bk, Bv, Bo, QNorm, KNorm, PostAttnNorm, PostMlpNorm, MlpNorm, MlpNormBias, WGate, WUp, BUp, WDown, BDown }
             .Where(w => w != null)!;
 }
 

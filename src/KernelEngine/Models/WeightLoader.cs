@@ -105,6 +105,8 @@ internal static unsafe class WeightLoader
     {
         Validate(s, c);
         var family = ModelFamilies.Of(c);
+        // Gemma's RMSNorm scales by 1 + w: folded into the weight here. Its GGUF files already store 1 + w.
+        float NormOffset(TensorRole role) => family.NormPlusOne && s is not GgufTensorSource && IsNorm(role) ? 1f : 0f;
         var layers = new LayerWeights[c.Layers];
         var w = new Dictionary<TensorRole, DeviceWeight>();
         for (int l = 0; l < c.Layers; l++)
@@ -125,7 +127,7 @@ internal static unsafe class WeightLoader
                         row += rows;
                     }
                 }
-                else w[slot.Role] = slot.Shape(c).Rows == 1 ? Vec(s, b, name) : Mat(s, b, name);
+                else w[slot.Role] = slot.Shape(c).Rows == 1 ? Vec(s, b, name, NormOffset(slot.Role)) : Mat(s, b, name);
             }
             DeviceWeight Req(TensorRole role) => w.TryGetValue(role, out var d) ? d : throw new InvalidOperationException($"family {family.Name} has no {role}");
             layers[l] = new LayerWeights
@@ -134,6 +136,7 @@ internal static unsafe class WeightLoader
                 Wq = Req(TensorRole.Wq), Wk = Req(TensorRole.Wk), Wv = Req(TensorRole.Wv), Wo = Req(TensorRole.Wo),
                 Bq = w.GetValueOrDefault(TensorRole.Bq), Bk = w.GetValueOrDefault(TensorRole.Bk), Bv = w.GetValueOrDefault(TensorRole.Bv),
                 QNorm = w.GetValueOrDefault(TensorRole.QNorm), KNorm = w.GetValueOrDefault(TensorRole.KNorm),
+                PostAttnNorm = w.GetValueOrDefault(TensorRole.PostAttnNorm), PostMlpNorm = w.GetValueOrDefault(TensorRole.PostMlpNorm),
                 MlpNorm = Req(TensorRole.MlpNorm),
                 WGate = w.GetValueOrDefault(TensorRole.WGate), WUp = Req(TensorRole.WUp), WDown = Req(TensorRole.WDown),
             };
@@ -144,7 +147,7 @@ internal static unsafe class WeightLoader
         {
             TokenEmbedding = embed,
             Layers = layers,
-            FinalNorm = Vec(s, b, family.Slot(TensorRole.FinalNorm)!.Hf),
+            FinalNorm = Vec(s, b, family.Slot(TensorRole.FinalNorm)!.Hf, NormOffset(TensorRole.FinalNorm)),
             LmHead = tied ? embed : Mat(s, b, "lm_head.weight"),
         };
     }
@@ -202,9 +205,14 @@ internal static unsafe class WeightLoader
     public static HostWeight HostMatrix(ITensorSource s, string name) => s.Matrix(name);
 
     /// <summary>Norm weights and biases are small: always F32 on the device.</summary>
-    private static DeviceWeight Vec(ITensorSource s, Uploader b, string name)
+    /// <summary>True for the RMSNorm weights of a layer or of the output.</summary>
+    public static bool IsNorm(TensorRole role) => role is TensorRole.AttnNorm or TensorRole.MlpNorm or TensorRole.PostAttnNorm or TensorRole.PostMlpNorm
+        or TensorRole.FinalNorm or TensorRole.QNorm or TensorRole.KNorm;
+
+    private static DeviceWeight Vec(ITensorSource s, Uploader b, string name, float offset = 0)
     {
         var v = s.ReadF32(name);
+        if (offset != 0) for (int i = 0; i < v.Length; i++) v[i] += offset;
         return b.Upload(HostWeight.FromFloats(name, v, 1, v.Length));
     }
 

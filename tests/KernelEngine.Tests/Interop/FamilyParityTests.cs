@@ -21,6 +21,9 @@ public sealed class FamilyParityTests
     [TestCase("qwen2-tiny", "model_type qwen2 (q/k/v biases whatever attention_bias says); num_key_value_heads 2 (GQA); tie_word_embeddings")]
     [TestCase("phi3-tiny", "model_type phi3; self_attn.qkv_proj (q, k, v fused, split by rows) and mlp.gate_up_proj (gate, up fused); " +
         "num_key_value_heads 2 (GQA, so the three parts differ in size); untied lm_head")]
+    [TestCase("gemma2-tiny", "model_type gemma2; hidden_activation gelu_pytorch_tanh (GeGLU); input/post_attention/pre_feedforward/" +
+        "post_feedforward_layernorm (RMSNorm by 1 + w); embeddings × √hidden_size; query_pre_attn_scalar; attn_logit_softcapping 0.05 and " +
+        "final_logit_softcapping 0.3 (sized to bite on random weights); sliding_window 16 on layers 0 and 2 (80 positions go past it); head_dim; tied")]
     public void TinyPreset_MatchesLlamaCpp(string preset, string fields)
     {
         TestContext.Out.WriteLine($"{preset}: {fields}");

@@ -81,6 +81,25 @@ internal static class ModelFamilies
         ],
     };
 
+    /// <summary>Gemma 2: Llama's attention and gated MLP with GeGLU, RMSNorm scaling by 1 + w, norms after attention and
+    /// after the MLP as well as before, the embedding scaled by √hidden, attention scale 1/√query_pre_attn_scalar,
+    /// attention and final logits soft-capped, a sliding window on every other layer; tied embeddings.</summary>
+    public static readonly ModelFamily Gemma2 = new()
+    {
+        Name = "gemma2", ModelTypes = ["gemma2"], GgufArch = "gemma2", NormPlusOne = true, ScaleEmbedding = true, GatedGelu = true,
+        Tensors =
+        [
+            LlamaTensors[0],
+            new(TensorRole.AttnNorm, "model.layers.{l}.input_layernorm.weight", "blk.{l}.attn_norm.weight", c => Vec(c.HiddenSize)),
+            .. LlamaTensors.Where(t => t.Role is TensorRole.Wq or TensorRole.Wk or TensorRole.Wv or TensorRole.Wo),
+            new(TensorRole.PostAttnNorm, "model.layers.{l}.post_attention_layernorm.weight", "blk.{l}.post_attention_norm.weight", c => Vec(c.HiddenSize)),
+            new(TensorRole.MlpNorm, "model.layers.{l}.pre_feedforward_layernorm.weight", "blk.{l}.ffn_norm.weight", c => Vec(c.HiddenSize)),
+            .. LlamaTensors.Where(t => t.Role is TensorRole.WGate or TensorRole.WUp or TensorRole.WDown),
+            new(TensorRole.PostMlpNorm, "model.layers.{l}.post_feedforward_layernorm.weight", "blk.{l}.post_ffw_norm.weight", c => Vec(c.HiddenSize)),
+            .. LlamaTensors[^2..],
+        ],
+    };
+
     /// <summary>GPT-2: LayerNorm with biases, learned positions, GELU MLP; Conv1D weights stored (in, out), q/k/v fused in
     /// c_attn (the loader transposes and splits them). The names here are without the optional "transformer." prefix.</summary>
     public static readonly ModelFamily Gpt2 = new()
@@ -108,7 +127,7 @@ internal static class ModelFamilies
     };
 
     /// <summary>Every family.</summary>
-    public static readonly IReadOnlyList<ModelFamily> All = [Llama, Qwen2, Qwen3, Phi3, Gpt2];
+    public static readonly IReadOnlyList<ModelFamily> All = [Llama, Qwen2, Qwen3, Phi3, Gemma2, Gpt2];
 
     /// <summary>The family of a config.json <c>model_type</c>, or null.</summary>
     public static ModelFamily? ByModelType(string modelType) => All.FirstOrDefault(f => f.ModelTypes.Contains(modelType));

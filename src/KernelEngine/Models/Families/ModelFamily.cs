@@ -23,6 +23,13 @@ internal sealed record ModelFamily
     public required IReadOnlyList<TensorSlot> Tensors { get; init; }
     /// <summary>RMSNorm over each head of q and k before RoPE (Qwen3, Gemma 3).</summary>
     public bool QkNorm { get; init; }
+    /// <summary>RMSNorm weights are stored as w and scale by 1 + w (Gemma); GGUF files store 1 + w (llama.cpp's converter
+    /// adds it), so only Hugging Face folders get the offset at load.</summary>
+    public bool NormPlusOne { get; init; }
+    /// <summary>The embedding output is multiplied by √hidden_size (Gemma).</summary>
+    public bool ScaleEmbedding { get; init; }
+    /// <summary>The MLP is GeGLU, down(gelu_tanh(gate(x)) · up(x)) (Gemma), not SwiGLU.</summary>
+    public bool GatedGelu { get; init; }
     /// <summary>q/k/v projections have biases whatever config.json says (Qwen2).</summary>
     public bool AttentionBias { get; init; }
     /// <summary>config.json's <c>sliding_window</c> applies unless <c>use_sliding_window</c> is false (Mistral, Phi-3); Qwen's

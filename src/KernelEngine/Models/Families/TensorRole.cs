@@ -5,8 +5,8 @@ internal enum TensorRole
 {
     TokenEmbedding, PositionEmbedding, FinalNorm, FinalNormBias, LmHead,
     // per layer
-    AttnNorm, AttnNormBias, Wq, Wk, Wv, Wo, Bq, Bk, Bv, Bo, QNorm, KNorm,
-    MlpNorm, MlpNormBias, WGate, WUp, BUp, WDown, BDown,
+    AttnNorm, AttnNormBias, Wq, Wk, Wv, Wo, Bq, Bk, Bv, Bo, QNorm, KNorm, PostAttnNorm,
+    MlpNorm, MlpNormBias, WGate, WUp, BUp, WDown, BDown, PostMlpNorm,
     // fused tensors, stored as one and split by rows (see TensorSlot.Parts)
     WQkv, WGateUp,
 }
