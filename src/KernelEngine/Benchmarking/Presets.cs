@@ -31,6 +31,8 @@ public static class Presets
         new("phi3-mini", 3072, 32, 32, 32, 8192, 32064, 4096, false, "Phi-3-mini-4k's shape (fused projections)", "phi3"),
         new("gemma2-tiny", 64, 4, 4, 2, 192, 512, 512, true, "Gemma 2 at a tiny shape: window 16 on every other layer, soft-caps that bite (tests)", "gemma2", 16),
         new("gemma2-2b", 2304, 26, 8, 4, 9216, 256000, 8192, true, "Gemma-2-2B's shape (head_dim 256, window 4096, soft-caps 50 / 30)", "gemma2", 256),
+        new("gemma3-tiny", 64, 6, 4, 2, 192, 512, 512, true, "Gemma 3 at a tiny shape: q/k norms, 5 local layers (window 16, base 10000) : 1 global (tests)", "gemma3_text", 16),
+        new("gemma3-1b", 1152, 26, 4, 1, 6912, 262144, 32768, true, "Gemma-3-1B's shape (head_dim 256, window 512, 5 local : 1 global)", "gemma3_text", 256),
         new("qwen3-0.6b", 1024, 28, 16, 8, 3072, 151936, 40960, true, "Qwen3-0.6B's shape (head_dim 128, q/k norms, tied)", "qwen3", 128),
     ];
 
@@ -84,6 +86,17 @@ public static class Presets
         };
         if (p.HeadDim is int hd) config["head_dim"] = hd;
         if (p.Family == "qwen3") config["attention_bias"] = false;
+        if (p.Family == "gemma3_text")
+        {
+            bool tiny = p.Name.EndsWith("-tiny", StringComparison.Ordinal);
+            config["hidden_activation"] = config["hidden_act"] = "gelu_pytorch_tanh";
+            config["query_pre_attn_scalar"] = p.HeadDim ?? p.Dim / p.Heads;
+            config["sliding_window"] = tiny ? 16 : 512;
+            config["sliding_window_pattern"] = 6;
+            config["rope_theta"] = 1_000_000.0;
+            config["rope_local_base_freq"] = 10_000.0;
+            config["rms_norm_eps"] = 1e-6;
+        }
         if (p.Family == "gemma2")
         {
             bool tiny = p.Name.EndsWith("-tiny", StringComparison.Ordinal);
@@ -119,7 +132,7 @@ public static class Presets
 
     private static string ArchitectureName(string family) => family switch
     {
-        "qwen2" => "Qwen2ForCausalLM", "qwen3" => "Qwen3ForCausalLM", "phi3" => "Phi3ForCausalLM", "gemma2" => "Gemma2ForCausalLM", "mistral" => "MistralForCausalLM", _ => "LlamaForCausalLM",
+        "qwen2" => "Qwen2ForCausalLM", "qwen3" => "Qwen3ForCausalLM", "phi3" => "Phi3ForCausalLM", "gemma2" => "Gemma2ForCausalLM", "gemma3_text" => "Gemma3ForCausalLM", "mistral" => "MistralForCausalLM", _ => "LlamaForCausalLM",
     };
 
     private static byte[] AroundOne(int n, ref ulong state)

@@ -126,7 +126,7 @@ internal sealed unsafe class GgufTensorSource : ITensorSource
             config = config with { HeadDim = Int("attention.key_length", 2, ModelConfig.Limits.MaxHeadDim) };
         if (_file.GetInt($"{arch}.rope.dimension_count") is long rd && rd != config.HeadDim)
             throw new ModelFormatException(path, $"partial rotary embeddings ({arch}.rope.dimension_count {rd} of head dimension {config.HeadDim}) are not supported yet");
-        if (family.Name == "gemma2")
+        if (family.Name is "gemma2" or "gemma3")
         {
             // llama.cpp's gemma2: every other layer windowed (0, 2, ...), both soft-caps; its norm weights hold 1 + w already
             config = config with
@@ -138,8 +138,10 @@ internal sealed unsafe class GgufTensorSource : ITensorSource
                 config = config with
                 {
                     SlidingWindow = Int("attention.sliding_window", 1, ModelConfig.Limits.MaxPositions), SlidingWindowRuns = true,
-                    SlidingLayers = Enumerable.Range(0, config.Layers).Select(i => i % 2 == 0).ToArray(),
+                    SlidingLayers = Enumerable.Range(0, config.Layers).Select(i => (i + 1) % (family.Name == "gemma2" ? 2 : 6) != 0).ToArray(),
                 };
+            // llama.cpp's gemma3 runs its local layers with a RoPE base of 10000 (there is no key for it)
+            if (family.Name == "gemma3") config = config with { RopeLocalTheta = 10000 };
         }
         if (RopeFactors("rope_freqs.weight", config.HeadDim) is { } freqs) config = config with { RopeFreqFactors = freqs };
         // LongRoPE (Phi-3 128k, Phi-3.5, Phi-4-mini): llama.cpp's converter stores the two factor lists as tensors and the

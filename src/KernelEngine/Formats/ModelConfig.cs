@@ -64,6 +64,9 @@ public sealed partial record ModelConfig
     public bool SlidingWindowRuns { get; init; }
     /// <summary>Which layers attend through the window (null: all of them, when a window runs).</summary>
     public bool[]? SlidingLayers { get; init; }
+    /// <summary>RoPE base of the sliding-window layers when they have their own (Gemma 3 <c>rope_local_base_freq</c>; no
+    /// scaling there), or null.</summary>
+    public double? RopeLocalTheta { get; init; }
     /// <summary>Attention scale 1/√(query_pre_attn_scalar) instead of 1/√head_dim (Gemma 2), or null.</summary>
     public double? QueryPreAttnScalar { get; init; }
     /// <summary>Attention scores capped as c·tanh(s/c) (Gemma 2 <c>attn_logit_softcapping</c>), or null.</summary>
@@ -170,10 +173,13 @@ public sealed partial record ModelConfig
                 string expectedAct = family.GatedGelu ? "gelu_pytorch_tanh" : "silu";
                 if (cfg.Activation != expectedAct && !(family.GatedGelu && cfg.Activation is "gelu_tanh" or "gelu_new"))
                     throw new ModelFormatException(path, $"hidden_act '{cfg.Activation}' is not supported for {modelType} ({expectedAct})");
-                if (family.Name == "gemma2")
+                if (family.Name is "gemma2" or "gemma3")
                 {
-                    // transformers' Gemma2: sliding window on layers 0, 2, 4, ... (or as layer_types lists them)
-                    bool[] sliding = LayerTypes(path, c, cfg.Layers) ?? Enumerable.Range(0, cfg.Layers).Select(i => i % 2 == 0).ToArray();
+                    // transformers' Gemma2: sliding window on layers 0, 2, 4, ...; Gemma3: on all but every
+                    // sliding_window_pattern-th (default 6: five local layers, then a global one); layer_types when listed.
+                    int pattern = family.Name == "gemma2" ? 2 : Int(path, c, "sliding_window_pattern", 1, Limits.MaxLayers) ?? 6;
+                    bool[] sliding = LayerTypes(path, c, cfg.Layers) ?? Enumerable.Range(0, cfg.Layers).Select(i => (i + 1) % pattern != 0).ToArray();
+                    if (family.Name == "gemma3") cfg = cfg with { RopeLocalTheta = Dbl(path, c, "rope_local_base_freq", double.Epsilon, 1e15) ?? 10000 };
                     cfg = cfg with
                     {
                         QueryPreAttnScalar = Dbl(path, c, "query_pre_attn_scalar", 1e-6, 1e9),

@@ -19,6 +19,7 @@ internal sealed class Transformer : IDisposable
     private readonly IBackend _b;
     private readonly AttentionShape _attn, _attnWindow;   // full layers, sliding-window layers
     private readonly ModelFamily _family;
+    private readonly RopeTable? _ropeLocal;   // Gemma 3's sliding-window layers
 
     /// <summary>The attention of layer l: the window where the config puts one.</summary>
     private AttentionShape ShapeOf(int l) => Config.SlidingLayers is { } sliding ? sliding[l] ? _attnWindow : _attn : _attnWindow;
@@ -34,6 +35,8 @@ internal sealed class Transformer : IDisposable
         _attnWindow = _attn with { Window = config.SlidingWindowRuns ? config.SlidingWindow ?? 0 : 0 };
         _family = ModelFamilies.Of(config);
         Rope = config.Architecture == Architecture.Llama ? new RopeTable(InverseFrequencies(config, contextLength), config.HeadDim, config.RopeLayout) : null;
+        if (config.RopeLocalTheta is double local)
+            _ropeLocal = new RopeTable(RopeFrequencies.Compute(config.HeadDim, local, null, contextLength), config.HeadDim, config.RopeLayout);
     }
 
     private static float[] InverseFrequencies(ModelConfig c, int contextLength)
@@ -97,7 +100,12 @@ internal sealed class Transformer : IDisposable
     }
 
     /// <summary>Context shift: drops cache positions [keep, keep + discard), see <see cref="KvCache.Shift"/>.</summary>
-    public void ShiftCache(KvCache cache, int keep, int discard, int count) => cache.Shift(_b, keep, discard, count, Rope);
+    public void ShiftCache(KvCache cache, int keep, int discard, int count)
+    {
+        // Keys are re-rotated with one table for every layer; Gemma 3's local layers rotate with another.
+        if (_ropeLocal != null) throw new InvalidRequestException("context shift is not supported for models with a RoPE base per layer kind (gemma3) yet");
+        cache.Shift(_b, keep, discard, count, Rope);
+    }
 
     /// <summary>x += Wo · attention(rope(Wq xn), rope(Wk xn), Wv xn), xn = norm1(x).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -113,8 +121,9 @@ internal sealed class Transformer : IDisposable
         }
         if (Rope != null)
         {
-            b.Rope(s.Q, n, Config.Heads, positions, Rope);
-            b.Rope(s.K, n, Config.KvHeads, positions, Rope);
+            var rope = _ropeLocal != null && Config.SlidingLayers is { } sliding && sliding[l] ? _ropeLocal : Rope;
+            b.Rope(s.Q, n, Config.Heads, positions, rope);
+            b.Rope(s.K, n, Config.KvHeads, positions, rope);
         }
         b.StoreKv(s.K, s.V, cache, l, start, n);
         b.Attention(s.Q, cache, l, start, n, s.Att, ShapeOf(l), branch);

@@ -24,7 +24,13 @@ public sealed class FamilyParityTests
     [TestCase("gemma2-tiny", "model_type gemma2; hidden_activation gelu_pytorch_tanh (GeGLU); input/post_attention/pre_feedforward/" +
         "post_feedforward_layernorm (RMSNorm by 1 + w); embeddings × √hidden_size; query_pre_attn_scalar; attn_logit_softcapping 0.05 and " +
         "final_logit_softcapping 0.3 (sized to bite on random weights); sliding_window 16 on layers 0 and 2 (80 positions go past it); head_dim; tied")]
-    public void TinyPreset_MatchesLlamaCpp(string preset, string fields)
+    [TestCase("gemma3-tiny", "model_type gemma3_text; self_attn.q_norm / k_norm (per head, 1 + w); sliding_window 16 with " +
+        "sliding_window_pattern 6 (layers 0-4 local, 5 global); rope_local_base_freq 10000 for the local layers, rope_theta 1e6 for the " +
+        "global one; no soft-capping; GeGLU, 1 + w norms before and after each block, embeddings × √hidden_size, query_pre_attn_scalar", 5e-3)]
+    /// <param name="tolerance">max |logit diff|: 1e-3; Gemma 3's 5e-3 because llama.cpp evaluates GELU through an fp16 lookup
+    /// table (its inputs and outputs rounded to fp16) where transformers and we use the exact tanh form; rounding our GELU
+    /// the same way brings gemma3-tiny from 3.9e-3 to 8.7e-4 and gemma2-tiny from 4.8e-4 to 1.5e-4 (measured once, not kept)</param>
+    public void TinyPreset_MatchesLlamaCpp(string preset, string fields, double tolerance = 1e-3)
     {
         TestContext.Out.WriteLine($"{preset}: {fields}");
         string dir = TestScratch.Path("families");
@@ -55,7 +61,7 @@ public sealed class FamilyParityTests
             var ids = s.Generate(tokens[..16], new GenerationSettings { MaxTokens = 32, Sampling = SamplingSettings.Greedy, StopAtEos = false })
                 .Select(t => t.Id).ToArray();
             TestContext.Out.WriteLine($"{Path.GetFileName(path)}: max |logit diff| {maxDiff:E2} over {tokens.Length} positions; greedy {string.Join(" ", ids.Take(12))} ...");
-            Assert.That(maxDiff, Is.LessThanOrEqualTo(1e-3), path);
+            Assert.That(maxDiff, Is.LessThanOrEqualTo(tolerance), path);
             Assert.That(ids, Is.EqualTo(theirIds), path);
         }
     }

@@ -51,6 +51,7 @@ public sealed class ModelFamilyTests
     [TestCase("qwen3-tiny")]
     [TestCase("phi3-tiny")]
     [TestCase("gemma2-tiny")]
+    [TestCase("gemma3-tiny")]
     [TestCase("llama-tiny")]
     public void FolderAndGgufExport_GiveTheSameLogits(string preset)
     {
@@ -78,6 +79,7 @@ public sealed class ModelFamilyTests
     [TestCase("qwen3-tiny")]
     [TestCase("phi3-tiny")]
     [TestCase("gemma2-tiny")]
+    [TestCase("gemma3-tiny")]
     public void IlgpuBackend_MatchesCpu(string preset)
     {
         string folder = Presets.Materialize(preset, WeightType.F32, TestScratch.Path("families-unit"));
@@ -93,6 +95,19 @@ public sealed class ModelFamilyTests
         var cpu = Logits("cpu");
         var gpu = Logits("ilgpu-cpu");
         Assert.That(cpu.Zip(gpu, (x, y) => Math.Abs(x - y)).Max(), Is.LessThanOrEqualTo(1e-4));
+    }
+
+    /// <summary>Gemma 3 rotates its local and global layers with different RoPE bases; context shift re-rotates every layer's
+    /// keys with one table, so it is refused there with a request error rather than run wrong.</summary>
+    [Test]
+    public void Gemma3_ContextShift_IsARequestError()
+    {
+        using var model = Model.Load(Presets.Materialize("gemma3-tiny", WeightType.F32, TestScratch.Path("families-unit")), new ModelOptions { Device = "cpu" });
+        using var s = model.CreateSession();
+        var l = new float[4 * model.Config.VocabSize];
+        s.FeedAll([1, 5, 6, 7], l);
+        var e = Assert.Throws<InvalidRequestException>(() => s.ShiftContext(1, 2));
+        Assert.That(e!.Message, Does.Contain("gemma3"));
     }
 
     /// <summary>Mistral's window runs in every layer: positions inside it give the logits of full attention, later ones

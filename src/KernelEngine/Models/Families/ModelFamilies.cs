@@ -100,6 +100,20 @@ internal static class ModelFamilies
         ],
     };
 
+    /// <summary>Gemma 3 (text): Gemma 2 without soft-capping, with Qwen3's per-head q/k norms (1 + w too), five sliding-window
+    /// layers to one global one, and a RoPE base of their own for the local layers (rope_local_base_freq).</summary>
+    public static readonly ModelFamily Gemma3 = Gemma2 with
+    {
+        Name = "gemma3", ModelTypes = ["gemma3_text"], GgufArch = "gemma3", QkNorm = true,
+        Tensors =
+        [
+            .. Gemma2.Tensors.Take(6),   // embedding, attention norm, q, k, v, o
+            new(TensorRole.QNorm, "model.layers.{l}.self_attn.q_norm.weight", "blk.{l}.attn_q_norm.weight", c => Vec(c.HeadDim)),
+            new(TensorRole.KNorm, "model.layers.{l}.self_attn.k_norm.weight", "blk.{l}.attn_k_norm.weight", c => Vec(c.HeadDim)),
+            .. Gemma2.Tensors.Skip(6),
+        ],
+    };
+
     /// <summary>GPT-2: LayerNorm with biases, learned positions, GELU MLP; Conv1D weights stored (in, out), q/k/v fused in
     /// c_attn (the loader transposes and splits them). The names here are without the optional "transformer." prefix.</summary>
     public static readonly ModelFamily Gpt2 = new()
@@ -127,7 +141,7 @@ internal static class ModelFamilies
     };
 
     /// <summary>Every family.</summary>
-    public static readonly IReadOnlyList<ModelFamily> All = [Llama, Qwen2, Qwen3, Phi3, Gemma2, Gpt2];
+    public static readonly IReadOnlyList<ModelFamily> All = [Llama, Qwen2, Qwen3, Phi3, Gemma2, Gemma3, Gpt2];
 
     /// <summary>The family of a config.json <c>model_type</c>, or null.</summary>
     public static ModelFamily? ByModelType(string modelType) => All.FirstOrDefault(f => f.ModelTypes.Contains(modelType));
