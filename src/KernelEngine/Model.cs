@@ -30,7 +30,7 @@ public sealed class Model : IDisposable
     private Model(string folder, ModelConfig config, Tokenizer tokenizer, ITensorSource store, IBackend backend, Transformer transformer, ModelOptions options)
     {
         _folder = folder; _config = config; _tokenizer = tokenizer; _store = store; _backend = backend; _transformer = transformer; _options = options;
-        _contextLength = Math.Min(options.ContextLength ?? config.PositionLimit, config.PositionLimit);
+        _contextLength = Math.Min(options.ContextLength ?? config.MaxPositions, config.MaxPositions);
     }
 
     private readonly string _folder;
@@ -132,10 +132,8 @@ public sealed class Model : IDisposable
         string? toolUse = null;
         try
         {
-            if (options.ContextLength is int ctx && (ctx <= 0 || ctx > config.PositionLimit))
-                throw new InvalidRequestException(config.PositionLimit < config.MaxPositions && config.SlidingWindow is int window
-                    ? $"context length {ctx} is outside 1..{window}: the model attends through a sliding window of {window} positions (config.json 'sliding_window'), on some layers (max_window_layers), which KernelEngine does not run yet, so contexts stop at the window"
-                    : $"context length {ctx} is outside 1..{config.MaxPositions} (the model's max_position_embeddings)");
+            if (options.ContextLength is int ctx && (ctx <= 0 || ctx > config.MaxPositions))
+                throw new InvalidRequestException($"context length {ctx} is outside 1..{config.MaxPositions} (the model's max_position_embeddings)");
             tokenizer = files.LoadTokenizer();
             chatTemplate = files.LoadChatTemplate();
             if (Directory.Exists(files.Path))
@@ -158,7 +156,7 @@ public sealed class Model : IDisposable
             weights = WeightLoader.Load(store, config, backend,
                 progress == null ? null : (done, total, name) => progress.Report(new LoadProgress("weights", (double)done / total, name)), ct);
             progress?.Report(new LoadProgress("ready", 1));
-            return new Model(folder, config, tokenizer, store, backend, new Transformer(config, weights, backend, Math.Min(options.ContextLength ?? config.PositionLimit, config.PositionLimit)), options) { _chatTemplate = chatTemplate, _specialTokens = specialTokens, _toolUseTemplate = toolUse };
+            return new Model(folder, config, tokenizer, store, backend, new Transformer(config, weights, backend, Math.Min(options.ContextLength ?? config.MaxPositions, config.MaxPositions)), options) { _chatTemplate = chatTemplate, _specialTokens = specialTokens, _toolUseTemplate = toolUse };
         }
         catch
         {

@@ -59,7 +59,7 @@ public sealed partial record ModelConfig
     /// <summary>Attention window of the sliding-window layers (config.json <c>sliding_window</c> where the family uses it,
     /// or <c>use_sliding_window</c> turns it on), or null.</summary>
     public int? SlidingWindow { get; init; }
-    /// <summary>The sliding window runs in the attention kernels (Mistral, Phi-3: every layer; Gemma 2: the layers of
+    /// <summary>The sliding window runs in the attention kernels (Mistral, Phi-3: every layer; Qwen, Gemma: the layers of
     /// <see cref="SlidingLayers"/>).</summary>
     public bool SlidingWindowRuns { get; init; }
     /// <summary>Which layers attend through the window (null: all of them, when a window runs).</summary>
@@ -73,9 +73,6 @@ public sealed partial record ModelConfig
     public float? AttentionSoftCap { get; init; }
     /// <summary>Final logits capped as c·tanh(z/c) (Gemma 2 <c>final_logit_softcapping</c>), or null.</summary>
     public float? FinalSoftCap { get; init; }
-    /// <summary>Positions a context may hold: <see cref="MaxPositions"/>, or a sliding window that does not run (Qwen's
-    /// per-layer windows) when it is shorter: within the window full attention gives the same result.</summary>
-    public int PositionLimit => SlidingWindow is int w && !SlidingWindowRuns && w < MaxPositions ? w : MaxPositions;
     /// <summary>Beginning-of-text token, or null.</summary>
     public int? BosTokenId { get; init; }
     /// <summary>End tokens (config.json and generation_config.json together).</summary>
@@ -167,7 +164,13 @@ public sealed partial record ModelConfig
                 if (Int(path, c, "head_dim", 2, Limits.MaxHeadDim) is int hd) cfg = cfg with { HeadDim = hd };
                 // transformers' reading: the window applies unless use_sliding_window says no (default per family).
                 if ((Bool(path, c, "use_sliding_window") ?? family.SlidingWindowByDefault) && Int(path, c, "sliding_window", 1, Limits.MaxPositions) is int window)
-                    cfg = cfg with { SlidingWindow = window, SlidingWindowRuns = family.SlidingWindowEveryLayer };
+                    cfg = cfg with
+                    {
+                        SlidingWindow = window, SlidingWindowRuns = true,
+                        // transformers' Qwen2/Qwen3: the window applies from layer max_window_layers on (default 28)
+                        SlidingLayers = family.SlidingWindowEveryLayer ? null : LayerTypes(path, c, cfg.Layers)
+                            ?? Enumerable.Range(0, cfg.Layers).Select(i => i >= (Int(path, c, "max_window_layers", 0, Limits.MaxLayers) ?? 28)).ToArray(),
+                    };
                 if (Dbl(path, c, "partial_rotary_factor", 0, 1) is double rotary && rotary != 1)
                     throw new ModelFormatException(path, $"'partial_rotary_factor' {rotary} (rotary embeddings on part of each head) is not supported yet");
                 string expectedAct = family.GatedGelu ? "gelu_pytorch_tanh" : "silu";

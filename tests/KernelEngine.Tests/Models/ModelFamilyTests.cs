@@ -143,16 +143,26 @@ public sealed class ModelFamilyTests
         Assert.That(outside, Is.GreaterThan(1e-3), "later positions see only the last 16");
     }
 
-    /// <summary>Qwen's windowed layers do not run yet: with use_sliding_window the context stops at the window, and asking
-    /// for more is a request error that says why.</summary>
+    /// <summary>Qwen's window runs on the layers from max_window_layers on (transformers' rule): with max_window_layers 2
+    /// of 4, layers 0-1 are full and 2-3 windowed, and the context is not capped.</summary>
     [Test]
-    public void QwenSlidingWindow_CapsTheContext()
+    public void QwenSlidingWindow_RunsFromMaxWindowLayers()
     {
-        string folder = ConfigVariant("qwen2-tiny", c => { c["use_sliding_window"] = true; c["sliding_window"] = 64; });
-        using (var model = Model.Load(folder, new ModelOptions { Device = "cpu" }))
-            Assert.That(model.ContextLength, Is.EqualTo(64));
-        var e = Assert.Throws<InvalidRequestException>(() => Model.Load(folder, new ModelOptions { Device = "cpu", ContextLength = 100 }));
-        Assert.That(e!.Message, Does.Contain("sliding window of 64"));
+        string folder = ConfigVariant("qwen2-tiny", c => { c["use_sliding_window"] = true; c["sliding_window"] = 8; c["max_window_layers"] = 2; });
+        using var model = Model.Load(folder, new ModelOptions { Device = "cpu" });
+        Assert.That(model.ContextLength, Is.EqualTo(512));
+        Assert.That(model.Config.SlidingLayers, Is.EqualTo(new[] { false, false, true, true }));
+        var rng = new Random(5);
+        int[] tokens = [1, .. Enumerable.Range(0, 19).Select(_ => rng.Next(3, 512))];
+        using var plain = Model.Load(Presets.Materialize("qwen2-tiny", WeightType.F32, TestScratch.Path("families-unit")), new ModelOptions { Device = "cpu" });
+        var a = new float[tokens.Length * 512];
+        var b = new float[tokens.Length * 512];
+        using (var s = model.CreateSession()) s.FeedAll(tokens, a);
+        using (var s = plain.CreateSession()) s.FeedAll(tokens, b);
+        double inside = 0, outside = 0;
+        for (int i = 0; i < a.Length; i++) { double d = Math.Abs(a[i] - b[i]); if (i < 8 * 512) inside = Math.Max(inside, d); else outside = Math.Max(outside, d); }
+        Assert.That(inside, Is.LessThanOrEqualTo(1e-5));
+        Assert.That(outside, Is.GreaterThan(1e-4));
     }
 
     [TestCase(null, null)]

@@ -35,8 +35,8 @@ internal sealed record ModelFamily
     /// <summary>config.json's <c>sliding_window</c> applies unless <c>use_sliding_window</c> is false (Mistral, Phi-3); Qwen's
     /// configs carry a window that applies only when <c>use_sliding_window</c> is true.</summary>
     public bool SlidingWindowByDefault { get; init; }
-    /// <summary>The window applies to every layer (Mistral, Phi-3), which the attention kernels run; Qwen's windowed
-    /// layers (those from max_window_layers on) are not run yet, so there a context stops at the window.</summary>
+    /// <summary>The window applies to every layer (Mistral, Phi-3); otherwise to the layers from max_window_layers on
+    /// (Qwen), unless layer_types lists them.</summary>
     public bool SlidingWindowEveryLayer { get; init; }
     /// <summary>How llama.cpp's GGUF files of this architecture lay out RoPE pairs: the llama architecture stores q/k rows
     /// permuted for interleaved pairs (its converter permutes them), the others keep Hugging Face's rotate-half order.</summary>
