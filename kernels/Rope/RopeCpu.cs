@@ -21,11 +21,14 @@ internal static unsafe class RopeCpu
 {
     /// <param name="x">(rows, heads * headDim) activations, rotated in place</param>
     /// <param name="positions">(rows) absolute position of each row</param>
-    /// <param name="invFreq">(headDim / 2)</param>
+    /// <param name="invFreq">(pairs) one frequency per rotated pair</param>
+    /// <param name="pairs">pairs rotated per head: headDim / 2, fewer with partial rotary (Phi-4-mini: the first
+    /// 2·pairs dimensions rotate, pairs (i, i + pairs) or (2i, 2i + 1); the rest pass through)</param>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Apply(float* x, int rows, int heads, int headDim, int* positions, float* invFreq, RopeLayout layout)
+    /// <param name="mscale">factor on cos and sin (the rotated dimensions' attention factor; 1 for plain RoPE)</param>
+    public static void Apply(float* x, int rows, int heads, int headDim, int* positions, float* invFreq, RopeLayout layout, int pairs, float mscale = 1)
     {
-        int half = headDim / 2;
+        int half = pairs;
         for (int r = 0; r < rows; r++)
         {
             int pos = positions[r];
@@ -33,7 +36,7 @@ internal static unsafe class RopeCpu
             for (int i = 0; i < half; i++)
             {
                 double angle = pos * (double)invFreq[i];
-                float c = (float)Math.Cos(angle), s = (float)Math.Sin(angle);
+                float c = (float)Math.Cos(angle) * mscale, s = (float)Math.Sin(angle) * mscale;
                 for (int h = 0; h < heads; h++)
                 {
                     float* head = row + h * headDim;
@@ -53,9 +56,9 @@ internal static unsafe class RopeCpu
     /// p to p - d exactly (a context shift). F16 and block-format rows are widened, rotated and stored back once, as
     /// llama.cpp's shift does.
     /// </summary>
-    public static void RotateRows(void* rows, KvRows cache, int count, int heads, int headDim, int delta, float* invFreq, RopeLayout layout)
+    public static void RotateRows(void* rows, KvRows cache, int count, int heads, int headDim, int delta, float* invFreq, RopeLayout layout, int pairs)
     {
-        int half = headDim / 2, rowElements = heads * headDim;
+        int half = pairs, rowElements = heads * headDim;
         Span<float> cos = half <= 512 ? stackalloc float[half] : new float[half];
         Span<float> sin = half <= 512 ? stackalloc float[half] : new float[half];
         for (int i = 0; i < half; i++)

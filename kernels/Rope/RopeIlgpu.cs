@@ -9,7 +9,8 @@ internal struct RopeArgs
     public ArrayView<float> X;
     public ArrayView<int> Positions;
     public ArrayView<float> InvFreq;
-    public int Heads, HeadDim, Interleaved;
+    public int Heads, HeadDim, Interleaved, Pairs;   // Pairs: rotated pairs per head (HeadDim / 2 unless partial rotary)
+    public float MScale;                             // factor on cos and sin (1: plain RoPE)
 }
 
 internal struct RotateCacheArgs
@@ -18,7 +19,7 @@ internal struct RotateCacheArgs
     public ArrayView<ushort> F16;     // as F16 bits (F16 != 0)
     public ArrayView<float> InvFreq;
     public long Offset;               // first element of the rotated rows
-    public int HeadDim, Interleaved, Delta, IsF16;
+    public int HeadDim, Interleaved, Delta, IsF16, Pairs;
 }
 
 /// <summary>ILGPU twin of RoPE: one thread per rotated pair; the angle is formed in double as on the CPU.</summary>
@@ -26,12 +27,12 @@ internal static class RopeIlgpu
 {
     public static void Apply(Index1D index, RopeArgs a)
     {
-        int half = a.HeadDim / 2;
+        int half = a.Pairs;
         int i = index % half;
         int h = (index / half) % a.Heads;
         int r = index / (half * a.Heads);
         double angle = a.Positions[r] * (double)a.InvFreq[i];
-        float c = (float)XMath.Cos(angle), s = (float)XMath.Sin(angle);
+        float c = (float)XMath.Cos(angle) * a.MScale, s = (float)XMath.Sin(angle) * a.MScale;
         long head = (long)r * a.Heads * a.HeadDim + h * a.HeadDim;
         int i0 = a.Interleaved != 0 ? 2 * i : i, i1 = a.Interleaved != 0 ? 2 * i + 1 : i + half;
         float x0 = a.X[head + i0], x1 = a.X[head + i1];
@@ -42,7 +43,7 @@ internal static class RopeIlgpu
     /// <summary>RopeCpu.RotateRows's twin: cached key rows rotated by Delta positions (context shift), one thread per pair.</summary>
     public static void RotateCache(Index1D index, RotateCacheArgs a)
     {
-        int half = a.HeadDim / 2;
+        int half = a.Pairs;
         int i = index % half;
         long head = a.Offset + (long)(int)(index / half) * a.HeadDim;
         double angle = a.Delta * (double)a.InvFreq[i];

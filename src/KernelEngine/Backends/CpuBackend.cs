@@ -223,7 +223,7 @@ internal sealed unsafe class CpuBackend : IBackend
         _ops++;
         fixed (int* p = positions)
         fixed (float* f = rope.InvFreq)
-            RopeCpu.Apply(T(x).F, rows, heads, rope.HeadDim, p, f, rope.Layout);
+            RopeCpu.Apply(T(x).F, rows, heads, rope.HeadDim, p, f, rope.Layout, rope.InvFreq.Length, rope.MScale);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -253,7 +253,7 @@ internal sealed unsafe class CpuBackend : IBackend
             for (int l = 0; l < cache.Layers; l++)
             {
                 byte* rows = (byte*)k.Data + ((long)l * cache.ContextLength + position) * k.RowBytes;
-                RopeCpu.RotateRows(rows, cache.Rows, count, cache.KvDim / rope.HeadDim, rope.HeadDim, delta, f, rope.Layout);
+                RopeCpu.RotateRows(rows, cache.Rows, count, cache.KvDim / rope.HeadDim, rope.HeadDim, delta, f, rope.Layout, rope.InvFreq.Length);
             }
     }
 

@@ -319,9 +319,9 @@ internal sealed unsafe class IlgpuBackend : IBackend
             _s.RopeTables[rope] = inv;
         }
         var k = Kernel("rope", () => _acc.LoadAutoGroupedStreamKernel<Index1D, RopeArgs>(RopeIlgpu.Apply));
-        k(rows * heads * (rope.HeadDim / 2), new RopeArgs
+        k(rows * heads * rope.InvFreq.Length, new RopeArgs
         {
-            X = T(x).F, Positions = Ints(positions[..rows]), InvFreq = inv.View, Heads = heads, HeadDim = rope.HeadDim,
+            X = T(x).F, Positions = Ints(positions[..rows]), InvFreq = inv.View, Heads = heads, HeadDim = rope.HeadDim, Pairs = rope.InvFreq.Length, MScale = rope.MScale,
             Interleaved = rope.Layout == RopeLayout.Interleaved ? 1 : 0,
         });
         Interlocked.Increment(ref _s.Launches);
@@ -387,11 +387,11 @@ internal sealed unsafe class IlgpuBackend : IBackend
         bool f16 = cache.K.IsF16;
         for (int l = 0; l < cache.Layers; l++)
         {
-            k(count * (cache.KvDim / 2), new RotateCacheArgs
+            k(count * (cache.KvDim / rope.HeadDim) * rope.InvFreq.Length, new RotateCacheArgs
             {
                 F32 = f16 ? cacheK.Cast<float>().SubView(0, 1) : cacheK.Cast<float>(), F16 = f16 ? cacheK.Cast<ushort>() : cacheK.Cast<ushort>().SubView(0, 1),
                 InvFreq = inv.View, Offset = ((long)l * cache.ContextLength + position) * cache.KvDim,
-                HeadDim = rope.HeadDim, Interleaved = rope.Layout == RopeLayout.Interleaved ? 1 : 0, Delta = delta, IsF16 = f16 ? 1 : 0,
+                HeadDim = rope.HeadDim, Interleaved = rope.Layout == RopeLayout.Interleaved ? 1 : 0, Delta = delta, IsF16 = f16 ? 1 : 0, Pairs = rope.InvFreq.Length,
             });
             Interlocked.Increment(ref _s.Launches);
         }

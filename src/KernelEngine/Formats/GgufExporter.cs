@@ -44,7 +44,7 @@ public static class GgufExporter
             .Add($"{a}.attention.head_count_kv", (uint)c.KvHeads)
             .Add($"{a}.attention.key_length", (uint)c.HeadDim)
             .Add($"{a}.attention.value_length", (uint)c.HeadDim)
-            .Add($"{a}.rope.dimension_count", (uint)c.HeadDim)
+            .Add($"{a}.rope.dimension_count", (uint)c.RotaryDim)
             .Add($"{a}.rope.freq_base", (float)c.RopeTheta)
             .Add($"{a}.attention.layer_norm_rms_epsilon", c.NormEps)
             .Add($"{a}.vocab_size", (uint)c.VocabSize);

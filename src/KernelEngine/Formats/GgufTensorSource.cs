@@ -125,7 +125,7 @@ internal sealed unsafe class GgufTensorSource : ITensorSource
         if (_file.Metadata.ContainsKey($"{arch}.attention.key_length"))
             config = config with { HeadDim = Int("attention.key_length", 2, ModelConfig.Limits.MaxHeadDim) };
         if (_file.GetInt($"{arch}.rope.dimension_count") is long rd && rd != config.HeadDim)
-            throw new ModelFormatException(path, $"partial rotary embeddings ({arch}.rope.dimension_count {rd} of head dimension {config.HeadDim}) are not supported yet");
+            config = config with { RotaryDim = Int("rope.dimension_count", 2, config.HeadDim) };   // partial rotary (Phi-4-mini)
         if (family.Name is "gemma2" or "gemma3")
         {
             // llama.cpp's gemma2: every other layer windowed (0, 2, ...), both soft-caps; its norm weights hold 1 + w already
@@ -143,12 +143,12 @@ internal sealed unsafe class GgufTensorSource : ITensorSource
             // llama.cpp's gemma3 runs its local layers with a RoPE base of 10000 (there is no key for it)
             if (family.Name == "gemma3") config = config with { RopeLocalTheta = 10000 };
         }
-        if (RopeFactors("rope_freqs.weight", config.HeadDim) is { } freqs) config = config with { RopeFreqFactors = freqs };
+        if (RopeFactors("rope_freqs.weight", config.RotaryDim) is { } freqs) config = config with { RopeFreqFactors = freqs };
         // LongRoPE (Phi-3 128k, Phi-3.5, Phi-4-mini): llama.cpp's converter stores the two factor lists as tensors and the
         // attention factor and original context as keys; the long list applies to contexts past the original one.
-        if (RopeFactors("rope_factors_long.weight", config.HeadDim) is { } longFactors)
+        if (RopeFactors("rope_factors_long.weight", config.RotaryDim) is { } longFactors)
         {
-            var shortFactors = RopeFactors("rope_factors_short.weight", config.HeadDim)
+            var shortFactors = RopeFactors("rope_factors_short.weight", config.RotaryDim)
                 ?? throw new ModelFormatException(path, "tensor 'rope_factors_long.weight' without 'rope_factors_short.weight'");
             int original = Int("rope.scaling.original_context_length", 1, ModelConfig.Limits.MaxPositions, maxPositions);
             double? attn = _file.GetFloat($"{arch}.rope.scaling.attn_factor") is double af ? Float("rope.scaling.attn_factor", 1e-6, 1e6, af) : null;
@@ -157,11 +157,11 @@ internal sealed unsafe class GgufTensorSource : ITensorSource
         return config.Validate(path);
     }
 
-    /// <summary>A tensor of head_dim / 2 positive RoPE factors (F32 or F16), or null when the file has none.</summary>
-    private float[]? RopeFactors(string name, int headDim)
+    /// <summary>A tensor of rotaryDim / 2 positive RoPE factors (F32 or F16), or null when the file has none.</summary>
+    private float[]? RopeFactors(string name, int rotaryDim)
     {
         if (_file.Tensor(name) is not { } t) return null;
-        if (t.Elements != headDim / 2) throw new ModelFormatException(_file.Path, $"tensor '{name}' has {t.Elements} elements, expected {headDim / 2}");
+        if (t.Elements != rotaryDim / 2) throw new ModelFormatException(_file.Path, $"tensor '{name}' has {t.Elements} elements, expected {rotaryDim / 2}");
         var format = WeightFormat.FromGgml(t.Type) is { IsBlockQuantized: false } ff ? ff : throw new ModelFormatException(_file.Path, $"tensor '{name}' must be F32 or F16");
         var f = new float[t.Elements];
         fixed (float* d = f) format.DequantizeRow(_file.DataPointer(t), f.Length, d);

@@ -80,6 +80,10 @@ public sealed partial record ModelConfig
     private readonly int? _headDim;
     /// <summary>Width of one attention head: config.json's <c>head_dim</c> when given, else hidden_size / heads.</summary>
     public int HeadDim { get => _headDim ?? HiddenSize / Heads; init => _headDim = value; }
+    private readonly int? _rotaryDim;
+    /// <summary>Leading dimensions of each head that RoPE rotates: head_dim × partial_rotary_factor (Phi-4-mini 0.75),
+    /// all of them by default.</summary>
+    public int RotaryDim { get => _rotaryDim ?? HeadDim; init => _rotaryDim = value; }
     /// <summary>Width of one position's keys (or values): KV heads × head width.</summary>
     public int KvDim => KvHeads * HeadDim;
     /// <summary>Width of one position's queries: heads × head width.</summary>
@@ -172,7 +176,12 @@ public sealed partial record ModelConfig
                             ?? Enumerable.Range(0, cfg.Layers).Select(i => i >= (Int(path, c, "max_window_layers", 0, Limits.MaxLayers) ?? 28)).ToArray(),
                     };
                 if (Dbl(path, c, "partial_rotary_factor", 0, 1) is double rotary && rotary != 1)
-                    throw new ModelFormatException(path, $"'partial_rotary_factor' {rotary} (rotary embeddings on part of each head) is not supported yet");
+                {
+                    int dims = (int)(cfg.HeadDim * rotary);   // transformers: int(head_dim * partial_rotary_factor)
+                    if (dims < 2 || dims % 2 != 0)
+                        throw new ModelFormatException(path, $"'partial_rotary_factor' {rotary} gives {dims} rotated dimensions of head_dim {cfg.HeadDim}; it must be an even number of at least 2");
+                    cfg = cfg with { RotaryDim = dims };
+                }
                 string expectedAct = family.GatedGelu ? "gelu_pytorch_tanh" : "silu";
                 if (cfg.Activation != expectedAct && !(family.GatedGelu && cfg.Activation is "gelu_tanh" or "gelu_new"))
                     throw new ModelFormatException(path, $"hidden_act '{cfg.Activation}' is not supported for {modelType} ({expectedAct})");
@@ -228,8 +237,9 @@ public sealed partial record ModelConfig
         if (Heads % KvHeads != 0) throw new ModelFormatException(path, $"num_attention_heads {Heads} is not divisible by num_key_value_heads {KvHeads}");
         if (HeadDim % 2 != 0 || HeadDim > Limits.MaxHeadDim) throw new ModelFormatException(path, $"head dimension {HeadDim} must be even and at most {Limits.MaxHeadDim}");
         if ((long)Heads * HeadDim > Limits.MaxHidden * 4L) throw new ModelFormatException(path, $"num_attention_heads {Heads} x head_dim {HeadDim} is too large");
-        if (RopeScaling is LongRopeScaling lr && (lr.ShortFactor.Length != HeadDim / 2 || lr.LongFactor.Length != HeadDim / 2))
-            throw new ModelFormatException(path, $"rope_scaling short_factor/long_factor have {lr.ShortFactor.Length}/{lr.LongFactor.Length} entries, expected head dimension / 2 = {HeadDim / 2}");
+        if (RotaryDim > HeadDim || RotaryDim % 2 != 0) throw new ModelFormatException(path, $"{RotaryDim} rotated dimensions of head dimension {HeadDim}");
+        if (RopeScaling is LongRopeScaling lr && (lr.ShortFactor.Length != RotaryDim / 2 || lr.LongFactor.Length != RotaryDim / 2))
+            throw new ModelFormatException(path, $"rope_scaling short_factor/long_factor have {lr.ShortFactor.Length}/{lr.LongFactor.Length} entries, expected rotated dimensions / 2 = {RotaryDim / 2}");
         if (Architecture == Architecture.Gpt2 && HeadDim * Heads != HiddenSize)
             throw new ModelFormatException(path, $"n_embd {HiddenSize} is not n_head {Heads} x head dimension {HeadDim}");
         return this;

@@ -30,18 +30,22 @@ internal sealed class Transformer : IDisposable
         Config = config; Weights = weights; _b = backend;
         // YaRN's and longrope's attention factor multiplies the rotated q and k: the logits by its square
         double factor = config.Architecture == Architecture.Llama ? config.RopeScaling?.AttentionFactor(contextLength) ?? 1 : 1;
-        double scale = factor * factor / Math.Sqrt(config.QueryPreAttnScalar ?? config.HeadDim);
+        // Under partial rotary only the rotated dimensions carry the factor (transformers and llama.cpp scale cos and sin):
+        // it goes into the RoPE table then, not into the softmax scale.
+        bool partial = config.RotaryDim < config.HeadDim;
+        double scale = (partial ? 1 : factor * factor) / Math.Sqrt(config.QueryPreAttnScalar ?? config.HeadDim);
         _attn = new AttentionShape(config.Heads, config.KvHeads, config.HeadDim, (float)scale, 0, config.AttentionSoftCap ?? 0);
         _attnWindow = _attn with { Window = config.SlidingWindowRuns ? config.SlidingWindow ?? 0 : 0 };
         _family = ModelFamilies.Of(config);
-        Rope = config.Architecture == Architecture.Llama ? new RopeTable(InverseFrequencies(config, contextLength), config.HeadDim, config.RopeLayout) : null;
+        Rope = config.Architecture == Architecture.Llama
+            ? new RopeTable(InverseFrequencies(config, contextLength), config.HeadDim, config.RopeLayout, partial ? (float)factor : 1f) : null;
         if (config.RopeLocalTheta is double local)
-            _ropeLocal = new RopeTable(RopeFrequencies.Compute(config.HeadDim, local, null, contextLength), config.HeadDim, config.RopeLayout);
+            _ropeLocal = new RopeTable(RopeFrequencies.Compute(config.RotaryDim, local, null, contextLength), config.HeadDim, config.RopeLayout);
     }
 
     private static float[] InverseFrequencies(ModelConfig c, int contextLength)
     {
-        var inv = RopeFrequencies.Compute(c.HeadDim, c.RopeTheta, c.RopeScaling, contextLength);
+        var inv = RopeFrequencies.Compute(c.RotaryDim, c.RopeTheta, c.RopeScaling, contextLength);
         if (c.RopeFreqFactors is { } f)
             for (int i = 0; i < inv.Length; i++) inv[i] /= f[i];
         return inv;

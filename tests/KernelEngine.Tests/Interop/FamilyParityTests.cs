@@ -71,9 +71,11 @@ public sealed class FamilyParityTests
     /// converter does (rope_factors_long/short tensors, original context and attention factor keys). Both engines take
     /// the long list when the context exceeds the original one; llama.cpp rounds its context up to 256, so: original 64
     /// runs the long factors, original 256 with a 256-position context the short ones. 200 tokens each.</summary>
-    [TestCase(64, "long")]
-    [TestCase(256, "short")]
-    public void Phi3LongRope_MatchesLlamaCpp(int original, string factors)
+    /// Phi-4-mini's partial rotary (partial_rotary_factor 0.75: 12 of 16 dimensions rotate, factor lists of 6) too.
+    [TestCase(64, "long", 1.0)]
+    [TestCase(256, "short", 1.0)]
+    [TestCase(64, "long", 0.75)]
+    public void Phi3LongRope_MatchesLlamaCpp(int original, string factors, double partialRotary)
     {
         const int contextTokens = 200;
         string dir = TestScratch.Path("families");
@@ -83,7 +85,8 @@ public sealed class FamilyParityTests
         Directory.CreateDirectory(folder);
         foreach (var f in Directory.GetFiles(cached)) File.Copy(f, Path.Combine(folder, Path.GetFileName(f)));
         var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "config.json")))!.AsObject();
-        int half = config["hidden_size"]!.GetValue<int>() / config["num_attention_heads"]!.GetValue<int>() / 2;
+        int half = (int)(config["hidden_size"]!.GetValue<int>() / config["num_attention_heads"]!.GetValue<int>() * partialRotary) / 2;
+        if (partialRotary != 1) config["partial_rotary_factor"] = partialRotary;
         var shortFactors = new System.Text.Json.Nodes.JsonArray(Enumerable.Range(0, half).Select(i => (System.Text.Json.Nodes.JsonNode)(1.0 + 0.1 * i)).ToArray());
         var longFactors = new System.Text.Json.Nodes.JsonArray(Enumerable.Range(0, half).Select(i => (System.Text.Json.Nodes.JsonNode)(1.0 + 3.0 * i)).ToArray());
         config["rope_scaling"] = new System.Text.Json.Nodes.JsonObject { ["type"] = "longrope", ["short_factor"] = shortFactors, ["long_factor"] = longFactors };
@@ -103,7 +106,7 @@ public sealed class FamilyParityTests
             double maxDiff = 0;
             for (int i = 0; i < tokens.Length; i++)
                 for (int v = 0; v < 512; v++) maxDiff = Math.Max(maxDiff, Math.Abs(theirs[i][v] - ours[(long)i * 512 + v]));
-            TestContext.Out.WriteLine($"longrope {factors} factors, {Path.GetExtension(path)}: max |logit diff| {maxDiff:E2}");
+            TestContext.Out.WriteLine($"longrope {factors} factors, rotary {partialRotary}, {Path.GetExtension(path)}: max |logit diff| {maxDiff:E2}");
             Assert.That(maxDiff, Is.LessThanOrEqualTo(1e-3), path);
         }
     }

@@ -246,6 +246,27 @@ public sealed class BackendKernelTests(string backendName)
         Assert.That(TestData.MaxAbsDiff(_b.ReadAll(ot)[..(heads * hd)], expected[^(heads * hd)..]), Is.LessThanOrEqualTo(1e-5), "decode row");
     }
 
+    /// <summary>Partial rotary (Phi-4-mini): 3 of a 10-wide head's 5 pairs rotate, the last 4 dimensions pass through;
+    /// cos and sin scaled by 1.3 (the attention factor under partial rotary). Both layouts; tolerance 1e-5.</summary>
+    [TestCase(RopeLayout.RotateHalf)]
+    [TestCase(RopeLayout.Interleaved)]
+    public void Rope_PartialRotary_MatchesScalarReference(RopeLayout layout)
+    {
+        int rows = 3, heads = 3, hd = 10;
+        var x = TestData.Random(rows * heads * hd, 41);
+        int[] pos = [0, 7, 1001];
+        float[] inv = [1f, 0.1f, 0.01f];
+        using var xt = _b.Tensor(x, rows, heads * hd);
+        _b.Rope(xt, rows, heads, pos, new RopeTable(inv, hd, layout, 1.3f));
+        var expected = ScalarReference.Rope(x, rows, heads, hd, pos, inv, layout == RopeLayout.Interleaved, 1.3);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(xt), expected), Is.LessThanOrEqualTo(1e-5));
+        var y = _b.ReadAll(xt);
+        for (int r = 0; r < rows; r++)
+            for (int h = 0; h < heads; h++)
+                for (int d = 6; d < hd; d++)   // both layouts rotate dimensions 0-5 only
+                    Assert.That(y[(r * heads + h) * hd + d], Is.EqualTo(x[(r * heads + h) * hd + d]), "passes through unchanged");
+    }
+
     /// <summary>Gemma 2's ops against double-precision formulas: GeGLU (gelu_tanh(gate) · up), a scale, logit soft-capping,
     /// and attention with capped scores (prefill block and decode row, cap 0.5 so that it bites; windowed too).
     /// Odd sizes; tolerance 1e-5 (GeGLU 2e-5: its exp polynomial).</summary>

@@ -62,10 +62,12 @@ public static class ScalarReference
         return y;
     }
 
-    public static float[] Rope(float[] x, int rows, int heads, int headDim, int[] positions, float[] invFreq, bool interleaved)
+    /// <summary>RoPE in double: pairs (i, i + n) or (2i, 2i + 1) for i &lt; n = invFreq.Length (n &lt; headDim / 2: partial
+    /// rotary, the other dimensions pass through), cos and sin times <paramref name="mscale"/>.</summary>
+    public static float[] Rope(float[] x, int rows, int heads, int headDim, int[] positions, float[] invFreq, bool interleaved, double mscale = 1)
     {
         var y = (float[])x.Clone();
-        int half = headDim / 2;
+        int half = invFreq.Length;
         for (int r = 0; r < rows; r++)
             for (int h = 0; h < heads; h++)
                 for (int i = 0; i < half; i++)
@@ -74,8 +76,8 @@ public static class ScalarReference
                     int i0 = interleaved ? 2 * i : i, i1 = interleaved ? 2 * i + 1 : i + half;
                     int b = r * heads * headDim + h * headDim;
                     double u = x[b + i0], v = x[b + i1];
-                    y[b + i0] = (float)(u * Math.Cos(a) - v * Math.Sin(a));
-                    y[b + i1] = (float)(u * Math.Sin(a) + v * Math.Cos(a));
+                    y[b + i0] = (float)(mscale * (u * Math.Cos(a) - v * Math.Sin(a)));
+                    y[b + i1] = (float)(mscale * (u * Math.Sin(a) + v * Math.Cos(a)));
                 }
         return y;
     }

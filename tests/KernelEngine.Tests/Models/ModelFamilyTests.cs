@@ -180,11 +180,19 @@ public sealed class ModelFamilyTests
         Assert.That(ModelConfig.Parse("config.json", doc.RootElement).SlidingWindow, Is.EqualTo(expected));
     }
 
+    /// <summary>Partial rotary (Phi-4-mini): head_dim × partial_rotary_factor leading dimensions rotate (llama-tiny: 6 of 8),
+    /// the rest pass through; an odd count is a format error naming the field. Against llama.cpp: Interop/FamilyParityTests.</summary>
     [Test]
-    public void PartialRotary_IsAFormatErrorNamingTheField()
+    public void PartialRotary_RotatesTheLeadingDimensions()
     {
-        string folder = ConfigVariant("llama-tiny", config => config["partial_rotary_factor"] = 0.75);
-        var e = Assert.Throws<ModelFormatException>(() => Model.Load(folder));
+        string partial = ConfigVariant("llama-tiny", config => config["partial_rotary_factor"] = 0.75);
+        using (var m = Model.Load(partial, new ModelOptions { Device = "cpu" }))
+        {
+            Assert.That(m.Config.RotaryDim, Is.EqualTo(6));
+            Assert.That(m.Transformer.Rope!.InvFreq, Has.Length.EqualTo(3));
+        }
+        string odd = ConfigVariant("llama-tiny", config => config["partial_rotary_factor"] = 0.375);
+        var e = Assert.Throws<ModelFormatException>(() => Model.Load(odd));
         Assert.That(e!.Message, Does.Contain("partial_rotary_factor"));
     }
 
