@@ -29,6 +29,7 @@ public static class Presets
         new("qwen3-tiny", 64, 4, 4, 2, 192, 512, 512, true, "Qwen3 at a tiny shape: q/k norms, head_dim 32 != 64 / 4 (tests)", "qwen3", 32),
         new("phi3-tiny", 64, 4, 4, 2, 192, 512, 512, false, "Phi-3 at a tiny shape: fused qkv_proj and gate_up_proj, GQA (tests)", "phi3"),
         new("phi3-mini", 3072, 32, 32, 32, 8192, 32064, 4096, false, "Phi-3-mini-4k's shape (fused projections)", "phi3"),
+        new("phi4-mini", 3072, 32, 24, 8, 8192, 200064, 131072, true, "Phi-4-mini's shape (partial rotary 0.75, longrope, GQA 24/8, tied)", "phi3", 128),
         new("gemma2-tiny", 64, 4, 4, 2, 192, 512, 512, true, "Gemma 2 at a tiny shape: window 16 on every other layer, soft-caps that bite (tests)", "gemma2", 16),
         new("gemma2-2b", 2304, 26, 8, 4, 9216, 256000, 8192, true, "Gemma-2-2B's shape (head_dim 256, window 4096, soft-caps 50 / 30)", "gemma2", 256),
         new("gemma3-tiny", 64, 6, 4, 2, 192, 512, 512, true, "Gemma 3 at a tiny shape: q/k norms, 5 local layers (window 16, base 10000) : 1 global (tests)", "gemma3_text", 16),
@@ -86,6 +87,14 @@ public static class Presets
         };
         if (p.HeadDim is int hd) config["head_dim"] = hd;
         if (p.Family == "qwen3") config["attention_bias"] = false;
+        if (p.Name == "phi4-mini")
+        {
+            // Phi-4-mini's rotary settings (its real longrope factors do not matter to a random-weight benchmark: ones here)
+            config["partial_rotary_factor"] = 0.75;
+            int pairs = (int)((p.HeadDim ?? p.Dim / p.Heads) * 0.75) / 2;
+            config["rope_scaling"] = new Dictionary<string, object> { ["type"] = "longrope", ["short_factor"] = Enumerable.Repeat(1.0, pairs).ToArray(), ["long_factor"] = Enumerable.Repeat(1.0, pairs).ToArray() };
+            config["original_max_position_embeddings"] = 4096;
+        }
         if (p.Family == "gemma3_text")
         {
             bool tiny = p.Name.EndsWith("-tiny", StringComparison.Ordinal);

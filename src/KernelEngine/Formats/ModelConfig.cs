@@ -239,7 +239,7 @@ public sealed partial record ModelConfig
         if ((long)Heads * HeadDim > Limits.MaxHidden * 4L) throw new ModelFormatException(path, $"num_attention_heads {Heads} x head_dim {HeadDim} is too large");
         if (RotaryDim > HeadDim || RotaryDim % 2 != 0) throw new ModelFormatException(path, $"{RotaryDim} rotated dimensions of head dimension {HeadDim}");
         if (RopeScaling is LongRopeScaling lr && (lr.ShortFactor.Length != RotaryDim / 2 || lr.LongFactor.Length != RotaryDim / 2))
-            throw new ModelFormatException(path, $"rope_scaling short_factor/long_factor have {lr.ShortFactor.Length}/{lr.LongFactor.Length} entries, expected rotated dimensions / 2 = {RotaryDim / 2}");
+            throw new ModelFormatException(path, $"rope_scaling short_factor/long_factor have {lr.ShortFactor.Length}/{lr.LongFactor.Length} entries, expected {(RotaryDim == HeadDim ? "head dimension" : "rotated dimensions")} / 2 = {RotaryDim / 2}");
         if (Architecture == Architecture.Gpt2 && HeadDim * Heads != HiddenSize)
             throw new ModelFormatException(path, $"n_embd {HiddenSize} is not n_head {Heads} x head dimension {HeadDim}");
         return this;
