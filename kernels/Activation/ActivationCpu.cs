@@ -12,42 +12,25 @@ namespace KernelEngine.Kernels.Activation;
 internal static unsafe class ActivationCpu
 {
     /// <summary>gate[i] = silu(gate[i]) · up[i] = gate · up / (1 + e^-gate), with <see cref="ExpPolynomial"/> inlined.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void SiluMul(float* gate, float* up, long n)
-    {
-        switch (SimdLevel.Current)
-        {
-            case SimdLevel.Width.V512: Sigmoided<Simd512, Vector512<float>, Silu>(gate, up, n); break;
-            case SimdLevel.Width.V256: Sigmoided<Simd256, Vector256<float>, Silu>(gate, up, n); break;
-            case SimdLevel.Width.V128: Sigmoided<Simd128, Vector128<float>, Silu>(gate, up, n); break;
-            default: for (long i = 0; i < n; i++) gate[i] = gate[i] * up[i] / (1f + MathF.Exp(-gate[i])); break;
-        }
-    }
+    public static void SiluMul(float* gate, float* up, long n) => Sigmoided<Silu>(gate, up, n);
 
     /// <summary>x = 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³))), GPT-2's gelu_new, computed as x / (1 + e^-2t)
     /// (0.5 (1 + tanh t) is the logistic function of 2t).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void GeluTanh(float* x, long n)
-    {
-        switch (SimdLevel.Current)
-        {
-            case SimdLevel.Width.V512: Sigmoided<Simd512, Vector512<float>, Gelu>(x, null, n); break;
-            case SimdLevel.Width.V256: Sigmoided<Simd256, Vector256<float>, Gelu>(x, null, n); break;
-            case SimdLevel.Width.V128: Sigmoided<Simd128, Vector128<float>, Gelu>(x, null, n); break;
-            default: for (long i = 0; i < n; i++) x[i] = Gelu.Scalar(x[i]); break;
-        }
-    }
+    public static void GeluTanh(float* x, long n) => Sigmoided<Gelu>(x, null, n);
 
     /// <summary>gate = gelu_tanh(gate) · up (GeGLU: Gemma's MLP).</summary>
+    public static void GeluMul(float* gate, float* up, long n) => Sigmoided<Gelu>(gate, up, n);
+
+    /// <summary>The width the machine runs, for <see cref="Sigmoided{S, V, A}"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void GeluMul(float* gate, float* up, long n)
+    private static void Sigmoided<A>(float* x, float* y, long n) where A : IArgument
     {
         switch (SimdLevel.Current)
         {
-            case SimdLevel.Width.V512: Sigmoided<Simd512, Vector512<float>, Gelu>(gate, up, n); break;
-            case SimdLevel.Width.V256: Sigmoided<Simd256, Vector256<float>, Gelu>(gate, up, n); break;
-            case SimdLevel.Width.V128: Sigmoided<Simd128, Vector128<float>, Gelu>(gate, up, n); break;
-            default: for (long i = 0; i < n; i++) gate[i] = Gelu.Scalar(gate[i]) * up[i]; break;
+            case SimdLevel.Width.V512: Sigmoided<Simd512, Vector512<float>, A>(x, y, n); break;
+            case SimdLevel.Width.V256: Sigmoided<Simd256, Vector256<float>, A>(x, y, n); break;
+            case SimdLevel.Width.V128: Sigmoided<Simd128, Vector128<float>, A>(x, y, n); break;
+            default: for (long i = 0; i < n; i++) x[i] = y != null ? A.Scalar(x[i]) * y[i] : A.Scalar(x[i]); break;
         }
     }
 

@@ -233,9 +233,6 @@ internal sealed unsafe class IlgpuBackend : IBackend
 
     private ArrayView<int> Ints(ReadOnlySpan<int> values)
     {
-        // The ids/positions buffer is reused by every op: wait for queued kernels that may still read it (on the CPU
-        // accelerator the copy is a plain memcpy outside stream order; a queued embedding once read positions as ids).
-        _acc.Synchronize();
         if (_ints.Length < values.Length) { _ints.Dispose(); _ints = _acc.Allocate1D<int>(values.Length * 2); }
         var view = _ints.View.SubView(0, values.Length);
         view.CopyFromCPU(ref MemoryMarshal.GetReference(values), values.Length);

@@ -26,13 +26,14 @@ internal sealed unsafe class GgufTensorSource : ITensorSource
         _file = file;
         // Tensor names come from the family's table; a file of an architecture we do not run is reported by ReadConfig.
         var family = file.GetString("general.architecture") is string arch ? ModelFamilies.ByGgufArch(arch) : null;
+        var entries = new List<TensorEntry>(file.Tensors.Count);
         foreach (var t in file.Tensors)
         {
             string? hf = family?.HfNameOf(t.Name);
             if (hf != null) _byHfName[hf] = t;
+            entries.Add(new TensorEntry(hf ?? t.Name, WeightFormat.FromGgml(t.Type)?.Name ?? t.Type.ToString().ToLowerInvariant(), t.Shape, t.ByteLength));
         }
-        Entries = file.Tensors.Select(t => new TensorEntry(family?.HfNameOf(t.Name) ?? t.Name, WeightFormat.FromGgml(t.Type)?.Name ?? t.Type.ToString().ToLowerInvariant(),
-            t.Shape, t.ByteLength)).OrderBy(e => e.Name, StringComparer.Ordinal).ToList();
+        Entries = entries.OrderBy(e => e.Name, StringComparer.Ordinal).ToList();
     }
 
     public bool Contains(string name) => _byHfName.ContainsKey(name);
@@ -66,7 +67,7 @@ internal sealed unsafe class GgufTensorSource : ITensorSource
         return dst;
     }
 
-    /// <summary>The model's hyper-parameters from the GGUF metadata (the Llama-architecture families: llama, qwen2, qwen3).</summary>
+    /// <summary>The model's hyper-parameters from the GGUF metadata (the Llama-architecture families of <see cref="ModelFamilies"/>).</summary>
     public ModelConfig ReadConfig()
     {
         string path = _file.Path;
@@ -126,23 +127,20 @@ internal sealed unsafe class GgufTensorSource : ITensorSource
             config = config with { HeadDim = Int("attention.key_length", 2, ModelConfig.Limits.MaxHeadDim) };
         if (_file.GetInt($"{arch}.rope.dimension_count") is long rd && rd != config.HeadDim)
             config = config with { RotaryDim = Int("rope.dimension_count", 2, config.HeadDim) };   // partial rotary (Phi-4-mini)
-        if (family.Name is "gemma2" or "gemma3")
+        // Soft-caps (Gemma 2) when the keys are there; a window on the layers of the family's pattern, the only windows
+        // llama.cpp runs (it ignores Mistral's, Qwen's and Phi-3's); Gemma 3's local RoPE base has no key.
+        config = config with
         {
-            // llama.cpp's gemma2: every other layer windowed (0, 2, ...), both soft-caps; its norm weights hold 1 + w already
+            AttentionSoftCap = _file.GetFloat($"{arch}.attn_logit_softcapping") is double a ? (float)Float("attn_logit_softcapping", 1e-6, 1e9, a) : null,
+            FinalSoftCap = _file.GetFloat($"{arch}.final_logit_softcapping") is double f ? (float)Float("final_logit_softcapping", 1e-6, 1e9, f) : null,
+            RopeLocalTheta = family.LocalRopeTheta,
+        };
+        if (family.SlidingWindowPattern > 0 && _file.GetInt($"{arch}.attention.sliding_window") is long w && w > 0)
             config = config with
             {
-                AttentionSoftCap = _file.GetFloat($"{arch}.attn_logit_softcapping") is double a ? (float)Float("attn_logit_softcapping", 1e-6, 1e9, a) : null,
-                FinalSoftCap = _file.GetFloat($"{arch}.final_logit_softcapping") is double f ? (float)Float("final_logit_softcapping", 1e-6, 1e9, f) : null,
+                SlidingWindow = Int("attention.sliding_window", 1, ModelConfig.Limits.MaxPositions), SlidingWindowRuns = true,
+                SlidingLayers = family.PatternLayers(config.Layers, family.SlidingWindowPattern),
             };
-            if (_file.GetInt($"{arch}.attention.sliding_window") is long w && w > 0)
-                config = config with
-                {
-                    SlidingWindow = Int("attention.sliding_window", 1, ModelConfig.Limits.MaxPositions), SlidingWindowRuns = true,
-                    SlidingLayers = Enumerable.Range(0, config.Layers).Select(i => (i + 1) % (family.Name == "gemma2" ? 2 : 6) != 0).ToArray(),
-                };
-            // llama.cpp's gemma3 runs its local layers with a RoPE base of 10000 (there is no key for it)
-            if (family.Name == "gemma3") config = config with { RopeLocalTheta = 10000 };
-        }
         if (RopeFactors("rope_freqs.weight", config.RotaryDim) is { } freqs) config = config with { RopeFreqFactors = freqs };
         // LongRoPE (Phi-3 128k, Phi-3.5, Phi-4-mini): llama.cpp's converter stores the two factor lists as tensors and the
         // attention factor and original context as keys; the long list applies to contexts past the original one.

@@ -160,21 +160,29 @@ public sealed partial record ModelConfig
                     NormEps = Eps(path, c, "rms_norm_eps") ?? 1e-6f,
                     RopeTheta = Dbl(path, c, "rope_theta", min: double.Epsilon, max: 1e15) ?? 10000,
                     RopeScaling = RopeScalingOf(path, c),
-                    TieWordEmbeddings = Bool(path, c, "tie_word_embeddings") ?? false,
+                    TieWordEmbeddings = Bool(path, c, "tie_word_embeddings") ?? family.TiedByDefault,
+                    // Gemma 2's fields (absent elsewhere)
+                    QueryPreAttnScalar = Dbl(path, c, "query_pre_attn_scalar", 1e-6, 1e9),
+                    AttentionSoftCap = Dbl(path, c, "attn_logit_softcapping", 1e-6, 1e9) is double softCap ? (float)softCap : null,
+                    FinalSoftCap = Dbl(path, c, "final_logit_softcapping", 1e-6, 1e9) is double finalCap ? (float)finalCap : null,
                     AttentionBias = family.AttentionBias || (Bool(path, c, "attention_bias") ?? false),
                     Activation = Str(path, c, "hidden_activation") ?? Str(path, c, "hidden_act") ?? "silu",
                     BosTokenId = Ids(path, c, "bos_token_id", vocab) is [var b, ..] ? b : null, EosTokenIds = Ids(path, c, "eos_token_id", vocab),
                 };
                 if (Int(path, c, "head_dim", 2, Limits.MaxHeadDim) is int hd) cfg = cfg with { HeadDim = hd };
-                // transformers' reading: the window applies unless use_sliding_window says no (default per family).
+                // transformers' reading: the window applies unless use_sliding_window says no (default per family), to every
+                // layer, to the family's pattern (sliding_window_pattern may restate it), or from max_window_layers on (Qwen).
                 if ((Bool(path, c, "use_sliding_window") ?? family.SlidingWindowByDefault) && Int(path, c, "sliding_window", 1, Limits.MaxPositions) is int window)
                     cfg = cfg with
                     {
                         SlidingWindow = window, SlidingWindowRuns = true,
-                        // transformers' Qwen2/Qwen3: the window applies from layer max_window_layers on (default 28)
                         SlidingLayers = family.SlidingWindowEveryLayer ? null : LayerTypes(path, c, cfg.Layers)
-                            ?? Enumerable.Range(0, cfg.Layers).Select(i => i >= (Int(path, c, "max_window_layers", 0, Limits.MaxLayers) ?? 28)).ToArray(),
+                            ?? (family.SlidingWindowPattern > 0
+                                ? family.PatternLayers(cfg.Layers, Int(path, c, "sliding_window_pattern", 1, Limits.MaxLayers) ?? family.SlidingWindowPattern)
+                                : Enumerable.Range(0, cfg.Layers).Select(i => i >= (Int(path, c, "max_window_layers", 0, Limits.MaxLayers) ?? 28)).ToArray()),
                     };
+                if (family.LocalRopeTheta is double localTheta)
+                    cfg = cfg with { RopeLocalTheta = Dbl(path, c, "rope_local_base_freq", double.Epsilon, 1e15) ?? localTheta };
                 if (Dbl(path, c, "partial_rotary_factor", 0, 1) is double rotary && rotary != 1)
                 {
                     int dims = (int)(cfg.HeadDim * rotary);   // transformers: int(head_dim * partial_rotary_factor)
@@ -185,23 +193,6 @@ public sealed partial record ModelConfig
                 string expectedAct = family.GatedGelu ? "gelu_pytorch_tanh" : "silu";
                 if (cfg.Activation != expectedAct && !(family.GatedGelu && cfg.Activation is "gelu_tanh" or "gelu_new"))
                     throw new ModelFormatException(path, $"hidden_act '{cfg.Activation}' is not supported for {modelType} ({expectedAct})");
-                if (family.Name is "gemma2" or "gemma3")
-                {
-                    // transformers' Gemma2: sliding window on layers 0, 2, 4, ...; Gemma3: on all but every
-                    // sliding_window_pattern-th (default 6: five local layers, then a global one); layer_types when listed.
-                    int pattern = family.Name == "gemma2" ? 2 : Int(path, c, "sliding_window_pattern", 1, Limits.MaxLayers) ?? 6;
-                    bool[] sliding = LayerTypes(path, c, cfg.Layers) ?? Enumerable.Range(0, cfg.Layers).Select(i => (i + 1) % pattern != 0).ToArray();
-                    if (family.Name == "gemma3") cfg = cfg with { RopeLocalTheta = Dbl(path, c, "rope_local_base_freq", double.Epsilon, 1e15) ?? 10000 };
-                    cfg = cfg with
-                    {
-                        QueryPreAttnScalar = Dbl(path, c, "query_pre_attn_scalar", 1e-6, 1e9),
-                        AttentionSoftCap = Dbl(path, c, "attn_logit_softcapping", 1e-6, 1e9) is double a ? (float)a : null,
-                        FinalSoftCap = Dbl(path, c, "final_logit_softcapping", 1e-6, 1e9) is double f ? (float)f : null,
-                        TieWordEmbeddings = Bool(path, c, "tie_word_embeddings") ?? true,
-                    };
-                    if (Int(path, c, "sliding_window", 1, Limits.MaxPositions) is int w)
-                        cfg = cfg with { SlidingWindow = w, SlidingWindowRuns = true, SlidingLayers = sliding };
-                }
                 return cfg.Validate(path);
             }
             case "gpt2":

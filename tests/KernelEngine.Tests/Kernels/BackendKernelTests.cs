@@ -211,40 +211,12 @@ public sealed class BackendKernelTests(string backendName)
         }
     }
 
+    /// <summary>Causal GQA attention over every cache type: a prefill block at positions 4..8, then its last row as decode.</summary>
     [TestCase("f32", 12)]
     [TestCase("f16", 12)]
     [TestCase("q8_0", 32)]
     [TestCase("q4_0", 32)]
-    public void Attention_CausalGqa_MatchesScalarReference(string cacheType, int hd)
-    {
-        int heads = 6, kvHeads = 2, ctx = 23, start = 4, rows = 5, layers = 2, layer = 1;
-        int kvDim = kvHeads * hd;
-        var type = KvCacheTypes.Parse(cacheType);
-        if (!_b.SupportsKvCache(type, hd))
-        {
-            var e = Assert.Throws<InvalidRequestException>(() => new KvCache(_b, layers, ctx, kvDim, type, hd).Dispose());
-            Assert.That(e!.Message, Does.Contain(cacheType).And.Contain("f16"));
-            return;
-        }
-        var kAll = TestData.Random((start + rows) * kvDim, 8);
-        var vAll = TestData.Random((start + rows) * kvDim, 9);
-        var q = TestData.Random(rows * heads * hd, 10);
-        using var cache = new KvCache(_b, layers, ctx, kvDim, type, hd);
-        using var kt = _b.Tensor(kAll, start + rows, kvDim);
-        using var vt = _b.Tensor(vAll, start + rows, kvDim);
-        _b.StoreKv(kt, vt, cache, layer, 0, start + rows);
-        using var qt = _b.Tensor(q, rows, heads * hd);
-        using var ot = _b.Allocate(rows, heads * hd);
-        _b.Attention(qt, cache, layer, start, rows, ot, new AttentionShape(heads, kvHeads, hd, 1f / MathF.Sqrt(hd)));
-        // the values the cache holds: ggml's reference quantizer (bit-exact in the quant tests), read back by the scalar dequantizer
-        float[] Stored(float[] a) => ScalarReference.Dequantize(TestData.Encode(a, type, start + rows, kvDim), type, start + rows, kvDim);
-        var expected = ScalarReference.Attention(q, Stored(kAll), Stored(vAll), rows, start, heads, kvHeads, hd);
-        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(ot), expected), Is.LessThanOrEqualTo(1e-5));
-        // decode (one row) over the same cache
-        using var q1 = _b.Tensor(q[^(heads * hd)..], 1, heads * hd);
-        _b.Attention(q1, cache, layer, start + rows - 1, 1, ot, new AttentionShape(heads, kvHeads, hd, 1f / MathF.Sqrt(hd)));
-        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(ot)[..(heads * hd)], expected[^(heads * hd)..]), Is.LessThanOrEqualTo(1e-5), "decode row");
-    }
+    public void Attention_CausalGqa_MatchesScalarReference(string cacheType, int hd) => AttentionCase(cacheType, hd, 0, start: 4, rows: 5, ctx: 23, seed: 8);
 
     /// <summary>Partial rotary (Phi-4-mini): 3 of a 10-wide head's 5 pairs rotate, the last 4 dimensions pass through;
     /// cos and sin scaled by 1.3 (the attention factor under partial rotary). Both layouts; tolerance 1e-5.</summary>
@@ -314,19 +286,26 @@ public sealed class BackendKernelTests(string backendName)
     [TestCase("q8_0", 32, 9)]
     [TestCase("f32", 32, 1)]
     [TestCase("f32", 32, 100)]
-    public void Attention_SlidingWindow_MatchesScalarReference(string cacheType, int hd, int window)
+    public void Attention_SlidingWindow_MatchesScalarReference(string cacheType, int hd, int window) =>
+        AttentionCase(cacheType, hd, window, start: 21, rows: 7, ctx: 40, seed: 18);
+
+    /// <summary>6 query heads over 2 KV heads in layer 1 of 2: a prefill block of rows at positions start.., then its last
+    /// row as decode, against the scalar reference over the values the cache holds; tolerance 1e-5. A window must change
+    /// the result where it cuts in. A cache type the backend does not run is a request error naming it.</summary>
+    private void AttentionCase(string cacheType, int hd, int window, int start, int rows, int ctx, int seed)
     {
-        int heads = 6, kvHeads = 2, ctx = 40, start = 21, rows = 7, layers = 2, layer = 1;
+        int heads = 6, kvHeads = 2, layers = 2, layer = 1;
         int kvDim = kvHeads * hd;
         var type = KvCacheTypes.Parse(cacheType);
         if (!_b.SupportsKvCache(type, hd))
         {
-            Assert.Throws<InvalidRequestException>(() => new KvCache(_b, layers, ctx, kvDim, type, hd).Dispose());
+            var e = Assert.Throws<InvalidRequestException>(() => new KvCache(_b, layers, ctx, kvDim, type, hd).Dispose());
+            Assert.That(e!.Message, Does.Contain(cacheType).And.Contain("f16"));
             return;
         }
-        var kAll = TestData.Random((start + rows) * kvDim, 18);
-        var vAll = TestData.Random((start + rows) * kvDim, 19);
-        var q = TestData.Random(rows * heads * hd, 20);
+        var kAll = TestData.Random((start + rows) * kvDim, seed);
+        var vAll = TestData.Random((start + rows) * kvDim, seed + 1);
+        var q = TestData.Random(rows * heads * hd, seed + 2);
         using var cache = new KvCache(_b, layers, ctx, kvDim, type, hd);
         using var kt = _b.Tensor(kAll, start + rows, kvDim);
         using var vt = _b.Tensor(vAll, start + rows, kvDim);
@@ -335,13 +314,14 @@ public sealed class BackendKernelTests(string backendName)
         using var ot = _b.Allocate(rows, heads * hd);
         var shape = new AttentionShape(heads, kvHeads, hd, 1f / MathF.Sqrt(hd), window);
         _b.Attention(qt, cache, layer, start, rows, ot, shape);
+        // the values the cache holds: ggml's reference quantizer (bit-exact in the quant tests), read back by the scalar dequantizer
         float[] Stored(float[] a) => ScalarReference.Dequantize(TestData.Encode(a, type, start + rows, kvDim), type, start + rows, kvDim);
         var expected = ScalarReference.Attention(q, Stored(kAll), Stored(vAll), rows, start, heads, kvHeads, hd, window);
         Assert.That(TestData.MaxAbsDiff(_b.ReadAll(ot), expected), Is.LessThanOrEqualTo(1e-5), "prefill block");
         using var q1 = _b.Tensor(q[^(heads * hd)..], 1, heads * hd);
         _b.Attention(q1, cache, layer, start + rows - 1, 1, ot, shape);
         Assert.That(TestData.MaxAbsDiff(_b.ReadAll(ot)[..(heads * hd)], expected[^(heads * hd)..]), Is.LessThanOrEqualTo(1e-5), "decode row");
-        if (window < start + rows)
+        if (window > 0 && window < start + rows)
         {
             var full = ScalarReference.Attention(q, Stored(kAll), Stored(vAll), rows, start, heads, kvHeads, hd);
             Assert.That(TestData.MaxAbsDiff(full, expected), Is.GreaterThan(1e-3), "the window changes the result");

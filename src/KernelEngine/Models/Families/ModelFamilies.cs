@@ -87,6 +87,7 @@ internal static class ModelFamilies
     public static readonly ModelFamily Gemma2 = new()
     {
         Name = "gemma2", ModelTypes = ["gemma2"], GgufArch = "gemma2", NormPlusOne = true, ScaleEmbedding = true, GatedGelu = true,
+        SlidingWindowByDefault = true, SlidingWindowPattern = 2, TiedByDefault = true,
         Tensors =
         [
             LlamaTensors[0],
@@ -104,7 +105,7 @@ internal static class ModelFamilies
     /// layers to one global one, and a RoPE base of their own for the local layers (rope_local_base_freq).</summary>
     public static readonly ModelFamily Gemma3 = Gemma2 with
     {
-        Name = "gemma3", ModelTypes = ["gemma3_text"], GgufArch = "gemma3", QkNorm = true,
+        Name = "gemma3", ModelTypes = ["gemma3_text"], GgufArch = "gemma3", QkNorm = true, SlidingWindowPattern = 6, LocalRopeTheta = 10000,
         Tensors =
         [
             .. Gemma2.Tensors.Take(6),   // embedding, attention norm, q, k, v, o

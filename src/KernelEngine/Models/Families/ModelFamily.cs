@@ -35,9 +35,20 @@ internal sealed record ModelFamily
     /// <summary>config.json's <c>sliding_window</c> applies unless <c>use_sliding_window</c> is false (Mistral, Phi-3); Qwen's
     /// configs carry a window that applies only when <c>use_sliding_window</c> is true.</summary>
     public bool SlidingWindowByDefault { get; init; }
-    /// <summary>The window applies to every layer (Mistral, Phi-3); otherwise to the layers from max_window_layers on
-    /// (Qwen), unless layer_types lists them.</summary>
+    /// <summary>The window applies to every layer (Mistral, Phi-3); otherwise to the layers of
+    /// <see cref="SlidingWindowPattern"/>, or from max_window_layers on (Qwen), unless layer_types lists them.</summary>
     public bool SlidingWindowEveryLayer { get; init; }
+    /// <summary>n &gt; 0: every n-th layer is global, the others windowed (Gemma 2: 2, Gemma 3: 6; also llama.cpp's rule
+    /// for these architectures' GGUF files).</summary>
+    public int SlidingWindowPattern { get; init; }
+    /// <summary>RoPE base of the windowed layers when they have their own (Gemma 3: 10000, config.json
+    /// <c>rope_local_base_freq</c>; llama.cpp has no GGUF key for it), or null.</summary>
+    public double? LocalRopeTheta { get; init; }
+    /// <summary>tie_word_embeddings when config.json does not say (Gemma: true).</summary>
+    public bool TiedByDefault { get; init; }
+
+    /// <summary>Layers 0..layers-1 windowed under <see cref="SlidingWindowPattern"/> n: all but every n-th.</summary>
+    public bool[] PatternLayers(int layers, int pattern) => Enumerable.Range(0, layers).Select(i => (i + 1) % pattern != 0).ToArray();
     /// <summary>How llama.cpp's GGUF files of this architecture lay out RoPE pairs: the llama architecture stores q/k rows
     /// permuted for interleaved pairs (its converter permutes them), the others keep Hugging Face's rotate-half order.</summary>
     public RopeLayout GgufRopeLayout { get; init; } = RopeLayout.RotateHalf;
