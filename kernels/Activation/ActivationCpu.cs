@@ -21,6 +21,21 @@ internal static unsafe class ActivationCpu
     /// <summary>gate = gelu_tanh(gate) · up (GeGLU: Gemma's MLP).</summary>
     public static void GeluMul(float* gate, float* up, long n) => Sigmoided<Gelu>(gate, up, n);
 
+    /// <summary>GeGLU as ggml's CPU backend computes it (GGML_GELU_FP16): the input rounded to fp16, GELU looked up in
+    /// a table of fp16 results, passed through unchanged from 10 up and 0 from −10 down. Only for comparisons with
+    /// llama.cpp (it differs from the exact form by up to an fp16 step); never on the default path.</summary>
+    public static void GeluMulLikeGgml(float* gate, float* up, long n)
+    {
+        for (long i = 0; i < n; i++)
+        {
+            float x = gate[i];
+            float g = x <= -10f ? 0f : x >= 10f ? x : (float)(Half)GeluTanhScalar((float)(Half)x);
+            gate[i] = g * up[i];
+        }
+    }
+
+    private static float GeluTanhScalar(float x) => 0.5f * x * (1f + MathF.Tanh(0.7978845608028654f * x * (1f + 0.044715f * x * x)));
+
     /// <summary>The width the machine runs, for <see cref="Sigmoided{S, V, A}"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Sigmoided<A>(float* x, float* y, long n) where A : IArgument

@@ -50,7 +50,8 @@ internal static class MemoryIlgpu
     /// <summary>dst[dstOffset + i] = src[srcOffset + i] over 32-bit words (activations, cache rows).</summary>
     public static void Copy(Index1D i, ArrayView<int> src, long srcOffset, ArrayView<int> dst, long dstOffset) => dst[dstOffset + i] = src[srcOffset + i];
 
-    /// <summary>Per layer, moves count positions of K and V from src to dst (ranges do not overlap; words of 16 bits).</summary>
+    /// <summary>Per layer (layerStride apart; one layer with stride 0), moves count rows of K and V from row src to row dst
+    /// (ranges do not overlap; words of 16 bits).</summary>
     public static void CopyKv(Index1D i, ArrayView<ushort> k, ArrayView<ushort> v, long layerStride, long rowHalves, long src, long dst, long perLayer)
     {
         long layer = i / perLayer, e = i % perLayer;

@@ -39,8 +39,11 @@ public sealed class Session : IDisposable
         _backend = model.Backend.ForSession();
         try
         {
-            _cache = new KvCache(_backend, c.Layers, model.ContextLength, c.KvDim, model.Options.ResolvedKvCacheType, c.HeadDim);
-            try { _state = new RunState(_backend, c, Math.Min(model.Options.PrefillBatch, model.ContextLength), 1); }
+            int batch = Math.Min(model.Options.PrefillBatch, model.ContextLength);
+            // Sliding-window layers hold only their window plus one batch (every pass writes at most a batch).
+            _cache = new KvCache(_backend, c.Layers, model.ContextLength, c.KvDim, model.Options.ResolvedKvCacheType, c.HeadDim,
+                _t.WindowedLayers, _t.AttentionWindow, batch);
+            try { _state = new RunState(_backend, c, batch, 1); }
             catch { _cache.Dispose(); throw; }
         }
         catch
@@ -59,6 +62,8 @@ public sealed class Session : IDisposable
     public int Position => Alive()._tokens.Count;
     /// <summary>Positions the cache holds.</summary>
     public int ContextLength => Alive()._cache.ContextLength;
+    /// <summary>This session's KV cache (tests, diagnostics).</summary>
+    internal KvCache Cache => Alive()._cache;
     /// <summary>Most tokens one batched pass takes (<see cref="ModelOptions.PrefillBatch"/>).</summary>
     public int BatchCapacity => Alive()._state.Capacity;
     /// <summary>Counts, timings and stop reason of the last generation that ran on this session (any decoding loop).</summary>
@@ -128,6 +133,14 @@ public sealed class Session : IDisposable
     internal void RewindCore(int position)
     {
         if (position < 0 || position > _tokens.Count) throw new ArgumentOutOfRangeException(nameof(position), position, $"position must be in 0..{_tokens.Count}");
+        if (!_cache.CanResumeAt(position))
+        {
+            // The sliding-window layers no longer hold the window before position: run the kept tokens again.
+            var kept = _tokens.GetRange(0, position).ToArray();
+            _tokens.Clear();
+            if (kept.Length > 0) FeedOnDevice(kept);
+            return;
+        }
         _tokens.RemoveRange(position, _tokens.Count - position);
     }
 

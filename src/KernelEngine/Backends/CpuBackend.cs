@@ -26,6 +26,10 @@ internal sealed unsafe class CpuBackend : IBackend
     private readonly bool _copyWeights;
     private readonly bool _ownsPool;
 
+    /// <summary>GeGLU through ggml's fp16 GELU table (<see cref="ActivationCpu.GeluMulLikeGgml"/>): set only by tests that
+    /// compare with llama.cpp.</summary>
+    internal bool GeluLikeGgml { get; set; }
+
     /// <param name="copyWeights">copy F32/F16/BF16 weights of 2 MiB and more into huge-page memory instead of reading
     /// them in place (see <see cref="ModelOptions.CopyWeights"/>)</param>
     /// <param name="ownsPool">dispose <paramref name="pool"/> with this backend (a pool made for <see cref="ModelOptions.Threads"/>)</param>
@@ -230,7 +234,7 @@ internal sealed unsafe class CpuBackend : IBackend
     public void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows)
     {
         _ops++;
-        long element = ((long)layer * cache.ContextLength + start) * cache.KvDim;
+        long element = (cache.PositionRow(layer) + start) * cache.KvDim;
         int n = rows * cache.KvDim;
         cache.Rows.Store(T(k).F, T(cache.K).Data, element, n);
         cache.Rows.Store(T(v).F, T(cache.V).Data, element, n);
@@ -240,31 +244,33 @@ internal sealed unsafe class CpuBackend : IBackend
     public void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape s, int branch = 0)
     {
         _ops++;
-        long layerBytes = layer * cache.ContextLength * cache.K.RowBytes;
+        long layerBytes = cache.PositionRow(layer) * cache.K.RowBytes;
         AttentionCpu.Causal(_pool, T(q).F, (byte*)T(cache.K).Data + layerBytes, (byte*)T(cache.V).Data + layerBytes, cache.Rows, T(output).F,
             rows, start, s.Heads, s.KvHeads, s.HeadDim, s.Scale, branch, s.Window, s.SoftCap);
     }
 
-    public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope)
+    public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope, KvLayers layers = KvLayers.All)
     {
         _ops++;
         var k = T(cache.K);
         fixed (float* f = rope.InvFreq)
             for (int l = 0; l < cache.Layers; l++)
             {
-                byte* rows = (byte*)k.Data + ((long)l * cache.ContextLength + position) * k.RowBytes;
+                if (!cache.Includes(layers, l)) continue;
+                byte* rows = (byte*)k.Data + (cache.PositionRow(l) + position) * k.RowBytes;
                 RopeCpu.RotateRows(rows, cache.Rows, count, cache.KvDim / rope.HeadDim, rope.HeadDim, delta, f, rope.Layout, rope.InvFreq.Length);
             }
     }
 
-    public void CopyKv(KvCache cache, int src, int dst, int count)
+    public void CopyKv(KvCache cache, int src, int dst, int count, KvLayers layers = KvLayers.All)
     {
         _ops++;
         long rowBytes = cache.K.RowBytes;
         foreach (var t in new[] { T(cache.K), T(cache.V) })
             for (int l = 0; l < cache.Layers; l++)
             {
-                byte* layer = (byte*)t.Data + (long)l * cache.ContextLength * rowBytes;
+                if (!cache.Includes(layers, l)) continue;
+                byte* layer = (byte*)t.Data + cache.PositionRow(l) * rowBytes;
                 Buffer.MemoryCopy(layer + src * rowBytes, layer + dst * rowBytes, count * rowBytes, count * rowBytes);
             }
     }
@@ -279,7 +285,8 @@ internal sealed unsafe class CpuBackend : IBackend
     public void GeluMul(DeviceTensor gate, DeviceTensor up, int rows)
     {
         _ops++;
-        ActivationCpu.GeluMul(T(gate).F, T(up).F, (long)rows * gate.Cols);
+        if (GeluLikeGgml) ActivationCpu.GeluMulLikeGgml(T(gate).F, T(up).F, (long)rows * gate.Cols);
+        else ActivationCpu.GeluMul(T(gate).F, T(up).F, (long)rows * gate.Cols);
     }
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Scale(DeviceTensor x, int rows, float factor)

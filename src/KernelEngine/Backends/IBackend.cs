@@ -53,12 +53,13 @@ internal interface IBackend : IDisposable
     /// branch &gt; 0 the rows are consecutive draft branches of that length, each seeing [0, start) and its own rows.
     /// </summary>
     void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape shape, int branch = 0);
-    /// <summary>Copies count cache positions from src to dst in every layer (commits an accepted draft branch); the ranges
-    /// must not overlap.</summary>
-    void CopyKv(KvCache cache, int src, int dst, int count);
-    /// <summary>Rotates the cached keys of positions [position, position + count) in every layer by delta positions
-    /// (context shift: keys moved back by d positions are rotated by -d).</summary>
-    void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope);
+    /// <summary>Copies count cache positions from src to dst in every layer of the set (commits an accepted draft branch,
+    /// context shift, a windowed layer's move to the front of its block); the ranges must not overlap. Positions map to
+    /// rows by <see cref="KvCache.PositionRow"/>.</summary>
+    void CopyKv(KvCache cache, int src, int dst, int count, KvLayers layers = KvLayers.All);
+    /// <summary>Rotates the cached keys of positions [position, position + count) in every layer of the set by delta
+    /// positions (context shift: keys moved back by d positions are rotated by -d).</summary>
+    void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope, KvLayers layers = KvLayers.All);
     /// <summary>gate = silu(gate) * up.</summary>
     void SiluMul(DeviceTensor gate, DeviceTensor up, int rows);
     /// <summary>x = gelu_tanh(x).</summary>

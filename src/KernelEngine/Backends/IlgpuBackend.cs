@@ -334,7 +334,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
         kern(rows * cache.KvDim, new KvArgs
         {
             K = T(k).F, V = T(v).F, CacheK = T(cache.K).View, CacheV = T(cache.V).View, F16 = cache.K.IsF16 ? 1 : 0,
-            Offset = ((long)layer * cache.ContextLength + start) * cache.KvDim,
+            Offset = (cache.PositionRow(layer) + start) * cache.KvDim,
         });
         Interlocked.Increment(ref _s.Launches);
     }
@@ -346,7 +346,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
         var args = new AttentionArgs
         {
             Q = T(q).F, Out = T(output).F, K = T(cache.K).View, V = T(cache.V).View, Partial = _none.View,
-            LayerOffset = (long)layer * cache.ContextLength * cache.KvDim, F16 = cache.K.IsF16 ? 1 : 0, Start = start,
+            LayerOffset = cache.PositionRow(layer) * cache.KvDim, F16 = cache.K.IsF16 ? 1 : 0, Start = start,
             Heads = s.Heads, KvHeads = s.KvHeads, HeadDim = s.HeadDim, Branch = branch, Scale = s.Scale, Window = s.Window, SoftCap = s.SoftCap,
         };
         if (!GroupKernels) Implicit("attention-per-query", AttentionIlgpu.PerQuery, rows * s.Heads, args);
@@ -362,18 +362,24 @@ internal sealed unsafe class IlgpuBackend : IBackend
         else Launch("attention-prefill", AttentionIlgpu.Prefill, rows * s.Heads, AttentionIlgpu.Threads, args);
     }
 
-    public void CopyKv(KvCache cache, int src, int dst, int count)
+    public void CopyKv(KvCache cache, int src, int dst, int count, KvLayers layers = KvLayers.All)
     {
         using var held = Enter();
         if (count <= 0) return;
         long rowHalves = (long)cache.KvDim * (cache.K.IsF16 ? 1 : 2);
         var k = Kernel("copy-kv", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<ushort>, ArrayView<ushort>, long, long, long, long, long>(MemoryIlgpu.CopyKv));
         long perLayer = count * rowHalves;
-        k((int)(cache.Layers * perLayer), T(cache.K).View.Cast<ushort>(), T(cache.V).View.Cast<ushort>(), cache.ContextLength * rowHalves, rowHalves, src, dst, perLayer);
-        Interlocked.Increment(ref _s.Launches);
+        // One launch per layer: layers hold different numbers of rows once sliding-window layers hold only their window.
+        for (int l = 0; l < cache.Layers; l++)
+        {
+            if (!cache.Includes(layers, l)) continue;
+            long row = cache.PositionRow(l);
+            k((int)perLayer, T(cache.K).View.Cast<ushort>(), T(cache.V).View.Cast<ushort>(), 0, rowHalves, row + src, row + dst, perLayer);
+            Interlocked.Increment(ref _s.Launches);
+        }
     }
 
-    public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope)
+    public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope, KvLayers layers = KvLayers.All)
     {
         using var held = Enter();
         if (count <= 0) return;
@@ -387,10 +393,11 @@ internal sealed unsafe class IlgpuBackend : IBackend
         bool f16 = cache.K.IsF16;
         for (int l = 0; l < cache.Layers; l++)
         {
+            if (!cache.Includes(layers, l)) continue;
             k(count * (cache.KvDim / rope.HeadDim) * rope.InvFreq.Length, new RotateCacheArgs
             {
                 F32 = f16 ? cacheK.Cast<float>().SubView(0, 1) : cacheK.Cast<float>(), F16 = f16 ? cacheK.Cast<ushort>() : cacheK.Cast<ushort>().SubView(0, 1),
-                InvFreq = inv.View, Offset = ((long)l * cache.ContextLength + position) * cache.KvDim,
+                InvFreq = inv.View, Offset = (cache.PositionRow(l) + position) * cache.KvDim,
                 HeadDim = rope.HeadDim, Interleaved = rope.Layout == RopeLayout.Interleaved ? 1 : 0, Delta = delta, IsF16 = f16 ? 1 : 0, Pairs = rope.InvFreq.Length,
             });
             Interlocked.Increment(ref _s.Launches);

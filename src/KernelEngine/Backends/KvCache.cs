@@ -3,23 +3,49 @@ using KernelEngine.Kernels.Attention;
 
 namespace KernelEngine.Backends;
 
-/// <summary>Keys and values of every layer for one session: K, V each (layers * contextLength, kvHeads * headDim), stored as
-/// <see cref="Type"/> (F32, F16, or on the CPU a block format such as Q8_0, quantized as each row is written).</summary>
+/// <summary>Keys and values of every layer for one session: K, V each (rows, kvDim), stored as <see cref="Type"/> (F32,
+/// F16, or on the CPU a block format such as Q8_0, quantized as each row is written). A full-attention layer holds
+/// <see cref="ContextLength"/> rows, position p in row p of its block. A sliding-window layer holds only
+/// <see cref="WindowRows"/> rows (its window plus one batch): positions [<see cref="Dropped"/>, ...) in rows from 0, and
+/// <see cref="MakeRoom"/> moves the last window down before a batch would run past the block.</summary>
+/// <remarks>Backends address position p of layer l as row <see cref="PositionRow"/>(l) + p; for a sliding-window layer
+/// that base lies below the block by <see cref="Dropped"/> rows, and the kernels read only positions inside the
+/// window, so only rows inside the block.</remarks>
 internal sealed class KvCache : IDisposable
 {
+    private readonly long[] _rowBase;   // each layer's first row
+    private readonly bool[] _windowed;
+
     public KvCache(IBackend backend, int layers, int contextLength, int kvDim, bool f16)
         : this(backend, layers, contextLength, kvDim, f16 ? WeightType.F16 : WeightType.F32, kvDim) { }
 
-    public KvCache(IBackend backend, int layers, int contextLength, int kvDim, WeightType type, int headDim)
+    /// <param name="windowedLayers">the layers that attend through a sliding window of <paramref name="window"/> positions
+    /// (null: none); they get <paramref name="window"/> + <paramref name="batch"/> − 1 rows when that is below the context</param>
+    /// <param name="batch">the most positions one forward pass writes</param>
+    public KvCache(IBackend backend, int layers, int contextLength, int kvDim, WeightType type, int headDim,
+        bool[]? windowedLayers = null, int window = 0, int batch = 0)
     {
         Layers = layers; ContextLength = contextLength; KvDim = kvDim; Type = type;
         Rows = KvRows.Supports(type, headDim) ? new KvRows(type) : default;
         if (headDim < 1 || kvDim % headDim != 0 || !backend.SupportsKvCache(type, headDim))
             throw new InvalidRequestException($"KV cache type {type.Name()} does not run on {backend.Device.Id} with heads of {headDim} (types there: {string.Join(", ", KvCacheTypes.Names(backend, headDim))})");
-        long rows = (long)layers * contextLength;
+        bool windows = windowedLayers != null && window > 0 && batch > 0 && windowedLayers.Any(w => w);
+        Window = windows ? window : 0;
+        // A window that with a batch covers the context holds it all: its layers then never drop anything.
+        WindowRows = windows ? (int)Math.Min((long)window + batch - 1, contextLength) : contextLength;
+        _windowed = new bool[layers];
+        _rowBase = new long[layers];
+        long rows = 0;
+        for (int l = 0; l < layers; l++)
+        {
+            _windowed[l] = windows && windowedLayers![l];
+            _rowBase[l] = rows;
+            rows += _windowed[l] ? WindowRows : contextLength;
+        }
         long bytes = MemoryBudget.Bytes(2, rows, type.RowBytes(kvDim));
         if (rows > int.MaxValue) throw new DeviceException($"a KV cache of {layers} layers x {contextLength} positions is too large; lower the context length (ModelOptions.ContextLength, --context)");
-        MemoryBudget.Check(backend.Device, bytes, $"the KV cache ({layers} layers x {contextLength} positions x {kvDim} x 2, {type.Name()})",
+        string windowNote = windows && WindowRows < contextLength ? $", {_windowed.Count(w => w)} sliding-window layers holding {WindowRows}" : "";
+        MemoryBudget.Check(backend.Device, bytes, $"the KV cache ({layers} layers x {contextLength} positions x {kvDim} x 2, {type.Name()}{windowNote})",
             "lower the context length (ModelOptions.ContextLength, --context) or pick a smaller --kv-type");
         K = backend.Allocate((int)rows, kvDim, type);
         try { V = backend.Allocate((int)rows, kvDim, type); }
@@ -36,19 +62,92 @@ internal sealed class KvCache : IDisposable
     public DeviceTensor K { get; }   // (layer, position, kvDim)
     public DeviceTensor V { get; }   // (layer, position, kvDim)
     public long Bytes => K.Bytes + V.Bytes;
+    /// <summary>The sliding window of the windowed layers (0: none).</summary>
+    public int Window { get; }
+    /// <summary>Rows of a sliding-window layer's block (<see cref="ContextLength"/> when none is windowed).</summary>
+    public int WindowRows { get; }
+    /// <summary>Positions the sliding-window layers no longer hold (their block starts at this position).</summary>
+    public int Dropped { get; private set; }
+
+    /// <summary>Whether layer l attends through the sliding window (and holds only it when <see cref="WindowRows"/> is
+    /// below the context).</summary>
+    public bool IsWindowed(int layer) => _windowed[layer];
+
+    /// <summary>The row position 0 of layer l maps to: position p lives in row PositionRow(l) + p (below the layer's
+    /// block for a windowed layer's dropped positions, which nothing reads).</summary>
+    public long PositionRow(int layer) => _rowBase[layer] - (_windowed[layer] ? Dropped : 0);
+
+    /// <summary>Whether a pass may start at <paramref name="start"/>: every position a windowed layer reads from there
+    /// (from start − window + 1) is still held.</summary>
+    public bool CanResumeAt(int start) => start == 0 || Dropped == 0 || Math.Max(0, start - Window + 1) >= Dropped;
+
+    /// <summary>Before a pass writes positions [start, start + count): forgets everything after an empty start, and
+    /// when the windowed layers' blocks would overflow, moves their last window − 1 positions (all the pass reads
+    /// below start) to the front.</summary>
+    public void MakeRoom(IBackend backend, int start, int count)
+    {
+        if (Window == 0) return;
+        if (start == 0) { Dropped = 0; return; }
+        if (!CanResumeAt(start))
+            throw new InvalidOperationException($"positions before {Dropped} are no longer held by the sliding-window layers; a pass cannot start at {start}");
+        if ((long)start + count - Dropped <= WindowRows) return;
+        int first = start - Window + 1;
+        if ((long)start + count - first > WindowRows)
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"a pass of more than {WindowRows - Window + 1} positions does not fit the sliding-window layers' {WindowRows} rows");
+        MoveDown(backend, first, start - first, first - Dropped, KvLayers.Windowed);
+        Dropped = first;
+    }
+
+    /// <summary>Copies positions [from, from + count) down by <paramref name="by"/> positions in the given layers, in runs
+    /// no longer than the distance so that no copy reads what another wrote.</summary>
+    private void MoveDown(IBackend backend, int from, int count, int by, KvLayers layers)
+    {
+        if (by <= 0 || count <= 0) return;
+        for (int done = 0; done < count; done += by)
+            backend.CopyKv(this, from + done, from + done - by, Math.Min(by, count - done), layers);
+    }
+
+    /// <summary>Whether layer l belongs to the set.</summary>
+    public bool Includes(KvLayers layers, int layer) => layers switch
+    {
+        KvLayers.Full => !_windowed[layer],
+        KvLayers.Windowed => _windowed[layer],
+        _ => true,
+    };
 
     /// <summary>
     /// Context shift: drops positions [keep, keep + discard) by moving the <paramref name="count"/> positions after them
-    /// down to keep (in runs of at most discard positions, so that no copy overlaps the one it reads from) and rotating
-    /// the moved keys back by discard positions (<paramref name="rope"/> null: learned positions, nothing to rotate).
+    /// down to keep and rotating the moved keys back by discard positions (<paramref name="rope"/> null: learned
+    /// positions, nothing to rotate). Windowed layers that dropped positions keep what the next pass reads: the last
+    /// window − 1 positions after the shift, from the kept ones when the moved ones are fewer.
     /// </summary>
-    public void Shift(IBackend backend, int keep, int discard, int count, RopeTable? rope)
+    /// <param name="windowRope">the RoPE table of the windowed layers when it differs (Gemma 3's local base); null: <paramref name="rope"/></param>
+    public void Shift(IBackend backend, int keep, int discard, int count, RopeTable? rope, RopeTable? windowRope = null)
     {
         if (keep < 0 || discard < 1 || count < 0 || (long)keep + discard + count > ContextLength)
             throw new ArgumentOutOfRangeException(nameof(discard), $"keep {keep}, discard {discard}, count {count} in a cache of {ContextLength}");
-        for (int done = 0; done < count; done += discard)
-            backend.CopyKv(this, keep + discard + done, keep + done, Math.Min(discard, count - done));
-        if (rope != null && count > 0) backend.RotateKeys(this, keep, count, -discard, rope);
+        windowRope ??= rope;
+        bool split = Dropped > 0 || !ReferenceEquals(windowRope, rope);
+        var plain = split ? KvLayers.Full : KvLayers.All;
+        MoveDown(backend, keep + discard, count, discard, plain);
+        if (rope != null && count > 0) backend.RotateKeys(this, keep, count, -discard, rope, plain);
+        if (!split) return;
+        if (Dropped == 0)
+        {
+            MoveDown(backend, keep + discard, count, discard, KvLayers.Windowed);
+            if (windowRope != null && count > 0) backend.RotateKeys(this, keep, count, -discard, windowRope, KvLayers.Windowed);
+            return;
+        }
+        // Windowed layers: new positions [lo, hi) come from old ones (p < keep: p; else p + discard). Both segments move
+        // down in row terms (lo >= Dropped, and lo >= Dropped − discard since Dropped <= old end − window + 1).
+        int hi = keep + count, lo = Math.Max(0, hi - Window + 1);
+        if (lo < keep && lo < Dropped)
+            throw new InvalidRequestException($"a context shift that keeps {count} tokens after the first {keep} needs positions {lo}..{keep - 1}, which the sliding-window layers no longer hold; discard fewer tokens (keep at least {Window - 1} after the kept ones)");
+        if (lo < keep) MoveDown(backend, lo, keep - lo, lo - Dropped, KvLayers.Windowed);
+        int movedFrom = Math.Max(lo, keep);
+        MoveDown(backend, movedFrom + discard, hi - movedFrom, discard + lo - Dropped, KvLayers.Windowed);
+        Dropped = lo;
+        if (windowRope != null && hi > movedFrom) backend.RotateKeys(this, movedFrom, hi - movedFrom, -discard, windowRope, KvLayers.Windowed);
     }
 
     private int _disposed;

@@ -135,17 +135,17 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
         End(t, "attention", Layer(layer), 2L * (start + rows) * cache.K.RowBytes + 2 * F(q, rows));
     }
 
-    public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope)
+    public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope, KvLayers layers = KvLayers.All)
     {
         var t = Begin();
-        inner.RotateKeys(cache, position, count, delta, rope);
+        inner.RotateKeys(cache, position, count, delta, rope, layers);
         End(t, "rotate-keys", "", 2L * cache.Layers * count * cache.K.RowBytes);
     }
 
-    public void CopyKv(KvCache cache, int src, int dst, int count)
+    public void CopyKv(KvCache cache, int src, int dst, int count, KvLayers layers = KvLayers.All)
     {
         var t = Begin();
-        inner.CopyKv(cache, src, dst, count);
+        inner.CopyKv(cache, src, dst, count, layers);
         End(t, "copy-kv", "", 4L * cache.Layers * count * cache.K.RowBytes);
     }
 

@@ -44,7 +44,7 @@ public static class BenchRunner
         if (pp > 0)
         {
             var prompt = Enumerable.Range(0, pp).Select(_ => rng.Next(3, vocab)).ToArray();
-            var times = Repeat(reps, () => { session.Rewind(depth); session.Feed(prompt); });
+            var times = Repeat(reps, () => session.Feed(prompt), () => session.Rewind(depth));
             var tps = times.Select(t => pp / t).ToList();
             double meanTps = tps.Average();
             // Prefill reads the weights once per batch; FLOPs dominate.
@@ -56,14 +56,13 @@ public static class BenchRunner
         {
             var times = Repeat(reps, () =>
             {
-                session.Rewind(depth);
                 int next = 1;
                 for (int i = 0; i < tg; i++)
                 {
                     var logits = session.Feed([next]);
                     next = System.Numerics.Tensors.TensorPrimitives.IndexOfMax(logits);
                 }
-            });
+            }, () => session.Rewind(depth));
             var tps = times.Select(t => tg / t).ToList();
             double meanTps = tps.Average();
             double gbps = BytesPerDecodeToken(model, depth + tg / 2.0) * meanTps / 1e9;
@@ -73,12 +72,16 @@ public static class BenchRunner
     }
 
     /// <summary>One warm-up run, then the seconds of each of <paramref name="reps"/> runs.</summary>
-    public static List<double> Repeat(int reps, Action run)
+    /// <param name="setup">runs before each run, untimed (a rewind: with sliding-window layers that hold only their
+    /// window it may run tokens again)</param>
+    public static List<double> Repeat(int reps, Action run, Action? setup = null)
     {
+        setup?.Invoke();
         run(); // warm-up: JIT, page-in of the mapped weights, caches
         var times = new List<double>();
         for (int r = 0; r < reps; r++)
         {
+            setup?.Invoke();
             var sw = Stopwatch.StartNew();
             run();
             times.Add(sw.Elapsed.TotalSeconds);

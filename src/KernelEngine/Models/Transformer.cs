@@ -51,6 +51,11 @@ internal sealed class Transformer : IDisposable
         return inv;
     }
 
+    /// <summary>Per layer, whether it attends through a sliding window (of <see cref="AttentionWindow"/> positions).</summary>
+    public bool[] WindowedLayers => Enumerable.Range(0, Config.Layers).Select(l => ShapeOf(l).Window > 0).ToArray();
+    /// <summary>The sliding window of the windowed layers (0: none).</summary>
+    public int AttentionWindow => _attnWindow.Window;
+
     public ModelConfig Config { get; }
     public TransformerWeights Weights { get; }
     public IBackend Backend => _b;
@@ -71,6 +76,7 @@ internal sealed class Transformer : IDisposable
         if (n == 0 || n > s.Capacity) throw new ArgumentOutOfRangeException(nameof(tokens), n, $"batch must be 1..{s.Capacity}");
         if (start + n > cache.ContextLength)
             throw new InvalidRequestException($"positions {start}..{start + n - 1} exceed the context length {cache.ContextLength}");
+        cache.MakeRoom(b, start, n);
         for (int i = 0; i < n; i++) s.Positions[i] = start + (branch > 0 ? i % branch : i);
         var positions = s.Positions.AsSpan(0, n);
 
@@ -106,9 +112,10 @@ internal sealed class Transformer : IDisposable
     /// <summary>Context shift: drops cache positions [keep, keep + discard), see <see cref="KvCache.Shift"/>.</summary>
     public void ShiftCache(KvCache cache, int keep, int discard, int count)
     {
-        // Keys are re-rotated with one table for every layer; Gemma 3's local layers rotate with another.
-        if (_ropeLocal != null) throw new InvalidRequestException("context shift is not supported for models with a RoPE base per layer kind (gemma3) yet");
-        cache.Shift(_b, keep, discard, count, Rope);
+        // Gemma 3's local (sliding-window) layers rotate with their own base: the cache's windowed layers.
+        if (_ropeLocal != null && cache.Window == 0)
+            throw new InvalidRequestException("context shift needs the sliding window of a model whose local layers have their own RoPE base (gemma3 with sliding_window set)");
+        cache.Shift(_b, keep, discard, count, Rope, _ropeLocal);
     }
 
     /// <summary>x += Wo · attention(rope(Wq xn), rope(Wk xn), Wv xn), xn = norm1(x).</summary>

@@ -1,3 +1,4 @@
+using KernelEngine.Backends;
 using KernelEngine.Benchmarking;
 using KernelEngine.Decoding;
 using KernelEngine.Formats;
@@ -28,8 +29,11 @@ public sealed class FamilyParityTests
         "sliding_window_pattern 6 (layers 0-4 local, 5 global); rope_local_base_freq 10000 for the local layers, rope_theta 1e6 for the " +
         "global one; no soft-capping; GeGLU, 1 + w norms before and after each block, embeddings × √hidden_size, query_pre_attn_scalar", 5e-3)]
     /// <param name="tolerance">max |logit diff|: 1e-3; Gemma 3's 5e-3 because llama.cpp evaluates GELU through an fp16 lookup
-    /// table (its inputs and outputs rounded to fp16) where transformers and we use the exact tanh form; rounding our GELU
-    /// the same way brings gemma3-tiny from 3.9e-3 to 8.7e-4 and gemma2-tiny from 4.8e-4 to 1.5e-4 (measured once, not kept)</param>
+    /// table (its inputs and outputs rounded to fp16) where transformers and we use the exact tanh form. The Gemma cases
+    /// run a second time with that table emulated (<see cref="CpuBackend.GeluLikeGgml"/>): position 0, whose attention is
+    /// its own value row, then agrees to float rounding, so every op but attention over several positions is the same
+    /// math; later positions keep differences of the table's own size (a 1e-7 difference from attention that moves a GELU
+    /// input across an fp16 rounding boundary moves its output by a whole fp16 step).</param>
     public void TinyPreset_MatchesLlamaCpp(string preset, string fields, double tolerance = 1e-3)
     {
         TestContext.Out.WriteLine($"{preset}: {fields}");
@@ -48,15 +52,29 @@ public sealed class FamilyParityTests
         int[] tokens = [1, .. Enumerable.Range(0, 79).Select(_ => rng.Next(3, p.Vocab))];
         var theirs = LlamaCpp.Logits(gguf, tokens);
         var theirIds = LlamaCpp.Greedy(gguf, tokens[..16], 32);
-        foreach (string path in new[] { gguf, folder })
+        bool gelu = Presets.Get(preset).Family.StartsWith("gemma", StringComparison.Ordinal);
+        foreach (var (path, likeGgml) in new[] { (gguf, false), (folder, false) }.Concat(gelu ? [(gguf, true)] : []))
         {
             using var model = Model.Load(path, new ModelOptions { Device = "cpu" });
+            ((CpuBackend)model.Backend).GeluLikeGgml = likeGgml;
             using var s = model.CreateSession();
             var ours = new float[tokens.Length * p.Vocab];
             s.FeedAll(tokens, ours);
-            double maxDiff = 0;
+            double maxDiff = 0, firstDiff = 0;
             for (int i = 0; i < tokens.Length; i++)
-                for (int v = 0; v < p.Vocab; v++) maxDiff = Math.Max(maxDiff, Math.Abs(theirs[i][v] - ours[(long)i * p.Vocab + v]));
+                for (int v = 0; v < p.Vocab; v++)
+                {
+                    double d = Math.Abs(theirs[i][v] - ours[(long)i * p.Vocab + v]);
+                    maxDiff = Math.Max(maxDiff, d);
+                    if (i == 0) firstDiff = Math.Max(firstDiff, d);
+                }
+            if (likeGgml)
+            {
+                TestContext.Out.WriteLine($"with ggml's fp16 GELU table: position 0 {firstDiff:E2}, all {maxDiff:E2}");
+                Assert.That(firstDiff, Is.LessThanOrEqualTo(1e-6), "position 0 with llama.cpp's GELU");
+                Assert.That(maxDiff, Is.LessThanOrEqualTo(tolerance), "all positions with llama.cpp's GELU");
+                continue;
+            }
             s.Reset();
             var ids = s.Generate(tokens[..16], new GenerationSettings { MaxTokens = 32, Sampling = SamplingSettings.Greedy, StopAtEos = false })
                 .Select(t => t.Id).ToArray();
