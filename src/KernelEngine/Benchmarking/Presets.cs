@@ -122,18 +122,32 @@ public static class Presets
         using var doc = JsonDocument.Parse(json);
         var c = ModelConfig.Parse(Path.Combine(tmp, "config.json"), doc.RootElement);
         var w = new SafeTensorsWriter().Metadata("format", "pt").Metadata("ke.preset", p.Name);
-        ulong seed = 0x5EED;
         // Every tensor of the family's table: matrices and biases uniform ±0.04; norms 1, the per-head q/k norms 1 ± 0.04 so
-        // that a wrong or missing one shows in the logits.
+        // that a wrong or missing one shows in the logits. Streamed a chunk at a time: a real shape's embedding alone can
+        // pass 2 GB (Gemma-2-2B: 256,000 x 2,304 floats).
+        var fills = new List<(long Count, Fill Fill)>();
         foreach (var (slot, name, _) in Models.Families.ModelFamilies.Of(c).Expected(c))
         {
             var (rows, cols) = slot.Shape(c);
-            if (rows > 1) w.Add(name, SafeTensorDType.F32, [rows, cols], RandomBytes(rows * cols, ref seed));
-            else if (slot.Role is Models.Families.TensorRole.QNorm or Models.Families.TensorRole.KNorm) w.Add(name, SafeTensorDType.F32, [cols], AroundOne(cols, ref seed));
-            else if (slot.Role is Models.Families.TensorRole.Bq or Models.Families.TensorRole.Bk or Models.Families.TensorRole.Bv) w.Add(name, SafeTensorDType.F32, [cols], RandomBytes(cols, ref seed));
-            else w.Add(name, SafeTensorDType.F32, [cols], OnesBytes(cols));
+            w.Declare(name, SafeTensorDType.F32, rows > 1 ? [rows, cols] : [cols]);
+            fills.Add(((long)rows * cols, rows > 1 ? Fill.Random
+                : slot.Role is Models.Families.TensorRole.QNorm or Models.Families.TensorRole.KNorm ? Fill.AroundOne
+                : slot.Role is Models.Families.TensorRole.Bq or Models.Families.TensorRole.Bk or Models.Families.TensorRole.Bv ? Fill.Random
+                : Fill.Ones));
         }
-        w.Write(Path.Combine(tmp, "model.safetensors"));
+        ulong seed = 0x5EED;
+        w.Write(Path.Combine(tmp, "model.safetensors"), stream =>
+        {
+            var chunk = new float[1 << 20];
+            foreach (var (count, fill) in fills)
+                for (long done = 0; done < count; done += chunk.Length)
+                {
+                    var f = chunk.AsSpan(0, (int)Math.Min(chunk.Length, count - done));
+                    if (fill == Fill.Ones) f.Fill(1f);
+                    else Random(f, ref seed, fill == Fill.AroundOne ? 1f : 0f);
+                    stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(f));
+                }
+        });
         WriteTokenizer(Path.Combine(tmp, "tokenizer.json"), p.Vocab);
         if (Directory.Exists(dir)) Directory.Delete(dir, true);
         Directory.Move(tmp, dir);
@@ -144,32 +158,19 @@ public static class Presets
         "qwen2" => "Qwen2ForCausalLM", "qwen3" => "Qwen3ForCausalLM", "phi3" => "Phi3ForCausalLM", "gemma2" => "Gemma2ForCausalLM", "gemma3_text" => "Gemma3ForCausalLM", "mistral" => "MistralForCausalLM", _ => "LlamaForCausalLM",
     };
 
-    private static byte[] AroundOne(int n, ref ulong state)
-    {
-        var data = RandomBytes(n, ref state);
-        foreach (ref float f in System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(data.AsSpan())) f += 1;
-        return data;
-    }
+    private enum Fill { Random, AroundOne, Ones }
 
-    private static byte[] RandomBytes(int n, ref ulong state)
+    /// <summary>Uniform ±0.04 around <paramref name="center"/> from a xorshift stream (the same numbers however the
+    /// tensors are chunked).</summary>
+    private static void Random(Span<float> f, ref ulong state, float center)
     {
-        var data = new byte[n * 4L];
-        var f = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(data.AsSpan());
         ulong s = state;
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < f.Length; i++)
         {
             s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-            f[i] = ((s >> 40) * (1f / (1 << 24)) * 2 - 1) * 0.04f;
+            f[i] = ((s >> 40) * (1f / (1 << 24)) * 2 - 1) * 0.04f + center;
         }
         state = s;
-        return data;
-    }
-
-    private static byte[] OnesBytes(int n)
-    {
-        var data = new byte[n * 4];
-        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(data.AsSpan()).Fill(1f);
-        return data;
     }
 
     /// <summary>A byte-level BPE tokenizer.json with the 256 bytes and (vocab - 256) merges of byte pairs.</summary>

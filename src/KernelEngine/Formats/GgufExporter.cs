@@ -82,7 +82,7 @@ public static class GgufExporter
             if (!target.Format().FitsRow(host.Cols)) target = WeightType.F32;
             if (target == WeightType.BF16) target = WeightType.F16; // CPU llama.cpp builds handle F16 everywhere
             long bytes = host.Rows * target.RowBytes(host.Cols);
-            g.Tensor(dst, target.Format().Ggml, host.Rows, host.Cols, bytes, () => Convert(host, target, permuteHeads ? heads : 0));
+            g.Tensor(dst, target.Format().Ggml, host.Rows, host.Cols, bytes, s => Convert(host, target, permuteHeads ? heads : 0, s));
         }
         void Vector(string src, string dst, float offset = 0)
         {
@@ -111,12 +111,12 @@ public static class GgufExporter
         WeightType.Q5_1 => 9u, WeightType.Q4_K => 14u, WeightType.Q5_K => 16u, WeightType.Q6_K => 18u, _ => 0u,
     };
 
-    /// <summary>Row-permutes (heads > 0) from rotate-half to interleaved, then stores in the target type.</summary>
-    private static unsafe byte[] Convert(HostWeight h, WeightType target, int heads)
+    /// <summary>Row-permutes (heads > 0) from rotate-half to interleaved, then writes the rows in the target type.</summary>
+    private static unsafe void Convert(HostWeight h, WeightType target, int heads, Stream output)
     {
         int rows = h.Rows, cols = h.Cols;
         long srcRowBytes = h.Type.RowBytes(cols), dstRowBytes = target.RowBytes(cols);
-        var dst = new byte[rows * dstRowBytes];
+        var drow = new byte[dstRowBytes];
         var f = new float[cols];
         int hd = heads > 0 ? rows / heads : 0;
         for (int r = 0; r < rows; r++)
@@ -129,12 +129,11 @@ public static class GgufExporter
                 src = head * hd + s * (hd / 2) + j;
             }
             byte* srow = h.Data + src * srcRowBytes;
-            var drow = dst.AsSpan((int)(r * dstRowBytes), (int)dstRowBytes);
-            if (h.Type == target && target != WeightType.BF16) { new ReadOnlySpan<byte>(srow, (int)srcRowBytes).CopyTo(drow); continue; }
+            if (h.Type == target && target != WeightType.BF16) { output.Write(new ReadOnlySpan<byte>(srow, (int)srcRowBytes)); continue; }
             fixed (float* fp = f) Kernels.MatMul.RowConvert.ToF32(srow, h.Type, cols, fp);
             target.Format().QuantizeRow(f, drow);
+            output.Write(drow);
         }
-        return dst;
     }
 
     private static void AddTokenizer(GgufWriter g, Tokenizer tok, string dir, ModelConfig c)

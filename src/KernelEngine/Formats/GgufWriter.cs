@@ -11,7 +11,7 @@ internal sealed class GgufWriter
 {
     private const uint Alignment = 32;
     private readonly List<(string Key, Action<BinaryWriter> Write)> _kv = new();
-    private readonly List<(string Name, ulong[] Dims, GgmlType Type, long Bytes, Func<byte[]> Data)> _tensors = new();
+    private readonly List<(string Name, ulong[] Dims, GgmlType Type, long Bytes, Action<Stream> Data)> _tensors = new();
 
     private enum ValueType : uint { U32 = 4, I32 = 5, F32 = 6, Bool = 7, String = 8, Array = 9 }
 
@@ -46,10 +46,14 @@ internal sealed class GgufWriter
     }
 
     /// <summary>A tensor of (rows, cols) row-major (a vector: rows = 1); GGUF lists dims innermost first.</summary>
-    public GgufWriter Tensor(string name, GgmlType type, long rows, long cols, long bytes, Func<byte[]> data)
+    public GgufWriter Tensor(string name, GgmlType type, long rows, long cols, long bytes, Func<byte[]> data) =>
+        Tensor(name, type, rows, cols, bytes, (Action<Stream>)(s => s.Write(data())));
+
+    /// <summary>A tensor whose bytes <paramref name="write"/> streams when the file is written (tensors past 2 GB).</summary>
+    public GgufWriter Tensor(string name, GgmlType type, long rows, long cols, long bytes, Action<Stream> write)
     {
         ulong[] dims = rows == 1 ? [(ulong)cols] : [(ulong)cols, (ulong)rows];
-        _tensors.Add((name, dims, type, bytes, data));
+        _tensors.Add((name, dims, type, bytes, write));
         return this;
     }
 
@@ -77,9 +81,10 @@ internal sealed class GgufWriter
             Pad(w);
             foreach (var t in _tensors)
             {
-                var data = t.Data();
-                if (data.Length != t.Bytes) throw new InvalidOperationException($"tensor '{t.Name}': {data.Length} bytes, declared {t.Bytes}");
-                w.Write(data);
+                w.Flush();
+                long before = fs.Position;
+                t.Data(fs);
+                if (fs.Position - before != t.Bytes) throw new InvalidOperationException($"tensor '{t.Name}': {fs.Position - before} bytes, declared {t.Bytes}");
                 Pad(w);
             }
         }

@@ -47,6 +47,7 @@ public static class ModelQuantizer
         var writer = new SafeTensorsWriter().Metadata("format", "pt").Metadata("ke.quantized", options.Type.Name());
         var report = new List<QuantizedTensor>();
         var tensors = store.Tensors.OrderBy(t => t.Name, StringComparer.Ordinal).ToList();
+        var copied = new List<TensorInfo>();   // kept tensors: streamed from the source's mapping (an embedding can pass 2 GB)
         int done = 0;
         foreach (var t in tensors)
         {
@@ -54,7 +55,8 @@ public static class ModelQuantizer
             string? why = KeepReason(t, config, options);
             if (why != null)
             {
-                writer.Add(t.Name, t.DType, t.Shape, CopyOf(store, t));
+                writer.Declare(t.Name, t.DType, t.Shape);
+                copied.Add(t);
                 report.Add(new QuantizedTensor(t.Name, t.DType.ToString(), t.DType.ToString(), t.ByteLength, t.ByteLength, why));
                 continue;
             }
@@ -75,7 +77,10 @@ public static class ModelQuantizer
             report.Add(new QuantizedTensor(t.Name, t.DType.ToString(), type.Name(), t.ByteLength, data.Length,
                 options.Mix != null && type != options.Mix.Base ? $"{options.Mix.Name}: {type.Name()}" : null));
         }
-        writer.Write(Path.Combine(outDir, "model.safetensors"));
+        writer.Write(Path.Combine(outDir, "model.safetensors"), stream =>
+        {
+            foreach (var t in copied) CopyTo(store, t, stream);
+        });
         foreach (var f in CopiedFiles)
         {
             string src = Path.Combine(sourceDir, f);
@@ -114,9 +119,11 @@ public static class ModelQuantizer
         return null;
     }
 
-    private static byte[] CopyOf(TensorStore s, TensorInfo t)
+    private static unsafe void CopyTo(TensorStore s, TensorInfo t, Stream stream)
     {
-        unsafe { return new ReadOnlySpan<byte>(s.DataPointer(t.Name), checked((int)t.ByteLength)).ToArray(); }
+        byte* p = (byte*)s.DataPointer(t.Name);
+        for (long done = 0; done < t.ByteLength; done += 1 << 24)
+            stream.Write(new ReadOnlySpan<byte>(p + done, (int)Math.Min(1 << 24, t.ByteLength - done)));
     }
 
     /// <summary>Round to nearest even, NaN kept quiet.</summary>
