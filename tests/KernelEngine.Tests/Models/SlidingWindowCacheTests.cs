@@ -20,6 +20,24 @@ public sealed class SlidingWindowCacheTests
         Model.Load(Presets.Materialize(preset, WeightType.F32, TestScratch.Path("families-unit")),
             new ModelOptions { Device = device, ContextLength = Context, PrefillBatch = batch });
 
+    /// <summary>The same preset twice: a prefill batch of 8 (window-only cache) and one that covers the context (the
+    /// reference), a session on each.</summary>
+    private sealed class Pair : IDisposable
+    {
+        private readonly Model _windowed, _full;
+        public Pair(string preset, string device = "cpu")
+        {
+            _windowed = Load(preset, 8, device);
+            _full = Load(preset, Context, device);
+            Windowed = _windowed.CreateSession();
+            Full = _full.CreateSession();
+        }
+        public Session Windowed { get; }
+        public Session Full { get; }
+        public int Vocab => _windowed.Config.VocabSize;
+        public void Dispose() { Windowed.Dispose(); Full.Dispose(); _windowed.Dispose(); _full.Dispose(); }
+    }
+
     private static int[] Tokens(int n, int seed)
     {
         var rng = new Random(seed);
@@ -38,14 +56,11 @@ public sealed class SlidingWindowCacheTests
     [TestCase("gemma3-tiny", "ilgpu-cpu")]
     public void WindowOnlyCache_GivesTheFullCachesLogitsAndTokens(string preset, string device)
     {
-        using var windowed = Load(preset, 8, device);
-        using var full = Load(preset, Context, device);
+        using var pair = new Pair(preset, device);
+        var (sw, sf, vocab) = (pair.Windowed, pair.Full, pair.Vocab);
         var tokens = Tokens(150, 1);
-        int vocab = windowed.Config.VocabSize;
         var a = new float[tokens.Length * vocab];
         var b = new float[tokens.Length * vocab];
-        using var sw = windowed.CreateSession();
-        using var sf = full.CreateSession();
         sw.FeedAll(tokens, a);
         sf.FeedAll(tokens, b);
         Assert.That(sw.Cache.WindowRows, Is.EqualTo(16 + 8 - 1));
@@ -67,12 +82,9 @@ public sealed class SlidingWindowCacheTests
     [Test]
     public void RewindPastTheWindow_RunsTheKeptTokensAgain()
     {
-        using var windowed = Load("gemma2-tiny", 8);
-        using var full = Load("gemma2-tiny", Context);
+        using var pair = new Pair("gemma2-tiny");
+        var (sw, sf, vocab) = (pair.Windowed, pair.Full, pair.Vocab);
         var tokens = Tokens(150, 2);
-        int vocab = windowed.Config.VocabSize;
-        using var sw = windowed.CreateSession();
-        using var sf = full.CreateSession();
         var all = new float[150 * vocab];
         sf.FeedAll(tokens, all);
         var scratch = new float[150 * vocab];
@@ -97,12 +109,9 @@ public sealed class SlidingWindowCacheTests
     [TestCase("gemma3-tiny")]
     public void ContextShift_OnAWindowOnlyCache_MatchesTheFullCache(string preset)
     {
-        using var windowed = Load(preset, 8);
-        using var full = Load(preset, Context);
+        using var pair = new Pair(preset);
+        var (sw, sf, vocab) = (pair.Windowed, pair.Full, pair.Vocab);
         var tokens = Tokens(150, 3);
-        int vocab = windowed.Config.VocabSize;
-        using var sw = windowed.CreateSession();
-        using var sf = full.CreateSession();
         var scratch = new float[150 * vocab];
         sw.FeedAll(tokens, scratch);
         sf.FeedAll(tokens, scratch);
