@@ -50,13 +50,11 @@ internal static class MemoryIlgpu
     /// <summary>dst[dstOffset + i] = src[srcOffset + i] over 32-bit words (activations, cache rows).</summary>
     public static void Copy(Index1D i, ArrayView<int> src, long srcOffset, ArrayView<int> dst, long dstOffset) => dst[dstOffset + i] = src[srcOffset + i];
 
-    /// <summary>Per layer (layerStride apart; one layer with stride 0), moves count rows of K and V from row src to row dst
-    /// (ranges do not overlap; words of 16 bits).</summary>
-    public static void CopyKv(Index1D i, ArrayView<ushort> k, ArrayView<ushort> v, long layerStride, long rowHalves, long src, long dst, long perLayer)
+    /// <summary>Moves a run of K and V cache words (16 bits) from one offset to another in both (one layer's rows; the
+    /// ranges do not overlap).</summary>
+    public static void CopyKv(Index1D i, ArrayView<ushort> k, ArrayView<ushort> v, long from, long to)
     {
-        long layer = i / perLayer, e = i % perLayer;
-        long from = layer * layerStride + src * rowHalves + e, to = layer * layerStride + dst * rowHalves + e;
-        k[to] = k[from];
-        v[to] = v[from];
+        k[to + i] = k[from + i];
+        v[to + i] = v[from + i];
     }
 }

@@ -367,14 +367,13 @@ internal sealed unsafe class IlgpuBackend : IBackend
         using var held = Enter();
         if (count <= 0) return;
         long rowHalves = (long)cache.KvDim * (cache.K.IsF16 ? 1 : 2);
-        var k = Kernel("copy-kv", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<ushort>, ArrayView<ushort>, long, long, long, long, long>(MemoryIlgpu.CopyKv));
-        long perLayer = count * rowHalves;
+        var k = Kernel("copy-kv", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<ushort>, ArrayView<ushort>, long, long>(MemoryIlgpu.CopyKv));
         // One launch per layer: layers hold different numbers of rows once sliding-window layers hold only their window.
         for (int l = 0; l < cache.Layers; l++)
         {
             if (!cache.Includes(layers, l)) continue;
             long row = cache.PositionRow(l);
-            k((int)perLayer, T(cache.K).View.Cast<ushort>(), T(cache.V).View.Cast<ushort>(), 0, rowHalves, row + src, row + dst, perLayer);
+            k((int)(count * rowHalves), T(cache.K).View.Cast<ushort>(), T(cache.V).View.Cast<ushort>(), (row + src) * rowHalves, (row + dst) * rowHalves);
             Interlocked.Increment(ref _s.Launches);
         }
     }

@@ -69,10 +69,6 @@ internal sealed class KvCache : IDisposable
     /// <summary>Positions the sliding-window layers no longer hold (their block starts at this position).</summary>
     public int Dropped { get; private set; }
 
-    /// <summary>Whether layer l attends through the sliding window (and holds only it when <see cref="WindowRows"/> is
-    /// below the context).</summary>
-    public bool IsWindowed(int layer) => _windowed[layer];
-
     /// <summary>The row position 0 of layer l maps to: position p lives in row PositionRow(l) + p (below the layer's
     /// block for a windowed layer's dropped positions, which nothing reads).</summary>
     public long PositionRow(int layer) => _rowBase[layer] - (_windowed[layer] ? Dropped : 0);
@@ -107,7 +103,10 @@ internal sealed class KvCache : IDisposable
             backend.CopyKv(this, from + done, from + done - by, Math.Min(by, count - done), layers);
     }
 
-    /// <summary>Whether layer l belongs to the set.</summary>
+    /// <summary>How many layers the set holds.</summary>
+    public int LayerCount(KvLayers layers) => Enumerable.Range(0, Layers).Count(l => Includes(layers, l));
+
+    /// <summary>Whether layer l belongs to the set (windowed: attends through the sliding window).</summary>
     public bool Includes(KvLayers layers, int layer) => layers switch
     {
         KvLayers.Full => !_windowed[layer],
@@ -127,17 +126,15 @@ internal sealed class KvCache : IDisposable
         if (keep < 0 || discard < 1 || count < 0 || (long)keep + discard + count > ContextLength)
             throw new ArgumentOutOfRangeException(nameof(discard), $"keep {keep}, discard {discard}, count {count} in a cache of {ContextLength}");
         windowRope ??= rope;
-        bool split = Dropped > 0 || !ReferenceEquals(windowRope, rope);
-        var plain = split ? KvLayers.Full : KvLayers.All;
-        MoveDown(backend, keep + discard, count, discard, plain);
-        if (rope != null && count > 0) backend.RotateKeys(this, keep, count, -discard, rope, plain);
-        if (!split) return;
-        if (Dropped == 0)
+        // Layers holding every position: the moved ones go down by discard, their keys rotated back.
+        void MoveAndRotate(KvLayers set, RopeTable? table)
         {
-            MoveDown(backend, keep + discard, count, discard, KvLayers.Windowed);
-            if (windowRope != null && count > 0) backend.RotateKeys(this, keep, count, -discard, windowRope, KvLayers.Windowed);
-            return;
+            MoveDown(backend, keep + discard, count, discard, set);
+            if (table != null && count > 0) backend.RotateKeys(this, keep, count, -discard, table, set);
         }
+        if (Dropped == 0 && ReferenceEquals(windowRope, rope)) { MoveAndRotate(KvLayers.All, rope); return; }
+        MoveAndRotate(KvLayers.Full, rope);
+        if (Dropped == 0) { MoveAndRotate(KvLayers.Windowed, windowRope); return; }
         // Windowed layers: new positions [lo, hi) come from old ones (p < keep: p; else p + discard). Both segments move
         // down in row terms (lo >= Dropped, and lo >= Dropped − discard since Dropped <= old end − window + 1).
         int hi = keep + count, lo = Math.Max(0, hi - Window + 1);

@@ -139,14 +139,14 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
     {
         var t = Begin();
         inner.RotateKeys(cache, position, count, delta, rope, layers);
-        End(t, "rotate-keys", "", 2L * cache.Layers * count * cache.K.RowBytes);
+        End(t, "rotate-keys", "", 2L * cache.LayerCount(layers) * count * cache.K.RowBytes);
     }
 
     public void CopyKv(KvCache cache, int src, int dst, int count, KvLayers layers = KvLayers.All)
     {
         var t = Begin();
         inner.CopyKv(cache, src, dst, count, layers);
-        End(t, "copy-kv", "", 4L * cache.Layers * count * cache.K.RowBytes);
+        End(t, "copy-kv", "", 4L * cache.LayerCount(layers) * count * cache.K.RowBytes);
     }
 
     public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows)
