@@ -32,22 +32,16 @@ internal static unsafe class KQuantMatVecCpu
         public short* Sum32;    // (n / 32) Σ qx per 32
     }
 
-    [ThreadStatic] private static byte* t_buffer;
-    [ThreadStatic] private static int t_bufferN;
+    [ThreadStatic] private static ScratchSlots t_slots;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static Activations Prepare(float* x, int n)
+    public static Activations Prepare(float* x, int n, int slot = 0)
     {
         if (n % QK != 0) throw new ArgumentException($"row length {n} is not a multiple of {QK}");
-        if (t_bufferN < n)
-        {
-            if (t_buffer != null) NativeMemory.AlignedFree(t_buffer);
-            t_buffer = (byte*)NativeMemory.AlignedAlloc((nuint)(2 * n + 4 * (n / QK) + 2 * (n / 16) + 2 * (n / 32) + 256), 64);
-            t_bufferN = n;
-        }
+        byte* buf = t_slots.Get(slot, 2 * n + 4 * (n / QK) + 2 * (n / 16) + 2 * (n / 32) + 256);
         var a = new Activations
         {
-            Qx = (sbyte*)t_buffer, QxNib = (sbyte*)(t_buffer + n), Dx = (float*)(t_buffer + 2 * n),
+            Qx = (sbyte*)buf, QxNib = (sbyte*)(buf + n), Dx = (float*)(buf + 2 * n),
         };
         a.Sum16 = (short*)(a.Dx + n / QK);
         a.Sum32 = a.Sum16 + n / 16;

@@ -25,26 +25,20 @@ internal static unsafe class LegacyQuantMatVecCpu
         public int* BlockSum;   // (n / 32)
     }
 
-    [ThreadStatic] private static int* t_sums;
-    [ThreadStatic] private static int t_sumsN;
+    [ThreadStatic] private static ScratchSlots t_slots;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static Activations Prepare(in QuantMatVecCpu.Activations q, int n)
+    public static Activations Prepare(in QuantMatVecCpu.Activations q, int n, int slot = 0)
     {
         int blocks = n / B;
-        if (t_sumsN < blocks)
-        {
-            if (t_sums != null) NativeMemory.Free(t_sums);
-            t_sums = (int*)NativeMemory.Alloc((nuint)blocks * 4);
-            t_sumsN = blocks;
-        }
+        int* sums = (int*)t_slots.Get(slot, blocks * 4L);
         for (int b = 0; b < blocks; b++)
         {
             int s = 0;
             for (int g = 0; g < 8; g++) s += q.Sum4x8[b * 8 + g];
-            t_sums[b] = s / 8;
+            sums[b] = s / 8;
         }
-        return new Activations { Q = q, BlockSum = t_sums };
+        return new Activations { Q = q, BlockSum = sums };
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

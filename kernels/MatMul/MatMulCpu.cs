@@ -8,8 +8,9 @@ namespace KernelEngine.Kernels.MatMul;
 /// <summary>
 /// CPU twin of the MatMul family: y (rows, outDim) = x (rows, inDim) · Wᵀ (+ bias), W stored (outDim, inDim)
 /// in any <see cref="WeightType"/>, converted inside the kernel (never widened in memory as a whole).
-/// v1 decode (rows == 1): <see cref="MatVecCpu"/> (bands of W rows streamed once; Q8_0/Q4_0 in integers).
-/// v2 prefill (rows > 1): tasks own a block of 64 W rows, widened to F32 once into per-thread scratch; chunks of 32
+/// v1 decode (rows &lt;= <see cref="MatVecCpu.MaxRows"/>: one token, or one token of each of a batch of sequences):
+///    <see cref="MatVecCpu"/> (bands of W rows streamed once; Q8_0/Q4_0 in integers; each row's result independent of the others).
+/// v2 prefill (more rows): tasks own a block of 64 W rows, widened to F32 once into per-thread scratch; chunks of 32
 ///    x rows (L2) meet groups of 4 W rows (L1) in a 4x4 register-blocked micro-kernel (<see cref="MicroKernel"/>).
 /// </summary>
 internal static unsafe class MatMulCpu
@@ -42,13 +43,13 @@ internal static unsafe class MatMulCpu
     public static void MatMul(WorkerPool pool, float* x, int rows, int inDim, byte* w, WeightType type, int outDim, float* bias, float* y,
         byte* packed = null)
     {
-        if (rows == 1)
+        if (rows <= MatVecCpu.MaxRows)
         {
             byte* own = type.HasPackedCpuDecode() && packed == null ? PackedQuant.Pack(w, type, outDim, inDim) : null;
             try
             {
                 var part = new MatVecPart { W = w, Type = type, OutDim = outDim, Bias = bias, Y = y, Packed = own != null ? own : packed };
-                MatVecCpu.MatVec(pool, x, inDim, new ReadOnlySpan<MatVecPart>(ref part));
+                MatVecCpu.MatVec(pool, x, inDim, new ReadOnlySpan<MatVecPart>(ref part), rows);
             }
             finally
             {

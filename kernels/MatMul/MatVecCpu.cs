@@ -6,17 +6,24 @@ using KernelEngine.Kernels.Threading;
 namespace KernelEngine.Kernels.MatMul;
 
 /// <summary>
-/// Decode (one token) twin of <see cref="MatMulCpu"/>: y = W · x for up to <see cref="MaxParts"/> matrices that share x,
-/// in one launch. Tasks own a band of one matrix's rows; each row is streamed once (memory bound). Fusing q/k/v and
-/// gate/up saves two pool round trips per layer and quantizes x once for all of them.
+/// Decode twin of <see cref="MatMulCpu"/>: y = W · x for up to <see cref="MaxParts"/> matrices that share x, in one
+/// launch, for one activation row or up to <see cref="MaxRows"/> (batched decoding of several sequences). Tasks own a
+/// band of one matrix's rows; each weight row is streamed once (memory bound) and, with several x rows, meets all of
+/// them while it sits in L1. Every output element is computed by the same arithmetic whatever the number of rows,
+/// so a sequence decoded in a batch gets bit for bit the logits it gets alone. Fusing q/k/v and gate/up saves two pool
+/// round trips per layer and quantizes x once for all of them.
 /// F32 rows: 4 independent accumulators per row; F16/BF16: converted in registers; Q8_0/Q4_0: the integer path of
 /// <see cref="QuantMatVecCpu"/>; Q4_K/Q5_K/Q6_K: <see cref="KQuantMatVecCpu"/>; Q4_1/Q5_0/Q5_1: <see cref="LegacyQuantMatVecCpu"/>; other types: widened per group of 4 rows into scratch.
 /// </summary>
 internal static unsafe class MatVecCpu
 {
     public const int MaxParts = 4;
+    /// <summary>The most x rows one launch takes (a decode batch); more rows go through the prefill GEMM.</summary>
+    public const int MaxRows = 16;
     /// <summary>Tasks per thread: small enough bands that a slow core does not hold the launch up (2-32 measured alike).</summary>
     private const int TasksPerThread = 8;
+    /// <summary>With several x rows, weight rows are taken in chunks of about this many bytes (kept in L1 while every x row meets them).</summary>
+    private const int ChunkBytes = 16 * 1024;
 
     [InlineArray(MaxParts)]
     private struct PartArray { private MatVecPart _p; }
@@ -24,28 +31,39 @@ internal static unsafe class MatVecCpu
     [InlineArray(MaxParts + 1)]
     private struct TaskStarts { private int _t; }
 
+    /// <summary>What one x row brings: itself and its activations in each kernel's form.</summary>
+    private struct RowInput
+    {
+        public float* X;                 // (inDim)
+        public float* Xd;                // (inDim) x deinterleaved for fp16/bf16 rows, or null
+        public QuantMatVecCpu.Activations Act;
+        public KQuantMatVecCpu.Activations ActK;
+        public LegacyQuantMatVecCpu.Activations ActL;
+    }
+
+    [InlineArray(MaxRows)]
+    private struct RowInputs { private RowInput _r; }
+
     private struct Job
     {
         public PartArray Parts;
         public TaskStarts FirstTask;     // (parts + 1) first task of each part, then the total
-        public float* X;                 // (inDim)
+        public RowInputs In;
+        public int Rows;
         public int InDim;
         public int RowsPerTask;
-        public QuantMatVecCpu.Activations Act;
-        public KQuantMatVecCpu.Activations ActK;
-        public LegacyQuantMatVecCpu.Activations ActL;
-        public float* Xd;                // (inDim) x deinterleaved for fp16/bf16 rows, or null
     }
 
-    [ThreadStatic] private static float* t_xd;
-    [ThreadStatic] private static int t_xdFloats;
+    [ThreadStatic] private static ScratchSlots t_xd;
 
+    /// <summary>y_p (rows, OutDim_p) = x (rows, inDim) · W_pᵀ (+ bias) for each part.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void MatVec(WorkerPool pool, float* x, int inDim, ReadOnlySpan<MatVecPart> parts)
+    public static void MatVec(WorkerPool pool, float* x, int inDim, ReadOnlySpan<MatVecPart> parts, int rows = 1)
     {
         if (parts.Length is < 1 or > MaxParts) throw new ArgumentException($"{parts.Length} parts; 1 to {MaxParts} share one launch");
-        var job = new Job { X = x, InDim = inDim };
-        long rows = 0;
+        if (rows is < 1 or > MaxRows) throw new ArgumentOutOfRangeException(nameof(rows), rows, $"1 to {MaxRows} rows");
+        var job = new Job { Rows = rows, InDim = inDim };
+        long outRows = 0;
         bool quantized = false, q4 = false, half = false, kquant = false, legacy = false;
         for (int p = 0; p < parts.Length; p++)
         {
@@ -60,24 +78,24 @@ internal static unsafe class MatVecCpu
             kquant |= KQuantMatVecCpu.Handles(part.Type);
             legacy |= LegacyQuantMatVecCpu.Handles(part.Type);
             job.Parts[p] = part;
-            rows += part.OutDim;
+            outRows += part.OutDim;
         }
-        if (quantized || legacy) job.Act = QuantMatVecCpu.Prepare(x, inDim, q4);
-        if (legacy) job.ActL = LegacyQuantMatVecCpu.Prepare(job.Act, inDim);
-        if (kquant) job.ActK = KQuantMatVecCpu.Prepare(x, inDim);
-        if (half && DenseDot.PairElements > 0 && inDim % DenseDot.PairElements == 0)
+        bool paired = half && DenseDot.PairElements > 0 && inDim % DenseDot.PairElements == 0;
+        for (int r = 0; r < rows; r++)
         {
-            if (t_xdFloats < inDim)
+            ref RowInput i = ref job.In[r];
+            i.X = x + (long)r * inDim;
+            if (quantized || legacy) i.Act = QuantMatVecCpu.Prepare(i.X, inDim, q4, r);
+            if (legacy) i.ActL = LegacyQuantMatVecCpu.Prepare(i.Act, inDim, r);
+            if (kquant) i.ActK = KQuantMatVecCpu.Prepare(i.X, inDim, r);
+            if (paired)
             {
-                if (t_xd != null) System.Runtime.InteropServices.NativeMemory.AlignedFree(t_xd);
-                t_xd = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)inDim * 4, 64);
-                t_xdFloats = inDim;
+                i.Xd = (float*)t_xd.Get(r, inDim * 4L);
+                DenseDot.Deinterleave(i.X, inDim, i.Xd);
             }
-            DenseDot.Deinterleave(x, inDim, t_xd);
-            job.Xd = t_xd;
         }
         int tasksWanted = pool.Threads * TasksPerThread;
-        job.RowsPerTask = Math.Max(4, (int)((rows + tasksWanted - 1) / tasksWanted) + 3 & ~3);
+        job.RowsPerTask = Math.Max(4, (int)((outRows + tasksWanted - 1) / tasksWanted) + 3 & ~3);
         int tasks = 0;
         for (int p = 0; p < parts.Length; p++)
         {
@@ -85,7 +103,7 @@ internal static unsafe class MatVecCpu
             tasks += (parts[p].OutDim + job.RowsPerTask - 1) / job.RowsPerTask;
         }
         for (int p = parts.Length; p <= MaxParts; p++) job.FirstTask[p] = tasks;
-        pool.For(tasks, &Task, &job, rows * inDim);
+        pool.For(tasks, &Task, &job, outRows * inDim * rows);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -96,10 +114,30 @@ internal static unsafe class MatVecCpu
         while (task >= j.FirstTask[p + 1]) p++;
         ref MatVecPart part = ref j.Parts[p];
         int o0 = (task - j.FirstTask[p]) * j.RowsPerTask, o1 = Math.Min(part.OutDim, o0 + j.RowsPerTask);
-        if (part.Type.HasPackedCpuDecode()) QuantMatVecCpu.Rows(part, j.Act, j.InDim, o0, o1);
-        else if (KQuantMatVecCpu.Handles(part.Type)) KQuantMatVecCpu.Rows(part, j.ActK, j.InDim, o0, o1);
-        else if (LegacyQuantMatVecCpu.Handles(part.Type)) LegacyQuantMatVecCpu.Rows(part, j.ActL, j.InDim, o0, o1);
-        else DenseRows(part, j.X, j.Xd, j.InDim, o0, o1);
+        if (j.Rows == 1) { Rows(part, j.In[0], j.InDim, o0, o1); return; }
+        // Several x rows: a chunk of weight rows stays in L1 while every x row meets it.
+        long rowBytes = part.Type.HasPackedCpuDecode() ? PackedQuant.RowBytes(part.Type, j.InDim) : part.Type.RowBytes(j.InDim);
+        int chunk = (int)Math.Clamp(ChunkBytes / rowBytes, 1, 64) + 3 & ~3;
+        for (int c0 = o0; c0 < o1; c0 += chunk)
+        {
+            int c1 = Math.Min(o1, c0 + chunk);
+            for (int r = 0; r < j.Rows; r++)
+            {
+                var rowPart = part;
+                rowPart.Y = part.Y + (long)r * part.OutDim;
+                Rows(rowPart, j.In[r], j.InDim, c0, c1);
+            }
+        }
+    }
+
+    /// <summary>y[o] (+ bias) for o in [o0, o1) of one part and one x row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Rows(in MatVecPart part, in RowInput x, int n, int o0, int o1)
+    {
+        if (part.Type.HasPackedCpuDecode()) QuantMatVecCpu.Rows(part, x.Act, n, o0, o1);
+        else if (KQuantMatVecCpu.Handles(part.Type)) KQuantMatVecCpu.Rows(part, x.ActK, n, o0, o1);
+        else if (LegacyQuantMatVecCpu.Handles(part.Type)) LegacyQuantMatVecCpu.Rows(part, x.ActL, n, o0, o1);
+        else DenseRows(part, x.X, x.Xd, n, o0, o1);
         if (part.Bias != null)
             for (int o = o0; o < o1; o++) part.Y[o] += part.Bias[o];
     }

@@ -19,12 +19,7 @@ internal static unsafe class QuantMatVecCpu
 {
     private const int B = WeightTypes.BlockElements;
 
-    [ThreadStatic] private static sbyte[]? t_qx;
-    [ThreadStatic] private static float[]? t_dx;
-    [ThreadStatic] private static int[]? t_sum4;
-    [ThreadStatic] private static sbyte[]? t_qxg;
-    [ThreadStatic] private static int[]? t_offg;
-    [ThreadStatic] private static float[]? t_off8;
+    [ThreadStatic] private static ScratchSlots t_slots;
 
     /// <summary>The activation row quantized once per product (and shared by every matrix that reads it).</summary>
     public struct Activations
@@ -37,29 +32,24 @@ internal static unsafe class QuantMatVecCpu
         public float* Off8;     // Q4_0 below 512 bits: (n / 32, zero-padded by a vector) 8 · Σ qx per block
     }
 
-    /// <summary>Quantizes x (n a multiple of 32) into the calling thread's buffers; <paramref name="groupOrder"/> adds
-    /// the Q4_0 layout. Valid until the same thread prepares again.</summary>
+    /// <summary>Quantizes x (n a multiple of 32) into the calling thread's buffers of <paramref name="slot"/> (one per
+    /// row of a multi-row product); <paramref name="groupOrder"/> adds the Q4_0 layout. Valid until the same thread
+    /// prepares that slot again.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static Activations Prepare(float* x, int n, bool groupOrder)
+    public static Activations Prepare(float* x, int n, bool groupOrder, int slot = 0)
     {
         if (n % B != 0) throw new ArgumentException($"row length {n} is not a multiple of {B}");
-        if (t_qx == null || t_qx.Length < n)
-        {
-            t_qx = GC.AllocateUninitializedArray<sbyte>(n, pinned: true);
-            t_dx = GC.AllocateUninitializedArray<float>(n / B + 16, pinned: true);   // + a vector: the scale products read whole vectors
-            t_sum4 = GC.AllocateUninitializedArray<int>(n / 4, pinned: true);
-            t_qxg = GC.AllocateUninitializedArray<sbyte>(n, pinned: true);
-            t_offg = GC.AllocateUninitializedArray<int>(n / 8, pinned: true);
-            t_off8 = new float[n / B + 16];   // zeroed: the padding meets whole-vector reads
-        }
+        // dx and off8 carry a vector of padding: the scale products read whole vectors
+        long qx = ScratchSlots.Line(n), dx = ScratchSlots.Line((n / B + 16) * 4L), sum4 = ScratchSlots.Line(n / 4 * 4L), offg = ScratchSlots.Line(n / 8 * 4L);
+        byte* p = t_slots.Get(slot, qx + dx + sum4 + qx + offg + dx);
         var a = new Activations
         {
-            Qx = (sbyte*)Unsafe.AsPointer(ref t_qx[0]), Dx = (float*)Unsafe.AsPointer(ref t_dx![0]), Sum4x8 = (int*)Unsafe.AsPointer(ref t_sum4![0]),
-            Qxg = (sbyte*)Unsafe.AsPointer(ref t_qxg![0]), Offg = (int*)Unsafe.AsPointer(ref t_offg![0]),
-            Off8 = (float*)Unsafe.AsPointer(ref t_off8![0]),
+            Qx = (sbyte*)p, Dx = (float*)(p + qx), Sum4x8 = (int*)(p + qx + dx), Qxg = (sbyte*)(p + qx + dx + sum4),
+            Offg = (int*)(p + 2 * qx + dx + sum4), Off8 = (float*)(p + 2 * qx + dx + sum4 + offg),
         };
-        // dx is read a whole vector at a time: its padding must be finite (0 · pad, never NaN)
+        // the padding must be finite (0 · pad, never NaN)
         new Span<float>(a.Dx + n / B, 16).Clear();
+        new Span<float>(a.Off8 + n / B, 16).Clear();
         QuantizeActivations(x, n, a.Qx, a.Dx, a.Sum4x8);
         if (groupOrder)
         {

@@ -37,6 +37,13 @@ public sealed class InvalidRequestException : KernelEngineException
     public InvalidRequestException(string message) : base(message) { }
 }
 
+/// <summary>A <see cref="BatchedGenerator"/> has as many requests waiting as it queues: try again later (a server answers 429).</summary>
+public sealed class QueueFullException : KernelEngineException
+{
+    /// <summary>A full queue, with a message that says how full.</summary>
+    public QueueFullException(string message) : base(message) { }
+}
+
 /// <summary>The model's output is not a distribution (NaN or infinite logits): its weights or config values are corrupt.
 /// Raised instead of returning tokens chosen from garbage.</summary>
 public sealed class ModelOutputException : KernelEngineException

@@ -180,6 +180,19 @@ public sealed class Model : IDisposable
         finally { lease.Dispose(); }
     }
 
+    /// <summary>Encodes a prompt as the model expects: BOS (Llama family) + text; an empty prompt is BOS alone.</summary>
+    internal int[] EncodePrompt(string prompt, bool addBos)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        var tok = Tokenizer;
+        if (prompt.Length == 0)
+        {
+            int? start = tok.BosId ?? Config.BosTokenId;
+            return start is int b ? [b] : throw new InvalidRequestException("empty prompt and the model has no BOS token");
+        }
+        return tok.Encode(prompt, addBos);
+    }
+
     /// <summary>Parameters per tensor dtype, counted from the files (tied weights once).</summary>
     public long ParameterCount => Alive()._store.Entries.Sum(t => t.Elements);
     /// <summary>Bytes of the weights as the backend holds them.</summary>

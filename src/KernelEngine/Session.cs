@@ -338,15 +338,8 @@ public sealed class Session : IDisposable
     /// <summary>Encodes a prompt as the model expects: BOS (Llama family) + text; an empty prompt is BOS alone.</summary>
     public int[] EncodePrompt(string prompt, bool addBos = true)
     {
-        ArgumentNullException.ThrowIfNull(prompt);
         Alive();
-        var tok = _model.Tokenizer;
-        if (prompt.Length == 0)
-        {
-            int? start = tok.BosId ?? _config.BosTokenId;
-            return start is int b ? [b] : throw new InvalidRequestException("empty prompt and the model has no BOS token");
-        }
-        return tok.Encode(prompt, addBos);
+        return _model.EncodePrompt(prompt, addBos);
     }
 
     /// <summary>Streams tokens generated after a text prompt (encoded with <see cref="EncodePrompt"/>).</summary>

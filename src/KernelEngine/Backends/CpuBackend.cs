@@ -75,13 +75,20 @@ internal sealed unsafe class CpuBackend : IBackend
             try { Data = ZeroPages.Alloc(_allocated); }
             catch (OutOfMemoryException e) { throw new DeviceException($"cpu: out of memory allocating a ({rows}, {cols}) tensor of {Bytes} bytes", e); }
         }
+        /// <summary>A view of rows of another tensor: owns nothing (<see cref="IBackend.RowView"/>).</summary>
+        public Tensor(void* data, int rows, int cols) : base(rows, cols, WeightType.F32)
+        {
+            Data = data;
+            GC.SuppressFinalize(this);
+        }
         public float* F => (float*)Data;
         public override void Dispose()
         {
-            if (Data != null) { ZeroPages.Free(Data, _allocated); Data = null; }
+            if (Data != null && _allocated > 0) ZeroPages.Free(Data, _allocated);
+            Data = null;
             GC.SuppressFinalize(this);
         }
-        ~Tensor() { if (Data != null) ZeroPages.Free(Data, _allocated); }
+        ~Tensor() { if (Data != null && _allocated > 0) ZeroPages.Free(Data, _allocated); }
     }
 
     private sealed class Weight : DeviceWeight
@@ -131,6 +138,13 @@ internal sealed unsafe class CpuBackend : IBackend
     public DeviceTensor Allocate(int rows, int cols, WeightType type = WeightType.F32) => new Tensor(rows, cols, type);
     public bool SupportsKvCache(WeightType type, int headDim) => KvRows.Supports(type, headDim);
     public DeviceWeight Upload(HostWeight weight) => new Weight(weight, _copyWeights);
+
+    public DeviceTensor RowView(DeviceTensor t, int row, int rows)
+    {
+        if (t.Type != WeightType.F32 || row < 0 || rows < 1 || row + rows > t.Rows)
+            throw new ArgumentOutOfRangeException(nameof(row), $"rows {row}..{row + rows - 1} of a ({t.Rows}, {t.Cols}) {t.Type.Name()} tensor");
+        return new Tensor(T(t).F + (long)row * t.Cols, rows, t.Cols);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Embed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x)
@@ -200,7 +214,7 @@ internal sealed unsafe class CpuBackend : IBackend
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void MatMul(DeviceTensor x, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias, ReadOnlySpan<DeviceTensor> y, int rows)
     {
-        if (rows != 1 || w.Length > MatVecCpu.MaxParts)
+        if (rows > MatVecCpu.MaxRows || w.Length > MatVecCpu.MaxParts)
         {
             for (int i = 0; i < w.Length; i++) MatMul(x, w[i], bias[i], y[i], rows);
             return;
@@ -218,7 +232,7 @@ internal sealed unsafe class CpuBackend : IBackend
                 Packed = ww.Packed,
             };
         }
-        MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts);
+        MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -26,6 +26,10 @@ internal interface IBackend : IDisposable
     /// backend: F32, F16; the CPU also the block formats of llama.cpp's --cache-type-k, Q8_0, Q4_0, ...).</summary>
     bool SupportsKvCache(WeightType type, int headDim) => type is WeightType.F32 or WeightType.F16;
     DeviceWeight Upload(HostWeight weight);
+    /// <summary>Rows [row, row + rows) of an F32 tensor as a tensor of its own, sharing its memory (no copy); disposing
+    /// the view frees nothing, and it must not outlive <paramref name="t"/>. Batched decoding hands each sequence its
+    /// row of q, k, v and the attention output this way.</summary>
+    DeviceTensor RowView(DeviceTensor t, int row, int rows);
 
     /// <summary>x[r] = table[ids[r]] (converted to F32).</summary>
     void Embed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x);

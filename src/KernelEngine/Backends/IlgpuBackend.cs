@@ -165,10 +165,17 @@ internal sealed unsafe class IlgpuBackend : IBackend
     {
         public MemoryBuffer1D<byte, Stride1D.Dense>? Buffer;
         private readonly Lock _gate;
+        private readonly Tensor? _parent;   // a view (IBackend.RowView): rows of this tensor, from _offset bytes
+        private readonly long _offset;
         public Tensor(MemoryBuffer1D<byte, Stride1D.Dense> b, int rows, int cols, WeightType type, Lock gate) : base(rows, cols, type) { Buffer = b; _gate = gate; }
-        public ArrayView<byte> View => (Buffer ?? throw new ObjectDisposedException("device tensor")).View;
+        public Tensor(Tensor parent, int row, int rows) : base(rows, parent.Cols, parent.Type)
+        {
+            _parent = parent; _offset = row * parent.RowBytes; _gate = parent._gate;
+        }
+        public ArrayView<byte> View => _parent != null ? _parent.View.SubView(_offset, Bytes)
+            : (Buffer ?? throw new ObjectDisposedException("device tensor")).View;
         public ArrayView<float> F => View.Cast<float>();
-        public override void Dispose() { using (_gate.EnterScope()) { Buffer?.Dispose(); Buffer = null; } }
+        public override void Dispose() { if (_parent != null) return; using (_gate.EnterScope()) { Buffer?.Dispose(); Buffer = null; } }
     }
 
     private sealed class Weight : DeviceWeight
@@ -200,6 +207,13 @@ internal sealed unsafe class IlgpuBackend : IBackend
         var b = AllocateBytes(rows * type.RowBytes(cols), $"a ({rows}, {cols}) tensor");
         b.MemSetToZero();
         return new Tensor(b, rows, cols, type, _s.Gate);
+    }
+
+    public DeviceTensor RowView(DeviceTensor t, int row, int rows)
+    {
+        if (t.Type != WeightType.F32 || row < 0 || rows < 1 || row + rows > t.Rows)
+            throw new ArgumentOutOfRangeException(nameof(row), $"rows {row}..{row + rows - 1} of a ({t.Rows}, {t.Cols}) {t.Type.Name()} tensor");
+        return new Tensor(T(t), row, rows);
     }
 
     public DeviceWeight Upload(HostWeight weight)

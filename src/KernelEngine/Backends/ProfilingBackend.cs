@@ -59,6 +59,7 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
     public DeviceTensor Allocate(int rows, int cols, WeightType type = WeightType.F32) => inner.Allocate(rows, cols, type);
     public bool SupportsKvCache(WeightType type, int headDim) => inner.SupportsKvCache(type, headDim);
     public DeviceWeight Upload(HostWeight weight) => inner.Upload(weight);
+    public DeviceTensor RowView(DeviceTensor t, int row, int rows) => inner.RowView(t, row, rows);
 
     public void Embed(DeviceWeight table, ReadOnlySpan<int> ids, DeviceTensor x)
     {

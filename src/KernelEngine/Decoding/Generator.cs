@@ -39,10 +39,7 @@ internal static class Generator
             foreach (var sc in scopes) sc.Dispose();
             throw;
         }
-        var tokenizer = strategy.Primary.Model.Tokenizer;
-        var text = new TextStream(tokenizer, atStartOfText);
-        var tail = new StringBuilder();
-        int maxStop = settings.StopStrings.Count == 0 ? 0 : settings.StopStrings.Max(s => s.Length);
+        var emitter = new TokenEmitter(strategy.Primary.Model.Tokenizer, settings, atStartOfText);
         var committed = new List<int>(prompt.Length + Math.Min(settings.MaxTokens, strategy.ContextLength) + 1);
         committed.AddRange(prompt);
         var step = new List<StepToken>();
@@ -89,16 +86,15 @@ internal static class Generator
                 bool stop = false;
                 foreach (var t in step)
                 {
-                    if (!double.IsFinite(t.EntropyBits) || double.IsNaN(t.LogProb))
-                        throw new ModelOutputException($"the model produced non-finite logits at position {committed.Count} (corrupt weights or an out-of-range config value)");
+                    emitter.Accept(t, committed.Count, out var emitted, out var stopReason);
                     committed.Add(t.Id);
                     generated++;
-                    if (settings.StopAtEos && tokenizer.IsEos(t.Id)) { reason = StopReason.Eos; stop = true; break; }
-                    string piece = text.Push(t.Id);
-                    bool hitStop = maxStop > 0 && StopStringEnds(tail, piece, settings.StopStrings, maxStop);
-                    if (firstToken < 0) firstToken = prefillSeconds + sw.Elapsed.TotalSeconds;
-                    yield return new GeneratedToken(t.Id, piece, committed.Count - 1, t.LogProb, t.EntropyBits, t.Logits);
-                    if (hitStop) { reason = StopReason.StopString; stop = true; break; }
+                    if (emitted != null)
+                    {
+                        if (firstToken < 0) firstToken = prefillSeconds + sw.Elapsed.TotalSeconds;
+                        yield return emitted;
+                    }
+                    if (stopReason is { } r) { reason = r; stop = true; break; }
                 }
                 if (stop) break;
             }
@@ -131,19 +127,6 @@ internal static class Generator
         if (discard < 1 || !strategy.ShiftContext(keep, discard)) return false;
         committed.RemoveRange(keep, discard);
         return true;
-    }
-
-    /// <summary>Appends a token's text to the tail kept for stop strings; true when a stop string now ends in it (it may
-    /// have started in earlier tokens).</summary>
-    private static bool StopStringEnds(StringBuilder tail, string piece, IReadOnlyList<string> stops, int maxStop)
-    {
-        if (piece.Length == 0) return false;
-        tail.Append(piece);
-        if (tail.Length > 2 * maxStop + piece.Length) tail.Remove(0, tail.Length - (maxStop + piece.Length));
-        string recent = tail.ToString();
-        foreach (var s in stops)
-            if (s.Length > 0 && recent.Contains(s, StringComparison.Ordinal)) return true;
-        return false;
     }
 
     /// <summary>

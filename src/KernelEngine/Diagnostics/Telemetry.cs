@@ -8,7 +8,7 @@ namespace KernelEngine.Diagnostics;
 /// <see cref="Name"/>). Meter "KernelEngine": <c>ke.prompt_tokens</c> (prompt tokens fed, cache reuse excluded),
 /// <c>ke.generated_tokens</c>, <c>ke.time_to_first_token</c> (s), <c>ke.prefill.duration</c> (s), <c>ke.decode.duration</c>
 /// (s), <c>ke.decode.tokens_per_second</c>, <c>ke.load.duration</c> (s), <c>ke.kv_cache.size</c> (bytes held by live
-/// sessions). ActivitySource "KernelEngine": spans <c>ke.load</c>, <c>ke.generate</c> and its child <c>ke.prefill</c>.
+/// sessions), <c>ke.batch.queue_depth</c>, <c>ke.batch.size</c>, <c>ke.kv_pages.in_use</c> (batched generators). ActivitySource "KernelEngine": spans <c>ke.load</c>, <c>ke.generate</c> and its child <c>ke.prefill</c>.
 /// </summary>
 public static class Telemetry
 {
@@ -37,6 +37,13 @@ public static class Telemetry
     public static readonly Histogram<double> LoadSeconds = Meter.CreateHistogram<double>("ke.load.duration", "s", "Model load time");
     /// <summary>ke.kv_cache.size: bytes of KV cache held by live sessions.</summary>
     public static readonly UpDownCounter<long> KvCacheBytes = Meter.CreateUpDownCounter<long>("ke.kv_cache.size", "By", "KV cache memory held by live sessions");
+
+    /// <summary>ke.batch.queue_depth: requests waiting in batched generators.</summary>
+    public static readonly UpDownCounter<long> QueueDepth = Meter.CreateUpDownCounter<long>("ke.batch.queue_depth", "{request}", "Requests waiting for a slot in batched generators");
+    /// <summary>ke.batch.size: sequences per batched decode step.</summary>
+    public static readonly Histogram<int> BatchSize = Meter.CreateHistogram<int>("ke.batch.size", "{sequence}", "Sequences decoded together in one step");
+    /// <summary>ke.kv_pages.in_use: KV pages held by batched sequences.</summary>
+    public static readonly UpDownCounter<long> KvPagesInUse = Meter.CreateUpDownCounter<long>("ke.kv_pages.in_use", "{page}", "KV cache pages held by batched sequences");
 
     /// <summary>Records a finished generation.</summary>
     internal static void Record(GenerationStats s, double timeToFirstTokenSeconds)

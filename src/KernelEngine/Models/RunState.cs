@@ -9,7 +9,9 @@ namespace KernelEngine.Models;
 /// </summary>
 internal sealed class RunState : IDisposable
 {
-    public RunState(IBackend b, ModelConfig c, int capacity, int logitRows)
+    /// <param name="rowViews">also make one view per row of q, k, v and the attention output (<see cref="Row"/>):
+    /// batched decoding, where each row belongs to another sequence</param>
+    public RunState(IBackend b, ModelConfig c, int capacity, int logitRows, bool rowViews = false)
     {
         Capacity = capacity;
         Backend = b;
@@ -24,6 +26,12 @@ internal sealed class RunState : IDisposable
             X = A(capacity, d); Xb = A(capacity, d); Q = A(capacity, qd); K = A(capacity, c.KvDim); V = A(capacity, c.KvDim);
             Att = A(capacity, qd); Gate = A(capacity, c.IntermediateSize); Up = A(capacity, c.IntermediateSize);
             Logits = A(logitRows, c.VocabSize);
+            if (rowViews)
+            {
+                _rows = new SequenceRow[capacity];
+                for (int r = 0; r < capacity; r++)
+                    _rows[r] = new SequenceRow(b.RowView(Q, r, 1), b.RowView(K, r, 1), b.RowView(V, r, 1), b.RowView(Att, r, 1));
+            }
         }
         catch
         {
@@ -35,6 +43,10 @@ internal sealed class RunState : IDisposable
     }
 
     private readonly List<DeviceTensor> _all;
+    private readonly SequenceRow[]? _rows;
+
+    /// <summary>Row r's q, k, v and attention output as tensors of one row (made when the state was created with row views).</summary>
+    public SequenceRow Row(int r) => (_rows ?? throw new InvalidOperationException("this run state has no row views"))[r];
     public int Capacity { get; }
     /// <summary>The session's backend: every op of a forward pass over this state is issued through it.</summary>
     public IBackend Backend { get; }
@@ -54,3 +66,6 @@ internal sealed class RunState : IDisposable
         foreach (var t in _all) t.Dispose();
     }
 }
+
+/// <summary>One row of a batched decode step's q, k, v and attention output (views into <see cref="RunState"/>'s tensors).</summary>
+internal readonly record struct SequenceRow(DeviceTensor Q, DeviceTensor K, DeviceTensor V, DeviceTensor Att);

@@ -109,6 +109,40 @@ internal sealed class Transformer : IDisposable
         if (Config.FinalSoftCap is float cap) b.SoftCap(s.Logits, allLogits ? n : 1, cap);
     }
 
+    /// <summary>
+    /// One decode step of a batch of sequences: row r is token <paramref name="tokens"/>[r] of the sequence whose cache is
+    /// <paramref name="caches"/>[r], at <paramref name="positions"/>[r]. Every matmul takes all rows (the weights are read
+    /// once for the batch); each row's keys and values go to its own cache and its attention reads only that cache.
+    /// Row r of s.Logits gets sequence r's next-token logits. Every op is row by row what <see cref="Forward"/> does for
+    /// one token, so on the CPU a sequence gets the logits it would get alone.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void ForwardDecode(RunState s, ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, IReadOnlyList<KvCache> caches)
+    {
+        var b = s.Backend;
+        int n = tokens.Length;
+        if (n == 0 || n > s.Capacity || positions.Length != n || caches.Count != n)
+            throw new ArgumentOutOfRangeException(nameof(tokens), n, $"a decode batch of 1..{s.Capacity} rows, one position and one cache each");
+        for (int r = 0; r < n; r++)
+        {
+            if (positions[r] >= caches[r].ContextLength)
+                throw new InvalidRequestException($"position {positions[r]} exceeds the context length {caches[r].ContextLength}");
+            caches[r].MakeRoom(b, positions[r], 1);
+        }
+        positions.CopyTo(s.Positions);
+        b.Embed(Weights.TokenEmbedding, tokens, s.X);
+        if (_family.ScaleEmbedding) b.Scale(s.X, n, MathF.Sqrt(Config.HiddenSize));
+        if (Weights.PositionEmbedding != null) b.AddEmbed(Weights.PositionEmbedding, positions, s.X);
+        for (int l = 0; l < Config.Layers; l++)
+        {
+            AttentionBlock(b, s, null, l, 0, n, positions, 0, caches);
+            MlpBlock(b, s, l, n);
+        }
+        Norm(b, s.X, Weights.FinalNorm, Weights.FinalNormBias, s.Xb, n);
+        b.MatMul(s.Xb, Weights.LmHead, null, s.Logits, n);
+        if (Config.FinalSoftCap is float cap) b.SoftCap(s.Logits, n, cap);
+    }
+
     /// <summary>Context shift: drops cache positions [keep, keep + discard), see <see cref="KvCache.Shift"/>.</summary>
     public void ShiftCache(KvCache cache, int keep, int discard, int count)
     {
@@ -118,9 +152,11 @@ internal sealed class Transformer : IDisposable
         cache.Shift(_b, keep, discard, count, Rope, _ropeLocal);
     }
 
-    /// <summary>x += Wo · attention(rope(Wq xn), rope(Wk xn), Wv xn), xn = norm1(x).</summary>
+    /// <summary>x += Wo · attention(rope(Wq xn), rope(Wk xn), Wv xn), xn = norm1(x). With <paramref name="caches"/>, row r
+    /// is one token of another sequence: its k, v go to caches[r] at positions[r] and its attention reads that cache.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void AttentionBlock(IBackend b, RunState s, KvCache cache, int l, int start, int n, ReadOnlySpan<int> positions, int branch)
+    private void AttentionBlock(IBackend b, RunState s, KvCache? cache, int l, int start, int n, ReadOnlySpan<int> positions, int branch,
+        IReadOnlyList<KvCache>? caches = null)
     {
         var w = Weights.Layers[l];
         Norm(b, s.X, w.AttnNorm, w.AttnNormBias, s.Xb, n);
@@ -136,8 +172,18 @@ internal sealed class Transformer : IDisposable
             b.Rope(s.Q, n, Config.Heads, positions, rope);
             b.Rope(s.K, n, Config.KvHeads, positions, rope);
         }
-        b.StoreKv(s.K, s.V, cache, l, start, n);
-        b.Attention(s.Q, cache, l, start, n, s.Att, ShapeOf(l), branch);
+        if (caches == null)
+        {
+            b.StoreKv(s.K, s.V, cache!, l, start, n);
+            b.Attention(s.Q, cache!, l, start, n, s.Att, ShapeOf(l), branch);
+        }
+        else
+            for (int r = 0; r < n; r++)
+            {
+                var row = s.Row(r);
+                b.StoreKv(row.K, row.V, caches[r], l, positions[r], 1);
+                b.Attention(row.Q, caches[r], l, positions[r], 1, row.Att, ShapeOf(l));
+            }
         b.MatMul(s.Att, w.Wo, w.Bo, s.Xb, n);
         if (w.PostAttnNorm != null) b.RmsNorm(s.Xb, w.PostAttnNorm, s.Xb, n, Config.NormEps);
         b.Add(s.X, s.Xb, n);

@@ -1,3 +1,4 @@
+using KernelEngine.Kernels.MatMul;
 using KernelEngine.Backends;
 using KernelEngine.Kernels;
 using KernelEngine.Kernels.Rope;
@@ -95,8 +96,8 @@ public sealed class BackendKernelTests(string backendName)
             var (type, outDim) = parts[p];
             var stored = TestData.Encode(TestData.Random(outDim * inDim, 12 + p), type, outDim, inDim);
             float[]? bias = p == 1 ? null : TestData.Random(outDim, 20 + p);
-            bool q8Activations = type.IsBlockQuantized() && rows == 1 && _b is CpuBackend;
-            var xRef = q8Activations ? ScalarReference.Dequantize(TestData.Encode(x, WeightType.Q8_0, 1, inDim), WeightType.Q8_0, 1, inDim) : x;
+            bool q8Activations = type.IsBlockQuantized() && rows <= MatVecCpu.MaxRows && _b is CpuBackend;
+            var xRef = q8Activations ? ScalarReference.Dequantize(TestData.Encode(x, WeightType.Q8_0, rows, inDim), WeightType.Q8_0, rows, inDim) : x;
             expected[p] = ScalarReference.MatMul(xRef, rows, inDim, ScalarReference.Dequantize(stored, type, outDim, inDim), outDim, bias);
             weights[p] = _b.Upload(new HostWeight($"w{p}", outDim, inDim, type, stored));
             biases[p] = bias == null ? null : _b.Upload(HostWeight.FromFloats($"b{p}", bias, 1, outDim));

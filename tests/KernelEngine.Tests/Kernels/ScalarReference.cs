@@ -14,9 +14,9 @@ public static class ScalarReference
     /// </summary>
     public static float[] MatMulAsComputed(float[] x, int rows, int inDim, byte[] stored, WeightType type, int outDim, float[]? bias, bool cpuDecode)
     {
-        bool q8Activations = (type.HasPackedCpuDecode() || KernelEngine.Kernels.MatMul.LegacyQuantMatVecCpu.Handles(type)) && rows == 1 && cpuDecode;
-        bool q8kActivations = KernelEngine.Kernels.MatMul.KQuantMatVecCpu.Handles(type) && rows == 1 && cpuDecode;
-        var xRef = q8Activations ? Dequantize(TestData.Encode(x, WeightType.Q8_0, 1, inDim), WeightType.Q8_0, 1, inDim)
+        bool q8Activations = (type.HasPackedCpuDecode() || KernelEngine.Kernels.MatMul.LegacyQuantMatVecCpu.Handles(type)) && rows <= KernelEngine.Kernels.MatMul.MatVecCpu.MaxRows && cpuDecode;
+        bool q8kActivations = KernelEngine.Kernels.MatMul.KQuantMatVecCpu.Handles(type) && rows <= KernelEngine.Kernels.MatMul.MatVecCpu.MaxRows && cpuDecode;
+        var xRef = q8Activations ? Dequantize(TestData.Encode(x, WeightType.Q8_0, rows, inDim), WeightType.Q8_0, rows, inDim)
             : q8kActivations ? Q8PerSuperBlock(x) : x;
         return MatMul(xRef, rows, inDim, Dequantize(stored, type, outDim, inDim), outDim, bias);
     }

@@ -1,0 +1,368 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using KernelEngine.Backends;
+using KernelEngine.Decoding;
+using KernelEngine.Kernels.SoftmaxEntropy;
+using KernelEngine.Models;
+
+namespace KernelEngine;
+
+/// <summary>
+/// Continuous batching: many sequences generated at once on one model, their next tokens computed in one forward pass
+/// per step (the weights are read once for the whole batch). Requests are admitted between steps as slots and KV pages
+/// free up; long prompts are prefilled a chunk at a time between decode steps. Each sequence owns a KV cache sized in
+/// pages to its prompt plus its token budget, freed the step after it ends, is cancelled, or its reader leaves.
+/// On the CPU a sequence gets the tokens it would get alone in a <see cref="Session"/> (same seed, same settings):
+/// every op of a decode step computes each row as it computes a single token.
+/// <code>
+/// await using var batch = new BatchedGenerator(model, new() { MaxBatch = 8 });
+/// await foreach (var t in batch.GenerateAsync("Once upon a time", settings)) Console.Write(t.Text);
+/// </code>
+/// Thread-safe: submit from any thread. Stop strings, end tokens and token budgets work as in a session; context shift
+/// and speculative loops are session-only (a sequence stops at its context).
+/// </summary>
+public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
+{
+    private readonly Model _model;
+    private readonly Transformer _t;
+    private readonly IBackend _backend;
+    private readonly RunState _decode, _prefill;
+    private readonly BatchedGeneratorOptions _o;
+    private readonly int _context, _chunk, _pages;
+    private readonly object _gate = new();   // guards the queue, the active list and the page count
+    private readonly Queue<Sequence> _queue = new();
+    private readonly List<Sequence> _active = new();
+    private readonly Thread _thread;
+    private int _pagesInUse, _lastBatch;
+    private long _steps;
+    private bool _closing, _draining;
+
+    /// <summary>Starts the engine thread of a batched generator on <paramref name="model"/>.</summary>
+    public BatchedGenerator(Model model, BatchedGeneratorOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        _o = options ?? new BatchedGeneratorOptions();
+        _o.Validate();
+        using var lease = model.Acquire();
+        _model = model;
+        _t = model.Transformer;
+        _context = _o.ContextLength == 0 ? model.ContextLength : Math.Min(_o.ContextLength, model.ContextLength);
+        _chunk = Math.Min(_o.PrefillChunk == 0 ? model.Options.PrefillBatch : _o.PrefillChunk, _context);
+        int pagesPerSequence = PagesFor(_context);
+        _pages = _o.KvPages == 0 ? _o.MaxBatch * pagesPerSequence : _o.KvPages;
+        _backend = model.Backend.ForSession();
+        try
+        {
+            _decode = new RunState(_backend, model.Config, _o.MaxBatch, _o.MaxBatch, rowViews: true);
+            try { _prefill = new RunState(_backend, model.Config, _chunk, 1); }
+            catch { _decode.Dispose(); throw; }
+        }
+        catch
+        {
+            if (!ReferenceEquals(_backend, model.Backend)) _backend.Dispose();
+            throw;
+        }
+        _thread = new Thread(Run) { IsBackground = true, Name = "ke-batch" };
+        _thread.Start();
+    }
+
+    /// <summary>The longest a sequence may grow (prompt + generated).</summary>
+    public int ContextLength => _context;
+    /// <summary>The options it runs with.</summary>
+    public BatchedGeneratorOptions Options => _o;
+
+    /// <summary>Sequences, queue and KV pages now.</summary>
+    public BatchedGeneratorStats Stats
+    {
+        get { lock (_gate) return new BatchedGeneratorStats(_active.Count, _queue.Count, _pagesInUse, _pages, Interlocked.Read(ref _steps), _lastBatch); }
+    }
+
+    /// <summary>Streams tokens generated after a text prompt (encoded as <see cref="Session.EncodePrompt"/> does).</summary>
+    public IAsyncEnumerable<GeneratedToken> GenerateAsync(string prompt, GenerationSettings? settings = null, CancellationToken cancellationToken = default)
+    {
+        settings ??= new GenerationSettings();
+        return Submit(_model.EncodePrompt(prompt, settings.AddBos), settings, cancellationToken, atStartOfText: prompt.Length == 0).Tokens;
+    }
+
+    /// <summary>Streams tokens generated after <paramref name="promptIds"/>.</summary>
+    public IAsyncEnumerable<GeneratedToken> GenerateAsync(IReadOnlyList<int> promptIds, GenerationSettings? settings = null, CancellationToken cancellationToken = default) =>
+        Submit(promptIds, settings, cancellationToken).Tokens;
+
+    /// <summary>
+    /// Queues a request; a bad one throws here (<see cref="InvalidRequestException"/>), as does a full queue
+    /// (<see cref="QueueFullException"/>). Its tokens start to flow once it holds a slot and its KV pages.
+    /// </summary>
+    public BatchedRequest Submit(IReadOnlyList<int> promptIds, GenerationSettings? settings = null, CancellationToken cancellationToken = default,
+        bool atStartOfText = false)
+    {
+        ArgumentNullException.ThrowIfNull(promptIds);
+        settings ??= new GenerationSettings();
+        settings.Validate();
+        if (promptIds.Count == 0) throw new InvalidRequestException("empty prompt: pass at least one token (BOS)");
+        if (promptIds.Count >= _context)
+            throw new InvalidRequestException($"prompt of {promptIds.Count} tokens does not fit the context length {_context} (it needs room for at least one generated token)");
+        int vocab = _model.Config.VocabSize;
+        foreach (int id in promptIds)
+            if ((uint)id >= (uint)vocab) throw new InvalidRequestException($"token id {id} is outside the vocabulary (0..{vocab - 1})");
+        int length = (int)Math.Min(_context, (long)promptIds.Count + settings.MaxTokens);
+        int pages = PagesFor(length);
+        if (pages > _pages) throw new InvalidRequestException($"a sequence of {length} positions needs {pages} KV pages of {_o.KvPageSize}; the generator has {_pages}");
+        var request = new BatchedRequest(promptIds.Count, cancellationToken);
+        var s = new Sequence(request, promptIds.ToArray(), settings, atStartOfText, length, pages, _model);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_closing, this);
+            if (_draining) throw new InvalidOperationException("the generator is draining: it takes no new requests");
+            if (_queue.Count >= _o.MaxQueue && _active.Count >= _o.MaxBatch)
+                throw new QueueFullException($"{_queue.Count} requests are waiting (MaxQueue {_o.MaxQueue}) behind {_active.Count} running; try again later");
+            _queue.Enqueue(s);
+            Diagnostics.Telemetry.QueueDepth.Add(1);
+            Monitor.Pulse(_gate);
+        }
+        return request;
+    }
+
+    /// <summary>Stops taking requests and completes when every queued and running one has ended.</summary>
+    public async Task DrainAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_gate) _draining = true;
+        while (true)
+        {
+            lock (_gate) if (_queue.Count == 0 && _active.Count == 0) return;
+            await Task.Delay(10, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private int PagesFor(int positions) => (positions + _o.KvPageSize - 1) / _o.KvPageSize;
+
+    // ---- the engine thread ----------------------------------------------------------------------------------
+
+    private void Run()
+    {
+        var batch = new List<Sequence>(_o.MaxBatch);
+        var caches = new List<KvCache>(_o.MaxBatch);
+        var tokens = new int[_o.MaxBatch];
+        var positions = new int[_o.MaxBatch];
+        int next = 0;   // round robin over prefilling sequences
+        while (true)
+        {
+            lock (_gate)
+            {
+                while (true)
+                {
+                    Admit();
+                    if (_active.Count > 0) break;
+                    if (_closing) return;
+                    Monitor.Wait(_gate);
+                }
+            }
+            try
+            {
+                using var lease = _model.Acquire();
+                foreach (var s in _active)
+                    if (s.Request.Aborted.IsCancellationRequested) End(s, StopReason.Cancelled);
+                // Each iteration: one prefill chunk (when some sequence is prefilling) and one decode step for all the others.
+                var prefilling = _active.Where(s => !s.Ended && s.Cache != null && s.Fed < s.Prompt.Length).ToList();
+                if (prefilling.Count > 0) PrefillChunk(prefilling[next++ % prefilling.Count]);
+                batch.Clear(); caches.Clear();
+                foreach (var s in _active)
+                    if (!s.Ended && s.Pending >= 0) { batch.Add(s); caches.Add(s.Cache!); }
+                if (batch.Count > 0) DecodeStep(batch, caches, tokens, positions);
+            }
+            catch (Exception e)
+            {
+                // The device or the model failed (or the model was disposed): every running sequence ends with the error.
+                foreach (var s in _active) if (!s.Ended) Fail(s, e);
+            }
+            lock (_gate)
+            {
+                for (int i = _active.Count - 1; i >= 0; i--)
+                    if (_active[i].Ended) Release(_active[i], i);
+            }
+        }
+    }
+
+    /// <summary>Moves queued requests into free slots while their pages fit (in order: a large request is not overtaken).
+    /// Called under the lock.</summary>
+    private void Admit()
+    {
+        while (_queue.Count > 0)
+        {
+            var s = _queue.Peek();
+            if (s.Request.Aborted.IsCancellationRequested || _closing)
+            {
+                _queue.Dequeue();
+                Diagnostics.Telemetry.QueueDepth.Add(-1);
+                s.Request.Finish(s.Stats(StopReason.Cancelled, 0));
+                continue;
+            }
+            if (_active.Count >= _o.MaxBatch || _pagesInUse + s.Pages > _pages) return;
+            _queue.Dequeue();
+            Diagnostics.Telemetry.QueueDepth.Add(-1);
+            try
+            {
+                var c = _model.Config;
+                s.Cache = new KvCache(_backend, c.Layers, Math.Min(s.Pages * _o.KvPageSize, _context), c.KvDim, _model.Options.ResolvedKvCacheType, c.HeadDim,
+                    _t.WindowedLayers, _t.AttentionWindow, _chunk);
+            }
+            catch (Exception e)
+            {
+                s.Request.Fail(e);
+                continue;
+            }
+            _pagesInUse += s.Pages;
+            Diagnostics.Telemetry.KvPagesInUse.Add(s.Pages);
+            s.Admitted.Start();
+            _active.Add(s);
+        }
+    }
+
+    private void Release(Sequence s, int index)
+    {
+        _active.RemoveAt(index);
+        s.Cache?.Dispose();
+        s.Cache = null;
+        _pagesInUse -= s.Pages;
+        Diagnostics.Telemetry.KvPagesInUse.Add(-s.Pages);
+    }
+
+    private void PrefillChunk(Sequence s)
+    {
+        int n = Math.Min(_chunk, s.Prompt.Length - s.Fed);
+        try { _t.Forward(_prefill, s.Cache!, s.Prompt.AsSpan(s.Fed, n), s.Fed, allLogits: false, ct: s.Request.Aborted); }
+        catch (OperationCanceledException) { End(s, StopReason.Cancelled); return; }
+        s.Fed += n;
+        Interlocked.Increment(ref _steps);
+        if (s.Fed < s.Prompt.Length) return;
+        s.PrefillSeconds = s.Admitted.Elapsed.TotalSeconds;
+        s.Admitted.Restart();
+        if (s.Settings.MaxTokens == 0) { End(s, StopReason.MaxTokens); return; }
+        Choose(s, _prefill.Logits, 0);
+    }
+
+    private void DecodeStep(List<Sequence> batch, List<KvCache> caches, int[] tokens, int[] positions)
+    {
+        int n = batch.Count;
+        for (int r = 0; r < n; r++) { tokens[r] = batch[r].Pending; positions[r] = batch[r].Fed; }
+        _t.ForwardDecode(_decode, tokens.AsSpan(0, n), positions.AsSpan(0, n), caches);
+        Interlocked.Increment(ref _steps);
+        _lastBatch = n;
+        Diagnostics.Telemetry.BatchSize.Record(n);
+        for (int r = 0; r < n; r++)
+        {
+            batch[r].Fed++;
+            batch[r].Pending = -1;
+            Choose(batch[r], _decode.Logits, r);
+        }
+    }
+
+    /// <summary>Picks sequence s's next token from row <paramref name="row"/> of the logits, as a session's plain sampling
+    /// does (greedy without penalty on the device), and emits it or ends the sequence.</summary>
+    private void Choose(Sequence s, DeviceTensor logits, int row)
+    {
+        StepToken t;
+        if (s.OnDevice)
+        {
+            var st = _backend.SoftmaxEntropy(logits, row, 1f, -1);
+            t = new StepToken(st.ArgMax, st.Max - st.LogSumExp, st.EntropyBits, null);
+        }
+        else
+        {
+            _backend.Read(logits, row, 1, s.Logits);
+            int id = s.Sampler!.Sample(s.Logits, CollectionsMarshal.AsSpan(s.Committed));
+            var st = SoftmaxEntropyCpu.Compute(s.Logits, 1f, id);
+            t = new StepToken(id, st.TokenLogProb, st.EntropyBits, s.Settings.ReturnLogits ? s.Logits.ToArray() : null);
+        }
+        GeneratedToken? emitted;
+        StopReason? stop;
+        try { s.Emitter.Accept(t, s.Committed.Count, out emitted, out stop); }
+        catch (ModelOutputException e) { Fail(s, e); return; }
+        s.Committed.Add(t.Id);
+        if (emitted != null)
+        {
+            if (s.FirstTokenSeconds < 0) s.FirstTokenSeconds = s.PrefillSeconds + s.Admitted.Elapsed.TotalSeconds;
+            s.Request.Emit(emitted);
+        }
+        if (stop is { } reason) End(s, reason);
+        else if (s.Emitter.Generated >= s.Settings.MaxTokens) End(s, StopReason.MaxTokens);
+        else if (s.Committed.Count > s.Length) End(s, StopReason.ContextFull);
+        else s.Pending = t.Id;
+    }
+
+    private static void End(Sequence s, StopReason reason)
+    {
+        if (s.Ended) return;
+        s.Ended = true;
+        var stats = s.Stats(reason, s.Admitted.Elapsed.TotalSeconds);
+        Diagnostics.Telemetry.Record(stats, s.FirstTokenSeconds);
+        s.Request.Finish(stats);
+    }
+
+    private static void Fail(Sequence s, Exception e)
+    {
+        if (s.Ended) return;
+        s.Ended = true;
+        s.Request.Fail(e);
+    }
+
+    // ---- lifetime -------------------------------------------------------------------------------------------
+
+    /// <summary>Cancels what is queued or running, stops the engine thread and frees the caches and buffers.</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_closing) return;
+            _closing = true;
+            foreach (var s in _active) s.Request.Cancel();
+            Monitor.PulseAll(_gate);
+        }
+        _thread.Join();
+        lock (_gate)
+        {
+            Admit();   // finishes the queued ones as cancelled
+            for (int i = _active.Count - 1; i >= 0; i--)
+            {
+                End(_active[i], StopReason.Cancelled);
+                Release(_active[i], i);
+            }
+        }
+        _decode.Dispose();
+        _prefill.Dispose();
+        if (!ReferenceEquals(_backend, _model.BackendUnchecked)) _backend.Dispose();
+    }
+
+    /// <summary>As <see cref="Dispose"/>, off the caller's thread.</summary>
+    public ValueTask DisposeAsync() => new(Task.Run(Dispose));
+
+    /// <summary>One request's state on the engine thread.</summary>
+    private sealed class Sequence(BatchedRequest request, int[] prompt, GenerationSettings settings, bool atStartOfText, int length, int pages, Model model)
+    {
+        public readonly BatchedRequest Request = request;
+        public readonly int[] Prompt = prompt;
+        public readonly GenerationSettings Settings = settings;
+        public readonly int Length = length;          // positions it may use (prompt + budget, at most the context)
+        public readonly int Pages = pages;
+        public readonly List<int> Committed = new(prompt);
+        public readonly TokenEmitter Emitter = new(model.Tokenizer, settings, atStartOfText);
+        public readonly bool OnDevice = settings.Sampling.IsGreedy && settings.Sampling.RepetitionPenalty == 1f && !settings.ReturnLogits;
+        public readonly Sampler? Sampler = settings.Sampling.IsGreedy && settings.Sampling.RepetitionPenalty == 1f && !settings.ReturnLogits
+            ? null : new Sampler(settings.Sampling, model.Config.VocabSize);
+        /// <summary>The row of logits sampling reads (host side; allocated once, for sampled sequences only).</summary>
+        public float[] Logits => _logits ??= new float[_vocab];
+        private float[]? _logits;
+        private readonly int _vocab = model.Config.VocabSize;
+        public readonly Stopwatch Admitted = new();   // prefill time, then decode time
+        public KvCache? Cache;
+        public int Fed;                 // positions in the cache
+        public int Pending = -1;        // the token to feed next (decoding), or -1
+        public bool Ended;
+        public double PrefillSeconds, FirstTokenSeconds = -1;
+
+        public GenerationStats Stats(StopReason reason, double decodeSeconds) => new()
+        {
+            PromptTokens = Prompt.Length, GeneratedTokens = Emitter.Generated, PrefillSeconds = PrefillSeconds,
+            DecodeSeconds = Fed >= Prompt.Length ? decodeSeconds : 0, StopReason = reason,
+        };
+    }
+}

@@ -1,0 +1,140 @@
+using KernelEngine.Benchmarking;
+using KernelEngine.Decoding;
+using KernelEngine.Kernels;
+using NUnit.Framework;
+
+namespace KernelEngine.Tests.Batching;
+
+/// <summary>
+/// Continuous batching against the independent reference of each request run alone in a session: the same ids (greedy
+/// and seeded sampling), stop reasons and text, with requests queued behind a full batch, long prompts prefilled in
+/// chunks between decode steps, and KV pages returned when a sequence ends, is cancelled or its reader leaves.
+/// </summary>
+public sealed class BatchedGeneratorTests
+{
+    private static readonly string[] Prompts =
+        ["Once upon a time", "Lily", "Tom went to the park and saw a big red ball. He", "The sun", "A big dog", "One day", "Sam and Mia", "The little bird"];
+
+    private static GenerationSettings Settings(int i, int tokens) => new()
+    {
+        MaxTokens = tokens + i % 3,
+        Sampling = i % 2 == 0 ? SamplingSettings.Greedy : new SamplingSettings { Temperature = 0.9f, TopK = 40, Seed = (ulong)i + 7 },
+        StopStrings = i == 5 ? ["."] : [],
+    };
+
+    private static (int[] Ids, string Text, StopReason Reason) Alone(Model model, int i, int tokens, int[] prompt)
+    {
+        using var s = model.CreateSession();
+        var t = s.Generate(prompt, Settings(i, tokens)).ToList();
+        return (t.Select(x => x.Id).ToArray(), string.Concat(t.Select(x => x.Text)), s.LastStats!.StopReason);
+    }
+
+    private static async Task<(int[] Ids, string Text, StopReason Reason)> Batched(BatchedRequest r)
+    {
+        var t = new List<GeneratedToken>();
+        await foreach (var x in r.Tokens) t.Add(x);
+        return (t.Select(x => x.Id).ToArray(), string.Concat(t.Select(x => x.Text)), (await r.Completion).StopReason);
+    }
+
+    /// <param name="maxBatch">3: five of the eight requests wait in the queue at first</param>
+    [TestCase("stories260K", 8, "cpu")]
+    [TestCase("stories260K", 3, "cpu")]
+    [TestCase("llama-tiny", 8, "cpu")]
+    [TestCase("gemma2-tiny", 8, "cpu")]
+    [TestCase("stories260K", 4, "ilgpu-cpu")]
+    public async Task ConcurrentRequests_GiveWhatEachGetsAlone(string source, int maxBatch, string device)
+    {
+        // A prefill batch of 4: the longer prompts take several chunks, interleaved with the others' decode steps.
+        string folder = source == "stories260K" ? SharedData.Stories : Presets.Materialize(source, WeightType.F32, TestScratch.Path("batching"));
+        using var model = Model.Load(folder, new ModelOptions { Device = device, ContextLength = 96, PrefillBatch = 4 });
+        int tokens = device == "cpu" ? 40 : 10;
+        using var s0 = model.CreateSession();
+        var prompts = Prompts.Select(p => source == "stories260K" ? s0.EncodePrompt(p) : TokensOf(p, model.Config.VocabSize)).ToArray();
+        var alone = Enumerable.Range(0, Prompts.Length).Select(i => Alone(model, i, tokens, prompts[i])).ToArray();
+        Assert.That(alone.Select(a => string.Join(",", a.Ids)).Distinct().Count(), Is.GreaterThan(Prompts.Length / 2), "the requests do different work");
+
+        await using var batch = new BatchedGenerator(model, new BatchedGeneratorOptions { MaxBatch = maxBatch });
+        var requests = Enumerable.Range(0, Prompts.Length).Select(i => batch.Submit(prompts[i], Settings(i, tokens))).ToArray();
+        var results = await Task.WhenAll(requests.Select(Batched));
+        for (int i = 0; i < Prompts.Length; i++)
+        {
+            Assert.That(results[i].Ids, Is.EqualTo(alone[i].Ids), $"request {i} ids");
+            Assert.That(results[i].Text, Is.EqualTo(alone[i].Text), $"request {i} text");
+            Assert.That(results[i].Reason, Is.EqualTo(alone[i].Reason), $"request {i} stop reason");
+        }
+        var stats = batch.Stats;
+        Assert.That((stats.Active, stats.Queued, stats.KvPagesInUse), Is.EqualTo((0, 0, 0)), "everything released");
+        Assert.That(stats.Steps, Is.LessThan(Prompts.Length * (tokens + 2)), "decode steps were shared");
+    }
+
+    private static int[] TokensOf(string text, int vocab) => [1, .. text.Select(c => 3 + c % (vocab - 3))];
+
+    [Test]
+    public async Task ReaderThatLeaves_FreesItsPagesAndTheOthersGoOn()
+    {
+        using var model = Model.Load(SharedData.Stories, new ModelOptions { ContextLength = 256 });
+        await using var batch = new BatchedGenerator(model, new BatchedGeneratorOptions { MaxBatch = 4, KvPageSize = 16 });
+        var settings = new GenerationSettings { MaxTokens = 200, StopAtEos = false, Sampling = SamplingSettings.Greedy };
+        var leaver = batch.Submit(model.EncodePrompt("Once upon a time", true), settings);
+        var stayer = batch.Submit(model.EncodePrompt("Lily", true), settings);
+        int read = 0;
+        await foreach (var _ in leaver.Tokens) if (++read == 3) break;
+        Assert.That((await leaver.Completion).StopReason, Is.EqualTo(StopReason.Cancelled));
+        var rest = await Batched(stayer);
+        Assert.That(rest.Ids, Has.Length.EqualTo(200), "the other sequence ran to its budget");
+        Assert.That(batch.Stats.KvPagesInUse, Is.EqualTo(0));
+    }
+
+    [Test]
+    public async Task CancelledToken_EndsTheStreamWithOperationCanceled_AndFreesPages()
+    {
+        using var model = Model.Load(SharedData.Stories, new ModelOptions { ContextLength = 256 });
+        await using var batch = new BatchedGenerator(model);
+        using var cts = new CancellationTokenSource();
+        var r = batch.Submit(model.EncodePrompt("Once", true), new GenerationSettings { MaxTokens = 250, StopAtEos = false }, cts.Token);
+        var ex = Assert.ThrowsAsync<OperationCanceledException>(async () =>
+        {
+            int n = 0;
+            await foreach (var _ in r.Tokens) if (++n == 2) cts.Cancel();
+        });
+        Assert.That(ex, Is.Not.Null);
+        Assert.That((await r.Completion).StopReason, Is.EqualTo(StopReason.Cancelled));
+        for (int i = 0; i < 200 && batch.Stats.KvPagesInUse > 0; i++) await Task.Delay(10);
+        Assert.That(batch.Stats.KvPagesInUse, Is.EqualTo(0));
+    }
+
+    [Test]
+    public void FullQueue_BadRequests_AreTypedErrors()
+    {
+        using var model = Model.Load(SharedData.Stories, new ModelOptions { ContextLength = 64 });
+        using var batch = new BatchedGenerator(model, new BatchedGeneratorOptions { MaxBatch = 1, MaxQueue = 1 });
+        var long_ = new GenerationSettings { MaxTokens = 60, StopAtEos = false };
+        var first = batch.Submit([1, 2, 3], long_);
+        var second = batch.Submit([1, 2, 3], long_);
+        // one running (or about to), one queued: a third is refused until one ends
+        var full = Assert.Throws<QueueFullException>(() => batch.Submit([1, 2, 3], long_));
+        Assert.That(full!.Message, Does.Contain("MaxQueue 1"));
+        Assert.That(Assert.Throws<InvalidRequestException>(() => batch.Submit(new int[64], long_))!.Message, Does.Contain("context length 64"));
+        Assert.That(Assert.Throws<InvalidRequestException>(() => batch.Submit([1, 999_999], long_))!.Message, Does.Contain("999999"));
+        Assert.That(Assert.Throws<InvalidRequestException>(() => batch.Submit([], long_))!.Message, Does.Contain("empty prompt"));
+        first.Cancel(); second.Cancel();
+        Assert.That(Task.WaitAll([first.Completion, second.Completion], TimeSpan.FromSeconds(30)), Is.True);
+        Assert.Throws<InvalidRequestException>(() => new BatchedGenerator(model, new BatchedGeneratorOptions { MaxBatch = 17 }));
+    }
+
+    [Test]
+    public async Task Dispose_WithRequestsRunningAndQueued_CancelsThemAndReturns()
+    {
+        using var model = Model.Load(SharedData.Stories, new ModelOptions { ContextLength = 256 });
+        var batch = new BatchedGenerator(model, new BatchedGeneratorOptions { MaxBatch = 1 });
+        var settings = new GenerationSettings { MaxTokens = 250, StopAtEos = false };
+        var running = batch.Submit([1, 2, 3], settings);
+        var queued = batch.Submit([1, 4, 5], settings);
+        await foreach (var _ in running.Tokens) break;
+        var dispose = Task.Run(batch.Dispose);
+        Assert.That(dispose.Wait(TimeSpan.FromSeconds(30)), Is.True, "Dispose returned");
+        Assert.That((await queued.Completion).StopReason, Is.EqualTo(StopReason.Cancelled));
+        Assert.That((await running.Completion).StopReason, Is.EqualTo(StopReason.Cancelled));
+        Assert.Throws<ObjectDisposedException>(() => batch.Submit([1], settings));
+    }
+}
