@@ -60,15 +60,17 @@ public sealed class KernelConfig : ManualConfig
     }
 }
 
-/// <summary>Decode matrix-vector product per weight type at llama-160m's MLP shape (3072 x 768).</summary>
+/// <summary>Decode matrix-vector product per weight type at llama-160m's MLP shape (3072 x 768), for one sequence and
+/// for a batched decode step of 8 (every weight read once for all 8 rows).</summary>
 [Config(typeof(KernelConfig))]
 public unsafe class MatVecBench : IWork
 {
     [Params(WeightType.F32, WeightType.F16, WeightType.BF16, WeightType.Q8_0, WeightType.Q4_0)] public WeightType Type { get; set; }
+    [Params(1, 8)] public int Sequences { get; set; } = 1;
     public int Rows { get; set; } = 3072;
     public int Cols { get; set; } = 768;
-    public double Bytes => Rows * Type.RowBytes(Cols) + 4.0 * (Rows + Cols);
-    public double Flops => 2.0 * Rows * Cols;
+    public double Bytes => Rows * Type.RowBytes(Cols) + 4.0 * Sequences * (Rows + Cols);
+    public double Flops => 2.0 * Sequences * Rows * Cols;
 
     private CpuBackend _b = null!;
     private DeviceTensor _x = null!, _y = null!;
@@ -82,10 +84,10 @@ public unsafe class MatVecBench : IWork
         var w = new float[Rows * Cols];
         for (int i = 0; i < w.Length; i++) w[i] = (float)(rnd.NextDouble() - 0.5);
         _w = _b.Upload(new HostWeight("w", Rows, Cols, Type, Encode(w, Type, Rows, Cols)));
-        _x = _b.Allocate(1, Cols); _y = _b.Allocate(1, Rows);
+        _x = _b.Allocate(Sequences, Cols); _y = _b.Allocate(Sequences, Rows);
     }
 
-    [Benchmark] public void MatVec() => _b.MatMul(_x, _w, null, _y, 1);
+    [Benchmark] public void MatVec() => _b.MatMul(_x, _w, null, _y, Sequences);
 
     internal static byte[] Encode(float[] w, WeightType type, int rows, int cols) => WeightEncoding.Encode(w, type, rows, cols);
 }

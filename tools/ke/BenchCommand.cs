@@ -20,6 +20,7 @@ internal static class BenchCommand
         var tg = new Option<string>("--tg") { Description = "Generated tokens, comma-separated for several (0 = skip)", DefaultValueFactory = _ => "128" };
         var reps = new Option<int>("--reps", "-r") { Description = "Repetitions after one warm-up", DefaultValueFactory = _ => 5 }.InRange(1, 10_000);
         var depth = new Option<string>("--depth", "-d") { Description = "Tokens of context already in the cache when pp and tg are measured (llama-bench's -d), comma-separated for several", DefaultValueFactory = _ => "0" };
+        var parallel = new Option<string>("--parallel", "-np") { Description = "tg: sequences decoded together in one batch (continuous batching; the result is their aggregate tok/s), comma-separated for several", DefaultValueFactory = _ => "1" };
         var threads = new Option<string?>("--threads", "-t") { Description = "CPU threads, comma-separated for several (default: one per core)" };
         var format = new Option<string>("--format") { Description = "Output: md (a table), csv, json (as --json)", DefaultValueFactory = _ => "md" }.AcceptOnlyFromAmong("md", "csv", "json");
         var noRoofline = new Option<bool>("--no-roofline") { Description = "Skip measuring memory bandwidth" };
@@ -28,13 +29,15 @@ internal static class BenchCommand
         var mmap = new Option<bool>("--mmap") { Description = "CPU: read F32/F16/BF16 weights in place from the mapped files (faster load; default copies them into huge pages)" };
         var cmd = new Command("bench", "Prompt processing and token generation speed (llama-bench style): tok/s ± sd, GB/s, GFLOP/s, fraction of roofline; one row per combination of the listed values")
         {
-            model, preset, dtypes, pp, tg, reps, depth, threads, device, noRoofline, f16kv, kvType, mmap, format, json,
+            model, preset, dtypes, pp, tg, reps, depth, parallel, threads, device, noRoofline, f16kv, kvType, mmap, format, json,
         };
         cmd.SetAction(p => CliCommon.Run(p, () =>
         {
             var pps = Ints(p.GetValue(pp)!, "--pp", 0, 1 << 20);
             var tgs = Ints(p.GetValue(tg)!, "--tg", 0, 1 << 20);
             var depths = Ints(p.GetValue(depth)!, "--depth", 0, 1 << 24);
+            var parallels = Ints(p.GetValue(parallel)!, "--parallel", 1, Kernels.MatMul.MatVecCpu.MaxRows);
+            if (parallels.Any(n => n > 1) && depths.Any(d => d > 0)) throw new InvalidRequestException("--parallel runs from an empty cache: drop --depth");
             var threadCounts = p.GetValue(threads) is { } tl ? Ints(tl, "--threads", 1, 1024).Select(t => (int?)t).ToList() : [null];
             var folders = new List<(string Label, string Dir)>();
             if (p.GetValue(model) is string m) folders.Add((Path.GetFileName(Path.TrimEndingDirectorySeparator(m)), m));
@@ -66,11 +69,13 @@ internal static class BenchCommand
                     int nThreads = threadCount ?? Environment.ProcessorCount;
                     foreach (int d in depths)
                     {
-                        var tests = pps.Where(x => x > 0).Select(x => (Pp: x, Tg: 0)).Concat(tgs.Where(x => x > 0).Select(x => (Pp: 0, Tg: x))).ToList();
-                        foreach (var (testPp, testTg) in tests)
-                            foreach (var r in BenchRunner.Run(mm, testPp, testTg, p.GetValue(reps), roof?.ReadGBps, d))
+                        var tests = pps.Where(x => x > 0).Select(x => (Pp: x, Tg: 0, Np: 1))
+                            .Concat(tgs.Where(x => x > 0).SelectMany(x => parallels.Select(np => (Pp: 0, Tg: x, Np: np)))).ToList();
+                        foreach (var (testPp, testTg, np) in tests)
+                            foreach (var r in np > 1 ? [BenchRunner.RunParallel(mm, testTg, np, p.GetValue(reps), roof?.ReadGBps)]
+                                         : BenchRunner.Run(mm, testPp, testTg, p.GetValue(reps), roof?.ReadGBps, d))
                             {
-                                rows.Add(new { model = label, parameters = mm.ParameterCount, weight_bytes = mm.WeightBytes, device = mm.Device.Id, threads = nThreads, test = r.Test, depth = d,
+                                rows.Add(new { model = label, parameters = mm.ParameterCount, weight_bytes = mm.WeightBytes, device = mm.Device.Id, threads = nThreads, test = r.Test, depth = d, parallel = np,
                                     tokens_per_second = r.TokensPerSecond.Mean, stddev = r.TokensPerSecond.StdDev, gbps = r.GBps, gflops = r.Gflops, roofline_fraction = r.RooflineFraction });
                                 if (fmt == "md")
                                     Console.WriteLine($"| {label} | {mm.ParameterCount / 1e6:F1} M | {mm.WeightBytes / 1048576.0:F0} MiB | {mm.Device.Id} | {nThreads} | {r.Test} | {r.TokensPerSecond} | {r.GBps:F1} | {r.Gflops:F1} | {(r.RooflineFraction is double f ? f.ToString("P0") : "")} |");

@@ -71,6 +71,31 @@ public static class BenchRunner
         return results;
     }
 
+    /// <summary>
+    /// Batched decoding (llama-batched-bench's S_TG): <paramref name="parallel"/> sequences of one random token each
+    /// decode <paramref name="tg"/> tokens together in a <see cref="BatchedGenerator"/>; the result is the aggregate
+    /// tok/s of all of them. GB/s counts the weights once per step and each sequence's KV cache.
+    /// </summary>
+    public static BenchResult RunParallel(Model model, int tg, int parallel, int reps, double? readGBps)
+    {
+        if (tg + 1 >= model.ContextLength) throw new InvalidRequestException($"{tg} tokens exceed the context length {model.ContextLength} (--context)");
+        var rng = new Random(1234);
+        int vocab = model.Config.VocabSize;
+        using var batch = new BatchedGenerator(model, new BatchedGeneratorOptions { MaxBatch = parallel, ContextLength = tg + 1, KvPageSize = tg + 1 });
+        var settings = new GenerationSettings { MaxTokens = tg, StopAtEos = false, Sampling = Decoding.SamplingSettings.Greedy };
+        var times = Repeat(reps, () =>
+        {
+            var requests = Enumerable.Range(0, parallel).Select(_ => batch.Submit([rng.Next(3, vocab)], settings)).ToArray();
+            Task.WaitAll(requests.Select(r => r.Completion).ToArray());
+            foreach (var r in requests)
+                if (r.Completion.Result.GeneratedTokens != tg) throw new InvalidOperationException($"a batched sequence stopped after {r.Completion.Result.GeneratedTokens} of {tg} tokens");
+        });
+        var tps = times.Select(t => (double)parallel * tg / t).ToList();
+        double meanTps = tps.Average();
+        double gbps = (WeightBytesPerPass(model) + parallel * KvBytes(model, tg / 2.0)) * (meanTps / parallel) / 1e9;
+        return new BenchResult($"tg{tg} x{parallel}", tg, Stat.Of(tps), gbps, FlopsPerToken(model, tg / 2.0) * meanTps / 1e9, readGBps is > 0 ? gbps / readGBps : null);
+    }
+
     /// <summary>One warm-up run, then the seconds of each of <paramref name="reps"/> runs.</summary>
     /// <param name="setup">runs before each run, untimed (a rewind: with sliding-window layers that hold only their
     /// window it may run tokens again)</param>
