@@ -9,8 +9,10 @@ internal static class ScoreCommand
 {
     public static Command Create()
     {
-        var model = CliCommon.Model(); var json = CliCommon.Json(); var device = CliCommon.Device();
-        var file = new Option<string>("--file", "-f") { Description = "UTF-8 text file to score", Required = true };
+        var model = CliCommon.Model(); model.Required = false; var json = CliCommon.Json(); var device = CliCommon.Device();
+        var file = new Option<string?>("--file", "-f") { Description = "UTF-8 text file to score" };
+        var shard = new Option<string?>("--shard") { Description = "Score only shard I of N (I/N, 0-based, e.g. a Kubernetes indexed Job's index): prints a partial result to merge with --merge" };
+        var merge = new Option<string[]>("--merge") { Description = "Add up the partial results of every shard (files written by --shard I/N --json): prints what an unsharded run prints", AllowMultipleArgumentsPerToken = true };
         var context = new Option<int?>("--context") { Description = "Window length in tokens (default: the model's context)" }.InRange(2, int.MaxValue);
         var stride = new Option<int?>("--stride") { Description = "Window advance in tokens (default: half the window)" }.InRange(1, int.MaxValue);
         var trace = new Option<string?>("--trace") { Description = "Per-token trace file: .json for JSON, else CSV" };
@@ -21,16 +23,25 @@ internal static class ScoreCommand
         var kvType = CliCommon.KvType();
         var cmd = new Command("score", "Score a text: NLL, perplexity, bits per token/byte, entropy, information capacity, KL against a base")
         {
-            model, file, context, stride, trace, klBase, klBaseFile, saveBase, icBias, kvType, device, json,
+            model, file, shard, merge, context, stride, trace, klBase, klBaseFile, saveBase, icBias, kvType, device, json,
         };
         cmd.SetAction(p => CliCommon.Run(p, () =>
         {
-            string text = Scorer.ReadText(p.GetValue(file)!);
+            if (p.GetValue(merge) is { Length: > 0 } parts)
+            {
+                if (p.GetValue(shard) != null) throw new InvalidRequestException("give --shard or --merge, not both");
+                Print(Summary(ScorePartial.Merge(parts)), p.GetValue(json));
+                return 0;
+            }
+            string text = Scorer.ReadText(p.GetValue(file) ?? throw new InvalidRequestException("--file is required (or --merge PART...)"));
+            ScoreShard? part = p.GetValue(shard) is string sh ? ScoreShard.Parse(sh) : null;
+            if (part != null && (p.GetValue(trace) != null || p.GetValue(saveBase) != null))
+                throw new InvalidRequestException("--shard writes a partial result only: drop --trace and --save-base");
             var opts = new ModelOptions { Device = p.GetValue(device)! };
             // --kv-type applies to the scored model; a --kl-base runs with an F32 cache (so --kl-base of the same folder
             // measures what the F16 cache costs)
-            using var m = CliProgress.Load(p.GetValue(model)!, opts with { KvCacheType = p.GetValue(kvType) });
-            var so = new ScoreOptions { Context = p.GetValue(context), Stride = p.GetValue(stride), IcBias = p.GetValue(icBias) };
+            using var m = CliProgress.Load(p.GetValue(model) ?? throw new InvalidRequestException("--model is required (or --merge PART...)"), opts with { KvCacheType = p.GetValue(kvType) });
+            var so = new ScoreOptions { Context = p.GetValue(context), Stride = p.GetValue(stride), IcBias = p.GetValue(icBias), Shard = part };
             var tokens = Scorer.TokensOf(m, text);
             // The base runs in lockstep with the model (--kl-base) or is read a row at a time (--kl-base-file): memory does
             // not grow with the text's length.
@@ -49,25 +60,42 @@ internal static class ScoreCommand
             var r = CliProgress.Run($"scoring {tokens.Length} tokens", fraction =>
                 Scorer.ScoreTokens(m, tokens, Encoding.UTF8.GetByteCount(text), so with { Progress = Tokens(fraction) }, baseModel: bm, baseLogProbs: baseLp));
             if (p.GetValue(trace) is string tracePath) WriteTrace(tracePath, r, m);
-            var summary = new Dictionary<string, object>
-            {
-                ["tokens"] = r.TokenCount, ["bytes"] = r.Bytes, ["windows"] = r.Windows,
-                ["mean_nll"] = r.MeanNll, ["bits_per_token"] = r.BitsPerToken, ["bits_per_byte"] = r.BitsPerByte,
-                ["perplexity"] = r.Perplexity, ["mean_entropy_bits"] = r.MeanEntropyBits, ["top1_accuracy"] = r.Top1Accuracy,
-                ["flops_per_token"] = r.FlopsPerToken, ["information_capacity"] = r.InformationCapacity, ["ic_bias"] = r.IcBias,
-            };
-            if (r.HasBase)
-            {
-                summary["kl_mean"] = r.MeanKl; summary["kl_p50"] = r.KlPercentile(50); summary["kl_p90"] = r.KlPercentile(90);
-                summary["kl_p99"] = r.KlPercentile(99); summary["kl_max"] = r.KlPercentile(100);
-                summary["top1_agreement"] = r.Top1Agreement; summary["base_perplexity"] = r.BasePerplexity; summary["perplexity_ratio"] = r.PerplexityRatio;
-            }
             if (r.TokenCount > 2000) Console.Error.WriteLine();
-            if (p.GetValue(json)) CliCommon.PrintJson(summary);
-            else foreach (var (k, v) in summary) Console.WriteLine($"{k,-22} {(v is double d ? d.ToString("G6", CultureInfo.InvariantCulture) : v)}");
+            if (part is { } sp)
+            {
+                if (!p.GetValue(json)) throw new InvalidRequestException("--shard prints a partial result as JSON: add --json");
+                Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(ScorePartial.Of(r, sp, ScorePartial.Hash(text), tokens.Length)));
+                return 0;
+            }
+            Print(Summary(r.Totals), p.GetValue(json));
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>The figures a score prints, all read from its totals (so a merged run prints the same digits).</summary>
+    private static Dictionary<string, object> Summary(ScoreTotals r)
+    {
+        var summary = new Dictionary<string, object>
+        {
+            ["tokens"] = r.Tokens, ["bytes"] = r.Bytes, ["windows"] = r.Windows,
+            ["mean_nll"] = r.MeanNll, ["bits_per_token"] = r.BitsPerToken, ["bits_per_byte"] = r.BitsPerByte,
+            ["perplexity"] = r.Perplexity, ["mean_entropy_bits"] = r.MeanEntropyBits, ["top1_accuracy"] = r.Top1Accuracy,
+            ["flops_per_token"] = r.FlopsPerToken, ["information_capacity"] = r.InformationCapacity, ["ic_bias"] = r.IcBias,
+        };
+        if (r.HasBase)
+        {
+            summary["kl_mean"] = r.MeanKl; summary["kl_p50"] = r.KlPercentile(50); summary["kl_p90"] = r.KlPercentile(90);
+            summary["kl_p99"] = r.KlPercentile(99); summary["kl_max"] = r.KlPercentile(100);
+            summary["top1_agreement"] = r.Top1Agreement; summary["base_perplexity"] = r.BasePerplexity; summary["perplexity_ratio"] = r.PerplexityRatio;
+        }
+        return summary;
+    }
+
+    private static void Print(Dictionary<string, object> summary, bool json)
+    {
+        if (json) CliCommon.PrintJson(summary);
+        else foreach (var (k, v) in summary) Console.WriteLine($"{k,-22} {(v is double d ? d.ToString("G6", CultureInfo.InvariantCulture) : v)}");
     }
 
     private static void WriteTrace(string path, ScoreResult r, Model m)

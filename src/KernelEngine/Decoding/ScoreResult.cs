@@ -19,43 +19,44 @@ public sealed record ScoreResult
     public required double IcBias { get; init; }
     /// <summary>Sliding windows the text was scored in.</summary>
     public int Windows { get; init; }
+    /// <summary>The window length used, in tokens.</summary>
+    public int Context { get; init; }
+    /// <summary>The window advance used, in tokens.</summary>
+    public int Stride { get; init; }
+
+    /// <summary>Counts and exact sums every figure below is read from (what <c>ke score --shard</c> writes).</summary>
+    public required ScoreTotals Totals { get; init; }
 
     /// <summary>Tokens scored.</summary>
     public int TokenCount => Tokens.Count;
     /// <summary>Mean negative log-likelihood per token, in nats.</summary>
-    public double MeanNll => Tokens.Count == 0 ? double.NaN : -Tokens.Average(t => t.LogProb);
+    public double MeanNll => Totals.MeanNll;
     /// <summary>Mean negative log-likelihood per token, in bits.</summary>
-    public double BitsPerToken => MeanNll / Math.Log(2);
+    public double BitsPerToken => Totals.BitsPerToken;
     /// <summary>Negative log-likelihood of the text in bits per UTF-8 byte.</summary>
-    public double BitsPerByte => -Tokens.Sum(t => t.LogProb) / Math.Log(2) / Bytes;
+    public double BitsPerByte => Totals.BitsPerByte;
     /// <summary>e^(mean NLL).</summary>
-    public double Perplexity => Math.Exp(MeanNll);
+    public double Perplexity => Totals.Perplexity;
     /// <summary>Mean entropy of the predicted distributions, in bits.</summary>
-    public double MeanEntropyBits => Tokens.Average(t => t.EntropyBits);
+    public double MeanEntropyBits => Totals.MeanEntropyBits;
     /// <summary>Bits of text per token (8 · bytes / tokens).</summary>
-    public double TextBitsPerToken => 8.0 * Bytes / TokenCount;
+    public double TextBitsPerToken => Totals.TextBitsPerToken;
     /// <summary>Information capacity (see the class summary).</summary>
-    public double InformationCapacity => (TextBitsPerToken - BitsPerToken + IcBias) / Math.Log2(FlopsPerToken);
+    public double InformationCapacity => Totals.InformationCapacity;
     /// <summary>Fraction of tokens that were the model's most likely prediction.</summary>
-    public double Top1Accuracy => Tokens.Count(t => t.Rank == 0) / (double)TokenCount;
+    public double Top1Accuracy => Totals.Top1Accuracy;
 
     // With a base model (KL(base || model)), as llama-perplexity --kl-divergence reports.
     /// <summary>True when a base model was compared (KL(base || model) per token).</summary>
-    public bool HasBase => Tokens.Count > 0 && !double.IsNaN(Tokens[0].KlDivergence);
+    public bool HasBase => Totals.HasBase;
     /// <summary>Mean KL(base || model) per token, in nats.</summary>
-    public double MeanKl => Tokens.Average(t => t.KlDivergence);
+    public double MeanKl => Totals.MeanKl;
     /// <summary>The p-th percentile (0-100) of the per-token KL, interpolated.</summary>
-    public double KlPercentile(double p)
-    {
-        var sorted = Tokens.Select(t => t.KlDivergence).Order().ToArray();
-        double idx = p / 100 * (sorted.Length - 1);
-        int lo = (int)Math.Floor(idx), hi = (int)Math.Ceiling(idx);
-        return sorted[lo] + (sorted[hi] - sorted[lo]) * (idx - lo);
-    }
+    public double KlPercentile(double p) => Totals.KlPercentile(p);
     /// <summary>Fraction of tokens where the base and the model agree on the most likely token.</summary>
-    public double Top1Agreement => Tokens.Count(t => t.Top1Agrees == true) / (double)TokenCount;
+    public double Top1Agreement => Totals.Top1Agreement;
     /// <summary>The base model's perplexity on the same tokens.</summary>
-    public double BasePerplexity => Math.Exp(-Tokens.Average(t => t.BaseLogProb));
+    public double BasePerplexity => Totals.BasePerplexity;
     /// <summary>Perplexity / base perplexity.</summary>
-    public double PerplexityRatio => Perplexity / BasePerplexity;
+    public double PerplexityRatio => Totals.PerplexityRatio;
 }

@@ -90,9 +90,8 @@ public static class Scorer
         var scores = new TokenScore[tokens.Length - 1];
         var lp = new float[vocab];
         var baseRow = new float[vocab];
-        long attended = 0;
         Model[] models = baseModel != null ? [model, baseModel] : [model];
-        int windows = Run(models, tokens, ctx, stride, options.Progress, (target, rows) =>
+        int windows = Run(models, tokens, ctx, stride, options.Progress, options.Shard, (target, rows) =>
         {
             var logits = rows[0];
             int truth = tokens[target];
@@ -123,16 +122,29 @@ public static class Scorer
                 };
             }
             scores[target - 1] = score;
-        }, (target, contextTokens) => { scores[target - 1] = scores[target - 1] with { ContextTokens = contextTokens }; attended += contextTokens; });
+        }, (target, contextTokens) => { scores[target - 1] = scores[target - 1] with { ContextTokens = contextTokens }; });
         var c = model.Config;
         double matmulParams = (double)c.Layers * (c.HiddenSize * (double)(c.Heads * c.HeadDim) * 2 + 2.0 * c.HiddenSize * c.KvDim
             + (c.Architecture == Formats.Architecture.Llama ? 3.0 : 2.0) * c.HiddenSize * c.IntermediateSize) + (double)c.VocabSize * c.HiddenSize;
-        double meanAttended = attended / (double)scores.Length;
+        var scored = options.Shard == null ? scores : scores.Where(t => t.Position > 0).ToArray();   // a shard's targets only
+        var totals = new ScoreTotals
+        {
+            Bytes = bytes, Windows = windows, IcBias = options.IcBias, MatmulParams = matmulParams, AttentionWidth = (double)c.Layers * c.Heads * c.HeadDim,
+        };
+        foreach (var t in scored) totals.Add(t);
         return new ScoreResult
         {
-            Tokens = scores, Bytes = bytes, IcBias = options.IcBias, Windows = windows,
-            FlopsPerToken = 2 * matmulParams + 4.0 * c.Layers * meanAttended * c.Heads * c.HeadDim,
+            Tokens = scored, Bytes = bytes, IcBias = options.IcBias, Windows = windows, Totals = totals, Context = ctx, Stride = stride,
+            FlopsPerToken = scored.Length > 0 ? totals.FlopsPerToken : 2 * matmulParams,
         };
+    }
+
+    /// <summary>Windows a text of <paramref name="tokens"/> tokens is scored in (the loop of <c>Run</c>, without the model).</summary>
+    public static long WindowCount(int tokens, int ctx, int stride)
+    {
+        long windows = 0;
+        for (long begin = 0, scoredUpTo = 1; scoredUpTo < tokens; begin += stride, windows++) scoredUpTo = Math.Min(begin + ctx, tokens);
+        return windows;
     }
 
     private static (int Context, int Stride) Window(Model model, ScoreOptions? o, int tokens)
@@ -152,12 +164,12 @@ public static class Scorer
     /// </summary>
     private static int Run(Model model, int[] tokens, int ctx, int stride, IProgress<(int, int)>? progress,
         Action<int, float[]> onLogits, Action<int, int>? onContext = null) =>
-        Run([model], tokens, ctx, stride, progress, (target, rows) => onLogits(target, rows[0]), onContext);
+        Run([model], tokens, ctx, stride, progress, null, (target, rows) => onLogits(target, rows[0]), onContext);
 
     /// <summary>The windows of <see cref="Run(Model, int[], int, int, IProgress{ValueTuple{int, int}}?, Action{int, float[]}, Action{int, int}?)"/>
     /// for several models in lockstep (a model and its KL base): rows[m] holds model m's logits for the target, so no
     /// model's log-probs for the whole text are ever held (memory is a prefill chunk of logits per model).</summary>
-    private static int Run(Model[] models, int[] tokens, int ctx, int stride, IProgress<(int, int)>? progress,
+    private static int Run(Model[] models, int[] tokens, int ctx, int stride, IProgress<(int, int)>? progress, ScoreShard? shard,
         Action<int, float[][]> onLogits, Action<int, int>? onContext = null)
     {
         var sessions = new Session[models.Length];
@@ -169,9 +181,12 @@ public static class Scorer
             var rows = models.Select(_ => new float[vocab]).ToArray();
             int scoredUpTo = 1;   // next target to score
             int windows = 0;
-            for (int begin = 0; scoredUpTo < tokens.Length; begin += stride)
+            var (first, last) = shard?.Range(WindowCount(tokens.Length, ctx, stride)) ?? (0, long.MaxValue);
+            long w = 0;
+            for (int begin = 0; scoredUpTo < tokens.Length; begin += stride, w++)
             {
                 int end = Math.Min(begin + ctx, tokens.Length);
+                if (w < first || w >= last) { scoredUpTo = end; continue; }   // another shard's window
                 foreach (var session in sessions) session.Reset();
                 windows++;
                 // Feed tokens [begin, end - 1): the logits at position p predict tokens[p + 1].
