@@ -17,6 +17,7 @@ root.Subcommands.Add(ProfileCommand.Create());
 root.Subcommands.Add(CheckCommand.Create());
 root.Subcommands.Add(ExportGgufCommand.Create());
 root.Subcommands.Add(PresetCommand.Create());
+root.Subcommands.Add(ServeCommand.Create());
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)
 {

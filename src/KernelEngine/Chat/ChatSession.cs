@@ -21,8 +21,7 @@ public sealed class ChatSession : IDisposable
 {
     private readonly Model _model;
     private readonly Session _session;
-    private readonly ChatTemplate _template;
-    private ChatTemplate? _toolUse;
+    private readonly ChatPrompt _prompt;
     private readonly List<ChatMessage> _messages = [];
     private int _turn;
 
@@ -31,7 +30,7 @@ public sealed class ChatSession : IDisposable
         ArgumentNullException.ThrowIfNull(settings);
         _model = model;
         Settings = settings;
-        _template = new ChatTemplate(settings.Template ?? model.ChatTemplate ?? ChatSettings.ChatMLTemplate, settings.Now);
+        _prompt = new ChatPrompt(model, settings);
         _session = model.CreateSession();
         Reset();
     }
@@ -43,7 +42,7 @@ public sealed class ChatSession : IDisposable
     /// <summary>The session holding the conversation's KV cache.</summary>
     public Session Session => _session;
     /// <summary>The template in use.</summary>
-    public ChatTemplate Template => _template;
+    public ChatTemplate Template => _prompt.Template;
     /// <summary>The last answer (null before the first).</summary>
     public ChatReply? LastReply { get; private set; }
 
@@ -59,6 +58,7 @@ public sealed class ChatSession : IDisposable
     public void SetSystemPrompt(string? text)
     {
         Settings = Settings with { SystemPrompt = text };
+        _prompt.Settings = Settings;
         if (_messages.Count > 0 && _messages[0].Role == "system") _messages.RemoveAt(0);
         if (!string.IsNullOrEmpty(text)) _messages.Insert(0, ChatMessage.System(text));
     }
@@ -72,11 +72,7 @@ public sealed class ChatSession : IDisposable
 
     /// <summary>The prompt text for the current messages (what the model is fed).</summary>
     public string RenderPrompt(bool addGenerationPrompt = true, IReadOnlyList<ChatTool>? tools = null) =>
-        TemplateFor(tools ?? Settings.Tools).Render(Variables(_messages, addGenerationPrompt, tools ?? Settings.Tools));
-
-    /// <summary>With tools offered and no template given, the model's "tool_use" template where it has one.</summary>
-    private ChatTemplate TemplateFor(IReadOnlyList<ChatTool> tools) =>
-        tools.Count > 0 && Settings.Template == null && _model.ToolUseChatTemplate is { } source ? _toolUse ??= new ChatTemplate(source, Settings.Now) : _template;
+        _prompt.Render(_messages, addGenerationPrompt, tools ?? Settings.Tools);
 
     /// <summary>Adds a user message and streams the answer's text (stop strings left out); <see cref="LastReply"/> has the rest.</summary>
     public IAsyncEnumerable<string> SendAsync(string userMessage, GenerationSettings? settings = null, CancellationToken cancellationToken = default)
@@ -116,10 +112,7 @@ public sealed class ChatSession : IDisposable
         IEnumerable<GeneratedToken> tokens;
         try
         {
-            if (_messages.Count == 0) throw new InvalidRequestException("the conversation has no messages");
-            string prompt = TemplateFor(tools).Render(Variables(_messages, true, tools));
-            int[] ids = _model.Tokenizer.EncodeWithSpecialTokens(prompt);
-            if (ids.Length == 0) throw new InvalidRequestException("the chat template rendered an empty prompt");
+            int[] ids = _prompt.Encode(_messages, tools);
             tokens = _session.Generate(ids, settings, atStartOfText: false, ct);   // validates eagerly
         }
         catch when (retractOnError && _messages.Count > 0)
@@ -147,58 +140,9 @@ public sealed class ChatSession : IDisposable
                 calls.Add(new ToolCall(parsed.Calls[i].Id ?? $"c{_turn % 10000:D4}{i % 10000:D4}", parsed.Calls[i].Name, parsed.Calls[i].ArgumentsJson));
         }
         _turn++;
-        var reason = calls.Count > 0 ? ChatFinishReason.ToolCalls : stats.StopReason switch
-        {
-            StopReason.MaxTokens or StopReason.ContextFull => ChatFinishReason.Length,
-            StopReason.Cancelled => ChatFinishReason.Cancelled,
-            _ => ChatFinishReason.Stop,
-        };
+        var reason = calls.Count > 0 ? ChatFinishReason.ToolCalls : ChatPrompt.FinishReason(stats.StopReason);
         LastReply = new ChatReply(content, reason, new ChatUsage(stats.PromptTokens, stats.GeneratedTokens, stats.ReusedPromptTokens), calls, stats) { RawText = raw };
         _messages.Add(new ChatMessage("assistant", content) { ToolCalls = calls.Count > 0 ? calls : null });
-    }
-
-    /// <summary>The template's variables: messages (OpenAI-shaped dicts), tools, add_generation_prompt, bos/eos text, extras.</summary>
-    private Dictionary<string, object?> Variables(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, IReadOnlyList<ChatTool> tools)
-    {
-        var vars = new Dictionary<string, object?>(StringComparer.Ordinal)
-        {
-            ["messages"] = messages.Select(MessageValue).ToList(),
-            ["add_generation_prompt"] = addGenerationPrompt,
-            ["bos_token"] = _model.BosText,
-            ["eos_token"] = _model.EosText,
-            ["tools"] = tools.Count == 0 ? null : tools.Select(ToolValue).ToList(),
-        };
-        foreach (var (k, v) in Settings.Variables) vars[k] = v;
-        return vars;
-    }
-
-    private static Dictionary<string, object?> MessageValue(ChatMessage m)
-    {
-        var d = new Dictionary<string, object?> { ["role"] = m.Role, ["content"] = m.Content ?? "" };
-        if (m.ToolCalls is { Count: > 0 } calls)
-            d["tool_calls"] = calls.Select(c => new Dictionary<string, object?>
-            {
-                ["id"] = c.Id, ["type"] = "function",
-                ["function"] = new Dictionary<string, object?> { ["name"] = c.Name, ["arguments"] = ArgumentsValue(c.ArgumentsJson) },
-            }).ToList();
-        if (m.ToolCallId != null) d["tool_call_id"] = m.ToolCallId;
-        if (m.Name != null) d["name"] = m.Name;
-        return d;
-    }
-
-    /// <summary>Arguments as a dict (templates apply tojson to them, as transformers passes them); text that is not JSON stays text.</summary>
-    private static object? ArgumentsValue(string json)
-    {
-        try { using var doc = JsonDocument.Parse(json); return doc.RootElement.Clone(); }
-        catch (JsonException) { return json; }
-    }
-
-    private static Dictionary<string, object?> ToolValue(ChatTool t)
-    {
-        var f = new Dictionary<string, object?> { ["name"] = t.Name };
-        if (t.Description != null) f["description"] = t.Description;
-        if (t.Parameters is JsonElement p) f["parameters"] = p;
-        return new Dictionary<string, object?> { ["type"] = "function", ["function"] = f };
     }
 
     /// <summary>Frees the conversation's KV cache.</summary>

@@ -2,7 +2,7 @@ namespace KernelEngine.Decoding;
 
 /// <summary>
 /// What a score is computed from: counts and exact sums over the scored tokens, plus the model's shape for the FLOPs
-/// count. Totals of disjoint sets of windows add up (<see cref="Add"/>) to the totals of the whole text exactly, so the
+/// count. Totals of disjoint sets of windows add up (<see cref="Add(ScoreTotals)"/>) to the totals of the whole text exactly, so the
 /// figures read from them are the same to the last digit however the text was split (<c>ke score --shard / --merge</c>).
 /// </summary>
 public sealed class ScoreTotals
