@@ -18,6 +18,7 @@ root.Subcommands.Add(CheckCommand.Create());
 root.Subcommands.Add(ExportGgufCommand.Create());
 root.Subcommands.Add(PresetCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
+root.Subcommands.Add(LoadTestCommand.Create());
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)
 {

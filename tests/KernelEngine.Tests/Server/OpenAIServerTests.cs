@@ -207,6 +207,23 @@ public sealed class OpenAIServerTests
         Assert.That(metrics, Does.Contain("ke_server_requests_total").And.Contain("ke_server_kv_pages_in_use").And.Contain("ke_generated_tokens_total"));
     }
 
+    /// <summary>A bounded load test (ke loadtest, a separate process): mixed prompt lengths, 16 in flight, a tenth of the
+    /// clients hanging up mid-stream; no 5xx, no connection error, nothing held afterwards.</summary>
+    [Test]
+    public async Task LoadTest_NoServerErrors_AndNothingHeldAfterwards()
+    {
+        using var model = Model.Load(SharedData.Stories, new ModelOptions { ContextLength = 512 });
+        await using var server = OpenAIServer.Build(model, new ServerOptions { Port = 0, MaxBatch = 8, MaxQueue = 64 });
+        await server.StartAsync();
+        var r = CliRunner.Run("loadtest", "--url", server.Address, "--requests", "80", "--concurrency", "16", "--disconnect", "0.1", "--max-tokens", "24", "--json");
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout + r.Stderr);
+        var doc = JsonDocument.Parse(r.Stdout).RootElement;
+        Assert.That(doc.GetProperty("statuses").GetProperty("200").GetInt32(), Is.EqualTo(80));
+        Assert.That(doc.GetProperty("disconnected").GetInt32(), Is.GreaterThan(0));
+        Assert.That((doc.GetProperty("active_after").GetInt32(), doc.GetProperty("kv_pages_after").GetInt32()), Is.EqualTo((0, 0)));
+        Assert.That(doc.GetProperty("completion_tokens").GetInt64(), Is.GreaterThan(80 * 24 / 2));
+    }
+
     [Test]
     public async Task FullQueue_Is429()
     {
