@@ -118,10 +118,28 @@ internal static unsafe class MatVecCpu
         // Several x rows: a chunk of weight rows stays in L1 while every x row meets it.
         long rowBytes = part.Type.HasPackedCpuDecode() ? PackedQuant.RowBytes(part.Type, j.InDim) : part.Type.RowBytes(j.InDim);
         int chunk = (int)Math.Clamp(ChunkBytes / rowBytes, 1, 64) + 3 & ~3;
+        bool q4x4 = part.Type == WeightType.Q4_0 && QuantMatVecCpu.HasQ4_0x4 && j.Rows >= 4;
         for (int c0 = o0; c0 < o1; c0 += chunk)
         {
             int c1 = Math.Min(o1, c0 + chunk);
-            for (int r = 0; r < j.Rows; r++)
+            int r0 = 0;
+            if (q4x4)
+            {
+                // 4 rows at a time share each weight row's unpacking (same results as one at a time)
+                int blocks = j.InDim / WeightTypes.BlockElements;
+                for (; r0 + 4 <= j.Rows; r0 += 4)
+                {
+                    float* y = part.Y + (long)r0 * part.OutDim;
+                    long n = part.OutDim;
+                    for (int o = c0; o < c1; o++)
+                        QuantMatVecCpu.DotQ4_0x4(part.Packed + o * rowBytes, j.In[r0].Act, j.In[r0 + 1].Act, j.In[r0 + 2].Act, j.In[r0 + 3].Act, blocks,
+                            y + o, y + n + o, y + 2 * n + o, y + 3 * n + o);
+                    if (part.Bias != null)
+                        for (int k = 0; k < 4; k++)
+                            for (int o = c0; o < c1; o++) y[k * n + o] += part.Bias[o];
+                }
+            }
+            for (int r = r0; r < j.Rows; r++)
             {
                 var rowPart = part;
                 rowPart.Y = part.Y + (long)r * part.OutDim;

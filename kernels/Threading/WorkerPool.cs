@@ -6,7 +6,8 @@ namespace KernelEngine.Kernels.Threading;
 /// <c>count</c> independent tasks that the caller and the workers claim from a shared counter.
 /// Workers spin briefly between jobs (decode issues a job every few microseconds) and then sleep.
 /// The body is a function pointer plus a context pointer, so a launch allocates nothing.
-/// A second caller that finds the pool busy (another session on another thread) runs its job inline.
+/// A second caller that finds the pool busy (another session on another thread), or a task that launches a job of its
+/// own, runs that job inline.
 /// </summary>
 public sealed unsafe class WorkerPool : IDisposable
 {
@@ -63,7 +64,9 @@ public sealed unsafe class WorkerPool : IDisposable
     public void For(int count, delegate*<void*, int, void> body, void* context)
     {
         if (count <= 0) return;
-        if (count == 1 || _threads.Length == 0 || !Monitor.TryEnter(_gate))
+        // Inline: one task, no workers, another caller's job running, or a task of this pool's own job (nested: the
+        // calling thread already holds the gate; a worker's attempt fails to take it).
+        if (count == 1 || _threads.Length == 0 || Monitor.IsEntered(_gate) || !Monitor.TryEnter(_gate))
         {
             for (int i = 0; i < count; i++) body(context, i);
             return;

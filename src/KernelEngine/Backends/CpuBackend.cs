@@ -254,6 +254,57 @@ internal sealed unsafe class CpuBackend : IBackend
         cache.Rows.Store(T(v).F, T(cache.V).Data, element, n);
     }
 
+    /// <summary>One sequence's part of <see cref="AttentionRows"/>, as raw pointers (a pool task cannot hold references).</summary>
+    private struct SequenceAttention
+    {
+        public float* Q, K, V, Out;
+        public byte* CacheK, CacheV;     // this layer's position 0
+        public long Element;             // where the new row goes, in elements from the layer's position 0
+        public KvRows Rows;
+        public int KvDim, Position;
+    }
+
+    private struct AttentionRowsJob
+    {
+        public SequenceAttention* Rows;
+        public WorkerPool Pool;
+        public AttentionShape Shape;
+    }
+
+    /// <summary>The sequences' rows in parallel, each on one thread: its attention's own launch then runs inline with the
+    /// split it gets alone (the split depends on the pool's size, not on who runs it), so each row is computed exactly
+    /// as a single decode step computes it.</summary>
+    public void AttentionRows(IReadOnlyList<SequenceRow> rows, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> positions, int layer, AttentionShape shape)
+    {
+        _ops++;
+        int n = positions.Length;
+        var parts = stackalloc SequenceAttention[n];
+        for (int r = 0; r < n; r++)
+        {
+            var c = caches[r];
+            long layerRow = c.PositionRow(layer);
+            parts[r] = new SequenceAttention
+            {
+                Q = T(rows[r].Q).F, K = T(rows[r].K).F, V = T(rows[r].V).F, Out = T(rows[r].Att).F,
+                CacheK = (byte*)T(c.K).Data + layerRow * c.K.RowBytes, CacheV = (byte*)T(c.V).Data + layerRow * c.V.RowBytes,
+                Element = (long)positions[r] * c.KvDim, Rows = c.Rows, KvDim = c.KvDim, Position = positions[r],
+            };
+        }
+        var job = new AttentionRowsJob { Rows = parts, Pool = _pool, Shape = shape };
+        // a GC handle is not needed: the job lives on this stack frame until For returns
+        _pool.For(n, &AttentionRowsTask, Unsafe.AsPointer(ref job));
+    }
+
+    private static void AttentionRowsTask(void* ctx, int r)
+    {
+        ref var job = ref Unsafe.AsRef<AttentionRowsJob>(ctx);
+        ref var p = ref job.Rows[r];
+        var s = job.Shape;
+        p.Rows.Store(p.K, p.CacheK, p.Element, p.KvDim);
+        p.Rows.Store(p.V, p.CacheV, p.Element, p.KvDim);
+        AttentionCpu.Causal(job.Pool, p.Q, p.CacheK, p.CacheV, p.Rows, p.Out, 1, p.Position, s.Heads, s.KvHeads, s.HeadDim, s.Scale, 0, s.Window, s.SoftCap);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape s, int branch = 0)
     {

@@ -57,6 +57,19 @@ internal interface IBackend : IDisposable
     /// branch &gt; 0 the rows are consecutive draft branches of that length, each seeing [0, start) and its own rows.
     /// </summary>
     void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape shape, int branch = 0);
+    /// <summary>
+    /// Batched decoding: row r is one token of its own sequence. Its k, v go to <paramref name="caches"/>[r] at
+    /// <paramref name="positions"/>[r] and its q attends over that cache, exactly as <see cref="StoreKv"/> and
+    /// <see cref="Attention"/> of one row would (the CPU runs the rows in parallel, each as it runs alone).
+    /// </summary>
+    void AttentionRows(IReadOnlyList<SequenceRow> rows, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> positions, int layer, AttentionShape shape)
+    {
+        for (int r = 0; r < positions.Length; r++)
+        {
+            StoreKv(rows[r].K, rows[r].V, caches[r], layer, positions[r], 1);
+            Attention(rows[r].Q, caches[r], layer, positions[r], 1, rows[r].Att, shape);
+        }
+    }
     /// <summary>Copies count cache positions from src to dst in every layer of the set (commits an accepted draft branch,
     /// context shift, a windowed layer's move to the front of its block); the ranges must not overlap. Positions map to
     /// rows by <see cref="KvCache.PositionRow"/>.</summary>

@@ -136,6 +136,15 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
         End(t, "attention", Layer(layer), 2L * (start + rows) * cache.K.RowBytes + 2 * F(q, rows));
     }
 
+    public void AttentionRows(IReadOnlyList<SequenceRow> rows, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> positions, int layer, AttentionShape shape)
+    {
+        var t = Begin();
+        inner.AttentionRows(rows, caches, positions, layer, shape);
+        long bytes = 0;
+        for (int r = 0; r < positions.Length; r++) bytes += 2L * (positions[r] + 2) * caches[r].K.RowBytes + 2 * F(rows[r].Q, 1);
+        End(t, "attention-rows", Layer(layer), bytes);
+    }
+
     public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope, KvLayers layers = KvLayers.All)
     {
         var t = Begin();

@@ -32,8 +32,9 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     private readonly object _gate = new();   // guards the queue, the active list and the page count
     private readonly Queue<Sequence> _queue = new();
     private readonly List<Sequence> _active = new();
+    private readonly List<FreeCache> _free = new();   // caches of ended sequences, kept for the next ones (not in use)
     private readonly Thread _thread;
-    private int _pagesInUse, _lastBatch;
+    private int _pagesInUse, _pagesFree, _lastBatch;
     private long _steps;
     private bool _closing, _draining;
 
@@ -74,7 +75,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     /// <summary>Sequences, queue and KV pages now.</summary>
     public BatchedGeneratorStats Stats
     {
-        get { lock (_gate) return new BatchedGeneratorStats(_active.Count, _queue.Count, _pagesInUse, _pages, Interlocked.Read(ref _steps), _lastBatch); }
+        get { lock (_gate) return new BatchedGeneratorStats(_active.Count, _queue.Count, _pagesInUse, _pages, Interlocked.Read(ref _steps), _lastBatch, _pagesFree); }
     }
 
     /// <summary>Streams tokens generated after a text prompt (encoded as <see cref="Session.EncodePrompt"/> does).</summary>
@@ -196,15 +197,13 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
                 s.Request.Finish(s.Stats(StopReason.Cancelled, 0));
                 continue;
             }
-            if (_active.Count >= _o.MaxBatch || _pagesInUse + s.Pages > _pages) return;
+            if (_active.Count >= _o.MaxBatch) return;
+            int pages = ClassOf(s.Pages);
+            if (_pagesInUse + pages > _pages) return;
             _queue.Dequeue();
             Diagnostics.Telemetry.QueueDepth.Add(-1);
-            try
-            {
-                var c = _model.Config;
-                s.Cache = new KvCache(_backend, c.Layers, Math.Min(s.Pages * _o.KvPageSize, _context), c.KvDim, _model.Options.ResolvedKvCacheType, c.HeadDim,
-                    _t.WindowedLayers, _t.AttentionWindow, _chunk);
-            }
+            s.Pages = pages;
+            try { TakeCache(s); }
             catch (Exception e)
             {
                 s.Request.Fail(e);
@@ -217,14 +216,74 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         }
     }
 
+    /// <summary>Caches come in whole powers of two of pages (up to a full context), so that an ended sequence's cache
+    /// fits the next request of its class.</summary>
+    private int ClassOf(int pages) => Math.Min(Math.Min((int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)pages), PagesFor(_context)), _pages);
+
+    /// <summary>
+    /// Gives s a cache of its class: a kept one when there is one (the one whose tokens share the longest prefix with
+    /// s's prompt, which then is not fed again: prefix reuse across requests), else a new one, after freeing kept
+    /// caches for room. Reuse starts at a multiple of the prefill chunk, so every chunk s prefills is the chunk it would
+    /// prefill alone (the same logits). Called under the lock.
+    /// </summary>
+    private void TakeCache(Sequence s)
+    {
+        FreeCache? best = null;
+        int bestReuse = -1;
+        foreach (var f in _free)
+        {
+            if (f.Pages != s.Pages) continue;
+            int common = 0, limit = Math.Min(f.Tokens.Length, s.Prompt.Length - 1);
+            while (common < limit && f.Tokens[common] == s.Prompt[common]) common++;
+            common -= common % _chunk;
+            if (!f.Cache.CanResumeAt(common)) common = 0;
+            if (common > bestReuse) { best = f; bestReuse = common; }
+        }
+        if (best != null)
+        {
+            _free.Remove(best);
+            _pagesFree -= best.Pages;
+            s.Cache = best.Cache;
+            s.Fed = s.Reused = bestReuse;
+            return;
+        }
+        // a new cache: kept ones go first while everything would not fit the page budget
+        while (_free.Count > 0 && _pagesInUse + _pagesFree + s.Pages > _pages)
+        {
+            var victim = _free.MaxBy(f => f.Pages)!;
+            _free.Remove(victim);
+            _pagesFree -= victim.Pages;
+            victim.Cache.Dispose();
+        }
+        var c = _model.Config;
+        s.Cache = new KvCache(_backend, c.Layers, Math.Min(s.Pages * _o.KvPageSize, _context), c.KvDim, _model.Options.ResolvedKvCacheType, c.HeadDim,
+            _t.WindowedLayers, _t.AttentionWindow, _chunk);
+    }
+
+    /// <summary>Ends s's hold on its slot and pages; its cache is kept for the next request (dropped when s failed: its
+    /// content is unknown). Called under the lock.</summary>
     private void Release(Sequence s, int index)
     {
         _active.RemoveAt(index);
-        s.Cache?.Dispose();
+        if (s.Cache != null)
+        {
+            if (s.Failed || _closing) s.Cache.Dispose();
+            else
+            {
+                // Only whole prefill chunks of the prompt can be reused: a position written by a decode step, or in a
+                // partial chunk, was computed along another path than a fresh prefill computes it.
+                int reusable = Math.Min(s.Fed, s.Prompt.Length / _chunk * _chunk);
+                _free.Add(new FreeCache(s.Cache, s.Pages, s.Prompt.AsSpan(0, reusable).ToArray()));
+                _pagesFree += s.Pages;
+            }
+        }
         s.Cache = null;
         _pagesInUse -= s.Pages;
         Diagnostics.Telemetry.KvPagesInUse.Add(-s.Pages);
     }
+
+    /// <summary>An ended sequence's cache and the tokens it holds.</summary>
+    private sealed record FreeCache(KvCache Cache, int Pages, int[] Tokens);
 
     private void PrefillChunk(Sequence s)
     {
@@ -302,6 +361,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     {
         if (s.Ended) return;
         s.Ended = true;
+        s.Failed = true;
         s.Request.Fail(e);
     }
 
@@ -327,6 +387,9 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
                 Release(_active[i], i);
             }
         }
+        foreach (var f in _free) f.Cache.Dispose();
+        _free.Clear();
+        _pagesFree = 0;
         _decode.Dispose();
         _prefill.Dispose();
         if (!ReferenceEquals(_backend, _model.BackendUnchecked)) _backend.Dispose();
@@ -342,7 +405,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         public readonly int[] Prompt = prompt;
         public readonly GenerationSettings Settings = settings;
         public readonly int Length = length;          // positions it may use (prompt + budget, at most the context)
-        public readonly int Pages = pages;
+        public int Pages = pages;                     // needed at submit; the cache class once admitted
         public readonly List<int> Committed = new(prompt);
         public readonly TokenEmitter Emitter = new(model.Tokenizer, settings, atStartOfText);
         public readonly bool OnDevice = settings.Sampling.IsGreedy && settings.Sampling.RepetitionPenalty == 1f && !settings.ReturnLogits;
@@ -356,12 +419,13 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         public KvCache? Cache;
         public int Fed;                 // positions in the cache
         public int Pending = -1;        // the token to feed next (decoding), or -1
-        public bool Ended;
+        public bool Ended, Failed;
+        public int Reused;              // prompt tokens found in a kept cache
         public double PrefillSeconds, FirstTokenSeconds = -1;
 
         public GenerationStats Stats(StopReason reason, double decodeSeconds) => new()
         {
-            PromptTokens = Prompt.Length, GeneratedTokens = Emitter.Generated, PrefillSeconds = PrefillSeconds,
+            PromptTokens = Prompt.Length, ReusedPromptTokens = Reused, GeneratedTokens = Emitter.Generated, PrefillSeconds = PrefillSeconds,
             DecodeSeconds = Fed >= Prompt.Length ? decodeSeconds : 0, StopReason = reason,
         };
     }

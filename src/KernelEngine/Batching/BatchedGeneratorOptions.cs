@@ -9,8 +9,9 @@ public sealed record BatchedGeneratorOptions
     public int MaxQueue { get; init; } = 64;
     /// <summary>The longest a sequence may grow (prompt + generated); 0: the model's context length.</summary>
     public int ContextLength { get; init; }
-    /// <summary>Positions per KV page: a sequence's cache is allocated in whole pages, as many as its prompt plus its
-    /// token budget need.</summary>
+    /// <summary>Positions per KV page: a sequence's cache holds whole pages, as many as its prompt plus its token budget
+    /// need rounded up to a power of two; an ended sequence's cache is kept for the next request of its size (which
+    /// reuses its prompt prefix where they share one).</summary>
     public int KvPageSize { get; init; } = 256;
     /// <summary>KV pages in all; a request waits in the queue until its pages are free. 0: enough for
     /// <see cref="MaxBatch"/> sequences of the full context.</summary>
@@ -38,4 +39,6 @@ public sealed record BatchedGeneratorOptions
 /// <param name="KvPages">pages in all</param>
 /// <param name="Steps">forward passes run (prefill chunks and decode steps)</param>
 /// <param name="LastBatchSize">sequences in the last decode step</param>
-public sealed record BatchedGeneratorStats(int Active, int Queued, int KvPagesInUse, int KvPages, long Steps, int LastBatchSize);
+/// <param name="KvPagesCached">pages of ended sequences' caches kept for the next requests (and their prompt prefixes);
+/// freed when a new cache needs the room</param>
+public sealed record BatchedGeneratorStats(int Active, int Queued, int KvPagesInUse, int KvPages, long Steps, int LastBatchSize, int KvPagesCached);

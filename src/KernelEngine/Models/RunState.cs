@@ -45,8 +45,8 @@ internal sealed class RunState : IDisposable
     private readonly List<DeviceTensor> _all;
     private readonly SequenceRow[]? _rows;
 
-    /// <summary>Row r's q, k, v and attention output as tensors of one row (made when the state was created with row views).</summary>
-    public SequenceRow Row(int r) => (_rows ?? throw new InvalidOperationException("this run state has no row views"))[r];
+    /// <summary>Each row's q, k, v and attention output as tensors of one row (made when the state was created with row views).</summary>
+    public IReadOnlyList<SequenceRow> Rows => _rows ?? throw new InvalidOperationException("this run state has no row views");
     public int Capacity { get; }
     /// <summary>The session's backend: every op of a forward pass over this state is issued through it.</summary>
     public IBackend Backend { get; }
@@ -66,6 +66,3 @@ internal sealed class RunState : IDisposable
         foreach (var t in _all) t.Dispose();
     }
 }
-
-/// <summary>One row of a batched decode step's q, k, v and attention output (views into <see cref="RunState"/>'s tensors).</summary>
-internal readonly record struct SequenceRow(DeviceTensor Q, DeviceTensor K, DeviceTensor V, DeviceTensor Att);

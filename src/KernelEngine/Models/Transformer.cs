@@ -177,13 +177,7 @@ internal sealed class Transformer : IDisposable
             b.StoreKv(s.K, s.V, cache!, l, start, n);
             b.Attention(s.Q, cache!, l, start, n, s.Att, ShapeOf(l), branch);
         }
-        else
-            for (int r = 0; r < n; r++)
-            {
-                var row = s.Row(r);
-                b.StoreKv(row.K, row.V, caches[r], l, positions[r], 1);
-                b.Attention(row.Q, caches[r], l, positions[r], 1, row.Att, ShapeOf(l));
-            }
+        else b.AttentionRows(s.Rows, caches, positions, l, ShapeOf(l));
         b.MatMul(s.Att, w.Wo, w.Bo, s.Xb, n);
         if (w.PostAttnNorm != null) b.RmsNorm(s.Xb, w.PostAttnNorm, s.Xb, n, Config.NormEps);
         b.Add(s.X, s.Xb, n);
