@@ -180,8 +180,9 @@ public sealed class Model : IDisposable
         finally { lease.Dispose(); }
     }
 
-    /// <summary>Encodes a prompt as the model expects: BOS (Llama family) + text; an empty prompt is BOS alone.</summary>
-    internal int[] EncodePrompt(string prompt, bool addBos)
+    /// <summary>Encodes a prompt as the model expects: BOS (Llama family) + text; an empty prompt is BOS alone (what
+    /// <see cref="Session.EncodePrompt"/> does, for callers without a session, such as a <see cref="BatchedGenerator"/>).</summary>
+    public int[] EncodePrompt(string prompt, bool addBos = true)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         var tok = Tokenizer;

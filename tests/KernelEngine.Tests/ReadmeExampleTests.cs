@@ -31,6 +31,24 @@ public sealed class ReadmeExampleTests
     }
 
     [Test]
+    public async Task ReadmeBatchedExample_Runs()
+    {
+        using var model = Model.Load(SharedData.Stories);
+        var output = new System.Text.StringBuilder();
+        string[] prompts = ["Once upon a time", "Lily", "The sun"];
+        var settings = new GenerationSettings { MaxTokens = 16, Sampling = SamplingSettings.Greedy };
+        // --- README batched example begins ---
+        await using var batch = new BatchedGenerator(model, new BatchedGeneratorOptions { MaxBatch = 8 });
+        var requests = prompts.Select(p => batch.Submit(model.EncodePrompt(p), settings)).ToList();   // thread-safe; or GenerateAsync(text)
+        foreach (var request in requests)
+            await foreach (var t in request.Tokens) output.Append(t.Text);    // each sequence streams as it is decoded
+        var stats = await requests[0].Completion;                            // GenerationStats, as Session.LastStats
+        // --- README batched example ends ---
+        Assert.That(output.Length, Is.GreaterThan(0));
+        Assert.That(stats.GeneratedTokens, Is.InRange(1, 16));
+    }
+
+    [Test]
     public async Task ReadmeChatExample_Runs()
     {
         using var model = Model.Load(SharedData.Stories);

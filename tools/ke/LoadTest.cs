@@ -15,7 +15,7 @@ internal static class LoadTest
     public sealed record Options(string Url, int Requests, int Concurrency, double DisconnectShare, int MaxTokens, string? ApiKey, int Seed);
 
     public sealed record Report(int Requests, Dictionary<int, int> Statuses, int Disconnected, int Failed5xx, int TransportErrors,
-        double TtftP50Ms, double TtftP99Ms, long CompletionTokens, double Seconds, int ActiveAfter, int KvPagesAfter)
+        double TtftP50Ms, double TtftP99Ms, long PromptTokens, long CompletionTokens, double Seconds, int ActiveAfter, int KvPagesAfter)
     {
         public double TokensPerSecond => CompletionTokens / Seconds;
         public bool Clean => Failed5xx == 0 && TransportErrors == 0 && ActiveAfter == 0 && KvPagesAfter == 0;
@@ -37,7 +37,7 @@ internal static class LoadTest
         }).ToArray();
         var statuses = new Dictionary<int, int>();
         var ttfts = new List<double>();
-        long tokens = 0;
+        long tokens = 0, promptTokens = 0;
         int disconnected = 0, transport = 0, next = -1;
         var sw = Stopwatch.StartNew();
         async Task Worker()
@@ -71,7 +71,10 @@ internal static class LoadTest
                             lock (ttfts) ttfts.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
                         }
                         if (doc.RootElement.TryGetProperty("usage", out var u) && u.ValueKind == JsonValueKind.Object)
+                        {
                             Interlocked.Add(ref tokens, u.GetProperty("completion_tokens").GetInt64());
+                            Interlocked.Add(ref promptTokens, u.GetProperty("prompt_tokens").GetInt64());
+                        }
                         if (++events == hangUp) { Interlocked.Increment(ref disconnected); break; }   // hang up: disposing the response closes the connection
                     }
                 }
@@ -93,6 +96,6 @@ internal static class LoadTest
         ttfts.Sort();
         double P(double q) => ttfts.Count == 0 ? double.NaN : ttfts[Math.Min(ttfts.Count - 1, (int)Math.Ceiling(q * ttfts.Count) - 1)];
         return new Report(o.Requests, statuses, disconnected, statuses.Where(kv => kv.Key >= 500).Sum(kv => kv.Value), transport,
-            P(0.50), P(0.99), tokens, seconds, active, pages);
+            P(0.50), P(0.99), promptTokens, tokens, seconds, active, pages);
     }
 }

@@ -29,13 +29,14 @@ internal static class LoadTestCommand
                 {
                     requests = r.Requests, statuses = r.Statuses.ToDictionary(kv => kv.Key.ToString(), kv => kv.Value), disconnected = r.Disconnected,
                     failed_5xx = r.Failed5xx, transport_errors = r.TransportErrors, ttft_p50_ms = r.TtftP50Ms, ttft_p99_ms = r.TtftP99Ms,
-                    completion_tokens = r.CompletionTokens, seconds = r.Seconds, tokens_per_second = r.TokensPerSecond,
+                    prompt_tokens = r.PromptTokens, completion_tokens = r.CompletionTokens, seconds = r.Seconds, tokens_per_second = r.TokensPerSecond,
                     active_after = r.ActiveAfter, kv_pages_after = r.KvPagesAfter, clean = r.Clean,
                 });
             else
             {
                 Console.WriteLine($"requests {r.Requests} ({string.Join(", ", r.Statuses.OrderBy(kv => kv.Key).Select(kv => $"{kv.Value} x {kv.Key}"))}), {r.Disconnected} hung up, {r.TransportErrors} connection errors");
-                Console.WriteLine($"time to first token p50 {r.TtftP50Ms:F0} ms, p99 {r.TtftP99Ms:F0} ms; {r.CompletionTokens} completion tokens in {r.Seconds:F1} s = {r.TokensPerSecond:F1} tok/s");
+                Console.WriteLine($"time to first token p50 {r.TtftP50Ms:F0} ms, p99 {r.TtftP99Ms:F0} ms; {r.CompletionTokens} completion tokens in {r.Seconds:F1} s = {r.TokensPerSecond:F1} tok/s"
+                    + $" (prompts of the finished requests: {r.PromptTokens} tokens)");
                 Console.WriteLine($"afterwards: {r.ActiveAfter} sequences, {r.KvPagesAfter} KV pages held");
             }
             return r.Clean ? 0 : 1;

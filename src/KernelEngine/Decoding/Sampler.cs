@@ -79,7 +79,7 @@ public sealed class Sampler
         return x;
     }
 
-    /// <summary>Fills _ids/_vals with the kept candidates, most likely first, _vals = probabilities (unnormalized after cuts); returns their count.</summary>
+    /// <summary>Fills _ids/_vals with the kept candidates (most likely first where a cut needs the order), _vals = probabilities (unnormalized after cuts); returns their count.</summary>
     private int Candidates(ReadOnlySpan<float> logits, ReadOnlySpan<int> history)
     {
         var x = Penalized(logits, history);
@@ -89,12 +89,25 @@ public sealed class Sampler
         var vals = _vals.AsSpan(0, n);
         for (int i = 0; i < n; i++) ids[i] = i;
         x.CopyTo(vals);
-        if (_s.TopK > 0 && _s.TopK < n)
+        bool topK = _s.TopK > 0 && _s.TopK < n;
+        if (topK)
         {
             SelectTop(vals, ids, _s.TopK);
             n = _s.TopK;
         }
         vals = vals[..n]; ids = ids[..n];
+        if (!topK && _s.TopP >= 1f)
+        {
+            // No cut needs the order (min-p compares with the largest only): the whole vocabulary in id order, not a
+            // sort of it per token (OpenAI's defaults, top_k off and top_p 1, land here).
+            SoftmaxEntropyCpu.Softmax(vals, vals);
+            if (_s.MinP <= 0) return n;
+            float threshold = SpanMath.Max(vals) * _s.MinP;
+            int kept = 0;
+            for (int i = 0; i < n; i++)
+                if (vals[i] >= threshold) { vals[kept] = vals[i]; ids[kept] = ids[i]; kept++; }
+            return kept;
+        }
         vals.Sort(ids, static (a, b) => b.CompareTo(a));      // descending logits
         SoftmaxEntropyCpu.Softmax(vals, vals);                   // now probabilities
         if (_s.TopP < 1f)
