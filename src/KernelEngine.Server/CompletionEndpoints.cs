@@ -32,14 +32,7 @@ internal sealed class CompletionEndpoints(Model model, BatchedGenerator batch, s
         catch (Exception e) when (e is not ApiError) { throw ApiError.From(e, "messages"); }
         int maxTokens = RequestReader.MaxTokens(req.MaxCompletionTokens ?? req.MaxTokens, req.MaxCompletionTokens != null ? "max_completion_tokens" : "max_tokens",
             prompt.Length, batch.ContextLength, null);
-        var settings = new GenerationSettings
-        {
-            MaxTokens = maxTokens, StopStrings = RequestReader.Stops(req.Stop),
-            Sampling = RequestReader.Sampling(req.Temperature, req.TopP, req.TopK, req.MinP, req.RepetitionPenalty, req.Seed),
-        };
-        string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
-        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var run = Submit(prompt, settings, false, "messages", ct);
+        var (run, id, created) = Start(req, prompt, maxTokens, false, "messages", "chatcmpl-", ct);
         if (!req.Stream)
         {
             var (text, stats) = await run.CompleteAsync(ct);
@@ -69,14 +62,7 @@ internal sealed class CompletionEndpoints(Model model, BatchedGenerator batch, s
         if (req.Logprobs is > 0) throw ApiError.BadRequest("logprobs are not supported yet", "logprobs");
         var (prompt, atStart) = PromptOf(req.Prompt);
         int maxTokens = RequestReader.MaxTokens(req.MaxTokens, "max_tokens", prompt.Length, batch.ContextLength, 16);
-        var settings = new GenerationSettings
-        {
-            MaxTokens = maxTokens, StopStrings = RequestReader.Stops(req.Stop),
-            Sampling = RequestReader.Sampling(req.Temperature, req.TopP, req.TopK, req.MinP, req.RepetitionPenalty, req.Seed),
-        };
-        string id = "cmpl-" + Guid.NewGuid().ToString("N");
-        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var run = Submit(prompt, settings, atStart, "prompt", ct);
+        var (run, id, created) = Start(req, prompt, maxTokens, atStart, "prompt", "cmpl-", ct);
         if (!req.Stream)
         {
             var (text, stats) = await run.CompleteAsync(ct);
@@ -141,10 +127,18 @@ internal sealed class CompletionEndpoints(Model model, BatchedGenerator batch, s
 
     private static Usage UsageOf(GenerationStats s) => new(s.PromptTokens, s.GeneratedTokens, s.PromptTokens + s.GeneratedTokens);
 
-    private Run Submit(int[] prompt, GenerationSettings settings, bool atStart, string promptParam, CancellationToken ct)
+    /// <summary>Submits a request's prompt with its sampling, stops and budget; its id and creation time for the response.</summary>
+    private (Run Run, string Id, long Created) Start(GenerationRequest req, int[] prompt, int maxTokens, bool atStart, string promptParam, string idPrefix, CancellationToken ct)
     {
-        try { return new Run(batch.Submit(prompt, settings, ct, atStart), settings.StopStrings, metrics); }
+        var settings = new GenerationSettings
+        {
+            MaxTokens = maxTokens, StopStrings = RequestReader.Stops(req.Stop),
+            Sampling = RequestReader.Sampling(req.Temperature, req.TopP, req.TopK, req.MinP, req.RepetitionPenalty, req.Seed),
+        };
+        Run run;
+        try { run = new Run(batch.Submit(prompt, settings, ct, atStart), settings.StopStrings, metrics); }
         catch (Exception e) { throw ApiError.From(e, promptParam); }
+        return (run, idPrefix + Guid.NewGuid().ToString("N"), DateTimeOffset.UtcNow.ToUnixTimeSeconds());
     }
 
     /// <summary>One request's generation: its text with stop sequences left out, then its stats.</summary>

@@ -6,12 +6,11 @@ namespace KernelEngine.Server;
 // The OpenAI request and response bodies this server reads and writes (snake_case on the wire). Requests ignore
 // members they do not know, as OpenAI-compatible servers do; a member of the wrong type is a 400 naming it.
 
-internal sealed class ChatCompletionRequest
+/// <summary>What chat and text completion requests share: the token budget, sampling, stop sequences and streaming.</summary>
+internal abstract class GenerationRequest
 {
     public string? Model { get; set; }
-    public List<ChatMessageIn>? Messages { get; set; }
     public int? MaxTokens { get; set; }
-    public int? MaxCompletionTokens { get; set; }
     public float? Temperature { get; set; }
     public float? TopP { get; set; }
     public int? TopK { get; set; }
@@ -22,6 +21,12 @@ internal sealed class ChatCompletionRequest
     public bool Stream { get; set; }
     public StreamOptions? StreamOptions { get; set; }
     public int? N { get; set; }
+}
+
+internal sealed class ChatCompletionRequest : GenerationRequest
+{
+    public List<ChatMessageIn>? Messages { get; set; }
+    public int? MaxCompletionTokens { get; set; }
     public JsonElement? Tools { get; set; }
     public JsonElement? ResponseFormat { get; set; }
 }
@@ -38,21 +43,9 @@ internal sealed class StreamOptions
     public bool IncludeUsage { get; set; }
 }
 
-internal sealed class CompletionRequest
+internal sealed class CompletionRequest : GenerationRequest
 {
-    public string? Model { get; set; }
     public JsonElement? Prompt { get; set; }
-    public int? MaxTokens { get; set; }
-    public float? Temperature { get; set; }
-    public float? TopP { get; set; }
-    public int? TopK { get; set; }
-    public float? MinP { get; set; }
-    public float? RepetitionPenalty { get; set; }
-    public long? Seed { get; set; }
-    public JsonElement? Stop { get; set; }
-    public bool Stream { get; set; }
-    public StreamOptions? StreamOptions { get; set; }
-    public int? N { get; set; }
     public bool Echo { get; set; }
     public int? Logprobs { get; set; }
 }
