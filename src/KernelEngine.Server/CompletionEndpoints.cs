@@ -23,8 +23,7 @@ internal sealed class CompletionEndpoints(Model model, BatchedGenerator batch, s
         RequestReader.CheckN(req.N);
         if (req.Tools is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
             throw ApiError.BadRequest("tools are not supported by this server yet", "tools");
-        if (req.ResponseFormat is { ValueKind: JsonValueKind.Object } rf && rf.TryGetProperty("type", out var type) && type.GetString() != "text")
-            throw ApiError.BadRequest($"response_format '{type.GetString()}' is not supported yet (only 'text')", "response_format");
+        string? schema = SchemaOf(req.ResponseFormat);
         if (req.Messages is not { Count: > 0 } messages) throw ApiError.BadRequest("'messages' must be a non-empty array", "messages");
         var conversation = messages.Select(Message).ToList();
         int[] prompt;
@@ -32,7 +31,7 @@ internal sealed class CompletionEndpoints(Model model, BatchedGenerator batch, s
         catch (Exception e) when (e is not ApiError) { throw ApiError.From(e, "messages"); }
         int maxTokens = RequestReader.MaxTokens(req.MaxCompletionTokens ?? req.MaxTokens, req.MaxCompletionTokens != null ? "max_completion_tokens" : "max_tokens",
             prompt.Length, batch.ContextLength, null);
-        var (run, id, created) = Start(req, prompt, maxTokens, false, "messages", "chatcmpl-", ct);
+        var (run, id, created) = Start(req, prompt, maxTokens, false, "messages", "chatcmpl-", ct, schema);
         if (!req.Stream)
         {
             var (text, stats) = await run.CompleteAsync(ct);
@@ -77,6 +76,20 @@ internal sealed class CompletionEndpoints(Model model, BatchedGenerator batch, s
         await Sse.WriteAsync(ctx.Response, new Completion(id, "text_completion", created, modelId, [new CompletionChoice(0, "", RequestReader.FinishReason(final.StopReason))],
             req.StreamOptions?.IncludeUsage == true ? UsageOf(final) : null), ct);
         await Sse.DoneAsync(ctx.Response, ct);
+    }
+
+    /// <summary>"response_format": text (null), json_object (any object) or json_schema (its "schema").</summary>
+    private static string? SchemaOf(JsonElement? format)
+    {
+        if (format is not { ValueKind: JsonValueKind.Object } rf || !rf.TryGetProperty("type", out var type)) return null;
+        return type.GetString() switch
+        {
+            "text" => null,
+            "json_object" => """{"type":"object"}""",
+            "json_schema" when rf.TryGetProperty("json_schema", out var js) && js.TryGetProperty("schema", out var schema) => schema.GetRawText(),
+            "json_schema" => throw ApiError.BadRequest("response_format json_schema needs json_schema.schema", "response_format"),
+            var other => throw ApiError.BadRequest($"response_format '{other}' must be text, json_object or json_schema", "response_format"),
+        };
     }
 
     /// <summary>"prompt": a string, an array of one string, or an array of token ids.</summary>
@@ -128,13 +141,16 @@ internal sealed class CompletionEndpoints(Model model, BatchedGenerator batch, s
     private static Usage UsageOf(GenerationStats s) => new(s.PromptTokens, s.GeneratedTokens, s.PromptTokens + s.GeneratedTokens);
 
     /// <summary>Submits a request's prompt with its sampling, stops and budget; its id and creation time for the response.</summary>
-    private (Run Run, string Id, long Created) Start(GenerationRequest req, int[] prompt, int maxTokens, bool atStart, string promptParam, string idPrefix, CancellationToken ct)
+    private (Run Run, string Id, long Created) Start(GenerationRequest req, int[] prompt, int maxTokens, bool atStart, string promptParam, string idPrefix,
+        CancellationToken ct, string? jsonSchema = null)
     {
         var settings = new GenerationSettings
         {
-            MaxTokens = maxTokens, StopStrings = RequestReader.Stops(req.Stop),
+            MaxTokens = maxTokens, StopStrings = RequestReader.Stops(req.Stop), JsonSchema = jsonSchema,
             Sampling = RequestReader.Sampling(req.Temperature, req.TopP, req.TopK, req.MinP, req.RepetitionPenalty, req.Seed),
         };
+        try { settings.Validate(); }
+        catch (InvalidRequestException e) { throw ApiError.BadRequest(e.Message, jsonSchema != null ? "response_format" : null); }
         Run run;
         try { run = new Run(batch.Submit(prompt, settings, ct, atStart), settings.StopStrings, metrics); }
         catch (Exception e) { throw ApiError.From(e, promptParam); }

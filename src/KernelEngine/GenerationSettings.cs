@@ -23,6 +23,12 @@ public sealed record GenerationSettings
     public int KeepTokens { get; init; }
     /// <summary>Copy each step's full logits into <see cref="GeneratedToken.Logits"/> (allocates a vocab-sized array per token).</summary>
     public bool ReturnLogits { get; init; }
+    /// <summary>Constrained decoding: a GBNF grammar (llama.cpp's format, start rule <c>root</c>) that the generated text
+    /// must follow; every token outside it is masked before sampling. Plain sampling and batched generation.</summary>
+    public string? Grammar { get; init; }
+    /// <summary>Constrained decoding: a JSON Schema the generated text must be a document of (compiled to a grammar, see
+    /// <see cref="Constraints.JsonSchemaGrammar"/>).</summary>
+    public string? JsonSchema { get; init; }
     /// <summary>Test hook: the first tokens generated are these instead of the sampled ones (plain sampling only).</summary>
     internal IReadOnlyList<int>? PinnedTokens { get; init; }
 
@@ -36,5 +42,6 @@ public sealed record GenerationSettings
         if (StopStrings == null) throw new InvalidRequestException("StopStrings must not be null");
         foreach (var s in StopStrings)
             if (s == null) throw new InvalidRequestException("a stop string is null");
+        Constraints.GrammarCache.Of(this);   // compiles (and caches) the grammar: a bad one fails here
     }
 }

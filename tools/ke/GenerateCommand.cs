@@ -19,6 +19,8 @@ internal static class GenerateCommand
         var repeat = new Option<float>("--repeat-penalty") { Description = "1 = off", DefaultValueFactory = _ => 1f }.InRange(1e-6f, 1e6f);
         var seed = new Option<ulong>("--seed") { Description = "Random seed", DefaultValueFactory = _ => 42UL };
         var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var grammar = new Option<string?>("--grammar") { Description = "GBNF grammar file (llama.cpp's format): the output follows it" };
+        var jsonSchema = new Option<string?>("--json-schema") { Description = "JSON Schema file: the output is a document of it" };
         var ctx = new Option<int?>("--context") { Description = "Context length (default: the model's)" }.InRange(1, int.MaxValue);
         var f16kv = new Option<bool>("--f16-kv") { Description = "Keep the KV cache in F16 (as --kv-type f16)" };
         var kvType = CliCommon.KvType();
@@ -36,7 +38,7 @@ internal static class GenerateCommand
         var minStay = new Option<int>("--min-stay") { Description = "EAD: tokens before another switch", DefaultValueFactory = _ => 4 }.InRange(1, 1 << 20);
         var cmd = new Command("generate", "Generate text; streams to stdout, then a stats line (or one JSON object with --json)")
         {
-            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, stop, device, ctx, f16kv, kvType, mmap, shift, keep,
+            model, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, stop, grammar, jsonSchema, device, ctx, f16kv, kvType, mmap, shift, keep,
             draft, gamma, drafts, adaptive, lookup, small, threshold, window, minStay, threads, json,
         };
         cmd.SetAction(p => CliCommon.Run(p, () =>
@@ -50,7 +52,10 @@ internal static class GenerateCommand
             var settings = new GenerationSettings
             {
                 MaxTokens = p.GetValue(maxTokens), Sampling = sampling, StopStrings = p.GetValue(stop) ?? [], ContextShift = p.GetValue(shift), KeepTokens = p.GetValue(keep),
+                Grammar = p.GetValue(grammar) is string gf ? ReadFile(gf, "--grammar") : null,
+                JsonSchema = p.GetValue(jsonSchema) is string sf ? ReadFile(sf, "--json-schema") : null,
             };
+            settings.Validate();
             var modelOptions = new ModelOptions { Device = p.GetValue(device)!, Threads = p.GetValue(threads), ContextLength = p.GetValue(ctx), KvCacheType = p.GetValue(f16kv) ? "f16" : p.GetValue(kvType), CopyWeights = !p.GetValue(mmap) };
             using var m = CliProgress.Load(p.GetValue(model)!, modelOptions);
             using var session = m.CreateSession();
@@ -113,4 +118,7 @@ internal static class GenerateCommand
         }));
         return cmd;
     }
+
+    private static string ReadFile(string path, string option) =>
+        File.Exists(path) ? File.ReadAllText(path) : throw new InvalidRequestException($"{option} {path}: file not found");
 }

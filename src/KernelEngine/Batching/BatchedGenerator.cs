@@ -328,7 +328,16 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         else
         {
             _backend.Read(logits, row, 1, s.Logits);
-            int id = s.Sampler!.Sample(s.Logits, CollectionsMarshal.AsSpan(s.Committed));
+            int id;
+            if (s.Grammar != null)
+            {
+                s.Logits.CopyTo(s.Masked, 0);
+                try { s.Grammar.Mask(s.Masked); }
+                catch (InvalidRequestException e) { Fail(s, e); return; }
+                id = s.Sampler!.Sample(s.Masked, CollectionsMarshal.AsSpan(s.Committed));
+                s.Grammar.Accept(id);
+            }
+            else id = s.Sampler!.Sample(s.Logits, CollectionsMarshal.AsSpan(s.Committed));
             var st = SoftmaxEntropyCpu.Compute(s.Logits, 1f, id);
             t = new StepToken(id, st.TokenLogProb, st.EntropyBits, s.Settings.ReturnLogits ? s.Logits.ToArray() : null);
         }
@@ -408,9 +417,16 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         public int Pages = pages;                     // needed at submit; the cache class once admitted
         public readonly List<int> Committed = new(prompt);
         public readonly TokenEmitter Emitter = new(model.Tokenizer, settings, atStartOfText);
-        public readonly bool OnDevice = settings.Sampling.IsGreedy && settings.Sampling.RepetitionPenalty == 1f && !settings.ReturnLogits;
-        public readonly Sampler? Sampler = settings.Sampling.IsGreedy && settings.Sampling.RepetitionPenalty == 1f && !settings.ReturnLogits
-            ? null : new Sampler(settings.Sampling, model.Config.VocabSize);
+        public readonly Constraints.GrammarMatcher? Grammar = Constraints.GrammarCache.Of(settings) is { } g ? new(g, model.Tokenizer) : null;
+        public readonly bool OnDevice = OnDeviceFor(settings);
+        public readonly Sampler? Sampler = OnDeviceFor(settings) ? null : new(settings.Sampling, model.Config.VocabSize);
+
+        /// <summary>Greedy without penalty, logits or grammar: the choice stays on the device, as in a session.</summary>
+        private static bool OnDeviceFor(GenerationSettings s) =>
+            s.Sampling.IsGreedy && s.Sampling.RepetitionPenalty == 1f && !s.ReturnLogits && s.Grammar == null && s.JsonSchema == null;
+        private float[]? _masked;
+        /// <summary>The logits with the grammar's mask (a second host row, for constrained sequences only).</summary>
+        public float[] Masked => _masked ??= new float[_vocab];
         /// <summary>The row of logits sampling reads (host side; allocated once, for sampled sequences only).</summary>
         public float[] Logits => _logits ??= new float[_vocab];
         private float[]? _logits;

@@ -122,6 +122,9 @@ public sealed class KernelEngineChatClient : AI.IChatClient
             if (options.Seed is long seed) sampling = sampling with { Seed = unchecked((ulong)seed) };
             if (options.MaxOutputTokens is int max) s = s with { MaxTokens = max };
             if (options.StopSequences is { Count: > 0 } stops) s = s with { StopStrings = [.. s.StopStrings, .. stops] };
+            // ChatResponseFormat.ForJsonSchema(...) / .Json: the answer is constrained to the schema (any JSON object for .Json)
+            if (options.ResponseFormat is AI.ChatResponseFormatJson json)
+                s = s with { JsonSchema = json.Schema is JsonElement schema ? schema.GetRawText() : """{"type":"object"}""" };
         }
         s = s with { Sampling = sampling, PinnedTokens = PinnedReplies.TryDequeue(out var pinned) ? pinned : null };
         var tools = (options?.Tools ?? []).OfType<AI.AIFunctionDeclaration>()

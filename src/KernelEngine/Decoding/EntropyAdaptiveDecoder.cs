@@ -85,7 +85,10 @@ public sealed class EntropyAdaptiveDecoder
         public Session Primary => _large;
         public IReadOnlyList<Session> Sessions { get; }
         public int ContextLength => Math.Min(_large.ContextLength, _small.ContextLength);
-        public void Validate(GenerationSettings settings) { }
+        public void Validate(GenerationSettings settings)
+        {
+            if (settings.Grammar != null || settings.JsonSchema != null) throw new InvalidRequestException("grammar- and schema-constrained decoding run with plain sampling, not with entropy-adaptive decoding yet");
+        }
 
         private void Push(double bits)
         {

@@ -11,7 +11,10 @@ namespace KernelEngine.Decoding;
 internal sealed class SamplingStrategy(Session session, GenerationSettings settings) : IDecodingStrategy
 {
     private readonly Sampler _sampler = new(settings.Sampling, session.Config.VocabSize);
-    private readonly bool _onDevice = settings.Sampling.IsGreedy && settings.Sampling.RepetitionPenalty == 1f && !settings.ReturnLogits;
+    private readonly Constraints.GrammarMatcher? _grammar = Constraints.GrammarCache.Of(settings) is { } g ? new(g, session.Model.Tokenizer) : null;
+    private readonly bool _onDevice = settings.Sampling.IsGreedy && settings.Sampling.RepetitionPenalty == 1f && !settings.ReturnLogits
+        && settings.Grammar == null && settings.JsonSchema == null;
+    private float[]? _masked;
     private readonly Session[] _sessions = [session];
     private int _steps;
 
@@ -61,7 +64,17 @@ internal sealed class SamplingStrategy(Session session, GenerationSettings setti
             return;
         }
         var logits = session.Logits;
-        int next = pinned ?? _sampler.Sample(logits, CollectionsMarshal.AsSpan(committed));
+        int next;
+        if (_grammar != null)
+        {
+            // the grammar's mask on a copy; log p and entropy stay those of the model
+            _masked ??= new float[logits.Length];
+            logits.CopyTo(_masked);
+            _grammar.Mask(_masked);
+            next = _sampler.Sample(_masked, CollectionsMarshal.AsSpan(committed));
+            _grammar.Accept(next);
+        }
+        else next = pinned ?? _sampler.Sample(logits, CollectionsMarshal.AsSpan(committed));
         var stats = SoftmaxEntropyCpu.Compute(logits, 1f, next);
         output.Add(new StepToken(next, stats.TokenLogProb, stats.EntropyBits, settings.ReturnLogits ? logits.ToArray() : null));
     }

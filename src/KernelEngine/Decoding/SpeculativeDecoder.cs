@@ -95,6 +95,7 @@ public sealed class SpeculativeDecoder
         public void Validate(GenerationSettings settings)
         {
             if (settings.Sampling.RepetitionPenalty != 1f) throw new InvalidRequestException("speculative decoding does not support a repetition penalty");
+            if (settings.Grammar != null || settings.JsonSchema != null) throw new InvalidRequestException("grammar- and schema-constrained decoding run with plain sampling, not with speculative decoding yet");
         }
 
         /// <summary>The target (and the draft model) take the prompt but its last token, batched; the last token goes

@@ -9,7 +9,7 @@ namespace KernelEngine.Models;
 /// </summary>
 internal sealed class RunState : IDisposable
 {
-    /// <param name="rowViews">also make one view per row of q, k, v and the attention output (<see cref="Row"/>):
+    /// <param name="rowViews">also make one view per row of q, k, v and the attention output (<see cref="Rows"/>):
     /// batched decoding, where each row belongs to another sequence</param>
     public RunState(IBackend b, ModelConfig c, int capacity, int logitRows, bool rowViews = false)
     {

@@ -225,6 +225,34 @@ public sealed class OpenAIServerTests
     }
 
     [Test]
+    public async Task ResponseFormatJsonSchema_AnswersAreDocumentsOfTheSchema()
+    {
+        string schema = KernelEngine.Tests.Constraints.ConstrainedDecodingTests.Schemas[0];
+        using var schemaDoc = JsonDocument.Parse(schema);
+        var client = Client().GetChatClient(_server.ModelId);
+        for (int seed = 0; seed < 3; seed++)
+        {
+            var options = new ChatCompletionOptions
+            {
+#pragma warning disable OPENAI001 // Seed is marked experimental in the client
+                Temperature = 1f, Seed = seed, MaxOutputTokenCount = 200,
+#pragma warning restore OPENAI001
+                ResponseFormat = OpenAI.Chat.ChatResponseFormat.CreateJsonSchemaFormat("person", BinaryData.FromString(schema)),
+            };
+            var answer = (await client.CompleteChatAsync([new UserChatMessage("Who are you?")], options)).Value.Content[0].Text;
+            using var parsed = JsonDocument.Parse(answer);
+            Assert.That(KernelEngine.Tests.Constraints.SchemaCheck.Error(parsed.RootElement, schemaDoc.RootElement, schemaDoc.RootElement), Is.Null, answer);
+        }
+        using var bad = await _http.PostAsJsonAsync("/v1/chat/completions", new
+        {
+            messages = new[] { new { role = "user", content = "Hi" } },
+            response_format = new { type = "json_schema", json_schema = new { name = "x", schema = new { type = "string", pattern = "a+" } } },
+        });
+        Assert.That(bad.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That(await bad.Content.ReadAsStringAsync(), Does.Contain("pattern").And.Contain("response_format"));
+    }
+
+    [Test]
     public async Task FullQueue_Is429()
     {
         await using var server = OpenAIServer.Build(_model, new ServerOptions { Port = 0, MaxBatch = 1, MaxQueue = 0 });
