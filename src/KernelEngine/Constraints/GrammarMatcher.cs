@@ -4,18 +4,18 @@ using KernelEngine.Text;
 namespace KernelEngine.Constraints;
 
 /// <summary>
-/// Where a generation stands in a grammar (llama.cpp's stacks): the set of positions at a terminal that the text so
-/// far can be in, each with the rest of its rule chain as an interned parent frame, and whether the text so far is a
-/// whole sentence of the grammar. <see cref="Mask"/> walks the vocabulary's trie from there and lets through exactly
-/// the tokens whose text the grammar can continue with (and an end token once the sentence is whole); <see cref="Accept"/>
-/// moves on by a chosen token. States are interned, so a step from a state by a character is computed once, and the
-/// mask of a state that recurs (the inside of a string, a list's separator) is computed once per generation.
+/// A grammar's states over one vocabulary, shared by every generation that uses the grammar (thread-safe). A state is
+/// where a text can stand in the grammar (llama.cpp's stacks): the set of positions at a terminal, each with the rest
+/// of its rule chain as an interned parent frame, and whether the text so far is a whole sentence. States are interned,
+/// so a step from a state by a character is computed once, and a state's token mask — a walk of the vocabulary's trie
+/// letting through exactly the tokens whose text the grammar can continue with — once for all generations: a schema's
+/// documents keep coming back to the same few states (the inside of a string, a list's separator).
 /// </summary>
-internal sealed class GrammarMatcher
+internal sealed class GrammarAutomaton
 {
     /// <summary>A position: element <see cref="Pos"/> of an alternative, then <see cref="Parent"/>'s (null: the root's end).
     /// Interned, so equal positions are the same object.</summary>
-    private sealed class Frame(Grammar.Element[] alt, int pos, Frame? parent, int id)
+    internal sealed class Frame(Grammar.Element[] alt, int pos, Frame? parent, int id)
     {
         public readonly Grammar.Element[] Alt = alt;
         public readonly int Pos = pos;
@@ -24,12 +24,12 @@ internal sealed class GrammarMatcher
     }
 
     /// <summary>A set of leaf positions and whether the root may end here; interned.</summary>
-    private sealed class State(Frame[] leaves, bool accepting)
+    internal sealed class State(Frame[] leaves, bool accepting)
     {
         public readonly Frame[] Leaves = leaves;
         public readonly bool Accepting = accepting;
         public readonly Dictionary<int, State> Steps = new();
-        public bool[]? Mask;
+        public ulong[]? Mask;   // bit per token: allowed next
         public bool Dead => Leaves.Length == 0 && !Accepting;
     }
 
@@ -54,16 +54,23 @@ internal sealed class GrammarMatcher
         }
     }
 
-    private const int MaxCachedMasks = 256;
+    /// <summary>Masks kept (4 KiB each for a 32k vocabulary): a grammar whose documents wander through more states
+    /// than this computes the rest each time.</summary>
+    private const int MaxCachedMasks = 8192;
+    private static readonly ConditionalWeakTable<Grammar, ConditionalWeakTable<Tokenizer, GrammarAutomaton>> Shared = new();
     private readonly Grammar _g;
     private readonly TokenTrie _trie;
     private readonly Tokenizer _tok;
     private readonly Dictionary<FrameKey, Frame> _frames = new();
     private readonly Dictionary<StateKey, State> _states = new();
+    private readonly Lock _gate = new();
     private int _cachedMasks;
-    private State _state;
 
-    public GrammarMatcher(Grammar grammar, Tokenizer tokenizer)
+    /// <summary>The automaton of <paramref name="grammar"/> over <paramref name="tokenizer"/>'s vocabulary (made once).</summary>
+    public static GrammarAutomaton Of(Grammar grammar, Tokenizer tokenizer) =>
+        Shared.GetValue(grammar, _ => new()).GetValue(tokenizer, t => new GrammarAutomaton(grammar, t));
+
+    private GrammarAutomaton(Grammar grammar, Tokenizer tokenizer)
     {
         _g = grammar; _tok = tokenizer;
         _trie = TokenTrie.Of(tokenizer);
@@ -71,14 +78,16 @@ internal sealed class GrammarMatcher
         bool accepting = false;
         var seen = new HashSet<Frame>(ReferenceEqualityComparer.Instance);
         foreach (var alt in _g.Rules[_g.Root].Alternatives) Expand(Intern(alt, 0, null), leaves, seen, ref accepting);
-        _state = InternState(leaves, accepting);
-        if (_state.Dead) throw new InvalidRequestException("grammar: the root rule matches nothing");
+        Start = InternState(leaves, accepting);
+        if (Start.Dead) throw new InvalidRequestException("grammar: the root rule matches nothing");
+        End = InternState(new List<Frame>(), true);
     }
 
-    /// <summary>The text so far is a whole sentence of the grammar (an end token may come).</summary>
-    public bool IsComplete => _state.Accepting;
-    /// <summary>The grammar allows more text.</summary>
-    public bool CanContinue => _state.Leaves.Length > 0;
+    /// <summary>Where every text starts.</summary>
+    public State Start { get; }
+    /// <summary>After an end token.</summary>
+    public State End { get; }
+    public Tokenizer Tokenizer => _tok;
 
     private Frame Intern(Grammar.Element[] alt, int pos, Frame? parent)
     {
@@ -136,56 +145,82 @@ internal sealed class GrammarMatcher
         return s.Steps[cp] = InternState(leaves, accepting);
     }
 
-    /// <summary>Sets every token the grammar does not allow next to −∞: tokens whose text it cannot continue with,
-    /// control tokens, pieces that are not whole UTF-8 characters; end tokens unless the text is a whole sentence.</summary>
-    public void Mask(Span<float> logits)
+    /// <summary>The tokens allowed after state s, a bit per token of a vocabulary of <paramref name="vocab"/> (computed
+    /// once per state): tokens whose text the grammar can continue with, and end tokens when s is a whole sentence;
+    /// never control tokens or pieces that are not whole UTF-8 characters.</summary>
+    public ulong[] Mask(State s, int vocab)
     {
-        var allowed = _state.Mask;
-        if (allowed == null || allowed.Length != logits.Length)
+        lock (_gate)
         {
-            allowed = new bool[logits.Length];
-            Walk(_trie.Root, _state, allowed);
-            if (_state.Accepting)
-                foreach (int e in _tok.EosIds) if ((uint)e < (uint)allowed.Length) allowed[e] = true;
-            if (_cachedMasks < MaxCachedMasks) { _state.Mask = allowed; _cachedMasks++; }
+            if (s.Mask is { } cached && cached.Length == (vocab + 63) / 64) return cached;
+            var bits = new ulong[(vocab + 63) / 64];
+            Walk(_trie.Root, s, bits, vocab);
+            if (s.Accepting)
+                foreach (int e in _tok.EosIds) if ((uint)e < (uint)vocab) bits[e >> 6] |= 1UL << e;
+            if (_cachedMasks < MaxCachedMasks) { s.Mask = bits; _cachedMasks++; }
+            return bits;
         }
-        bool any = false;
-        for (int i = 0; i < logits.Length; i++)
-        {
-            if (!allowed[i]) logits[i] = float.NegativeInfinity;
-            else any = true;
-        }
-        if (!any) throw new InvalidRequestException("grammar: no token of the vocabulary can continue the text (the grammar needs a character the vocabulary cannot spell)");
     }
 
-    private void Walk(TokenTrie.Node node, State s, bool[] allowed)
+    private void Walk(TokenTrie.Node node, State s, ulong[] bits, int vocab)
     {
         foreach (var (cp, child) in node.Children)
         {
             var next = Step(s, cp);
             if (next.Dead) continue;
-            foreach (int id in child.Tokens) if (id < allowed.Length) allowed[id] = true;
-            if (next.Leaves.Length > 0 && child.Children.Count > 0) Walk(child, next, allowed);
+            foreach (int id in child.Tokens) if (id < vocab) bits[id >> 6] |= 1UL << id;
+            if (next.Leaves.Length > 0 && child.Children.Count > 0) Walk(child, next, bits, vocab);
         }
     }
 
-    /// <summary>Moves on by token <paramref name="id"/> (which <see cref="Mask"/> allowed).</summary>
-    public void Accept(int id)
+    /// <summary>The state after token <paramref name="id"/> from s; null when the grammar does not allow it.</summary>
+    public State? Advance(State s, int id)
     {
-        if (_tok.IsEos(id))
+        if (_tok.IsEos(id)) return s.Accepting ? End : null;
+        if (TokenTrie.CodePoints(_tok.TokenBytes(id)) is not { } cps) return null;
+        lock (_gate)
         {
-            if (!IsComplete) throw new InvalidOperationException("grammar: an end token before the text is complete");
-            _state = InternState(new List<Frame>(), true);
-            return;
+            foreach (int cp in cps)
+            {
+                if (s.Leaves.Length == 0) return null;
+                s = Step(s, cp);
+            }
         }
-        var cps = TokenTrie.CodePoints(_tok.TokenBytes(id)) ?? throw new InvalidOperationException($"grammar: token {id} is not whole UTF-8 characters");
-        var s = _state;
-        foreach (int cp in cps)
-        {
-            if (s.Leaves.Length == 0) throw new InvalidOperationException($"grammar: token {id} runs past the end of the grammar");
-            s = Step(s, cp);
-        }
-        if (s.Dead) throw new InvalidOperationException($"grammar: token {id} does not continue the text");
-        _state = s;
+        return s.Dead ? null : s;
     }
+}
+
+/// <summary>
+/// Where one generation stands in its grammar (a state of the grammar's shared <see cref="GrammarAutomaton"/>):
+/// <see cref="Mask"/> sets every token it does not allow next to −∞, <see cref="Accept"/> moves on by the chosen one.
+/// </summary>
+internal sealed class GrammarMatcher(Grammar grammar, Tokenizer tokenizer)
+{
+    private readonly GrammarAutomaton _a = GrammarAutomaton.Of(grammar, tokenizer);
+    private GrammarAutomaton.State? _state;
+    private GrammarAutomaton.State State => _state ??= _a.Start;
+
+    /// <summary>The text so far is a whole sentence of the grammar (an end token may come).</summary>
+    public bool IsComplete => State.Accepting;
+
+    /// <summary>Sets every token the grammar does not allow next to −∞.</summary>
+    public void Mask(Span<float> logits)
+    {
+        var bits = _a.Mask(State, logits.Length);
+        bool any = false;
+        for (int w = 0; w < bits.Length; w++)
+        {
+            ulong word = bits[w];
+            if (word != 0) any = true;
+            if (word == ulong.MaxValue) continue;
+            int end = Math.Min(logits.Length, (w + 1) * 64);
+            for (int i = w * 64; i < end; i++)
+                if ((word & (1UL << i)) == 0) logits[i] = float.NegativeInfinity;
+        }
+        if (!any) throw new InvalidRequestException("grammar: no token of the vocabulary can continue the text (the grammar needs a character the vocabulary cannot spell)");
+    }
+
+    /// <summary>Moves on by token <paramref name="id"/> (which <see cref="Mask"/> allowed).</summary>
+    public void Accept(int id) =>
+        _state = _a.Advance(State, id) ?? throw new InvalidOperationException($"grammar: token {id} does not continue the text");
 }

@@ -71,7 +71,9 @@ public sealed class FamilyParityTests
             if (likeGgml)
             {
                 TestContext.Out.WriteLine($"with ggml's fp16 GELU table: position 0 {firstDiff:E2}, all {maxDiff:E2}");
-                Assert.That(firstDiff, Is.LessThanOrEqualTo(1e-6), "position 0 with llama.cpp's GELU");
+                // Position 0 has no multi-position attention, so only summation order is left: a last-bit difference in a
+                // GELU input moves it across an fp16 rounding boundary of the table now and then (one fp16 step, 1e-5 here).
+                Assert.That(firstDiff, Is.LessThanOrEqualTo(1e-5), "position 0 with llama.cpp's GELU");
                 Assert.That(maxDiff, Is.LessThanOrEqualTo(tolerance), "all positions with llama.cpp's GELU");
                 continue;
             }
