@@ -332,7 +332,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
             if (s.Grammar != null)
             {
                 s.Logits.CopyTo(s.Masked, 0);
-                try { s.Grammar.Mask(s.Masked); }
+                try { s.Grammar.Mask(s.Masked, Math.Min(s.Settings.MaxTokens - s.Emitter.Generated, s.Length + 1 - s.Committed.Count)); }
                 catch (InvalidRequestException e) { Fail(s, e); return; }
                 id = s.Sampler!.Sample(s.Masked, CollectionsMarshal.AsSpan(s.Committed));
                 s.Grammar.Accept(id);

@@ -173,6 +173,51 @@ internal sealed class GrammarAutomaton
         }
     }
 
+    private int[]? _ruleMin;
+    private readonly Dictionary<Frame, int> _frameCost = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>The fewest characters that make the text after state s a whole sentence (0 when it is one): what a
+    /// generation must still write, at most one token a character, to end inside the grammar.</summary>
+    public int Distance(State s)
+    {
+        if (s.Accepting) return 0;
+        lock (_gate)
+        {
+            _ruleMin ??= RuleMinimums();
+            int best = int.MaxValue;
+            foreach (var f in s.Leaves) best = Math.Min(best, Cost(f));
+            return best;
+        }
+    }
+
+    /// <summary>Shortest sentence of each rule, in characters (a fixed point; unreachable ends stay at int.MaxValue / 4).</summary>
+    private int[] RuleMinimums()
+    {
+        const int Inf = int.MaxValue / 4;
+        var min = Enumerable.Repeat(Inf, _g.Rules.Count).ToArray();
+        for (bool changed = true; changed;)
+        {
+            changed = false;
+            for (int r = 0; r < min.Length; r++)
+                foreach (var alt in _g.Rules[r].Alternatives)
+                {
+                    long sum = 0;
+                    foreach (var e in alt) sum += e.IsTerminal ? 1 : min[e.RuleRef];
+                    if (sum < min[r]) { min[r] = (int)Math.Min(sum, Inf); changed = true; }
+                }
+        }
+        return min;
+    }
+
+    private int Cost(Frame f)
+    {
+        if (_frameCost.TryGetValue(f, out int c)) return c;
+        long sum = 0;
+        for (int i = f.Pos; i < f.Alt.Length; i++) sum += f.Alt[i].IsTerminal ? 1 : _ruleMin![f.Alt[i].RuleRef];
+        if (f.Parent != null) sum += Cost(f.Parent);
+        return _frameCost[f] = (int)Math.Min(sum, int.MaxValue / 4);
+    }
+
     /// <summary>The state after token <paramref name="id"/> from s; null when the grammar does not allow it.</summary>
     public State? Advance(State s, int id)
     {
@@ -203,10 +248,13 @@ internal sealed class GrammarMatcher(Grammar grammar, Tokenizer tokenizer)
     /// <summary>The text so far is a whole sentence of the grammar (an end token may come).</summary>
     public bool IsComplete => State.Accepting;
 
-    /// <summary>Sets every token the grammar does not allow next to −∞.</summary>
-    public void Mask(Span<float> logits)
+    /// <summary>Sets every token the grammar does not allow next to −∞. With <paramref name="tokensLeft"/> (this one
+    /// included) close to what the text still needs to end, only tokens after which it can still end in time are
+    /// allowed (an end token counted), so a document the budget would cut is closed by the shortest way instead.</summary>
+    public void Mask(Span<float> logits, int tokensLeft = int.MaxValue)
     {
         var bits = _a.Mask(State, logits.Length);
+        if (tokensLeft <= _a.Distance(State) + ClosingMargin && Closing(bits, tokensLeft) is { } closing) bits = closing;
         bool any = false;
         for (int w = 0; w < bits.Length; w++)
         {
@@ -218,6 +266,25 @@ internal sealed class GrammarMatcher(Grammar grammar, Tokenizer tokenizer)
                 if ((word & (1UL << i)) == 0) logits[i] = float.NegativeInfinity;
         }
         if (!any) throw new InvalidRequestException("grammar: no token of the vocabulary can continue the text (the grammar needs a character the vocabulary cannot spell)");
+    }
+
+    /// <summary>How far ahead of the budget the closing check starts (a token may add to what the text needs).</summary>
+    private const int ClosingMargin = 16;
+
+    /// <summary>Of the allowed tokens, those after which the text can still end within the budget (its distance in
+    /// characters, one token each, plus the end token); null when none can (the plain mask then stands).</summary>
+    private ulong[]? Closing(ulong[] bits, int tokensLeft)
+    {
+        var keep = new ulong[bits.Length];
+        bool any = false;
+        for (int w = 0; w < bits.Length; w++)
+            for (ulong word = bits[w]; word != 0; word &= word - 1)
+            {
+                int id = w * 64 + System.Numerics.BitOperations.TrailingZeroCount(word);
+                bool ok = tokenizer.IsEos(id) ? State.Accepting : _a.Advance(State, id) is { } next && _a.Distance(next) + 1 <= tokensLeft - 1;
+                if (ok) { keep[w] |= 1UL << id; any = true; }
+            }
+        return any ? keep : null;
     }
 
     /// <summary>Moves on by token <paramref name="id"/> (which <see cref="Mask"/> allowed).</summary>

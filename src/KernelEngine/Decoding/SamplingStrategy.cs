@@ -70,7 +70,7 @@ internal sealed class SamplingStrategy(Session session, GenerationSettings setti
             // the grammar's mask on a copy; log p and entropy stay those of the model
             _masked ??= new float[logits.Length];
             logits.CopyTo(_masked);
-            _grammar.Mask(_masked);
+            _grammar.Mask(_masked, maxNew);
             next = _sampler.Sample(_masked, CollectionsMarshal.AsSpan(committed));
             _grammar.Accept(next);
         }

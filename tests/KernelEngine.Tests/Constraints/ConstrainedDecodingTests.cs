@@ -123,6 +123,30 @@ public sealed class ConstrainedDecodingTests
         }
     }
 
+    /// <summary>Unbounded strings and arrays with a budget that would cut them: the generator closes each document the
+    /// shortest way once the budget gets near what the document still needs.</summary>
+    [TestCase(24)]
+    [TestCase(40)]
+    public void DocumentsTheBudgetWouldCut_AreClosedInTime(int maxTokens)
+    {
+        const string schema = """{"type":"object","properties":{"story":{"type":"string"},"words":{"type":"array","items":{"type":"string"}}},"required":["story","words"]}""";
+        using var doc = JsonDocument.Parse(schema);
+        for (int seed = 0; seed < 20; seed++)
+        {
+            var settings = new GenerationSettings
+            {
+                MaxTokens = maxTokens, JsonSchema = schema,
+                Sampling = new SamplingSettings { Temperature = 1f, TopK = 0, TopP = 1f, MinP = 0f, Seed = (ulong)seed },
+            };
+            using var s = Stories.CreateSession();
+            var tokens = s.Generate(s.EncodePrompt("Once upon a time"), settings).ToList();
+            string text = string.Concat(tokens.Select(t => t.Text));
+            Assert.That(s.LastStats!.GeneratedTokens, Is.LessThanOrEqualTo(maxTokens));
+            using var parsed = JsonDocument.Parse(text);
+            Assert.That(SchemaCheck.Error(parsed.RootElement, doc.RootElement, doc.RootElement), Is.Null, $"seed {seed}: {text}");
+        }
+    }
+
     [Test]
     public void BatchedGeneration_FollowsTheSchemaToo()
     {
