@@ -272,19 +272,25 @@ internal sealed class GrammarMatcher(Grammar grammar, Tokenizer tokenizer)
     private const int ClosingMargin = 16;
 
     /// <summary>Of the allowed tokens, those after which the text can still end within the budget (its distance in
-    /// characters, one token each, plus the end token); null when none can (the plain mask then stands).</summary>
+    /// characters, at most one token each, plus the end token); when none can, those that bring the end closest (a
+    /// budget too tight for one token a character, which longer tokens may still meet). Null when nothing is allowed.</summary>
     private ulong[]? Closing(ulong[] bits, int tokensLeft)
     {
         var keep = new ulong[bits.Length];
+        var closest = new ulong[bits.Length];
+        int best = int.MaxValue;
         bool any = false;
         for (int w = 0; w < bits.Length; w++)
             for (ulong word = bits[w]; word != 0; word &= word - 1)
             {
                 int id = w * 64 + System.Numerics.BitOperations.TrailingZeroCount(word);
-                bool ok = tokenizer.IsEos(id) ? State.Accepting : _a.Advance(State, id) is { } next && _a.Distance(next) + 1 <= tokensLeft - 1;
-                if (ok) { keep[w] |= 1UL << id; any = true; }
+                int after = tokenizer.IsEos(id) ? (State.Accepting ? -1 : int.MaxValue) : _a.Advance(State, id) is { } next ? _a.Distance(next) : int.MaxValue;
+                if (after == int.MaxValue) continue;
+                if (after + 1 <= tokensLeft - 1 || after < 0) { keep[w] |= 1UL << id; any = true; }
+                if (after < best) { best = after; Array.Clear(closest); }
+                if (after == best) closest[w] |= 1UL << id;
             }
-        return any ? keep : null;
+        return any ? keep : best < int.MaxValue ? closest : null;
     }
 
     /// <summary>Moves on by token <paramref name="id"/> (which <see cref="Mask"/> allowed).</summary>
