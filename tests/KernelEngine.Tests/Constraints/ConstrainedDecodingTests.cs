@@ -31,6 +31,9 @@ public sealed class ConstrainedDecodingTests
         """{"oneOf":[{"type":"object","properties":{"k":{"const":"v"}},"required":["k"]},{"type":"array","maxItems":0}]}""",
     ];
 
+    /// <summary>Temperature 1 over the whole vocabulary (no top-k, top-p or min-p): every token the grammar allows can come.</summary>
+    private static SamplingSettings Free(ulong seed) => new() { Temperature = 1f, TopK = 0, TopP = 1f, MinP = 0f, Seed = seed };
+
     private static Model? _stories;
     private static Model Stories => _stories ??= Model.Load(SharedData.Stories, new ModelOptions { ContextLength = 512 });
 
@@ -56,7 +59,7 @@ public sealed class ConstrainedDecodingTests
             var settings = new GenerationSettings
             {
                 MaxTokens = 400, JsonSchema = schema,
-                Sampling = new SamplingSettings { Temperature = 1f, TopK = 0, TopP = 1f, MinP = 0f, Seed = (ulong)(1000 * index + seed) },
+                Sampling = Free((ulong)(1000 * index + seed)),
             };
             string text = Generate(Stories, settings);
             JsonDocument parsed;
@@ -76,7 +79,7 @@ public sealed class ConstrainedDecodingTests
     {
         for (int seed = 0; seed < 20; seed++)
         {
-            var settings = new GenerationSettings { MaxTokens = 200, Grammar = gbnf, Sampling = new SamplingSettings { Temperature = 1f, TopK = 0, TopP = 1f, MinP = 0f, Seed = (ulong)seed } };
+            var settings = new GenerationSettings { MaxTokens = 200, Grammar = gbnf, Sampling = Free((ulong)seed) };
             string text = Generate(Stories, settings);
             Assert.That(Regex.IsMatch(text, regex), Is.True, $"seed {seed}: {text}");
         }
@@ -96,7 +99,7 @@ public sealed class ConstrainedDecodingTests
             """;
         for (int seed = 0; seed < 20; seed++)
         {
-            var settings = new GenerationSettings { MaxTokens = 300, Grammar = json, Sampling = new SamplingSettings { Temperature = 1f, TopK = 0, TopP = 1f, MinP = 0f, Seed = (ulong)seed } };
+            var settings = new GenerationSettings { MaxTokens = 300, Grammar = json, Sampling = Free((ulong)seed) };
             string text;
             try { text = Generate(Stories, settings); }
             catch (AssertionException) when (seed > 0) { continue; }   // nested objects can outgrow the budget; the first must not
@@ -115,7 +118,7 @@ public sealed class ConstrainedDecodingTests
             using var doc = JsonDocument.Parse(Schemas[i]);
             for (int seed = 0; seed < 3; seed++)
             {
-                var settings = new GenerationSettings { MaxTokens = 300, JsonSchema = Schemas[i], Sampling = new SamplingSettings { Temperature = 1f, TopK = 0, TopP = 1f, MinP = 0f, Seed = (ulong)seed } };
+                var settings = new GenerationSettings { MaxTokens = 300, JsonSchema = Schemas[i], Sampling = Free((ulong)seed) };
                 string text = Generate(model, settings, "Hello");
                 using var parsed = JsonDocument.Parse(text);
                 Assert.That(SchemaCheck.Error(parsed.RootElement, doc.RootElement, doc.RootElement), Is.Null, $"schema {i} seed {seed}: {text}");
@@ -136,7 +139,7 @@ public sealed class ConstrainedDecodingTests
             var settings = new GenerationSettings
             {
                 MaxTokens = maxTokens, JsonSchema = schema,
-                Sampling = new SamplingSettings { Temperature = 1f, TopK = 0, TopP = 1f, MinP = 0f, Seed = (ulong)seed },
+                Sampling = Free((ulong)seed),
             };
             using var s = Stories.CreateSession();
             var tokens = s.Generate(s.EncodePrompt("Once upon a time"), settings).ToList();
@@ -153,7 +156,7 @@ public sealed class ConstrainedDecodingTests
         using var batch = new BatchedGenerator(Stories, new BatchedGeneratorOptions { MaxBatch = 4 });
         var requests = Enumerable.Range(0, 6).Select(seed => batch.Submit(Stories.EncodePrompt("Once"), new GenerationSettings
         {
-            MaxTokens = 400, JsonSchema = Schemas[0], Sampling = new SamplingSettings { Temperature = 1f, TopK = 0, TopP = 1f, MinP = 0f, Seed = (ulong)seed },
+            MaxTokens = 400, JsonSchema = Schemas[0], Sampling = Free((ulong)seed),
         })).ToList();
         using var schema = JsonDocument.Parse(Schemas[0]);
         foreach (var r in requests)
