@@ -22,6 +22,7 @@ public static class Presets
     public static readonly IReadOnlyList<Preset> All =
     [
         new("llama-tiny", 64, 5, 8, 4, 172, 512, 512, true, "stories260K's shape"),
+        new("llama-tiny-32k", 64, 2, 4, 2, 172, 32000, 1024, true, "a tiny shape with a 32,000-token byte-level BPE vocabulary (constrained-decoding tests)"),
         new("llama-kq", 256, 2, 4, 2, 768, 1024, 512, false, "a small shape whose rows are whole 256-element K-quant super-blocks (tests)"),
         new("llama-160m", 768, 12, 12, 12, 3072, 32000, 32768, false, "JackFram/llama-160m's shape"),
         new("llama-1b", 2048, 22, 32, 4, 5632, 32000, 32768, false, "TinyLlama-1.1B's shape (GQA 32/4)"),

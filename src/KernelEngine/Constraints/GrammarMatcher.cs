@@ -259,11 +259,15 @@ internal sealed class GrammarMatcher(Grammar grammar, Tokenizer tokenizer)
         for (int w = 0; w < bits.Length; w++)
         {
             ulong word = bits[w];
-            if (word != 0) any = true;
+            int start = w * 64, end = Math.Min(logits.Length, start + 64);
+            if (word == 0) { logits[start..end].Fill(float.NegativeInfinity); continue; }   // most words, most steps
+            any = true;
             if (word == ulong.MaxValue) continue;
-            int end = Math.Min(logits.Length, (w + 1) * 64);
-            for (int i = w * 64; i < end; i++)
-                if ((word & (1UL << i)) == 0) logits[i] = float.NegativeInfinity;
+            for (ulong off = ~word; off != 0; off &= off - 1)
+            {
+                int i = start + System.Numerics.BitOperations.TrailingZeroCount(off);
+                if (i < end) logits[i] = float.NegativeInfinity;
+            }
         }
         if (!any) throw new InvalidRequestException("grammar: no token of the vocabulary can continue the text (the grammar needs a character the vocabulary cannot spell)");
     }
