@@ -148,29 +148,50 @@ internal sealed class GrammarAutomaton
     /// <summary>The tokens allowed after state s, a bit per token of a vocabulary of <paramref name="vocab"/> (computed
     /// once per state): tokens whose text the grammar can continue with, and end tokens when s is a whole sentence;
     /// never control tokens or pieces that are not whole UTF-8 characters.</summary>
-    public ulong[] Mask(State s, int vocab)
+    public ulong[] Mask(State s, int vocab, Utf8Partial pending = default)
     {
         lock (_gate)
         {
-            if (s.Mask is { } cached && cached.Length == (vocab + 63) / 64) return cached;
+            if (pending.IsEmpty && s.Mask is { } cached && cached.Length == (vocab + 63) / 64) return cached;
             var bits = new ulong[(vocab + 63) / 64];
-            Walk(_trie.Root, s, bits, vocab);
-            if (s.Accepting)
+            Walk(_trie.Root, s, pending, bits, vocab);
+            if (s.Accepting && pending.IsEmpty)
                 foreach (int e in _tok.EosIds) if ((uint)e < (uint)vocab) bits[e >> 6] |= 1UL << e;
-            if (_cachedMasks < MaxCachedMasks) { s.Mask = bits; _cachedMasks++; }
+            if (pending.IsEmpty && _cachedMasks < MaxCachedMasks) { s.Mask = bits; _cachedMasks++; }
             return bits;
         }
     }
 
-    private void Walk(TokenTrie.Node node, State s, ulong[] bits, int vocab)
+    /// <summary>Marks the tokens under <paramref name="node"/> that the grammar allows from s with a character pending.</summary>
+    private void Walk(TokenTrie.Node node, State s, Utf8Partial pending, ulong[] bits, int vocab)
     {
-        foreach (var (cp, child) in node.Children)
+        foreach (var (b, child) in node.Children)
         {
-            var next = Step(s, cp);
-            if (next.Dead) continue;
+            if (!pending.Push(b, out var partial, out int cp)) continue;
+            var next = s;
+            if (cp >= 0)
+            {
+                next = Step(s, cp);
+                if (next.Dead) continue;
+            }
+            else if (!Viable(s, partial)) continue;
             foreach (int id in child.Tokens) if (id < vocab) bits[id >> 6] |= 1UL << id;
-            if (next.Leaves.Length > 0 && child.Children.Count > 0) Walk(child, next, bits, vocab);
+            if (child.Children.Count > 0 && (cp < 0 || next.Leaves.Length > 0)) Walk(child, next, partial, bits, vocab);
         }
+    }
+
+    /// <summary>Whether some character that <paramref name="partial"/> can still become is allowed from s.</summary>
+    private static bool Viable(State s, Utf8Partial partial)
+    {
+        var (lo, hi) = partial.Range;
+        foreach (var f in s.Leaves)
+        {
+            var e = f.Alt[f.Pos];
+            if (e.Negated) return true;   // a negated class leaves almost every character: assume one of these
+            foreach (var (a, z) in e.Ranges)
+                if (a <= hi && z >= lo) return true;
+        }
+        return false;
     }
 
     private int[]? _ruleMin;
@@ -218,20 +239,26 @@ internal sealed class GrammarAutomaton
         return _frameCost[f] = (int)Math.Min(sum, int.MaxValue / 4);
     }
 
-    /// <summary>The state after token <paramref name="id"/> from s; null when the grammar does not allow it.</summary>
-    public State? Advance(State s, int id)
+    /// <summary>The state (and the character left pending) after token <paramref name="id"/> from s; null when the
+    /// grammar does not allow it.</summary>
+    public (State State, Utf8Partial Pending)? Advance(State s, int id, Utf8Partial pending = default)
     {
-        if (_tok.IsEos(id)) return s.Accepting ? End : null;
-        if (TokenTrie.CodePoints(_tok.TokenBytes(id)) is not { } cps) return null;
+        if (_tok.IsEos(id)) return s.Accepting && pending.IsEmpty ? (End, default) : null;
+        var bytes = _tok.TokenBytes(id);
+        if (bytes.IsEmpty) return null;
         lock (_gate)
         {
-            foreach (int cp in cps)
+            foreach (byte b in bytes)
             {
+                if (!pending.Push(b, out var after, out int cp)) return null;   // (not "out pending": Push reads its receiver)
+                pending = after;
+                if (cp < 0) continue;
                 if (s.Leaves.Length == 0) return null;
                 s = Step(s, cp);
+                if (s.Dead) return null;
             }
         }
-        return s.Dead ? null : s;
+        return !pending.IsEmpty && !Viable(s, pending) ? null : (s, pending);
     }
 }
 
@@ -243,18 +270,22 @@ internal sealed class GrammarMatcher(Grammar grammar, Tokenizer tokenizer)
 {
     private readonly GrammarAutomaton _a = GrammarAutomaton.Of(grammar, tokenizer);
     private GrammarAutomaton.State? _state;
+    private Utf8Partial _pending;   // a character a token ended inside of
     private GrammarAutomaton.State State => _state ??= _a.Start;
 
     /// <summary>The text so far is a whole sentence of the grammar (an end token may come).</summary>
-    public bool IsComplete => State.Accepting;
+    public bool IsComplete => State.Accepting && _pending.IsEmpty;
+
+    /// <summary>Characters still needed to end, the pending one counted.</summary>
+    private int Distance(GrammarAutomaton.State s, Utf8Partial pending) => pending.IsEmpty ? _a.Distance(s) : _a.Distance(s) + 1;
 
     /// <summary>Sets every token the grammar does not allow next to −∞. With <paramref name="tokensLeft"/> (this one
     /// included) close to what the text still needs to end, only tokens after which it can still end in time are
     /// allowed (an end token counted), so a document the budget would cut is closed by the shortest way instead.</summary>
     public void Mask(Span<float> logits, int tokensLeft = int.MaxValue)
     {
-        var bits = _a.Mask(State, logits.Length);
-        if (tokensLeft <= _a.Distance(State) + ClosingMargin && Closing(bits, tokensLeft) is { } closing) bits = closing;
+        var bits = _a.Mask(State, logits.Length, _pending);
+        if (tokensLeft <= Distance(State, _pending) + ClosingMargin && Closing(bits, tokensLeft) is { } closing) bits = closing;
         bool any = false;
         for (int w = 0; w < bits.Length; w++)
         {
@@ -288,7 +319,8 @@ internal sealed class GrammarMatcher(Grammar grammar, Tokenizer tokenizer)
             for (ulong word = bits[w]; word != 0; word &= word - 1)
             {
                 int id = w * 64 + System.Numerics.BitOperations.TrailingZeroCount(word);
-                int after = tokenizer.IsEos(id) ? (State.Accepting ? -1 : int.MaxValue) : _a.Advance(State, id) is { } next ? _a.Distance(next) : int.MaxValue;
+                int after = tokenizer.IsEos(id) ? (IsComplete ? -1 : int.MaxValue)
+                    : _a.Advance(State, id, _pending) is { } next ? Distance(next.State, next.Pending) : int.MaxValue;
                 if (after == int.MaxValue) continue;
                 if (after + 1 <= tokensLeft - 1 || after < 0) { keep[w] |= 1UL << id; any = true; }
                 if (after < best) { best = after; Array.Clear(closest); }
@@ -299,5 +331,5 @@ internal sealed class GrammarMatcher(Grammar grammar, Tokenizer tokenizer)
 
     /// <summary>Moves on by token <paramref name="id"/> (which <see cref="Mask"/> allowed).</summary>
     public void Accept(int id) =>
-        _state = _a.Advance(State, id) ?? throw new InvalidOperationException($"grammar: token {id} does not continue the text");
+        (_state, _pending) = _a.Advance(State, id, _pending) ?? throw new InvalidOperationException($"grammar: token {id} does not continue the text");
 }

@@ -1,24 +1,23 @@
 using System.Runtime.CompilerServices;
-using System.Text;
 using KernelEngine.Text;
 
 namespace KernelEngine.Constraints;
 
-/// <summary>The vocabulary as a trie of code points (built once per tokenizer): a grammar mask walks it, so tokens that
-/// share a prefix share the work of matching it. Control tokens and pieces that are not whole UTF-8 characters (byte
-/// fallback halves of a multi-byte character) are left out: a grammar never allows them.</summary>
+/// <summary>The vocabulary as a trie of bytes (built once per tokenizer): a grammar mask walks it, so tokens that share a
+/// prefix share the work of matching it. Control tokens (no bytes) are left out: a grammar never allows them; pieces
+/// that end inside a UTF-8 character are in (the grammar matcher keeps the partial character pending).</summary>
 internal sealed class TokenTrie
 {
     internal sealed class Node
     {
-        public readonly List<(int Cp, Node Child)> Children = new();
+        public readonly List<(byte Byte, Node Child)> Children = new();
         public readonly List<int> Tokens = new();
 
-        public Node Child(int cp)
+        public Node Child(byte b)
         {
-            foreach (var (c, n) in Children) if (c == cp) return n;
+            foreach (var (c, n) in Children) if (c == b) return n;
             var node = new Node();
-            Children.Add((cp, node));
+            Children.Add((b, node));
             return node;
         }
     }
@@ -33,29 +32,11 @@ internal sealed class TokenTrie
     {
         for (int id = 0; id < tok.VocabSize; id++)
         {
-            if (CodePoints(tok.TokenBytes(id)) is not { Length: > 0 } cps) continue;
+            var bytes = tok.TokenBytes(id);
+            if (bytes.IsEmpty) continue;
             var n = Root;
-            foreach (int cp in cps) n = n.Child(cp);
+            foreach (byte b in bytes) n = n.Child(b);
             n.Tokens.Add(id);
         }
-    }
-
-    private static readonly UTF8Encoding Strict = new(false, throwOnInvalidBytes: true);
-
-    /// <summary>The code points of a token's bytes, or null when they are not whole UTF-8 characters.</summary>
-    public static int[]? CodePoints(ReadOnlySpan<byte> bytes)
-    {
-        if (bytes.IsEmpty) return null;
-        string s;
-        try { s = Strict.GetString(bytes); }
-        catch (DecoderFallbackException) { return null; }
-        var cps = new List<int>(s.Length);
-        for (int i = 0; i < s.Length; i++)
-        {
-            int cp = char.ConvertToUtf32(s, i);
-            if (cp > 0xFFFF) i++;
-            cps.Add(cp);
-        }
-        return cps.ToArray();
     }
 }
