@@ -276,6 +276,15 @@ internal sealed class GrammarMatcher(Grammar grammar, Tokenizer tokenizer)
     /// <summary>The text so far is a whole sentence of the grammar (an end token may come).</summary>
     public bool IsComplete => State.Accepting && _pending.IsEmpty;
 
+    /// <summary>A matcher at the same place (speculative decoding follows a draft with one).</summary>
+    public GrammarMatcher Clone() => new(grammar, tokenizer) { _state = State, _pending = _pending };
+
+    /// <summary>The grammar allows more text (false once a whole sentence can take nothing more).</summary>
+    public bool CanContinue => State.Leaves.Length > 0 || !_pending.IsEmpty;
+
+    /// <summary>Whether token <paramref name="id"/> may come next.</summary>
+    public bool Allows(int id) => _a.Advance(State, id, _pending) != null;
+
     /// <summary>Characters still needed to end, the pending one counted.</summary>
     private int Distance(GrammarAutomaton.State s, Utf8Partial pending) => pending.IsEmpty ? _a.Distance(s) : _a.Distance(s) + 1;
 

@@ -65,6 +65,11 @@ public sealed class SpeculativeDecoder
         private readonly Stopwatch _targetTime = new(), _draftTime = new();
         private float[]? _targetLogits;
         private int _gamma, _targetPasses, _draftPasses, _generated;
+        // Constrained decoding: the committed text's place in the grammar; drafts and the target's rows are masked by the
+        // place of their position, so the verifier reproduces the target's masked distribution. One branch per step.
+        private readonly Constraints.GrammarMatcher? _grammar;
+        private readonly List<Constraints.GrammarMatcher> _places = new();   // (position) the grammar before draft i
+        private readonly float[] _masked;
 
         public Strategy(SpeculativeDecoder d, GenerationSettings settings)
         {
@@ -86,6 +91,17 @@ public sealed class SpeculativeDecoder
             _proposed = new long[_maxGamma];
             _gamma = _spec.Gamma;
             Sessions = _draft == null ? [_target] : [_target, _draft];
+            _grammar = Constraints.GrammarCache.Of(settings) is { } grammar ? new(grammar, _target.Model.Tokenizer) : null;
+            _masked = new float[_vocab];
+        }
+
+        /// <summary>The logits as the grammar at <paramref name="position"/> of this step lets them through (unchanged without one).</summary>
+        private ReadOnlySpan<float> Constrained(ReadOnlySpan<float> logits, int position, int tokensLeft)
+        {
+            if (_grammar == null) return logits;
+            logits.CopyTo(_masked);
+            _places[position].Mask(_masked, tokensLeft);
+            return _masked;
         }
 
         public Session Primary => _target;
@@ -95,7 +111,6 @@ public sealed class SpeculativeDecoder
         public void Validate(GenerationSettings settings)
         {
             if (settings.Sampling.RepetitionPenalty != 1f) throw new InvalidRequestException("speculative decoding does not support a repetition penalty");
-            if (settings.Grammar != null || settings.JsonSchema != null) throw new InvalidRequestException("grammar- and schema-constrained decoding run with plain sampling, not with speculative decoding yet");
         }
 
         /// <summary>The target (and the draft model) take the prompt but its last token, batched; the last token goes
@@ -126,6 +141,11 @@ public sealed class SpeculativeDecoder
             g = Math.Max(0, Math.Min(g, _target.BatchCapacity - missing));
             int room = ContextLength - _target.Position;
             int branches = _k, branchLen;
+            if (_grammar != null)
+            {
+                _places.Clear();
+                _places.Add(_grammar.Clone());
+            }
 
             // 1. Drafts
             _draftTime.Start();
@@ -133,16 +153,24 @@ public sealed class SpeculativeDecoder
             {
                 g = Lookup(committed, _spec.LookupNgram, g, _drafts);
                 branches = 1;
+                if (_grammar != null)
+                    for (int i = 0; i < g; i++)
+                    {
+                        if (!_places[i].Allows(_drafts[0, i])) { g = i; break; }   // the lookup leaves the grammar here
+                        var after = _places[i].Clone();
+                        after.Accept(_drafts[0, i]);
+                        _places.Add(after);
+                    }
                 if (g > 0) Array.Clear(_q, 0, g * _vocab);
                 for (int i = 0; i < g; i++) _q[i * _vocab + _drafts[0, i]] = 1;   // a deterministic draft: one-hot q
             }
             else if (g > 0)
             {
-                branches = Math.Max(1, Math.Min(Math.Min(_k, room / (missing + g)), _target.BatchCapacity / (missing + g)));
+                branches = _grammar != null ? 1 : Math.Max(1, Math.Min(Math.Min(_k, room / (missing + g)), _target.BatchCapacity / (missing + g)));
                 for (int b = 0; b < branches; b++)
                 {
                     Sync(_draft!, committed);
-                    var logits = _draft!.FeedCore(Tail(committed, _draft.Position), ct);
+                    var logits = Constrained(_draft!.FeedCore(Tail(committed, _draft.Position), ct), 0, maxNew);
                     _draftPasses++;
                     if (b == 0) _draftSampler.Distribution(logits, default, _q0);   // no history: repetition penalties are refused above
                     var qb0 = _q.AsSpan(b * _maxGamma * _vocab, _vocab);
@@ -153,7 +181,14 @@ public sealed class SpeculativeDecoder
                     if (_drafts[b, 0] < 0) { branches = b; break; }   // q0 has fewer than k tokens
                     for (int i = 1; i < g; i++)
                     {
-                        logits = _draft.FeedCore([_drafts[b, i - 1]], ct);
+                        if (_grammar != null)
+                        {
+                            var after = _places[i - 1].Clone();
+                            after.Accept(_drafts[b, i - 1]);
+                            if (!after.CanContinue) { g = i; break; }   // the draft ended the grammar's text
+                            _places.Add(after);
+                        }
+                        logits = Constrained(_draft.FeedCore([_drafts[b, i - 1]], ct), i, maxNew - i);
                         _draftPasses++;
                         var qbi = _q.AsSpan((b * _maxGamma + i) * _vocab, _vocab);
                         _draftSampler.Distribution(logits, default, qbi);
@@ -162,6 +197,12 @@ public sealed class SpeculativeDecoder
                 }
                 // q rows of position 0 hold q0 for the verifier; exclusions are redone there.
                 for (int b = 0; b < branches; b++) _q0.CopyTo(_q.AsSpan(b * _maxGamma * _vocab, _vocab));
+                if (_grammar != null && g > 0 && _places.Count == g)
+                {
+                    var last = _places[g - 1].Clone();   // the place after every draft: the target's last row
+                    last.Accept(_drafts[0, g - 1]);
+                    _places.Add(last);
+                }
             }
             _draftTime.Stop();
             if (g == 0) branches = 1;
@@ -209,7 +250,11 @@ public sealed class SpeculativeDecoder
             }
             else
             {
-                for (int i = 0; i <= g; i++) TargetRow(_targetSampler, _targetLogits, 0, branchLen, missing - 1 + i, _p.AsSpan(i * _vocab, _vocab));
+                for (int i = 0; i <= g; i++)
+                {
+                    if (_grammar == null) TargetRow(_targetSampler, _targetLogits, 0, branchLen, missing - 1 + i, _p.AsSpan(i * _vocab, _vocab));
+                    else _targetSampler.Distribution(Constrained(_targetLogits.AsSpan((missing - 1 + i) * _vocab, _vocab), i, maxNew - i), default, _p.AsSpan(i * _vocab, _vocab));
+                }
                 var d = new int[g];
                 for (int i = 0; i < g; i++) d[i] = _drafts[0, i];
                 var v = DraftVerifyCpu.Verify(_p.AsSpan(0, (g + 1) * _vocab), _q.AsSpan(0, g * _vocab), d, _uniforms.AsSpan(0, g + 1), _vocab, _greedy, _scratch);
@@ -229,6 +274,7 @@ public sealed class SpeculativeDecoder
             for (int i = 0; i <= nAccepted; i++)
             {
                 int id = i < nAccepted ? _drafts[branch, i] : next;
+                _grammar?.Accept(id);
                 int row = (branch * branchLen) + missing - 1 + i;
                 var rowLogits = _targetLogits.AsSpan(row * _vocab, _vocab);
                 var s = SoftmaxEntropyCpu.Compute(rowLogits, 1f, id);

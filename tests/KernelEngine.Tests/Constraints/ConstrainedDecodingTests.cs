@@ -4,6 +4,7 @@ using KernelEngine.Benchmarking;
 using KernelEngine.Constraints;
 using KernelEngine.Decoding;
 using KernelEngine.Kernels;
+using Microsoft.Extensions.AI;
 using NUnit.Framework;
 
 namespace KernelEngine.Tests.Constraints;
@@ -134,6 +135,53 @@ public sealed class ConstrainedDecodingTests
             Assert.That(s.LastStats!.GeneratedTokens, Is.LessThanOrEqualTo(maxTokens));
             using var parsed = JsonDocument.Parse(text);
             Assert.That(SchemaCheck.Error(parsed.RootElement, doc.RootElement, doc.RootElement), Is.Null, $"seed {seed}: {text}");
+        }
+    }
+
+    /// <summary>Speculative decoding with a grammar: drafts (of a draft model, or prompt lookup) are masked by the grammar
+    /// at their position, and so are the target's rows, so greedy speculative decoding gives plain constrained greedy's
+    /// ids, and sampled documents validate. Multi-draft settings run one branch under a grammar.</summary>
+    [TestCase(0, 1)]
+    [TestCase(0, 3)]
+    [TestCase(3, 1)]
+    public void SpeculativeDecoding_KeepsToTheSchema(int lookup, int drafts)
+    {
+        string schema = Schemas[0];
+        using var doc = JsonDocument.Parse(schema);
+        using var target = Stories.CreateSession();
+        using var draftModel = Model.Load(SharedData.Stories, new ModelOptions { ContextLength = 512 });
+        using var draft = lookup > 0 ? null : draftModel.CreateSession();
+        var dec = new SpeculativeDecoder(target, draft, new SpeculativeSettings { Gamma = 4, Drafts = drafts, LookupNgram = lookup });
+        var prompt = target.EncodePrompt("Once upon a time");
+        var greedy = new GenerationSettings { MaxTokens = 300, JsonSchema = schema, Sampling = SamplingSettings.Greedy };
+        int[] plain;
+        using (var s = Stories.CreateSession()) plain = s.Generate(prompt, greedy).Select(t => t.Id).ToArray();
+        Assert.That(dec.Generate(prompt, greedy).Select(t => t.Id).ToArray(), Is.EqualTo(plain), "greedy: the same ids as plain constrained decoding");
+        for (int seed = 0; seed < 10; seed++)
+        {
+            var settings = new GenerationSettings { MaxTokens = 300, JsonSchema = schema, Sampling = Free((ulong)seed) };
+            string text = string.Concat(dec.Generate(prompt, settings).Select(t => t.Text));
+            using var parsed = JsonDocument.Parse(text);
+            Assert.That(SchemaCheck.Error(parsed.RootElement, doc.RootElement, doc.RootElement), Is.Null, $"seed {seed}: {text}");
+        }
+        Assert.That(target.LastStats!.Loop!.TargetPasses, Is.LessThan(target.LastStats.GeneratedTokens), "drafts were accepted");
+    }
+
+    [Test]
+    public async Task ChatClient_ResponseFormatJsonSchema_AnswersValidate()
+    {
+        using var schema = JsonDocument.Parse(Schemas[9]);
+        using Microsoft.Extensions.AI.IChatClient client = Stories.AsChatClient();
+        for (int seed = 0; seed < 5; seed++)
+        {
+            var options = new Microsoft.Extensions.AI.ChatOptions
+            {
+                ResponseFormat = Microsoft.Extensions.AI.ChatResponseFormat.ForJsonSchema(schema.RootElement, "entry"),
+                Temperature = 1f, TopK = 0, TopP = 1f, Seed = seed, MaxOutputTokens = 300,
+            };
+            var answer = (await client.GetResponseAsync("Write an entry.", options)).Text;
+            using var parsed = JsonDocument.Parse(answer);
+            Assert.That(SchemaCheck.Error(parsed.RootElement, schema.RootElement, schema.RootElement), Is.Null, answer);
         }
     }
 
