@@ -25,7 +25,13 @@ if (args.Length > 0 && args[0] == "compare")
 }
 if (args.Length > 0 && args[0] == "grammar")
 {
-    // bench grammar --preset llama-160m --dtype q4_0 --schema FILE [--docs 20] [--max-tokens 200]
+    // bench grammar --preset llama-160m --dtype q4_0 --schema FILE [--docs 20] [--max-tokens 200] [--llama]
+    if (args.Contains("--llama"))
+    {
+        LlamaCppGrammarBench.Run(Arg(args, "--preset") ?? "llama-160m", Parse(Arg(args, "--dtype") ?? "q4_0"), File.ReadAllText(Arg(args, "--schema")!),
+            int.Parse(Arg(args, "--docs") ?? "20"), int.Parse(Arg(args, "--max-tokens") ?? "200"), Console.Out);
+        return 0;
+    }
     string dir = Arg(args, "--model") ?? KernelEngine.Benchmarking.Presets.Materialize(Arg(args, "--preset") ?? "llama-160m", Parse(Arg(args, "--dtype") ?? "q4_0"));
     using var gm = KernelEngine.Model.Load(dir, new KernelEngine.ModelOptions { ContextLength = 1024 });
     GrammarBench.Run(gm, File.ReadAllText(Arg(args, "--schema") ?? throw new ArgumentException("--schema FILE")), int.Parse(Arg(args, "--docs") ?? "20"),
