@@ -74,7 +74,8 @@ public sealed class FamilyParityTests
                 // Position 0 has no multi-position attention, so only summation order is left: a last-bit difference in a
                 // GELU input moves it across an fp16 rounding boundary of the table now and then (one fp16 step, 1e-5 here).
                 Assert.That(firstDiff, Is.LessThanOrEqualTo(1e-5), "position 0 with llama.cpp's GELU");
-                Assert.That(maxDiff, Is.LessThanOrEqualTo(tolerance), "all positions with llama.cpp's GELU");
+                // The bound: against llama.cpp's own arithmetic (its fp16 GELU table) every family is within 1e-3.
+                Assert.That(maxDiff, Is.LessThanOrEqualTo(1e-3), "all positions with llama.cpp's GELU");
                 continue;
             }
             s.Reset();
