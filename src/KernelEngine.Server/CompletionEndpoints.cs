@@ -24,7 +24,7 @@ internal sealed class CompletionEndpoints(Model model, BatchedGenerator batch, s
         if (req.Tools is { ValueKind: JsonValueKind.Array } tools && tools.GetArrayLength() > 0)
             throw ApiError.BadRequest("tools are not supported by this server yet", "tools");
         string? schema = SchemaOf(req.ResponseFormat);
-        if (req.Messages is not { Count: > 0 } messages) throw ApiError.BadRequest("'messages' must be a non-empty array", "messages");
+        if (req.Messages is not { Count: > 0 } messages || messages.Any(m => m == null)) throw ApiError.BadRequest("'messages' must be a non-empty array of message objects", "messages");
         var conversation = messages.Select(Message).ToList();
         int[] prompt;
         try { prompt = _chat.Encode(conversation, []); }

@@ -157,6 +157,14 @@ public sealed class OpenAIServerTests
         Assert.That((s8, Param(e8)), Is.EqualTo((HttpStatusCode.BadRequest, "temperature")));
         var (s9, e9) = await Post("/v1/chat/completions", "{\"messages\": []}");
         Assert.That((s9, Param(e9)), Is.EqualTo((HttpStatusCode.BadRequest, "messages")));
+        foreach (var bad in new[] { "{\"messages\": [null]}", "{\"messages\": [{\"role\": \"robot\", \"content\": \"Hi\"}]}",
+                     "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image_url\"}]}]}", "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"stop\": [1]}" })
+        {
+            var (sb, eb) = await Post("/v1/chat/completions", bad);
+            Assert.That(sb, Is.EqualTo(HttpStatusCode.BadRequest), bad + " -> " + eb);
+        }
+        var (s10, _) = await Post("/v1/completions", "{\"prompt\": [1, 999999]}");
+        Assert.That(s10, Is.EqualTo(HttpStatusCode.BadRequest), "a token id outside the vocabulary");
         // still serving
         var (ok, body) = await Post("/v1/completions", "{\"prompt\": \"Hi\", \"max_tokens\": 3}");
         Assert.That(ok, Is.EqualTo(HttpStatusCode.OK), body.ToString());
@@ -166,6 +174,44 @@ public sealed class OpenAIServerTests
 
     /// <summary>On ILGPU's CPU accelerator (a simulator: tens of ms per token), so the stream is still running when the
     /// client leaves.</summary>
+    /// <summary>Mutated request bodies (truncated, bytes flipped, values swapped for other JSON kinds): every answer is a
+    /// 2xx or a 4xx with an error body, never a 5xx, and the server keeps serving.</summary>
+    [Test]
+    public async Task FuzzedBodies_NeverGiveA5xx()
+    {
+        string[] valid =
+        [
+            """{"model":"stories260K","messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"temperature":0.5,"stop":["."],"stream":false}""",
+            """{"prompt":"Once","max_tokens":4,"top_p":0.9,"seed":3,"stream":true}""",
+            """{"input":["a","b"],"encoding_format":"float"}""",
+        ];
+        string[] paths = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
+        string[] values = ["null", "true", "-1", "1e400", "\"\"", "[]", "{}", "[null]", "99999999999", "\"x\""];
+        var rng = new Random(5);
+        for (int i = 0; i < 150; i++)
+        {
+            int k = rng.Next(valid.Length);
+            string body = valid[k];
+            switch (rng.Next(3))
+            {
+                case 0: body = body[..rng.Next(body.Length)]; break;
+                case 1: { var c = body.ToCharArray(); c[rng.Next(c.Length)] = (char)rng.Next(32, 127); body = new string(c); break; }
+                default:
+                {
+                    var m = System.Text.RegularExpressions.Regex.Matches(body, @":(\d+(\.\d+)?|""[^""]*""|true|false|\[[^\]]*\])");
+                    if (m.Count > 0) { var g = m[rng.Next(m.Count)]; body = body[..(g.Index + 1)] + values[rng.Next(values.Length)] + body[(g.Index + g.Length)..]; }
+                    break;
+                }
+            }
+            using var r = await _http.PostAsync(paths[k], new StringContent(body, Encoding.UTF8, "application/json"));
+            string text = await r.Content.ReadAsStringAsync();
+            Assert.That((int)r.StatusCode, Is.LessThan(500), $"{paths[k]} {body} -> {text}");
+            if ((int)r.StatusCode >= 400) Assert.That(text, Does.Contain("\"error\""), body);
+        }
+        using var ok = await _http.PostAsJsonAsync("/v1/completions", new { prompt = "Hi", max_tokens = 2 });
+        Assert.That(ok.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+    }
+
     [Test]
     public async Task ClientThatDisconnectsMidStream_FreesItsSequenceAndPages()
     {
