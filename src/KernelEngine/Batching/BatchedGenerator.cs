@@ -114,7 +114,8 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         {
             ObjectDisposedException.ThrowIf(_closing, this);
             if (_draining) throw new InvalidOperationException("the generator is draining: it takes no new requests");
-            if (_queue.Count >= _o.MaxQueue && _active.Count >= _o.MaxBatch)
+            // requests beyond the free slots wait; the engine may not have admitted the earlier ones yet
+            if (_queue.Count >= _o.MaxQueue + Math.Max(0, _o.MaxBatch - _active.Count))
                 throw new QueueFullException($"{_queue.Count} requests are waiting (MaxQueue {_o.MaxQueue}) behind {_active.Count} running; try again later");
             _queue.Enqueue(s);
             Diagnostics.Telemetry.QueueDepth.Add(1);

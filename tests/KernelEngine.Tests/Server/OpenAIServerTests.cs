@@ -298,10 +298,12 @@ public sealed class OpenAIServerTests
         Assert.That(await bad.Content.ReadAsStringAsync(), Does.Contain("pattern").And.Contain("response_format"));
     }
 
+    /// <summary>On ILGPU's CPU accelerator (tens of ms per token), so the first request still runs when the second comes.</summary>
     [Test]
     public async Task FullQueue_Is429()
     {
-        await using var server = OpenAIServer.Build(_model, new ServerOptions { Port = 0, MaxBatch = 1, MaxQueue = 0 });
+        using var slow = Model.Load(SharedData.Stories, new ModelOptions { Device = "ilgpu-cpu", ContextLength = 256 });
+        await using var server = OpenAIServer.Build(slow, new ServerOptions { Port = 0, MaxBatch = 1, MaxQueue = 0 });
         await server.StartAsync();
         using var http = new HttpClient { BaseAddress = new Uri(server.Address) };
         using var req = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = JsonContent.Create(new { prompt = "Once", max_tokens = 200, stream = true }) };
