@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using KernelEngine.Backends;
 using KernelEngine.Decoding;
-using KernelEngine.Kernels.SoftmaxEntropy;
 using KernelEngine.Models;
 
 namespace KernelEngine;
@@ -321,26 +320,13 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     private void Choose(Sequence s, DeviceTensor logits, int row)
     {
         StepToken t;
-        if (s.OnDevice)
-        {
-            var st = _backend.SoftmaxEntropy(logits, row, 1f, -1);
-            t = new StepToken(st.ArgMax, st.Max - st.LogSumExp, st.EntropyBits, null);
-        }
+        if (s.Chooser.OnDevice) t = TokenChooser.FromDevice(_backend.SoftmaxEntropy(logits, row, 1f, -1));
         else
         {
             _backend.Read(logits, row, 1, s.Logits);
-            int id;
-            if (s.Grammar != null)
-            {
-                s.Logits.CopyTo(s.Masked, 0);
-                try { s.Grammar.Mask(s.Masked, Math.Min(s.Settings.MaxTokens - s.Emitter.Generated, s.Length + 1 - s.Committed.Count)); }
-                catch (InvalidRequestException e) { Fail(s, e); return; }
-                id = s.Sampler!.Sample(s.Masked, CollectionsMarshal.AsSpan(s.Committed));
-                s.Grammar.Accept(id);
-            }
-            else id = s.Sampler!.Sample(s.Logits, CollectionsMarshal.AsSpan(s.Committed));
-            var st = SoftmaxEntropyCpu.Compute(s.Logits, 1f, id);
-            t = new StepToken(id, st.TokenLogProb, st.EntropyBits, s.Settings.ReturnLogits ? s.Logits.ToArray() : null);
+            int tokensLeft = Math.Min(s.Settings.MaxTokens - s.Emitter.Generated, s.Length + 1 - s.Committed.Count);
+            try { t = s.Chooser.Choose(s.Logits, CollectionsMarshal.AsSpan(s.Committed), tokensLeft); }
+            catch (InvalidRequestException e) { Fail(s, e); return; }   // a grammar the vocabulary cannot continue
         }
         GeneratedToken? emitted;
         StopReason? stop;
@@ -418,16 +404,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         public int Pages = pages;                     // needed at submit; the cache class once admitted
         public readonly List<int> Committed = new(prompt);
         public readonly TokenEmitter Emitter = new(model.Tokenizer, settings, atStartOfText);
-        public readonly Constraints.GrammarMatcher? Grammar = Constraints.GrammarCache.Of(settings) is { } g ? new(g, model.Tokenizer) : null;
-        public readonly bool OnDevice = OnDeviceFor(settings);
-        public readonly Sampler? Sampler = OnDeviceFor(settings) ? null : new(settings.Sampling, model.Config.VocabSize);
-
-        /// <summary>Greedy without penalty, logits or grammar: the choice stays on the device, as in a session.</summary>
-        private static bool OnDeviceFor(GenerationSettings s) =>
-            s.Sampling.IsGreedy && s.Sampling.RepetitionPenalty == 1f && !s.ReturnLogits && s.Grammar == null && s.JsonSchema == null;
-        private float[]? _masked;
-        /// <summary>The logits with the grammar's mask (a second host row, for constrained sequences only).</summary>
-        public float[] Masked => _masked ??= new float[_vocab];
+        public readonly TokenChooser Chooser = new(settings, model.Tokenizer, model.Config.VocabSize);
         /// <summary>The row of logits sampling reads (host side; allocated once, for sampled sequences only).</summary>
         public float[] Logits => _logits ??= new float[_vocab];
         private float[]? _logits;

@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using KernelEngine.Kernels.SoftmaxEntropy;
 
 namespace KernelEngine.Decoding;
 
@@ -10,11 +9,7 @@ namespace KernelEngine.Decoding;
 /// </summary>
 internal sealed class SamplingStrategy(Session session, GenerationSettings settings) : IDecodingStrategy
 {
-    private readonly Sampler _sampler = new(settings.Sampling, session.Config.VocabSize);
-    private readonly Constraints.GrammarMatcher? _grammar = Constraints.GrammarCache.Of(settings) is { } g ? new(g, session.Model.Tokenizer) : null;
-    private readonly bool _onDevice = settings.Sampling.IsGreedy && settings.Sampling.RepetitionPenalty == 1f && !settings.ReturnLogits
-        && settings.Grammar == null && settings.JsonSchema == null;
-    private float[]? _masked;
+    private readonly TokenChooser _chooser = new(settings, session.Model.Tokenizer, session.Config.VocabSize);
     private readonly Session[] _sessions = [session];
     private int _steps;
 
@@ -46,7 +41,7 @@ internal sealed class SamplingStrategy(Session session, GenerationSettings setti
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Feed(ReadOnlySpan<int> tokens, CancellationToken ct)
     {
-        if (_onDevice) session.FeedOnDevice(tokens, ct);
+        if (_chooser.OnDevice) session.FeedOnDevice(tokens, ct);
         else session.FeedCore(tokens, ct);
     }
 
@@ -57,25 +52,7 @@ internal sealed class SamplingStrategy(Session session, GenerationSettings setti
         if (fed < committed.Count) Feed(CollectionsMarshal.AsSpan(committed)[fed..], ct);
         int? pinned = settings.PinnedTokens is { } pins && _steps < pins.Count ? pins[_steps] : null;
         _steps++;
-        if (_onDevice)
-        {
-            var s = session.NextTokenStatsCore();
-            output.Add(new StepToken(pinned ?? s.ArgMax, s.Max - s.LogSumExp, s.EntropyBits, null));
-            return;
-        }
-        var logits = session.Logits;
-        int next;
-        if (_grammar != null)
-        {
-            // the grammar's mask on a copy; log p and entropy stay those of the model
-            _masked ??= new float[logits.Length];
-            logits.CopyTo(_masked);
-            _grammar.Mask(_masked, maxNew);
-            next = _sampler.Sample(_masked, CollectionsMarshal.AsSpan(committed));
-            _grammar.Accept(next);
-        }
-        else next = pinned ?? _sampler.Sample(logits, CollectionsMarshal.AsSpan(committed));
-        var stats = SoftmaxEntropyCpu.Compute(logits, 1f, next);
-        output.Add(new StepToken(next, stats.TokenLogProb, stats.EntropyBits, settings.ReturnLogits ? logits.ToArray() : null));
+        output.Add(_chooser.OnDevice ? TokenChooser.FromDevice(session.NextTokenStatsCore(), pinned)
+            : _chooser.Choose(session.Logits, CollectionsMarshal.AsSpan(committed), maxNew, pinned));
     }
 }
