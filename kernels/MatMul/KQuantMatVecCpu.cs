@@ -286,7 +286,7 @@ internal static unsafe class KQuantMatVecCpu
         var mask = S.BroadcastByte(0x0F);
         var one = S.BroadcastByte(1);
         V accF = S.Zero;
-        float minSum = 0;
+        var minAcc = Vector128<float>.Zero;   // Σ dmin · min_j · Σx_j, 4 lanes (no horizontal sum per super-block)
         for (int b = 0; b < blocks; b++)
         {
             byte* blk = row + b * blockBytes;
@@ -304,7 +304,7 @@ internal static unsafe class KQuantMatVecCpu
             // the 8 sub-block scales and mins as int16 lanes; Σ min_j · Σx_j in one pmaddwd
             var sc8 = Vector128.WidenLower(Vector128.CreateScalar(scBytes).AsByte()).AsInt16();
             var m8 = Vector128.WidenLower(Vector128.CreateScalar(mBytes).AsByte()).AsInt16();
-            minSum += dmin * Vector128.Sum(Simd128.MulAddI16(m8.AsSingle(), Vector128.Load(a.Sum32 + b * 8).AsSingle()).AsInt32());
+            minAcc += Vector128.ConvertToSingle(Simd128.MulAddI16(m8.AsSingle(), Vector128.Load(a.Sum32 + b * 8).AsSingle()).AsInt32()) * Vector128.Create(dmin);
             byte* qh = blk + 16;
             byte* qs = blk + (fifthBits ? 48 : 16);
             sbyte* x = a.Qx + b * QK;
@@ -325,13 +325,13 @@ internal static unsafe class KQuantMatVecCpu
                         lo = S.OrBytes(lo, S.ShiftLeft16(S.AndBytes(S.ShiftRight16(qhv, 2 * g), one), 4));
                         hi = S.OrBytes(hi, S.ShiftLeft16(S.AndBytes(S.ShiftRight16(qhv, 2 * g + 1), one), 4));
                     }
-                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(lo, S.LoadBytes(x + 64 * g + k)), sc0));
-                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(hi, S.LoadBytes(x + 64 * g + 32 + k)), sc1));
+                    acc = S.DotAddI16(acc, S.MulAddU8S8To16(lo, S.LoadBytes(x + 64 * g + k)), sc0);
+                    acc = S.DotAddI16(acc, S.MulAddU8S8To16(hi, S.LoadBytes(x + 64 * g + 32 + k)), sc1);
                 }
             }
             accF = S.Fma(S.ConvertI32ToF32(acc), S.Broadcast(d), accF);
         }
-        return S.Sum(accF) - minSum;
+        return S.Sum(accF) - Vector128.Sum(minAcc);
     }
 
     /// <summary>
@@ -346,7 +346,7 @@ internal static unsafe class KQuantMatVecCpu
         var mask = S.BroadcastByte(0x0F);
         var three = S.BroadcastByte(3);
         V accF = S.Zero;
-        float offSum = 0;
+        var offAcc = Vector128<float>.Zero;   // Σ 32 · d · sc_g · Σx_g, 4 lanes
         for (int b = 0; b < blocks; b++)
         {
             byte* blk = row + b * 210;
@@ -357,9 +357,9 @@ internal static unsafe class KQuantMatVecCpu
             // the 16 int8 scales as two int16 vectors; 32 · Σ sc_g · Σx_g in two pmaddwd
             var scv = Vector128.Load(sc);
             var scLo = Vector128.WidenLower(scv); var scHi = Vector128.WidenUpper(scv);
-            int off = Vector128.Sum(Simd128.MulAddI16(scLo.AsSingle(), Vector128.Load(a.Sum16 + b * 16).AsSingle()).AsInt32()
-                + Simd128.MulAddI16(scHi.AsSingle(), Vector128.Load(a.Sum16 + b * 16 + 8).AsSingle()).AsInt32());
-            offSum += d * 32 * off;
+            var off = Simd128.MulAddI16(scLo.AsSingle(), Vector128.Load(a.Sum16 + b * 16).AsSingle()).AsInt32()
+                + Simd128.MulAddI16(scHi.AsSingle(), Vector128.Load(a.Sum16 + b * 16 + 8).AsSingle()).AsInt32();
+            offAcc += Vector128.ConvertToSingle(off) * Vector128.Create(d * 32);
             V acc = S.Zero;
             for (int h = 0; h < 2; h++)
                 for (int k = 0; k < 32; k += W)
@@ -374,14 +374,14 @@ internal static unsafe class KQuantMatVecCpu
                     var q4 = S.OrBytes(S.AndBytes(S.ShiftRight16(l1, 4), mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 6), three), 4));
                     sbyte* xs = x + 128 * h + k;
                     int g = k / 16;   // scale lane (within this half's 8) of run j's first element: g + 2j
-                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q1, S.LoadBytes(xs)), Q6Scales<S, V>(s8, g)));
-                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q2, S.LoadBytes(xs + 32)), Q6Scales<S, V>(s8, g + 2)));
-                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q3, S.LoadBytes(xs + 64)), Q6Scales<S, V>(s8, g + 4)));
-                    acc = S.AddI32(acc, S.MulAddI16(S.MulAddU8S8To16(q4, S.LoadBytes(xs + 96)), Q6Scales<S, V>(s8, g + 6)));
+                    acc = S.DotAddI16(acc, S.MulAddU8S8To16(q1, S.LoadBytes(xs)), Q6Scales<S, V>(s8, g));
+                    acc = S.DotAddI16(acc, S.MulAddU8S8To16(q2, S.LoadBytes(xs + 32)), Q6Scales<S, V>(s8, g + 2));
+                    acc = S.DotAddI16(acc, S.MulAddU8S8To16(q3, S.LoadBytes(xs + 64)), Q6Scales<S, V>(s8, g + 4));
+                    acc = S.DotAddI16(acc, S.MulAddU8S8To16(q4, S.LoadBytes(xs + 96)), Q6Scales<S, V>(s8, g + 6));
                 }
             accF = S.Fma(S.ConvertI32ToF32(acc), S.Broadcast(d), accF);
         }
-        return S.Sum(accF) - offSum;
+        return S.Sum(accF) - Vector128.Sum(offAcc);
     }
 
     /// <summary>The int16 scale lanes of one vector of a 32-element run starting in group g (two groups when it is 32 bytes).</summary>

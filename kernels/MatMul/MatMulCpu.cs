@@ -35,20 +35,22 @@ internal static unsafe class MatMulCpu
         public int RowsPerTask;
         public byte* Packed;          // Q8_0/Q4_0 in PackedQuant layout, or null
         public long PackedRowBytes;
+        public int HalfShift;
     }
 
     /// <param name="packed">Q8_0/Q4_0: W in <see cref="PackedQuant"/> layout (decode reads only it, prefill widens from it);
     /// null: decode packs per call (tests, one-off calls), prefill widens ggml blocks</param>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <param name="halfShift">F16: w holds the weights times 2^halfShift (<see cref="HalfPrescale"/>)</param>
     public static void MatMul(WorkerPool pool, float* x, int rows, int inDim, byte* w, WeightType type, int outDim, float* bias, float* y,
-        byte* packed = null)
+        byte* packed = null, int halfShift = 0)
     {
         if (rows <= MatVecCpu.MaxRows)
         {
             byte* own = type.HasPackedCpuDecode() && packed == null ? PackedQuant.Pack(w, type, outDim, inDim) : null;
             try
             {
-                var part = new MatVecPart { W = w, Type = type, OutDim = outDim, Bias = bias, Y = y, Packed = own != null ? own : packed };
+                var part = new MatVecPart { W = w, Type = type, OutDim = outDim, Bias = bias, Y = y, Packed = own != null ? own : packed, HalfShift = halfShift };
                 MatVecCpu.MatVec(pool, x, inDim, new ReadOnlySpan<MatVecPart>(ref part), rows);
             }
             finally
@@ -62,6 +64,7 @@ internal static unsafe class MatMulCpu
             X = x, Rows = rows, InDim = inDim, W = w, WRowBytes = type.RowBytes(inDim), Type = type,
             OutDim = outDim, Bias = bias, Y = y, RowsPerTask = PrefillBlockRows,
             Packed = type.HasPackedCpuDecode() ? packed : null, PackedRowBytes = type.HasPackedCpuDecode() ? PackedQuant.RowBytes(type, inDim) : 0,
+            HalfShift = halfShift,
         };
         pool.For((outDim + PrefillBlockRows - 1) / PrefillBlockRows, &PrefillTask, &job, (long)rows * outDim * inDim);
     }
@@ -104,6 +107,8 @@ internal static unsafe class MatMulCpu
             for (int r = 0; r < nO; r++) PackedQuant.ToF32(j.Packed + (o0 + r) * j.PackedRowBytes, j.Type, n, wf + r * n);
         else
             for (int r = 0; r < nO; r++) RowConvert.ToF32(j.W + (o0 + r) * j.WRowBytes, j.Type, n, wf + r * n);
+        if (j.HalfShift != 0)   // exact: a power of two
+            TensorPrimitives.Multiply(new ReadOnlySpan<float>(wf, nO * n), HalfPrescale.Unscale(j.HalfShift), new Span<float>(wf, nO * n));
         int outDim = j.OutDim;
         // Cache blocking: a chunk of 32 x rows (L2) meets each group of 4 weight rows (L1) of this task's block.
         for (int t0 = 0; t0 < j.Rows; t0 += PrefillXRows)

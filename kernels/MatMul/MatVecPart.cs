@@ -9,5 +9,6 @@ internal unsafe struct MatVecPart
     public int OutDim;
     public float* Bias;      // (OutDim) or null
     public float* Y;         // (OutDim)
-    public byte* Packed;     // Q8_0/Q4_0: W repacked by PackedQuant.Pack (what the integer kernels read)
+    public byte* Packed;
+    public int HalfShift;    // F16: W holds the weights times 2^HalfShift (HalfPrescale); results are scaled back     // Q8_0/Q4_0: W repacked by PackedQuant.Pack (what the integer kernels read)
 }

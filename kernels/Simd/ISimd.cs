@@ -64,6 +64,8 @@ internal unsafe interface ISimd<V> where V : struct
     static abstract V MulAddU8S8To16(V u, V s);
     /// <summary>int32 lanes, each the sum of its 2 int16 products.</summary>
     static abstract V MulAddI16(V a, V b);
+    /// <summary>acc + <see cref="MulAddI16"/>(a, b): one vpdpwssd where the CPU has AVX-VNNI (256/128-bit).</summary>
+    static abstract V DotAddI16(V acc, V a, V b);
     /// <summary>Lane i = p[i / 4] (one scale per 4 int32 lanes, i.e. per 16 bytes).</summary>
     static abstract V LoadRepeat4(float* p);
     static abstract V AddI16(V a, V b);

@@ -126,6 +126,10 @@ internal readonly unsafe struct Simd128 : ISimd<Vector128<float>>
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> LoadRepeat4(float* p) => Vector128.Create(*p);
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> AddI16(Vector128<float> a, Vector128<float> b) => (a.AsInt16() + b.AsInt16()).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector128<float> DotAddI16(Vector128<float> acc, Vector128<float> a, Vector128<float> b) => AvxVnni.IsSupported
+        ? AvxVnni.MultiplyWideningAndAdd(acc.AsInt32(), a.AsInt16(), b.AsInt16()).AsSingle()
+        : AddI32(acc, MulAddI16(a, b));
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> AddI32(Vector128<float> a, Vector128<float> b) => (a.AsInt32() + b.AsInt32()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> AndBytes(Vector128<float> a, Vector128<float> b) => (a.AsByte() & b.AsByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> OrBytes(Vector128<float> a, Vector128<float> b) => (a.AsByte() | b.AsByte()).AsSingle();

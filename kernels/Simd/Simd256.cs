@@ -61,6 +61,10 @@ internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector256<float> LoadRepeat4(float* p) => Avx2.PermuteVar8x32(Vector128.CreateScalar(*(double*)p).AsSingle().ToVector256Unsafe(), Repeat4);
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> AddI16(Vector256<float> a, Vector256<float> b) => (a.AsInt16() + b.AsInt16()).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector256<float> DotAddI16(Vector256<float> acc, Vector256<float> a, Vector256<float> b) => AvxVnni.IsSupported
+        ? AvxVnni.MultiplyWideningAndAdd(acc.AsInt32(), a.AsInt16(), b.AsInt16()).AsSingle()
+        : (acc.AsInt32() + Avx2.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16())).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> AddI32(Vector256<float> a, Vector256<float> b) => (a.AsInt32() + b.AsInt32()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> AndBytes(Vector256<float> a, Vector256<float> b) => (a.AsByte() & b.AsByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> OrBytes(Vector256<float> a, Vector256<float> b) => (a.AsByte() | b.AsByte()).AsSingle();

@@ -56,6 +56,9 @@ internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector512<float> LoadRepeat4(float* p) => Avx512F.PermuteVar16x32(Vector128.Load(p).ToVector256Unsafe().ToVector512Unsafe(), Repeat4);
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> AddI16(Vector512<float> a, Vector512<float> b) => (a.AsInt16() + b.AsInt16()).AsSingle();
+    // .NET 10 exposes VNNI only at 256 and 128 bits (AvxVnni)
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector512<float> DotAddI16(Vector512<float> acc, Vector512<float> a, Vector512<float> b) => (acc.AsInt32() + Avx512BW.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16())).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> AddI32(Vector512<float> a, Vector512<float> b) => (a.AsInt32() + b.AsInt32()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> AndBytes(Vector512<float> a, Vector512<float> b) => (a.AsByte() & b.AsByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> OrBytes(Vector512<float> a, Vector512<float> b) => (a.AsByte() | b.AsByte()).AsSingle();

@@ -97,6 +97,7 @@ internal sealed unsafe class CpuBackend : IBackend
         private HostWeight? _host; // keeps owned host arrays alive; mapped files are owned by the model
         private byte* _copy;  // dense weights copied into huge-page memory (Data points here), or null
         public byte* Packed;  // Q8_0/Q4_0: the PackedQuant layout the kernels read, native memory freed on Dispose
+        public readonly int HalfShift;  // F16 copies: the weights times 2^HalfShift (HalfPrescale: no subnormal halves)
         public Weight(HostWeight h, bool copy) : base(h.Name, h.Rows, h.Cols, h.Type)
         {
             Data = h.Data; _host = h;
@@ -107,7 +108,13 @@ internal sealed unsafe class CpuBackend : IBackend
                 else if (copy && h.Bytes >= 2L << 20)
                 {
                     _copy = HugePages.Alloc(h.Bytes);
-                    Buffer.MemoryCopy(h.Data, _copy, h.Bytes, h.Bytes);
+                    if (h.Type == WeightType.F16)
+                    {
+                        long n = h.Bytes / 2;
+                        HalfShift = HalfPrescale.ChooseShift((ushort*)h.Data, n);
+                        HalfPrescale.Copy((ushort*)h.Data, (ushort*)_copy, n, HalfShift);
+                    }
+                    else Buffer.MemoryCopy(h.Data, _copy, h.Bytes, h.Bytes);
                     Data = _copy;
                     _host = null; // the mapped file (or array) is no longer read
                 }
@@ -170,14 +177,22 @@ internal sealed unsafe class CpuBackend : IBackend
             int id = ids[r];
             if ((uint)id >= (uint)w.Rows) throw new InvalidRequestException($"{w.Name}: row {id} is outside (0..{w.Rows - 1})");
             float* dst = T(x).F + (long)r * x.Cols;
-            if (!add) RowConvert.ToF32(w.Data + id * rowBytes, w.Type, w.Cols, dst);
+            if (!add) Widen(w, id, rowBytes, dst);
             else
                 fixed (float* s = scratch)
                 {
-                    RowConvert.ToF32(w.Data + id * rowBytes, w.Type, w.Cols, s);
+                    Widen(w, id, rowBytes, s);
                     TensorPrimitives.Add(new ReadOnlySpan<float>(dst, w.Cols), new ReadOnlySpan<float>(s, w.Cols), new Span<float>(dst, w.Cols));
                 }
         }
+    }
+
+    /// <summary>Row id of a weight table as F32 (undoing an F16 copy's prescale, exactly).</summary>
+    private static void Widen(Weight w, int id, long rowBytes, float* dst)
+    {
+        RowConvert.ToF32(w.Data + id * rowBytes, w.Type, w.Cols, dst);
+        if (w.HalfShift != 0)
+            TensorPrimitives.Multiply(new ReadOnlySpan<float>(dst, w.Cols), HalfPrescale.Unscale(w.HalfShift), new Span<float>(dst, w.Cols));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -208,7 +223,7 @@ internal sealed unsafe class CpuBackend : IBackend
         var ww = W(w);
         if (x.Cols != ww.Cols || y.Cols != ww.Rows)
             throw new InvalidOperationException($"{ww.Name}: matmul shape mismatch x (.., {x.Cols}) w ({ww.Rows}, {ww.Cols}) y (.., {y.Cols})");
-        MatMulCpu.MatMul(_pool, T(x).F, rows, ww.Cols, ww.Data, ww.Type, ww.Rows, bias == null ? null : W(bias).F, T(y).F, ww.Packed);
+        MatMulCpu.MatMul(_pool, T(x).F, rows, ww.Cols, ww.Data, ww.Type, ww.Rows, bias == null ? null : W(bias).F, T(y).F, ww.Packed, ww.HalfShift);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -229,7 +244,7 @@ internal sealed unsafe class CpuBackend : IBackend
             parts[i] = new MatVecPart
             {
                 W = ww.Data, Type = ww.Type, OutDim = ww.Rows, Bias = bias[i] is { } b ? W(b).F : null, Y = T(y[i]).F,
-                Packed = ww.Packed,
+                Packed = ww.Packed, HalfShift = ww.HalfShift,
             };
         }
         MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows);

@@ -23,12 +23,12 @@ public sealed class ChatCliTests
     public void Interactive_TwoTurns_Reset_Save_AndCtrlCStopsOnlyTheAnswer()
     {
         string saved = Path.Combine(_dir.Dir, "saved.json");
-        using var ke = new CliSession(new Dictionary<string, string> { ["KE_CHAT_TEST_DELAY_MS"] = "40" },
+        using var ke = new CliSession(new Dictionary<string, string> { ["KE_CHAT_TEST_DELAY_MS"] = "100" },
             "chat", "-m", _dir.Dir, "-n", "60", "--temperature", "0");
         ke.WaitFor(k => k.Stdout.Contains("> "), "the prompt");
         ke.WriteLine("Once upon a time");
         ke.WaitFor(k => k.Stdout.Length > 12, "the first answer streaming");
-        ke.Interrupt();
+        ke.Interrupt();   // 100 ms per token leaves the signal 6 s to arrive, also on a loaded machine (a kill process start)
         ke.WaitFor(k => k.Stderr.Contains("[stopped]"), "the stopped answer");
         ke.WriteLine("Tell me more");
         ke.WaitFor(k => k.Stderr.Split('\n').Count(l => l.Contains("tok/s")) == 2, "the second answer's stats");
