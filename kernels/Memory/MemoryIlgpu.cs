@@ -57,4 +57,18 @@ internal static class MemoryIlgpu
         k[to + i] = k[from + i];
         v[to + i] = v[from + i];
     }
+
+    /// <summary>Copies one layer's run of cache words (16 bits) from one cache's K and V to another's.</summary>
+    public static void CopyKvPrefix(Index1D i, CopyKvPrefixArgs a)
+    {
+        a.ToK[a.To + i] = a.FromK[a.From + i];
+        a.ToV[a.To + i] = a.FromV[a.From + i];
+    }
+}
+
+/// <summary>Arguments of <see cref="MemoryIlgpu.CopyKvPrefix"/> (one struct: ILGPU kernels take a bounded parameter list).</summary>
+internal struct CopyKvPrefixArgs(ArrayView<ushort> fromK, ArrayView<ushort> fromV, ArrayView<ushort> toK, ArrayView<ushort> toV, long from, long to)
+{
+    public ArrayView<ushort> FromK = fromK, FromV = fromV, ToK = toK, ToV = toV;
+    public long From = from, To = to;
 }

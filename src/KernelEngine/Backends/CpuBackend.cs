@@ -355,6 +355,28 @@ internal sealed unsafe class CpuBackend : IBackend
             }
     }
 
+    public void CopyKvPrefix(KvCache from, KvCache to, int count)
+    {
+        _ops++;
+        CheckPrefix(from, to, count);
+        long rowBytes = from.K.RowBytes;
+        for (int kv = 0; kv < 2; kv++)
+        {
+            byte* src = (byte*)T(kv == 0 ? from.K : from.V).Data, dst = (byte*)T(kv == 0 ? to.K : to.V).Data;
+            for (int l = 0; l < from.Layers; l++)
+                Buffer.MemoryCopy(src + from.PositionRow(l) * rowBytes, dst + to.PositionRow(l) * rowBytes, count * rowBytes, count * rowBytes);
+        }
+    }
+
+    /// <summary>Both caches hold positions [0, count) in every layer, with rows of the same size.</summary>
+    internal static void CheckPrefix(KvCache from, KvCache to, int count)
+    {
+        if (from.Layers != to.Layers || from.KvDim != to.KvDim || from.Type != to.Type)
+            throw new ArgumentException($"KV caches of different shapes ({from.Layers} x {from.KvDim} {from.Type.Name()} vs {to.Layers} x {to.KvDim} {to.Type.Name()})");
+        if (count < 0 || count > Math.Min(from.ContextLength, to.ContextLength) || from.Dropped != 0 || to.Dropped != 0 || count > from.WindowRows || count > to.WindowRows)
+            throw new ArgumentOutOfRangeException(nameof(count), count, "positions the two caches do not both hold");
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows)
     {

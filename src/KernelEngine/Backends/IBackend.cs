@@ -74,6 +74,9 @@ internal interface IBackend : IDisposable
     /// context shift, a windowed layer's move to the front of its block); the ranges must not overlap. Positions map to
     /// rows by <see cref="KvCache.PositionRow"/>.</summary>
     void CopyKv(KvCache cache, int src, int dst, int count, KvLayers layers = KvLayers.All);
+    /// <summary>Copies positions [0, count) of every layer from one cache to another of the same shape and type (a batched
+    /// sequence whose prompt starts with what a running sequence already holds).</summary>
+    void CopyKvPrefix(KvCache from, KvCache to, int count);
     /// <summary>Rotates the cached keys of positions [position, position + count) in every layer of the set by delta
     /// positions (context shift: keys moved back by d positions are rotated by -d).</summary>
     void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope, KvLayers layers = KvLayers.All);

@@ -392,6 +392,21 @@ internal sealed unsafe class IlgpuBackend : IBackend
         }
     }
 
+    public void CopyKvPrefix(KvCache from, KvCache to, int count)
+    {
+        using var held = Enter();
+        CpuBackend.CheckPrefix(from, to, count);
+        if (count == 0) return;
+        long rowHalves = (long)from.KvDim * (from.K.IsF16 ? 1 : 2);
+        var k = Kernel("copy-kv-prefix", () => _acc.LoadAutoGroupedStreamKernel<Index1D, CopyKvPrefixArgs>(MemoryIlgpu.CopyKvPrefix));
+        for (int l = 0; l < from.Layers; l++)
+        {
+            k((int)(count * rowHalves), new CopyKvPrefixArgs(T(from.K).View.Cast<ushort>(), T(from.V).View.Cast<ushort>(),
+                T(to.K).View.Cast<ushort>(), T(to.V).View.Cast<ushort>(), from.PositionRow(l) * rowHalves, to.PositionRow(l) * rowHalves));
+            Interlocked.Increment(ref _s.Launches);
+        }
+    }
+
     public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope, KvLayers layers = KvLayers.All)
     {
         using var held = Enter();

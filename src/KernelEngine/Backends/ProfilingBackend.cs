@@ -159,6 +159,13 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
         End(t, "copy-kv", "", 4L * cache.LayerCount(layers) * count * cache.K.RowBytes);
     }
 
+    public void CopyKvPrefix(KvCache from, KvCache to, int count)
+    {
+        var t = Begin();
+        inner.CopyKvPrefix(from, to, count);
+        End(t, "copy-kv", "", 4L * from.Layers * count * from.K.RowBytes);
+    }
+
     public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows)
     {
         var t = Begin();

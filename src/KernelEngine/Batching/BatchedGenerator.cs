@@ -34,6 +34,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     private readonly List<FreeCache> _free = new();   // caches of ended sequences, kept for the next ones (not in use)
     private readonly Thread _thread;
     private int _pagesInUse, _pagesFree, _lastBatch;
+    private long _sharedPositions;
     private long _steps;
     private bool _closing, _draining;
 
@@ -74,7 +75,12 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     /// <summary>Sequences, queue and KV pages now.</summary>
     public BatchedGeneratorStats Stats
     {
-        get { lock (_gate) return new BatchedGeneratorStats(_active.Count, _queue.Count, _pagesInUse, _pages, Interlocked.Read(ref _steps), _lastBatch, _pagesFree); }
+        get
+        {
+            lock (_gate)
+                return new BatchedGeneratorStats(_active.Count, _queue.Count, _pagesInUse, _pages, Interlocked.Read(ref _steps), _lastBatch, _pagesFree)
+                { SharedPrefixPositions = _sharedPositions };
+        }
     }
 
     /// <summary>Streams tokens generated after a text prompt (encoded as <see cref="Session.EncodePrompt"/> does).</summary>
@@ -223,10 +229,49 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     /// <summary>
     /// Gives s a cache of its class: a kept one when there is one (the one whose tokens share the longest prefix with
     /// s's prompt, which then is not fed again: prefix reuse across requests), else a new one, after freeing kept
-    /// caches for room. Reuse starts at a multiple of the prefill chunk, so every chunk s prefills is the chunk it would
-    /// prefill alone (the same logits). Called under the lock.
+    /// caches for room. When a running sequence already holds a longer prefix of s's prompt, those positions are copied
+    /// from its cache (prefix sharing between requests in flight: a copy per layer instead of the prefill). Reuse starts
+    /// at a multiple of the prefill chunk, so every chunk s prefills is the chunk it would prefill alone (the same
+    /// logits). Called under the lock, on the engine thread.
     /// </summary>
     private void TakeCache(Sequence s)
+    {
+        var (donor, shared) = LongestRunningPrefix(s);
+        TakeKeptOrNewCache(s);
+        if (donor != null && shared > s.Fed)
+        {
+            try { _backend.CopyKvPrefix(donor.Cache!, s.Cache!, shared); }
+            catch
+            {
+                s.Cache!.Dispose();
+                s.Cache = null;
+                throw;
+            }
+            s.Fed = s.Reused = shared;
+            _sharedPositions += shared;
+        }
+    }
+
+    /// <summary>The running sequence whose prefilled prompt shares the most whole chunks with s's prompt, and how many
+    /// positions that is (0 when none; caches with sliding-window layers are not shared).</summary>
+    private (Sequence? Donor, int Positions) LongestRunningPrefix(Sequence s)
+    {
+        Sequence? donor = null;
+        int best = 0;
+        foreach (var a in _active)
+        {
+            if (a.Ended || a.Cache == null || a.Cache.Window != 0) continue;
+            // only positions a prefilled as whole chunks of its prompt are computed as s would compute them
+            int limit = Math.Min(Math.Min(a.Fed, a.Prompt.Length / _chunk * _chunk), s.Prompt.Length - 1);
+            int common = 0;
+            while (common < limit && a.Prompt[common] == s.Prompt[common]) common++;
+            common -= common % _chunk;
+            if (common > best) { donor = a; best = common; }
+        }
+        return (donor, best);
+    }
+
+    private void TakeKeptOrNewCache(Sequence s)
     {
         FreeCache? best = null;
         int bestReuse = -1;
@@ -414,7 +459,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         public int Fed;                 // positions in the cache
         public int Pending = -1;        // the token to feed next (decoding), or -1
         public bool Ended, Failed;
-        public int Reused;              // prompt tokens found in a kept cache
+        public int Reused;              // prompt tokens found in a kept cache or copied from a running sequence
         public double PrefillSeconds, FirstTokenSeconds = -1;
 
         public GenerationStats Stats(StopReason reason, double decodeSeconds) => new()

@@ -41,4 +41,8 @@ public sealed record BatchedGeneratorOptions
 /// <param name="LastBatchSize">sequences in the last decode step</param>
 /// <param name="KvPagesCached">pages of ended sequences' caches kept for the next requests (and their prompt prefixes);
 /// freed when a new cache needs the room</param>
-public sealed record BatchedGeneratorStats(int Active, int Queued, int KvPagesInUse, int KvPages, long Steps, int LastBatchSize, int KvPagesCached);
+public sealed record BatchedGeneratorStats(int Active, int Queued, int KvPagesInUse, int KvPages, long Steps, int LastBatchSize, int KvPagesCached)
+{
+    /// <summary>Prompt positions copied from running sequences' caches instead of prefilled (since the generator started).</summary>
+    public long SharedPrefixPositions { get; init; }
+}

@@ -143,4 +143,55 @@ public sealed class BatchedGeneratorTests
         Assert.That((await running.Completion).StopReason, Is.EqualTo(StopReason.Cancelled));
         Assert.Throws<ObjectDisposedException>(() => batch.Submit([1], settings));
     }
+
+    /// <summary>
+    /// A request whose prompt starts with whole prefill chunks a running sequence already holds copies those positions
+    /// from its cache (prefix sharing in flight); one that comes after the sequence ended takes its kept cache. Both get
+    /// exactly what they get alone.
+    /// </summary>
+    [TestCase("cpu")]
+    [TestCase("ilgpu-cpu")]
+    public async Task SharedPromptPrefix_IsCopiedFromARunningSequence_OrTakenFromAKeptCache_WithTheSameTokens(string device)
+    {
+        // the first request's budget (490 steps) outlasts the second's (about 14) whatever the machine's speed
+        using var model = Model.Load(SharedData.Stories, new ModelOptions { Device = device, ContextLength = 512, PrefillBatch = 4 });
+        using var s0 = model.CreateSession();
+        int[] system = s0.EncodePrompt("Tom went to the park and saw a big red ball. He");
+        int[] first = [.. system, .. s0.EncodePrompt(" ran", addBos: false)];
+        int[] second = [.. system, .. s0.EncodePrompt(" was happy", addBos: false)];
+        int[] third = [.. system, .. s0.EncodePrompt(" Lily", addBos: false)];
+        int sharedChunks = system.Length / 4 * 4;
+        Assert.That(sharedChunks, Is.GreaterThanOrEqualTo(8), "the prompts share whole chunks");
+        var greedy = new GenerationSettings { MaxTokens = 12, Sampling = SamplingSettings.Greedy, StopAtEos = false };
+        int[] Alone(int[] prompt)
+        {
+            using var s = model.CreateSession();
+            return s.Generate(prompt, greedy).Select(t => t.Id).ToArray();
+        }
+        var expectSecond = Alone(second);
+        var expectThird = Alone(third);
+
+        await using var batch = new BatchedGenerator(model, new BatchedGeneratorOptions { MaxBatch = 4 });
+        using var stopFirst = new CancellationTokenSource();
+        var running = batch.Submit(first, new GenerationSettings { MaxTokens = 490, StopAtEos = false }, stopFirst.Token);
+        // the first token: its prompt is in its cache now; it goes on decoding (the reader stays: leaving would cancel it)
+        var reader = running.Tokens.GetAsyncEnumerator();
+        Assert.That(await reader.MoveNextAsync(), Is.True);
+        var r2 = batch.Submit(second, greedy);
+        var (ids2, _, _) = await Batched(r2);
+        var stats2 = await r2.Completion;
+        Assert.That(ids2, Is.EqualTo(expectSecond), "tokens with a prefix copied from the running sequence");
+        Assert.That(stats2.ReusedPromptTokens, Is.EqualTo(sharedChunks), "whole chunks copied, the rest prefilled");
+        Assert.That(batch.Stats.SharedPrefixPositions, Is.EqualTo(sharedChunks));
+        Assert.That(running.Completion.IsCompleted, Is.False, "the first request is still running");
+
+        stopFirst.Cancel();
+        Assert.That((await running.Completion).StopReason, Is.EqualTo(StopReason.Cancelled));
+        await reader.DisposeAsync();
+        var r3 = batch.Submit(third, greedy);
+        var (ids3, _, _) = await Batched(r3);
+        Assert.That(ids3, Is.EqualTo(expectThird), "tokens with a prefix from a kept cache");
+        Assert.That((await r3.Completion).ReusedPromptTokens, Is.EqualTo(sharedChunks));
+        Assert.That(batch.Stats.SharedPrefixPositions, Is.EqualTo(sharedChunks), "nothing running to copy from: the kept cache served");
+    }
 }
