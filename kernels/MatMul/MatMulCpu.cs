@@ -17,6 +17,7 @@ internal static unsafe class MatMulCpu
 {
     private const int PrefillBlockRows = 64;
     private const int PrefillXRows = 32;
+    private const int PrefillK = 1024;
 
     [ThreadStatic] private static float* t_scratch;
     [ThreadStatic] private static int t_scratchFloats;
@@ -110,21 +111,26 @@ internal static unsafe class MatMulCpu
         if (j.HalfShift != 0)   // exact: a power of two
             TensorPrimitives.Multiply(new ReadOnlySpan<float>(wf, nO * n), HalfPrescale.Unscale(j.HalfShift), new Span<float>(wf, nO * n));
         int outDim = j.OutDim;
-        // Cache blocking: a chunk of 32 x rows (L2) meets each group of 4 weight rows (L1) of this task's block.
-        for (int t0 = 0; t0 < j.Rows; t0 += PrefillXRows)
+        // Cache blocking: slices of PrefillK elements of the rows (a group of 4 weight rows' slice stays in L1 while the x
+        // rows' slices stream from L2), in which a chunk of 32 x rows meets each group of 4 weight rows.
+        for (int k0 = 0; k0 < n; k0 += PrefillK)
         {
-            int t1 = Math.Min(j.Rows, t0 + PrefillXRows);
-            int b = 0;
-            for (; b + 4 <= nO; b += 4)
+            int kn = Math.Min(PrefillK, n - k0);
+            bool add = k0 > 0;
+            for (int t0 = 0; t0 < j.Rows; t0 += PrefillXRows)
             {
-                int t = t0;
-                for (; t + 4 <= t1; t += 4) MicroKernel.Tile4x4(j.X + (long)t * n, wf + b * n, n, j.Y + (long)t * outDim + o0 + b, outDim);
-                for (; t < t1; t++) MicroKernel.Tile1x4(j.X + (long)t * n, wf + b * n, n, j.Y + (long)t * outDim + o0 + b);
+                int t1 = Math.Min(j.Rows, t0 + PrefillXRows);
+                for (int b = 0; b + 4 <= nO; b += 4)
+                {
+                    int t = t0;
+                    for (; t + 4 <= t1; t += 4) MicroKernel.Tile4x4(j.X + (long)t * n + k0, wf + b * n + k0, kn, n, j.Y + (long)t * outDim + o0 + b, outDim, add);
+                    for (; t < t1; t++) MicroKernel.Tile1x4(j.X + (long)t * n + k0, wf + b * n + k0, kn, n, j.Y + (long)t * outDim + o0 + b, add);
+                }
             }
-            for (; b < nO; b++)
-                for (int t = t0; t < t1; t++)
-                    j.Y[(long)t * outDim + o0 + b] = TensorPrimitives.Dot(new ReadOnlySpan<float>(j.X + (long)t * n, n), new ReadOnlySpan<float>(wf + b * n, n));
         }
+        for (int b = nO & ~3; b < nO; b++)
+            for (int t = 0; t < j.Rows; t++)
+                j.Y[(long)t * outDim + o0 + b] = TensorPrimitives.Dot(new ReadOnlySpan<float>(j.X + (long)t * n, n), new ReadOnlySpan<float>(wf + b * n, n));
         if (j.Bias != null)
             for (int t = 0; t < j.Rows; t++)
                 for (int b = 0; b < nO; b++) j.Y[(long)t * outDim + o0 + b] += j.Bias[o0 + b];

@@ -61,6 +61,9 @@ public sealed class BackendKernelTests(string backendName)
     [TestCase(WeightType.Q6_K, 1, 19, 768)]
     [TestCase(WeightType.Q6_K, 1, 3, 256)]
     [TestCase(WeightType.Q6_K, 2, 11, 512)]
+    [TestCase(WeightType.F32, 19, 13, 2085)]   // prefill GEMM: rows sliced by 1,024 (two whole slices and a 37-wide one), 13 = 3 tiles + 1 row
+    [TestCase(WeightType.F16, 17, 6, 1100)]
+    [TestCase(WeightType.Q4_0, 21, 9, 1056)]
     public void MatMul_MatchesScalarReference(WeightType type, int rows, int outDim, int inDim)
     {
         if (!type.Format().DeviceReadable && _b is not CpuBackend) Assert.Ignore($"{type.Name()} has no ILGPU read yet");
