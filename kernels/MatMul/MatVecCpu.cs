@@ -133,8 +133,12 @@ internal static unsafe class MatVecCpu
                     float* y = part.Y + (long)r0 * part.OutDim;
                     long n = part.OutDim;
                     for (int o = c0; o < c1; o++)
+                    {
+                        // the first pass over the chunk reads it from memory: prefetched ahead as a single row's pass is
+                        if (r0 == 0 && Prefetch.DecodeDistanceBytes > 0) Prefetch.Range(part.Packed + o * rowBytes + Prefetch.DecodeDistanceBytes, rowBytes);
                         QuantMatVecCpu.DotQ4_0x4(part.Packed + o * rowBytes, j.In[r0].Act, j.In[r0 + 1].Act, j.In[r0 + 2].Act, j.In[r0 + 3].Act, blocks,
                             y + o, y + n + o, y + 2 * n + o, y + 3 * n + o);
+                    }
                     if (part.Bias != null)
                         for (int k = 0; k < 4; k++)
                             for (int o = c0; o < c1; o++) y[k * n + o] += part.Bias[o];
@@ -144,7 +148,8 @@ internal static unsafe class MatVecCpu
             {
                 var rowPart = part;
                 rowPart.Y = part.Y + (long)r * part.OutDim;
-                Rows(rowPart, j.In[r], j.InDim, c0, c1);
+                if (r == 0) RowsPrefetched(rowPart, j.In[r], j.InDim, c0, c1);   // the pass that reads the chunk from memory
+                else Rows(rowPart, j.In[r], j.InDim, c0, c1);
             }
         }
     }
