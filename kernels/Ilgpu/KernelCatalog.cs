@@ -47,7 +47,6 @@ internal static class KernelCatalog
         new("scale", ((Action<Index1D, ArrayView<float>, float>)ActivationIlgpu.Scale).Method, false),
         new("softcap", ((Action<Index1D, ArrayView<float>, float>)ActivationIlgpu.SoftCap).Method, false),
         new("copy", ((Action<Index1D, ArrayView<int>, long, ArrayView<int>, long>)MemoryIlgpu.Copy).Method, false),
-        new("copy-kv", ((Action<Index1D, ArrayView<ushort>, ArrayView<ushort>, long, long>)MemoryIlgpu.CopyKv).Method, false),
-        I<CopyKvPrefixArgs>("copy-kv-prefix", MemoryIlgpu.CopyKvPrefix),
+        I<CopyKvArgs>("copy-kv", MemoryIlgpu.CopyKv),
     ];
 }

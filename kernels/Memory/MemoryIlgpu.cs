@@ -50,24 +50,18 @@ internal static class MemoryIlgpu
     /// <summary>dst[dstOffset + i] = src[srcOffset + i] over 32-bit words (activations, cache rows).</summary>
     public static void Copy(Index1D i, ArrayView<int> src, long srcOffset, ArrayView<int> dst, long dstOffset) => dst[dstOffset + i] = src[srcOffset + i];
 
-    /// <summary>Moves a run of K and V cache words (16 bits) from one offset to another in both (one layer's rows; the
-    /// ranges do not overlap).</summary>
-    public static void CopyKv(Index1D i, ArrayView<ushort> k, ArrayView<ushort> v, long from, long to)
-    {
-        k[to + i] = k[from + i];
-        v[to + i] = v[from + i];
-    }
 
-    /// <summary>Copies one layer's run of cache words (16 bits) from one cache's K and V to another's.</summary>
-    public static void CopyKvPrefix(Index1D i, CopyKvPrefixArgs a)
+    /// <summary>Copies one layer's run of cache words (16 bits) from a cache's K and V to another's, or to another offset of
+    /// the same (the ranges do not overlap).</summary>
+    public static void CopyKv(Index1D i, CopyKvArgs a)
     {
         a.ToK[a.To + i] = a.FromK[a.From + i];
         a.ToV[a.To + i] = a.FromV[a.From + i];
     }
 }
 
-/// <summary>Arguments of <see cref="MemoryIlgpu.CopyKvPrefix"/> (one struct: ILGPU kernels take a bounded parameter list).</summary>
-internal struct CopyKvPrefixArgs(ArrayView<ushort> fromK, ArrayView<ushort> fromV, ArrayView<ushort> toK, ArrayView<ushort> toV, long from, long to)
+/// <summary>Arguments of <see cref="MemoryIlgpu.CopyKv"/> (one struct: ILGPU kernels take a bounded parameter list).</summary>
+internal struct CopyKvArgs(ArrayView<ushort> fromK, ArrayView<ushort> fromV, ArrayView<ushort> toK, ArrayView<ushort> toV, long from, long to)
 {
     public ArrayView<ushort> FromK = fromK, FromV = fromV, ToK = toK, ToV = toV;
     public long From = from, To = to;

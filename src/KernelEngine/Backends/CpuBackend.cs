@@ -345,36 +345,29 @@ internal sealed unsafe class CpuBackend : IBackend
     public void CopyKv(KvCache cache, int src, int dst, int count, KvLayers layers = KvLayers.All)
     {
         _ops++;
-        long rowBytes = cache.K.RowBytes;
-        foreach (var t in new[] { T(cache.K), T(cache.V) })
-            for (int l = 0; l < cache.Layers; l++)
-            {
-                if (!cache.Includes(layers, l)) continue;
-                byte* layer = (byte*)t.Data + cache.PositionRow(l) * rowBytes;
-                Buffer.MemoryCopy(layer + src * rowBytes, layer + dst * rowBytes, count * rowBytes, count * rowBytes);
-            }
+        CopyPositions(cache, src, cache, dst, count, layers);
     }
 
     public void CopyKvPrefix(KvCache from, KvCache to, int count)
     {
         _ops++;
-        CheckPrefix(from, to, count);
+        from.CheckPrefixCopy(to, count);
+        CopyPositions(from, 0, to, 0, count, KvLayers.All);
+    }
+
+    /// <summary>Positions [src, src + count) of one cache to [dst, dst + count) of another (or the same), per layer of the set.</summary>
+    private static void CopyPositions(KvCache from, int src, KvCache to, int dst, int count, KvLayers layers)
+    {
         long rowBytes = from.K.RowBytes;
         for (int kv = 0; kv < 2; kv++)
         {
-            byte* src = (byte*)T(kv == 0 ? from.K : from.V).Data, dst = (byte*)T(kv == 0 ? to.K : to.V).Data;
+            byte* f = (byte*)T(kv == 0 ? from.K : from.V).Data, t = (byte*)T(kv == 0 ? to.K : to.V).Data;
             for (int l = 0; l < from.Layers; l++)
-                Buffer.MemoryCopy(src + from.PositionRow(l) * rowBytes, dst + to.PositionRow(l) * rowBytes, count * rowBytes, count * rowBytes);
+            {
+                if (!from.Includes(layers, l)) continue;
+                Buffer.MemoryCopy(f + (from.PositionRow(l) + src) * rowBytes, t + (to.PositionRow(l) + dst) * rowBytes, count * rowBytes, count * rowBytes);
+            }
         }
-    }
-
-    /// <summary>Both caches hold positions [0, count) in every layer, with rows of the same size.</summary>
-    internal static void CheckPrefix(KvCache from, KvCache to, int count)
-    {
-        if (from.Layers != to.Layers || from.KvDim != to.KvDim || from.Type != to.Type)
-            throw new ArgumentException($"KV caches of different shapes ({from.Layers} x {from.KvDim} {from.Type.Name()} vs {to.Layers} x {to.KvDim} {to.Type.Name()})");
-        if (count < 0 || count > Math.Min(from.ContextLength, to.ContextLength) || from.Dropped != 0 || to.Dropped != 0 || count > from.WindowRows || count > to.WindowRows)
-            throw new ArgumentOutOfRangeException(nameof(count), count, "positions the two caches do not both hold");
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

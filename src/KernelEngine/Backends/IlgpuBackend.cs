@@ -376,33 +376,28 @@ internal sealed unsafe class IlgpuBackend : IBackend
         else Launch("attention-prefill", AttentionIlgpu.Prefill, rows * s.Heads, AttentionIlgpu.Threads, args);
     }
 
-    public void CopyKv(KvCache cache, int src, int dst, int count, KvLayers layers = KvLayers.All)
-    {
-        using var held = Enter();
-        if (count <= 0) return;
-        long rowHalves = (long)cache.KvDim * (cache.K.IsF16 ? 1 : 2);
-        var k = Kernel("copy-kv", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<ushort>, ArrayView<ushort>, long, long>(MemoryIlgpu.CopyKv));
-        // One launch per layer: layers hold different numbers of rows once sliding-window layers hold only their window.
-        for (int l = 0; l < cache.Layers; l++)
-        {
-            if (!cache.Includes(layers, l)) continue;
-            long row = cache.PositionRow(l);
-            k((int)(count * rowHalves), T(cache.K).View.Cast<ushort>(), T(cache.V).View.Cast<ushort>(), (row + src) * rowHalves, (row + dst) * rowHalves);
-            Interlocked.Increment(ref _s.Launches);
-        }
-    }
+    public void CopyKv(KvCache cache, int src, int dst, int count, KvLayers layers = KvLayers.All) =>
+        CopyPositions(cache, src, cache, dst, count, layers);
 
     public void CopyKvPrefix(KvCache from, KvCache to, int count)
     {
+        from.CheckPrefixCopy(to, count);
+        CopyPositions(from, 0, to, 0, count, KvLayers.All);
+    }
+
+    /// <summary>Positions [src, src + count) of one cache to [dst, dst + count) of another (or the same), per layer of the
+    /// set: one launch per layer, as layers hold different numbers of rows once sliding-window layers hold only their window.</summary>
+    private void CopyPositions(KvCache from, int src, KvCache to, int dst, int count, KvLayers layers)
+    {
         using var held = Enter();
-        CpuBackend.CheckPrefix(from, to, count);
-        if (count == 0) return;
+        if (count <= 0) return;
         long rowHalves = (long)from.KvDim * (from.K.IsF16 ? 1 : 2);
-        var k = Kernel("copy-kv-prefix", () => _acc.LoadAutoGroupedStreamKernel<Index1D, CopyKvPrefixArgs>(MemoryIlgpu.CopyKvPrefix));
+        var k = Kernel("copy-kv", () => _acc.LoadAutoGroupedStreamKernel<Index1D, CopyKvArgs>(MemoryIlgpu.CopyKv));
         for (int l = 0; l < from.Layers; l++)
         {
-            k((int)(count * rowHalves), new CopyKvPrefixArgs(T(from.K).View.Cast<ushort>(), T(from.V).View.Cast<ushort>(),
-                T(to.K).View.Cast<ushort>(), T(to.V).View.Cast<ushort>(), from.PositionRow(l) * rowHalves, to.PositionRow(l) * rowHalves));
+            if (!from.Includes(layers, l)) continue;
+            k((int)(count * rowHalves), new CopyKvArgs(T(from.K).View.Cast<ushort>(), T(from.V).View.Cast<ushort>(),
+                T(to.K).View.Cast<ushort>(), T(to.V).View.Cast<ushort>(), (from.PositionRow(l) + src) * rowHalves, (to.PositionRow(l) + dst) * rowHalves));
             Interlocked.Increment(ref _s.Launches);
         }
     }

@@ -149,6 +149,16 @@ internal sealed class KvCache : IDisposable
 
     private int _disposed;
 
+    /// <summary>Throws unless this cache and <paramref name="to"/> have rows of one shape and both hold positions
+    /// [0, count) in every layer (what <see cref="IBackend.CopyKvPrefix"/> copies).</summary>
+    public void CheckPrefixCopy(KvCache to, int count)
+    {
+        if (Layers != to.Layers || KvDim != to.KvDim || Type != to.Type)
+            throw new ArgumentException($"KV caches of different shapes ({Layers} x {KvDim} {Type.Name()} vs {to.Layers} x {to.KvDim} {to.Type.Name()})");
+        if (count < 0 || count > Math.Min(ContextLength, to.ContextLength) || Dropped != 0 || to.Dropped != 0 || count > WindowRows || count > to.WindowRows)
+            throw new ArgumentOutOfRangeException(nameof(count), count, "positions the two caches do not both hold");
+    }
+
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
