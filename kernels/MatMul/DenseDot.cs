@@ -11,6 +11,18 @@ namespace KernelEngine.Kernels.MatMul;
 /// </summary>
 internal static unsafe class DenseDot
 {
+    /// <summary><see cref="F32x2{S, V}"/> at the current width (SIMD only: without it the caller goes one row at a time).</summary>
+    public static void F32x2(float* w, float* x0, float* x1, int n, float* y0, float* y1)
+    {
+        switch (SimdLevel.Current)
+        {
+            case SimdLevel.Width.V512: F32x2<Simd512, Vector512<float>>(w, x0, x1, n, y0, y1); break;
+            case SimdLevel.Width.V256: F32x2<Simd256, Vector256<float>>(w, x0, x1, n, y0, y1); break;
+            case SimdLevel.Width.V128: F32x2<Simd128, Vector128<float>>(w, x0, x1, n, y0, y1); break;
+            default: throw new PlatformNotSupportedException("F32x2 needs SIMD");
+        }
+    }
+
     /// <summary>Elements per paired 16-bit load at the current width (x's <see cref="Deinterleave"/> period).</summary>
     public static int PairElements { get; } = SimdLevel.Current switch
     {
@@ -88,6 +100,32 @@ internal static unsafe class DenseDot
         float sum = S.Sum(S.Add(S.Add(a0, a1), S.Add(a2, a3)));
         for (; i < n; i++) sum += w[i] * x[i];
         return sum;
+    }
+
+    /// <summary><see cref="F32{S, V}"/> of one weight row against 2 x rows: each weight vector loaded once for both, each
+    /// row's accumulators and sum those of the one-row kernel (bit for bit its result).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void F32x2<S, V>(float* w, float* x0, float* x1, int n, float* y0, float* y1) where S : ISimd<V> where V : struct
+    {
+        int F = S.Floats, i = 0;
+        V a0 = S.Zero, a1 = S.Zero, a2 = S.Zero, a3 = S.Zero, b0 = S.Zero, b1 = S.Zero, b2 = S.Zero, b3 = S.Zero;
+        for (; i + 4 * F <= n; i += 4 * F)
+        {
+            var w0 = S.Load(w + i); var w1 = S.Load(w + i + F);
+            a0 = S.Fma(w0, S.Load(x0 + i), a0); b0 = S.Fma(w0, S.Load(x1 + i), b0);
+            a1 = S.Fma(w1, S.Load(x0 + i + F), a1); b1 = S.Fma(w1, S.Load(x1 + i + F), b1);
+            var w2 = S.Load(w + i + 2 * F); var w3 = S.Load(w + i + 3 * F);
+            a2 = S.Fma(w2, S.Load(x0 + i + 2 * F), a2); b2 = S.Fma(w2, S.Load(x1 + i + 2 * F), b2);
+            a3 = S.Fma(w3, S.Load(x0 + i + 3 * F), a3); b3 = S.Fma(w3, S.Load(x1 + i + 3 * F), b3);
+        }
+        for (; i + F <= n; i += F)
+        {
+            var wv = S.Load(w + i);
+            a0 = S.Fma(wv, S.Load(x0 + i), a0); b0 = S.Fma(wv, S.Load(x1 + i), b0);
+        }
+        float s0 = S.Sum(S.Add(S.Add(a0, a1), S.Add(a2, a3))), s1 = S.Sum(S.Add(S.Add(b0, b1), S.Add(b2, b3)));
+        for (; i < n; i++) { s0 += w[i] * x0[i]; s1 += w[i] * x1[i]; }
+        *y0 = s0; *y1 = s1;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

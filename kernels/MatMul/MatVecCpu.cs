@@ -119,30 +119,30 @@ internal static unsafe class MatVecCpu
         // Several x rows: a chunk of weight rows stays in L1 while every x row meets it.
         long rowBytes = part.Type.HasPackedCpuDecode() ? PackedQuant.RowBytes(part.Type, j.InDim) : part.Type.RowBytes(j.InDim);
         int chunk = (int)Math.Clamp(ChunkBytes / rowBytes, 1, 64) + 3 & ~3;
-        bool q4x4 = part.Type == WeightType.Q4_0 && QuantMatVecCpu.HasQ4_0x4 && j.Rows >= 4;
+        bool rows4 = j.Rows >= 4 && QuantMatVecCpu.HasRows4(part.Type);
+        var act = stackalloc QuantMatVecCpu.Activations[4];
         for (int c0 = o0; c0 < o1; c0 += chunk)
         {
             int c1 = Math.Min(o1, c0 + chunk);
             int r0 = 0;
-            if (q4x4)
+            // 4 rows at a time share each weight row's unpacking (same results as one at a time)
+            for (; rows4 && r0 + 4 <= j.Rows; r0 += 4)
             {
-                // 4 rows at a time share each weight row's unpacking (same results as one at a time)
-                int blocks = j.InDim / WeightTypes.BlockElements;
-                for (; r0 + 4 <= j.Rows; r0 += 4)
-                {
-                    float* y = part.Y + (long)r0 * part.OutDim;
-                    long n = part.OutDim;
-                    for (int o = c0; o < c1; o++)
-                    {
-                        // the first pass over the chunk reads it from memory: prefetched ahead as a single row's pass is
-                        if (r0 == 0 && Prefetch.DecodeDistanceBytes > 0) Prefetch.Range(part.Packed + o * rowBytes + Prefetch.DecodeDistanceBytes, rowBytes);
-                        QuantMatVecCpu.DotQ4_0x4(part.Packed + o * rowBytes, j.In[r0].Act, j.In[r0 + 1].Act, j.In[r0 + 2].Act, j.In[r0 + 3].Act, blocks,
-                            y + o, y + n + o, y + 2 * n + o, y + 3 * n + o);
-                    }
-                    if (part.Bias != null)
-                        for (int k = 0; k < 4; k++)
-                            for (int o = c0; o < c1; o++) y[k * n + o] += part.Bias[o];
-                }
+                for (int k = 0; k < 4; k++) act[k] = j.In[r0 + k].Act;
+                float* y = part.Y + (long)r0 * part.OutDim;
+                QuantMatVecCpu.Rows4(part, act, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
+                if (part.Bias != null)
+                    for (int k = 0; k < 4; k++)
+                        for (int o = c0; o < c1; o++) y[k * part.OutDim + o] += part.Bias[o];
+            }
+            // F32: 2 rows at a time share each weight load (same results as one at a time)
+            for (; part.Type == WeightType.F32 && SimdLevel.Current != SimdLevel.Width.Scalar && r0 + 2 <= j.Rows; r0 += 2)
+            {
+                float* y = part.Y + (long)r0 * part.OutDim, x0 = j.In[r0].X, x1 = j.In[r0 + 1].X;
+                for (int o = c0; o < c1; o++)
+                    DenseDot.F32x2((float*)(part.W + o * rowBytes), x0, x1, j.InDim, y + o, y + part.OutDim + o);
+                if (part.Bias != null)
+                    for (int o = c0; o < c1; o++) { y[o] += part.Bias[o]; y[part.OutDim + o] += part.Bias[o]; }
             }
             for (int r = r0; r < j.Rows; r++)
             {

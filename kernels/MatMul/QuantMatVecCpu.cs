@@ -29,7 +29,9 @@ internal static unsafe class QuantMatVecCpu
         public int* Sum4x8;     // (n / 4) 8 · Σ qx over each group of 4 (Q4_0 offset)
         public sbyte* Qxg;      // Q4_0: (n) qx reordered per group of 4 blocks as [x0-15 of each block | x16-31 of each block]
         public int* Offg;       // Q4_0: (n / 8) 8 · Σ of the 8 activations that meet each int32 lane of a group
-        public float* Off8;     // Q4_0 below 512 bits: (n / 32, zero-padded by a vector) 8 · Σ qx per block
+        public sbyte* Qxp;      // Q4_0 below 512 bits: (1.5 n) per group, one stream: Qxg's low and high vectors and each
+                                // block's scale repeated over its 4 int32 lanes (48 bytes per block)
+        public float* NegOff;   // Q4_0 below 512 bits: (n / 32, zero-padded by a vector) −dx · 8·Σ qx per block (the −8 offset)
     }
 
     /// <summary>Quantizes x (n a multiple of 32) into the calling thread's buffers of <paramref name="slot"/> (one per
@@ -41,24 +43,19 @@ internal static unsafe class QuantMatVecCpu
         if (n % B != 0) throw new ArgumentException($"row length {n} is not a multiple of {B}");
         // dx and off8 carry a vector of padding: the scale products read whole vectors
         long qx = ScratchSlots.Line(n), dx = ScratchSlots.Line((n / B + 16) * 4L), sum4 = ScratchSlots.Line(n / 4 * 4L), offg = ScratchSlots.Line(n / 8 * 4L);
-        byte* p = t_slots.Get(slot, qx + dx + sum4 + qx + offg + dx);
+        byte* p = t_slots.Get(slot, qx + dx + sum4 + qx + offg + 2 * qx + dx);
         var a = new Activations
         {
             Qx = (sbyte*)p, Dx = (float*)(p + qx), Sum4x8 = (int*)(p + qx + dx), Qxg = (sbyte*)(p + qx + dx + sum4),
-            Offg = (int*)(p + 2 * qx + dx + sum4), Off8 = (float*)(p + 2 * qx + dx + sum4 + offg),
+            Offg = (int*)(p + 2 * qx + dx + sum4), Qxp = (sbyte*)(p + 2 * qx + dx + sum4 + offg), NegOff = (float*)(p + 4 * qx + dx + sum4 + offg),
         };
         // the padding must be finite (0 · pad, never NaN)
         new Span<float>(a.Dx + n / B, 16).Clear();
-        new Span<float>(a.Off8 + n / B, 16).Clear();
         QuantizeActivations(x, n, a.Qx, a.Dx, a.Sum4x8);
         if (groupOrder)
         {
-            GroupOrder(a.Qx, a.Sum4x8, n / B, a.Qxg, a.Offg);
-            for (int b = 0; b < n / B && GroupBlocks < 4; b++)
-            {
-                int* s4 = a.Sum4x8 + 8 * b;
-                a.Off8[b] = s4[0] + s4[1] + s4[2] + s4[3] + s4[4] + s4[5] + s4[6] + s4[7];
-            }
+            if (GroupBlocks == 4) GroupOrder(a.Qx, a.Sum4x8, n / B, a.Qxg, a.Offg);
+            else GroupStream(a, n / B);
         }
         return a;
     }
@@ -93,7 +90,7 @@ internal static unsafe class QuantMatVecCpu
                 float amax = Vector512.Max(Vector512.Abs(v0), Vector512.Abs(v1)) is var m ? MaxAcross(m) : 0;
                 float d = amax / 127f;
                 var id = Vector512.Create(d != 0 ? 1f / d : 0f);
-                dx[b] = (float)(Half)d;
+                dx[b] = RoundToHalf(d);
                 // roundf: away from zero (x + copysign(0.5, x), truncated)
                 var a0 = v0 * id; var a1 = v1 * id;
                 var q0 = Avx512F.ConvertToVector512Int32WithTruncation(a0 + Vector512.CopySign(half, a0));
@@ -104,6 +101,26 @@ internal static unsafe class QuantMatVecCpu
                 var s0 = Sum4(q0); var s1 = Sum4(q1);
                 Vector128.ShiftLeft(s0, 3).Store(sum4x8 + b * 8);
                 Vector128.ShiftLeft(s1, 3).Store(sum4x8 + b * 8 + 4);
+            }
+            return;
+        }
+        if (Avx2.IsSupported)
+        {
+            // 256-bit: the same arithmetic, 8 lanes at a time
+            var half = Vector256.Create(0.5f);
+            for (; b < blocks; b++)
+            {
+                float* src = x + b * B;
+                var v0 = Vector256.Load(src); var v1 = Vector256.Load(src + 8); var v2 = Vector256.Load(src + 16); var v3 = Vector256.Load(src + 24);
+                var m = Avx.Max(Avx.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Avx.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
+                float d = MaxAcross(Sse.Max(m.GetLower(), m.GetUpper())) / 127f;
+                var id = Vector256.Create(d != 0 ? 1f / d : 0f);
+                dx[b] = RoundToHalf(d);
+                var q0 = RoundAway(v0 * id, half); var q1 = RoundAway(v1 * id, half); var q2 = RoundAway(v2 * id, half); var q3 = RoundAway(v3 * id, half);
+                Vector256.Narrow(Vector256.Narrow(q0, q1), Vector256.Narrow(q2, q3)).Store(qx + b * B);
+                // sums of 4: two horizontal adds leave [q0 0-3, q1 0-3, q2 0-3, q3 0-3 | q0 4-7, ...]; one permute orders them
+                var h = Avx2.HorizontalAdd(Avx2.HorizontalAdd(q0, q1), Avx2.HorizontalAdd(q2, q3));
+                Vector256.ShiftLeft(Avx2.PermuteVar8x32(h, Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)), 3).Store(sum4x8 + b * 8);
             }
             return;
         }
@@ -118,7 +135,7 @@ internal static unsafe class QuantMatVecCpu
                 for (int j = 4; j < B; j += 4) m = Vector128.Max(m, Vector128.Abs(Vector128.Load(src + j)));
                 float d = Simd128.Max(m) / 127f;
                 var id = Vector128.Create(d != 0 ? 1f / d : 0f);
-                dx[b] = (float)(Half)d;
+                dx[b] = RoundToHalf(d);
                 for (int j = 0; j < B; j += 16)
                 {
                     var q0 = RoundAway(Vector128.Load(src + j) * id, half); var q1 = RoundAway(Vector128.Load(src + j + 4) * id, half);
@@ -137,7 +154,7 @@ internal static unsafe class QuantMatVecCpu
             for (int j = 0; j < B; j++) amax = MathF.Max(amax, MathF.Abs(src[j]));
             float d = amax / 127f;
             float id = d != 0 ? 1f / d : 0f;
-            dx[b] = (float)(Half)d;   // as ggml's block_q8_0: the scale is stored in fp16
+            dx[b] = RoundToHalf(d);   // as ggml's block_q8_0: the scale is stored in fp16
             for (int j = 0; j < B; j++) qx[b * B + j] = (sbyte)MathF.Round(src[j] * id, MidpointRounding.AwayFromZero);
             for (int g = 0; g < B / 4; g++)
             {
@@ -149,14 +166,35 @@ internal static unsafe class QuantMatVecCpu
 
     /// <summary>roundf: half away from zero, then truncation.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector256<int> RoundAway(Vector256<float> v, Vector256<float> half) => Avx.ConvertToVector256Int32WithTruncation(v + Vector256.CopySign(half, v));
+
+    /// <summary>roundf: half away from zero, then truncation.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static Vector128<int> RoundAway(Vector128<float> v, Vector128<float> half) => Vector128.ConvertToInt32(v + Vector128.CopySign(half, v));
 
+    /// <summary>The largest lane (vmaxps: no NaN handling on the hot path; a NaN activation gives a NaN row either way).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static float MaxAcross(Vector512<float> v)
     {
-        var m = Vector256.Max(v.GetLower(), v.GetUpper());
-        var m2 = Vector128.Max(m.GetLower(), m.GetUpper());
-        return MathF.Max(MathF.Max(m2[0], m2[1]), MathF.Max(m2[2], m2[3]));
+        var m = Avx.Max(v.GetLower(), v.GetUpper());
+        return MaxAcross(Sse.Max(m.GetLower(), m.GetUpper()));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static float MaxAcross(Vector128<float> m)
+    {
+        m = Sse.Max(m, Sse.Shuffle(m, m, 0b01_00_11_10));
+        return Sse.MaxScalar(m, Sse.Shuffle(m, m, 0b10_11_00_01)).ToScalar();
+    }
+
+    /// <summary>(float)(Half)d, without the library's calls where d is in fp16's normal range: the mantissa rounded to 10 bits,
+    /// half to even (exactly what the conversion does there).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float RoundToHalf(float d)
+    {
+        if (!(d >= 6.103515625e-05f && d <= 65504f)) return (float)(Half)d;
+        uint u = BitConverter.SingleToUInt32Bits(d);
+        return BitConverter.UInt32BitsToSingle((u + 0xFFFu + ((u >> 13) & 1)) & ~0x1FFFu);
     }
 
     /// <summary>Sums of lanes (0-3), (4-7), (8-11), (12-15).</summary>
@@ -187,10 +225,29 @@ internal static unsafe class QuantMatVecCpu
                 Buffer.MemoryCopy(src + k * B, lo + k * 16, 16, 16);
                 Buffer.MemoryCopy(src + k * B + 16, hi + k * 16, 16, 16);
                 // lane 4k + i covers bytes 4i..4i+3 of both halves: elements 4i..4i+3 and 16+4i..16+4i+3 of block k
-                if (G == 4)   // only the 512-bit body subtracts the offset per lane; narrower ones fold it (Off8)
-                    for (int i = 0; i < 4; i++) off[4 * k + i] = s[8 * k + i] + s[8 * k + 4 + i];
+                for (int i = 0; i < 4; i++) off[4 * k + i] = s[8 * k + i] + s[8 * k + 4 + i];
             }
         }
+    }
+
+    /// <summary>Writes per group what the narrow Q4_0 kernels read (<see cref="Activations.Qxp"/>): one sequential stream and
+    /// one pointer per activation row. Group g of G blocks, vectors of VB = 16 · G bytes, block k of the group:
+    /// [elements 0-15 at 16k | elements 16-31 at VB + 16k | its scale ×4 at 2 VB + 16k]; and each block's −8 offset as
+    /// −dx · 8·Σqx (<see cref="Activations.NegOff"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void GroupStream(in Activations a, int blocks)
+    {
+        int G = GroupBlocks, vb = 16 * G;
+        for (int b = 0; b < blocks - blocks % G; b++)
+        {
+            int k = b % G;
+            sbyte* dst = a.Qxp + (b / G) * 3 * vb + 16 * k;
+            Vector128.Load(a.Qx + b * B).Store(dst);
+            Vector128.Load(a.Qx + b * B + 16).Store(dst + vb);
+            Vector128.Create(a.Dx[b]).Store((float*)(dst + 2 * vb));
+        }
+        for (int b = 0; b < blocks; b++) a.NegOff[b] = -a.Dx[b] * Vector256.Sum(Vector256.Load(a.Sum4x8 + 8 * b));
+        new Span<float>(a.NegOff + blocks, 16).Clear();
     }
 
     /// <summary>
@@ -245,8 +302,75 @@ internal static unsafe class QuantMatVecCpu
         return sum;
     }
 
-    /// <summary>Whether <see cref="DotQ4_0x4"/> runs here (the AVX-512 path of <see cref="DotQ4_0"/>).</summary>
-    public static bool HasQ4_0x4 => Avx512BW.IsSupported;
+    /// <summary>Whether <see cref="Rows4"/> takes this type here: Q4_0 at every width, Q8_0 below 512 bits.</summary>
+    public static bool HasRows4(WeightType type) =>
+        type == WeightType.Q4_0 ? Avx512BW.IsSupported || Simd256.IsSupported || Simd128.IsSupported
+        : type == WeightType.Q8_0 && !Avx512BW.IsSupported && (Simd256.IsSupported || Simd128.IsSupported);
+
+    /// <summary>
+    /// <see cref="Rows"/> for 4 activation rows at once (batched decoding): each weight row is unpacked once for all 4
+    /// and each row's arithmetic is the one-row kernel's, operation for operation, so every result is bit for bit the
+    /// one-row result. y_r[o] for r in 0-3 lies at y + r · yStride + o. <paramref name="prefetch"/>: this pass reads
+    /// the rows from memory (prefetched ahead as a single row's pass is).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Rows4(in MatVecPart part, Activations* a, int n, int o0, int o1, float* y, long yStride, bool prefetch)
+    {
+        int blocks = n / B;
+        long rowBytes = PackedQuant.RowBytes(part.Type, n);
+        if (!Avx512BW.IsSupported)
+        {
+            if (Simd256.IsSupported) Rows4<Simd256, Vector256<float>>(part, a, blocks, rowBytes, o0, o1, y, yStride, prefetch);
+            else Rows4<Simd128, Vector128<float>>(part, a, blocks, rowBytes, o0, o1, y, yStride, prefetch);
+            return;
+        }
+        if (part.Type != WeightType.Q4_0) throw new ArgumentException($"{part.Type}: no 4-row kernel at 512 bits (HasRows4)");
+        byte* end = part.Packed + part.OutDim * rowBytes;
+        for (int o = o0; o < o1; o++)
+        {
+            byte* row = part.Packed + o * rowBytes;
+            if (prefetch) PrefetchAhead(row, rowBytes, end);
+            DotQ4_0x4(row, a[0], a[1], a[2], a[3], blocks, y + o, y + yStride + o, y + 2 * yStride + o, y + 3 * yStride + o);
+        }
+    }
+
+    /// <summary>Prefetches the row <see cref="Prefetch.DecodeDistanceBytes"/> ahead of this one (inside the matrix).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchAhead(byte* row, long rowBytes, byte* end)
+    {
+        byte* ahead = row + Prefetch.DecodeDistanceBytes;
+        if (Prefetch.DecodeDistanceBytes > 0 && ahead < end) Prefetch.Range(ahead, Math.Min(rowBytes, end - ahead));
+    }
+
+    /// <summary><see cref="Rows{S, V}"/> for 4 activation rows: their scale products per weight row, then one pass over the quants.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Rows4<S, V>(in MatVecPart part, Activations* a, int blocks, long rowBytes, int o0, int o1, float* y, long yStride, bool prefetch)
+        where S : ISimd<V> where V : struct
+    {
+        int stride = blocks + 16;
+        float[]? heap = blocks > 4096 ? GC.AllocateUninitializedArray<float>(4 * stride, pinned: true) : null;
+        float* stack = stackalloc float[heap == null ? 4 * stride : 1];
+        float* sc = heap != null ? (float*)Unsafe.AsPointer(ref heap[0]) : stack;
+        float* sums = stackalloc float[4];
+        int scaleBytes = PackedQuant.ScaleBytes(blocks);
+        byte* end = part.Packed + part.OutDim * rowBytes;
+        for (int o = o0; o < o1; o++)
+        {
+            byte* row = part.Packed + o * rowBytes;
+            if (prefetch) PrefetchAhead(row, rowBytes, end);
+            if (part.Type == WeightType.Q8_0)
+            {
+                for (int r = 0; r < 4; r++) ScaleProducts<S, V>((ushort*)row, a[r].Dx, blocks, sc + r * stride);
+                BlockDotQ8_0x4<S, V>((sbyte*)(row + scaleBytes), a, sc, stride, blocks, sums);
+                for (int r = 0; r < 4; r++) y[r * yStride + o] = sums[r];
+            }
+            else
+            {
+                GroupDotQ4_0x4<S, V>(row, a, blocks, sums);
+                for (int r = 0; r < 4; r++) y[r * yStride + o] = sums[r];
+            }
+        }
+    }
 
     /// <summary>
     /// <see cref="DotQ4_0"/> of one weight row against 4 activation rows at once: the nibbles are unpacked and the
@@ -434,31 +558,12 @@ internal static unsafe class QuantMatVecCpu
                 ScaleProducts<S, V>((ushort*)row, a.Dx, blocks, sc);
                 part.Y[o] = BlockDotQ8_0<S, V>((sbyte*)(row + scaleBytes), a.Qx, sc, blocks);
             }
-            else
-            {
-                // Σ (q − 8)·x = Σ q·x − 8·Σx: the second term per block, scaled, summed while the scales are made
-                float offset = ScaleProductsDot<S, V>((ushort*)row, a.Dx, a.Off8, blocks, sc);
-                part.Y[o] = GroupDotQ4_0<S, V>(row + scaleBytes, a.Qx, a.Qxg, sc, blocks) - offset;
-            }
+            else part.Y[o] = GroupDotQ4_0<S, V>(row, a, blocks);
         }
     }
 
     /// <summary>sc[b] = fp16 weight scale · activation scale for every block of a row, a vector at a time (the scale area
     /// is padded to 64 bytes and dx by a vector, so whole vectors stay inside both).</summary>
-    /// <summary><see cref="ScaleProducts{S, V}"/>, returning Σ sc[b] · off[b] (off zero-padded).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float ScaleProductsDot<S, V>(ushort* scales, float* dx, float* off, int blocks, float* sc) where S : ISimd<V> where V : struct
-    {
-        V acc = S.Zero;
-        for (int b = 0; b < blocks; b += S.Floats)
-        {
-            var p = S.Mul(S.LoadHalf(scales + b), S.Load(dx + b));
-            S.Store(p, sc + b);
-            acc = S.Fma(p, S.Load(off + b), acc);
-        }
-        return S.Sum(acc);
-    }
-
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void ScaleProducts<S, V>(ushort* scales, float* dx, int blocks, float* sc) where S : ISimd<V> where V : struct
     {
@@ -491,51 +596,160 @@ internal static unsafe class QuantMatVecCpu
     }
 
     /// <summary>
-    /// Q4_0 row, any width: one load holds the nibbles of G = Floats / 4 blocks, its low nibbles [elements 0-15 of each
-    /// block] and high nibbles [16-31 of each] meet the group-ordered activations (<see cref="GroupOrder"/>), so no
-    /// shuffle is needed: the two vpmaddubsw results add as int16 (|q·x| ≤ 15·127·4 fits), one vpmaddwd leaves int32
-    /// lanes in fours per block, and the blocks' scale products spread over their lanes. Returns Σ sc·(q·x), the −8
-    /// offset left to the caller. Whole groups only; the last blocks % G go the scalar way.
+    /// Q4_0 row (<see cref="PackedQuant"/>, from its scales) at a width below 512 bits: one load holds the nibbles of
+    /// G = Floats / 4 blocks (a group), its low nibbles [elements 0-15 of each block] and high nibbles [16-31 of each]
+    /// meet the group-ordered activations (<see cref="GroupOrder"/>), so no shuffle is needed: the two vpmaddubsw results
+    /// add as int16 (|q·x| ≤ 15·127·4 fits) and one vpmaddwd leaves int32 lanes in fours per block. The weight scales are
+    /// widened 4 groups (Floats blocks) at a time and spread over their lanes (<see cref="ISimd{V}.Repeat4"/>), times the
+    /// activation scales already repeated per lane; the −8 offset joins the lanes once per Floats blocks as weight scale ·
+    /// (−dx · 8·Σx) (<see cref="Activations.NegOff"/>). Two accumulators take the groups in turn. Whole groups only; the
+    /// last blocks % G go the scalar way.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float GroupDotQ4_0<S, V>(byte* nib, sbyte* qx, sbyte* qxg, float* sc, int blocks) where S : ISimd<V> where V : struct
+    private static float GroupDotQ4_0<S, V>(byte* row, in Activations a, int blocks) where S : ISimd<V> where V : struct
     {
         int G = S.Floats / 4;
-        V acc0 = S.Zero, acc1 = S.Zero;
+        ushort* scales = (ushort*)row;
+        byte* nib = row + PackedQuant.ScaleBytes(blocks);
         var mask = S.BroadcastByte(0x0F);
         var ones = S.BroadcastI16(1);
-        byte* pn = nib; sbyte* px = qxg;
+        V acc0 = S.Zero, acc1 = S.Zero;
+        // pointers advance (no index arithmetic per load): nibbles G · 16 bytes and activations 48 · G bytes per group
+        int nb = G * B / 2, xb = 3 * 16 * G;
+        byte* pn = nib; sbyte* px = a.Qxp;
         int b = 0;
-        for (; b + 2 * G <= blocks; b += 2 * G, pn += G * B, px += 2 * G * B)
+        for (; b + 4 * G <= blocks; b += 4 * G, pn += 4 * nb, px += 4 * xb)
         {
-            acc0 = S.Fma(S.ConvertI32ToF32(Q4Group<S, V>(pn, px, mask, ones)), S.LoadRepeat4(sc + b), acc0);
-            acc1 = S.Fma(S.ConvertI32ToF32(Q4Group<S, V>(pn + G * B / 2, px + G * B, mask, ones)), S.LoadRepeat4(sc + b + G), acc1);
+            var ws = S.LoadHalf(scales + b);
+            // Σ (q − 8)·x = Σ q·x − 8·Σx: the second term of these Floats blocks, scaled, into the lanes summed at the end
+            acc1 = S.Fma(ws, S.Load(a.NegOff + b), acc1);
+            acc0 = Q4Step<S, V>(pn, px, S.Repeat4(ws, 0), mask, ones, acc0);
+            acc1 = Q4Step<S, V>(pn + nb, px + xb, S.Repeat4(ws, 1), mask, ones, acc1);
+            acc0 = Q4Step<S, V>(pn + 2 * nb, px + 2 * xb, S.Repeat4(ws, 2), mask, ones, acc0);
+            acc1 = Q4Step<S, V>(pn + 3 * nb, px + 3 * xb, S.Repeat4(ws, 3), mask, ones, acc1);
         }
-        if (b + G <= blocks)
-        {
-            acc0 = S.Fma(S.ConvertI32ToF32(Q4Group<S, V>(pn, px, mask, ones)), S.LoadRepeat4(sc + b), acc0);
-            b += G;
-        }
+        // Floats halves read for G used: the read stays inside the row (scale padding or the quants that follow)
+        int rest = b;
+        for (; b + G <= blocks; b += G, pn += nb, px += xb) acc0 = Q4Step<S, V>(pn, px, S.Repeat4(S.LoadHalf(scales + b), 0), mask, ones, acc0);
         float sum = S.Sum(S.Add(acc0, acc1));
-        for (; b < blocks; b++)
-        {
-            byte* q = nib + b * (B / 2);
-            int s = 0;
-            for (int k = 0; k < B / 2; k++) s += (q[k] & 0x0F) * qx[b * B + k] + (q[k] >> 4) * qx[b * B + k + B / 2];
-            sum += s * sc[b];
-        }
+        for (; rest < b; rest++) sum += HalfVector.ToSingle(scales[rest]) * a.NegOff[rest];
+        for (; b < blocks; b++) sum += TailBlock(nib, a, scales, b);
         return sum;
     }
+
+    /// <summary>One group of Q4_0 blocks (nibbles at <paramref name="pn"/>, its part of <see cref="Activations.Qxp"/> at
+    /// <paramref name="px"/>): Σ q·x lanes times the scale products (<paramref name="wScale"/>: the weight scales spread over
+    /// the lanes), accumulated.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static V Q4Step<S, V>(byte* pn, sbyte* px, V wScale, V mask, V ones, V acc) where S : ISimd<V> where V : struct
+    {
+        var v = S.LoadBytes(pn);
+        return Q4Lanes<S, V>(S.AndBytes(v, mask), S.AndBytes(S.ShiftRight16(v, 4), mask), px, wScale, ones, acc);
+    }
+
+    /// <summary><see cref="Q4Step{S, V}"/> on nibbles already unpacked.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static V Q4Lanes<S, V>(V lo, V hi, sbyte* p, V wScale, V ones, V acc) where S : ISimd<V> where V : struct
+    {
+        int vb = 4 * S.Floats;   // the group's low and high quants and lane scales: a vector each
+        return S.Fma(S.ConvertI32ToF32(Q4Unpacked<S, V>(lo, hi, p, vb, ones)), S.Mul(wScale, S.Load((float*)(p + 2 * vb))), acc);
+    }
+
+    /// <summary><see cref="BlockDotQ8_0{S, V}"/> of one weight row against 4 activation rows (scale products of row r at
+    /// sc + r · scStride): each block loaded once, each row's accumulators and sums those of the one-row kernel.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void BlockDotQ8_0x4<S, V>(sbyte* q, Activations* a, float* sc, int scStride, int blocks, float* sums) where S : ISimd<V> where V : struct
+    {
+        sbyte* x0 = a[0].Qx, x1 = a[1].Qx, x2 = a[2].Qx, x3 = a[3].Qx;
+        float* s0 = sc, s1 = sc + scStride, s2 = sc + 2 * scStride, s3 = sc + 3 * scStride;
+        V a00 = S.Zero, a01 = S.Zero, a10 = S.Zero, a11 = S.Zero, a20 = S.Zero, a21 = S.Zero, a30 = S.Zero, a31 = S.Zero;
+        int b = 0;
+        for (; b + 2 <= blocks; b += 2)
+        {
+            int e = b * B, f = e + B;
+            a00 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x0 + e)), S.Broadcast(s0[b]), a00);
+            a10 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x1 + e)), S.Broadcast(s1[b]), a10);
+            a20 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x2 + e)), S.Broadcast(s2[b]), a20);
+            a30 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x3 + e)), S.Broadcast(s3[b]), a30);
+            a01 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + f, x0 + f)), S.Broadcast(s0[b + 1]), a01);
+            a11 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + f, x1 + f)), S.Broadcast(s1[b + 1]), a11);
+            a21 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + f, x2 + f)), S.Broadcast(s2[b + 1]), a21);
+            a31 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + f, x3 + f)), S.Broadcast(s3[b + 1]), a31);
+        }
+        if (b < blocks)
+        {
+            int e = b * B;
+            a00 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x0 + e)), S.Broadcast(s0[b]), a00);
+            a10 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x1 + e)), S.Broadcast(s1[b]), a10);
+            a20 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x2 + e)), S.Broadcast(s2[b]), a20);
+            a30 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x3 + e)), S.Broadcast(s3[b]), a30);
+        }
+        sums[0] = S.Sum(S.Add(a00, a01)); sums[1] = S.Sum(S.Add(a10, a11));
+        sums[2] = S.Sum(S.Add(a20, a21)); sums[3] = S.Sum(S.Add(a30, a31));
+    }
+
+    /// <summary><see cref="GroupDotQ4_0{S, V}"/> of one weight row against 4 activation rows: the nibbles unpacked and the
+    /// weight scales spread once per group for all 4, each row's accumulators and sums those of the one-row kernel.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void GroupDotQ4_0x4<S, V>(byte* row, Activations* a, int blocks, float* sums) where S : ISimd<V> where V : struct
+    {
+        int G = S.Floats / 4;
+        ushort* scales = (ushort*)row;
+        byte* nib = row + PackedQuant.ScaleBytes(blocks);
+        var mask = S.BroadcastByte(0x0F);
+        var ones = S.BroadcastI16(1);
+        V a00 = S.Zero, a01 = S.Zero, a10 = S.Zero, a11 = S.Zero, a20 = S.Zero, a21 = S.Zero, a30 = S.Zero, a31 = S.Zero;
+        int nb = G * B / 2, xb = 3 * 16 * G;
+        byte* pn = nib;
+        sbyte* x0 = a[0].Qxp, x1 = a[1].Qxp, x2 = a[2].Qxp, x3 = a[3].Qxp;
+        float* n0 = a[0].NegOff, n1 = a[1].NegOff, n2 = a[2].NegOff, n3 = a[3].NegOff;
+        int b = 0;
+        for (; b + 4 * G <= blocks; b += 4 * G, pn += 4 * nb, x0 += 4 * xb, x1 += 4 * xb, x2 += 4 * xb, x3 += 4 * xb)
+        {
+            var ws = S.LoadHalf(scales + b);
+            a01 = S.Fma(ws, S.Load(n0 + b), a01); a11 = S.Fma(ws, S.Load(n1 + b), a11);
+            a21 = S.Fma(ws, S.Load(n2 + b), a21); a31 = S.Fma(ws, S.Load(n3 + b), a31);
+            Q4Step4<S, V>(pn, x0, x1, x2, x3, S.Repeat4(ws, 0), mask, ones, ref a00, ref a10, ref a20, ref a30);
+            Q4Step4<S, V>(pn + nb, x0 + xb, x1 + xb, x2 + xb, x3 + xb, S.Repeat4(ws, 1), mask, ones, ref a01, ref a11, ref a21, ref a31);
+            Q4Step4<S, V>(pn + 2 * nb, x0 + 2 * xb, x1 + 2 * xb, x2 + 2 * xb, x3 + 2 * xb, S.Repeat4(ws, 2), mask, ones, ref a00, ref a10, ref a20, ref a30);
+            Q4Step4<S, V>(pn + 3 * nb, x0 + 3 * xb, x1 + 3 * xb, x2 + 3 * xb, x3 + 3 * xb, S.Repeat4(ws, 3), mask, ones, ref a01, ref a11, ref a21, ref a31);
+        }
+        int rest = b;
+        for (; b + G <= blocks; b += G, pn += nb, x0 += xb, x1 += xb, x2 += xb, x3 += xb)
+            Q4Step4<S, V>(pn, x0, x1, x2, x3, S.Repeat4(S.LoadHalf(scales + b), 0), mask, ones, ref a00, ref a10, ref a20, ref a30);
+        sums[0] = S.Sum(S.Add(a00, a01)); sums[1] = S.Sum(S.Add(a10, a11));
+        sums[2] = S.Sum(S.Add(a20, a21)); sums[3] = S.Sum(S.Add(a30, a31));
+        for (; rest < b; rest++)
+            for (int r = 0; r < 4; r++) sums[r] += HalfVector.ToSingle(scales[rest]) * a[r].NegOff[rest];
+        for (; b < blocks; b++)
+            for (int r = 0; r < 4; r++) sums[r] += TailBlock(nib, a[r], scales, b);
+    }
+
+    /// <summary><see cref="Q4Step{S, V}"/> for 4 activation rows, the nibbles unpacked once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Q4Step4<S, V>(byte* pn, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, V wScale, V mask, V ones,
+        ref V c0, ref V c1, ref V c2, ref V c3) where S : ISimd<V> where V : struct
+    {
+        var v = S.LoadBytes(pn);
+        var lo = S.AndBytes(v, mask);
+        var hi = S.AndBytes(S.ShiftRight16(v, 4), mask);
+        c0 = Q4Lanes<S, V>(lo, hi, x0, wScale, ones, c0);
+        c1 = Q4Lanes<S, V>(lo, hi, x1, wScale, ones, c1);
+        c2 = Q4Lanes<S, V>(lo, hi, x2, wScale, ones, c2);
+        c3 = Q4Lanes<S, V>(lo, hi, x3, wScale, ones, c3);
+    }
+
+    /// <summary><see cref="Q4Group{S, V}"/> on nibbles already unpacked (high-nibble activations <paramref name="hi"/> bytes after the low ones).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static V Q4Unpacked<S, V>(V lo, V h, sbyte* qxg, int hi, V ones) where S : ISimd<V> where V : struct =>
+        S.MulAddI16(S.AddI16(S.MulAddU8S8To16(lo, S.LoadBytes(qxg)), S.MulAddU8S8To16(h, S.LoadBytes(qxg + hi))), ones);
 
     /// <summary>One group of G packed Q4_0 blocks against group-ordered activations: int32 lanes, four per block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static V Q4Group<S, V>(byte* nib, sbyte* qxg, V mask, V ones) where S : ISimd<V> where V : struct
     {
         var v = S.LoadBytes(nib);
-        var lo = S.AndBytes(v, mask);
-        var hi = S.AndBytes(S.ShiftRight16(v, 4), mask);
         // the group's high-nibble activations follow its low ones, one vector (G · 16 bytes) later
-        var p16 = S.AddI16(S.MulAddU8S8To16(lo, S.LoadBytes(qxg)), S.MulAddU8S8To16(hi, S.LoadBytes(qxg + 4 * S.Floats)));
-        return S.MulAddI16(p16, ones);
+        return Q4Unpacked<S, V>(S.AndBytes(v, mask), S.AndBytes(S.ShiftRight16(v, 4), mask), qxg, 4 * S.Floats, ones);
     }
 }

@@ -14,7 +14,7 @@ internal static class ExpPolynomial
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static V Exp<S, V>(V x) where S : ISimd<V> where V : struct
     {
-        x = S.Min(S.Max(x, S.Broadcast(-87.33654f)), S.Broadcast(88f));
+        x = S.Clamp(x, S.Broadcast(-87.33654f), S.Broadcast(88f));
         V fn = S.ConvertI32ToF32(S.RoundToI32(S.Mul(x, S.Broadcast(1.44269504088896341f))));   // n = round(x / ln 2), -126..127
         x = S.Fma(fn, S.Broadcast(-0.693359375f), x);
         x = S.Fma(fn, S.Broadcast(2.12194440e-4f), x);

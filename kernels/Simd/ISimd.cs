@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.Intrinsics;
 
 namespace KernelEngine.Kernels.Simd;
@@ -35,6 +36,8 @@ internal unsafe interface ISimd<V> where V : struct
     static abstract V Exp(V v);
     /// <summary>Element-wise minimum.</summary>
     static abstract V Min(V a, V b);
+    /// <summary>x limited to [lo, hi] (finite bounds) in two native min/max instructions; a NaN in x stays NaN.</summary>
+    static abstract V Clamp(V x, V lo, V hi);
     static abstract V Div(V a, V b);
     /// <summary><see cref="Floats"/> int8 values widened to f32 (a Q8_0 block's quants).</summary>
     static abstract V LoadS8(sbyte* p);
@@ -68,8 +71,12 @@ internal unsafe interface ISimd<V> where V : struct
     static abstract V DotAddI16(V acc, V a, V b);
     /// <summary>Lane i = p[i / 4] (one scale per 4 int32 lanes, i.e. per 16 bytes).</summary>
     static abstract V LoadRepeat4(float* p);
+    /// <summary>Lane i = v[g · Floats / 4 + i / 4]: the values of group <paramref name="g"/> (0-3) of Floats / 4 blocks, each
+    /// spread over its block's 4 int32 lanes (a Q4_0 nibble load's lanes).</summary>
+    static abstract V Repeat4(V v, [ConstantExpected(Min = 0, Max = 3)] int g);
     static abstract V AddI16(V a, V b);
     static abstract V AddI32(V a, V b);
+    static abstract V SubI32(V a, V b);
     static abstract V AndBytes(V a, V b);
     static abstract V OrBytes(V a, V b);
     /// <summary>Each 16-bit lane shifted right (logical) by <paramref name="bits"/>; bytes then need masking.</summary>

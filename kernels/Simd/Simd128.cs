@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
@@ -36,6 +37,8 @@ internal readonly unsafe struct Simd128 : ISimd<Vector128<float>>
         return v.ToScalar();
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Exp(Vector128<float> v) => ExpPolynomial.Exp<Simd128, Vector128<float>>(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector128<float> Clamp(Vector128<float> x, Vector128<float> lo, Vector128<float> hi) => Sse.IsSupported ? Sse.Min(hi, Sse.Max(lo, x)) : Vector128.Min(Vector128.Max(x, lo), hi);
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Min(Vector128<float> a, Vector128<float> b) => Vector128.Min(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> Div(Vector128<float> a, Vector128<float> b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
@@ -46,7 +49,8 @@ internal readonly unsafe struct Simd128 : ISimd<Vector128<float>>
             return Vector128.ConvertToSingle(AdvSimd.SignExtendWideningLower(AdvSimd.SignExtendWideningLower(Vector64.Create(*(int*)p, 0).AsSByte()).GetLower()));
         return Vector128.Create((float)p[0], p[1], p[2], p[3]);
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> RoundToI32(Vector128<float> v) => Vector128.ConvertToInt32(Vector128.Round(v)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> RoundToI32(Vector128<float> v) => Sse2.IsSupported ? Sse2.ConvertToVector128Int32(v).AsSingle()   // cvtps2dq: nearest, ties to even
+        : AdvSimd.IsSupported ? AdvSimd.ConvertToInt32RoundToEven(v).AsSingle() : Vector128.ConvertToInt32(Vector128.Round(v)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> ShiftLeftI32(Vector128<float> v, int bits) => Vector128.ShiftLeft(v.AsInt32(), bits).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static float Max(Vector128<float> v)
@@ -130,6 +134,9 @@ internal readonly unsafe struct Simd128 : ISimd<Vector128<float>>
     public static Vector128<float> DotAddI16(Vector128<float> acc, Vector128<float> a, Vector128<float> b) => AvxVnni.IsSupported
         ? AvxVnni.MultiplyWideningAndAdd(acc.AsInt32(), a.AsInt16(), b.AsInt16()).AsSingle()
         : AddI32(acc, MulAddI16(a, b));
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> SubI32(Vector128<float> a, Vector128<float> b) => (a.AsInt32() - b.AsInt32()).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector128<float> Repeat4(Vector128<float> v, [ConstantExpected(Min = 0, Max = 3)] int g) => Vector128.Shuffle(v, Vector128.Create(g));
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> AddI32(Vector128<float> a, Vector128<float> b) => (a.AsInt32() + b.AsInt32()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> AndBytes(Vector128<float> a, Vector128<float> b) => (a.AsByte() & b.AsByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> OrBytes(Vector128<float> a, Vector128<float> b) => (a.AsByte() | b.AsByte()).AsSingle();

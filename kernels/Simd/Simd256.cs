@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -24,10 +25,12 @@ internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static float Sum(Vector256<float> v) => Simd128.Sum(v.GetLower() + v.GetUpper());
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static float Max(Vector256<float> v) => Simd128.Max(Vector128.Max(v.GetLower(), v.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> Exp(Vector256<float> v) => ExpPolynomial.Exp<Simd256, Vector256<float>>(v);
+    // vmaxps/vminps return the second operand when one is NaN: x second keeps a NaN
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> Clamp(Vector256<float> x, Vector256<float> lo, Vector256<float> hi) => Avx.Min(hi, Avx.Max(lo, x));
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> Min(Vector256<float> a, Vector256<float> b) => Vector256.Min(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> Div(Vector256<float> a, Vector256<float> b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> LoadS8(sbyte* p) => Vector256.ConvertToSingle(Avx2.ConvertToVector256Int32(p));
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> RoundToI32(Vector256<float> v) => Vector256.ConvertToInt32(Vector256.Round(v)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> RoundToI32(Vector256<float> v) => Avx.ConvertToVector256Int32(v).AsSingle();   // cvtps2dq: nearest, ties to even
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> ShiftLeftI32(Vector256<float> v, int bits) => Vector256.ShiftLeft(v.AsInt32(), bits).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> LoadHalf(ushort* p) => HalfVector.LoadHalf8(p);
@@ -57,14 +60,16 @@ internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
     public static Vector256<float> MulAddU8S8To16(Vector256<float> u, Vector256<float> s) => Avx2.MultiplyAddAdjacent(u.AsByte(), s.AsSByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector256<float> MulAddI16(Vector256<float> a, Vector256<float> b) => Avx2.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16()).AsSingle();
-    private static readonly Vector256<int> Repeat4 = Vector256.Create(0, 0, 0, 0, 1, 1, 1, 1);
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    public static Vector256<float> LoadRepeat4(float* p) => Avx2.PermuteVar8x32(Vector128.CreateScalar(*(double*)p).AsSingle().ToVector256Unsafe(), Repeat4);
+    public static Vector256<float> LoadRepeat4(float* p) => Avx2.PermuteVar8x32(Vector128.CreateScalar(*(double*)p).AsSingle().ToVector256Unsafe(), Vector256.Create(0, 0, 0, 0, 1, 1, 1, 1));
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> AddI16(Vector256<float> a, Vector256<float> b) => (a.AsInt16() + b.AsInt16()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector256<float> DotAddI16(Vector256<float> acc, Vector256<float> a, Vector256<float> b) => AvxVnni.IsSupported
         ? AvxVnni.MultiplyWideningAndAdd(acc.AsInt32(), a.AsInt16(), b.AsInt16()).AsSingle()
         : (acc.AsInt32() + Avx2.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16())).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> SubI32(Vector256<float> a, Vector256<float> b) => (a.AsInt32() - b.AsInt32()).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector256<float> Repeat4(Vector256<float> v, [ConstantExpected(Min = 0, Max = 3)] int g) => Avx2.PermuteVar8x32(v, Vector256.Create(2 * g, 2 * g, 2 * g, 2 * g, 2 * g + 1, 2 * g + 1, 2 * g + 1, 2 * g + 1));
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> AddI32(Vector256<float> a, Vector256<float> b) => (a.AsInt32() + b.AsInt32()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> AndBytes(Vector256<float> a, Vector256<float> b) => (a.AsByte() & b.AsByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> OrBytes(Vector256<float> a, Vector256<float> b) => (a.AsByte() | b.AsByte()).AsSingle();

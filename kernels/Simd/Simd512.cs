@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -25,10 +26,11 @@ internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static float Max(Vector512<float> v) => Simd256.Max(Vector256.Max(v.GetLower(), v.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> Exp(Vector512<float> v) => ExpPolynomial.Exp<Simd512, Vector512<float>>(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> Clamp(Vector512<float> x, Vector512<float> lo, Vector512<float> hi) => Avx512F.Min(hi, Avx512F.Max(lo, x));
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> Min(Vector512<float> a, Vector512<float> b) => Vector512.Min(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> Div(Vector512<float> a, Vector512<float> b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> LoadS8(sbyte* p) => Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(Vector128.Load(p)));
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> RoundToI32(Vector512<float> v) => Vector512.ConvertToInt32(Vector512.Round(v)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> RoundToI32(Vector512<float> v) => Avx512F.ConvertToVector512Int32(v).AsSingle();   // nearest, ties to even
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> ShiftLeftI32(Vector512<float> v, int bits) => Vector512.ShiftLeft(v.AsInt32(), bits).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> LoadHalf(ushort* p) => HalfVector.LoadHalf16(p);
@@ -52,13 +54,15 @@ internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     public static Vector512<float> MulAddU8S8To16(Vector512<float> u, Vector512<float> s) => Avx512BW.MultiplyAddAdjacent(u.AsByte(), s.AsSByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector512<float> MulAddI16(Vector512<float> a, Vector512<float> b) => Avx512BW.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16()).AsSingle();
-    private static readonly Vector512<int> Repeat4 = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    public static Vector512<float> LoadRepeat4(float* p) => Avx512F.PermuteVar16x32(Vector128.Load(p).ToVector256Unsafe().ToVector512Unsafe(), Repeat4);
+    public static Vector512<float> LoadRepeat4(float* p) => Avx512F.PermuteVar16x32(Vector128.Load(p).ToVector256Unsafe().ToVector512Unsafe(), Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> AddI16(Vector512<float> a, Vector512<float> b) => (a.AsInt16() + b.AsInt16()).AsSingle();
     // .NET 10 exposes VNNI only at 256 and 128 bits (AvxVnni)
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector512<float> DotAddI16(Vector512<float> acc, Vector512<float> a, Vector512<float> b) => (acc.AsInt32() + Avx512BW.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16())).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> SubI32(Vector512<float> a, Vector512<float> b) => (a.AsInt32() - b.AsInt32()).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector512<float> Repeat4(Vector512<float> v, [ConstantExpected(Min = 0, Max = 3)] int g) => Avx512F.PermuteVar16x32(v, Vector512.Create(4 * g, 4 * g, 4 * g, 4 * g, 4 * g + 1, 4 * g + 1, 4 * g + 1, 4 * g + 1, 4 * g + 2, 4 * g + 2, 4 * g + 2, 4 * g + 2, 4 * g + 3, 4 * g + 3, 4 * g + 3, 4 * g + 3));
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> AddI32(Vector512<float> a, Vector512<float> b) => (a.AsInt32() + b.AsInt32()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> AndBytes(Vector512<float> a, Vector512<float> b) => (a.AsByte() & b.AsByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> OrBytes(Vector512<float> a, Vector512<float> b) => (a.AsByte() | b.AsByte()).AsSingle();

@@ -23,6 +23,27 @@ public sealed class HalfConversionTests
         Assert.That(bad, Is.Zero);
     }
 
+    /// <summary>The activation block scale's rounding to fp16 (QuantMatVecCpu.RoundToHalf: a mantissa rounding in fp16's
+    /// normal range, System.Half elsewhere) against System.Half: every float whose low 13 mantissa bits are a tie, one above
+    /// and one below it (the rounding edges), across the whole range, and the range's ends; tolerance 0.</summary>
+    [Test]
+    public void RoundToHalf_EqualsSystemHalf_AtEveryRoundingEdge()
+    {
+        int bad = 0, checkedValues = 0;
+        foreach (uint sign in new[] { 0u, 0x80000000u })
+            for (uint top = 0; top < (0x7F800000u >> 13); top++)
+                foreach (uint low in new[] { 0u, 0xFFFu, 0x1000u, 0x1001u, 0x1FFFu })
+                {
+                    float f = BitConverter.UInt32BitsToSingle(sign | top << 13 | low);
+                    checkedValues++;
+                    if (BitConverter.SingleToInt32Bits(QuantMatVecCpu.RoundToHalf(f)) != BitConverter.SingleToInt32Bits((float)(Half)f)) bad++;
+                }
+        foreach (float f in new[] { 0f, 6.103515625e-05f, 6.1035153e-05f, 65504f, 65519.996f, 65520f, float.MaxValue, float.Epsilon })
+            Assert.That(QuantMatVecCpu.RoundToHalf(f), Is.EqualTo((float)(Half)f), $"{f:R}");
+        Assert.That(checkedValues, Is.GreaterThan(1_000_000));
+        Assert.That(bad, Is.Zero);
+    }
+
     /// <summary>The paired fp16 dot product leaves the 2^112 re-bias out of the weights; products with small activations
     /// (|w·x| far below 2^-14, as after a small attention output) must keep f32 precision, not fall to subnormals or zero.</summary>
     [TestCase(1e-6f)]

@@ -34,6 +34,12 @@ public sealed class SpanMathTests
         Assert.That(dst.Select((v, i) => Rel(v, x[i] * 0.25 * w[i])).Max(), Is.LessThanOrEqualTo(1e-6));
         SpanMath.FusedMultiplyAdd(x, w, y, dst);
         Assert.That(dst.Select((v, i) => Rel(v, (double)x[i] * w[i] + y[i])).Max(), Is.LessThanOrEqualTo(1e-6));
+        // the exp polynomial's input clamp (native min/max) keeps a NaN a NaN and saturates the ends as e^±88 would
+        var edges = new float[n];
+        for (int i = 0; i < n; i++) edges[i] = (i % 4) switch { 0 => float.NaN, 1 => -1000f, 2 => 1000f, _ => 0f };
+        SpanMath.ExpScaleShift(edges, 1f, 0f, dst);
+        for (int i = 0; i < n; i++)
+            Assert.That(dst[i], (i % 4) switch { 0 => Is.NaN, 1 => Is.LessThan(1e-37f), 2 => Is.GreaterThan(1e38f), _ => Is.EqualTo(1f) }, $"exp({edges[i]})");
         x[n / 2] = float.NaN;
         Assert.That(SpanMath.IndexOfMax(x), Is.EqualTo(n / 2), "a NaN is reported where it is, as TensorPrimitives does");
     }
