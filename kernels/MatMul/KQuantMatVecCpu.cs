@@ -38,6 +38,8 @@ internal static unsafe class KQuantMatVecCpu
     public static Activations Prepare(float* x, int n, int slot = 0)
     {
         if (n % QK != 0) throw new ArgumentException($"row length {n} is not a multiple of {QK}");
+        // the kernels read the lane masks' address as a constant: their class must be initialized before they compile
+        if (LaneMasks.I16 == null) throw new InvalidOperationException("lane masks");
         byte* buf = t_slots.Get(slot, 2 * n + 4 * (n / QK) + 2 * (n / 16) + 2 * (n / 32) + 256);
         var a = new Activations
         {
@@ -282,7 +284,7 @@ internal static unsafe class KQuantMatVecCpu
     private static float SuperBlockDotQ4K<S, V, TFive>(byte* row, in Activations a, int blocks) where S : ISimd<V> where V : struct where TFive : struct, IFlag
     {
         bool fifthBits = TFive.Value;
-        int blockBytes = fifthBits ? 176 : 144, W = 4 * S.Floats;
+        int blockBytes = fifthBits ? 176 : 144;
         var mask = S.BroadcastByte(0x0F);
         var one = S.BroadcastByte(1);
         V accF = S.Zero;
@@ -308,30 +310,47 @@ internal static unsafe class KQuantMatVecCpu
             byte* qh = blk + 16;
             byte* qs = blk + (fifthBits ? 48 : 16);
             sbyte* x = a.Qx + b * QK;
-            V acc = S.Zero;
-            for (int g = 0; g < 4; g++)
-            {
-                var sc0 = S.LaneI16(sc8, 2 * g);
-                var sc1 = S.LaneI16(sc8, 2 * g + 1);
-                for (int k = 0; k < 32; k += W)
-                {
-                    var raw = S.LoadBytes(qs + 32 * g + k);
-                    var lo = S.AndBytes(raw, mask);
-                    var hi = S.AndBytes(S.ShiftRight16(raw, 4), mask);
-                    if (fifthBits)
-                    {
-                        // element 64g + l: bit 2g of qh[l]; element 64g + 32 + l: bit 2g + 1, moved to bit 4
-                        var qhv = S.LoadBytes(qh + k);
-                        lo = S.OrBytes(lo, S.ShiftLeft16(S.AndBytes(S.ShiftRight16(qhv, 2 * g), one), 4));
-                        hi = S.OrBytes(hi, S.ShiftLeft16(S.AndBytes(S.ShiftRight16(qhv, 2 * g + 1), one), 4));
-                    }
-                    acc = S.DotAddI16(acc, S.MulAddU8S8To16(lo, S.LoadBytes(x + 64 * g + k)), sc0);
-                    acc = S.DotAddI16(acc, S.MulAddU8S8To16(hi, S.LoadBytes(x + 64 * g + 32 + k)), sc1);
-                }
-            }
+            // the sub-block pairs unrolled (constant lane masks); the scales spread over the 128-bit lanes once
+            var spread = S.SpreadI16(sc8);
+            V acc = Q4KPair<S, V, TFive>(qs, qh, x, 0, spread, mask, one, S.Zero);
+            acc = Q4KPair<S, V, TFive>(qs, qh, x, 1, spread, mask, one, acc);
+            acc = Q4KPair<S, V, TFive>(qs, qh, x, 2, spread, mask, one, acc);
+            acc = Q4KPair<S, V, TFive>(qs, qh, x, 3, spread, mask, one, acc);
             accF = S.Fma(S.ConvertI32ToF32(acc), S.Broadcast(d), accF);
         }
         return S.Sum(accF) - Vector128.Sum(minAcc);
+    }
+
+    /// <summary>Sub-block pair g (elements 64g .. 64g + 63) of a Q4_K/Q5_K super-block: 32 bytes of quants, one step at 256
+    /// bits, two at 128 (no loop: a one-trip loop kept the accumulator in memory).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static V Q4KPair<S, V, TFive>(byte* qs, byte* qh, sbyte* x, int g, V spread, V mask, V one, V acc)
+        where S : ISimd<V> where V : struct where TFive : struct, IFlag
+    {
+        var sc0 = S.LaneI16Spread(spread, 2 * g);
+        var sc1 = S.LaneI16Spread(spread, 2 * g + 1);
+        acc = Q4KStep<S, V, TFive>(qs + 32 * g, qh, x + 64 * g, g, sc0, sc1, mask, one, acc);
+        return S.Floats == 4 ? Q4KStep<S, V, TFive>(qs + 32 * g + 16, qh + 16, x + 64 * g + 16, g, sc0, sc1, mask, one, acc) : acc;
+    }
+
+    /// <summary>One vector of a Q4_K/Q5_K sub-block pair g: low nibbles (elements 64g + l) against x, high nibbles
+    /// (64g + 32 + l) against x + 32, each times its sub-block scale, into the int32 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static V Q4KStep<S, V, TFive>(byte* qs, byte* qh, sbyte* x, int g, V sc0, V sc1, V mask, V one, V acc)
+        where S : ISimd<V> where V : struct where TFive : struct, IFlag
+    {
+        var raw = S.LoadBytes(qs);
+        var lo = S.AndBytes(raw, mask);
+        var hi = S.AndBytes(S.ShiftRight16(raw, 4), mask);
+        if (TFive.Value)
+        {
+            // element 64g + l: bit 2g of qh[l]; element 64g + 32 + l: bit 2g + 1, moved to bit 4
+            var qhv = S.LoadBytes(qh);
+            lo = S.OrBytes(lo, S.ShiftLeft16(S.AndBytes(S.ShiftRight16(qhv, 2 * g), one), 4));
+            hi = S.OrBytes(hi, S.ShiftLeft16(S.AndBytes(S.ShiftRight16(qhv, 2 * g + 1), one), 4));
+        }
+        acc = S.DotAddI16(acc, S.MulAddU8S8To16(lo, S.LoadBytes(x)), sc0);
+        return S.DotAddI16(acc, S.MulAddU8S8To16(hi, S.LoadBytes(x + 32)), sc1);
     }
 
     /// <summary>
@@ -342,7 +361,6 @@ internal static unsafe class KQuantMatVecCpu
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float SuperBlockDotQ6K<S, V>(byte* row, in Activations a, int blocks) where S : ISimd<V> where V : struct
     {
-        int W = 4 * S.Floats;
         var mask = S.BroadcastByte(0x0F);
         var three = S.BroadcastByte(3);
         V accF = S.Zero;
@@ -360,32 +378,40 @@ internal static unsafe class KQuantMatVecCpu
             var off = Simd128.MulAddI16(scLo.AsSingle(), Vector128.Load(a.Sum16 + b * 16).AsSingle()).AsInt32()
                 + Simd128.MulAddI16(scHi.AsSingle(), Vector128.Load(a.Sum16 + b * 16 + 8).AsSingle()).AsInt32();
             offAcc += Vector128.ConvertToSingle(off) * Vector128.Create(d * 32);
-            V acc = S.Zero;
-            for (int h = 0; h < 2; h++)
-                for (int k = 0; k < 32; k += W)
-                {
-                    var s8 = h == 0 ? scLo : scHi;
-                    var l0 = S.LoadBytes(ql + 64 * h + k);
-                    var l1 = S.LoadBytes(ql + 64 * h + 32 + k);
-                    var hb = S.LoadBytes(qh + 32 * h + k);
-                    var q1 = S.OrBytes(S.AndBytes(l0, mask), S.ShiftLeft16(S.AndBytes(hb, three), 4));
-                    var q2 = S.OrBytes(S.AndBytes(l1, mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 2), three), 4));
-                    var q3 = S.OrBytes(S.AndBytes(S.ShiftRight16(l0, 4), mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 4), three), 4));
-                    var q4 = S.OrBytes(S.AndBytes(S.ShiftRight16(l1, 4), mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 6), three), 4));
-                    sbyte* xs = x + 128 * h + k;
-                    int g = k / 16;   // scale lane (within this half's 8) of run j's first element: g + 2j
-                    acc = S.DotAddI16(acc, S.MulAddU8S8To16(q1, S.LoadBytes(xs)), Q6Scales<S, V>(s8, g));
-                    acc = S.DotAddI16(acc, S.MulAddU8S8To16(q2, S.LoadBytes(xs + 32)), Q6Scales<S, V>(s8, g + 2));
-                    acc = S.DotAddI16(acc, S.MulAddU8S8To16(q3, S.LoadBytes(xs + 64)), Q6Scales<S, V>(s8, g + 4));
-                    acc = S.DotAddI16(acc, S.MulAddU8S8To16(q4, S.LoadBytes(xs + 96)), Q6Scales<S, V>(s8, g + 6));
-                }
+            // halves and vectors unrolled (no one-trip loops: they kept the accumulator in memory); scales spread once per half
+            var spreadLo = S.SpreadI16(scLo);
+            var spreadHi = S.SpreadI16(scHi);
+            V acc = Q6Step<S, V>(ql, qh, x, 0, 0, spreadLo, mask, three, S.Zero);
+            if (S.Floats == 4) acc = Q6Step<S, V>(ql, qh, x, 0, 16, spreadLo, mask, three, acc);
+            acc = Q6Step<S, V>(ql, qh, x, 1, 0, spreadHi, mask, three, acc);
+            if (S.Floats == 4) acc = Q6Step<S, V>(ql, qh, x, 1, 16, spreadHi, mask, three, acc);
             accF = S.Fma(S.ConvertI32ToF32(acc), S.Broadcast(d), accF);
         }
         return S.Sum(accF) - Vector128.Sum(offAcc);
     }
 
+    /// <summary>One vector (bytes k.. of each 32-byte run) of half h (128 elements) of a Q6_K super-block: ql's low 4 bits
+    /// and qh's 2 high bits make the four 32-element runs in natural order, each times its scale group's lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static V Q6Step<S, V>(byte* ql, byte* qh, sbyte* x, int h, int k, V spread, V mask, V three, V acc) where S : ISimd<V> where V : struct
+    {
+        var l0 = S.LoadBytes(ql + 64 * h + k);
+        var l1 = S.LoadBytes(ql + 64 * h + 32 + k);
+        var hb = S.LoadBytes(qh + 32 * h + k);
+        var q1 = S.OrBytes(S.AndBytes(l0, mask), S.ShiftLeft16(S.AndBytes(hb, three), 4));
+        var q2 = S.OrBytes(S.AndBytes(l1, mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 2), three), 4));
+        var q3 = S.OrBytes(S.AndBytes(S.ShiftRight16(l0, 4), mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 4), three), 4));
+        var q4 = S.OrBytes(S.AndBytes(S.ShiftRight16(l1, 4), mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 6), three), 4));
+        sbyte* xs = x + 128 * h + k;
+        int g = k / 16;   // scale lane (within this half's 8) of run j's first element: g + 2j
+        acc = S.DotAddI16(acc, S.MulAddU8S8To16(q1, S.LoadBytes(xs)), Q6Scales<S, V>(spread, g));
+        acc = S.DotAddI16(acc, S.MulAddU8S8To16(q2, S.LoadBytes(xs + 32)), Q6Scales<S, V>(spread, g + 2));
+        acc = S.DotAddI16(acc, S.MulAddU8S8To16(q3, S.LoadBytes(xs + 64)), Q6Scales<S, V>(spread, g + 4));
+        return S.DotAddI16(acc, S.MulAddU8S8To16(q4, S.LoadBytes(xs + 96)), Q6Scales<S, V>(spread, g + 6));
+    }
+
     /// <summary>The int16 scale lanes of one vector of a 32-element run starting in group g (two groups when it is 32 bytes).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static V Q6Scales<S, V>(Vector128<short> s8, int g) where S : ISimd<V> where V : struct =>
-        S.Floats == 8 ? S.LanePairI16(s8, g) : S.LaneI16(s8, g);
+    private static V Q6Scales<S, V>(V spread, int g) where S : ISimd<V> where V : struct =>
+        S.Floats == 8 ? S.LanePairI16Spread(spread, g) : S.LaneI16Spread(spread, g);
 }

@@ -86,6 +86,12 @@ internal unsafe interface ISimd<V> where V : struct
     static abstract V BroadcastI16(short s);
     /// <summary>int16 lanes all s8[lane] (a byte shuffle from a mask table, no trip through a general register).</summary>
     static abstract V LaneI16(Vector128<short> s8, int lane);
+    /// <summary>s8 in every 128-bit lane, for <see cref="LaneI16Spread"/> (one insert per set of scales, not per lane).</summary>
+    static abstract V SpreadI16(Vector128<short> s8);
+    /// <summary><see cref="LaneI16"/> of <see cref="SpreadI16"/>'s result: one byte shuffle.</summary>
+    static abstract V LaneI16Spread(V spread, int lane);
+    /// <summary><see cref="LanePairI16"/> of <see cref="SpreadI16"/>'s result: one byte shuffle.</summary>
+    static abstract V LanePairI16Spread(V spread, int lane);
     /// <summary>int16 lanes: the first half s8[lane], the second half s8[lane + 1].</summary>
     static abstract V LanePairI16(Vector128<short> s8, int lane);
     static abstract V ConvertI32ToF32(V v);

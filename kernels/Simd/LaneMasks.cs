@@ -9,6 +9,17 @@ internal static unsafe class LaneMasks
     /// is [l × 8 | l + 1 × 8]); a ninth entry keeps that read inside.</summary>
     public static readonly byte* I16 = Build();
 
+    /// <summary><see cref="I16"/>'s masks each repeated in both 128-bit halves (32 bytes per lane: one vpshufb operand).</summary>
+    public static readonly byte* I16x2 = BuildWide();
+
+    private static byte* BuildWide()
+    {
+        var p = (byte*)NativeMemory.AlignedAlloc(8 * 32, 64);
+        for (int l = 0; l < 8; l++)
+            for (int i = 0; i < 32; i++) p[32 * l + i] = I16[16 * l + i % 16];
+        return p;
+    }
+
     private static byte* Build()
     {
         var p = (byte*)NativeMemory.AlignedAlloc(9 * 16, 64);

@@ -145,6 +145,12 @@ internal readonly unsafe struct Simd128 : ISimd<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> BroadcastByte(byte b) => Vector128.Create(b).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> BroadcastI16(short s) => Vector128.Create(s).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector128<float> SpreadI16(Vector128<short> s8) => s8.AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector128<float> LaneI16Spread(Vector128<float> spread, int lane) => LaneI16(spread.AsInt16(), lane);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector128<float> LanePairI16Spread(Vector128<float> spread, int lane) => LanePairI16(spread.AsInt16(), lane);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector128<float> LaneI16(Vector128<short> s8, int lane)
     {
         var m = Vector128.Load(LaneMasks.I16 + 16 * lane);

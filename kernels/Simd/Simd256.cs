@@ -78,6 +78,12 @@ internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> BroadcastByte(byte b) => Vector256.Create(b).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> BroadcastI16(short s) => Vector256.Create(s).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector256<float> SpreadI16(Vector128<short> s8) => Vector256.Create(s8, s8).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector256<float> LaneI16Spread(Vector256<float> spread, int lane) => Avx2.Shuffle(spread.AsByte(), Vector256.Load(LaneMasks.I16x2 + 32 * lane)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector256<float> LanePairI16Spread(Vector256<float> spread, int lane) => Avx2.Shuffle(spread.AsByte(), Vector256.Load(LaneMasks.I16 + 16 * lane)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector256<float> LaneI16(Vector128<short> s8, int lane)
     {
         var m = Vector128.Load(LaneMasks.I16 + 16 * lane);

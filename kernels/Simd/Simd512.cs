@@ -71,6 +71,12 @@ internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> BroadcastByte(byte b) => Vector512.Create(b).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> BroadcastI16(short s) => Vector512.Create(s).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector512<float> SpreadI16(Vector128<short> s8) => Vector512.Create(Vector256.Create(s8, s8), Vector256.Create(s8, s8)).AsSingle();
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector512<float> LaneI16Spread(Vector512<float> spread, int lane) => LaneI16(spread.GetLower().GetLower().AsInt16(), lane);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector512<float> LanePairI16Spread(Vector512<float> spread, int lane) => LanePairI16(spread.GetLower().GetLower().AsInt16(), lane);
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector512<float> LaneI16(Vector128<short> s8, int lane) => Vector512.Create(Simd256.LaneI16(s8, lane).AsInt16(), Simd256.LaneI16(s8, lane).AsInt16()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector512<float> LanePairI16(Vector128<short> s8, int lane) => Vector512.Create(Simd256.LaneI16(s8, lane).AsInt16(), Simd256.LaneI16(s8, lane + 1).AsInt16()).AsSingle();
