@@ -39,7 +39,7 @@ internal static unsafe class KQuantMatVecCpu
     {
         if (n % QK != 0) throw new ArgumentException($"row length {n} is not a multiple of {QK}");
         // the kernels read the lane masks' address as a constant: their class must be initialized before they compile
-        if (LaneMasks.I16 == null) throw new InvalidOperationException("lane masks");
+        if (LaneMasks.I16 == null || !s_constantsReady) throw new InvalidOperationException("kernel constants");
         byte* buf = t_slots.Get(slot, 2 * n + 4 * (n / QK) + 2 * (n / 16) + 2 * (n / 32) + 256);
         var a = new Activations
         {
@@ -90,6 +90,43 @@ internal static unsafe class KQuantMatVecCpu
             default: for (int o = o0; o < o1; o++) part.Y[o] = DotQ6K(w + o * rowBytes, a, blocks); break;
         }
     }
+
+    /// <summary>Whether <see cref="Rows4"/> takes this type here: Q4_K/Q5_K below 512 bits.</summary>
+    public static bool HasRows4(WeightType type) =>
+        type is WeightType.Q4_K or WeightType.Q5_K && !Avx512BW.IsSupported && (Simd256.IsSupported || Simd128.IsSupported);
+
+    /// <summary>
+    /// <see cref="Rows"/> for 4 activation rows at once (batched decoding): each super-block's quants are unpacked and its
+    /// scales spread once for all 4, and each row's arithmetic is the one-row kernel's, operation for operation, so every
+    /// result is bit for bit the one-row result. y_r[o] for r in 0-3 lies at y + r · yStride + o; <paramref name="prefetch"/>:
+    /// this pass reads the rows from memory (prefetched ahead as a single row's pass is).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Rows4(in MatVecPart part, Activations* a, int n, int o0, int o1, float* y, long yStride, bool prefetch)
+    {
+        if (!HasRows4(part.Type)) throw new ArgumentException($"{part.Type}: no 4-row kernel here (HasRows4)");
+        long rowBytes = part.Type.RowBytes(n);
+        int blocks = n / QK;
+        float* sums = stackalloc float[4];
+        byte* end = part.W + part.OutDim * rowBytes;
+        for (int o = o0; o < o1; o++)
+        {
+            byte* row = part.W + o * rowBytes;
+            if (prefetch) Prefetch.RowAhead(row, rowBytes, end);
+            if (Simd256.IsSupported)
+            {
+                if (part.Type == WeightType.Q5_K) SuperBlockDotQ4Kx4<Simd256, Vector256<float>, Yes>(row, a, blocks, sums);
+                else SuperBlockDotQ4Kx4<Simd256, Vector256<float>, No>(row, a, blocks, sums);
+            }
+            else if (part.Type == WeightType.Q5_K) SuperBlockDotQ4Kx4<Simd128, Vector128<float>, Yes>(row, a, blocks, sums);
+            else SuperBlockDotQ4Kx4<Simd128, Vector128<float>, No>(row, a, blocks, sums);
+            for (int r = 0; r < 4; r++) y[r * yStride + o] = sums[r];
+        }
+    }
+
+    /// <summary>Read in <see cref="Prepare"/> so that this class's vector constants are initialized before the kernels
+    /// compile (the JIT then folds them; an uninitialized class leaves an init check and a load in the loop).</summary>
+    private static readonly bool s_constantsReady = true;
 
     // vpermw indices that spread 8 (or 16) int16 scales over the 32 int16 lanes of one vpmaddubsw result.
     private static readonly Vector512<short> K02 = Spread(0, 2, 16), K13 = Spread(1, 3, 16), K46 = Spread(4, 6, 16), K57 = Spread(5, 7, 16);
@@ -321,6 +358,100 @@ internal static unsafe class KQuantMatVecCpu
         return S.Sum(accF) - Vector128.Sum(minAcc);
     }
 
+    /// <summary><see cref="SuperBlockDotQ4K{S, V, TFive}"/> of one weight row against 4 activation rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SuperBlockDotQ4Kx4<S, V, TFive>(byte* row, Activations* a, int blocks, float* sums)
+        where S : ISimd<V> where V : struct where TFive : struct, IFlag
+    {
+        bool fifthBits = TFive.Value;
+        int blockBytes = fifthBits ? 176 : 144;
+        var mask = S.BroadcastByte(0x0F);
+        var one = S.BroadcastByte(1);
+        V f0 = S.Zero, f1 = S.Zero, f2 = S.Zero, f3 = S.Zero;
+        Vector128<float> m0 = default, m1 = default, m2 = default, m3 = default;
+        for (int b = 0; b < blocks; b++)
+        {
+            byte* blk = row + b * blockBytes;
+            Vector128<float> dd0, dd1, dd2, dd3;   // each row's (d, dmin) · dx, as the one-row kernel makes them
+            if (Sse41.IsSupported)
+            {
+                var ddm = HalfVector.ToSingle2(Unsafe.ReadUnaligned<uint>(blk));
+                dd0 = ddm * Vector128.Create(a[0].Dx[b]); dd1 = ddm * Vector128.Create(a[1].Dx[b]);
+                dd2 = ddm * Vector128.Create(a[2].Dx[b]); dd3 = ddm * Vector128.Create(a[3].Dx[b]);
+            }
+            else
+            {
+                float d = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk)), dm = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 2));
+                dd0 = Vector128.Create(d * a[0].Dx[b], dm * a[0].Dx[b], 0, 0); dd1 = Vector128.Create(d * a[1].Dx[b], dm * a[1].Dx[b], 0, 0);
+                dd2 = Vector128.Create(d * a[2].Dx[b], dm * a[2].Dx[b], 0, 0); dd3 = Vector128.Create(d * a[3].Dx[b], dm * a[3].Dx[b], 0, 0);
+            }
+            var (scBytes, mBytes) = KQuants.ScalesMins(blk + 4);
+            var sc8 = Vector128.WidenLower(Vector128.CreateScalar(scBytes).AsByte()).AsInt16();
+            var m8 = Vector128.WidenLower(Vector128.CreateScalar(mBytes).AsByte()).AsInt16().AsSingle();
+            m0 += Vector128.ConvertToSingle(Simd128.MulAddI16(m8, Vector128.Load(a[0].Sum32 + b * 8).AsSingle()).AsInt32()) * Vector128.Create(dd0.GetElement(1));
+            m1 += Vector128.ConvertToSingle(Simd128.MulAddI16(m8, Vector128.Load(a[1].Sum32 + b * 8).AsSingle()).AsInt32()) * Vector128.Create(dd1.GetElement(1));
+            m2 += Vector128.ConvertToSingle(Simd128.MulAddI16(m8, Vector128.Load(a[2].Sum32 + b * 8).AsSingle()).AsInt32()) * Vector128.Create(dd2.GetElement(1));
+            m3 += Vector128.ConvertToSingle(Simd128.MulAddI16(m8, Vector128.Load(a[3].Sum32 + b * 8).AsSingle()).AsInt32()) * Vector128.Create(dd3.GetElement(1));
+            byte* qh = blk + 16;
+            byte* qs = blk + (fifthBits ? 48 : 16);
+            sbyte* x0 = a[0].Qx + b * QK, x1 = a[1].Qx + b * QK, x2 = a[2].Qx + b * QK, x3 = a[3].Qx + b * QK;
+            var spread = S.SpreadI16(sc8);
+            V c0 = S.Zero, c1 = S.Zero, c2 = S.Zero, c3 = S.Zero;
+            Q4KPair4<S, V, TFive>(qs, qh, x0, x1, x2, x3, 0, spread, mask, one, ref c0, ref c1, ref c2, ref c3);
+            Q4KPair4<S, V, TFive>(qs, qh, x0, x1, x2, x3, 1, spread, mask, one, ref c0, ref c1, ref c2, ref c3);
+            Q4KPair4<S, V, TFive>(qs, qh, x0, x1, x2, x3, 2, spread, mask, one, ref c0, ref c1, ref c2, ref c3);
+            Q4KPair4<S, V, TFive>(qs, qh, x0, x1, x2, x3, 3, spread, mask, one, ref c0, ref c1, ref c2, ref c3);
+            f0 = S.Fma(S.ConvertI32ToF32(c0), S.Broadcast(dd0.ToScalar()), f0);
+            f1 = S.Fma(S.ConvertI32ToF32(c1), S.Broadcast(dd1.ToScalar()), f1);
+            f2 = S.Fma(S.ConvertI32ToF32(c2), S.Broadcast(dd2.ToScalar()), f2);
+            f3 = S.Fma(S.ConvertI32ToF32(c3), S.Broadcast(dd3.ToScalar()), f3);
+        }
+        sums[0] = S.Sum(f0) - Vector128.Sum(m0); sums[1] = S.Sum(f1) - Vector128.Sum(m1);
+        sums[2] = S.Sum(f2) - Vector128.Sum(m2); sums[3] = S.Sum(f3) - Vector128.Sum(m3);
+    }
+
+    /// <summary><see cref="Q4KPair{S, V, TFive}"/> for 4 activation rows: the quants unpacked and the scales picked once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Q4KPair4<S, V, TFive>(byte* qs, byte* qh, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, int g, V spread, V mask, V one,
+        ref V c0, ref V c1, ref V c2, ref V c3) where S : ISimd<V> where V : struct where TFive : struct, IFlag
+    {
+        var sc0 = S.LaneI16Spread(spread, 2 * g);
+        var sc1 = S.LaneI16Spread(spread, 2 * g + 1);
+        Q4KStep4<S, V, TFive>(qs, qh, x0, x1, x2, x3, g, 0, sc0, sc1, mask, one, ref c0, ref c1, ref c2, ref c3);
+        if (S.Floats == 4) Q4KStep4<S, V, TFive>(qs, qh, x0, x1, x2, x3, g, 16, sc0, sc1, mask, one, ref c0, ref c1, ref c2, ref c3);
+    }
+
+    /// <summary>One vector (bytes k..) of sub-block pair g for 4 activation rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Q4KStep4<S, V, TFive>(byte* qs, byte* qh, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, int g, int k, V sc0, V sc1, V mask, V one,
+        ref V c0, ref V c1, ref V c2, ref V c3) where S : ISimd<V> where V : struct where TFive : struct, IFlag
+    {
+        var (lo, hi) = Q4KNibbles<S, V, TFive>(qs + 32 * g + k, qh + k, g, mask, one);
+        int e = 64 * g + k;
+        c0 = S.DotAddI16(S.DotAddI16(c0, S.MulAddU8S8To16(lo, S.LoadBytes(x0 + e)), sc0), S.MulAddU8S8To16(hi, S.LoadBytes(x0 + e + 32)), sc1);
+        c1 = S.DotAddI16(S.DotAddI16(c1, S.MulAddU8S8To16(lo, S.LoadBytes(x1 + e)), sc0), S.MulAddU8S8To16(hi, S.LoadBytes(x1 + e + 32)), sc1);
+        c2 = S.DotAddI16(S.DotAddI16(c2, S.MulAddU8S8To16(lo, S.LoadBytes(x2 + e)), sc0), S.MulAddU8S8To16(hi, S.LoadBytes(x2 + e + 32)), sc1);
+        c3 = S.DotAddI16(S.DotAddI16(c3, S.MulAddU8S8To16(lo, S.LoadBytes(x3 + e)), sc0), S.MulAddU8S8To16(hi, S.LoadBytes(x3 + e + 32)), sc1);
+    }
+
+    /// <summary>The low (elements 64g + l) and high (64g + 32 + l) quants of one vector of sub-block pair g, fifth bits
+    /// (Q5_K) included.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static (V Lo, V Hi) Q4KNibbles<S, V, TFive>(byte* qs, byte* qh, int g, V mask, V one) where S : ISimd<V> where V : struct where TFive : struct, IFlag
+    {
+        var raw = S.LoadBytes(qs);
+        var lo = S.AndBytes(raw, mask);
+        var hi = S.AndBytes(S.ShiftRight16(raw, 4), mask);
+        if (TFive.Value)
+        {
+            // element 64g + l: bit 2g of qh[l]; element 64g + 32 + l: bit 2g + 1, moved to bit 4
+            var qhv = S.LoadBytes(qh);
+            lo = S.OrBytes(lo, S.ShiftLeft16(S.AndBytes(S.ShiftRight16(qhv, 2 * g), one), 4));
+            hi = S.OrBytes(hi, S.ShiftLeft16(S.AndBytes(S.ShiftRight16(qhv, 2 * g + 1), one), 4));
+        }
+        return (lo, hi);
+    }
+
     /// <summary>Sub-block pair g (elements 64g .. 64g + 63) of a Q4_K/Q5_K super-block: 32 bytes of quants, one step at 256
     /// bits, two at 128 (no loop: a one-trip loop kept the accumulator in memory).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
@@ -339,16 +470,7 @@ internal static unsafe class KQuantMatVecCpu
     private static V Q4KStep<S, V, TFive>(byte* qs, byte* qh, sbyte* x, int g, V sc0, V sc1, V mask, V one, V acc)
         where S : ISimd<V> where V : struct where TFive : struct, IFlag
     {
-        var raw = S.LoadBytes(qs);
-        var lo = S.AndBytes(raw, mask);
-        var hi = S.AndBytes(S.ShiftRight16(raw, 4), mask);
-        if (TFive.Value)
-        {
-            // element 64g + l: bit 2g of qh[l]; element 64g + 32 + l: bit 2g + 1, moved to bit 4
-            var qhv = S.LoadBytes(qh);
-            lo = S.OrBytes(lo, S.ShiftLeft16(S.AndBytes(S.ShiftRight16(qhv, 2 * g), one), 4));
-            hi = S.OrBytes(hi, S.ShiftLeft16(S.AndBytes(S.ShiftRight16(qhv, 2 * g + 1), one), 4));
-        }
+        var (lo, hi) = Q4KNibbles<S, V, TFive>(qs, qh, g, mask, one);
         acc = S.DotAddI16(acc, S.MulAddU8S8To16(lo, S.LoadBytes(x)), sc0);
         return S.DotAddI16(acc, S.MulAddU8S8To16(hi, S.LoadBytes(x + 32)), sc1);
     }

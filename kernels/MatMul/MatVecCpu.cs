@@ -119,8 +119,9 @@ internal static unsafe class MatVecCpu
         // Several x rows: a chunk of weight rows stays in L1 while every x row meets it.
         long rowBytes = part.Type.HasPackedCpuDecode() ? PackedQuant.RowBytes(part.Type, j.InDim) : part.Type.RowBytes(j.InDim);
         int chunk = (int)Math.Clamp(ChunkBytes / rowBytes, 1, 64) + 3 & ~3;
-        bool rows4 = j.Rows >= 4 && QuantMatVecCpu.HasRows4(part.Type);
+        bool rows4 = j.Rows >= 4 && QuantMatVecCpu.HasRows4(part.Type), kRows4 = j.Rows >= 4 && KQuantMatVecCpu.HasRows4(part.Type);
         var act = stackalloc QuantMatVecCpu.Activations[4];
+        var actK = stackalloc KQuantMatVecCpu.Activations[4];
         for (int c0 = o0; c0 < o1; c0 += chunk)
         {
             int c1 = Math.Min(o1, c0 + chunk);
@@ -131,6 +132,15 @@ internal static unsafe class MatVecCpu
                 for (int k = 0; k < 4; k++) act[k] = j.In[r0 + k].Act;
                 float* y = part.Y + (long)r0 * part.OutDim;
                 QuantMatVecCpu.Rows4(part, act, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
+                if (part.Bias != null)
+                    for (int k = 0; k < 4; k++)
+                        for (int o = c0; o < c1; o++) y[k * part.OutDim + o] += part.Bias[o];
+            }
+            for (; kRows4 && r0 + 4 <= j.Rows; r0 += 4)
+            {
+                for (int k = 0; k < 4; k++) actK[k] = j.In[r0 + k].ActK;
+                float* y = part.Y + (long)r0 * part.OutDim;
+                KQuantMatVecCpu.Rows4(part, actK, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
                 if (part.Bias != null)
                     for (int k = 0; k < 4; k++)
                         for (int o = c0; o < c1; o++) y[k * part.OutDim + o] += part.Bias[o];

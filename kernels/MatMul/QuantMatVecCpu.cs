@@ -329,17 +329,9 @@ internal static unsafe class QuantMatVecCpu
         for (int o = o0; o < o1; o++)
         {
             byte* row = part.Packed + o * rowBytes;
-            if (prefetch) PrefetchAhead(row, rowBytes, end);
+            if (prefetch) Prefetch.RowAhead(row, rowBytes, end);
             DotQ4_0x4(row, a[0], a[1], a[2], a[3], blocks, y + o, y + yStride + o, y + 2 * yStride + o, y + 3 * yStride + o);
         }
-    }
-
-    /// <summary>Prefetches the row <see cref="Prefetch.DecodeDistanceBytes"/> ahead of this one (inside the matrix).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PrefetchAhead(byte* row, long rowBytes, byte* end)
-    {
-        byte* ahead = row + Prefetch.DecodeDistanceBytes;
-        if (Prefetch.DecodeDistanceBytes > 0 && ahead < end) Prefetch.Range(ahead, Math.Min(rowBytes, end - ahead));
     }
 
     /// <summary><see cref="Rows{S, V}"/> for 4 activation rows: their scale products per weight row, then one pass over the quants.</summary>
@@ -357,7 +349,7 @@ internal static unsafe class QuantMatVecCpu
         for (int o = o0; o < o1; o++)
         {
             byte* row = part.Packed + o * rowBytes;
-            if (prefetch) PrefetchAhead(row, rowBytes, end);
+            if (prefetch) Prefetch.RowAhead(row, rowBytes, end);
             if (part.Type == WeightType.Q8_0)
             {
                 for (int r = 0; r < 4; r++) ScaleProducts<S, V>((ushort*)row, a[r].Dx, blocks, sc + r * stride);

@@ -15,6 +15,15 @@ internal static unsafe class Prefetch
 
     public static bool IsSupported => Sse.IsSupported;
 
+    /// <summary>Prefetches the row <see cref="DecodeDistanceBytes"/> ahead of <paramref name="row"/>, inside the matrix that
+    /// ends at <paramref name="end"/> (a multi-row pass that reads a weight matrix from memory, one row at a time).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void RowAhead(byte* row, long rowBytes, byte* end)
+    {
+        byte* ahead = row + DecodeDistanceBytes;
+        if (DecodeDistanceBytes > 0 && ahead < end) Range(ahead, Math.Min(rowBytes, end - ahead));
+    }
+
     /// <summary>Prefetches the cache lines of [p, p + bytes) into every cache level.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Range(byte* p, long bytes)
