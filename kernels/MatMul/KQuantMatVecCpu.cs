@@ -91,9 +91,8 @@ internal static unsafe class KQuantMatVecCpu
         }
     }
 
-    /// <summary>Whether <see cref="Rows4"/> takes this type here: Q4_K/Q5_K below 512 bits.</summary>
-    public static bool HasRows4(WeightType type) =>
-        type is WeightType.Q4_K or WeightType.Q5_K && !Avx512BW.IsSupported && (Simd256.IsSupported || Simd128.IsSupported);
+    /// <summary>Whether <see cref="Rows4"/> takes this type here: the K-quants below 512 bits.</summary>
+    public static bool HasRows4(WeightType type) => Handles(type) && !Avx512BW.IsSupported && (Simd256.IsSupported || Simd128.IsSupported);
 
     /// <summary>
     /// <see cref="Rows"/> for 4 activation rows at once (batched decoding): each super-block's quants are unpacked and its
@@ -113,13 +112,16 @@ internal static unsafe class KQuantMatVecCpu
         {
             byte* row = part.W + o * rowBytes;
             if (prefetch) Prefetch.RowAhead(row, rowBytes, end);
-            if (Simd256.IsSupported)
+            bool wide = Simd256.IsSupported;
+            switch (part.Type)
             {
-                if (part.Type == WeightType.Q5_K) SuperBlockDotQ4Kx4<Simd256, Vector256<float>, Yes>(row, a, blocks, sums);
-                else SuperBlockDotQ4Kx4<Simd256, Vector256<float>, No>(row, a, blocks, sums);
+                case WeightType.Q4_K when wide: SuperBlockDotQ4Kx4<Simd256, Vector256<float>, No>(row, a, blocks, sums); break;
+                case WeightType.Q5_K when wide: SuperBlockDotQ4Kx4<Simd256, Vector256<float>, Yes>(row, a, blocks, sums); break;
+                case WeightType.Q6_K when wide: SuperBlockDotQ6Kx4<Simd256, Vector256<float>>(row, a, blocks, sums); break;
+                case WeightType.Q4_K: SuperBlockDotQ4Kx4<Simd128, Vector128<float>, No>(row, a, blocks, sums); break;
+                case WeightType.Q5_K: SuperBlockDotQ4Kx4<Simd128, Vector128<float>, Yes>(row, a, blocks, sums); break;
+                default: SuperBlockDotQ6Kx4<Simd128, Vector128<float>>(row, a, blocks, sums); break;
             }
-            else if (part.Type == WeightType.Q5_K) SuperBlockDotQ4Kx4<Simd128, Vector128<float>, Yes>(row, a, blocks, sums);
-            else SuperBlockDotQ4Kx4<Simd128, Vector128<float>, No>(row, a, blocks, sums);
             for (int r = 0; r < 4; r++) y[r * yStride + o] = sums[r];
         }
     }
@@ -497,9 +499,7 @@ internal static unsafe class KQuantMatVecCpu
             // the 16 int8 scales as two int16 vectors; 32 · Σ sc_g · Σx_g in two pmaddwd
             var scv = Vector128.Load(sc);
             var scLo = Vector128.WidenLower(scv); var scHi = Vector128.WidenUpper(scv);
-            var off = Simd128.MulAddI16(scLo.AsSingle(), Vector128.Load(a.Sum16 + b * 16).AsSingle()).AsInt32()
-                + Simd128.MulAddI16(scHi.AsSingle(), Vector128.Load(a.Sum16 + b * 16 + 8).AsSingle()).AsInt32();
-            offAcc += Vector128.ConvertToSingle(off) * Vector128.Create(d * 32);
+            offAcc += Q6Offsets(scLo, scHi, a.Sum16 + b * 16) * Vector128.Create(d * 32);
             // halves and vectors unrolled (no one-trip loops: they kept the accumulator in memory); scales spread once per half
             var spreadLo = S.SpreadI16(scLo);
             var spreadHi = S.SpreadI16(scHi);
@@ -510,6 +510,75 @@ internal static unsafe class KQuantMatVecCpu
             accF = S.Fma(S.ConvertI32ToF32(acc), S.Broadcast(d), accF);
         }
         return S.Sum(accF) - Vector128.Sum(offAcc);
+    }
+
+    /// <summary><see cref="SuperBlockDotQ6K{S, V}"/> of one weight row against 4 activation rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SuperBlockDotQ6Kx4<S, V>(byte* row, Activations* a, int blocks, float* sums) where S : ISimd<V> where V : struct
+    {
+        var mask = S.BroadcastByte(0x0F);
+        var three = S.BroadcastByte(3);
+        V f0 = S.Zero, f1 = S.Zero, f2 = S.Zero, f3 = S.Zero;
+        Vector128<float> o0 = default, o1 = default, o2 = default, o3 = default;
+        for (int b = 0; b < blocks; b++)
+        {
+            byte* blk = row + b * 210;
+            byte* ql = blk, qh = blk + 128;
+            float dw = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 208));
+            float d0 = dw * a[0].Dx[b], d1 = dw * a[1].Dx[b], d2 = dw * a[2].Dx[b], d3 = dw * a[3].Dx[b];
+            var scv = Vector128.Load((sbyte*)(blk + 192));
+            var scLo = Vector128.WidenLower(scv); var scHi = Vector128.WidenUpper(scv);
+            o0 += Q6Offsets(scLo, scHi, a[0].Sum16 + b * 16) * Vector128.Create(d0 * 32);
+            o1 += Q6Offsets(scLo, scHi, a[1].Sum16 + b * 16) * Vector128.Create(d1 * 32);
+            o2 += Q6Offsets(scLo, scHi, a[2].Sum16 + b * 16) * Vector128.Create(d2 * 32);
+            o3 += Q6Offsets(scLo, scHi, a[3].Sum16 + b * 16) * Vector128.Create(d3 * 32);
+            sbyte* x0 = a[0].Qx + b * QK, x1 = a[1].Qx + b * QK, x2 = a[2].Qx + b * QK, x3 = a[3].Qx + b * QK;
+            var spreadLo = S.SpreadI16(scLo);
+            var spreadHi = S.SpreadI16(scHi);
+            V c0 = S.Zero, c1 = S.Zero, c2 = S.Zero, c3 = S.Zero;
+            Q6Step4<S, V>(ql, qh, x0, x1, x2, x3, 0, 0, spreadLo, mask, three, ref c0, ref c1, ref c2, ref c3);
+            if (S.Floats == 4) Q6Step4<S, V>(ql, qh, x0, x1, x2, x3, 0, 16, spreadLo, mask, three, ref c0, ref c1, ref c2, ref c3);
+            Q6Step4<S, V>(ql, qh, x0, x1, x2, x3, 1, 0, spreadHi, mask, three, ref c0, ref c1, ref c2, ref c3);
+            if (S.Floats == 4) Q6Step4<S, V>(ql, qh, x0, x1, x2, x3, 1, 16, spreadHi, mask, three, ref c0, ref c1, ref c2, ref c3);
+            f0 = S.Fma(S.ConvertI32ToF32(c0), S.Broadcast(d0), f0);
+            f1 = S.Fma(S.ConvertI32ToF32(c1), S.Broadcast(d1), f1);
+            f2 = S.Fma(S.ConvertI32ToF32(c2), S.Broadcast(d2), f2);
+            f3 = S.Fma(S.ConvertI32ToF32(c3), S.Broadcast(d3), f3);
+        }
+        sums[0] = S.Sum(f0) - Vector128.Sum(o0); sums[1] = S.Sum(f1) - Vector128.Sum(o1);
+        sums[2] = S.Sum(f2) - Vector128.Sum(o2); sums[3] = S.Sum(f3) - Vector128.Sum(o3);
+    }
+
+    /// <summary>Σ sc_g · Σx_g of a Q6_K super-block as 4 int32 lanes, converted (two pmaddwd over the 16 groups).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector128<float> Q6Offsets(Vector128<short> scLo, Vector128<short> scHi, short* sum16) =>
+        Vector128.ConvertToSingle(Simd128.MulAddI16(scLo.AsSingle(), Vector128.Load(sum16).AsSingle()).AsInt32()
+            + Simd128.MulAddI16(scHi.AsSingle(), Vector128.Load(sum16 + 8).AsSingle()).AsInt32());
+
+    /// <summary><see cref="Q6Step{S, V}"/> for 4 activation rows: the runs unpacked and their scale lanes picked once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Q6Step4<S, V>(byte* ql, byte* qh, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, int h, int k, V spread, V mask, V three,
+        ref V c0, ref V c1, ref V c2, ref V c3) where S : ISimd<V> where V : struct
+    {
+        var l0 = S.LoadBytes(ql + 64 * h + k);
+        var l1 = S.LoadBytes(ql + 64 * h + 32 + k);
+        var hb = S.LoadBytes(qh + 32 * h + k);
+        int e = 128 * h + k, g = k / 16;
+        Q6Run4<S, V>(S.OrBytes(S.AndBytes(l0, mask), S.ShiftLeft16(S.AndBytes(hb, three), 4)), Q6Scales<S, V>(spread, g), x0, x1, x2, x3, e, ref c0, ref c1, ref c2, ref c3);
+        Q6Run4<S, V>(S.OrBytes(S.AndBytes(l1, mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 2), three), 4)), Q6Scales<S, V>(spread, g + 2), x0, x1, x2, x3, e + 32, ref c0, ref c1, ref c2, ref c3);
+        Q6Run4<S, V>(S.OrBytes(S.AndBytes(S.ShiftRight16(l0, 4), mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 4), three), 4)), Q6Scales<S, V>(spread, g + 4), x0, x1, x2, x3, e + 64, ref c0, ref c1, ref c2, ref c3);
+        Q6Run4<S, V>(S.OrBytes(S.AndBytes(S.ShiftRight16(l1, 4), mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 6), three), 4)), Q6Scales<S, V>(spread, g + 6), x0, x1, x2, x3, e + 96, ref c0, ref c1, ref c2, ref c3);
+    }
+
+    /// <summary>One unpacked 32-element run against 4 activation rows at element e.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Q6Run4<S, V>(V q, V sc, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, int e, ref V c0, ref V c1, ref V c2, ref V c3)
+        where S : ISimd<V> where V : struct
+    {
+        c0 = S.DotAddI16(c0, S.MulAddU8S8To16(q, S.LoadBytes(x0 + e)), sc);
+        c1 = S.DotAddI16(c1, S.MulAddU8S8To16(q, S.LoadBytes(x1 + e)), sc);
+        c2 = S.DotAddI16(c2, S.MulAddU8S8To16(q, S.LoadBytes(x2 + e)), sc);
+        c3 = S.DotAddI16(c3, S.MulAddU8S8To16(q, S.LoadBytes(x3 + e)), sc);
     }
 
     /// <summary>One vector (bytes k.. of each 32-byte run) of half h (128 elements) of a Q6_K super-block: ql's low 4 bits
