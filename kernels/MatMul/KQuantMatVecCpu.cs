@@ -50,6 +50,7 @@ internal static unsafe class KQuantMatVecCpu
         for (int b = 0; b < n / QK; b++)
         {
             float* src = x + b * QK;
+            if (Avx2.IsSupported) { QuantizeSuperBlockAvx2(src, a, b); continue; }
             float amax = 0;
             for (int j = 0; j < QK; j++) amax = MathF.Max(amax, MathF.Abs(src[j]));
             float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
@@ -74,6 +75,46 @@ internal static unsafe class KQuantMatVecCpu
             }
         }
         return a;
+    }
+
+    /// <summary><see cref="Prepare"/>'s work for super-block b, 8 lanes at a time: the same values (cvtps2dq rounds half to
+    /// even, as ggml's nearest_int does; the sums are integers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void QuantizeSuperBlockAvx2(float* src, in Activations a, int b)
+    {
+        var m = Vector256<float>.Zero;
+        for (int j = 0; j < QK; j += 8) m = Avx.Max(m, Vector256.Abs(Vector256.Load(src + j)));
+        var m4 = Sse.Max(m.GetLower(), m.GetUpper());
+        m4 = Sse.Max(m4, Sse.Shuffle(m4, m4, 0b01_00_11_10));
+        float amax = Sse.MaxScalar(m4, Sse.Shuffle(m4, m4, 0b10_11_00_01)).ToScalar();
+        float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
+        a.Dx[b] = d;
+        var vid = Vector256.Create(id);
+        sbyte* q = a.Qx + b * QK;
+        for (int j = 0; j < QK; j += 32)
+        {
+            var q0 = Avx.ConvertToVector256Int32(Vector256.Load(src + j) * vid);
+            var q1 = Avx.ConvertToVector256Int32(Vector256.Load(src + j + 8) * vid);
+            var q2 = Avx.ConvertToVector256Int32(Vector256.Load(src + j + 16) * vid);
+            var q3 = Avx.ConvertToVector256Int32(Vector256.Load(src + j + 24) * vid);
+            Vector256.Narrow(Vector256.Narrow(q0, q1), Vector256.Narrow(q2, q3)).Store(q + j);
+            // the two 16-element sums of these 32: hadd twice leaves [s0 0-3, s1 0-3, ..| s0 4-7, s1 4-7, ..]
+            var h = Avx2.HorizontalAdd(q0 + q1, q2 + q3);
+            h = Avx2.HorizontalAdd(h, h);
+            int s0 = h.GetElement(0) + h.GetElement(4), s1 = h.GetElement(1) + h.GetElement(5);
+            a.Sum16[b * 16 + j / 16] = (short)s0;
+            a.Sum16[b * 16 + j / 16 + 1] = (short)s1;
+            a.Sum32[b * 8 + j / 32] = (short)(s0 + s1);
+        }
+        sbyte* nib = a.QxNib + b * QK;
+        for (int h = 0; h < 2; h++)
+        {
+            sbyte* src8 = q + 128 * h, dst = nib + 128 * h;
+            Vector256.Load(src8).Store(dst);
+            Vector256.Load(src8 + 64).Store(dst + 32);
+            Vector256.Load(src8 + 32).Store(dst + 64);
+            Vector256.Load(src8 + 96).Store(dst + 96);
+        }
     }
 
     /// <summary>y[o] = W[o] · x for o in [o0, o1) of one K-quant matrix (bias not added).</summary>
