@@ -119,31 +119,29 @@ internal static unsafe class MatVecCpu
         // Several x rows: a chunk of weight rows stays in L1 while every x row meets it.
         long rowBytes = part.Type.HasPackedCpuDecode() ? PackedQuant.RowBytes(part.Type, j.InDim) : part.Type.RowBytes(j.InDim);
         int chunk = (int)Math.Clamp(ChunkBytes / rowBytes, 1, 64) + 3 & ~3;
-        bool rows4 = j.Rows >= 4 && QuantMatVecCpu.HasRows4(part.Type), kRows4 = j.Rows >= 4 && KQuantMatVecCpu.HasRows4(part.Type);
+        bool kquant = KQuantMatVecCpu.HasRows4(part.Type), rows4 = j.Rows >= 4 && (kquant || QuantMatVecCpu.HasRows4(part.Type));
         var act = stackalloc QuantMatVecCpu.Activations[4];
         var actK = stackalloc KQuantMatVecCpu.Activations[4];
         for (int c0 = o0; c0 < o1; c0 += chunk)
         {
             int c1 = Math.Min(o1, c0 + chunk);
             int r0 = 0;
-            // 4 rows at a time share each weight row's unpacking (same results as one at a time)
+            // 4 rows at a time share each weight row's unpacking (same results as one at a time); the first pass reads
+            // the chunk from memory
             for (; rows4 && r0 + 4 <= j.Rows; r0 += 4)
             {
-                for (int k = 0; k < 4; k++) act[k] = j.In[r0 + k].Act;
                 float* y = part.Y + (long)r0 * part.OutDim;
-                QuantMatVecCpu.Rows4(part, act, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
-                if (part.Bias != null)
-                    for (int k = 0; k < 4; k++)
-                        for (int o = c0; o < c1; o++) y[k * part.OutDim + o] += part.Bias[o];
-            }
-            for (; kRows4 && r0 + 4 <= j.Rows; r0 += 4)
-            {
-                for (int k = 0; k < 4; k++) actK[k] = j.In[r0 + k].ActK;
-                float* y = part.Y + (long)r0 * part.OutDim;
-                KQuantMatVecCpu.Rows4(part, actK, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
-                if (part.Bias != null)
-                    for (int k = 0; k < 4; k++)
-                        for (int o = c0; o < c1; o++) y[k * part.OutDim + o] += part.Bias[o];
+                if (kquant)
+                {
+                    for (int k = 0; k < 4; k++) actK[k] = j.In[r0 + k].ActK;
+                    KQuantMatVecCpu.Rows4(part, actK, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
+                }
+                else
+                {
+                    for (int k = 0; k < 4; k++) act[k] = j.In[r0 + k].Act;
+                    QuantMatVecCpu.Rows4(part, act, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
+                }
+                AddBias(part, y, 4, c0, c1);
             }
             // F32: 2 rows at a time share each weight load (same results as one at a time)
             for (; part.Type == WeightType.F32 && SimdLevel.Current != SimdLevel.Width.Scalar && r0 + 2 <= j.Rows; r0 += 2)
@@ -151,8 +149,7 @@ internal static unsafe class MatVecCpu
                 float* y = part.Y + (long)r0 * part.OutDim, x0 = j.In[r0].X, x1 = j.In[r0 + 1].X;
                 for (int o = c0; o < c1; o++)
                     DenseDot.F32x2((float*)(part.W + o * rowBytes), x0, x1, j.InDim, y + o, y + part.OutDim + o);
-                if (part.Bias != null)
-                    for (int o = c0; o < c1; o++) { y[o] += part.Bias[o]; y[part.OutDim + o] += part.Bias[o]; }
+                AddBias(part, y, 2, c0, c1);
             }
             for (int r = r0; r < j.Rows; r++)
             {
@@ -162,6 +159,14 @@ internal static unsafe class MatVecCpu
                 else Rows(rowPart, j.In[r], j.InDim, c0, c1);
             }
         }
+    }
+
+    /// <summary>y_k[o] += bias[o] for <paramref name="rows"/> output rows of one part from <paramref name="y"/>, o in [o0, o1).</summary>
+    private static void AddBias(in MatVecPart part, float* y, int rows, int o0, int o1)
+    {
+        if (part.Bias == null) return;
+        for (int k = 0; k < rows; k++)
+            for (int o = o0; o < o1; o++) y[k * part.OutDim + o] += part.Bias[o];
     }
 
     /// <summary>
