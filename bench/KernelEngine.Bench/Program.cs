@@ -38,7 +38,6 @@ if (args.Length > 0 && args[0] == "grammar")
         int.Parse(Arg(args, "--max-tokens") ?? "200"), Console.Out);
     return 0;
 }
-if (args.Length > 0 && args[0] == "probe") { KernelEngine.Bench.Probe.Run(args); return 0; }
 if (args.Length > 0 && args[0] == "loops")
 {
     DecodingLoopBench.Run(Arg(args, "--model") ?? throw new ArgumentException("--model DIR"), Arg(args, "--draft"), int.Parse(Arg(args, "--tokens") ?? "200"), Console.Out);

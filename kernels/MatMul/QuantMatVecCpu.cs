@@ -658,26 +658,33 @@ internal static unsafe class QuantMatVecCpu
         int b = 0;
         for (; b + 2 <= blocks; b += 2)
         {
-            int e = b * B, f = e + B;
-            a00 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x0 + e)), S.Broadcast(s0[b]), a00);
-            a10 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x1 + e)), S.Broadcast(s1[b]), a10);
-            a20 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x2 + e)), S.Broadcast(s2[b]), a20);
-            a30 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x3 + e)), S.Broadcast(s3[b]), a30);
-            a01 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + f, x0 + f)), S.Broadcast(s0[b + 1]), a01);
-            a11 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + f, x1 + f)), S.Broadcast(s1[b + 1]), a11);
-            a21 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + f, x2 + f)), S.Broadcast(s2[b + 1]), a21);
-            a31 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + f, x3 + f)), S.Broadcast(s3[b + 1]), a31);
+            Q8Block4<S, V>(q, x0, x1, x2, x3, b, s0, s1, s2, s3, ref a00, ref a10, ref a20, ref a30);
+            Q8Block4<S, V>(q, x0, x1, x2, x3, b + 1, s0, s1, s2, s3, ref a01, ref a11, ref a21, ref a31);
         }
-        if (b < blocks)
-        {
-            int e = b * B;
-            a00 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x0 + e)), S.Broadcast(s0[b]), a00);
-            a10 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x1 + e)), S.Broadcast(s1[b]), a10);
-            a20 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x2 + e)), S.Broadcast(s2[b]), a20);
-            a30 = S.Fma(S.ConvertI32ToF32(BlockQ8<S, V>(q + e, x3 + e)), S.Broadcast(s3[b]), a30);
-        }
+        if (b < blocks) Q8Block4<S, V>(q, x0, x1, x2, x3, b, s0, s1, s2, s3, ref a00, ref a10, ref a20, ref a30);
         sums[0] = S.Sum(S.Add(a00, a01)); sums[1] = S.Sum(S.Add(a10, a11));
         sums[2] = S.Sum(S.Add(a20, a21)); sums[3] = S.Sum(S.Add(a30, a31));
+    }
+
+    /// <summary>Block b of a Q8_0 row against 4 activation rows: each weight vector loaded once (its |w| shared by the rows'
+    /// sign products), each row's <see cref="BlockQ8{S, V}"/> lanes times its scale product, accumulated.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Q8Block4<S, V>(sbyte* q, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, int b, float* s0, float* s1, float* s2, float* s3,
+        ref V c0, ref V c1, ref V c2, ref V c3) where S : ISimd<V> where V : struct
+    {
+        int e = b * B;
+        var w = S.LoadBytes(q + e);
+        V p0 = S.DotS8S8(w, S.LoadBytes(x0 + e)), p1 = S.DotS8S8(w, S.LoadBytes(x1 + e)), p2 = S.DotS8S8(w, S.LoadBytes(x2 + e)), p3 = S.DotS8S8(w, S.LoadBytes(x3 + e));
+        if (S.Floats == 4)
+        {
+            var w2 = S.LoadBytes(q + e + 16);
+            p0 = S.AddI32(p0, S.DotS8S8(w2, S.LoadBytes(x0 + e + 16))); p1 = S.AddI32(p1, S.DotS8S8(w2, S.LoadBytes(x1 + e + 16)));
+            p2 = S.AddI32(p2, S.DotS8S8(w2, S.LoadBytes(x2 + e + 16))); p3 = S.AddI32(p3, S.DotS8S8(w2, S.LoadBytes(x3 + e + 16)));
+        }
+        c0 = S.Fma(S.ConvertI32ToF32(p0), S.Broadcast(s0[b]), c0);
+        c1 = S.Fma(S.ConvertI32ToF32(p1), S.Broadcast(s1[b]), c1);
+        c2 = S.Fma(S.ConvertI32ToF32(p2), S.Broadcast(s2[b]), c2);
+        c3 = S.Fma(S.ConvertI32ToF32(p3), S.Broadcast(s3[b]), c3);
     }
 
     /// <summary><see cref="GroupDotQ4_0{S, V}"/> of one weight row against 4 activation rows: the nibbles unpacked and the
