@@ -550,6 +550,12 @@ internal static unsafe class QuantMatVecCpu
                 ScaleProducts<S, V>((ushort*)row, a.Dx, blocks, sc);
                 part.Y[o] = BlockDotQ8_0<S, V>((sbyte*)(row + scaleBytes), a.Qx, sc, blocks);
             }
+            else if (o + 1 < o1)
+            {
+                // two weight rows per pass share the activation loads and the call
+                GroupDotQ4_0x2<S, V>(row, row + rowBytes, a, blocks, part.Y + o);
+                o++;
+            }
             else part.Y[o] = GroupDotQ4_0<S, V>(row, a, blocks);
         }
     }
@@ -627,6 +633,67 @@ internal static unsafe class QuantMatVecCpu
         for (; rest < b; rest++) sum += HalfVector.ToSingle(scales[rest]) * a.NegOff[rest];
         for (; b < blocks; b++) sum += TailBlock(nib, a, scales, b);
         return sum;
+    }
+
+    /// <summary><see cref="GroupDotQ4_0{S, V}"/> of two weight rows against one activation row (y[0], y[1]): each group's
+    /// activations loaded once for both, each row's accumulators and sums those of the one-row kernel.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void GroupDotQ4_0x2<S, V>(byte* row0, byte* row1, in Activations a, int blocks, float* y) where S : ISimd<V> where V : struct
+    {
+        int G = S.Floats / 4;
+        ushort* scales0 = (ushort*)row0, scales1 = (ushort*)row1;
+        int scaleBytes = PackedQuant.ScaleBytes(blocks);
+        byte* nib0 = row0 + scaleBytes, nib1 = row1 + scaleBytes;
+        var mask = S.BroadcastByte(0x0F);
+        var ones = S.BroadcastI16(1);
+        V a00 = S.Zero, a01 = S.Zero, a10 = S.Zero, a11 = S.Zero;
+        int nb = G * B / 2, xb = 3 * 16 * G;
+        byte* p0 = nib0, p1 = nib1; sbyte* px = a.Qxp;
+        int b = 0;
+        for (; b + 4 * G <= blocks; b += 4 * G, p0 += 4 * nb, p1 += 4 * nb, px += 4 * xb)
+        {
+            var ws0 = S.LoadHalf(scales0 + b);
+            var ws1 = S.LoadHalf(scales1 + b);
+            var off = S.Load(a.NegOff + b);
+            a01 = S.Fma(ws0, off, a01);
+            a11 = S.Fma(ws1, off, a11);
+            Q4Step2<S, V>(p0, p1, px, S.Repeat4(ws0, 0), S.Repeat4(ws1, 0), mask, ones, ref a00, ref a10);
+            Q4Step2<S, V>(p0 + nb, p1 + nb, px + xb, S.Repeat4(ws0, 1), S.Repeat4(ws1, 1), mask, ones, ref a01, ref a11);
+            Q4Step2<S, V>(p0 + 2 * nb, p1 + 2 * nb, px + 2 * xb, S.Repeat4(ws0, 2), S.Repeat4(ws1, 2), mask, ones, ref a00, ref a10);
+            Q4Step2<S, V>(p0 + 3 * nb, p1 + 3 * nb, px + 3 * xb, S.Repeat4(ws0, 3), S.Repeat4(ws1, 3), mask, ones, ref a01, ref a11);
+        }
+        int rest = b;
+        for (; b + G <= blocks; b += G, p0 += nb, p1 += nb, px += xb)
+            Q4Step2<S, V>(p0, p1, px, S.Repeat4(S.LoadHalf(scales0 + b), 0), S.Repeat4(S.LoadHalf(scales1 + b), 0), mask, ones, ref a00, ref a10);
+        float s0 = S.Sum(S.Add(a00, a01)), s1 = S.Sum(S.Add(a10, a11));
+        for (; rest < b; rest++)
+        {
+            s0 += HalfVector.ToSingle(scales0[rest]) * a.NegOff[rest];
+            s1 += HalfVector.ToSingle(scales1[rest]) * a.NegOff[rest];
+        }
+        for (; b < blocks; b++)
+        {
+            s0 += TailBlock(nib0, a, scales0, b);
+            s1 += TailBlock(nib1, a, scales1, b);
+        }
+        y[0] = s0; y[1] = s1;
+    }
+
+    /// <summary>One group of two weight rows (nibbles at <paramref name="p0"/>, <paramref name="p1"/>) against the group's
+    /// activations at <paramref name="px"/>, loaded once: <see cref="Q4Step{S, V}"/> for each row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Q4Step2<S, V>(byte* p0, byte* p1, sbyte* px, V wScale0, V wScale1, V mask, V ones, ref V c0, ref V c1) where S : ISimd<V> where V : struct
+    {
+        int vb = 4 * S.Floats;
+        var xl = S.LoadBytes(px);
+        var xh = S.LoadBytes(px + vb);
+        var dr = S.Load((float*)(px + 2 * vb));
+        var v = S.LoadBytes(p0);
+        var p32 = S.MulAddI16(S.AddI16(S.MulAddU8S8To16(S.AndBytes(v, mask), xl), S.MulAddU8S8To16(S.AndBytes(S.ShiftRight16(v, 4), mask), xh)), ones);
+        c0 = S.Fma(S.ConvertI32ToF32(p32), S.Mul(wScale0, dr), c0);
+        v = S.LoadBytes(p1);
+        p32 = S.MulAddI16(S.AddI16(S.MulAddU8S8To16(S.AndBytes(v, mask), xl), S.MulAddU8S8To16(S.AndBytes(S.ShiftRight16(v, 4), mask), xh)), ones);
+        c1 = S.Fma(S.ConvertI32ToF32(p32), S.Mul(wScale1, dr), c1);
     }
 
     /// <summary>One group of Q4_0 blocks (nibbles at <paramref name="pn"/>, its part of <see cref="Activations.Qxp"/> at
