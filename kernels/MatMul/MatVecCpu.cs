@@ -143,6 +143,14 @@ internal static unsafe class MatVecCpu
                 }
                 AddBias(part, y, 4, c0, c1);
             }
+            if (r0 + 2 <= j.Rows && QuantMatVecCpu.HasRows2(part.Type))
+            {
+                act[0] = j.In[r0].Act; act[1] = j.In[r0 + 1].Act;
+                float* y = part.Y + (long)r0 * part.OutDim;
+                QuantMatVecCpu.Rows2(part, act, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
+                AddBias(part, y, 2, c0, c1);
+                r0 += 2;
+            }
             // F32: 2 rows at a time share each weight load (same results as one at a time)
             for (; part.Type == WeightType.F32 && SimdLevel.Current != SimdLevel.Width.Scalar && r0 + 2 <= j.Rows; r0 += 2)
             {

@@ -334,6 +334,29 @@ internal static unsafe class QuantMatVecCpu
         }
     }
 
+    /// <summary>Whether <see cref="Rows2"/> takes this type here: Q4_0 below 512 bits.</summary>
+    public static bool HasRows2(WeightType type) => type == WeightType.Q4_0 && !Avx512BW.IsSupported && (Simd256.IsSupported || Simd128.IsSupported);
+
+    /// <summary><see cref="Rows4"/> for 2 activation rows (what is left of a batch after its fours).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Rows2(in MatVecPart part, Activations* a, int n, int o0, int o1, float* y, long yStride, bool prefetch)
+    {
+        if (!HasRows2(part.Type)) throw new ArgumentException($"{part.Type}: no 2-row kernel here (HasRows2)");
+        int blocks = n / B;
+        long rowBytes = PackedQuant.RowBytes(part.Type, n);
+        byte* end = part.Packed + part.OutDim * rowBytes;
+        float* sums = stackalloc float[2];
+        for (int o = o0; o < o1; o++)
+        {
+            byte* row = part.Packed + o * rowBytes;
+            if (prefetch) Prefetch.RowAhead(row, rowBytes, end);
+            if (Simd256.IsSupported) GroupDotQ4_0Rows<Simd256, Vector256<float>, KQuantMatVecCpu.No>(row, a, blocks, sums);
+            else GroupDotQ4_0Rows<Simd128, Vector128<float>, KQuantMatVecCpu.No>(row, a, blocks, sums);
+            y[o] = sums[0];
+            y[yStride + o] = sums[1];
+        }
+    }
+
     /// <summary><see cref="Rows{S, V}"/> for 4 activation rows: their scale products per weight row, then one pass over the quants.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Rows4<S, V>(in MatVecPart part, Activations* a, int blocks, long rowBytes, int o0, int o1, float* y, long yStride, bool prefetch)
@@ -358,7 +381,7 @@ internal static unsafe class QuantMatVecCpu
             }
             else
             {
-                GroupDotQ4_0x4<S, V>(row, a, blocks, sums);
+                GroupDotQ4_0Rows<S, V, KQuantMatVecCpu.Yes>(row, a, blocks, sums);
                 for (int r = 0; r < 4; r++) y[r * yStride + o] = sums[r];
             }
         }
@@ -754,11 +777,14 @@ internal static unsafe class QuantMatVecCpu
         c3 = S.Fma(S.ConvertI32ToF32(p3), S.Broadcast(s3[b]), c3);
     }
 
-    /// <summary><see cref="GroupDotQ4_0{S, V}"/> of one weight row against 4 activation rows: the nibbles unpacked and the
-    /// weight scales spread once per group for all 4, each row's accumulators and sums those of the one-row kernel.</summary>
+    /// <summary><see cref="GroupDotQ4_0{S, V}"/> of one weight row against 4 activation rows (<see cref="KQuantMatVecCpu.Yes"/>)
+    /// or 2: the nibbles unpacked and the weight scales spread once per group for all of them, each row's accumulators and
+    /// sums those of the one-row kernel.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void GroupDotQ4_0x4<S, V>(byte* row, Activations* a, int blocks, float* sums) where S : ISimd<V> where V : struct
+    private static void GroupDotQ4_0Rows<S, V, TFour>(byte* row, Activations* a, int blocks, float* sums)
+        where S : ISimd<V> where V : struct where TFour : struct, KQuantMatVecCpu.IFlag
     {
+        bool four = TFour.Value;
         int G = S.Floats / 4;
         ushort* scales = (ushort*)row;
         byte* nib = row + PackedQuant.ScaleBytes(blocks);
@@ -767,40 +793,42 @@ internal static unsafe class QuantMatVecCpu
         V a00 = S.Zero, a01 = S.Zero, a10 = S.Zero, a11 = S.Zero, a20 = S.Zero, a21 = S.Zero, a30 = S.Zero, a31 = S.Zero;
         int nb = G * B / 2, xb = 3 * 16 * G;
         byte* pn = nib;
-        sbyte* x0 = a[0].Qxp, x1 = a[1].Qxp, x2 = a[2].Qxp, x3 = a[3].Qxp;
-        float* n0 = a[0].NegOff, n1 = a[1].NegOff, n2 = a[2].NegOff, n3 = a[3].NegOff;
+        sbyte* x0 = a[0].Qxp, x1 = a[1].Qxp, x2 = four ? a[2].Qxp : x0, x3 = four ? a[3].Qxp : x1;
+        float* n0 = a[0].NegOff, n1 = a[1].NegOff, n2 = four ? a[2].NegOff : n0, n3 = four ? a[3].NegOff : n1;
         int b = 0;
         for (; b + 4 * G <= blocks; b += 4 * G, pn += 4 * nb, x0 += 4 * xb, x1 += 4 * xb, x2 += 4 * xb, x3 += 4 * xb)
         {
             var ws = S.LoadHalf(scales + b);
             a01 = S.Fma(ws, S.Load(n0 + b), a01); a11 = S.Fma(ws, S.Load(n1 + b), a11);
-            a21 = S.Fma(ws, S.Load(n2 + b), a21); a31 = S.Fma(ws, S.Load(n3 + b), a31);
-            Q4Step4<S, V>(pn, x0, x1, x2, x3, S.Repeat4(ws, 0), mask, ones, ref a00, ref a10, ref a20, ref a30);
-            Q4Step4<S, V>(pn + nb, x0 + xb, x1 + xb, x2 + xb, x3 + xb, S.Repeat4(ws, 1), mask, ones, ref a01, ref a11, ref a21, ref a31);
-            Q4Step4<S, V>(pn + 2 * nb, x0 + 2 * xb, x1 + 2 * xb, x2 + 2 * xb, x3 + 2 * xb, S.Repeat4(ws, 2), mask, ones, ref a00, ref a10, ref a20, ref a30);
-            Q4Step4<S, V>(pn + 3 * nb, x0 + 3 * xb, x1 + 3 * xb, x2 + 3 * xb, x3 + 3 * xb, S.Repeat4(ws, 3), mask, ones, ref a01, ref a11, ref a21, ref a31);
+            if (four) { a21 = S.Fma(ws, S.Load(n2 + b), a21); a31 = S.Fma(ws, S.Load(n3 + b), a31); }
+            Q4Step4<S, V, TFour>(pn, x0, x1, x2, x3, S.Repeat4(ws, 0), mask, ones, ref a00, ref a10, ref a20, ref a30);
+            Q4Step4<S, V, TFour>(pn + nb, x0 + xb, x1 + xb, x2 + xb, x3 + xb, S.Repeat4(ws, 1), mask, ones, ref a01, ref a11, ref a21, ref a31);
+            Q4Step4<S, V, TFour>(pn + 2 * nb, x0 + 2 * xb, x1 + 2 * xb, x2 + 2 * xb, x3 + 2 * xb, S.Repeat4(ws, 2), mask, ones, ref a00, ref a10, ref a20, ref a30);
+            Q4Step4<S, V, TFour>(pn + 3 * nb, x0 + 3 * xb, x1 + 3 * xb, x2 + 3 * xb, x3 + 3 * xb, S.Repeat4(ws, 3), mask, ones, ref a01, ref a11, ref a21, ref a31);
         }
         int rest = b;
         for (; b + G <= blocks; b += G, pn += nb, x0 += xb, x1 += xb, x2 += xb, x3 += xb)
-            Q4Step4<S, V>(pn, x0, x1, x2, x3, S.Repeat4(S.LoadHalf(scales + b), 0), mask, ones, ref a00, ref a10, ref a20, ref a30);
+            Q4Step4<S, V, TFour>(pn, x0, x1, x2, x3, S.Repeat4(S.LoadHalf(scales + b), 0), mask, ones, ref a00, ref a10, ref a20, ref a30);
+        int rows = four ? 4 : 2;
         sums[0] = S.Sum(S.Add(a00, a01)); sums[1] = S.Sum(S.Add(a10, a11));
-        sums[2] = S.Sum(S.Add(a20, a21)); sums[3] = S.Sum(S.Add(a30, a31));
+        if (four) { sums[2] = S.Sum(S.Add(a20, a21)); sums[3] = S.Sum(S.Add(a30, a31)); }
         for (; rest < b; rest++)
-            for (int r = 0; r < 4; r++) sums[r] += HalfVector.ToSingle(scales[rest]) * a[r].NegOff[rest];
+            for (int r = 0; r < rows; r++) sums[r] += HalfVector.ToSingle(scales[rest]) * a[r].NegOff[rest];
         for (; b < blocks; b++)
-            for (int r = 0; r < 4; r++) sums[r] += TailBlock(nib, a[r], scales, b);
+            for (int r = 0; r < rows; r++) sums[r] += TailBlock(nib, a[r], scales, b);
     }
 
     /// <summary><see cref="Q4Step{S, V}"/> for 4 activation rows, the nibbles unpacked once.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Q4Step4<S, V>(byte* pn, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, V wScale, V mask, V ones,
-        ref V c0, ref V c1, ref V c2, ref V c3) where S : ISimd<V> where V : struct
+    private static void Q4Step4<S, V, TFour>(byte* pn, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, V wScale, V mask, V ones,
+        ref V c0, ref V c1, ref V c2, ref V c3) where S : ISimd<V> where V : struct where TFour : struct, KQuantMatVecCpu.IFlag
     {
         var v = S.LoadBytes(pn);
         var lo = S.AndBytes(v, mask);
         var hi = S.AndBytes(S.ShiftRight16(v, 4), mask);
         c0 = Q4Lanes<S, V>(lo, hi, x0, wScale, ones, c0);
         c1 = Q4Lanes<S, V>(lo, hi, x1, wScale, ones, c1);
+        if (!TFour.Value) return;
         c2 = Q4Lanes<S, V>(lo, hi, x2, wScale, ones, c2);
         c3 = Q4Lanes<S, V>(lo, hi, x3, wScale, ones, c3);
     }
