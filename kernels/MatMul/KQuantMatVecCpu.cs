@@ -145,6 +145,20 @@ internal static unsafe class KQuantMatVecCpu
     public static void Rows4(in MatVecPart part, Activations* a, int n, int o0, int o1, float* y, long yStride, bool prefetch)
     {
         if (!HasRows4(part.Type)) throw new ArgumentException($"{part.Type}: no 4-row kernel here (HasRows4)");
+        Rows4<Yes>(part, a, n, o0, o1, y, yStride, prefetch);
+    }
+
+    /// <summary><see cref="Rows4"/> for 2 activation rows (what is left of a batch after its fours; <see cref="HasRows4"/> says where).</summary>
+    public static void Rows2(in MatVecPart part, Activations* a, int n, int o0, int o1, float* y, long yStride, bool prefetch)
+    {
+        if (!HasRows4(part.Type)) throw new ArgumentException($"{part.Type}: no 2-row kernel here (HasRows4)");
+        Rows4<No>(part, a, n, o0, o1, y, yStride, prefetch);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Rows4<TFour>(in MatVecPart part, Activations* a, int n, int o0, int o1, float* y, long yStride, bool prefetch) where TFour : struct, IFlag
+    {
+        int rows = TFour.Value ? 4 : 2;
         long rowBytes = part.Type.RowBytes(n);
         int blocks = n / QK;
         float* sums = stackalloc float[4];
@@ -156,14 +170,14 @@ internal static unsafe class KQuantMatVecCpu
             bool wide = Simd256.IsSupported;
             switch (part.Type)
             {
-                case WeightType.Q4_K when wide: SuperBlockDotQ4Kx4<Simd256, Vector256<float>, No>(row, a, blocks, sums); break;
-                case WeightType.Q5_K when wide: SuperBlockDotQ4Kx4<Simd256, Vector256<float>, Yes>(row, a, blocks, sums); break;
-                case WeightType.Q6_K when wide: SuperBlockDotQ6Kx4<Simd256, Vector256<float>>(row, a, blocks, sums); break;
-                case WeightType.Q4_K: SuperBlockDotQ4Kx4<Simd128, Vector128<float>, No>(row, a, blocks, sums); break;
-                case WeightType.Q5_K: SuperBlockDotQ4Kx4<Simd128, Vector128<float>, Yes>(row, a, blocks, sums); break;
-                default: SuperBlockDotQ6Kx4<Simd128, Vector128<float>>(row, a, blocks, sums); break;
+                case WeightType.Q4_K when wide: SuperBlockDotQ4Kx4<Simd256, Vector256<float>, No, TFour>(row, a, blocks, sums); break;
+                case WeightType.Q5_K when wide: SuperBlockDotQ4Kx4<Simd256, Vector256<float>, Yes, TFour>(row, a, blocks, sums); break;
+                case WeightType.Q6_K when wide: SuperBlockDotQ6Kx4<Simd256, Vector256<float>, TFour>(row, a, blocks, sums); break;
+                case WeightType.Q4_K: SuperBlockDotQ4Kx4<Simd128, Vector128<float>, No, TFour>(row, a, blocks, sums); break;
+                case WeightType.Q5_K: SuperBlockDotQ4Kx4<Simd128, Vector128<float>, Yes, TFour>(row, a, blocks, sums); break;
+                default: SuperBlockDotQ6Kx4<Simd128, Vector128<float>, TFour>(row, a, blocks, sums); break;
             }
-            for (int r = 0; r < 4; r++) y[r * yStride + o] = sums[r];
+            for (int r = 0; r < rows; r++) y[r * yStride + o] = sums[r];
         }
     }
 
@@ -401,11 +415,14 @@ internal static unsafe class KQuantMatVecCpu
         return S.Sum(accF) - Vector128.Sum(minAcc);
     }
 
-    /// <summary><see cref="SuperBlockDotQ4K{S, V, TFive}"/> of one weight row against 4 activation rows.</summary>
+    /// <summary><see cref="SuperBlockDotQ4K{S, V, TFive}"/> of one weight row against 4 activation rows (<typeparamref name="TFour"/>
+    /// <see cref="Yes"/>) or 2.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SuperBlockDotQ4Kx4<S, V, TFive>(byte* row, Activations* a, int blocks, float* sums)
-        where S : ISimd<V> where V : struct where TFive : struct, IFlag
+    private static void SuperBlockDotQ4Kx4<S, V, TFive, TFour>(byte* row, Activations* a, int blocks, float* sums)
+        where S : ISimd<V> where V : struct where TFive : struct, IFlag where TFour : struct, IFlag
     {
+        bool four = TFour.Value;
+        Activations* a2 = a + (four ? 2 : 0);   // two rows: rows 2 and 3 alias 0 and 1 and are neither computed nor stored
         bool fifthBits = TFive.Value;
         int blockBytes = fifthBits ? 176 : 144;
         var mask = S.BroadcastByte(0x0F);
@@ -420,59 +437,64 @@ internal static unsafe class KQuantMatVecCpu
             {
                 var ddm = HalfVector.ToSingle2(Unsafe.ReadUnaligned<uint>(blk));
                 dd0 = ddm * Vector128.Create(a[0].Dx[b]); dd1 = ddm * Vector128.Create(a[1].Dx[b]);
-                dd2 = ddm * Vector128.Create(a[2].Dx[b]); dd3 = ddm * Vector128.Create(a[3].Dx[b]);
+                dd2 = four ? ddm * Vector128.Create(a2[0].Dx[b]) : dd0; dd3 = four ? ddm * Vector128.Create(a2[1].Dx[b]) : dd1;
             }
             else
             {
                 float d = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk)), dm = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 2));
                 dd0 = Vector128.Create(d * a[0].Dx[b], dm * a[0].Dx[b], 0, 0); dd1 = Vector128.Create(d * a[1].Dx[b], dm * a[1].Dx[b], 0, 0);
-                dd2 = Vector128.Create(d * a[2].Dx[b], dm * a[2].Dx[b], 0, 0); dd3 = Vector128.Create(d * a[3].Dx[b], dm * a[3].Dx[b], 0, 0);
+                dd2 = Vector128.Create(d * a2[0].Dx[b], dm * a2[0].Dx[b], 0, 0); dd3 = Vector128.Create(d * a2[1].Dx[b], dm * a2[1].Dx[b], 0, 0);
             }
             var (scBytes, mBytes) = KQuants.ScalesMins(blk + 4);
             var sc8 = Vector128.WidenLower(Vector128.CreateScalar(scBytes).AsByte()).AsInt16();
             var m8 = Vector128.WidenLower(Vector128.CreateScalar(mBytes).AsByte()).AsInt16().AsSingle();
             m0 += Vector128.ConvertToSingle(Simd128.MulAddI16(m8, Vector128.Load(a[0].Sum32 + b * 8).AsSingle()).AsInt32()) * Vector128.Create(dd0.GetElement(1));
             m1 += Vector128.ConvertToSingle(Simd128.MulAddI16(m8, Vector128.Load(a[1].Sum32 + b * 8).AsSingle()).AsInt32()) * Vector128.Create(dd1.GetElement(1));
-            m2 += Vector128.ConvertToSingle(Simd128.MulAddI16(m8, Vector128.Load(a[2].Sum32 + b * 8).AsSingle()).AsInt32()) * Vector128.Create(dd2.GetElement(1));
-            m3 += Vector128.ConvertToSingle(Simd128.MulAddI16(m8, Vector128.Load(a[3].Sum32 + b * 8).AsSingle()).AsInt32()) * Vector128.Create(dd3.GetElement(1));
+            if (four)
+            {
+                m2 += Vector128.ConvertToSingle(Simd128.MulAddI16(m8, Vector128.Load(a2[0].Sum32 + b * 8).AsSingle()).AsInt32()) * Vector128.Create(dd2.GetElement(1));
+                m3 += Vector128.ConvertToSingle(Simd128.MulAddI16(m8, Vector128.Load(a2[1].Sum32 + b * 8).AsSingle()).AsInt32()) * Vector128.Create(dd3.GetElement(1));
+            }
             byte* qh = blk + 16;
             byte* qs = blk + (fifthBits ? 48 : 16);
-            sbyte* x0 = a[0].Qx + b * QK, x1 = a[1].Qx + b * QK, x2 = a[2].Qx + b * QK, x3 = a[3].Qx + b * QK;
+            sbyte* x0 = a[0].Qx + b * QK, x1 = a[1].Qx + b * QK, x2 = a2[0].Qx + b * QK, x3 = a2[1].Qx + b * QK;
             var spread = S.SpreadI16(sc8);
             V c0 = S.Zero, c1 = S.Zero, c2 = S.Zero, c3 = S.Zero;
-            Q4KPair4<S, V, TFive>(qs, qh, x0, x1, x2, x3, 0, spread, mask, one, ref c0, ref c1, ref c2, ref c3);
-            Q4KPair4<S, V, TFive>(qs, qh, x0, x1, x2, x3, 1, spread, mask, one, ref c0, ref c1, ref c2, ref c3);
-            Q4KPair4<S, V, TFive>(qs, qh, x0, x1, x2, x3, 2, spread, mask, one, ref c0, ref c1, ref c2, ref c3);
-            Q4KPair4<S, V, TFive>(qs, qh, x0, x1, x2, x3, 3, spread, mask, one, ref c0, ref c1, ref c2, ref c3);
+            Q4KPair4<S, V, TFive, TFour>(qs, qh, x0, x1, x2, x3, 0, spread, mask, one, ref c0, ref c1, ref c2, ref c3);
+            Q4KPair4<S, V, TFive, TFour>(qs, qh, x0, x1, x2, x3, 1, spread, mask, one, ref c0, ref c1, ref c2, ref c3);
+            Q4KPair4<S, V, TFive, TFour>(qs, qh, x0, x1, x2, x3, 2, spread, mask, one, ref c0, ref c1, ref c2, ref c3);
+            Q4KPair4<S, V, TFive, TFour>(qs, qh, x0, x1, x2, x3, 3, spread, mask, one, ref c0, ref c1, ref c2, ref c3);
             f0 = S.Fma(S.ConvertI32ToF32(c0), S.Broadcast(dd0.ToScalar()), f0);
             f1 = S.Fma(S.ConvertI32ToF32(c1), S.Broadcast(dd1.ToScalar()), f1);
+            if (!four) continue;
             f2 = S.Fma(S.ConvertI32ToF32(c2), S.Broadcast(dd2.ToScalar()), f2);
             f3 = S.Fma(S.ConvertI32ToF32(c3), S.Broadcast(dd3.ToScalar()), f3);
         }
         sums[0] = S.Sum(f0) - Vector128.Sum(m0); sums[1] = S.Sum(f1) - Vector128.Sum(m1);
-        sums[2] = S.Sum(f2) - Vector128.Sum(m2); sums[3] = S.Sum(f3) - Vector128.Sum(m3);
+        if (four) { sums[2] = S.Sum(f2) - Vector128.Sum(m2); sums[3] = S.Sum(f3) - Vector128.Sum(m3); }
     }
 
     /// <summary><see cref="Q4KPair{S, V, TFive}"/> for 4 activation rows: the quants unpacked and the scales picked once.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Q4KPair4<S, V, TFive>(byte* qs, byte* qh, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, int g, V spread, V mask, V one,
-        ref V c0, ref V c1, ref V c2, ref V c3) where S : ISimd<V> where V : struct where TFive : struct, IFlag
+    private static void Q4KPair4<S, V, TFive, TFour>(byte* qs, byte* qh, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, int g, V spread, V mask, V one,
+        ref V c0, ref V c1, ref V c2, ref V c3) where S : ISimd<V> where V : struct where TFive : struct, IFlag where TFour : struct, IFlag
     {
         var sc0 = S.LaneI16Spread(spread, 2 * g);
         var sc1 = S.LaneI16Spread(spread, 2 * g + 1);
-        Q4KStep4<S, V, TFive>(qs, qh, x0, x1, x2, x3, g, 0, sc0, sc1, mask, one, ref c0, ref c1, ref c2, ref c3);
-        if (S.Floats == 4) Q4KStep4<S, V, TFive>(qs, qh, x0, x1, x2, x3, g, 16, sc0, sc1, mask, one, ref c0, ref c1, ref c2, ref c3);
+        Q4KStep4<S, V, TFive, TFour>(qs, qh, x0, x1, x2, x3, g, 0, sc0, sc1, mask, one, ref c0, ref c1, ref c2, ref c3);
+        if (S.Floats == 4) Q4KStep4<S, V, TFive, TFour>(qs, qh, x0, x1, x2, x3, g, 16, sc0, sc1, mask, one, ref c0, ref c1, ref c2, ref c3);
     }
 
     /// <summary>One vector (bytes k..) of sub-block pair g for 4 activation rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Q4KStep4<S, V, TFive>(byte* qs, byte* qh, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, int g, int k, V sc0, V sc1, V mask, V one,
-        ref V c0, ref V c1, ref V c2, ref V c3) where S : ISimd<V> where V : struct where TFive : struct, IFlag
+    private static void Q4KStep4<S, V, TFive, TFour>(byte* qs, byte* qh, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, int g, int k, V sc0, V sc1, V mask, V one,
+        ref V c0, ref V c1, ref V c2, ref V c3) where S : ISimd<V> where V : struct where TFive : struct, IFlag where TFour : struct, IFlag
     {
         var (lo, hi) = Q4KNibbles<S, V, TFive>(qs + 32 * g + k, qh + k, g, mask, one);
         int e = 64 * g + k;
         c0 = S.DotAddI16(S.DotAddI16(c0, S.MulAddU8S8To16(lo, S.LoadBytes(x0 + e)), sc0), S.MulAddU8S8To16(hi, S.LoadBytes(x0 + e + 32)), sc1);
         c1 = S.DotAddI16(S.DotAddI16(c1, S.MulAddU8S8To16(lo, S.LoadBytes(x1 + e)), sc0), S.MulAddU8S8To16(hi, S.LoadBytes(x1 + e + 32)), sc1);
+        if (!TFour.Value) return;
         c2 = S.DotAddI16(S.DotAddI16(c2, S.MulAddU8S8To16(lo, S.LoadBytes(x2 + e)), sc0), S.MulAddU8S8To16(hi, S.LoadBytes(x2 + e + 32)), sc1);
         c3 = S.DotAddI16(S.DotAddI16(c3, S.MulAddU8S8To16(lo, S.LoadBytes(x3 + e)), sc0), S.MulAddU8S8To16(hi, S.LoadBytes(x3 + e + 32)), sc1);
     }
@@ -553,10 +575,14 @@ internal static unsafe class KQuantMatVecCpu
         return S.Sum(accF) - Vector128.Sum(offAcc);
     }
 
-    /// <summary><see cref="SuperBlockDotQ6K{S, V}"/> of one weight row against 4 activation rows.</summary>
+    /// <summary><see cref="SuperBlockDotQ6K{S, V}"/> of one weight row against 4 activation rows (<typeparamref name="TFour"/>
+    /// <see cref="Yes"/>) or 2.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SuperBlockDotQ6Kx4<S, V>(byte* row, Activations* a, int blocks, float* sums) where S : ISimd<V> where V : struct
+    private static void SuperBlockDotQ6Kx4<S, V, TFour>(byte* row, Activations* a, int blocks, float* sums)
+        where S : ISimd<V> where V : struct where TFour : struct, IFlag
     {
+        bool four = TFour.Value;
+        Activations* a2 = a + (four ? 2 : 0);   // two rows: rows 2 and 3 alias 0 and 1 and are neither computed nor stored
         var mask = S.BroadcastByte(0x0F);
         var three = S.BroadcastByte(3);
         V f0 = S.Zero, f1 = S.Zero, f2 = S.Zero, f3 = S.Zero;
@@ -566,28 +592,32 @@ internal static unsafe class KQuantMatVecCpu
             byte* blk = row + b * 210;
             byte* ql = blk, qh = blk + 128;
             float dw = HalfVector.ToSingle(Unsafe.ReadUnaligned<ushort>(blk + 208));
-            float d0 = dw * a[0].Dx[b], d1 = dw * a[1].Dx[b], d2 = dw * a[2].Dx[b], d3 = dw * a[3].Dx[b];
+            float d0 = dw * a[0].Dx[b], d1 = dw * a[1].Dx[b], d2 = dw * a2[0].Dx[b], d3 = dw * a2[1].Dx[b];
             var scv = Vector128.Load((sbyte*)(blk + 192));
             var scLo = Vector128.WidenLower(scv); var scHi = Vector128.WidenUpper(scv);
             o0 += Q6Offsets(scLo, scHi, a[0].Sum16 + b * 16) * Vector128.Create(d0 * 32);
             o1 += Q6Offsets(scLo, scHi, a[1].Sum16 + b * 16) * Vector128.Create(d1 * 32);
-            o2 += Q6Offsets(scLo, scHi, a[2].Sum16 + b * 16) * Vector128.Create(d2 * 32);
-            o3 += Q6Offsets(scLo, scHi, a[3].Sum16 + b * 16) * Vector128.Create(d3 * 32);
-            sbyte* x0 = a[0].Qx + b * QK, x1 = a[1].Qx + b * QK, x2 = a[2].Qx + b * QK, x3 = a[3].Qx + b * QK;
+            if (four)
+            {
+                o2 += Q6Offsets(scLo, scHi, a2[0].Sum16 + b * 16) * Vector128.Create(d2 * 32);
+                o3 += Q6Offsets(scLo, scHi, a2[1].Sum16 + b * 16) * Vector128.Create(d3 * 32);
+            }
+            sbyte* x0 = a[0].Qx + b * QK, x1 = a[1].Qx + b * QK, x2 = a2[0].Qx + b * QK, x3 = a2[1].Qx + b * QK;
             var spreadLo = S.SpreadI16(scLo);
             var spreadHi = S.SpreadI16(scHi);
             V c0 = S.Zero, c1 = S.Zero, c2 = S.Zero, c3 = S.Zero;
-            Q6Step4<S, V>(ql, qh, x0, x1, x2, x3, 0, 0, spreadLo, mask, three, ref c0, ref c1, ref c2, ref c3);
-            if (S.Floats == 4) Q6Step4<S, V>(ql, qh, x0, x1, x2, x3, 0, 16, spreadLo, mask, three, ref c0, ref c1, ref c2, ref c3);
-            Q6Step4<S, V>(ql, qh, x0, x1, x2, x3, 1, 0, spreadHi, mask, three, ref c0, ref c1, ref c2, ref c3);
-            if (S.Floats == 4) Q6Step4<S, V>(ql, qh, x0, x1, x2, x3, 1, 16, spreadHi, mask, three, ref c0, ref c1, ref c2, ref c3);
+            Q6Step4<S, V, TFour>(ql, qh, x0, x1, x2, x3, 0, 0, spreadLo, mask, three, ref c0, ref c1, ref c2, ref c3);
+            if (S.Floats == 4) Q6Step4<S, V, TFour>(ql, qh, x0, x1, x2, x3, 0, 16, spreadLo, mask, three, ref c0, ref c1, ref c2, ref c3);
+            Q6Step4<S, V, TFour>(ql, qh, x0, x1, x2, x3, 1, 0, spreadHi, mask, three, ref c0, ref c1, ref c2, ref c3);
+            if (S.Floats == 4) Q6Step4<S, V, TFour>(ql, qh, x0, x1, x2, x3, 1, 16, spreadHi, mask, three, ref c0, ref c1, ref c2, ref c3);
             f0 = S.Fma(S.ConvertI32ToF32(c0), S.Broadcast(d0), f0);
             f1 = S.Fma(S.ConvertI32ToF32(c1), S.Broadcast(d1), f1);
+            if (!four) continue;
             f2 = S.Fma(S.ConvertI32ToF32(c2), S.Broadcast(d2), f2);
             f3 = S.Fma(S.ConvertI32ToF32(c3), S.Broadcast(d3), f3);
         }
         sums[0] = S.Sum(f0) - Vector128.Sum(o0); sums[1] = S.Sum(f1) - Vector128.Sum(o1);
-        sums[2] = S.Sum(f2) - Vector128.Sum(o2); sums[3] = S.Sum(f3) - Vector128.Sum(o3);
+        if (four) { sums[2] = S.Sum(f2) - Vector128.Sum(o2); sums[3] = S.Sum(f3) - Vector128.Sum(o3); }
     }
 
     /// <summary>Σ sc_g · Σx_g of a Q6_K super-block as 4 int32 lanes, converted (two pmaddwd over the 16 groups).</summary>
@@ -598,26 +628,27 @@ internal static unsafe class KQuantMatVecCpu
 
     /// <summary><see cref="Q6Step{S, V}"/> for 4 activation rows: the runs unpacked and their scale lanes picked once.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Q6Step4<S, V>(byte* ql, byte* qh, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, int h, int k, V spread, V mask, V three,
-        ref V c0, ref V c1, ref V c2, ref V c3) where S : ISimd<V> where V : struct
+    private static void Q6Step4<S, V, TFour>(byte* ql, byte* qh, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, int h, int k, V spread, V mask, V three,
+        ref V c0, ref V c1, ref V c2, ref V c3) where S : ISimd<V> where V : struct where TFour : struct, IFlag
     {
         var l0 = S.LoadBytes(ql + 64 * h + k);
         var l1 = S.LoadBytes(ql + 64 * h + 32 + k);
         var hb = S.LoadBytes(qh + 32 * h + k);
         int e = 128 * h + k, g = k / 16;
-        Q6Run4<S, V>(S.OrBytes(S.AndBytes(l0, mask), S.ShiftLeft16(S.AndBytes(hb, three), 4)), Q6Scales<S, V>(spread, g), x0, x1, x2, x3, e, ref c0, ref c1, ref c2, ref c3);
-        Q6Run4<S, V>(S.OrBytes(S.AndBytes(l1, mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 2), three), 4)), Q6Scales<S, V>(spread, g + 2), x0, x1, x2, x3, e + 32, ref c0, ref c1, ref c2, ref c3);
-        Q6Run4<S, V>(S.OrBytes(S.AndBytes(S.ShiftRight16(l0, 4), mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 4), three), 4)), Q6Scales<S, V>(spread, g + 4), x0, x1, x2, x3, e + 64, ref c0, ref c1, ref c2, ref c3);
-        Q6Run4<S, V>(S.OrBytes(S.AndBytes(S.ShiftRight16(l1, 4), mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 6), three), 4)), Q6Scales<S, V>(spread, g + 6), x0, x1, x2, x3, e + 96, ref c0, ref c1, ref c2, ref c3);
+        Q6Run4<S, V, TFour>(S.OrBytes(S.AndBytes(l0, mask), S.ShiftLeft16(S.AndBytes(hb, three), 4)), Q6Scales<S, V>(spread, g), x0, x1, x2, x3, e, ref c0, ref c1, ref c2, ref c3);
+        Q6Run4<S, V, TFour>(S.OrBytes(S.AndBytes(l1, mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 2), three), 4)), Q6Scales<S, V>(spread, g + 2), x0, x1, x2, x3, e + 32, ref c0, ref c1, ref c2, ref c3);
+        Q6Run4<S, V, TFour>(S.OrBytes(S.AndBytes(S.ShiftRight16(l0, 4), mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 4), three), 4)), Q6Scales<S, V>(spread, g + 4), x0, x1, x2, x3, e + 64, ref c0, ref c1, ref c2, ref c3);
+        Q6Run4<S, V, TFour>(S.OrBytes(S.AndBytes(S.ShiftRight16(l1, 4), mask), S.ShiftLeft16(S.AndBytes(S.ShiftRight16(hb, 6), three), 4)), Q6Scales<S, V>(spread, g + 6), x0, x1, x2, x3, e + 96, ref c0, ref c1, ref c2, ref c3);
     }
 
     /// <summary>One unpacked 32-element run against 4 activation rows at element e.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Q6Run4<S, V>(V q, V sc, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, int e, ref V c0, ref V c1, ref V c2, ref V c3)
-        where S : ISimd<V> where V : struct
+    private static void Q6Run4<S, V, TFour>(V q, V sc, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, int e, ref V c0, ref V c1, ref V c2, ref V c3)
+        where S : ISimd<V> where V : struct where TFour : struct, IFlag
     {
         c0 = S.DotAddI16(c0, S.MulAddU8S8To16(q, S.LoadBytes(x0 + e)), sc);
         c1 = S.DotAddI16(c1, S.MulAddU8S8To16(q, S.LoadBytes(x1 + e)), sc);
+        if (!TFour.Value) return;
         c2 = S.DotAddI16(c2, S.MulAddU8S8To16(q, S.LoadBytes(x2 + e)), sc);
         c3 = S.DotAddI16(c3, S.MulAddU8S8To16(q, S.LoadBytes(x3 + e)), sc);
     }

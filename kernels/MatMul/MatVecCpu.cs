@@ -143,11 +143,20 @@ internal static unsafe class MatVecCpu
                 }
                 AddBias(part, y, 4, c0, c1);
             }
-            if (r0 + 2 <= j.Rows && QuantMatVecCpu.HasRows2(part.Type))
+            // and 2 rows of what is left
+            if (r0 + 2 <= j.Rows && (kquant || QuantMatVecCpu.HasRows2(part.Type)))
             {
-                act[0] = j.In[r0].Act; act[1] = j.In[r0 + 1].Act;
                 float* y = part.Y + (long)r0 * part.OutDim;
-                QuantMatVecCpu.Rows2(part, act, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
+                if (kquant)
+                {
+                    actK[0] = j.In[r0].ActK; actK[1] = j.In[r0 + 1].ActK;
+                    KQuantMatVecCpu.Rows2(part, actK, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
+                }
+                else
+                {
+                    act[0] = j.In[r0].Act; act[1] = j.In[r0 + 1].Act;
+                    QuantMatVecCpu.Rows2(part, act, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
+                }
                 AddBias(part, y, 2, c0, c1);
                 r0 += 2;
             }
