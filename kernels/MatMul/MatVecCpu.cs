@@ -126,38 +126,12 @@ internal static unsafe class MatVecCpu
         {
             int c1 = Math.Min(o1, c0 + chunk);
             int r0 = 0;
-            // 4 rows at a time share each weight row's unpacking (same results as one at a time); the first pass reads
-            // the chunk from memory
-            for (; rows4 && r0 + 4 <= j.Rows; r0 += 4)
-            {
-                float* y = part.Y + (long)r0 * part.OutDim;
-                if (kquant)
-                {
-                    for (int k = 0; k < 4; k++) actK[k] = j.In[r0 + k].ActK;
-                    KQuantMatVecCpu.Rows4(part, actK, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
-                }
-                else
-                {
-                    for (int k = 0; k < 4; k++) act[k] = j.In[r0 + k].Act;
-                    QuantMatVecCpu.Rows4(part, act, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
-                }
-                AddBias(part, y, 4, c0, c1);
-            }
-            // and 2 rows of what is left
+            // 4 rows at a time share each weight row's unpacking (same results as one at a time), then 2 of what is left;
+            // the first pass reads the chunk from memory
+            for (; rows4 && r0 + 4 <= j.Rows; r0 += 4) IntegerRows(ref j, part, kquant, r0, 4, c0, c1, act, actK);
             if (r0 + 2 <= j.Rows && (kquant || QuantMatVecCpu.HasRows2(part.Type)))
             {
-                float* y = part.Y + (long)r0 * part.OutDim;
-                if (kquant)
-                {
-                    actK[0] = j.In[r0].ActK; actK[1] = j.In[r0 + 1].ActK;
-                    KQuantMatVecCpu.Rows2(part, actK, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
-                }
-                else
-                {
-                    act[0] = j.In[r0].Act; act[1] = j.In[r0 + 1].Act;
-                    QuantMatVecCpu.Rows2(part, act, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
-                }
-                AddBias(part, y, 2, c0, c1);
+                IntegerRows(ref j, part, kquant, r0, 2, c0, c1, act, actK);
                 r0 += 2;
             }
             // F32: 2 rows at a time share each weight load (same results as one at a time)
@@ -176,6 +150,27 @@ internal static unsafe class MatVecCpu
                 else Rows(rowPart, j.In[r], j.InDim, c0, c1);
             }
         }
+    }
+
+    /// <summary>Output rows [<paramref name="r0"/>, r0 + <paramref name="count"/>) (4 or 2) of one integer-format part for
+    /// weight rows [c0, c1), through the multi-row kernels (<paramref name="kquant"/>: the K-quant ones).</summary>
+    private static void IntegerRows(ref Job j, in MatVecPart part, bool kquant, int r0, int count, int c0, int c1,
+        QuantMatVecCpu.Activations* act, KQuantMatVecCpu.Activations* actK)
+    {
+        float* y = part.Y + (long)r0 * part.OutDim;
+        if (kquant)
+        {
+            for (int k = 0; k < count; k++) actK[k] = j.In[r0 + k].ActK;
+            if (count == 4) KQuantMatVecCpu.Rows4(part, actK, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
+            else KQuantMatVecCpu.Rows2(part, actK, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
+        }
+        else
+        {
+            for (int k = 0; k < count; k++) act[k] = j.In[r0 + k].Act;
+            if (count == 4) QuantMatVecCpu.Rows4(part, act, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
+            else QuantMatVecCpu.Rows2(part, act, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
+        }
+        AddBias(part, y, count, c0, c1);
     }
 
     /// <summary>y_k[o] += bias[o] for <paramref name="rows"/> output rows of one part from <paramref name="y"/>, o in [o0, o1).</summary>
