@@ -41,8 +41,8 @@ internal static unsafe class MatMulCpu
 
     /// <param name="packed">Q8_0/Q4_0: W in <see cref="PackedQuant"/> layout (decode reads only it, prefill widens from it);
     /// null: decode packs per call (tests, one-off calls), prefill widens ggml blocks</param>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     /// <param name="halfShift">F16: w holds the weights times 2^halfShift (<see cref="HalfPrescale"/>)</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void MatMul(WorkerPool pool, float* x, int rows, int inDim, byte* w, WeightType type, int outDim, float* bias, float* y,
         byte* packed = null, int halfShift = 0)
     {

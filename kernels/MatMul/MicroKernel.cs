@@ -6,7 +6,7 @@ namespace KernelEngine.Kernels.MatMul;
 
 /// <summary>
 /// Prefill's register-blocked micro-kernel: y[a·yStride + b] = dot(x_a, w_b) (or += with add: a later slice of the rows)
-/// for 4 rows of x and 4 rows of w, n elements of rows <paramref name="stride"/> apart, one template over the SIMD width. With 32 vector registers (AVX-512, NEON) the 4x4 block keeps 16 accumulators;
+/// for 4 rows of x and 4 rows of w, n elements of rows `stride` apart, one template over the SIMD width. With 32 vector registers (AVX-512, NEON) the 4x4 block keeps 16 accumulators;
 /// with 16 (AVX2, SSE) it runs as two 2x4 halves (8 accumulators + 4 w loads + 1 x, no spills).
 /// </summary>
 internal static unsafe class MicroKernel

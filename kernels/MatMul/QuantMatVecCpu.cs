@@ -833,17 +833,10 @@ internal static unsafe class QuantMatVecCpu
         c3 = Q4Lanes<S, V>(lo, hi, x3, wScale, ones, c3);
     }
 
-    /// <summary><see cref="Q4Group{S, V}"/> on nibbles already unpacked (high-nibble activations <paramref name="hi"/> bytes after the low ones).</summary>
+    /// <summary>One group's int32 lanes from its unpacked low and high nibbles against group-ordered activations (the high-nibble
+    /// activations <paramref name="hi"/> bytes after the low ones): two vpmaddubsw added as int16, one vpmaddwd.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static V Q4Unpacked<S, V>(V lo, V h, sbyte* qxg, int hi, V ones) where S : ISimd<V> where V : struct =>
         S.MulAddI16(S.AddI16(S.MulAddU8S8To16(lo, S.LoadBytes(qxg)), S.MulAddU8S8To16(h, S.LoadBytes(qxg + hi))), ones);
 
-    /// <summary>One group of G packed Q4_0 blocks against group-ordered activations: int32 lanes, four per block.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static V Q4Group<S, V>(byte* nib, sbyte* qxg, V mask, V ones) where S : ISimd<V> where V : struct
-    {
-        var v = S.LoadBytes(nib);
-        // the group's high-nibble activations follow its low ones, one vector (G · 16 bytes) later
-        return Q4Unpacked<S, V>(S.AndBytes(v, mask), S.AndBytes(S.ShiftRight16(v, 4), mask), qxg, 4 * S.Floats, ones);
-    }
 }

@@ -24,8 +24,8 @@ internal static unsafe class RopeCpu
     /// <param name="invFreq">(pairs) one frequency per rotated pair</param>
     /// <param name="pairs">pairs rotated per head: headDim / 2, fewer with partial rotary (Phi-4-mini: the first
     /// 2·pairs dimensions rotate, pairs (i, i + pairs) or (2i, 2i + 1); the rest pass through)</param>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     /// <param name="mscale">factor on cos and sin (the rotated dimensions' attention factor; 1 for plain RoPE)</param>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Apply(float* x, int rows, int heads, int headDim, int* positions, float* invFreq, RopeLayout layout, int pairs, float mscale = 1)
     {
         int half = pairs;

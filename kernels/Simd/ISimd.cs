@@ -69,8 +69,6 @@ internal unsafe interface ISimd<V> where V : struct
     static abstract V MulAddI16(V a, V b);
     /// <summary>acc + <see cref="MulAddI16"/>(a, b): one vpdpwssd where the CPU has AVX-VNNI (256/128-bit).</summary>
     static abstract V DotAddI16(V acc, V a, V b);
-    /// <summary>Lane i = p[i / 4] (one scale per 4 int32 lanes, i.e. per 16 bytes).</summary>
-    static abstract V LoadRepeat4(float* p);
     /// <summary>Lane i = v[g · Floats / 4 + i / 4]: the values of group <paramref name="g"/> (0-3) of Floats / 4 blocks, each
     /// spread over its block's 4 int32 lanes (a Q4_0 nibble load's lanes).</summary>
     static abstract V Repeat4(V v, [ConstantExpected(Min = 0, Max = 3)] int g);

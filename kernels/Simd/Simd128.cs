@@ -128,7 +128,6 @@ internal readonly unsafe struct Simd128 : ISimd<Vector128<float>>
         var hi = AdvSimd.MultiplyWideningUpper(a.AsInt16(), b.AsInt16());
         return AdvSimd.Arm64.AddPairwise(lo, hi).AsSingle();
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> LoadRepeat4(float* p) => Vector128.Create(*p);
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector128<float> AddI16(Vector128<float> a, Vector128<float> b) => (a.AsInt16() + b.AsInt16()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector128<float> DotAddI16(Vector128<float> acc, Vector128<float> a, Vector128<float> b) => AvxVnni.IsSupported

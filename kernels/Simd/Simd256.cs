@@ -60,8 +60,6 @@ internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
     public static Vector256<float> MulAddU8S8To16(Vector256<float> u, Vector256<float> s) => Avx2.MultiplyAddAdjacent(u.AsByte(), s.AsSByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector256<float> MulAddI16(Vector256<float> a, Vector256<float> b) => Avx2.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16()).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    public static Vector256<float> LoadRepeat4(float* p) => Avx2.PermuteVar8x32(Vector128.CreateScalar(*(double*)p).AsSingle().ToVector256Unsafe(), Vector256.Create(0, 0, 0, 0, 1, 1, 1, 1));
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> AddI16(Vector256<float> a, Vector256<float> b) => (a.AsInt16() + b.AsInt16()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector256<float> DotAddI16(Vector256<float> acc, Vector256<float> a, Vector256<float> b) => AvxVnni.IsSupported

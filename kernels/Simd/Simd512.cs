@@ -54,8 +54,6 @@ internal readonly unsafe struct Simd512 : ISimd<Vector512<float>>
     public static Vector512<float> MulAddU8S8To16(Vector512<float> u, Vector512<float> s) => Avx512BW.MultiplyAddAdjacent(u.AsByte(), s.AsSByte()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector512<float> MulAddI16(Vector512<float> a, Vector512<float> b) => Avx512BW.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16()).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    public static Vector512<float> LoadRepeat4(float* p) => Avx512F.PermuteVar16x32(Vector128.Load(p).ToVector256Unsafe().ToVector512Unsafe(), Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector512<float> AddI16(Vector512<float> a, Vector512<float> b) => (a.AsInt16() + b.AsInt16()).AsSingle();
     // .NET 10 exposes VNNI only at 256 and 128 bits (AvxVnni)
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
