@@ -15,6 +15,7 @@ root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(RooflineCommand.Create());
 root.Subcommands.Add(ProfileCommand.Create());
 root.Subcommands.Add(CheckCommand.Create());
+root.Subcommands.Add(KernelsCommand.Create());
 root.Subcommands.Add(ExportGgufCommand.Create());
 root.Subcommands.Add(PresetCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());

@@ -100,7 +100,7 @@ public sealed class CliTests
     [Test]
     public void EveryCommand_HasHelp()
     {
-        foreach (var cmd in new[] { "devices", "inspect", "tokenize", "generate", "chat", "template", "score", "bench", "quantize" })
+        foreach (var cmd in new[] { "devices", "inspect", "tokenize", "generate", "chat", "template", "score", "bench", "quantize", "kernels" })
         {
             var r = CliRunner.Run(cmd, "--help");
             Assert.That(r.ExitCode, Is.EqualTo(0), cmd);
@@ -115,6 +115,26 @@ public sealed class CliTests
         Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
         using var doc = JsonDocument.Parse(r.Stdout);
         Assert.That(doc.RootElement.GetProperty("devices").EnumerateArray().Select(d => d.GetProperty("id").GetString()), Does.Contain("cpu"));
+    }
+
+    /// <summary>`ke kernels --ptx DIR --arch sm_80`: one PTX file per catalog kernel, for that target, and the JSON lists them.</summary>
+    [Test]
+    public void Kernels_WritesOnePtxFilePerKernel()
+    {
+        string dir = Path.Combine(TestScratch.Path("ptx"), Guid.NewGuid().ToString("N"));
+        var r = CliRunner.Run("kernels", "--ptx", dir, "--arch", "sm_80", "--json");
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var names = doc.RootElement.GetProperty("kernels").EnumerateArray().Select(k => k.GetProperty("name").GetString()).ToList();
+        Assert.That(names, Is.EquivalentTo(KernelEngine.Kernels.Ilgpu.KernelCatalog.All.Select(k => k.Name)));
+        foreach (var name in names)
+        {
+            string text = File.ReadAllText(Path.Combine(dir, name + ".ptx"));
+            Assert.That(text, Does.Contain(".target sm_80").And.Contain(".entry"), name);
+        }
+        var bad = CliRunner.Run("kernels", "--ptx", dir, "--arch", "sm_75");
+        Assert.That(bad.ExitCode, Is.Not.EqualTo(0));
+        Assert.That(bad.Stderr, Does.Contain("sm_75"));
     }
 
     /// <summary>llama-bench's shape: one row per combination of the listed threads, prompt and generation sizes.</summary>

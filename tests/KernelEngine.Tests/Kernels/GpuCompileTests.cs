@@ -15,7 +15,7 @@ public sealed class GpuCompileTests
 {
     private static Context _ctx = null!;
 
-    [OneTimeSetUp] public static void Setup() => _ctx = Context.Create(b => b.Default().EnableAlgorithms().Optimize(OptimizationLevel.O1));
+    [OneTimeSetUp] public static void Setup() => _ctx = KernelPtx.CreateContext();
     [OneTimeTearDown] public static void TearDown() => _ctx.Dispose();
 
     private static IEnumerable<string> Names() => KernelCatalog.All.Select(k => k.Name);
@@ -27,8 +27,7 @@ public sealed class GpuCompileTests
     public void CompilesToPtx(string name)
     {
         var k = KernelCatalog.All.Single(e => e.Name == name);
-        using var ptx = new PTXBackend(_ctx, CudaArchitecture.SM_90, CudaInstructionSet.ISA_80, null!);
-        string code = ((PTXCompiledKernel)ptx.Compile(Entry(k), KernelSpecialization.Empty)).PTXAssembly;
+        string code = KernelPtx.Compile(_ctx, k, CudaArchitecture.SM_90);
         Assert.That(code, Does.Contain(".entry").And.Contain(".target sm_"));
         int sm = int.Parse(System.Text.RegularExpressions.Regex.Match(code, @"\.target sm_(\d+)").Groups[1].Value);
         Assert.That(sm, Is.GreaterThanOrEqualTo(80));
@@ -42,6 +41,28 @@ public sealed class GpuCompileTests
             CLDeviceVendor.Other, CLCVersion.CL20);
         string source = ((CLCompiledKernel)cl.Compile(Entry(k), KernelSpecialization.Empty)).Source;
         Assert.That(source, Does.Contain("kernel"));
+    }
+
+    /// <summary>The shape counts the GPU design is checked by, on a hand-written PTX text with one of each (and look-alikes
+    /// that must not count: a scalar global load, a 64-bit vector load, a parameter store).</summary>
+    [Test]
+    public void PtxShape_CountsTheInstructionsTheDesignNames()
+    {
+        const string ptx = """
+            ld.global.nc.v4.u32 {%r1, %r2, %r3, %r4}, [%rd1];
+            ld.v4.f32 {%f1, %f2, %f3, %f4}, [%rd2];
+            ld.global.v4.b32 {%r5, %r6, %r7, %r8}, [%rd3];
+            ld.global.f32 %f5, [%rd4];
+            ld.v2.f32 {%f6, %f7}, [%rd5];
+            shfl.sync.bfly.b32 %r9, %r10, 16, 31, -1;
+            dp4a.s32.s32 %r11, %r12, %r13, %r14;
+            mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%f8, %f9, %f10, %f11}, {%r15, %r16, %r17, %r18}, {%r19, %r20}, {%f12, %f13, %f14, %f15};
+            st.local.f32 [%rd6], %f16;
+            ld.local.f32 %f17, [%rd6];
+            st.param.b64 [param0], %rd7;
+            """;
+        var s = PtxShape.Of(ptx);
+        Assert.That((s.VectorLoads, s.Shuffles, s.Dp4a, s.Mma, s.LocalAccesses), Is.EqualTo((3, 1, 1, 1, 2)));
     }
 
     [Test]
