@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace KernelEngine.Kernels;
 
@@ -17,4 +18,18 @@ internal static class VectorMath
         q += Vector128.Shuffle(q, Vector128.Create(1, 0, 3, 2));
         return q.ToScalar();
     }
+
+    /// <summary>The largest of 8 lanes by vmaxps (x86 with AVX): no IEEE NaN handling, for the activation quantizers' block
+    /// maxima (a NaN activation makes a NaN row either way).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static float MaxNative(Vector256<float> v)
+    {
+        var m = Sse.Max(v.GetLower(), v.GetUpper());
+        m = Sse.Max(m, Sse.Shuffle(m, m, 0b01_00_11_10));
+        return Sse.MaxScalar(m, Sse.Shuffle(m, m, 0b10_11_00_01)).ToScalar();
+    }
+
+    /// <summary><see cref="MaxNative(Vector256{float})"/> of 16 lanes (AVX-512).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static float MaxNative(Vector512<float> v) => MaxNative(Avx.Max(v.GetLower(), v.GetUpper()));
 }

@@ -84,9 +84,7 @@ internal static unsafe class KQuantMatVecCpu
     {
         var m = Vector256<float>.Zero;
         for (int j = 0; j < QK; j += 8) m = Avx.Max(m, Vector256.Abs(Vector256.Load(src + j)));
-        var m4 = Sse.Max(m.GetLower(), m.GetUpper());
-        m4 = Sse.Max(m4, Sse.Shuffle(m4, m4, 0b01_00_11_10));
-        float amax = Sse.MaxScalar(m4, Sse.Shuffle(m4, m4, 0b10_11_00_01)).ToScalar();
+        float amax = VectorMath.MaxNative(m);
         float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
         a.Dx[b] = d;
         var vid = Vector256.Create(id);

@@ -41,7 +41,7 @@ internal static unsafe class QuantMatVecCpu
     public static Activations Prepare(float* x, int n, bool groupOrder, int slot = 0)
     {
         if (n % B != 0) throw new ArgumentException($"row length {n} is not a multiple of {B}");
-        // dx and off8 carry a vector of padding: the scale products read whole vectors
+        // dx and NegOff carry a vector of padding: the scale products and offsets read whole vectors
         long qx = ScratchSlots.Line(n), dx = ScratchSlots.Line((n / B + 16) * 4L), sum4 = ScratchSlots.Line(n / 4 * 4L), offg = ScratchSlots.Line(n / 8 * 4L);
         byte* p = t_slots.Get(slot, qx + dx + sum4 + qx + offg + 2 * qx + dx);
         var a = new Activations
@@ -87,7 +87,7 @@ internal static unsafe class QuantMatVecCpu
             {
                 float* src = x + b * B;
                 var v0 = Vector512.Load(src); var v1 = Vector512.Load(src + 16);
-                float amax = Vector512.Max(Vector512.Abs(v0), Vector512.Abs(v1)) is var m ? MaxAcross(m) : 0;
+                float amax = Vector512.Max(Vector512.Abs(v0), Vector512.Abs(v1)) is var m ? VectorMath.MaxNative(m) : 0;
                 float d = amax / 127f;
                 var id = Vector512.Create(d != 0 ? 1f / d : 0f);
                 dx[b] = RoundToHalf(d);
@@ -113,7 +113,7 @@ internal static unsafe class QuantMatVecCpu
                 float* src = x + b * B;
                 var v0 = Vector256.Load(src); var v1 = Vector256.Load(src + 8); var v2 = Vector256.Load(src + 16); var v3 = Vector256.Load(src + 24);
                 var m = Avx.Max(Avx.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Avx.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
-                float d = MaxAcross(Sse.Max(m.GetLower(), m.GetUpper())) / 127f;
+                float d = VectorMath.MaxNative(m) / 127f;
                 var id = Vector256.Create(d != 0 ? 1f / d : 0f);
                 dx[b] = RoundToHalf(d);
                 var q0 = RoundAway(v0 * id, half); var q1 = RoundAway(v1 * id, half); var q2 = RoundAway(v2 * id, half); var q3 = RoundAway(v3 * id, half);
@@ -171,21 +171,6 @@ internal static unsafe class QuantMatVecCpu
     /// <summary>roundf: half away from zero, then truncation.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static Vector128<int> RoundAway(Vector128<float> v, Vector128<float> half) => Vector128.ConvertToInt32(v + Vector128.CopySign(half, v));
-
-    /// <summary>The largest lane (vmaxps: no NaN handling on the hot path; a NaN activation gives a NaN row either way).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float MaxAcross(Vector512<float> v)
-    {
-        var m = Avx.Max(v.GetLower(), v.GetUpper());
-        return MaxAcross(Sse.Max(m.GetLower(), m.GetUpper()));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float MaxAcross(Vector128<float> m)
-    {
-        m = Sse.Max(m, Sse.Shuffle(m, m, 0b01_00_11_10));
-        return Sse.MaxScalar(m, Sse.Shuffle(m, m, 0b10_11_00_01)).ToScalar();
-    }
 
     /// <summary>(float)(Half)d, without the library's calls where d is in fp16's normal range: the mantissa rounded to 10 bits,
     /// half to even (exactly what the conversion does there).</summary>
@@ -377,13 +362,9 @@ internal static unsafe class QuantMatVecCpu
             {
                 for (int r = 0; r < 4; r++) ScaleProducts<S, V>((ushort*)row, a[r].Dx, blocks, sc + r * stride);
                 BlockDotQ8_0x4<S, V>((sbyte*)(row + scaleBytes), a, sc, stride, blocks, sums);
-                for (int r = 0; r < 4; r++) y[r * yStride + o] = sums[r];
             }
-            else
-            {
-                GroupDotQ4_0Rows<S, V, KQuantMatVecCpu.Yes>(row, a, blocks, sums);
-                for (int r = 0; r < 4; r++) y[r * yStride + o] = sums[r];
-            }
+            else GroupDotQ4_0Rows<S, V, KQuantMatVecCpu.Yes>(row, a, blocks, sums);
+            for (int r = 0; r < 4; r++) y[r * yStride + o] = sums[r];
         }
     }
 
@@ -711,12 +692,10 @@ internal static unsafe class QuantMatVecCpu
         var xl = S.LoadBytes(px);
         var xh = S.LoadBytes(px + vb);
         var dr = S.Load((float*)(px + 2 * vb));
-        var v = S.LoadBytes(p0);
-        var p32 = S.MulAddI16(S.AddI16(S.MulAddU8S8To16(S.AndBytes(v, mask), xl), S.MulAddU8S8To16(S.AndBytes(S.ShiftRight16(v, 4), mask), xh)), ones);
-        c0 = S.Fma(S.ConvertI32ToF32(p32), S.Mul(wScale0, dr), c0);
-        v = S.LoadBytes(p1);
-        p32 = S.MulAddI16(S.AddI16(S.MulAddU8S8To16(S.AndBytes(v, mask), xl), S.MulAddU8S8To16(S.AndBytes(S.ShiftRight16(v, 4), mask), xh)), ones);
-        c1 = S.Fma(S.ConvertI32ToF32(p32), S.Mul(wScale1, dr), c1);
+        var (lo, hi) = Nibbles<S, V>(p0, mask);
+        c0 = S.Fma(S.ConvertI32ToF32(Q4Dot<S, V>(lo, hi, xl, xh, ones)), S.Mul(wScale0, dr), c0);
+        (lo, hi) = Nibbles<S, V>(p1, mask);
+        c1 = S.Fma(S.ConvertI32ToF32(Q4Dot<S, V>(lo, hi, xl, xh, ones)), S.Mul(wScale1, dr), c1);
     }
 
     /// <summary>One group of Q4_0 blocks (nibbles at <paramref name="pn"/>, its part of <see cref="Activations.Qxp"/> at
@@ -725,8 +704,8 @@ internal static unsafe class QuantMatVecCpu
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static V Q4Step<S, V>(byte* pn, sbyte* px, V wScale, V mask, V ones, V acc) where S : ISimd<V> where V : struct
     {
-        var v = S.LoadBytes(pn);
-        return Q4Lanes<S, V>(S.AndBytes(v, mask), S.AndBytes(S.ShiftRight16(v, 4), mask), px, wScale, ones, acc);
+        var (lo, hi) = Nibbles<S, V>(pn, mask);
+        return Q4Lanes<S, V>(lo, hi, px, wScale, ones, acc);
     }
 
     /// <summary><see cref="Q4Step{S, V}"/> on nibbles already unpacked.</summary>
@@ -823,9 +802,7 @@ internal static unsafe class QuantMatVecCpu
     private static void Q4Step4<S, V, TFour>(byte* pn, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, V wScale, V mask, V ones,
         ref V c0, ref V c1, ref V c2, ref V c3) where S : ISimd<V> where V : struct where TFour : struct, KQuantMatVecCpu.IFlag
     {
-        var v = S.LoadBytes(pn);
-        var lo = S.AndBytes(v, mask);
-        var hi = S.AndBytes(S.ShiftRight16(v, 4), mask);
+        var (lo, hi) = Nibbles<S, V>(pn, mask);
         c0 = Q4Lanes<S, V>(lo, hi, x0, wScale, ones, c0);
         c1 = Q4Lanes<S, V>(lo, hi, x1, wScale, ones, c1);
         if (!TFour.Value) return;
@@ -834,9 +811,22 @@ internal static unsafe class QuantMatVecCpu
     }
 
     /// <summary>One group's int32 lanes from its unpacked low and high nibbles against group-ordered activations (the high-nibble
-    /// activations <paramref name="hi"/> bytes after the low ones): two vpmaddubsw added as int16, one vpmaddwd.</summary>
+    /// activations <paramref name="hi"/> bytes after the low ones).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static V Q4Unpacked<S, V>(V lo, V h, sbyte* qxg, int hi, V ones) where S : ISimd<V> where V : struct =>
-        S.MulAddI16(S.AddI16(S.MulAddU8S8To16(lo, S.LoadBytes(qxg)), S.MulAddU8S8To16(h, S.LoadBytes(qxg + hi))), ones);
+        Q4Dot<S, V>(lo, h, S.LoadBytes(qxg), S.LoadBytes(qxg + hi), ones);
+
+    /// <summary>Low and high nibbles against the activations they meet: two vpmaddubsw added as int16, one vpmaddwd.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static V Q4Dot<S, V>(V lo, V hi, V xLo, V xHi, V ones) where S : ISimd<V> where V : struct =>
+        S.MulAddI16(S.AddI16(S.MulAddU8S8To16(lo, xLo), S.MulAddU8S8To16(hi, xHi)), ones);
+
+    /// <summary>The low and high nibbles of one vector of packed Q4_0 quants.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static (V Lo, V Hi) Nibbles<S, V>(byte* p, V mask) where S : ISimd<V> where V : struct
+    {
+        var v = S.LoadBytes(p);
+        return (S.AndBytes(v, mask), S.AndBytes(S.ShiftRight16(v, 4), mask));
+    }
 
 }

@@ -74,7 +74,6 @@ internal unsafe interface ISimd<V> where V : struct
     static abstract V Repeat4(V v, [ConstantExpected(Min = 0, Max = 3)] int g);
     static abstract V AddI16(V a, V b);
     static abstract V AddI32(V a, V b);
-    static abstract V SubI32(V a, V b);
     static abstract V AndBytes(V a, V b);
     static abstract V OrBytes(V a, V b);
     /// <summary>Each 16-bit lane shifted right (logical) by <paramref name="bits"/>; bytes then need masking.</summary>
@@ -82,15 +81,11 @@ internal unsafe interface ISimd<V> where V : struct
     static abstract V ShiftLeft16(V v, int bits);
     static abstract V BroadcastByte(byte b);
     static abstract V BroadcastI16(short s);
-    /// <summary>int16 lanes all s8[lane] (a byte shuffle from a mask table, no trip through a general register).</summary>
-    static abstract V LaneI16(Vector128<short> s8, int lane);
     /// <summary>s8 in every 128-bit lane, for <see cref="LaneI16Spread"/> (one insert per set of scales, not per lane).</summary>
     static abstract V SpreadI16(Vector128<short> s8);
-    /// <summary><see cref="LaneI16"/> of <see cref="SpreadI16"/>'s result: one byte shuffle.</summary>
+    /// <summary>int16 lanes all s8[lane] (s8 as <see cref="SpreadI16"/> spread it): one byte shuffle.</summary>
     static abstract V LaneI16Spread(V spread, int lane);
-    /// <summary><see cref="LanePairI16"/> of <see cref="SpreadI16"/>'s result: one byte shuffle.</summary>
+    /// <summary>int16 lanes: the first half s8[lane], the second half s8[lane + 1] (s8 as <see cref="SpreadI16"/> spread it): one byte shuffle.</summary>
     static abstract V LanePairI16Spread(V spread, int lane);
-    /// <summary>int16 lanes: the first half s8[lane], the second half s8[lane + 1].</summary>
-    static abstract V LanePairI16(Vector128<short> s8, int lane);
     static abstract V ConvertI32ToF32(V v);
 }

@@ -65,7 +65,6 @@ internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
     public static Vector256<float> DotAddI16(Vector256<float> acc, Vector256<float> a, Vector256<float> b) => AvxVnni.IsSupported
         ? AvxVnni.MultiplyWideningAndAdd(acc.AsInt32(), a.AsInt16(), b.AsInt16()).AsSingle()
         : (acc.AsInt32() + Avx2.MultiplyAddAdjacent(a.AsInt16(), b.AsInt16())).AsSingle();
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> SubI32(Vector256<float> a, Vector256<float> b) => (a.AsInt32() - b.AsInt32()).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     public static Vector256<float> Repeat4(Vector256<float> v, [ConstantExpected(Min = 0, Max = 3)] int g) => Avx2.PermuteVar8x32(v, Vector256.Create(2 * g, 2 * g, 2 * g, 2 * g, 2 * g + 1, 2 * g + 1, 2 * g + 1, 2 * g + 1));
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> AddI32(Vector256<float> a, Vector256<float> b) => (a.AsInt32() + b.AsInt32()).AsSingle();
@@ -87,8 +86,5 @@ internal readonly unsafe struct Simd256 : ISimd<Vector256<float>>
         var m = Vector128.Load(LaneMasks.I16 + 16 * lane);
         return Avx2.Shuffle(Vector256.Create(s8, s8).AsByte(), Vector256.Create(m, m)).AsSingle();
     }
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    public static Vector256<float> LanePairI16(Vector128<short> s8, int lane) =>
-        Avx2.Shuffle(Vector256.Create(s8, s8).AsByte(), Vector256.Load(LaneMasks.I16 + 16 * lane)).AsSingle();
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)] public static Vector256<float> ConvertI32ToF32(Vector256<float> v) => Vector256.ConvertToSingle(v.AsInt32());
 }
