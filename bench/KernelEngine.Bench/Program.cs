@@ -2,7 +2,8 @@ using BenchmarkDotNet.Running;
 using KernelEngine.Bench;
 using KernelEngine.Kernels;
 
-// bench/: `compare` = KernelEngine vs llama.cpp in one run; `loops` = decoding loops vs plain decoding;
+// bench/: `compare` = KernelEngine vs llama.cpp in one run; `loops` = decoding loops vs plain decoding; `shared-prefix` =
+// prefix sharing between batched sequences, copied vs mapped;
 // anything else goes to BenchmarkDotNet (per-kernel suites), e.g. --filter '*MatVec*'.
 if (args.Length > 0 && args[0] == "compare")
 {
@@ -36,6 +37,13 @@ if (args.Length > 0 && args[0] == "grammar")
     using var gm = KernelEngine.Model.Load(dir, new KernelEngine.ModelOptions { ContextLength = 1024 });
     GrammarBench.Run(gm, File.ReadAllText(Arg(args, "--schema") ?? throw new ArgumentException("--schema FILE")), int.Parse(Arg(args, "--docs") ?? "20"),
         int.Parse(Arg(args, "--max-tokens") ?? "200"), Console.Out);
+    return 0;
+}
+if (args.Length > 0 && args[0] == "shared-prefix")
+{
+    // bench shared-prefix --preset llama-160m --dtype f32 --system 1024 --requests 8 [--reps 2]: copied vs mapped prefixes
+    string dir = Arg(args, "--model") ?? KernelEngine.Benchmarking.Presets.Materialize(Arg(args, "--preset") ?? "llama-160m", Parse(Arg(args, "--dtype") ?? "f32"));
+    await SharedPrefixBench.Run(dir, int.Parse(Arg(args, "--system") ?? "1024"), int.Parse(Arg(args, "--requests") ?? "8"), int.Parse(Arg(args, "--reps") ?? "2"), Console.Out);
     return 0;
 }
 if (args.Length > 0 && args[0] == "loops")

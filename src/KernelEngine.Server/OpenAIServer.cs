@@ -143,7 +143,7 @@ public sealed class OpenAIServer : IAsyncDisposable
     private IResult Health()
     {
         var s = _batch.Stats;
-        var body = new { status = _stopping ? "stopping" : "ok", model = ModelId, active = s.Active, queued = s.Queued, kv_pages_in_use = s.KvPagesInUse, kv_pages = s.KvPages };
+        var body = new { status = _stopping ? "stopping" : "ok", model = ModelId, active = s.Active, queued = s.Queued, kv_pages_in_use = s.KvPagesInUse, kv_pages_shared = s.KvPagesShared, kv_pages = s.KvPages };
         return Results.Json(body, Wire.Options, statusCode: _stopping ? 503 : 200);
     }
 

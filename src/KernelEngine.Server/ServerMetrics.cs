@@ -20,6 +20,7 @@ internal sealed class ServerMetrics : IDisposable
         _meter.CreateObservableGauge("ke.server.queued_requests", () => stats().Queued, "{request}", "Requests waiting for a slot");
         _meter.CreateObservableGauge("ke.server.kv_pages_in_use", () => stats().KvPagesInUse, "{page}", "KV cache pages held");
         _meter.CreateObservableGauge("ke.server.kv_pages", () => stats().KvPages, "{page}", "KV cache pages in all");
+        _meter.CreateObservableGauge("ke.server.kv_pages_shared", () => stats().KvPagesShared, "{page}", "KV cache pages sequences map from others' caches (shared prompt prefixes)");
     }
 
     public void Request(string route, int status) => _requests.Add(1, new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("status", status));

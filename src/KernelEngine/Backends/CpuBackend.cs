@@ -69,10 +69,23 @@ internal sealed unsafe class CpuBackend : IBackend
     {
         public void* Data;
         private readonly long _allocated;
-        public Tensor(int rows, int cols, WeightType type) : base(rows, cols, type)
+        /// <summary>The memory file of a shareable tensor (<see cref="SharedPages"/>), else -1.</summary>
+        public readonly int Fd = -1;
+        public Tensor(int rows, int cols, WeightType type, bool shareable = false) : base(rows, cols, type)
         {
-            _allocated = Math.Max(64, Bytes);
-            try { Data = ZeroPages.Alloc(_allocated); }
+            try
+            {
+                if (shareable)
+                {
+                    _allocated = Math.Max(SharedPages.PageBytes, (Bytes + SharedPages.PageBytes - 1) / SharedPages.PageBytes * SharedPages.PageBytes);
+                    Data = SharedPages.Alloc(_allocated, "ke-kv", out Fd);
+                }
+                else
+                {
+                    _allocated = Math.Max(64, Bytes);
+                    Data = ZeroPages.Alloc(_allocated);
+                }
+            }
             catch (OutOfMemoryException e) { throw new DeviceException($"cpu: out of memory allocating a ({rows}, {cols}) tensor of {Bytes} bytes", e); }
         }
         /// <summary>A view of rows of another tensor: owns nothing (<see cref="IBackend.RowView"/>).</summary>
@@ -84,11 +97,17 @@ internal sealed unsafe class CpuBackend : IBackend
         public float* F => (float*)Data;
         public override void Dispose()
         {
-            if (Data != null && _allocated > 0) ZeroPages.Free(Data, _allocated);
+            Free();
             Data = null;
             GC.SuppressFinalize(this);
         }
-        ~Tensor() { if (Data != null && _allocated > 0) ZeroPages.Free(Data, _allocated); }
+        ~Tensor() => Free();
+        private void Free()
+        {
+            if (Data == null || _allocated <= 0) return;
+            if (Fd >= 0) SharedPages.Free((byte*)Data, _allocated, Fd);
+            else ZeroPages.Free(Data, _allocated);
+        }
     }
 
     private sealed class Weight : DeviceWeight
@@ -348,11 +367,47 @@ internal sealed unsafe class CpuBackend : IBackend
         CopyPositions(cache, src, cache, dst, count, layers);
     }
 
-    public void CopyKvPrefix(KvCache from, KvCache to, int count)
+    public int KvShareGranuleBytes => SharedPages.IsSupported ? SharedPages.PageBytes : 0;
+
+    public DeviceTensor AllocateShareable(int rows, int cols, WeightType type) => new Tensor(rows, cols, type, shareable: true);
+
+    public void MapKv(KvCache owner, KvCache to, int start, int end)
     {
         _ops++;
-        from.CheckPrefixCopy(to, count);
-        CopyPositions(from, 0, to, 0, count, KvLayers.All);
+        if (owner.MapGranule == 0 || to.MappablePositions(owner, end) < end || start < 0 || start % to.MapGranule != 0)
+            throw new ArgumentException($"positions [{start}, {end}) cannot be mapped between these KV caches");
+        long rowBytes = to.K.RowBytes, bytes = (end - start) * rowBytes;
+        for (int kv = 0; kv < 2; kv++)
+        {
+            Tensor o = T(kv == 0 ? owner.K : owner.V), t = T(kv == 0 ? to.K : to.V);
+            for (int l = 0; l < to.Layers; l++)
+            {
+                long target = (to.PositionRow(l) + start) * rowBytes, source = (owner.PositionRow(l) + start) * rowBytes;
+                SharedPages.MapFrom((byte*)t.Data + target, t.Fd, target, o.Fd, source, bytes);
+            }
+        }
+    }
+
+    public void UnmapKv(KvCache cache, int start, int end)
+    {
+        _ops++;
+        long rowBytes = cache.K.RowBytes, bytes = (end - start) * rowBytes;
+        for (int kv = 0; kv < 2; kv++)
+        {
+            Tensor t = T(kv == 0 ? cache.K : cache.V);
+            for (int l = 0; l < cache.Layers; l++)
+            {
+                long target = (cache.PositionRow(l) + start) * rowBytes;
+                SharedPages.MapOwn((byte*)t.Data + target, t.Fd, target, bytes);
+            }
+        }
+    }
+
+    public void CopyKvPrefix(KvCache from, KvCache to, int count, int start = 0)
+    {
+        _ops++;
+        from.CheckPrefixCopy(to, count, start);
+        CopyPositions(from, start, to, start, count - start, KvLayers.All);
     }
 
     /// <summary>Positions [src, src + count) of one cache to [dst, dst + count) of another (or the same), per layer of the set.</summary>

@@ -74,9 +74,19 @@ internal interface IBackend : IDisposable
     /// context shift, a windowed layer's move to the front of its block); the ranges must not overlap. Positions map to
     /// rows by <see cref="KvCache.PositionRow"/>.</summary>
     void CopyKv(KvCache cache, int src, int dst, int count, KvLayers layers = KvLayers.All);
-    /// <summary>Copies positions [0, count) of every layer from one cache to another of the same shape and type (a batched
-    /// sequence whose prompt starts with what a running sequence already holds).</summary>
-    void CopyKvPrefix(KvCache from, KvCache to, int count);
+    /// <summary>Copies positions [start, count) of every layer from one cache to another of the same shape and type (a batched
+    /// sequence whose prompt starts with what a running sequence already holds, where its pages cannot be mapped).</summary>
+    void CopyKvPrefix(KvCache from, KvCache to, int count, int start = 0);
+    /// <summary>Bytes of the pages KV caches can share (<see cref="MapKv"/>); 0 where this backend cannot share pages (then
+    /// caches copy, <see cref="CopyKvPrefix"/>).</summary>
+    int KvShareGranuleBytes => 0;
+    /// <summary>A zeroed KV tensor whose pages other caches can map (only where <see cref="KvShareGranuleBytes"/> &gt; 0).</summary>
+    DeviceTensor AllocateShareable(int rows, int cols, WeightType type) => throw new NotSupportedException($"{Device.Id} cannot share KV pages");
+    /// <summary>Positions [start, end) of every layer of <paramref name="to"/> map <paramref name="owner"/>'s own pages
+    /// for them, copy-on-write (both caches shareable, of one shape; the ranges whole pages: <see cref="KvCache.ShareFrom"/>).</summary>
+    void MapKv(KvCache owner, KvCache to, int start, int end) => throw new NotSupportedException($"{Device.Id} cannot share KV pages");
+    /// <summary>Undoes <see cref="MapKv"/>: positions [start, end) of every layer of the cache are its own pages again (zeroed).</summary>
+    void UnmapKv(KvCache cache, int start, int end) => throw new NotSupportedException($"{Device.Id} cannot share KV pages");
     /// <summary>Rotates the cached keys of positions [position, position + count) in every layer of the set by delta
     /// positions (context shift: keys moved back by d positions are rotated by -d).</summary>
     void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope, KvLayers layers = KvLayers.All);

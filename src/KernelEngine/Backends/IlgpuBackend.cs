@@ -379,10 +379,10 @@ internal sealed unsafe class IlgpuBackend : IBackend
     public void CopyKv(KvCache cache, int src, int dst, int count, KvLayers layers = KvLayers.All) =>
         CopyPositions(cache, src, cache, dst, count, layers);
 
-    public void CopyKvPrefix(KvCache from, KvCache to, int count)
+    public void CopyKvPrefix(KvCache from, KvCache to, int count, int start = 0)
     {
-        from.CheckPrefixCopy(to, count);
-        CopyPositions(from, 0, to, 0, count, KvLayers.All);
+        from.CheckPrefixCopy(to, count, start);
+        CopyPositions(from, start, to, start, count - start, KvLayers.All);
     }
 
     /// <summary>Positions [src, src + count) of one cache to [dst, dst + count) of another (or the same), per layer of the

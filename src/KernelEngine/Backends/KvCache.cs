@@ -15,6 +15,11 @@ internal sealed class KvCache : IDisposable
 {
     private readonly long[] _rowBase;   // each layer's first row
     private readonly bool[] _windowed;
+    private readonly List<MappedRange> _mapped = new();   // positions read from other caches' pages, in order from 0
+    private readonly List<int> _pins = new();             // per range another cache maps from this one: its end
+
+    /// <summary>Positions [Start, End) of every layer that map <see cref="Owner"/>'s pages.</summary>
+    private readonly record struct MappedRange(KvCache Owner, int Start, int End);
 
     public KvCache(IBackend backend, int layers, int contextLength, int kvDim, bool f16)
         : this(backend, layers, contextLength, kvDim, f16 ? WeightType.F16 : WeightType.F32, kvDim) { }
@@ -22,8 +27,9 @@ internal sealed class KvCache : IDisposable
     /// <param name="windowedLayers">the layers that attend through a sliding window of <paramref name="window"/> positions
     /// (null: none); they get <paramref name="window"/> + <paramref name="batch"/> − 1 rows when that is below the context</param>
     /// <param name="batch">the most positions one forward pass writes</param>
+    /// <param name="shareable">allocate pages other caches can map (<see cref="ShareFrom"/>) where the backend can</param>
     public KvCache(IBackend backend, int layers, int contextLength, int kvDim, WeightType type, int headDim,
-        bool[]? windowedLayers = null, int window = 0, int batch = 0)
+        bool[]? windowedLayers = null, int window = 0, int batch = 0, bool shareable = false)
     {
         Layers = layers; ContextLength = contextLength; KvDim = kvDim; Type = type;
         Rows = KvRows.Supports(type, headDim) ? new KvRows(type) : default;
@@ -35,20 +41,25 @@ internal sealed class KvCache : IDisposable
         WindowRows = windows ? (int)Math.Min((long)window + batch - 1, contextLength) : contextLength;
         _windowed = new bool[layers];
         _rowBase = new long[layers];
+        // A shareable cache starts every layer on a page so that whole pages of positions can be mapped.
+        int granuleBytes = shareable && !windows ? backend.KvShareGranuleBytes : 0;
+        long rowBytes = type.RowBytes(kvDim);
+        MapGranule = granuleBytes > 0 ? granuleBytes / (int)Gcd(rowBytes, granuleBytes) : 0;
+        long layerRows = MapGranule > 0 ? (contextLength + MapGranule - 1L) / MapGranule * MapGranule : contextLength;
         long rows = 0;
         for (int l = 0; l < layers; l++)
         {
             _windowed[l] = windows && windowedLayers![l];
             _rowBase[l] = rows;
-            rows += _windowed[l] ? WindowRows : contextLength;
+            rows += _windowed[l] ? WindowRows : layerRows;
         }
         long bytes = MemoryBudget.Bytes(2, rows, type.RowBytes(kvDim));
         if (rows > int.MaxValue) throw new DeviceException($"a KV cache of {layers} layers x {contextLength} positions is too large; lower the context length (ModelOptions.ContextLength, --context)");
         string windowNote = windows && WindowRows < contextLength ? $", {_windowed.Count(w => w)} sliding-window layers holding {WindowRows}" : "";
         MemoryBudget.Check(backend.Device, bytes, $"the KV cache ({layers} layers x {contextLength} positions x {kvDim} x 2, {type.Name()}{windowNote})",
             "lower the context length (ModelOptions.ContextLength, --context) or pick a smaller --kv-type");
-        K = backend.Allocate((int)rows, kvDim, type);
-        try { V = backend.Allocate((int)rows, kvDim, type); }
+        K = MapGranule > 0 ? backend.AllocateShareable((int)rows, kvDim, type) : backend.Allocate((int)rows, kvDim, type);
+        try { V = MapGranule > 0 ? backend.AllocateShareable((int)rows, kvDim, type) : backend.Allocate((int)rows, kvDim, type); }
         catch { K.Dispose(); throw; }
         Diagnostics.Telemetry.KvCacheBytes.Add(Bytes);
     }
@@ -68,6 +79,77 @@ internal sealed class KvCache : IDisposable
     public int WindowRows { get; }
     /// <summary>Positions the sliding-window layers no longer hold (their block starts at this position).</summary>
     public int Dropped { get; private set; }
+    /// <summary>0 for a cache whose pages cannot be shared; else the fewest positions that fill whole pages of memory
+    /// (what <see cref="ShareFrom"/> maps comes in multiples of it).</summary>
+    public int MapGranule { get; }
+    /// <summary>Positions below this one are (some or all of them) read from other caches' pages (<see cref="ShareFrom"/>).</summary>
+    public int MappedPositions => _mapped.Count == 0 ? 0 : _mapped[^1].End;
+    /// <summary>How many positions of every layer are read from other caches' pages.</summary>
+    public int MappedPositionCount => _mapped.Sum(r => r.End - r.Start);
+    /// <summary>Positions [0, PinnedPositions) other caches map from this one: they must not be rewritten until those
+    /// caches unshare or are disposed.</summary>
+    public int PinnedPositions => _pins.Count == 0 ? 0 : _pins.Max();
+
+    /// <summary>How many of positions [0, count) this cache could map from <paramref name="from"/> (whole pages; 0 when
+    /// either cache is not shareable or their shapes differ).</summary>
+    public int MappablePositions(KvCache from, int count)
+    {
+        if (MapGranule == 0 || from.MapGranule != MapGranule || from.Layers != Layers || from.KvDim != KvDim || from.Type != Type
+            || Dropped != 0 || from.Dropped != 0) return 0;
+        int n = Math.Min(count, Math.Min(ContextLength, from.ContextLength));
+        return Math.Max(0, n) / MapGranule * MapGranule;
+    }
+
+    /// <summary>
+    /// Prefix sharing without a copy: positions [0, n) of every layer map the pages that hold them in
+    /// <paramref name="from"/> (its own, or those it maps itself), n = <see cref="MappablePositions"/>(from, count); returns n
+    /// (0: nothing shared, copy instead). The pages are copy-on-write: a write here copies the page first, and
+    /// <paramref name="from"/> keeps them pinned (<see cref="PinnedPositions"/>) until this cache unshares or is disposed.
+    /// Whatever this cache mapped before is unshared first.
+    /// </summary>
+    public int ShareFrom(IBackend backend, KvCache from, int count)
+    {
+        int n = MappablePositions(from, count);
+        if (n == 0 || ReferenceEquals(from, this)) return 0;
+        Unshare(backend);
+        // from's positions live in its own pages except where it maps others' (mapped again from where they are)
+        int at = 0;
+        foreach (var r in from._mapped)
+        {
+            Map(from, at, Math.Min(r.Start, n));
+            Map(r.Owner, r.Start, Math.Min(r.End, n));
+            at = r.End;
+        }
+        Map(from, at, n);
+        return n;
+
+        void Map(KvCache owner, int start, int end)
+        {
+            // positions this cache's own pages hold already (from maps them from here) stay as they are
+            if (end <= start || ReferenceEquals(owner, this)) return;
+            backend.MapKv(owner, this, start, end);
+            owner._pins.Add(end);
+            _mapped.Add(new MappedRange(owner, start, end));
+        }
+    }
+
+    /// <summary>Ends what <see cref="ShareFrom"/> mapped: those positions are this cache's own (zeroed) pages again and
+    /// their owners are unpinned.</summary>
+    public void Unshare(IBackend backend)
+    {
+        foreach (var r in _mapped)
+        {
+            backend.UnmapKv(this, r.Start, r.End);
+            r.Owner._pins.Remove(r.End);
+        }
+        _mapped.Clear();
+    }
+
+    private static long Gcd(long a, long b)
+    {
+        while (b != 0) (a, b) = (b, a % b);
+        return a;
+    }
 
     /// <summary>The row position 0 of layer l maps to: position p lives in row PositionRow(l) + p (below the layer's
     /// block for a windowed layer's dropped positions, which nothing reads).</summary>
@@ -150,9 +232,10 @@ internal sealed class KvCache : IDisposable
     private int _disposed;
 
     /// <summary>Throws unless this cache and <paramref name="to"/> have rows of one shape and both hold positions
-    /// [0, count) in every layer (what <see cref="IBackend.CopyKvPrefix"/> copies).</summary>
-    public void CheckPrefixCopy(KvCache to, int count)
+    /// [0, count) in every layer (what <see cref="IBackend.CopyKvPrefix"/> copies: [start, count)).</summary>
+    public void CheckPrefixCopy(KvCache to, int count, int start = 0)
     {
+        if (start < 0 || start > count) throw new ArgumentOutOfRangeException(nameof(start), start, $"copy of positions [{start}, {count})");
         if (Layers != to.Layers || KvDim != to.KvDim || Type != to.Type)
             throw new ArgumentException($"KV caches of different shapes ({Layers} x {KvDim} {Type.Name()} vs {to.Layers} x {to.KvDim} {to.Type.Name()})");
         if (count < 0 || count > Math.Min(ContextLength, to.ContextLength) || Dropped != 0 || to.Dropped != 0 || count > WindowRows || count > to.WindowRows)
@@ -162,6 +245,9 @@ internal sealed class KvCache : IDisposable
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        // mapped pages go with the mappings; their owners may be rewritten again
+        foreach (var r in _mapped) r.Owner._pins.Remove(r.End);
+        _mapped.Clear();
         K.Dispose(); V.Dispose();
         Diagnostics.Telemetry.KvCacheBytes.Add(-Bytes);
     }

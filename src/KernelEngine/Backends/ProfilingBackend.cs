@@ -159,12 +159,17 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
         End(t, "copy-kv", "", 4L * cache.LayerCount(layers) * count * cache.K.RowBytes);
     }
 
-    public void CopyKvPrefix(KvCache from, KvCache to, int count)
+    public void CopyKvPrefix(KvCache from, KvCache to, int count, int start = 0)
     {
         var t = Begin();
-        inner.CopyKvPrefix(from, to, count);
-        End(t, "copy-kv", "", 4L * from.Layers * count * from.K.RowBytes);
+        inner.CopyKvPrefix(from, to, count, start);
+        End(t, "copy-kv", "", 4L * from.Layers * (count - start) * from.K.RowBytes);
     }
+
+    public int KvShareGranuleBytes => inner.KvShareGranuleBytes;
+    public DeviceTensor AllocateShareable(int rows, int cols, WeightType type) => inner.AllocateShareable(rows, cols, type);
+    public void MapKv(KvCache owner, KvCache to, int start, int end) => inner.MapKv(owner, to, start, end);
+    public void UnmapKv(KvCache cache, int start, int end) => inner.UnmapKv(cache, start, end);
 
     public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows)
     {

@@ -79,7 +79,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         {
             lock (_gate)
                 return new BatchedGeneratorStats(_active.Count, _queue.Count, _pagesInUse, _pages, Interlocked.Read(ref _steps), _lastBatch, _pagesFree)
-                { SharedPrefixPositions = _sharedPositions };
+                { SharedPrefixPositions = _sharedPositions, KvPagesShared = _active.Sum(s => s.Pages - s.HeldPages) };
         }
     }
 
@@ -204,19 +204,22 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
                 continue;
             }
             if (_active.Count >= _o.MaxBatch) return;
-            int pages = ClassOf(s.Pages);
-            if (_pagesInUse + pages > _pages) return;
+            s.Pages = ClassOf(s.Pages);
+            var plan = PlanCache(s);
+            // pages mapped from a running sequence's cache are that sequence's: s holds only the rest
+            int held = s.Pages - plan.Mapped / _o.KvPageSize;
+            if (_pagesInUse + held > _pages) return;
             _queue.Dequeue();
             Diagnostics.Telemetry.QueueDepth.Add(-1);
-            s.Pages = pages;
-            try { TakeCache(s); }
+            try { TakeCache(s, plan); }
             catch (Exception e)
             {
                 s.Request.Fail(e);
                 continue;
             }
-            _pagesInUse += s.Pages;
-            Diagnostics.Telemetry.KvPagesInUse.Add(s.Pages);
+            s.HeldPages = s.Pages - s.Cache!.MappedPositionCount / _o.KvPageSize;
+            _pagesInUse += s.HeldPages;
+            Diagnostics.Telemetry.KvPagesInUse.Add(s.HeldPages);
             s.Admitted.Start();
             _active.Add(s);
         }
@@ -226,30 +229,47 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     /// fits the next request of its class.</summary>
     private int ClassOf(int pages) => Math.Min(Math.Min((int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)pages), PagesFor(_context)), _pages);
 
+    /// <summary>How s gets its cache: a kept one (and the prompt positions it holds already) or a new one, and the
+    /// running sequence whose cache holds a longer prefix of s's prompt, how many positions that is, and how many of
+    /// them s maps from its pages (the rest is copied).</summary>
+    private readonly record struct CachePlan(FreeCache? Kept, int Reuse, Sequence? Donor, int Shared, int Mapped);
+
+    private CachePlan PlanCache(Sequence s)
+    {
+        var (kept, reuse) = BestKeptCache(s);
+        var (donor, shared) = LongestRunningPrefix(s);
+        if (donor == null || shared <= reuse) return new CachePlan(kept, reuse, null, 0, 0);
+        // every cache of this generator has one shape, so the donor's granule is s's
+        int mapped = _o.ShareKvPages ? donor.Cache!.MappablePositions(donor.Cache, shared) : 0;
+        return new CachePlan(kept, reuse, donor, shared, mapped > reuse ? mapped : 0);
+    }
+
     /// <summary>
     /// Gives s a cache of its class: a kept one when there is one (the one whose tokens share the longest prefix with
     /// s's prompt, which then is not fed again: prefix reuse across requests), else a new one, after freeing kept
-    /// caches for room. When a running sequence already holds a longer prefix of s's prompt, those positions are copied
-    /// from its cache (prefix sharing between requests in flight: a copy per layer instead of the prefill). Reuse starts
-    /// at a multiple of the prefill chunk, so every chunk s prefills is the chunk it would prefill alone (the same
+    /// caches for room. When a running sequence already holds a longer prefix of s's prompt, s's cache maps the pages
+    /// that hold it (copy-on-write: prefix sharing between requests in flight, no copy and no memory of its own; where
+    /// the backend cannot map pages, or for a part smaller than a page, a copy per layer instead of the prefill). Reuse
+    /// starts at a multiple of the prefill chunk, so every chunk s prefills is the chunk it would prefill alone (the same
     /// logits). Called under the lock, on the engine thread.
     /// </summary>
-    private void TakeCache(Sequence s)
+    private void TakeCache(Sequence s, CachePlan plan)
     {
-        var (donor, shared) = LongestRunningPrefix(s);
-        TakeKeptOrNewCache(s);
-        if (donor != null && shared > s.Fed)
+        TakeKeptOrNewCache(s, plan.Kept, plan.Reuse);
+        if (plan.Donor == null) return;
+        try
         {
-            try { _backend.CopyKvPrefix(donor.Cache!, s.Cache!, shared); }
-            catch
-            {
-                s.Cache!.Dispose();
-                s.Cache = null;
-                throw;
-            }
-            s.Fed = s.Reused = shared;
-            _sharedPositions += shared;
+            int mapped = plan.Mapped > 0 ? s.Cache!.ShareFrom(_backend, plan.Donor.Cache!, plan.Mapped) : 0;
+            if (plan.Shared > mapped) _backend.CopyKvPrefix(plan.Donor.Cache!, s.Cache!, plan.Shared, Math.Max(mapped, s.Fed));
         }
+        catch
+        {
+            s.Cache!.Dispose();
+            s.Cache = null;
+            throw;
+        }
+        s.Fed = s.Reused = plan.Shared;
+        _sharedPositions += plan.Shared;
     }
 
     /// <summary>The running sequence whose prefilled prompt shares the most whole chunks with s's prompt, and how many
@@ -271,7 +291,10 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         return (donor, best);
     }
 
-    private void TakeKeptOrNewCache(Sequence s)
+    /// <summary>The kept cache of s's class whose tokens share the longest prefix with s's prompt, and how many positions
+    /// of it s reuses (null, 0: none). A kept cache whose positions running sequences map is taken only by a request
+    /// that keeps them (reuses at least as many), as s writes from there on.</summary>
+    private (FreeCache? Cache, int Reuse) BestKeptCache(Sequence s)
     {
         FreeCache? best = null;
         int bestReuse = -1;
@@ -282,27 +305,32 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
             while (common < limit && f.Tokens[common] == s.Prompt[common]) common++;
             common -= common % _chunk;
             if (!f.Cache.CanResumeAt(common)) common = 0;
+            if (common < f.Cache.PinnedPositions) continue;
             if (common > bestReuse) { best = f; bestReuse = common; }
         }
-        if (best != null)
+        return (best, Math.Max(0, bestReuse));
+    }
+
+    private void TakeKeptOrNewCache(Sequence s, FreeCache? kept, int reuse)
+    {
+        if (kept != null)
         {
-            _free.Remove(best);
-            _pagesFree -= best.Pages;
-            s.Cache = best.Cache;
-            s.Fed = s.Reused = bestReuse;
+            _free.Remove(kept);
+            _pagesFree -= kept.Pages;
+            s.Cache = kept.Cache;
+            s.Fed = s.Reused = reuse;
             return;
         }
-        // a new cache: kept ones go first while everything would not fit the page budget
-        while (_free.Count > 0 && _pagesInUse + _pagesFree + s.Pages > _pages)
+        // a new cache: kept ones go first while everything would not fit the page budget (not those running sequences map)
+        while (_pagesInUse + _pagesFree + s.Pages > _pages && _free.Where(f => f.Cache.PinnedPositions == 0).MaxBy(f => f.Pages) is { } victim)
         {
-            var victim = _free.MaxBy(f => f.Pages)!;
             _free.Remove(victim);
             _pagesFree -= victim.Pages;
             victim.Cache.Dispose();
         }
         var c = _model.Config;
         s.Cache = new KvCache(_backend, c.Layers, Math.Min(s.Pages * _o.KvPageSize, _context), c.KvDim, _model.Options.ResolvedKvCacheType, c.HeadDim,
-            _t.WindowedLayers, _t.AttentionWindow, _chunk);
+            _t.WindowedLayers, _t.AttentionWindow, _chunk, shareable: true);
     }
 
     /// <summary>Ends s's hold on its slot and pages; its cache is kept for the next request (dropped when s failed: its
@@ -316,15 +344,22 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
             else
             {
                 // Only whole prefill chunks of the prompt can be reused: a position written by a decode step, or in a
-                // partial chunk, was computed along another path than a fresh prefill computes it.
+                // partial chunk, was computed along another path than a fresh prefill computes it. A cache that mapped
+                // another's pages gives them back (unpinning them) and keeps no prefix.
                 int reusable = Math.Min(s.Fed, s.Prompt.Length / _chunk * _chunk);
+                if (s.Cache.MappedPositions > 0)
+                {
+                    s.Cache.Unshare(_backend);
+                    reusable = 0;
+                }
                 _free.Add(new FreeCache(s.Cache, s.Pages, s.Prompt.AsSpan(0, reusable).ToArray()));
                 _pagesFree += s.Pages;
             }
         }
         s.Cache = null;
-        _pagesInUse -= s.Pages;
-        Diagnostics.Telemetry.KvPagesInUse.Add(-s.Pages);
+        _pagesInUse -= s.HeldPages;
+        Diagnostics.Telemetry.KvPagesInUse.Add(-s.HeldPages);
+        s.HeldPages = 0;
     }
 
     /// <summary>An ended sequence's cache and the tokens it holds.</summary>
@@ -447,6 +482,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         public readonly GenerationSettings Settings = settings;
         public readonly int Length = length;          // positions it may use (prompt + budget, at most the context)
         public int Pages = pages;                     // needed at submit; the cache class once admitted
+        public int HeldPages;                         // pages of the budget it holds: its class less the pages it maps
         public readonly List<int> Committed = new(prompt);
         public readonly TokenEmitter Emitter = new(model.Tokenizer, settings, atStartOfText);
         public readonly TokenChooser Chooser = new(settings, model.Tokenizer, model.Config.VocabSize);

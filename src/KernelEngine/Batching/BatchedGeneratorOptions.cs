@@ -21,6 +21,11 @@ public sealed record BatchedGeneratorOptions
     /// (which keeps a sequence's logits identical to a session's).</summary>
     public int PrefillChunk { get; init; }
 
+    /// <summary>Whether a request whose prompt starts with what a running sequence holds maps that sequence's KV pages
+    /// (copy-on-write, no memory of its own for them; where the backend can: the CPU on Linux) rather than copying them.
+    /// Either way it gets the tokens it gets alone.</summary>
+    public bool ShareKvPages { get; init; } = true;
+
     internal void Validate()
     {
         if (MaxBatch is < 1 or > Kernels.MatMul.MatVecCpu.MaxRows) throw new InvalidRequestException($"MaxBatch {MaxBatch} must be 1..{Kernels.MatMul.MatVecCpu.MaxRows}");
@@ -43,6 +48,10 @@ public sealed record BatchedGeneratorOptions
 /// freed when a new cache needs the room</param>
 public sealed record BatchedGeneratorStats(int Active, int Queued, int KvPagesInUse, int KvPages, long Steps, int LastBatchSize, int KvPagesCached)
 {
-    /// <summary>Prompt positions copied from running sequences' caches instead of prefilled (since the generator started).</summary>
+    /// <summary>Prompt positions taken from running sequences' caches instead of prefilled (mapped or copied; since the
+    /// generator started).</summary>
     public long SharedPrefixPositions { get; init; }
+    /// <summary>Pages active sequences map from other sequences' caches now (copy-on-write prefix sharing): KV memory
+    /// they use without holding it, not counted in <see cref="KvPagesInUse"/>.</summary>
+    public int KvPagesShared { get; init; }
 }

@@ -194,4 +194,65 @@ public sealed class BatchedGeneratorTests
         Assert.That((await r3.Completion).ReusedPromptTokens, Is.EqualTo(sharedChunks));
         Assert.That(batch.Stats.SharedPrefixPositions, Is.EqualTo(sharedChunks), "nothing running to copy from: the kept cache served");
     }
+    /// <summary>
+    /// Copy-on-write prefix sharing: requests whose prompts start with a long system prompt a running sequence holds map
+    /// its pages (no copy, no pages of their own for it: <see cref="BatchedGeneratorStats.KvPagesShared"/>), get exactly
+    /// the tokens they get alone, and give the pages back when they end; the caches kept afterwards serve later requests.
+    /// </summary>
+    [Test]
+    public async Task LongSharedPrefix_IsMappedFromARunningSequence_WithTheSameTokens_AndNoPagesOfItsOwn()
+    {
+        using var model = Model.Load(SharedData.Stories, new ModelOptions { ContextLength = 512, PrefillBatch = 4 });
+        if (model.Backend.KvShareGranuleBytes == 0) Assert.Ignore("this OS cannot share pages between buffers (Linux memfd): prefixes are copied (the test above)");
+        using var s0 = model.CreateSession();
+        int rowBytes = model.Config.KvDim * 4, granule = model.Backend.KvShareGranuleBytes / (int)System.Numerics.BigInteger.GreatestCommonDivisor(rowBytes, model.Backend.KvShareGranuleBytes);
+        string text = "Tom went to the park and saw a big red ball. He was very happy and wanted to play with it.";
+        while (s0.EncodePrompt(text).Length < 3 * granule + 8) text += " Lily came to play with Tom and they had fun in the sun.";
+        int[] system = s0.EncodePrompt(text);
+        int[] Prompt(string tail) => [.. system, .. s0.EncodePrompt(tail, addBos: false)];
+        string[] tails = [" ran", " was happy", " Lily", " saw a dog", " said hi"];
+        // positions request i shares with the first: whole prefill chunks of their common prefix (the tails may share a token)
+        int Shared(int i) => Prompt(tails[0]).Zip(Prompt(tails[i])).TakeWhile(p => p.First == p.Second).Count() / 4 * 4;
+        int mapped = Shared(1) / granule * granule;
+        Assert.That(mapped, Is.GreaterThanOrEqualTo(3 * granule));
+        const int page = 16;
+        var greedy = new GenerationSettings { MaxTokens = 12, Sampling = SamplingSettings.Greedy, StopAtEos = false };
+        int[] Alone(int[] prompt)
+        {
+            using var s = model.CreateSession();
+            return s.Generate(prompt, greedy).Select(t => t.Id).ToArray();
+        }
+        var expected = tails.Select(t => Alone(Prompt(t))).ToArray();
+
+        await using var batch = new BatchedGenerator(model, new BatchedGeneratorOptions { MaxBatch = 4, KvPageSize = page });
+        var long_ = new GenerationSettings { MaxTokens = 300, StopAtEos = false };
+        using var stop = new CancellationTokenSource();
+        var first = batch.Submit(Prompt(tails[0]), long_, stop.Token);
+        var firstReader = first.Tokens.GetAsyncEnumerator();
+        Assert.That(await firstReader.MoveNextAsync(), Is.True);
+        int firstPages = batch.Stats.KvPagesInUse;
+        var second = batch.Submit(Prompt(tails[1]), long_, stop.Token);
+        var secondReader = second.Tokens.GetAsyncEnumerator();
+        Assert.That(await secondReader.MoveNextAsync(), Is.True);
+        var both = batch.Stats;
+        Assert.That(both.KvPagesShared, Is.EqualTo(mapped / page), "the second maps the first's pages of the system prompt");
+        Assert.That(both.KvPagesInUse, Is.EqualTo(2 * firstPages - mapped / page), "and holds only the rest");
+
+        var third = batch.Submit(Prompt(tails[2]), greedy);   // maps them too (through the second or the first)
+        Assert.That((await Batched(third)).Ids, Is.EqualTo(expected[2]), "tokens after a mapped prefix");
+        Assert.That((await third.Completion).ReusedPromptTokens, Is.EqualTo(Shared(2)));
+        Assert.That(batch.Stats.SharedPrefixPositions, Is.EqualTo(Shared(1) + Shared(2)));
+
+        stop.Cancel();
+        await firstReader.DisposeAsync();
+        await secondReader.DisposeAsync();
+        await first.Completion; await second.Completion;
+        while (batch.Stats.Active > 0) await Task.Delay(5);
+        Assert.That(batch.Stats.KvPagesInUse, Is.Zero);
+        Assert.That(batch.Stats.KvPagesShared, Is.Zero);
+
+        // later requests: the first's kept cache (with its prompt) and the others' (given back, no prefix) serve them
+        var later = new[] { 3, 4, 1 }.Select(i => (i, batch.Submit(Prompt(tails[i]), greedy))).ToList();
+        foreach (var (i, r) in later) Assert.That((await Batched(r)).Ids, Is.EqualTo(expected[i]), $"later request {i}");
+    }
 }

@@ -250,7 +250,7 @@ public sealed class OpenAIServerTests
         using var health = await _http.GetAsync("/health");
         Assert.That(health.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         string metrics = await _http.GetStringAsync("/metrics");
-        Assert.That(metrics, Does.Contain("ke_server_requests_total").And.Contain("ke_server_kv_pages_in_use").And.Contain("ke_generated_tokens_total"));
+        Assert.That(metrics, Does.Contain("ke_server_requests_total").And.Contain("ke_server_kv_pages_in_use").And.Contain("ke_server_kv_pages_shared").And.Contain("ke_generated_tokens_total"));
     }
 
     /// <summary>A bounded load test (ke loadtest, a separate process): mixed prompt lengths, 16 in flight, a tenth of the
