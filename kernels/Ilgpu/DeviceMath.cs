@@ -173,4 +173,11 @@ internal static class DeviceMath
         Group.Barrier();
         return r;
     }
+
+    /// <summary>Σ of value over the lanes of a warp, in every lane (butterfly shuffles: log2(warp) steps, no shared memory).</summary>
+    public static float WarpSum(float value)
+    {
+        for (int mask = Warp.WarpSize / 2; mask > 0; mask /= 2) value += Warp.Shuffle(value, Warp.LaneIdx ^ mask);
+        return value;
+    }
 }

@@ -11,8 +11,10 @@ using KernelEngine.Kernels.SoftmaxEntropy;
 
 namespace KernelEngine.Kernels.Ilgpu;
 
-/// <summary>One ILGPU kernel entry point: explicitly grouped (KernelConfig) or implicitly grouped (Index1D).</summary>
-internal sealed record KernelEntry(string Name, MethodInfo Method, bool ExplicitlyGrouped);
+/// <summary>One ILGPU kernel entry point: explicitly grouped (KernelConfig) or implicitly grouped (Index1D); with
+/// <paramref name="WarpShuffles"/> it exchanges values between lanes, which ILGPU's OpenCL backend emits through Intel's
+/// sub-group extension only (other OpenCL devices run the kernel's shared-memory twin).</summary>
+internal sealed record KernelEntry(string Name, MethodInfo Method, bool ExplicitlyGrouped, bool WarpShuffles = false);
 
 /// <summary>Every ILGPU kernel of the engine, so a test can compile each one to PTX and OpenCL C without a GPU.</summary>
 internal static class KernelCatalog
@@ -23,6 +25,7 @@ internal static class KernelCatalog
     public static IReadOnlyList<KernelEntry> All { get; } =
     [
         E<MatMulArgs>("matvec", MatMulIlgpu.MatVec),
+        new("matvec-warp", ((Action<MatMulArgs>)MatMulIlgpu.WarpRows).Method, true, WarpShuffles: true),
         E<MatMulArgs>("matmul-tiled", MatMulIlgpu.Tiled),
         I<MatMulArgs>("matmul-per-element", MatMulIlgpu.PerElement),
         E<NormArgs>("rmsnorm", NormIlgpu.RmsNorm),

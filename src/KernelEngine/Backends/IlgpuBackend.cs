@@ -35,6 +35,8 @@ internal sealed unsafe class IlgpuBackend : IBackend
         public readonly Lock Gate = new();
         public long Launches;
         public bool GroupKernels;
+        /// <summary>Lanes of a warp can exchange values (CUDA, the CPU accelerator; OpenCL with sub-groups): the warp kernels run.</summary>
+        public bool WarpShuffles;
         public int DecodeChunk = 256;
         public bool Disposed;
 
@@ -103,7 +105,12 @@ internal sealed unsafe class IlgpuBackend : IBackend
             if (e is DeviceException) throw;
             throw new DeviceException($"{kind}: cannot create the accelerator ({e.Message})", e);
         }
-        _s = new SharedDevice { Context = context, Acc = acc, GroupKernels = kind != DeviceKind.IlgpuCpu };
+        _s = new SharedDevice
+        {
+            Context = context, Acc = acc, GroupKernels = kind != DeviceKind.IlgpuCpu,
+            // ILGPU 1.5.3 emits OpenCL shuffles through Intel's sub-group extension only
+            WarpShuffles = acc is not ILGPU.Runtime.OpenCL.CLAccelerator cl || cl.Vendor == ILGPU.Runtime.OpenCL.CLDeviceVendor.Intel && cl.Capabilities.SubGroups,
+        };
         _ownsDevice = true;
         _context = context; _acc = acc;
         _group = kind == DeviceKind.IlgpuCpu ? 32 : Kernels.Ilgpu.DeviceMath.GroupSize;
@@ -316,6 +323,11 @@ internal sealed unsafe class IlgpuBackend : IBackend
             Rows = rows, InDim = ww.Cols, OutDim = ww.Rows, Type = (int)ww.Type, HasBias = bias == null ? 0 : 1, RowBytes = ww.Type.RowBytes(ww.Cols),
         };
         if (!GroupKernels) Implicit("matmul-per-element", MatMulIlgpu.PerElement, rows * ww.Rows, args);
+        else if (rows == 1 && _s.WarpShuffles && MatMulIlgpu.WarpRowsSupports(ww.Type, ww.Cols))
+        {
+            const int warps = MatMulIlgpu.WarpsPerGroup;   // a warp per output row
+            Launch("matvec-warp", MatMulIlgpu.WarpRows, (ww.Rows + warps - 1) / warps, warps * _acc.WarpSize, args);
+        }
         else if (rows == 1) Launch("matvec", MatMulIlgpu.MatVec, ww.Rows, _group, args);
         else
         {

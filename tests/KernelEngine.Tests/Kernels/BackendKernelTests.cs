@@ -29,6 +29,10 @@ public sealed class BackendKernelTests(string backendName)
     [TestCase(WeightType.F32, 1, 37, 53)]
     [TestCase(WeightType.F32, 7, 37, 53)]
     [TestCase(WeightType.F32, 5, 67, 301)]
+    [TestCase(WeightType.F32, 1, 37, 300)]   // the warp-per-row matvec: 75 vectors of 4 over 32 lanes, 37 rows over groups of 4 warps
+    [TestCase(WeightType.F32, 1, 5, 4)]
+    [TestCase(WeightType.F16, 1, 13, 520)]
+    [TestCase(WeightType.BF16, 1, 6, 264)]
     [TestCase(WeightType.F16, 1, 37, 53)]
     [TestCase(WeightType.F16, 9, 19, 131)]
     [TestCase(WeightType.BF16, 1, 37, 53)]

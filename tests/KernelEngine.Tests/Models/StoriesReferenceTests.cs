@@ -23,6 +23,23 @@ public sealed class StoriesReferenceTests(string device, bool f16Kv)
         Assert.That(string.Concat(tokens.Select(t => t.Text)), Is.EqualTo(reference.BosGreedyText));
     }
 
+    /// <summary>The kernels a GPU runs (warp-per-row matvec, tiled GEMM, group reductions), simulated on ILGPU's CPU
+    /// accelerator — which by default runs their per-element twins — keep the reference ids (the first few: the
+    /// simulator pays an OS context switch per barrier and per simulated thread, seconds per token).</summary>
+    [Test]
+    public void GpuGroupKernels_OnTheCpuAccelerator_ReproduceTheFirstReferenceIds()
+    {
+        if (device != "ilgpu-cpu" || f16Kv) Assert.Ignore("the ILGPU group kernels, once");
+        var reference = Reference.Stories();
+        using var model = Load();
+        ((KernelEngine.Backends.IlgpuBackend)model.Backend).GroupKernels = true;
+        using var session = model.CreateSession();
+        const int n = 4;
+        var ids = session.Generate([1], new GenerationSettings { MaxTokens = n, Sampling = KernelEngine.Decoding.SamplingSettings.Greedy }, atStartOfText: true)
+            .Select(t => t.Id).ToArray();
+        Assert.That(ids, Is.EqualTo(reference.BosGreedyIds.Skip(1).Take(n).ToArray()));
+    }
+
     [Test]
     public void LogitsAtPositions012_MatchReferenceWithin1e4()
     {
