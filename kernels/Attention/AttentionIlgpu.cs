@@ -9,6 +9,7 @@ internal struct AttentionArgs
     public ArrayView<float> Q, Out;
     public ArrayView<byte> K, V;          // the whole cache; LayerOffset selects the layer (elements)
     public ArrayView<float> Partial;      // flash-decoding scratch: (heads, chunks, headDim + 2)
+    public ArrayView<int> Counter;        // decode: chunks finished per head (the last one merges and resets it)
     public long LayerOffset;
     public int F16, Start, Heads, KvHeads, HeadDim, Branch, Chunk, Chunks, Window;   // Window 0: full causal
     public float Scale, SoftCap;                                                       // SoftCap 0: no score capping
@@ -20,13 +21,16 @@ internal struct AttentionArgs
 ///   scores of a tile in shared memory, an online softmax (running max m and sum l, the output rescaled by
 ///   exp(m_old − m_new)), so no n×n score matrix ever exists in global memory. Branch layouts (speculative drafts)
 ///   see the committed prefix and their own rows, as on the CPU.
-/// Decode (Flash-Decoding): the keys are split into chunks, one group per (head, chunk) computes a partial
-///   (m, l, o), and a second launch merges the chunks of each head by log-sum-exp weights.
+/// Decode (Flash-Decoding), one launch: the keys are split into chunks, one group per (head, chunk) computes a partial
+///   (m, l, o); the last group of a head to finish (a device-wide atomic ticket after a fence) merges the head's chunks
+///   by log-sum-exp weights, in chunk order, so the result does not depend on which group finished last.
 /// </summary>
 internal static class AttentionIlgpu
 {
     public const int Threads = 32;
     public const int MaxHeadDim = 256;
+    /// <summary>Query heads the decode kernel's per-head counters cover.</summary>
+    public const int MaxHeads = 1024;
 
     private static float Key(AttentionArgs a, long index) =>
         a.F16 != 0 ? DeviceMath.HalfToFloat(a.K.Cast<ushort>()[a.LayerOffset + index]) : a.K.Cast<float>()[a.LayerOffset + index];
@@ -137,12 +141,13 @@ internal static class AttentionIlgpu
         for (int d = Group.IdxX; d < a.HeadDim; d += Threads) a.Out[oo + d] = o[d] / l;
     }
 
-    /// <summary>Decode, pass 1. Grid: heads * chunks groups; writes (m, l, o[headDim]) per (head, chunk).</summary>
-    public static void DecodePartial(AttentionArgs a)
+    /// <summary>Decode: grid heads × chunks groups; each a chunk's partial, the head's last one the merge.</summary>
+    public static void Decode(AttentionArgs a)
     {
         var o = SharedMemory.Allocate<float>(MaxHeadDim);
         var sc = SharedMemory.Allocate<float>(Threads);
         var red = SharedMemory.Allocate<float>(Threads);
+        var ticket = SharedMemory.Allocate<int>(1);
         int h = Grid.IdxX / a.Chunks, c = Grid.IdxX % a.Chunks;
         int first = a.Window > 0 ? XMath.Max(0, a.Start - a.Window + 1) : 0;
         int visible = a.Start + 1 - first;
@@ -151,31 +156,33 @@ internal static class AttentionIlgpu
         long po = ((long)h * a.Chunks + c) * (a.HeadDim + 2);
         for (int d = Group.IdxX; d < a.HeadDim; d += Threads) a.Partial[po + 2 + d] = o[d];
         if (Group.IdxX == 0) { a.Partial[po] = m; a.Partial[po + 1] = l; }
-    }
-
-    /// <summary>Decode, pass 2. Grid: heads groups; out = Σ_c o_c e^(m_c − m) / Σ_c l_c e^(m_c − m).</summary>
-    public static void DecodeMerge(AttentionArgs a)
-    {
-        int h = Grid.IdxX;
+        MemoryFence.DeviceLevel();   // this thread's part of the partial is visible before the ticket
+        Group.Barrier();
+        if (Group.IdxX == 0) ticket[0] = Atomic.Add(ref a.Counter[h], 1);
+        Group.Barrier();
+        if (ticket[0] != a.Chunks - 1) return;   // not the head's last chunk
+        MemoryFence.DeviceLevel();
+        // out = Σ_c o_c e^(m_c − m) / Σ_c l_c e^(m_c − m), m = max_c m_c
         long baseOff = (long)h * a.Chunks * (a.HeadDim + 2);
-        float m = float.NegativeInfinity;
-        for (int c = 0; c < a.Chunks; c++) m = XMath.Max(m, a.Partial[baseOff + c * (a.HeadDim + 2)]);
-        float l = 0;
-        for (int c = 0; c < a.Chunks; c++)
+        float mx = float.NegativeInfinity;
+        for (int k = 0; k < a.Chunks; k++) mx = XMath.Max(mx, a.Partial[baseOff + k * (a.HeadDim + 2)]);
+        float sum = 0;
+        for (int k = 0; k < a.Chunks; k++)
         {
-            long po = baseOff + c * (a.HeadDim + 2);
-            float lc = a.Partial[po + 1];
-            if (lc > 0) l += lc * XMath.Exp(a.Partial[po] - m);
+            long pk = baseOff + k * (a.HeadDim + 2);
+            float lk = a.Partial[pk + 1];
+            if (lk > 0) sum += lk * XMath.Exp(a.Partial[pk] - mx);
         }
         for (int d = Group.IdxX; d < a.HeadDim; d += Group.DimX)
         {
             float acc = 0;
-            for (int c = 0; c < a.Chunks; c++)
+            for (int k = 0; k < a.Chunks; k++)
             {
-                long po = baseOff + c * (a.HeadDim + 2);
-                if (a.Partial[po + 1] > 0) acc += a.Partial[po + 2 + d] * XMath.Exp(a.Partial[po] - m);
+                long pk = baseOff + k * (a.HeadDim + 2);
+                if (a.Partial[pk + 1] > 0) acc += a.Partial[pk + 2 + d] * XMath.Exp(a.Partial[pk] - mx);
             }
-            a.Out[(long)h * a.HeadDim + d] = acc / l;
+            a.Out[(long)h * a.HeadDim + d] = acc / sum;
         }
+        if (Group.IdxX == 0) a.Counter[h] = 0;
     }
 }

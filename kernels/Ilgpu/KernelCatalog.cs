@@ -25,7 +25,7 @@ internal static class KernelCatalog
     public static IReadOnlyList<KernelEntry> All { get; } =
     [
         E<MatMulArgs>("matvec", MatMulIlgpu.MatVec),
-        new("matvec-warp", ((Action<MatMulArgs>)MatMulIlgpu.WarpRows).Method, true, WarpShuffles: true),
+        new("matvec-warp", ((Action<WarpMatVecArgs>)WarpMatVecIlgpu.Run).Method, true, WarpShuffles: true),
         E<MatMulArgs>("matmul-tiled", MatMulIlgpu.Tiled),
         I<MatMulArgs>("matmul-per-element", MatMulIlgpu.PerElement),
         E<NormArgs>("rmsnorm", NormIlgpu.RmsNorm),
@@ -33,10 +33,10 @@ internal static class KernelCatalog
         I<NormArgs>("rmsnorm-per-row", NormIlgpu.RmsNormPerRow),
         I<NormArgs>("layernorm-per-row", NormIlgpu.LayerNormPerRow),
         I<RopeArgs>("rope", RopeIlgpu.Apply),
+        I<RopeStoreArgs>("rope-store-kv", RopeIlgpu.ApplyAndStore),
         I<RotateCacheArgs>("rotate-keys", RopeIlgpu.RotateCache),
         E<AttentionArgs>("attention-prefill", AttentionIlgpu.Prefill),
-        E<AttentionArgs>("attention-decode-partial", AttentionIlgpu.DecodePartial),
-        E<AttentionArgs>("attention-decode-merge", AttentionIlgpu.DecodeMerge),
+        E<AttentionArgs>("attention-decode", AttentionIlgpu.Decode),
         I<AttentionArgs>("attention-per-query", AttentionIlgpu.PerQuery),
         E<SoftmaxEntropyArgs>("softmax-entropy", SoftmaxEntropyIlgpu.Compute),
         E<DraftVerifyArgs>("draft-verify", DraftVerifyIlgpu.Verify),

@@ -22,6 +22,16 @@ internal struct RotateCacheArgs
     public int HeadDim, Interleaved, Delta, IsF16, Pairs;
 }
 
+/// <summary>Arguments of <see cref="RopeIlgpu.ApplyAndStore"/>: q and k rotated, k and v stored into a layer's cache.</summary>
+internal struct RopeStoreArgs
+{
+    public RopeArgs Q;                     // X = q, Heads = query heads
+    public ArrayView<float> K, V;
+    public ArrayView<byte> CacheK, CacheV;
+    public int KvHeads, CacheF16;
+    public long CacheOffset;               // element offset of (layer, start) in the cache
+}
+
 /// <summary>ILGPU twin of RoPE: one thread per rotated pair; the angle is formed in double as on the CPU.</summary>
 internal static class RopeIlgpu
 {
@@ -38,6 +48,46 @@ internal static class RopeIlgpu
         float x0 = a.X[head + i0], x1 = a.X[head + i1];
         a.X[head + i0] = x0 * c - x1 * s;
         a.X[head + i1] = x0 * s + x1 * c;
+    }
+
+    /// <summary>
+    /// What a decode step does between the q/k/v matvec and attention, in one launch: q's pairs rotated, k's pairs rotated
+    /// and written to k and to the cache, then v and k's unrotated dimensions (partial rotary) stored. Threads: q pairs,
+    /// then k pairs, then k/v elements; each cache element is written by one thread.
+    /// </summary>
+    public static void ApplyAndStore(Index1D index, RopeStoreArgs a)
+    {
+        var q = a.Q;
+        int half = q.Pairs, hd = q.HeadDim, kvDim = a.KvHeads * hd;
+        int rows = q.Positions.IntLength;
+        int qPairs = rows * q.Heads * half, kPairs = rows * a.KvHeads * half;
+        if (index < qPairs) { Apply(index, q); return; }
+        int t = index - qPairs;
+        if (t < kPairs)
+        {
+            int i = t % half, h = (t / half) % a.KvHeads, r = t / (half * a.KvHeads);
+            double angle = q.Positions[r] * (double)q.InvFreq[i];
+            float c = (float)XMath.Cos(angle) * q.MScale, s = (float)XMath.Sin(angle) * q.MScale;
+            long head = (long)r * kvDim + h * hd;
+            int i0 = q.Interleaved != 0 ? 2 * i : i, i1 = q.Interleaved != 0 ? 2 * i + 1 : i + half;
+            float x0 = a.K[head + i0], x1 = a.K[head + i1];
+            float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
+            a.K[head + i0] = y0;
+            a.K[head + i1] = y1;
+            Store(a.CacheK, a.CacheF16, a.CacheOffset + head + i0, y0);
+            Store(a.CacheK, a.CacheF16, a.CacheOffset + head + i1, y1);
+            return;
+        }
+        t -= kPairs;
+        if (t >= rows * kvDim) return;
+        Store(a.CacheV, a.CacheF16, a.CacheOffset + t, a.V[t]);
+        if (t % hd >= 2 * half) Store(a.CacheK, a.CacheF16, a.CacheOffset + t, a.K[t]);   // not rotated
+    }
+
+    private static void Store(ArrayView<byte> cache, int f16, long element, float value)
+    {
+        if (f16 != 0) cache.Cast<ushort>()[element] = (ushort)DeviceMath.FloatToHalf(value);
+        else cache.Cast<float>()[element] = value;
     }
 
     /// <summary>RopeCpu.RotateRows's twin: cached key rows rotated by Delta positions (context shift), one thread per pair.</summary>

@@ -20,6 +20,9 @@ internal static class ProfileCommand
             string dir = p.GetValue(model) ?? (p.GetValue(preset) is string name ? Presets.Materialize(name, BenchCommand.ParseType(p.GetValue(dtype)!))
                 : throw new InvalidRequestException("give --model DIR or --preset NAME"));
             using var m = CliProgress.Load(dir, new ModelOptions { Device = p.GetValue(device)!, Profile = true });
+            // The CPU accelerator stands in for a GPU here: profile the kernels a GPU runs (tests and generation on it take
+            // their per-element twins, which need no barriers).
+            if (m.Device.Kind == KernelEngine.Backends.DeviceKind.IlgpuCpu && m.Backend is KernelEngine.Backends.ProfilingBackend { Inner: KernelEngine.Backends.IlgpuBackend g }) g.GroupKernels = true;
             var r = Profiler.Run(m, p.GetValue(tokens), p.GetValue(steps));
             if (p.GetValue(trace) is string t) Profiler.WriteChromeTrace(t, r);
             if (p.GetValue(json))

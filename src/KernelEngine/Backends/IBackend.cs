@@ -48,8 +48,31 @@ internal interface IBackend : IDisposable
     {
         for (int i = 0; i < w.Length; i++) MatMul(x, w[i], bias[i], y[i], rows);
     }
+    /// <summary>residual += x · wᵀ + bias (the residual add after Wo and W_down); <paramref name="scratch"/> takes x · wᵀ + bias
+    /// where the backend does not fuse the add (the CPU: exactly MatMul then Add).</summary>
+    void MatMulAdd(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor scratch, DeviceTensor residual, int rows)
+    {
+        MatMul(x, w, bias, scratch, rows);
+        Add(residual, scratch, rows);
+    }
+    /// <summary>The gated MLP's first half: gateOut = act(x · gateᵀ) · (x · upᵀ + upBias), act SiLU or tanh-GELU;
+    /// <paramref name="upOut"/> holds x · upᵀ + upBias where the backend does not fuse (the CPU: MatMul, then SiluMul/GeluMul).</summary>
+    void GatedMatMul(DeviceTensor x, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias, DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu)
+    {
+        MatMul(x, [gate, up], [null, upBias], [gateOut, upOut], rows);
+        if (gelu) GeluMul(gateOut, upOut, rows); else SiluMul(gateOut, upOut, rows);
+    }
     /// <summary>Rotates each head of x (rows, heads * headDim) by its row's position.</summary>
     void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope);
+    /// <summary>Rotates q and k by their rows' positions and writes k, v into the cache of a layer at [start, start + rows):
+    /// <see cref="Rope"/> twice and <see cref="StoreKv"/>, which a GPU runs as one launch.</summary>
+    void RopeStoreKv(DeviceTensor q, DeviceTensor k, DeviceTensor v, int rows, int heads, int kvHeads, ReadOnlySpan<int> positions, RopeTable rope,
+        KvCache cache, int layer, int start)
+    {
+        Rope(q, rows, heads, positions, rope);
+        Rope(k, rows, kvHeads, positions, rope);
+        StoreKv(k, v, cache, layer, start, rows);
+    }
     /// <summary>Writes k, v rows into the cache of a layer at positions [start, start + rows).</summary>
     void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows);
     /// <summary>

@@ -138,7 +138,8 @@ internal sealed unsafe class IlgpuBackend : IBackend
             var ints = Add(_acc.Allocate1D<int>(1024));
             var scratch = Add(_acc.Allocate1D<float>(4096));
             var none = Add(_acc.Allocate1D<float>(1));
-            var counter = Add(_acc.Allocate1D<int>(1));
+            // [0]: softmax-entropy's groups; [1 + h]: decode attention's chunks of head h
+            var counter = Add(_acc.Allocate1D<int>(1 + AttentionIlgpu.MaxHeads));
             counter.MemSetToZero();
             return (ints, scratch, none, counter, Add(_acc.Allocate1D<int>(4)), Add(_acc.Allocate1D<float>(4)));
         }
@@ -323,11 +324,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
             Rows = rows, InDim = ww.Cols, OutDim = ww.Rows, Type = (int)ww.Type, HasBias = bias == null ? 0 : 1, RowBytes = ww.Type.RowBytes(ww.Cols),
         };
         if (!GroupKernels) Implicit("matmul-per-element", MatMulIlgpu.PerElement, rows * ww.Rows, args);
-        else if (rows == 1 && _s.WarpShuffles && MatMulIlgpu.WarpRowsSupports(ww.Type, ww.Cols))
-        {
-            const int warps = MatMulIlgpu.WarpsPerGroup;   // a warp per output row
-            Launch("matvec-warp", MatMulIlgpu.WarpRows, (ww.Rows + warps - 1) / warps, warps * _acc.WarpSize, args);
-        }
+        else if (WarpMatVec(rows, [w])) LaunchWarp(x, Part(w, bias, y), default, default, WarpMatVecIlgpu.Store);
         else if (rows == 1) Launch("matvec", MatMulIlgpu.MatVec, ww.Rows, _group, args);
         else
         {
@@ -336,21 +333,111 @@ internal sealed unsafe class IlgpuBackend : IBackend
         }
     }
 
+    /// <summary>q, k, v (or gate, up) in one launch when the warp kernel takes them all.</summary>
+    public void MatMul(DeviceTensor x, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias, ReadOnlySpan<DeviceTensor> y, int rows)
+    {
+        if (w.Length <= 3 && WarpMatVec(rows, w) && Fits(x, w, y))
+        {
+            using var held = Enter();
+            LaunchWarp(x, Part(w[0], bias[0], y[0]), w.Length > 1 ? Part(w[1], bias[1], y[1]) : default, w.Length > 2 ? Part(w[2], bias[2], y[2]) : default,
+                WarpMatVecIlgpu.Store);
+            return;
+        }
+        for (int i = 0; i < w.Length; i++) MatMul(x, w[i], bias[i], y[i], rows);
+    }
+
+    /// <summary>residual += x · wᵀ + bias, the add in the matvec's epilogue (decode).</summary>
+    public void MatMulAdd(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor scratch, DeviceTensor residual, int rows)
+    {
+        if (WarpMatVec(rows, [w]) && Fits(x, [w], [residual]))
+        {
+            using var held = Enter();
+            LaunchWarp(x, Part(w, bias, residual), default, default, WarpMatVecIlgpu.Accumulate);
+            return;
+        }
+        MatMul(x, w, bias, scratch, rows);
+        Add(residual, scratch, rows);
+    }
+
+    /// <summary>gate = act(x · gateᵀ) · (x · upᵀ + upBias) in one launch (decode): a warp computes row i of both.</summary>
+    public void GatedMatMul(DeviceTensor x, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias, DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu)
+    {
+        if (WarpMatVec(rows, [gate, up]) && gate.Rows == up.Rows && Fits(x, [gate, up], [gateOut, upOut]))
+        {
+            using var held = Enter();
+            LaunchWarp(x, Part(gate, null, gateOut), Part(up, upBias, upOut), default, gelu ? WarpMatVecIlgpu.GeluGate : WarpMatVecIlgpu.SiluGate);
+            return;
+        }
+        MatMul(x, [gate, up], [null, upBias], [gateOut, upOut], rows);
+        if (gelu) GeluMul(gateOut, upOut, rows); else SiluMul(gateOut, upOut, rows);
+    }
+
+    /// <summary>Whether the warp-per-row kernel takes these weights for this many rows (decode, on a device that shuffles).</summary>
+    private bool WarpMatVec(int rows, ReadOnlySpan<DeviceWeight> w)
+    {
+        if (rows != 1 || !GroupKernels || !_s.WarpShuffles) return false;
+        foreach (var m in w)
+            if (m.Cols != w[0].Cols || !WarpMatVecIlgpu.Supports(m.Type, m.Cols)) return false;
+        return true;
+    }
+
+    private static bool Fits(DeviceTensor x, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceTensor> y)
+    {
+        for (int i = 0; i < w.Length; i++)
+            if (x.Cols != w[i].Cols || y[i].Cols != w[i].Rows)
+                throw new InvalidOperationException($"{w[i].Name}: matmul shape mismatch x (.., {x.Cols}) w ({w[i].Rows}, {w[i].Cols}) y (.., {y[i].Cols})");
+        return true;
+    }
+
+    private WarpPart Part(DeviceWeight w, DeviceWeight? bias, DeviceTensor y) => new()
+    {
+        W = W(w).View, Bias = bias == null ? _none.View : W(bias).F, Y = T(y).F, Rows = w.Rows, Type = (int)w.Type,
+        HasBias = bias == null ? 0 : 1, RowBytes = w.Type.RowBytes(w.Cols),
+    };
+
+    /// <summary>One warp per output row over the parts' rows (gated: over the gate's rows).</summary>
+    private void LaunchWarp(DeviceTensor x, WarpPart p0, WarpPart p1, WarpPart p2, int epilogue)
+    {
+        const int warps = WarpMatVecIlgpu.WarpsPerGroup;
+        int rows = epilogue >= WarpMatVecIlgpu.SiluGate ? p0.Rows : p0.Rows + p1.Rows + p2.Rows;
+        Launch("matvec-warp", WarpMatVecIlgpu.Run, (rows + warps - 1) / warps, warps * _acc.WarpSize,
+            new WarpMatVecArgs { X = T(x).F, P0 = p0, P1 = p1, P2 = p2, InDim = x.Cols, Epilogue = epilogue });
+    }
+
     public void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)
     {
         using var held = Enter();
+        var k = Kernel("rope", () => _acc.LoadAutoGroupedStreamKernel<Index1D, RopeArgs>(RopeIlgpu.Apply));
+        k(rows * heads * rope.InvFreq.Length, RopeArgsOf(x, rows, heads, positions, rope));
+        Interlocked.Increment(ref _s.Launches);
+    }
+
+    public void RopeStoreKv(DeviceTensor q, DeviceTensor k, DeviceTensor v, int rows, int heads, int kvHeads, ReadOnlySpan<int> positions, RopeTable rope,
+        KvCache cache, int layer, int start)
+    {
+        using var held = Enter();
+        var kern = Kernel("rope-store-kv", () => _acc.LoadAutoGroupedStreamKernel<Index1D, RopeStoreArgs>(RopeIlgpu.ApplyAndStore));
+        int pairs = rope.InvFreq.Length;
+        kern(rows * (heads * pairs + kvHeads * pairs + cache.KvDim), new RopeStoreArgs
+        {
+            Q = RopeArgsOf(q, rows, heads, positions, rope), K = T(k).F, V = T(v).F, CacheK = T(cache.K).View, CacheV = T(cache.V).View,
+            KvHeads = kvHeads, CacheF16 = cache.K.IsF16 ? 1 : 0, CacheOffset = (cache.PositionRow(layer) + start) * cache.KvDim,
+        });
+        Interlocked.Increment(ref _s.Launches);
+    }
+
+    private RopeArgs RopeArgsOf(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)
+    {
         if (!_s.RopeTables.TryGetValue(rope, out var inv))
         {
             inv = _acc.Allocate1D(rope.InvFreq);
             _s.RopeTables[rope] = inv;
         }
-        var k = Kernel("rope", () => _acc.LoadAutoGroupedStreamKernel<Index1D, RopeArgs>(RopeIlgpu.Apply));
-        k(rows * heads * rope.InvFreq.Length, new RopeArgs
+        return new RopeArgs
         {
             X = T(x).F, Positions = Ints(positions[..rows]), InvFreq = inv.View, Heads = heads, HeadDim = rope.HeadDim, Pairs = rope.InvFreq.Length, MScale = rope.MScale,
             Interleaved = rope.Layout == RopeLayout.Interleaved ? 1 : 0,
-        });
-        Interlocked.Increment(ref _s.Launches);
+        };
     }
 
     public void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows)
@@ -382,8 +469,9 @@ internal sealed unsafe class IlgpuBackend : IBackend
             int chunks = (positions + DecodeChunk - 1) / DecodeChunk;
             args.Chunk = DecodeChunk; args.Chunks = chunks;
             args.Partial = Scratch((long)s.Heads * chunks * (s.HeadDim + 2));
-            Launch("attention-decode-partial", AttentionIlgpu.DecodePartial, s.Heads * chunks, AttentionIlgpu.Threads, args);
-            Launch("attention-decode-merge", AttentionIlgpu.DecodeMerge, s.Heads, AttentionIlgpu.Threads, args);
+            if (s.Heads > AttentionIlgpu.MaxHeads) throw new DeviceException($"{s.Heads} attention heads exceed the ILGPU decode kernel's {AttentionIlgpu.MaxHeads}");
+            args.Counter = _counter.View.SubView(1, s.Heads);
+            Launch("attention-decode", AttentionIlgpu.Decode, s.Heads * chunks, AttentionIlgpu.Threads, args);
         }
         else Launch("attention-prefill", AttentionIlgpu.Prefill, rows * s.Heads, AttentionIlgpu.Threads, args);
     }

@@ -98,6 +98,10 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
 
     private static readonly string[] MatVecNames = Enum.GetNames<Kernels.WeightType>().Select(n => "matvec " + n.ToLowerInvariant()).ToArray();
     private static readonly string[] MatMulNames = Enum.GetNames<Kernels.WeightType>().Select(n => "matmul " + n.ToLowerInvariant()).ToArray();
+    // fused epilogues (on the CPU: the two ops, timed together)
+    private static readonly string[] MatVecAddNames = MatVecNames.Select(n => n + "+add").ToArray(), MatMulAddNames = MatMulNames.Select(n => n + "+add").ToArray();
+    private static readonly string[] MatVecSiluNames = MatVecNames.Select(n => n + "+silu").ToArray(), MatMulSiluNames = MatMulNames.Select(n => n + "+silu").ToArray();
+    private static readonly string[] MatVecGeluNames = MatVecNames.Select(n => n + "+gelu").ToArray(), MatMulGeluNames = MatMulNames.Select(n => n + "+gelu").ToArray();
 
     public void MatMul(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int rows)
     {
@@ -164,6 +168,28 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
         var t = Begin();
         inner.CopyKvPrefix(from, to, count, start);
         End(t, "copy-kv", "", 4L * from.Layers * (count - start) * from.K.RowBytes);
+    }
+
+    public void MatMulAdd(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor scratch, DeviceTensor residual, int rows)
+    {
+        var t = Begin();
+        inner.MatMulAdd(x, w, bias, scratch, residual, rows);
+        End(t, (rows == 1 ? MatVecAddNames : MatMulAddNames)[(int)w.Type], w.Name, F(x, rows) + w.Bytes + 3 * F(residual, rows));
+    }
+
+    public void GatedMatMul(DeviceTensor x, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias, DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu)
+    {
+        var t = Begin();
+        inner.GatedMatMul(x, gate, up, upBias, gateOut, upOut, rows, gelu);
+        End(t, (gelu ? rows == 1 ? MatVecGeluNames : MatMulGeluNames : rows == 1 ? MatVecSiluNames : MatMulSiluNames)[(int)gate.Type], gate.Name, F(x, rows) + gate.Bytes + up.Bytes + 3 * F(gateOut, rows));
+    }
+
+    public void RopeStoreKv(DeviceTensor q, DeviceTensor k, DeviceTensor v, int rows, int heads, int kvHeads, ReadOnlySpan<int> positions, RopeTable rope,
+        KvCache cache, int layer, int start)
+    {
+        var t = Begin();
+        inner.RopeStoreKv(q, k, v, rows, heads, kvHeads, positions, rope, cache, layer, start);
+        End(t, "rope+store-kv", "", 2 * (F(q, rows) + F(k, rows)) + F(v, rows) + 2L * rows * cache.K.RowBytes);
     }
 
     public int KvShareGranuleBytes => inner.KvShareGranuleBytes;

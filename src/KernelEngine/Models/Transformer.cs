@@ -166,21 +166,23 @@ internal sealed class Transformer : IDisposable
             b.RmsNormHeads(s.Q, w.QNorm, n, Config.Heads, Config.NormEps);
             b.RmsNormHeads(s.K, w.KNorm!, n, Config.KvHeads, Config.NormEps);
         }
-        if (Rope != null)
+        var rope = Rope == null ? null : _ropeLocal != null && Config.SlidingLayers is { } sliding && sliding[l] ? _ropeLocal : Rope;
+        if (caches == null && rope != null) b.RopeStoreKv(s.Q, s.K, s.V, n, Config.Heads, Config.KvHeads, positions, rope, cache!, l, start);
+        else if (rope != null)
         {
-            var rope = _ropeLocal != null && Config.SlidingLayers is { } sliding && sliding[l] ? _ropeLocal : Rope;
             b.Rope(s.Q, n, Config.Heads, positions, rope);
             b.Rope(s.K, n, Config.KvHeads, positions, rope);
         }
-        if (caches == null)
-        {
-            b.StoreKv(s.K, s.V, cache!, l, start, n);
-            b.Attention(s.Q, cache!, l, start, n, s.Att, ShapeOf(l), branch);
-        }
+        else if (caches == null) b.StoreKv(s.K, s.V, cache!, l, start, n);
+        if (caches == null) b.Attention(s.Q, cache!, l, start, n, s.Att, ShapeOf(l), branch);
         else b.AttentionRows(s.Rows, caches, positions, l, ShapeOf(l));
-        b.MatMul(s.Att, w.Wo, w.Bo, s.Xb, n);
-        if (w.PostAttnNorm != null) b.RmsNorm(s.Xb, w.PostAttnNorm, s.Xb, n, Config.NormEps);
-        b.Add(s.X, s.Xb, n);
+        if (w.PostAttnNorm == null) b.MatMulAdd(s.Att, w.Wo, w.Bo, s.Xb, s.X, n);
+        else
+        {
+            b.MatMul(s.Att, w.Wo, w.Bo, s.Xb, n);
+            b.RmsNorm(s.Xb, w.PostAttnNorm, s.Xb, n, Config.NormEps);
+            b.Add(s.X, s.Xb, n);
+        }
     }
 
     /// <summary>x += mlp(norm2(x)).</summary>
@@ -189,20 +191,25 @@ internal sealed class Transformer : IDisposable
     {
         var w = Weights.Layers[l];
         Norm(b, s.X, w.MlpNorm, w.MlpNormBias, s.Xb, n);
+        DeviceTensor hidden;
         if (w.WGate != null)
         {
-            b.MatMul(s.Xb, [w.WGate, w.WUp], [null, w.BUp], [s.Gate, s.Up], n);
-            if (_family.GatedGelu) b.GeluMul(s.Gate, s.Up, n); else b.SiluMul(s.Gate, s.Up, n);
-            b.MatMul(s.Gate, w.WDown, w.BDown, s.Xb, n);
+            b.GatedMatMul(s.Xb, w.WGate, w.WUp, w.BUp, s.Gate, s.Up, n, _family.GatedGelu);
+            hidden = s.Gate;
         }
         else
         {
             b.MatMul(s.Xb, w.WUp, w.BUp, s.Up, n);
             b.Gelu(s.Up, n);
-            b.MatMul(s.Up, w.WDown, w.BDown, s.Xb, n);
+            hidden = s.Up;
         }
-        if (w.PostMlpNorm != null) b.RmsNorm(s.Xb, w.PostMlpNorm, s.Xb, n, Config.NormEps);
-        b.Add(s.X, s.Xb, n);
+        if (w.PostMlpNorm == null) b.MatMulAdd(hidden, w.WDown, w.BDown, s.Xb, s.X, n);
+        else
+        {
+            b.MatMul(hidden, w.WDown, w.BDown, s.Xb, n);
+            b.RmsNorm(s.Xb, w.PostMlpNorm, s.Xb, n, Config.NormEps);
+            b.Add(s.X, s.Xb, n);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

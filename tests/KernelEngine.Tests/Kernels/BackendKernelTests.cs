@@ -85,13 +85,17 @@ public sealed class BackendKernelTests(string backendName)
     }
 
     /// <summary>Matrices sharing one x (q/k/v, gate/up) as one call: mixed types and odd sizes; 736 = 23 blocks walks the
-    /// quantized kernels' 16-block, 4-block (Q4_0) / 2-block (Q8_0) and scalar steps.</summary>
-    [TestCase(1)]
-    [TestCase(3)]
-    public void MatMulShared_MatchesScalarReference(int rows)
+    /// quantized kernels' 16-block, 4-block (Q4_0) / 2-block (Q8_0) and scalar steps.
+    /// With <paramref name="dense"/> every part is F32/F16/BF16: on a GPU one warp-per-row launch covers all three.</summary>
+    [TestCase(1, false)]
+    [TestCase(3, false)]
+    [TestCase(1, true)]
+    public void MatMulShared_MatchesScalarReference(int rows, bool dense)
     {
         const int inDim = 736;
-        (WeightType Type, int OutDim)[] parts = [(WeightType.Q4_0, 37), (WeightType.Q8_0, 21), (WeightType.F16, 9)];
+        (WeightType Type, int OutDim)[] parts = dense
+            ? [(WeightType.F16, 37), (WeightType.BF16, 21), (WeightType.F32, 9)]
+            : [(WeightType.Q4_0, 37), (WeightType.Q8_0, 21), (WeightType.F16, 9)];
         var x = TestData.Random(rows * inDim, 11);
         using var xt = _b.Tensor(x, rows, inDim);
         var weights = new DeviceWeight[parts.Length];
@@ -167,6 +171,33 @@ public sealed class BackendKernelTests(string backendName)
         _b.Rope(xt, rows, heads, positions, new RopeTable(inv, hd, layout));
         var expected = ScalarReference.Rope(x, rows, heads, hd, positions, inv, layout == RopeLayout.Interleaved);
         Assert.That(TestData.MaxAbsDiff(_b.ReadAll(xt), expected), Is.LessThanOrEqualTo(1e-5));
+    }
+
+    /// <summary>RoPE of q and k and the KV store as one op (one launch on a GPU): q and k rotated as the scalar RoPE, the
+    /// cache rows at [start, start + rows) holding rotated k and v (F16 cache: their halves), partial rotary leaving the
+    /// last dimensions as they are. Odd heads and sizes.</summary>
+    [TestCase(RopeLayout.RotateHalf, 5, false)]
+    [TestCase(RopeLayout.Interleaved, 5, true)]
+    [TestCase(RopeLayout.RotateHalf, 3, false)]   // partial rotary: 3 of 5 pairs rotated
+    public void RopeStoreKv_MatchesScalarReference(RopeLayout layout, int pairs, bool f16)
+    {
+        int rows = 3, heads = 3, kvHeads = 1, hd = 10, start = 4, ctx = 12, kvDim = kvHeads * hd;
+        var q = TestData.Random(rows * heads * hd, 61); var k = TestData.Random(rows * kvDim, 62); var v = TestData.Random(rows * kvDim, 63);
+        int[] positions = [4, 5, 1001];
+        var inv = RopeFrequencies.Compute(2 * pairs, 10000, null);
+        using var qt = _b.Tensor(q, rows, heads * hd); using var kt = _b.Tensor(k, rows, kvDim); using var vt = _b.Tensor(v, rows, kvDim);
+        using var cache = new KvCache(_b, 2, ctx, kvDim, f16);
+        _b.RopeStoreKv(qt, kt, vt, rows, heads, kvHeads, positions, new RopeTable(inv, hd, layout), cache, 1, start);
+        bool interleaved = layout == RopeLayout.Interleaved;
+        var kRef = ScalarReference.Rope(k, rows, kvHeads, hd, positions, inv, interleaved);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(qt), ScalarReference.Rope(q, rows, heads, hd, positions, inv, interleaved)), Is.LessThanOrEqualTo(1e-5), "q");
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(kt), kRef), Is.LessThanOrEqualTo(1e-5), "k");
+        float[] R(float[] a) => f16 ? a.Select(x => (float)(Half)x).ToArray() : a;
+        var cachedK = new float[rows * kvDim]; var cachedV = new float[rows * kvDim];
+        _b.Read(cache.K, (int)cache.PositionRow(1) + start, rows, cachedK);
+        _b.Read(cache.V, (int)cache.PositionRow(1) + start, rows, cachedV);
+        Assert.That(TestData.MaxAbsDiff(cachedK, R(kRef)), Is.LessThanOrEqualTo(f16 ? 1e-3 : 1e-5), "cached k");
+        Assert.That(cachedV, Is.EqualTo(R(v)), "cached v");
     }
 
     [Test]
@@ -360,6 +391,43 @@ public sealed class BackendKernelTests(string backendName)
         var source = Enumerable.Range(0, keep + count).SelectMany(j => raw.Skip((j < keep ? j : j + discard) * kvDim).Take(kvDim)).ToArray();
         var expected = ScalarReference.Rope(source, keep + count, kvHeads, hd, positions[..(keep + count)], inv, false);
         Assert.That(TestData.MaxAbsDiff(k[..((keep + count) * kvDim)], expected), Is.LessThanOrEqualTo(2.0 / 127));
+    }
+
+    /// <summary>The fused epilogues against the unfused formulas: residual += W·x + b (after Wo, W_down), and the gated
+    /// MLP's act(W_gate·x)·(W_up·x + b_up), SiLU and tanh-GELU; decode rows (the GPU's warp kernel) and a prefill block
+    /// (their unfused ops), odd row counts. Tolerance: the matmul's plus the activation's.</summary>
+    [TestCase(WeightType.F16, 1, false)]
+    [TestCase(WeightType.F32, 1, true)]
+    [TestCase(WeightType.BF16, 1, false)]
+    [TestCase(WeightType.F32, 3, false)]
+    [TestCase(WeightType.Q8_0, 1, true)]
+    public void FusedEpilogues_MatchTheUnfusedFormulas(WeightType type, int rows, bool gelu)
+    {
+        const int inDim = 96, outDim = 37;
+        var x = TestData.Random(rows * inDim, 51);
+        var residual = TestData.Random(rows * outDim, 52);
+        var wg = TestData.Encode(TestData.Random(outDim * inDim, 53, 0.3f), type, outDim, inDim);
+        var wu = TestData.Encode(TestData.Random(outDim * inDim, 54, 0.3f), type, outDim, inDim);
+        var bias = TestData.Random(outDim, 55);
+        bool q8Activations = type.IsBlockQuantized() && _b is CpuBackend;
+        var xRef = q8Activations ? ScalarReference.Dequantize(TestData.Encode(x, WeightType.Q8_0, rows, inDim), WeightType.Q8_0, rows, inDim) : x;
+        var g = ScalarReference.MatMul(xRef, rows, inDim, ScalarReference.Dequantize(wg, type, outDim, inDim), outDim, null);
+        var u = ScalarReference.MatMul(xRef, rows, inDim, ScalarReference.Dequantize(wu, type, outDim, inDim), outDim, bias);
+        using var xt = _b.Tensor(x, rows, inDim);
+        using var gate = _b.Upload(new HostWeight("gate", outDim, inDim, type, wg));
+        using var up = _b.Upload(new HostWeight("up", outDim, inDim, type, wu));
+        using var bt = _b.Upload(HostWeight.FromFloats("b", bias, 1, outDim));
+
+        using var rt = _b.Tensor(residual, rows, outDim);
+        using var scratch = _b.Allocate(rows, outDim);
+        _b.MatMulAdd(xt, up, bt, scratch, rt, rows);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(rt), residual.Select((r, i) => r + u[i]).ToArray()), Is.LessThanOrEqualTo(MatMulTolerance), "residual add");
+
+        using var gt = _b.Allocate(rows, outDim);
+        using var ut = _b.Allocate(rows, outDim);
+        _b.GatedMatMul(xt, gate, up, bt, gt, ut, rows, gelu);
+        var expected = g.Select((v, i) => (gelu ? ScalarReference.Gelu(v) : ScalarReference.Silu(v)) * u[i]).ToArray();
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(gt), expected), Is.LessThanOrEqualTo(MatMulTolerance + 2e-5), gelu ? "gelu gate" : "silu gate");
     }
 
     [Test]

@@ -1,0 +1,111 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using KernelEngine.Kernels.Ilgpu;
+
+namespace KernelEngine.Kernels.MatMul;
+
+/// <summary>16 bytes read as one 128-bit load (ILGPU emits <c>ld.v4</c> for a 16-byte struct of four 4-byte fields).</summary>
+internal struct Vec4F { public float X, Y, Z, W; }
+
+/// <summary>16 bytes of 2-byte elements (F16, BF16): eight of them, two per word.</summary>
+internal struct Vec4U { public uint A, B, C, D; }
+
+/// <summary>One weight of a <see cref="WarpMatVecIlgpu"/> launch: y (Rows) from W (Rows, inDim) raw bytes of Type.</summary>
+internal struct WarpPart
+{
+    public ArrayView<byte> W;
+    public ArrayView<float> Bias;
+    public ArrayView<float> Y;
+    public int Rows, Type, HasBias;
+    public long RowBytes;
+}
+
+/// <summary>Arguments of <see cref="WarpMatVecIlgpu.Run"/>: up to three weights that read the same x.</summary>
+internal struct WarpMatVecArgs
+{
+    public ArrayView<float> X;
+    public WarpPart P0, P1, P2;
+    public int InDim, Epilogue;
+}
+
+/// <summary>
+/// MatVec v3 (decode), ILGPU: one warp per output row. Each lane reads 16 bytes of the row per step (one 128-bit load:
+/// 4 floats or 8 halves) and the matching x as 128-bit loads; the lanes' partial sums meet through warp shuffles (no
+/// shared memory, no barrier). A group holds <see cref="WarpsPerGroup"/> warps, so as many rows. One launch covers up
+/// to three weights that read the same x (q, k, v: their rows one after another over the grid), and the epilogue does
+/// what used to be the next launch: y += (the residual add after Wo and W_down) or act(gate)·up (the gated MLP: a warp
+/// computes row i of both weights).
+/// </summary>
+internal static class WarpMatVecIlgpu
+{
+    /// <summary>Warps of a group (rows per group).</summary>
+    public const int WarpsPerGroup = 4;
+    /// <summary>Epilogues: y = Wx + b; y += Wx + b; gate = silu(W_gate x) · (W_up x + b_up); the same with tanh-GELU.</summary>
+    public const int Store = 0, Accumulate = 1, SiluGate = 2, GeluGate = 3;
+
+    /// <summary>Whether a weight of this type and row runs here (its rows are whole 16-byte vectors).</summary>
+    public static bool Supports(WeightType type, int inDim) =>
+        type == WeightType.F32 ? inDim % 4 == 0 : (type is WeightType.F16 or WeightType.BF16) && inDim % 8 == 0;
+
+    public static void Run(WarpMatVecArgs a)
+    {
+        int lane = Warp.LaneIdx;
+        int r = Grid.IdxX * (Group.DimX / Warp.WarpSize) + Warp.WarpIdx;
+        if (a.Epilogue >= SiluGate)
+        {
+            if (r >= a.P0.Rows) return;   // the whole warp leaves together
+            float g = Dot(a.X, a.P0, r, a.InDim, lane), u = Dot(a.X, a.P1, r, a.InDim, lane);
+            if (lane != 0) return;
+            if (a.P1.HasBias != 0) u += a.P1.Bias[r];
+            float act = a.Epilogue == SiluGate ? g / (1f + XMath.Exp(-g)) : 0.5f * g * (1f + XMath.Tanh(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+            a.P0.Y[r] = act * u;
+            return;
+        }
+        WarpPart p;
+        if (r < a.P0.Rows) p = a.P0;
+        else if ((r -= a.P0.Rows) < a.P1.Rows) p = a.P1;
+        else if ((r -= a.P1.Rows) < a.P2.Rows) p = a.P2;
+        else return;
+        float acc = Dot(a.X, p, r, a.InDim, lane);
+        if (lane != 0) return;
+        float v = p.HasBias != 0 ? acc + p.Bias[r] : acc;
+        p.Y[r] = a.Epilogue == Accumulate ? p.Y[r] + v : v;
+    }
+
+    /// <summary>Row <paramref name="row"/> of p · x, in every lane.</summary>
+    private static float Dot(ArrayView<float> xs, WarpPart p, int row, int inDim, int lane)
+    {
+        var x = xs.Cast<Vec4F>();
+        long start = row * p.RowBytes / 16;
+        float acc = 0;
+        if (p.Type == (int)WeightType.F32)
+        {
+            var w = p.W.Cast<Vec4F>();
+            for (int i = lane; i < inDim / 4; i += Warp.WarpSize)
+            {
+                var wv = w[start + i];
+                var xv = x[i];
+                acc += wv.X * xv.X + wv.Y * xv.Y + wv.Z * xv.Z + wv.W * xv.W;
+            }
+        }
+        else
+        {
+            var w = p.W.Cast<Vec4U>();
+            bool bf16 = p.Type == (int)WeightType.BF16;
+            for (int i = lane; i < inDim / 8; i += Warp.WarpSize)
+            {
+                var wv = w[start + i];
+                var x0 = x[2 * i];
+                var x1 = x[2 * i + 1];
+                acc += Lo(wv.A, bf16) * x0.X + Hi(wv.A, bf16) * x0.Y + Lo(wv.B, bf16) * x0.Z + Hi(wv.B, bf16) * x0.W
+                     + Lo(wv.C, bf16) * x1.X + Hi(wv.C, bf16) * x1.Y + Lo(wv.D, bf16) * x1.Z + Hi(wv.D, bf16) * x1.W;
+            }
+        }
+        return DeviceMath.WarpSum(acc);
+    }
+
+    /// <summary>The element in the low half of a word of two F16 or BF16 values.</summary>
+    private static float Lo(uint word, bool bf16) => bf16 ? Interop.IntAsFloat(word << 16) : Interop.IntAsFloat((ushort)word);
+    /// <summary>The element in the high half.</summary>
+    private static float Hi(uint word, bool bf16) => bf16 ? Interop.IntAsFloat(word & 0xFFFF0000u) : Interop.IntAsFloat((ushort)(word >> 16));
+}
