@@ -26,6 +26,9 @@ internal struct WarpMatVecArgs
     public ArrayView<float> X;
     public WarpPart P0, P1, P2;
     public int InDim, Epilogue;
+    public ArrayView<float> NormW;   // Norm != 0: x is RMS-normed (x · rsqrt(mean x² + Eps) · NormW) in the prologue
+    public int Norm;
+    public float Eps;
 }
 
 /// <summary>
@@ -34,7 +37,8 @@ internal struct WarpMatVecArgs
 /// shared memory, no barrier). A group holds <see cref="WarpsPerGroup"/> warps, so as many rows. One launch covers up
 /// to three weights that read the same x (q, k, v: their rows one after another over the grid), and the epilogue does
 /// what used to be the next launch: y += (the residual add after Wo and W_down) or act(gate)·up (the gated MLP: a warp
-/// computes row i of both weights).
+/// computes row i of both weights). The prologue can do what used to be the previous launch: the RMSNorm of x (each group
+/// sums x² once with a shared-memory reduction; the lanes then scale x as they read it).
 /// </summary>
 internal static class WarpMatVecIlgpu
 {
@@ -49,12 +53,20 @@ internal static class WarpMatVecIlgpu
 
     public static void Run(WarpMatVecArgs a)
     {
+        var shared = SharedMemory.Allocate<float>(DeviceMath.GroupSize);
+        float scale = 1f;
+        if (a.Norm != 0)   // the whole group, before any warp leaves
+        {
+            float ss = 0;
+            for (int i = Group.IdxX; i < a.InDim; i += Group.DimX) { float xi = a.X[i]; ss += xi * xi; }
+            scale = XMath.Rsqrt(DeviceMath.GroupSum(ss, shared) / a.InDim + a.Eps);
+        }
         int lane = Warp.LaneIdx;
         int r = Grid.IdxX * (Group.DimX / Warp.WarpSize) + Warp.WarpIdx;
         if (a.Epilogue >= SiluGate)
         {
             if (r >= a.P0.Rows) return;   // the whole warp leaves together
-            float g = Dot(a.X, a.P0, r, a.InDim, lane), u = Dot(a.X, a.P1, r, a.InDim, lane);
+            float g = Dot(a, a.P0, r, scale, lane), u = Dot(a, a.P1, r, scale, lane);
             if (lane != 0) return;
             if (a.P1.HasBias != 0) u += a.P1.Bias[r];
             float act = a.Epilogue == SiluGate ? g / (1f + XMath.Exp(-g)) : 0.5f * g * (1f + XMath.Tanh(0.7978845608028654f * (g + 0.044715f * g * g * g)));
@@ -66,16 +78,19 @@ internal static class WarpMatVecIlgpu
         else if ((r -= a.P0.Rows) < a.P1.Rows) p = a.P1;
         else if ((r -= a.P1.Rows) < a.P2.Rows) p = a.P2;
         else return;
-        float acc = Dot(a.X, p, r, a.InDim, lane);
+        float acc = Dot(a, p, r, scale, lane);
         if (lane != 0) return;
         float v = p.HasBias != 0 ? acc + p.Bias[r] : acc;
         p.Y[r] = a.Epilogue == Accumulate ? p.Y[r] + v : v;
     }
 
-    /// <summary>Row <paramref name="row"/> of p · x, in every lane.</summary>
-    private static float Dot(ArrayView<float> xs, WarpPart p, int row, int inDim, int lane)
+    /// <summary>Row <paramref name="row"/> of p · x (x normed on the fly when the launch norms it), in every lane.</summary>
+    private static float Dot(WarpMatVecArgs a, WarpPart p, int row, float scale, int lane)
     {
-        var x = xs.Cast<Vec4F>();
+        var x = a.X.Cast<Vec4F>();
+        var nw = a.NormW.Cast<Vec4F>();
+        bool norm = a.Norm != 0;
+        int inDim = a.InDim;
         long start = row * p.RowBytes / 16;
         float acc = 0;
         if (p.Type == (int)WeightType.F32)
@@ -84,7 +99,7 @@ internal static class WarpMatVecIlgpu
             for (int i = lane; i < inDim / 4; i += Warp.WarpSize)
             {
                 var wv = w[start + i];
-                var xv = x[i];
+                var xv = norm ? Normed(x[i], scale, nw[i]) : x[i];
                 acc += wv.X * xv.X + wv.Y * xv.Y + wv.Z * xv.Z + wv.W * xv.W;
             }
         }
@@ -95,14 +110,18 @@ internal static class WarpMatVecIlgpu
             for (int i = lane; i < inDim / 8; i += Warp.WarpSize)
             {
                 var wv = w[start + i];
-                var x0 = x[2 * i];
-                var x1 = x[2 * i + 1];
+                var x0 = norm ? Normed(x[2 * i], scale, nw[2 * i]) : x[2 * i];
+                var x1 = norm ? Normed(x[2 * i + 1], scale, nw[2 * i + 1]) : x[2 * i + 1];
                 acc += Lo(wv.A, bf16) * x0.X + Hi(wv.A, bf16) * x0.Y + Lo(wv.B, bf16) * x0.Z + Hi(wv.B, bf16) * x0.W
                      + Lo(wv.C, bf16) * x1.X + Hi(wv.C, bf16) * x1.Y + Lo(wv.D, bf16) * x1.Z + Hi(wv.D, bf16) * x1.W;
             }
         }
         return DeviceMath.WarpSum(acc);
     }
+
+    /// <summary>x · scale · w per element, as the RMSNorm kernel writes it.</summary>
+    private static Vec4F Normed(Vec4F x, float scale, Vec4F w) =>
+        new() { X = x.X * scale * w.X, Y = x.Y * scale * w.Y, Z = x.Z * scale * w.Z, W = x.W * scale * w.W };
 
     /// <summary>The element in the low half of a word of two F16 or BF16 values.</summary>
     private static float Lo(uint word, bool bf16) => bf16 ? Interop.IntAsFloat(word << 16) : Interop.IntAsFloat((ushort)word);

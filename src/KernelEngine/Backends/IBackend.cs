@@ -64,6 +64,21 @@ internal interface IBackend : IDisposable
     }
     /// <summary>Rotates each head of x (rows, heads * headDim) by its row's position.</summary>
     void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope);
+    /// <summary>y_i = (rmsnorm(x) ⊙ norm) · w_iᵀ + b_i for matrices that read the normed x (q/k/v); <paramref name="normed"/>
+    /// holds the normed x where the backend does not fuse the norm into the matvec (the CPU: RmsNorm, then MatMul).</summary>
+    void NormMatMul(DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias,
+        ReadOnlySpan<DeviceTensor> y, int rows)
+    {
+        RmsNorm(x, norm, normed, rows, eps);
+        MatMul(normed, w, bias, y, rows);
+    }
+    /// <summary><see cref="GatedMatMul"/> of rmsnorm(x) ⊙ norm (the MLP's first half with its norm).</summary>
+    void NormGatedMatMul(DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias,
+        DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu)
+    {
+        RmsNorm(x, norm, normed, rows, eps);
+        GatedMatMul(normed, gate, up, upBias, gateOut, upOut, rows, gelu);
+    }
     /// <summary>Rotates q and k by their rows' positions and writes k, v into the cache of a layer at [start, start + rows):
     /// <see cref="Rope"/> twice and <see cref="StoreKv"/>, which a GPU runs as one launch.</summary>
     void RopeStoreKv(DeviceTensor q, DeviceTensor k, DeviceTensor v, int rows, int heads, int kvHeads, ReadOnlySpan<int> positions, RopeTable rope,

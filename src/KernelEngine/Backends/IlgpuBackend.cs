@@ -372,6 +372,36 @@ internal sealed unsafe class IlgpuBackend : IBackend
         if (gelu) GeluMul(gateOut, upOut, rows); else SiluMul(gateOut, upOut, rows);
     }
 
+    public void NormMatMul(DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias,
+        ReadOnlySpan<DeviceTensor> y, int rows)
+    {
+        if (w.Length <= 3 && WarpMatVec(rows, w) && Fits(x, w, y) && NormFits(x, norm))
+        {
+            using var held = Enter();
+            LaunchWarp(x, Part(w[0], bias[0], y[0]), w.Length > 1 ? Part(w[1], bias[1], y[1]) : default, w.Length > 2 ? Part(w[2], bias[2], y[2]) : default,
+                WarpMatVecIlgpu.Store, norm, eps);
+            return;
+        }
+        RmsNorm(x, norm, normed, rows, eps);
+        MatMul(normed, w, bias, y, rows);
+    }
+
+    public void NormGatedMatMul(DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias,
+        DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu)
+    {
+        if (WarpMatVec(rows, [gate, up]) && gate.Rows == up.Rows && Fits(x, [gate, up], [gateOut, upOut]) && NormFits(x, norm))
+        {
+            using var held = Enter();
+            LaunchWarp(x, Part(gate, null, gateOut), Part(up, upBias, upOut), default, gelu ? WarpMatVecIlgpu.GeluGate : WarpMatVecIlgpu.SiluGate, norm, eps);
+            return;
+        }
+        RmsNorm(x, norm, normed, rows, eps);
+        GatedMatMul(normed, gate, up, upBias, gateOut, upOut, rows, gelu);
+    }
+
+    /// <summary>The norm's weights are F32 of x's width (the prologue reads them as 128-bit vectors).</summary>
+    private static bool NormFits(DeviceTensor x, DeviceWeight norm) => norm.Type == WeightType.F32 && norm.Rows * norm.Cols == x.Cols && x.Cols % 4 == 0;
+
     /// <summary>Whether the warp-per-row kernel takes these weights for this many rows (decode, on a device that shuffles).</summary>
     private bool WarpMatVec(int rows, ReadOnlySpan<DeviceWeight> w)
     {
@@ -396,12 +426,15 @@ internal sealed unsafe class IlgpuBackend : IBackend
     };
 
     /// <summary>One warp per output row over the parts' rows (gated: over the gate's rows).</summary>
-    private void LaunchWarp(DeviceTensor x, WarpPart p0, WarpPart p1, WarpPart p2, int epilogue)
+    private void LaunchWarp(DeviceTensor x, WarpPart p0, WarpPart p1, WarpPart p2, int epilogue, DeviceWeight? norm = null, float eps = 0)
     {
         const int warps = WarpMatVecIlgpu.WarpsPerGroup;
         int rows = epilogue >= WarpMatVecIlgpu.SiluGate ? p0.Rows : p0.Rows + p1.Rows + p2.Rows;
-        Launch("matvec-warp", WarpMatVecIlgpu.Run, (rows + warps - 1) / warps, warps * _acc.WarpSize,
-            new WarpMatVecArgs { X = T(x).F, P0 = p0, P1 = p1, P2 = p2, InDim = x.Cols, Epilogue = epilogue });
+        Launch("matvec-warp", WarpMatVecIlgpu.Run, (rows + warps - 1) / warps, warps * _acc.WarpSize, new WarpMatVecArgs
+        {
+            X = T(x).F, P0 = p0, P1 = p1, P2 = p2, InDim = x.Cols, Epilogue = epilogue,
+            NormW = norm == null ? _none.View : W(norm).F, Norm = norm == null ? 0 : 1, Eps = eps,
+        });
     }
 
     public void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)

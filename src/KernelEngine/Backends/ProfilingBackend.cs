@@ -101,6 +101,9 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
     // fused epilogues (on the CPU: the two ops, timed together)
     private static readonly string[] MatVecAddNames = MatVecNames.Select(n => n + "+add").ToArray(), MatMulAddNames = MatMulNames.Select(n => n + "+add").ToArray();
     private static readonly string[] MatVecSiluNames = MatVecNames.Select(n => n + "+silu").ToArray(), MatMulSiluNames = MatMulNames.Select(n => n + "+silu").ToArray();
+    private static readonly string[] MatVecNormNames = MatVecNames.Select(n => n + "+norm").ToArray(), MatMulNormNames = MatMulNames.Select(n => n + "+norm").ToArray();
+    private static readonly string[] MatVecNormSiluNames = MatVecNames.Select(n => n + "+norm+silu").ToArray(), MatMulNormSiluNames = MatMulNames.Select(n => n + "+norm+silu").ToArray();
+    private static readonly string[] MatVecNormGeluNames = MatVecNames.Select(n => n + "+norm+gelu").ToArray(), MatMulNormGeluNames = MatMulNames.Select(n => n + "+norm+gelu").ToArray();
     private static readonly string[] MatVecGeluNames = MatVecNames.Select(n => n + "+gelu").ToArray(), MatMulGeluNames = MatMulNames.Select(n => n + "+gelu").ToArray();
 
     public void MatMul(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int rows)
@@ -182,6 +185,25 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
         var t = Begin();
         inner.GatedMatMul(x, gate, up, upBias, gateOut, upOut, rows, gelu);
         End(t, (gelu ? rows == 1 ? MatVecGeluNames : MatMulGeluNames : rows == 1 ? MatVecSiluNames : MatMulSiluNames)[(int)gate.Type], gate.Name, F(x, rows) + gate.Bytes + up.Bytes + 3 * F(gateOut, rows));
+    }
+
+    public void NormMatMul(DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias,
+        ReadOnlySpan<DeviceTensor> y, int rows)
+    {
+        var t = Begin();
+        inner.NormMatMul(x, norm, eps, normed, w, bias, y, rows);
+        long bytes = F(x, rows) + norm.Bytes;
+        for (int i = 0; i < w.Length; i++) bytes += w[i].Bytes + F(y[i], rows);
+        End(t, (rows == 1 ? MatVecNormNames : MatMulNormNames)[(int)w[0].Type], w[0].Name, bytes);
+    }
+
+    public void NormGatedMatMul(DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias,
+        DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu)
+    {
+        var t = Begin();
+        inner.NormGatedMatMul(x, norm, eps, normed, gate, up, upBias, gateOut, upOut, rows, gelu);
+        End(t, (gelu ? rows == 1 ? MatVecNormGeluNames : MatMulNormGeluNames : rows == 1 ? MatVecNormSiluNames : MatMulNormSiluNames)[(int)gate.Type], gate.Name,
+            F(x, rows) + norm.Bytes + gate.Bytes + up.Bytes + F(gateOut, rows));
     }
 
     public void RopeStoreKv(DeviceTensor q, DeviceTensor k, DeviceTensor v, int rows, int heads, int kvHeads, ReadOnlySpan<int> positions, RopeTable rope,

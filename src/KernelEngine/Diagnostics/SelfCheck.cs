@@ -72,6 +72,31 @@ public static class SelfCheck
                     return ReadAll(b, yt);
                 });
             }
+        // Decode's fused ops (one launch each on a GPU): norm + q/k/v, norm + gate/up + SiLU, matvec + residual add.
+        foreach (WeightType type in new[] { WeightType.F32, WeightType.F16, WeightType.BF16 })
+        {
+            const int inDim = 136, outDim = 37;
+            var x = R(inDim, 2); var nw = R(inDim); var res = R(outDim); var bias = R(outDim);
+            var w0 = Encode(R(outDim * inDim, 0.3f), type, outDim, inDim); var w1 = Encode(R(outDim * inDim, 0.3f), type, outDim, inDim);
+            float[] Fused(IBackend b, int op)
+            {
+                using var xt = Tensor(b, x, 1, inDim);
+                using var nt = b.Upload(HostWeight.FromFloats("norm", nw, 1, inDim));
+                using var wt0 = b.Upload(new HostWeight("w0", outDim, inDim, type, w0));
+                using var wt1 = b.Upload(new HostWeight("w1", outDim, inDim, type, w1));
+                using var bt = b.Upload(HostWeight.FromFloats("b", bias, 1, outDim));
+                using var normed = b.Allocate(1, inDim);
+                using var o0 = Tensor(b, res, 1, outDim);
+                using var o1 = b.Allocate(1, outDim);
+                if (op == 0) b.NormMatMul(xt, nt, 1e-5f, normed, [wt0, wt1], [null, bt], [o0, o1], 1);
+                else if (op == 1) b.NormGatedMatMul(xt, nt, 1e-5f, normed, wt0, wt1, bt, o0, o1, 1, gelu: false);
+                else b.MatMulAdd(xt, wt0, bt, o1, o0, 1);
+                return op == 0 ? [.. ReadAll(b, o0), .. ReadAll(b, o1)] : ReadAll(b, o0);
+            }
+            Check($"norm+matvec {type.Name()} (q/k/v)", 1e-3, b => Fused(b, 0));
+            Check($"norm+gate/up+silu {type.Name()}", 1e-3, b => Fused(b, 1));
+            Check($"matvec+add {type.Name()}", 1e-3, b => Fused(b, 2));
+        }
         {
             int rows = 3, dim = 67;
             var x = R(rows * dim, 3); var w = R(dim); var bb = R(dim);
@@ -85,6 +110,17 @@ public static class SelfCheck
             var x = R(3 * 3 * 10); int[] pos = [0, 5, 1001];
             var table = new RopeTable(RopeFrequencies.Compute(10, 10000), 10, RopeLayout.RotateHalf);
             Check("rope", 1e-4, b => { using var xt = Tensor(b, x, 3, 30); b.Rope(xt, 3, 3, pos, table); return ReadAll(b, xt); });
+            var k = R(3 * 20); var v = R(3 * 20);
+            Check("rope+store-kv", 1e-3, b =>
+            {
+                using var qt = Tensor(b, x, 3, 30); using var kt = Tensor(b, k, 3, 20); using var vt = Tensor(b, v, 3, 20);
+                using var cache = new KvCache(b, 2, 8, 20, true);
+                b.RopeStoreKv(qt, kt, vt, 3, 3, 2, pos, table, cache, 1, 4);
+                var cached = new float[2 * 3 * 20];
+                b.Read(cache.K, (int)cache.PositionRow(1) + 4, 3, cached);
+                b.Read(cache.V, (int)cache.PositionRow(1) + 4, 3, cached.AsSpan(3 * 20));
+                return [.. ReadAll(b, qt), .. cached];
+            });
         }
         foreach (bool f16 in new[] { false, true })
             foreach (int rows in new[] { 1, 5 })

@@ -100,6 +100,8 @@ internal sealed class Transformer : IDisposable
             Norm(b, s.X, Weights.FinalNorm, Weights.FinalNormBias, s.Xb, n);
             b.MatMul(s.Xb, Weights.LmHead, null, s.Logits, n);
         }
+        else if (n == 1 && Weights.FinalNormBias == null)
+            b.NormMatMul(s.X, Weights.FinalNorm, Config.NormEps, s.Xb, [Weights.LmHead], [null], [s.Logits], 1);   // decode: one launch on a GPU
         else
         {
             b.CopyRows(s.X, n - 1, s.Xb, 0, 1);
@@ -159,8 +161,12 @@ internal sealed class Transformer : IDisposable
         IReadOnlyList<KvCache>? caches = null)
     {
         var w = Weights.Layers[l];
-        Norm(b, s.X, w.AttnNorm, w.AttnNormBias, s.Xb, n);
-        b.MatMul(s.Xb, [w.Wq, w.Wk, w.Wv], [w.Bq, w.Bk, w.Bv], [s.Q, s.K, s.V], n);
+        if (w.AttnNormBias == null) b.NormMatMul(s.X, w.AttnNorm, Config.NormEps, s.Xb, [w.Wq, w.Wk, w.Wv], [w.Bq, w.Bk, w.Bv], [s.Q, s.K, s.V], n);
+        else
+        {
+            Norm(b, s.X, w.AttnNorm, w.AttnNormBias, s.Xb, n);
+            b.MatMul(s.Xb, [w.Wq, w.Wk, w.Wv], [w.Bq, w.Bk, w.Bv], [s.Q, s.K, s.V], n);
+        }
         if (w.QNorm != null)
         {
             b.RmsNormHeads(s.Q, w.QNorm, n, Config.Heads, Config.NormEps);
@@ -190,15 +196,21 @@ internal sealed class Transformer : IDisposable
     private void MlpBlock(IBackend b, RunState s, int l, int n)
     {
         var w = Weights.Layers[l];
-        Norm(b, s.X, w.MlpNorm, w.MlpNormBias, s.Xb, n);
         DeviceTensor hidden;
-        if (w.WGate != null)
+        if (w.WGate != null && w.MlpNormBias == null)
         {
+            b.NormGatedMatMul(s.X, w.MlpNorm, Config.NormEps, s.Xb, w.WGate, w.WUp, w.BUp, s.Gate, s.Up, n, _family.GatedGelu);
+            hidden = s.Gate;
+        }
+        else if (w.WGate != null)
+        {
+            Norm(b, s.X, w.MlpNorm, w.MlpNormBias, s.Xb, n);
             b.GatedMatMul(s.Xb, w.WGate, w.WUp, w.BUp, s.Gate, s.Up, n, _family.GatedGelu);
             hidden = s.Gate;
         }
         else
         {
+            Norm(b, s.X, w.MlpNorm, w.MlpNormBias, s.Xb, n);
             b.MatMul(s.Xb, w.WUp, w.BUp, s.Up, n);
             b.Gelu(s.Up, n);
             hidden = s.Up;

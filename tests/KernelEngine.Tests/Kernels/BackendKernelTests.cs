@@ -430,6 +430,38 @@ public sealed class BackendKernelTests(string backendName)
         Assert.That(TestData.MaxAbsDiff(_b.ReadAll(gt), expected), Is.LessThanOrEqualTo(MatMulTolerance + 2e-5), gelu ? "gelu gate" : "silu gate");
     }
 
+    /// <summary>The RMSNorm fused into the matvec prologue (q/k/v and the gated MLP's first half) against RmsNorm then the
+    /// matmuls' formulas, decode and a prefill block.</summary>
+    [TestCase(WeightType.F16, 1)]
+    [TestCase(WeightType.F32, 1)]
+    [TestCase(WeightType.F32, 2)]
+    public void NormFusedMatMuls_MatchNormThenMatMul(WeightType type, int rows)
+    {
+        const int inDim = 136, outDim = 21;
+        const float eps = 1e-5f;
+        var x = TestData.Random(rows * inDim, 71, 3f);
+        var normW = TestData.Random(inDim, 72);
+        var xn = ScalarReference.RmsNorm(x, normW, rows, inDim, eps);
+        var w0 = TestData.Encode(TestData.Random(outDim * inDim, 73, 0.3f), type, outDim, inDim);
+        var w1 = TestData.Encode(TestData.Random(outDim * inDim, 74, 0.3f), type, outDim, inDim);
+        var bias = TestData.Random(outDim, 75);
+        var y0 = ScalarReference.MatMul(xn, rows, inDim, ScalarReference.Dequantize(w0, type, outDim, inDim), outDim, null);
+        var y1 = ScalarReference.MatMul(xn, rows, inDim, ScalarReference.Dequantize(w1, type, outDim, inDim), outDim, bias);
+        using var xt = _b.Tensor(x, rows, inDim);
+        using var nt = _b.Upload(HostWeight.FromFloats("norm", normW, 1, inDim));
+        using var wt0 = _b.Upload(new HostWeight("w0", outDim, inDim, type, w0));
+        using var wt1 = _b.Upload(new HostWeight("w1", outDim, inDim, type, w1));
+        using var bt = _b.Upload(HostWeight.FromFloats("b", bias, 1, outDim));
+        using var normed = _b.Allocate(rows, inDim);
+        using var o0 = _b.Allocate(rows, outDim);
+        using var o1 = _b.Allocate(rows, outDim);
+        _b.NormMatMul(xt, nt, eps, normed, [wt0, wt1], [null, bt], [o0, o1], rows);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(o0), y0), Is.LessThanOrEqualTo(MatMulTolerance), "first matrix");
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(o1), y1), Is.LessThanOrEqualTo(MatMulTolerance), "second matrix, with bias");
+        _b.NormGatedMatMul(xt, nt, eps, normed, wt0, wt1, bt, o0, o1, rows, gelu: false);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(o0), y0.Select((g, i) => ScalarReference.Silu(g) * y1[i]).ToArray()), Is.LessThanOrEqualTo(MatMulTolerance + 2e-5), "gated");
+    }
+
     [Test]
     public void Activations_MatchScalarReference()
     {

@@ -45,17 +45,18 @@ public sealed class GpuCompileTests
         Assert.That(source, Does.Contain("kernel"));
     }
 
-    /// <summary>The decode matvec's design (issue "GPU kernels"): 128-bit loads of weights and x, a warp-shuffle reduction,
-    /// no shared-memory barrier, no local memory.</summary>
+    /// <summary>The decode matvec's design (issue "GPU kernels"): 128-bit loads of weights and x, a warp-shuffle reduction
+    /// of each row, no local memory; barriers only in the fused RMSNorm prologue (one sum of x² per group).</summary>
     [Test]
-    public void WarpMatVec_Ptx_HasVectorLoads_Shuffles_NoBarrier_NoLocalMemory()
+    public void WarpMatVec_Ptx_HasVectorLoads_Shuffles_NoLocalMemory()
     {
         string ptx = KernelPtx.Compile(_ctx, KernelCatalog.All.Single(e => e.Name == "matvec-warp"), CudaArchitecture.SM_80);
         var shape = PtxShape.Of(ptx);
         Assert.That(shape.VectorLoads, Is.GreaterThanOrEqualTo(4), "weights and x as 128-bit loads, F32 and 16-bit paths");
         Assert.That(shape.Shuffles, Is.GreaterThanOrEqualTo(1));
         Assert.That(shape.LocalAccesses, Is.Zero);
-        Assert.That(ptx, Does.Not.Contain("bar.sync").And.Not.Contain("barrier.sync"));
+        Assert.That(System.Text.RegularExpressions.Regex.Count(ptx, @"\bbar(rier)?\.sync"), Is.LessThanOrEqualTo(3),
+            "barriers only in the norm prologue's group sum (before it, in its loop, after it)");
         Assert.That(ptx, Does.Contain("cvt.f32.f16"), "fp16 widened by the hardware conversion, not integer bit work");
     }
 
