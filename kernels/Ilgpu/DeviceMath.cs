@@ -57,18 +57,19 @@ internal static class DeviceMath
         if (type == (int)WeightType.F32) return w.Cast<float>()[rowStart / 4 + col];
         if (type == (int)WeightType.F16) return HalfToFloat(w.Cast<ushort>()[rowStart / 2 + col]);
         if (type == (int)WeightType.BF16) return Interop.IntAsFloat((uint)w.Cast<ushort>()[rowStart / 2 + col] << 16);
+        // Q8_0, Q4_0: the repacked device layout (DeviceWeightLayout): the row's scales, then its quants
         if (type == (int)WeightType.Q8_0)
         {
-            long off = rowStart + (col / 32) * 34;
-            float d = HalfToFloat(w[off] | ((uint)w[off + 1] << 8));
-            return d * (sbyte)w[off + 2 + col % 32];
+            long quants = rowStart + rowBytes - DeviceWeightLayout.Blocks(WeightType.Q8_0, rowBytes) * 32;
+            float d = HalfToFloat(w.Cast<ushort>()[rowStart / 2 + col / 32]);
+            return d * (sbyte)w[quants + col];
         }
         if (type == (int)WeightType.Q4_0)
         {
-            long off = rowStart + (col / 32) * 18;
-            float d = HalfToFloat(w[off] | ((uint)w[off + 1] << 8));
+            long quants = rowStart + rowBytes - DeviceWeightLayout.Blocks(WeightType.Q4_0, rowBytes) * 16;
+            float d = HalfToFloat(w.Cast<ushort>()[rowStart / 2 + col / 32]);
             int j = col % 32;
-            int b = w[off + 2 + (j & 15)];
+            int b = w[quants + (col / 32) * 16 + (j & 15)];
             int q = j < 16 ? b & 0x0F : b >> 4;
             return d * (q - 8);
         }

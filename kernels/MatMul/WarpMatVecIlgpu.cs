@@ -47,9 +47,15 @@ internal static class WarpMatVecIlgpu
     /// <summary>Epilogues: y = Wx + b; y += Wx + b; gate = silu(W_gate x) · (W_up x + b_up); the same with tanh-GELU.</summary>
     public const int Store = 0, Accumulate = 1, SiluGate = 2, GeluGate = 3;
 
-    /// <summary>Whether a weight of this type and row runs here (its rows are whole 16-byte vectors).</summary>
-    public static bool Supports(WeightType type, int inDim) =>
-        type == WeightType.F32 ? inDim % 4 == 0 : (type is WeightType.F16 or WeightType.BF16) && inDim % 8 == 0;
+    /// <summary>Whether a weight of this type and row runs here (its rows are whole 16-byte vectors: F32, F16, BF16, and
+    /// Q8_0/Q4_0 in their repacked device layout, <see cref="DeviceWeightLayout"/>).</summary>
+    public static bool Supports(WeightType type, int inDim) => type switch
+    {
+        WeightType.F32 => inDim % 4 == 0,
+        WeightType.F16 or WeightType.BF16 => inDim % 8 == 0,
+        WeightType.Q8_0 or WeightType.Q4_0 => inDim % 32 == 0,
+        _ => false,
+    };
 
     public static void Run(WarpMatVecArgs a)
     {
@@ -93,7 +99,41 @@ internal static class WarpMatVecIlgpu
         int inDim = a.InDim;
         long start = row * p.RowBytes / 16;
         float acc = 0;
-        if (p.Type == (int)WeightType.F32)
+        if (p.Type == (int)WeightType.Q8_0 || p.Type == (int)WeightType.Q4_0)
+        {
+            // the row's fp16 scales, then its quants from a 16-byte boundary
+            int blocks = inDim / 32;
+            var scales = p.W.Cast<ushort>();
+            long scaleAt = row * p.RowBytes / 2;
+            var q = p.W.Cast<Vec4U>();
+            long quantsAt = start + DeviceWeightLayout.ScaleBytes(blocks) / 16;
+            if (p.Type == (int)WeightType.Q8_0)
+            {
+                for (int i = lane; i < 2 * blocks; i += Warp.WarpSize)   // 16 quants per vector, two vectors per block
+                {
+                    var qv = q[quantsAt + i];
+                    float d = Interop.IntAsFloat(scales[scaleAt + i / 2]);
+                    float sum = Q8(qv.A, Xv(x, nw, norm, scale, 4L * i)) + Q8(qv.B, Xv(x, nw, norm, scale, 4L * i + 1))
+                              + Q8(qv.C, Xv(x, nw, norm, scale, 4L * i + 2)) + Q8(qv.D, Xv(x, nw, norm, scale, 4L * i + 3));
+                    acc += d * sum;
+                }
+            }
+            else
+            {
+                for (int i = lane; i < blocks; i += Warp.WarpSize)   // a block per vector: byte j holds elements j and j + 16
+                {
+                    var qv = q[quantsAt + i];
+                    float d = Interop.IntAsFloat(scales[scaleAt + i]);
+                    long xi = 8L * i;
+                    float sum = Q4(qv.A, Xv(x, nw, norm, scale, xi), Xv(x, nw, norm, scale, xi + 4))
+                              + Q4(qv.B, Xv(x, nw, norm, scale, xi + 1), Xv(x, nw, norm, scale, xi + 5))
+                              + Q4(qv.C, Xv(x, nw, norm, scale, xi + 2), Xv(x, nw, norm, scale, xi + 6))
+                              + Q4(qv.D, Xv(x, nw, norm, scale, xi + 3), Xv(x, nw, norm, scale, xi + 7));
+                    acc += d * sum;
+                }
+            }
+        }
+        else if (p.Type == (int)WeightType.F32)
         {
             var w = p.W.Cast<Vec4F>();
             for (int i = lane; i < inDim / 4; i += Warp.WarpSize)
@@ -118,6 +158,18 @@ internal static class WarpMatVecIlgpu
         }
         return DeviceMath.WarpSum(acc);
     }
+
+    /// <summary>x's 4 floats at vector i, normed when the launch norms x.</summary>
+    private static Vec4F Xv(ArrayView<Vec4F> x, ArrayView<Vec4F> nw, bool norm, float scale, long i) => norm ? Normed(x[i], scale, nw[i]) : x[i];
+
+    /// <summary>4 int8 quants of a word against 4 floats.</summary>
+    private static float Q8(uint q, Vec4F x) =>
+        (sbyte)q * x.X + (sbyte)(q >> 8) * x.Y + (sbyte)(q >> 16) * x.Z + (sbyte)(q >> 24) * x.W;
+
+    /// <summary>4 bytes of Q4_0 nibbles (low: elements j..j+3, high: j+16..j+19, each minus 8) against their floats.</summary>
+    private static float Q4(uint q, Vec4F lo, Vec4F hi) =>
+        ((int)(q & 15) - 8) * lo.X + ((int)((q >> 8) & 15) - 8) * lo.Y + ((int)((q >> 16) & 15) - 8) * lo.Z + ((int)((q >> 24) & 15) - 8) * lo.W
+        + ((int)((q >> 4) & 15) - 8) * hi.X + ((int)((q >> 12) & 15) - 8) * hi.Y + ((int)((q >> 20) & 15) - 8) * hi.Z + ((int)(q >> 28) - 8) * hi.W;
 
     /// <summary>x · scale · w per element, as the RMSNorm kernel writes it.</summary>
     private static Vec4F Normed(Vec4F x, float scale, Vec4F w) =>

@@ -23,7 +23,8 @@ internal static class ProfileCommand
             // The CPU accelerator stands in for a GPU here: profile the kernels a GPU runs (tests and generation on it take
             // their per-element twins, which need no barriers).
             if (m.Device.Kind == KernelEngine.Backends.DeviceKind.IlgpuCpu && m.Backend is KernelEngine.Backends.ProfilingBackend { Inner: KernelEngine.Backends.IlgpuBackend g }) g.GroupKernels = true;
-            var r = Profiler.Run(m, p.GetValue(tokens), p.GetValue(steps));
+            var peak = Profiler.PeakOf(m);
+            var r = Profiler.Run(m, p.GetValue(tokens), p.GetValue(steps), peak);
             if (p.GetValue(trace) is string t) Profiler.WriteChromeTrace(t, r);
             if (p.GetValue(json))
             {
@@ -32,12 +33,17 @@ internal static class ProfileCommand
                     device = m.Device.Id, prompt_tokens = r.PromptTokens, prefill_wall_us = r.PrefillWallMicroseconds, prefill = r.Prefill,
                     decode_steps = r.DecodeSteps, decode_step_wall_us = r.DecodeStepWallMicroseconds, decode_step = r.DecodeStep,
                     decode_attributed_fraction = r.DecodeAttributedFraction, launches_per_decode_step = r.LaunchesPerDecodeStep,
+                    peak_gbps = peak?.GBps, peak_gflops = peak?.Gflops, peak_source = peak?.Source,
+                    decode_step_predicted_us = peak == null ? (double?)null : r.DecodeStep.Sum(k => k.PredictedMicroseconds),
                 });
                 return 0;
             }
             Console.WriteLine($"device {m.Device.Id} ({m.Device.Name})");
+            Console.WriteLine(peak == null ? "cost model: no peak known for this device (pred us: 0)"
+                : $"cost model: {peak.GBps:F1} GB/s, {peak.Gflops:F0} GFLOP/s ({peak.Source}); pred us = max(bytes / bandwidth, FLOPs / peak) per call");
             Print($"prefill of {r.PromptTokens} tokens: {r.PrefillWallMicroseconds / 1000:F2} ms wall ({r.PromptTokens / (r.PrefillWallMicroseconds / 1e6):F1} tok/s)", r.Prefill);
-            Print($"decode step (mean of {r.DecodeSteps}): {r.DecodeStepWallMicroseconds:F0} us wall, {r.DecodeAttributedFraction:P1} attributed to kernels, {r.LaunchesPerDecodeStep:F0} launches", r.DecodeStep);
+            Print($"decode step (mean of {r.DecodeSteps}): {r.DecodeStepWallMicroseconds:F0} us wall, {r.DecodeAttributedFraction:P1} attributed to kernels, {r.LaunchesPerDecodeStep:F0} launches"
+                + (peak == null ? "" : $", {r.DecodeStep.Sum(k => k.PredictedMicroseconds):F0} us predicted"), r.DecodeStep);
             return 0;
         }));
         return cmd;
@@ -47,8 +53,8 @@ internal static class ProfileCommand
     {
         Console.WriteLine();
         Console.WriteLine(title);
-        Console.WriteLine($"  {"kernel",-18} {"calls",6} {"total us",11} {"mean us",9} {"% wall",7} {"MB moved",9} {"GB/s",7}");
+        Console.WriteLine($"  {"kernel",-22} {"calls",6} {"total us",11} {"mean us",9} {"% wall",7} {"MB moved",9} {"GB/s",7} {"GFLOP",8} {"pred us",9}");
         foreach (var t in totals)
-            Console.WriteLine($"  {t.Kernel,-18} {t.Calls,6} {t.TotalMicroseconds,11:F1} {t.MeanMicroseconds,9:F1} {t.Percent,6:F1}% {t.Bytes / 1e6,9:F2} {t.GBps,7:F1}");
+            Console.WriteLine($"  {t.Kernel,-22} {t.Calls,6} {t.TotalMicroseconds,11:F1} {t.MeanMicroseconds,9:F1} {t.Percent,6:F1}% {t.Bytes / 1e6,9:F2} {t.GBps,7:F1} {t.Flops / 1e9,8:F3} {t.PredictedMicroseconds,9:F1}");
     }
 }

@@ -7,6 +7,7 @@ using KernelEngine.Kernels;
 using KernelEngine.Kernels.Activation;
 using KernelEngine.Kernels.Attention;
 using KernelEngine.Kernels.DraftVerify;
+using KernelEngine.Kernels.Ilgpu;
 using KernelEngine.Kernels.MatMul;
 using KernelEngine.Kernels.Memory;
 using KernelEngine.Kernels.Norm;
@@ -190,7 +191,12 @@ internal sealed unsafe class IlgpuBackend : IBackend
     {
         public MemoryBuffer1D<byte, Stride1D.Dense>? Buffer;
         private readonly Lock _gate;
-        public Weight(HostWeight h, MemoryBuffer1D<byte, Stride1D.Dense> b, Lock gate) : base(h.Name, h.Rows, h.Cols, h.Type) { Buffer = b; _gate = gate; }
+        /// <summary>Bytes of a row on the device (<see cref="DeviceWeightLayout"/>).</summary>
+        public readonly long RowBytes;
+        public Weight(HostWeight h, MemoryBuffer1D<byte, Stride1D.Dense> b, Lock gate) : base(h.Name, h.Rows, h.Cols, h.Type)
+        {
+            Buffer = b; _gate = gate; RowBytes = DeviceWeightLayout.RowBytes(h.Type, h.Cols);
+        }
         public ArrayView<byte> View => (Buffer ?? throw new ObjectDisposedException(Name)).View;
         public ArrayView<float> F => View.Cast<float>();
         public override void Dispose() { using (_gate.EnterScope()) { Buffer?.Dispose(); Buffer = null; } }
@@ -229,8 +235,31 @@ internal sealed unsafe class IlgpuBackend : IBackend
         using var held = Enter();
         if (!weight.Type.Format().DeviceReadable)
             throw new DeviceException($"{Device.Id}: weight '{weight.Name}' is {weight.Type.Name()}, which the ILGPU kernels do not read yet (use --device cpu)");
+        if (DeviceWeightLayout.IsRepacked(weight.Type)) return UploadRepacked(weight);
         var b = AllocateBytes(weight.Bytes, $"weight '{weight.Name}'");
         if (weight.Bytes > 0) b.View.SubView(0, weight.Bytes).CopyFromCPU(ref Unsafe.AsRef<byte>(weight.Data), weight.Bytes);
+        return new Weight(weight, b, _s.Gate);
+    }
+
+    /// <summary>Q8_0/Q4_0 rewritten into the device layout a chunk of rows at a time (a bounded host buffer).</summary>
+    private Weight UploadRepacked(HostWeight weight)
+    {
+        long rowBytes = DeviceWeightLayout.RowBytes(weight.Type, weight.Cols), fileRowBytes = weight.Type.RowBytes(weight.Cols);
+        var b = AllocateBytes(weight.Rows * rowBytes, $"weight '{weight.Name}'");
+        try
+        {
+            int chunk = (int)Math.Max(1, Math.Min(weight.Rows, (8L << 20) / rowBytes));
+            var host = GC.AllocateUninitializedArray<byte>((int)(chunk * rowBytes), pinned: true);
+            fixed (byte* dst = host)
+                for (int r0 = 0; r0 < weight.Rows; r0 += chunk)
+                {
+                    int n = Math.Min(chunk, weight.Rows - r0);
+                    for (int r = 0; r < n; r++)
+                        DeviceWeightLayout.RepackRow((byte*)weight.Data + (r0 + r) * fileRowBytes, dst + r * rowBytes, weight.Type, weight.Cols);
+                    b.View.SubView(r0 * rowBytes, n * rowBytes).CopyFromCPU(ref host[0], n * rowBytes);
+                }
+        }
+        catch { b.Dispose(); throw; }
         return new Weight(weight, b, _s.Gate);
     }
 
@@ -277,7 +306,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
         foreach (int id in ids)
             if ((uint)id >= (uint)w.Rows) throw new InvalidRequestException($"{w.Name}: row {id} is outside (0..{w.Rows - 1})");
         var k = Kernel("embed", () => _acc.LoadAutoGroupedStreamKernel<Index1D, EmbedArgs>(MemoryIlgpu.Embed));
-        k(ids.Length * w.Cols, new EmbedArgs { Table = w.View, Ids = Ints(ids), X = T(x).F, Type = (int)w.Type, Dim = w.Cols, Add = add, RowBytes = w.Type.RowBytes(w.Cols) });
+        k(ids.Length * w.Cols, new EmbedArgs { Table = w.View, Ids = Ints(ids), X = T(x).F, Type = (int)w.Type, Dim = w.Cols, Add = add, RowBytes = w.RowBytes });
         Interlocked.Increment(ref _s.Launches);
     }
 
@@ -321,7 +350,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
         var args = new MatMulArgs
         {
             X = T(x).F, W = ww.View, Bias = bias == null ? _none.View : W(bias).F, Y = T(y).F,
-            Rows = rows, InDim = ww.Cols, OutDim = ww.Rows, Type = (int)ww.Type, HasBias = bias == null ? 0 : 1, RowBytes = ww.Type.RowBytes(ww.Cols),
+            Rows = rows, InDim = ww.Cols, OutDim = ww.Rows, Type = (int)ww.Type, HasBias = bias == null ? 0 : 1, RowBytes = ww.RowBytes,
         };
         if (!GroupKernels) Implicit("matmul-per-element", MatMulIlgpu.PerElement, rows * ww.Rows, args);
         else if (WarpMatVec(rows, [w])) LaunchWarp(x, Part(w, bias, y), default, default, WarpMatVecIlgpu.Store);
@@ -402,6 +431,17 @@ internal sealed unsafe class IlgpuBackend : IBackend
     /// <summary>The norm's weights are F32 of x's width (the prologue reads them as 128-bit vectors).</summary>
     private static bool NormFits(DeviceTensor x, DeviceWeight norm) => norm.Type == WeightType.F32 && norm.Rows * norm.Cols == x.Cols && x.Cols % 4 == 0;
 
+    /// <summary>A CUDA device's nominal bandwidth (2 · memory clock · bus width) and FP32 peak (SMs · clock · FP32 lanes per
+    /// SM · 2: 64 lanes on sm_80, 128 on later); null for other devices or when <paramref name="backend"/> is not ILGPU's.</summary>
+    public static Benchmarking.DevicePeak? NominalPeak(IBackend backend)
+    {
+        if ((backend is ProfilingBackend p ? p.Inner : backend) is not IlgpuBackend g || g._acc.Device is not ILGPU.Runtime.Cuda.CudaDevice d) return null;
+        double gbps = 2.0 * d.MemoryClockRate * 1e3 * d.MemoryBusWidth / 8 / 1e9;
+        int lanes = d.Architecture is { } a && a.Major == 8 && a.Minor == 0 ? 64 : 128;
+        double gflops = (double)d.NumMultiprocessors * d.ClockRate * 1e3 * lanes * 2 / 1e9;
+        return new Benchmarking.DevicePeak(gbps, gflops, "nominal (driver clocks)");
+    }
+
     /// <summary>Whether the warp-per-row kernel takes these weights for this many rows (decode, on a device that shuffles).</summary>
     private bool WarpMatVec(int rows, ReadOnlySpan<DeviceWeight> w)
     {
@@ -422,7 +462,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
     private WarpPart Part(DeviceWeight w, DeviceWeight? bias, DeviceTensor y) => new()
     {
         W = W(w).View, Bias = bias == null ? _none.View : W(bias).F, Y = T(y).F, Rows = w.Rows, Type = (int)w.Type,
-        HasBias = bias == null ? 0 : 1, RowBytes = w.Type.RowBytes(w.Cols),
+        HasBias = bias == null ? 0 : 1, RowBytes = W(w).RowBytes,
     };
 
     /// <summary>One warp per output row over the parts' rows (gated: over the gate's rows).</summary>

@@ -6,7 +6,7 @@ using KernelEngine.Kernels.SoftmaxEntropy;
 namespace KernelEngine.Backends;
 
 /// <summary>One timed op of a profile.</summary>
-public readonly record struct ProfileEvent(string Kernel, string Detail, double StartMicroseconds, double DurationMicroseconds, long Bytes, long Launches);
+public readonly record struct ProfileEvent(string Kernel, string Detail, double StartMicroseconds, double DurationMicroseconds, long Bytes, long Launches, long Flops = 0);
 
 /// <summary>
 /// Wraps a backend and times every op of the kernel contract (synchronizing after each, so GPU times are kernel
@@ -44,13 +44,18 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
     // Begin/End instead of a closure per op: the profiler itself must not allocate or it shows up as unattributed time.
     private (double T0, long Launches) Begin() => (Root._clock.Elapsed.TotalMicroseconds, inner.Launches);
 
-    private void End((double T0, long Launches) start, string kernel, string detail, long bytes)
+    /// <param name="flops">floating-point operations of the op (the matmuls' and attention's multiply-adds as 2; 0 for the
+    /// element-wise ops, which only move bytes)</param>
+    private void End((double T0, long Launches) start, string kernel, string detail, long bytes, long flops = 0)
     {
         if (!Enabled) return;
         inner.Synchronize();
         double t1 = Root._clock.Elapsed.TotalMicroseconds;
-        Record(new ProfileEvent(kernel, detail, start.T0, t1 - start.T0, bytes, inner.Launches - start.Launches));
+        Record(new ProfileEvent(kernel, detail, start.T0, t1 - start.T0, bytes, inner.Launches - start.Launches, flops));
     }
+
+    /// <summary>2 · rows · out · in: the multiply-adds of x (rows, in) · wᵀ.</summary>
+    private static long Mm(DeviceWeight w, int rows) => 2L * rows * w.Rows * w.Cols;
 
     private static long F(DeviceTensor t, int rows) => 4L * rows * t.Cols;
     private static readonly string[] LayerNames = Enumerable.Range(0, 256).Select(l => $"layer {l}").ToArray();
@@ -110,16 +115,16 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
     {
         var t = Begin();
         inner.MatMul(x, w, bias, y, rows);
-        End(t, (rows == 1 ? MatVecNames : MatMulNames)[(int)w.Type], w.Name, w.Bytes + F(x, rows) + F(y, rows));
+        End(t, (rows == 1 ? MatVecNames : MatMulNames)[(int)w.Type], w.Name, w.Bytes + F(x, rows) + F(y, rows), Mm(w, rows));
     }
 
     public void MatMul(DeviceTensor x, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias, ReadOnlySpan<DeviceTensor> y, int rows)
     {
         var t = Begin();
         inner.MatMul(x, w, bias, y, rows);
-        long bytes = F(x, rows);
-        for (int i = 0; i < w.Length; i++) bytes += w[i].Bytes + F(y[i], rows);
-        End(t, (rows == 1 ? MatVecNames : MatMulNames)[(int)w[0].Type], w[0].Name, bytes);
+        long bytes = F(x, rows), flops = 0;
+        for (int i = 0; i < w.Length; i++) { bytes += w[i].Bytes + F(y[i], rows); flops += Mm(w[i], rows); }
+        End(t, (rows == 1 ? MatVecNames : MatMulNames)[(int)w[0].Type], w[0].Name, bytes, flops);
     }
 
     public void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)
@@ -140,16 +145,20 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
     {
         var t = Begin();
         inner.Attention(q, cache, layer, start, rows, output, shape, branch);
-        End(t, "attention", Layer(layer), 2L * (start + rows) * cache.K.RowBytes + 2 * F(q, rows));
+        End(t, "attention", Layer(layer), 2L * (start + rows) * cache.K.RowBytes + 2 * F(q, rows), 4L * rows * shape.Heads * shape.HeadDim * (start + rows));
     }
 
     public void AttentionRows(IReadOnlyList<SequenceRow> rows, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> positions, int layer, AttentionShape shape)
     {
         var t = Begin();
         inner.AttentionRows(rows, caches, positions, layer, shape);
-        long bytes = 0;
-        for (int r = 0; r < positions.Length; r++) bytes += 2L * (positions[r] + 2) * caches[r].K.RowBytes + 2 * F(rows[r].Q, 1);
-        End(t, "attention-rows", Layer(layer), bytes);
+        long bytes = 0, flops = 0;
+        for (int r = 0; r < positions.Length; r++)
+        {
+            bytes += 2L * (positions[r] + 2) * caches[r].K.RowBytes + 2 * F(rows[r].Q, 1);
+            flops += 4L * shape.Heads * shape.HeadDim * (positions[r] + 1);
+        }
+        End(t, "attention-rows", Layer(layer), bytes, flops);
     }
 
     public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope, KvLayers layers = KvLayers.All)
@@ -177,14 +186,15 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
     {
         var t = Begin();
         inner.MatMulAdd(x, w, bias, scratch, residual, rows);
-        End(t, (rows == 1 ? MatVecAddNames : MatMulAddNames)[(int)w.Type], w.Name, F(x, rows) + w.Bytes + 3 * F(residual, rows));
+        End(t, (rows == 1 ? MatVecAddNames : MatMulAddNames)[(int)w.Type], w.Name, F(x, rows) + w.Bytes + 3 * F(residual, rows), Mm(w, rows));
     }
 
     public void GatedMatMul(DeviceTensor x, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias, DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu)
     {
         var t = Begin();
         inner.GatedMatMul(x, gate, up, upBias, gateOut, upOut, rows, gelu);
-        End(t, (gelu ? rows == 1 ? MatVecGeluNames : MatMulGeluNames : rows == 1 ? MatVecSiluNames : MatMulSiluNames)[(int)gate.Type], gate.Name, F(x, rows) + gate.Bytes + up.Bytes + 3 * F(gateOut, rows));
+        End(t, (gelu ? rows == 1 ? MatVecGeluNames : MatMulGeluNames : rows == 1 ? MatVecSiluNames : MatMulSiluNames)[(int)gate.Type], gate.Name, F(x, rows) + gate.Bytes + up.Bytes + 3 * F(gateOut, rows),
+            Mm(gate, rows) + Mm(up, rows));
     }
 
     public void NormMatMul(DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias,
@@ -192,9 +202,9 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
     {
         var t = Begin();
         inner.NormMatMul(x, norm, eps, normed, w, bias, y, rows);
-        long bytes = F(x, rows) + norm.Bytes;
-        for (int i = 0; i < w.Length; i++) bytes += w[i].Bytes + F(y[i], rows);
-        End(t, (rows == 1 ? MatVecNormNames : MatMulNormNames)[(int)w[0].Type], w[0].Name, bytes);
+        long bytes = F(x, rows) + norm.Bytes, flops = 0;
+        for (int i = 0; i < w.Length; i++) { bytes += w[i].Bytes + F(y[i], rows); flops += Mm(w[i], rows); }
+        End(t, (rows == 1 ? MatVecNormNames : MatMulNormNames)[(int)w[0].Type], w[0].Name, bytes, flops);
     }
 
     public void NormGatedMatMul(DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias,
@@ -203,7 +213,7 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
         var t = Begin();
         inner.NormGatedMatMul(x, norm, eps, normed, gate, up, upBias, gateOut, upOut, rows, gelu);
         End(t, (gelu ? rows == 1 ? MatVecNormGeluNames : MatMulNormGeluNames : rows == 1 ? MatVecNormSiluNames : MatMulNormSiluNames)[(int)gate.Type], gate.Name,
-            F(x, rows) + norm.Bytes + gate.Bytes + up.Bytes + F(gateOut, rows));
+            F(x, rows) + norm.Bytes + gate.Bytes + up.Bytes + F(gateOut, rows), Mm(gate, rows) + Mm(up, rows));
     }
 
     public void RopeStoreKv(DeviceTensor q, DeviceTensor k, DeviceTensor v, int rows, int heads, int kvHeads, ReadOnlySpan<int> positions, RopeTable rope,

@@ -9,6 +9,19 @@ public sealed record KernelTotal(string Kernel, int Calls, double TotalMicroseco
 {
     /// <summary>Achieved bandwidth of this kernel over the run (bytes moved / time).</summary>
     public double GBps => TotalMicroseconds > 0 ? Bytes / (TotalMicroseconds * 1e3) : 0;
+    /// <summary>Floating-point operations (matmuls and attention; 0 for ops that only move bytes).</summary>
+    public long Flops { get; init; }
+    /// <summary>The cost model's time for the same work: max(bytes / bandwidth, FLOPs / peak) at the profile's
+    /// <see cref="DevicePeak"/> (0 without one).</summary>
+    public double PredictedMicroseconds { get; init; }
+}
+
+/// <summary>What the cost model predicts with: a device's memory bandwidth and arithmetic peak, and where they come from
+/// ("measured": this machine's roofline; "nominal": the driver's clocks and widths).</summary>
+public sealed record DevicePeak(double GBps, double Gflops, string Source)
+{
+    /// <summary>max(bytes / bandwidth, flops / peak) in microseconds.</summary>
+    public double Microseconds(long bytes, long flops) => Math.Max(bytes / (GBps * 1e3), flops / (Gflops * 1e3));
 }
 
 /// <summary>Profile of a prefill and of decode steps: per-kernel breakdown, wall time, launches.</summary>
@@ -24,7 +37,8 @@ public sealed record ProfileReport(
 public static class Profiler
 {
     /// <summary>Profiles one prefill of <paramref name="promptTokens"/> tokens and <paramref name="decodeSteps"/> decode steps on a model loaded with <see cref="ModelOptions.Profile"/>.</summary>
-    public static ProfileReport Run(Model model, int promptTokens, int decodeSteps)
+    /// <param name="peak">the device's bandwidth and peak for the predicted times (null: none predicted)</param>
+    public static ProfileReport Run(Model model, int promptTokens, int decodeSteps, DevicePeak? peak = null)
     {
         var prof = model.Profiler ?? throw new InvalidOperationException("load the model with ModelOptions.Profile = true");
         var rng = new Random(7);
@@ -61,17 +75,35 @@ public static class Profiler
             launches += model.Launches - l0;
         }
         var decodeEvents = prof.Events.ToList();
-        var decodeTotals = Totals(decodeEvents, decodeWall, decodeSteps);
+        var decodeTotals = Totals(decodeEvents, decodeWall, decodeSteps, peak);
         double attributed = decodeEvents.Sum(e => e.DurationMicroseconds) / decodeWall;
-        return new ProfileReport(promptTokens, prefillWall, Totals(prefillEvents, prefillWall, 1), decodeSteps, decodeWall / decodeSteps,
+        return new ProfileReport(promptTokens, prefillWall, Totals(prefillEvents, prefillWall, 1, peak), decodeSteps, decodeWall / decodeSteps,
             decodeTotals, attributed, launches / (double)decodeSteps, prefillEvents.Concat(decodeEvents).ToList());
     }
 
-    private static IReadOnlyList<KernelTotal> Totals(List<ProfileEvent> events, double wall, int steps) =>
+    private static IReadOnlyList<KernelTotal> Totals(List<ProfileEvent> events, double wall, int steps, DevicePeak? peak) =>
         events.GroupBy(e => e.Kernel)
             .Select(g => new KernelTotal(g.Key, g.Count() / steps, g.Sum(e => e.DurationMicroseconds) / steps, g.Average(e => e.DurationMicroseconds),
-                100 * g.Sum(e => e.DurationMicroseconds) / wall, g.Sum(e => e.Bytes) / steps))
+                100 * g.Sum(e => e.DurationMicroseconds) / wall, g.Sum(e => e.Bytes) / steps)
+            {
+                Flops = g.Sum(e => e.Flops) / steps,
+                // per call, so that a call's fixed cost is not spread over others: the model has no launch overhead
+                PredictedMicroseconds = peak == null ? 0 : g.Sum(e => peak.Microseconds(e.Bytes, e.Flops)) / steps,
+            })
             .OrderByDescending(t => t.TotalMicroseconds).ToList();
+
+    /// <summary>The peak the cost model uses for a loaded model's device: on the CPU this machine's measured roofline
+    /// (DRAM read bandwidth, F32 GEMM rate), on CUDA the driver's nominal figures (2 · memory clock · bus width; SMs ·
+    /// clock · FP32 lanes · 2), elsewhere none.</summary>
+    public static DevicePeak? PeakOf(Model model)
+    {
+        if (model.Device.Kind == Backends.DeviceKind.Cpu)
+        {
+            var r = Roofline.Measure();
+            return new DevicePeak(r.ReadGBps, r.GemmGflops, "measured roofline");
+        }
+        return Backends.IlgpuBackend.NominalPeak(model.Backend);
+    }
 
     /// <summary>Chrome trace-event JSON (opens in Perfetto or chrome://tracing).</summary>
     public static void WriteChromeTrace(string path, ProfileReport report)

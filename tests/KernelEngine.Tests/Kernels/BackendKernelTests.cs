@@ -29,6 +29,8 @@ public sealed class BackendKernelTests(string backendName)
     [TestCase(WeightType.F32, 1, 37, 53)]
     [TestCase(WeightType.F32, 7, 37, 53)]
     [TestCase(WeightType.F32, 5, 67, 301)]
+    [TestCase(WeightType.Q8_0, 1, 9, 1056)]   // the warp matvec's repacked Q8_0: 66 vectors of 16 quants over 32 lanes
+    [TestCase(WeightType.Q4_0, 1, 7, 1216)]   // and Q4_0: 38 blocks over 32 lanes
     [TestCase(WeightType.F32, 1, 37, 300)]   // the warp-per-row matvec: 75 vectors of 4 over 32 lanes, 37 rows over groups of 4 warps
     [TestCase(WeightType.F32, 1, 5, 4)]
     [TestCase(WeightType.F16, 1, 13, 520)]
@@ -435,13 +437,16 @@ public sealed class BackendKernelTests(string backendName)
     [TestCase(WeightType.F16, 1)]
     [TestCase(WeightType.F32, 1)]
     [TestCase(WeightType.F32, 2)]
+    [TestCase(WeightType.Q4_0, 1)]
     public void NormFusedMatMuls_MatchNormThenMatMul(WeightType type, int rows)
     {
-        const int inDim = 136, outDim = 21;
+        const int inDim = 160, outDim = 21;
         const float eps = 1e-5f;
         var x = TestData.Random(rows * inDim, 71, 3f);
         var normW = TestData.Random(inDim, 72);
         var xn = ScalarReference.RmsNorm(x, normW, rows, inDim, eps);
+        // the CPU's quantized decode rounds the normed activations to Q8_0 first (a GPU keeps them F32)
+        if (type.IsBlockQuantized() && _b is CpuBackend) xn = ScalarReference.Dequantize(TestData.Encode(xn, WeightType.Q8_0, rows, inDim), WeightType.Q8_0, rows, inDim);
         var w0 = TestData.Encode(TestData.Random(outDim * inDim, 73, 0.3f), type, outDim, inDim);
         var w1 = TestData.Encode(TestData.Random(outDim * inDim, 74, 0.3f), type, outDim, inDim);
         var bias = TestData.Random(outDim, 75);
