@@ -50,34 +50,47 @@ internal interface IBackend : IDisposable
     }
     /// <summary>residual += x · wᵀ + bias (the residual add after Wo and W_down); <paramref name="scratch"/> takes x · wᵀ + bias
     /// where the backend does not fuse the add (the CPU: exactly MatMul then Add).</summary>
-    void MatMulAdd(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor scratch, DeviceTensor residual, int rows)
+    void MatMulAdd(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor scratch, DeviceTensor residual, int rows) =>
+        MatMulAddUnfused(this, x, w, bias, scratch, residual, rows);
+    /// <summary><see cref="MatMulAdd"/> as its two ops (a backend's fallback where it cannot fuse).</summary>
+    static void MatMulAddUnfused(IBackend b, DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor scratch, DeviceTensor residual, int rows)
     {
-        MatMul(x, w, bias, scratch, rows);
-        Add(residual, scratch, rows);
+        b.MatMul(x, w, bias, scratch, rows);
+        b.Add(residual, scratch, rows);
     }
     /// <summary>The gated MLP's first half: gateOut = act(x · gateᵀ) · (x · upᵀ + upBias), act SiLU or tanh-GELU;
     /// <paramref name="upOut"/> holds x · upᵀ + upBias where the backend does not fuse (the CPU: MatMul, then SiluMul/GeluMul).</summary>
-    void GatedMatMul(DeviceTensor x, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias, DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu)
+    void GatedMatMul(DeviceTensor x, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias, DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu) =>
+        GatedMatMulUnfused(this, x, gate, up, upBias, gateOut, upOut, rows, gelu);
+    /// <summary><see cref="GatedMatMul"/> as its ops.</summary>
+    static void GatedMatMulUnfused(IBackend b, DeviceTensor x, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias, DeviceTensor gateOut, DeviceTensor upOut,
+        int rows, bool gelu)
     {
-        MatMul(x, [gate, up], [null, upBias], [gateOut, upOut], rows);
-        if (gelu) GeluMul(gateOut, upOut, rows); else SiluMul(gateOut, upOut, rows);
+        b.MatMul(x, [gate, up], [null, upBias], [gateOut, upOut], rows);
+        if (gelu) b.GeluMul(gateOut, upOut, rows); else b.SiluMul(gateOut, upOut, rows);
     }
     /// <summary>Rotates each head of x (rows, heads * headDim) by its row's position.</summary>
     void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope);
     /// <summary>y_i = (rmsnorm(x) ⊙ norm) · w_iᵀ + b_i for matrices that read the normed x (q/k/v); <paramref name="normed"/>
     /// holds the normed x where the backend does not fuse the norm into the matvec (the CPU: RmsNorm, then MatMul).</summary>
     void NormMatMul(DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias,
-        ReadOnlySpan<DeviceTensor> y, int rows)
+        ReadOnlySpan<DeviceTensor> y, int rows) => NormMatMulUnfused(this, x, norm, eps, normed, w, bias, y, rows);
+    /// <summary><see cref="NormMatMul"/> as its ops.</summary>
+    static void NormMatMulUnfused(IBackend b, DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, ReadOnlySpan<DeviceWeight> w,
+        ReadOnlySpan<DeviceWeight?> bias, ReadOnlySpan<DeviceTensor> y, int rows)
     {
-        RmsNorm(x, norm, normed, rows, eps);
-        MatMul(normed, w, bias, y, rows);
+        b.RmsNorm(x, norm, normed, rows, eps);
+        b.MatMul(normed, w, bias, y, rows);
     }
     /// <summary><see cref="GatedMatMul"/> of rmsnorm(x) ⊙ norm (the MLP's first half with its norm).</summary>
     void NormGatedMatMul(DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias,
-        DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu)
+        DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu) => NormGatedMatMulUnfused(this, x, norm, eps, normed, gate, up, upBias, gateOut, upOut, rows, gelu);
+    /// <summary><see cref="NormGatedMatMul"/> as its ops (the gated product itself still fused where the backend can).</summary>
+    static void NormGatedMatMulUnfused(IBackend b, DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, DeviceWeight gate, DeviceWeight up,
+        DeviceWeight? upBias, DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu)
     {
-        RmsNorm(x, norm, normed, rows, eps);
-        GatedMatMul(normed, gate, up, upBias, gateOut, upOut, rows, gelu);
+        b.RmsNorm(x, norm, normed, rows, eps);
+        b.GatedMatMul(normed, gate, up, upBias, gateOut, upOut, rows, gelu);
     }
     /// <summary>Rotates q and k by their rows' positions and writes k, v into the cache of a layer at [start, start + rows):
     /// <see cref="Rope"/> twice and <see cref="StoreKv"/>, which a GPU runs as one launch.</summary>

@@ -365,67 +365,49 @@ internal sealed unsafe class IlgpuBackend : IBackend
     /// <summary>q, k, v (or gate, up) in one launch when the warp kernel takes them all.</summary>
     public void MatMul(DeviceTensor x, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias, ReadOnlySpan<DeviceTensor> y, int rows)
     {
-        if (w.Length <= 3 && WarpMatVec(rows, w) && Fits(x, w, y))
-        {
-            using var held = Enter();
-            LaunchWarp(x, Part(w[0], bias[0], y[0]), w.Length > 1 ? Part(w[1], bias[1], y[1]) : default, w.Length > 2 ? Part(w[2], bias[2], y[2]) : default,
-                WarpMatVecIlgpu.Store);
-            return;
-        }
+        if (TryWarp(x, w, bias, y, rows, WarpMatVecIlgpu.Store)) return;
         for (int i = 0; i < w.Length; i++) MatMul(x, w[i], bias[i], y[i], rows);
     }
 
     /// <summary>residual += x · wᵀ + bias, the add in the matvec's epilogue (decode).</summary>
     public void MatMulAdd(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor scratch, DeviceTensor residual, int rows)
     {
-        if (WarpMatVec(rows, [w]) && Fits(x, [w], [residual]))
-        {
-            using var held = Enter();
-            LaunchWarp(x, Part(w, bias, residual), default, default, WarpMatVecIlgpu.Accumulate);
-            return;
-        }
-        MatMul(x, w, bias, scratch, rows);
-        Add(residual, scratch, rows);
+        if (!TryWarp(x, [w], [bias], [residual], rows, WarpMatVecIlgpu.Accumulate)) IBackend.MatMulAddUnfused(this, x, w, bias, scratch, residual, rows);
     }
 
     /// <summary>gate = act(x · gateᵀ) · (x · upᵀ + upBias) in one launch (decode): a warp computes row i of both.</summary>
     public void GatedMatMul(DeviceTensor x, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias, DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu)
     {
-        if (WarpMatVec(rows, [gate, up]) && gate.Rows == up.Rows && Fits(x, [gate, up], [gateOut, upOut]))
-        {
-            using var held = Enter();
-            LaunchWarp(x, Part(gate, null, gateOut), Part(up, upBias, upOut), default, gelu ? WarpMatVecIlgpu.GeluGate : WarpMatVecIlgpu.SiluGate);
-            return;
-        }
-        MatMul(x, [gate, up], [null, upBias], [gateOut, upOut], rows);
-        if (gelu) GeluMul(gateOut, upOut, rows); else SiluMul(gateOut, upOut, rows);
+        if (!TryWarp(x, [gate, up], [null, upBias], [gateOut, upOut], rows, Gated(gelu)))
+            IBackend.GatedMatMulUnfused(this, x, gate, up, upBias, gateOut, upOut, rows, gelu);
     }
 
     public void NormMatMul(DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias,
         ReadOnlySpan<DeviceTensor> y, int rows)
     {
-        if (w.Length <= 3 && WarpMatVec(rows, w) && Fits(x, w, y) && NormFits(x, norm))
-        {
-            using var held = Enter();
-            LaunchWarp(x, Part(w[0], bias[0], y[0]), w.Length > 1 ? Part(w[1], bias[1], y[1]) : default, w.Length > 2 ? Part(w[2], bias[2], y[2]) : default,
-                WarpMatVecIlgpu.Store, norm, eps);
-            return;
-        }
-        RmsNorm(x, norm, normed, rows, eps);
-        MatMul(normed, w, bias, y, rows);
+        if (!TryWarp(x, w, bias, y, rows, WarpMatVecIlgpu.Store, norm, eps)) IBackend.NormMatMulUnfused(this, x, norm, eps, normed, w, bias, y, rows);
     }
 
     public void NormGatedMatMul(DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias,
         DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu)
     {
-        if (WarpMatVec(rows, [gate, up]) && gate.Rows == up.Rows && Fits(x, [gate, up], [gateOut, upOut]) && NormFits(x, norm))
-        {
-            using var held = Enter();
-            LaunchWarp(x, Part(gate, null, gateOut), Part(up, upBias, upOut), default, gelu ? WarpMatVecIlgpu.GeluGate : WarpMatVecIlgpu.SiluGate, norm, eps);
-            return;
-        }
-        RmsNorm(x, norm, normed, rows, eps);
-        GatedMatMul(normed, gate, up, upBias, gateOut, upOut, rows, gelu);
+        if (!TryWarp(x, [gate, up], [null, upBias], [gateOut, upOut], rows, Gated(gelu), norm, eps))
+            IBackend.NormGatedMatMulUnfused(this, x, norm, eps, normed, gate, up, upBias, gateOut, upOut, rows, gelu);
+    }
+
+    private static int Gated(bool gelu) => gelu ? WarpMatVecIlgpu.GeluGate : WarpMatVecIlgpu.SiluGate;
+
+    /// <summary>Runs up to three weights that read x as one warp-matvec launch with this epilogue (and the RMSNorm prologue
+    /// when <paramref name="norm"/> is given); false when the kernel does not take them (then the caller runs the ops).</summary>
+    private bool TryWarp(DeviceTensor x, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias, ReadOnlySpan<DeviceTensor> y, int rows, int epilogue,
+        DeviceWeight? norm = null, float eps = 0)
+    {
+        if (w.Length > 3 || !WarpMatVec(rows, w) || !Fits(x, w, y) || norm != null && !NormFits(x, norm)) return false;
+        if (epilogue >= WarpMatVecIlgpu.SiluGate && w[0].Rows != w[1].Rows) return false;   // a warp computes row i of both
+        using var held = Enter();
+        LaunchWarp(x, Part(w[0], bias[0], y[0]), w.Length > 1 ? Part(w[1], bias[1], y[1]) : default, w.Length > 2 ? Part(w[2], bias[2], y[2]) : default,
+            epilogue, norm, eps);
+        return true;
     }
 
     /// <summary>The norm's weights are F32 of x's width (the prologue reads them as 128-bit vectors).</summary>

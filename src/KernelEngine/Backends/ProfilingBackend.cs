@@ -103,13 +103,14 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
 
     private static readonly string[] MatVecNames = Enum.GetNames<Kernels.WeightType>().Select(n => "matvec " + n.ToLowerInvariant()).ToArray();
     private static readonly string[] MatMulNames = Enum.GetNames<Kernels.WeightType>().Select(n => "matmul " + n.ToLowerInvariant()).ToArray();
-    // fused epilogues (on the CPU: the two ops, timed together)
-    private static readonly string[] MatVecAddNames = MatVecNames.Select(n => n + "+add").ToArray(), MatMulAddNames = MatMulNames.Select(n => n + "+add").ToArray();
-    private static readonly string[] MatVecSiluNames = MatVecNames.Select(n => n + "+silu").ToArray(), MatMulSiluNames = MatMulNames.Select(n => n + "+silu").ToArray();
-    private static readonly string[] MatVecNormNames = MatVecNames.Select(n => n + "+norm").ToArray(), MatMulNormNames = MatMulNames.Select(n => n + "+norm").ToArray();
-    private static readonly string[] MatVecNormSiluNames = MatVecNames.Select(n => n + "+norm+silu").ToArray(), MatMulNormSiluNames = MatMulNames.Select(n => n + "+norm+silu").ToArray();
-    private static readonly string[] MatVecNormGeluNames = MatVecNames.Select(n => n + "+norm+gelu").ToArray(), MatMulNormGeluNames = MatMulNames.Select(n => n + "+norm+gelu").ToArray();
-    private static readonly string[] MatVecGeluNames = MatVecNames.Select(n => n + "+gelu").ToArray(), MatMulGeluNames = MatMulNames.Select(n => n + "+gelu").ToArray();
+    // fused ops (on the CPU: their ops, timed together)
+    private static readonly string[] MatVecAddNames = With(MatVecNames, "+add"), MatMulAddNames = With(MatMulNames, "+add");
+    private static readonly string[] MatVecSiluNames = With(MatVecNames, "+silu"), MatMulSiluNames = With(MatMulNames, "+silu");
+    private static readonly string[] MatVecGeluNames = With(MatVecNames, "+gelu"), MatMulGeluNames = With(MatMulNames, "+gelu");
+    private static readonly string[] MatVecNormNames = With(MatVecNames, "+norm"), MatMulNormNames = With(MatMulNames, "+norm");
+    private static readonly string[] MatVecNormSiluNames = With(MatVecNames, "+norm+silu"), MatMulNormSiluNames = With(MatMulNames, "+norm+silu");
+    private static readonly string[] MatVecNormGeluNames = With(MatVecNames, "+norm+gelu"), MatMulNormGeluNames = With(MatMulNames, "+norm+gelu");
+    private static string[] With(string[] names, string suffix) => names.Select(n => n + suffix).ToArray();
 
     public void MatMul(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int rows)
     {

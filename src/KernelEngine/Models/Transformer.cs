@@ -173,15 +173,21 @@ internal sealed class Transformer : IDisposable
             b.RmsNormHeads(s.K, w.KNorm!, n, Config.KvHeads, Config.NormEps);
         }
         var rope = Rope == null ? null : _ropeLocal != null && Config.SlidingLayers is { } sliding && sliding[l] ? _ropeLocal : Rope;
-        if (caches == null && rope != null) b.RopeStoreKv(s.Q, s.K, s.V, n, Config.Heads, Config.KvHeads, positions, rope, cache!, l, start);
-        else if (rope != null)
+        if (caches == null)
         {
-            b.Rope(s.Q, n, Config.Heads, positions, rope);
-            b.Rope(s.K, n, Config.KvHeads, positions, rope);
+            if (rope != null) b.RopeStoreKv(s.Q, s.K, s.V, n, Config.Heads, Config.KvHeads, positions, rope, cache!, l, start);
+            else b.StoreKv(s.K, s.V, cache!, l, start, n);
+            b.Attention(s.Q, cache!, l, start, n, s.Att, ShapeOf(l), branch);
         }
-        else if (caches == null) b.StoreKv(s.K, s.V, cache!, l, start, n);
-        if (caches == null) b.Attention(s.Q, cache!, l, start, n, s.Att, ShapeOf(l), branch);
-        else b.AttentionRows(s.Rows, caches, positions, l, ShapeOf(l));
+        else
+        {
+            if (rope != null)
+            {
+                b.Rope(s.Q, n, Config.Heads, positions, rope);
+                b.Rope(s.K, n, Config.KvHeads, positions, rope);
+            }
+            b.AttentionRows(s.Rows, caches, positions, l, ShapeOf(l));   // stores each row's k, v in its own cache
+        }
         if (w.PostAttnNorm == null) b.MatMulAdd(s.Att, w.Wo, w.Bo, s.Xb, s.X, n);
         else
         {
