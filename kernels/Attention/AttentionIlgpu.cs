@@ -141,6 +141,52 @@ internal static class AttentionIlgpu
         for (int d = Group.IdxX; d < a.HeadDim; d += Threads) a.Out[oo + d] = o[d] / l;
     }
 
+    /// <summary>
+    /// Decode attention of head h (row 0, all visible positions) by one warp, no shared memory and no barrier: a lane
+    /// scores one key of each tile of 32, the tile's softmax weights reach every lane by shuffles, and each lane keeps its
+    /// own output dimensions (d = lane, lane + 32, ..) in Out, rescaled per tile (online softmax), so warps of a group can
+    /// run different heads. The path of <see cref="FusedDecodeAttentionIlgpu"/>.
+    /// </summary>
+    internal static void AttendWarp(AttentionArgs a, int h)
+    {
+        int lane = Warp.LaneIdx, hd = a.HeadDim, kvDim = a.KvHeads * hd;
+        long kvo = (long)(h / (a.Heads / a.KvHeads)) * hd, qo = (long)h * hd;
+        int first = a.Window > 0 ? XMath.Max(0, a.Start - a.Window + 1) : 0;
+        int visible = a.Start + 1 - first;
+        for (int d = lane; d < hd; d += Warp.WarpSize) a.Out[qo + d] = 0;
+        float m = float.NegativeInfinity, l = 0;
+        for (int s0 = 0; s0 < visible; s0 += Warp.WarpSize)
+        {
+            int s = s0 + lane;
+            float score = float.NegativeInfinity;
+            if (s < visible)
+            {
+                long ko = (long)(first + s) * kvDim + kvo;
+                float dot = 0;
+                for (int d = 0; d < hd; d++) dot += a.Q[qo + d] * Key(a, ko + d);
+                score = Capped(a, dot * a.Scale);
+            }
+            float mNew = XMath.Max(m, DeviceMath.WarpMax(score));
+            float corr = XMath.Exp(m - mNew);
+            float e = s < visible ? XMath.Exp(score - mNew) : 0f;
+            l = l * corr + DeviceMath.WarpSum(e);
+            int n = XMath.Min(Warp.WarpSize, visible - s0);
+            for (int d0 = 0; d0 < hd; d0 += Warp.WarpSize)   // the same trip count in every lane: the shuffles stay converged
+            {
+                int d = d0 + lane;
+                float acc = d < hd ? a.Out[qo + d] * corr : 0f;
+                for (int j = 0; j < n; j++)
+                {
+                    float ej = Warp.Shuffle(e, j);
+                    if (d < hd) acc += ej * Value(a, (long)(first + s0 + j) * kvDim + kvo + d);
+                }
+                if (d < hd) a.Out[qo + d] = acc;
+            }
+            m = mNew;
+        }
+        for (int d = lane; d < hd; d += Warp.WarpSize) a.Out[qo + d] /= l;
+    }
+
     /// <summary>Decode: grid heads × chunks groups; each a chunk's partial, the head's last one the merge.</summary>
     public static void Decode(AttentionArgs a)
     {

@@ -181,4 +181,11 @@ internal static class DeviceMath
         for (int mask = Warp.WarpSize / 2; mask > 0; mask /= 2) value += Warp.Shuffle(value, Warp.LaneIdx ^ mask);
         return value;
     }
+
+    /// <summary>Largest value over the lanes of a warp, in every lane (butterfly shuffles).</summary>
+    public static float WarpMax(float value)
+    {
+        for (int mask = Warp.WarpSize / 2; mask > 0; mask /= 2) value = XMath.Max(value, Warp.Shuffle(value, Warp.LaneIdx ^ mask));
+        return value;
+    }
 }

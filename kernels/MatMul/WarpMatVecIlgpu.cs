@@ -60,13 +60,7 @@ internal static class WarpMatVecIlgpu
     public static void Run(WarpMatVecArgs a)
     {
         var shared = SharedMemory.Allocate<float>(DeviceMath.GroupSize);
-        float scale = 1f;
-        if (a.Norm != 0)   // the whole group, before any warp leaves
-        {
-            float ss = 0;
-            for (int i = Group.IdxX; i < a.InDim; i += Group.DimX) { float xi = a.X[i]; ss += xi * xi; }
-            scale = XMath.Rsqrt(DeviceMath.GroupSum(ss, shared) / a.InDim + a.Eps);
-        }
+        float scale = NormScale(a, shared);
         int lane = Warp.LaneIdx;
         int r = Grid.IdxX * (Group.DimX / Warp.WarpSize) + Warp.WarpIdx;
         if (a.Epilogue >= SiluGate)
@@ -79,6 +73,22 @@ internal static class WarpMatVecIlgpu
             a.P0.Y[r] = act * u;
             return;
         }
+        StoreRow(a, r, scale, lane);
+    }
+
+    /// <summary>The RMSNorm factor rsqrt(mean x² + Eps) when the launch norms x (1 otherwise); every thread of the group calls it.</summary>
+    internal static float NormScale(WarpMatVecArgs a, ArrayView<float> shared)
+    {
+        if (a.Norm == 0) return 1f;
+        float ss = 0;
+        for (int i = Group.IdxX; i < a.InDim; i += Group.DimX) { float xi = a.X[i]; ss += xi * xi; }
+        return XMath.Rsqrt(DeviceMath.GroupSum(ss, shared) / a.InDim + a.Eps);
+    }
+
+    /// <summary>Row r of the parts' rows laid end to end (P0's, then P1's, then P2's), with bias and the Store/Accumulate
+    /// epilogue; the whole warp calls it (a row past the end does nothing).</summary>
+    internal static void StoreRow(WarpMatVecArgs a, int r, float scale, int lane)
+    {
         WarpPart p;
         if (r < a.P0.Rows) p = a.P0;
         else if ((r -= a.P0.Rows) < a.P1.Rows) p = a.P1;

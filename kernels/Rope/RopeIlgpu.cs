@@ -1,5 +1,4 @@
 using ILGPU;
-using ILGPU.Algorithms;
 using KernelEngine.Kernels.Ilgpu;
 
 namespace KernelEngine.Kernels.Rope;
@@ -7,19 +6,17 @@ namespace KernelEngine.Kernels.Rope;
 internal struct RopeArgs
 {
     public ArrayView<float> X;
-    public ArrayView<int> Positions;
-    public ArrayView<float> InvFreq;
-    public int Heads, HeadDim, Interleaved, Pairs;   // Pairs: rotated pairs per head (HeadDim / 2 unless partial rotary)
-    public float MScale;                             // factor on cos and sin (1: plain RoPE)
+    public ArrayView<float> CosSin;                  // (rows, Pairs, 2): cos and sin of each row's angle per pair, times the attention factor
+    public int Rows, Heads, HeadDim, Interleaved, Pairs;   // Pairs: rotated pairs per head (HeadDim / 2 unless partial rotary)
 }
 
 internal struct RotateCacheArgs
 {
     public ArrayView<float> F32;      // the cache as F32, or
     public ArrayView<ushort> F16;     // as F16 bits (F16 != 0)
-    public ArrayView<float> InvFreq;
+    public ArrayView<float> CosSin;   // (Pairs, 2): cos and sin of the shift's angle per pair
     public long Offset;               // first element of the rotated rows
-    public int HeadDim, Interleaved, Delta, IsF16, Pairs;
+    public int HeadDim, Interleaved, IsF16, Pairs;
 }
 
 /// <summary>Arguments of <see cref="RopeIlgpu.ApplyAndStore"/>: q and k rotated, k and v stored into a layer's cache.</summary>
@@ -32,7 +29,11 @@ internal struct RopeStoreArgs
     public long CacheOffset;               // element offset of (layer, start) in the cache
 }
 
-/// <summary>ILGPU twin of RoPE: one thread per rotated pair; the angle is formed in double as on the CPU.</summary>
+/// <summary>
+/// ILGPU twin of RoPE: one thread per rotated pair. The host forms each angle's cos and sin in double, as the CPU does, and
+/// uploads them with the launch (a row's pairs: a few hundred bytes per token), so the kernels are exact twins of the CPU
+/// without double-precision trigonometry on the device (ILGPU's software cos/sin in double iterates through local memory).
+/// </summary>
 internal static class RopeIlgpu
 {
     public static void Apply(Index1D index, RopeArgs a)
@@ -41,13 +42,19 @@ internal static class RopeIlgpu
         int i = index % half;
         int h = (index / half) % a.Heads;
         int r = index / (half * a.Heads);
-        double angle = a.Positions[r] * (double)a.InvFreq[i];
-        float c = (float)XMath.Cos(angle) * a.MScale, s = (float)XMath.Sin(angle) * a.MScale;
-        long head = (long)r * a.Heads * a.HeadDim + h * a.HeadDim;
-        int i0 = a.Interleaved != 0 ? 2 * i : i, i1 = a.Interleaved != 0 ? 2 * i + 1 : i + half;
-        float x0 = a.X[head + i0], x1 = a.X[head + i1];
-        a.X[head + i0] = x0 * c - x1 * s;
-        a.X[head + i1] = x0 * s + x1 * c;
+        Rotate(a, a.X, (long)r * a.Heads * a.HeadDim + h * a.HeadDim, r, i, out _, out _);
+    }
+
+    /// <summary>Rotates pair i of the head at x[head..] by row r's angle in place (elements i0, i1 of the head).</summary>
+    internal static void Rotate(RopeArgs a, ArrayView<float> x, long head, int r, int i, out int i0, out int i1)
+    {
+        long at = 2L * ((long)r * a.Pairs + i);
+        float c = a.CosSin[at], s = a.CosSin[at + 1];
+        i0 = a.Interleaved != 0 ? 2 * i : i;
+        i1 = a.Interleaved != 0 ? 2 * i + 1 : i + a.Pairs;
+        float x0 = x[head + i0], x1 = x[head + i1];
+        x[head + i0] = x0 * c - x1 * s;
+        x[head + i1] = x0 * s + x1 * c;
     }
 
     /// <summary>
@@ -59,23 +66,17 @@ internal static class RopeIlgpu
     {
         var q = a.Q;
         int half = q.Pairs, hd = q.HeadDim, kvDim = a.KvHeads * hd;
-        int rows = q.Positions.IntLength;
+        int rows = q.Rows;
         int qPairs = rows * q.Heads * half, kPairs = rows * a.KvHeads * half;
         if (index < qPairs) { Apply(index, q); return; }
         int t = index - qPairs;
         if (t < kPairs)
         {
             int i = t % half, h = (t / half) % a.KvHeads, r = t / (half * a.KvHeads);
-            double angle = q.Positions[r] * (double)q.InvFreq[i];
-            float c = (float)XMath.Cos(angle) * q.MScale, s = (float)XMath.Sin(angle) * q.MScale;
             long head = (long)r * kvDim + h * hd;
-            int i0 = q.Interleaved != 0 ? 2 * i : i, i1 = q.Interleaved != 0 ? 2 * i + 1 : i + half;
-            float x0 = a.K[head + i0], x1 = a.K[head + i1];
-            float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
-            a.K[head + i0] = y0;
-            a.K[head + i1] = y1;
-            Store(a.CacheK, a.CacheF16, a.CacheOffset + head + i0, y0);
-            Store(a.CacheK, a.CacheF16, a.CacheOffset + head + i1, y1);
+            Rotate(q, a.K, head, r, i, out int i0, out int i1);
+            Store(a.CacheK, a.CacheF16, a.CacheOffset + head + i0, a.K[head + i0]);
+            Store(a.CacheK, a.CacheF16, a.CacheOffset + head + i1, a.K[head + i1]);
             return;
         }
         t -= kPairs;
@@ -84,7 +85,8 @@ internal static class RopeIlgpu
         if (t % hd >= 2 * half) Store(a.CacheK, a.CacheF16, a.CacheOffset + t, a.K[t]);   // not rotated
     }
 
-    private static void Store(ArrayView<byte> cache, int f16, long element, float value)
+    /// <summary>One element into an F32 or F16 cache.</summary>
+    internal static void Store(ArrayView<byte> cache, int f16, long element, float value)
     {
         if (f16 != 0) cache.Cast<ushort>()[element] = (ushort)DeviceMath.FloatToHalf(value);
         else cache.Cast<float>()[element] = value;
@@ -96,8 +98,7 @@ internal static class RopeIlgpu
         int half = a.Pairs;
         int i = index % half;
         long head = a.Offset + (long)(int)(index / half) * a.HeadDim;
-        double angle = a.Delta * (double)a.InvFreq[i];
-        float c = (float)XMath.Cos(angle), s = (float)XMath.Sin(angle);
+        float c = a.CosSin[2 * i], s = a.CosSin[2 * i + 1];
         long i0 = head + (a.Interleaved != 0 ? 2 * i : i), i1 = head + (a.Interleaved != 0 ? 2 * i + 1 : i + half);
         if (a.IsF16 != 0)
         {

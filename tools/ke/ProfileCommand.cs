@@ -53,8 +53,9 @@ internal static class ProfileCommand
     {
         Console.WriteLine();
         Console.WriteLine(title);
-        Console.WriteLine($"  {"kernel",-22} {"calls",6} {"total us",11} {"mean us",9} {"% wall",7} {"MB moved",9} {"GB/s",7} {"GFLOP",8} {"pred us",9}");
+        int width = Math.Max(22, totals.Count == 0 ? 0 : totals.Max(t => t.Kernel.Length));   // fused kernels have long names
+        Console.WriteLine($"  {"kernel".PadRight(width)} {"calls",6} {"total us",11} {"mean us",9} {"% wall",7} {"MB moved",9} {"GB/s",7} {"GFLOP",8} {"pred us",9}");
         foreach (var t in totals)
-            Console.WriteLine($"  {t.Kernel,-22} {t.Calls,6} {t.TotalMicroseconds,11:F1} {t.MeanMicroseconds,9:F1} {t.Percent,6:F1}% {t.Bytes / 1e6,9:F2} {t.GBps,7:F1} {t.Flops / 1e9,8:F3} {t.PredictedMicroseconds,9:F1}");
+            Console.WriteLine($"  {t.Kernel.PadRight(width)} {t.Calls,6} {t.TotalMicroseconds,11:F1} {t.MeanMicroseconds,9:F1} {t.Percent,6:F1}% {t.Bytes / 1e6,9:F2} {t.GBps,7:F1} {t.Flops / 1e9,8:F3} {t.PredictedMicroseconds,9:F1}");
     }
 }

@@ -101,6 +101,15 @@ internal interface IBackend : IDisposable
         Rope(k, rows, kvHeads, positions, rope);
         StoreKv(k, v, cache, layer, start, rows);
     }
+    /// <summary>
+    /// The front of one decode token's attention block: q, k, v = (rmsnorm(x) ⊙ norm) · W_q/k/vᵀ + b (<paramref name="qkv"/> →
+    /// <paramref name="y"/>), q and k rotated at positions[0], k and v stored at cache position <paramref name="start"/>,
+    /// attention of q over the layer's cache into <paramref name="output"/>: <see cref="NormMatMul"/>, <see cref="RopeStoreKv"/>
+    /// and <see cref="Attention"/> as one launch on a GPU. False, having done nothing, where the backend does not fuse them
+    /// (the CPU, shapes its kernel does not take); then the caller runs those ops.
+    /// </summary>
+    bool TryDecodeAttention(DeviceTensor x, DeviceWeight norm, float eps, ReadOnlySpan<DeviceWeight> qkv, ReadOnlySpan<DeviceWeight?> bias,
+        ReadOnlySpan<DeviceTensor> y, ReadOnlySpan<int> positions, RopeTable rope, KvCache cache, int layer, int start, DeviceTensor output, AttentionShape shape) => false;
     /// <summary>Writes k, v rows into the cache of a layer at positions [start, start + rows).</summary>
     void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows);
     /// <summary>

@@ -32,7 +32,6 @@ internal sealed unsafe class IlgpuBackend : IBackend
         public required Context Context;
         public required Accelerator Acc;
         public readonly Dictionary<string, Delegate> Kernels = new();
-        public readonly Dictionary<RopeTable, MemoryBuffer1D<float, Stride1D.Dense>> RopeTables = new(ReferenceEqualityComparer.Instance);
         public readonly Lock Gate = new();
         public long Launches;
         public bool GroupKernels;
@@ -45,8 +44,6 @@ internal sealed unsafe class IlgpuBackend : IBackend
         {
             if (Disposed) return;
             Disposed = true;
-            foreach (var b in RopeTables.Values) b.Dispose();
-            RopeTables.Clear();
             Acc.Dispose();
             Context.Dispose();
         }
@@ -63,6 +60,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
     private readonly MemoryBuffer1D<int, Stride1D.Dense> _counter;
     private readonly MemoryBuffer1D<int, Stride1D.Dense> _resultInts;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _resultFloats;
+    private float[] _cosSin = new float[256];
     private bool _disposed;
 
     /// <summary>
@@ -140,7 +138,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
             var scratch = Add(_acc.Allocate1D<float>(4096));
             var none = Add(_acc.Allocate1D<float>(1));
             // [0]: softmax-entropy's groups; [1 + h]: decode attention's chunks of head h
-            var counter = Add(_acc.Allocate1D<int>(1 + AttentionIlgpu.MaxHeads));
+            var counter = Add(_acc.Allocate1D<int>(1 + 2 * AttentionIlgpu.MaxHeads));   // [0] reductions, then decode heads, then fused KV units
             counter.MemSetToZero();
             return (ints, scratch, none, counter, Add(_acc.Allocate1D<int>(4)), Add(_acc.Allocate1D<float>(4)));
         }
@@ -483,16 +481,27 @@ internal sealed unsafe class IlgpuBackend : IBackend
 
     private RopeArgs RopeArgsOf(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)
     {
-        if (!_s.RopeTables.TryGetValue(rope, out var inv))
-        {
-            inv = _acc.Allocate1D(rope.InvFreq);
-            _s.RopeTables[rope] = inv;
-        }
+        int pairs = rope.InvFreq.Length;
+        var cs = CosSinBuffer(rows * pairs);
+        for (int r = 0; r < rows; r++)
+            for (int i = 0; i < pairs; i++)
+            {
+                double angle = positions[r] * (double)rope.InvFreq[i];   // RopeCpu.Apply's formula
+                cs[2 * (r * pairs + i)] = (float)Math.Cos(angle) * rope.MScale;
+                cs[2 * (r * pairs + i) + 1] = (float)Math.Sin(angle) * rope.MScale;
+            }
         return new RopeArgs
         {
-            X = T(x).F, Positions = Ints(positions[..rows]), InvFreq = inv.View, Heads = heads, HeadDim = rope.HeadDim, Pairs = rope.InvFreq.Length, MScale = rope.MScale,
-            Interleaved = rope.Layout == RopeLayout.Interleaved ? 1 : 0,
+            X = T(x).F, CosSin = Ints(MemoryMarshal.Cast<float, int>(cs.AsSpan(0, 2 * rows * pairs))).Cast<float>(), Rows = rows, Heads = heads,
+            HeadDim = rope.HeadDim, Pairs = pairs, Interleaved = rope.Layout == RopeLayout.Interleaved ? 1 : 0,
         };
+    }
+
+    /// <summary>The host's cos/sin staging for a launch (grown, never per token).</summary>
+    private float[] CosSinBuffer(int pairs)
+    {
+        if (_cosSin.Length < 2 * pairs) _cosSin = new float[4 * pairs];
+        return _cosSin;
     }
 
     public void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows)
@@ -511,12 +520,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
     {
         using var held = Enter();
         if (s.HeadDim > AttentionIlgpu.MaxHeadDim) throw new DeviceException($"head dimension {s.HeadDim} exceeds the ILGPU attention kernel's {AttentionIlgpu.MaxHeadDim}");
-        var args = new AttentionArgs
-        {
-            Q = T(q).F, Out = T(output).F, K = T(cache.K).View, V = T(cache.V).View, Partial = _none.View,
-            LayerOffset = cache.PositionRow(layer) * cache.KvDim, F16 = cache.K.IsF16 ? 1 : 0, Start = start,
-            Heads = s.Heads, KvHeads = s.KvHeads, HeadDim = s.HeadDim, Branch = branch, Scale = s.Scale, Window = s.Window, SoftCap = s.SoftCap,
-        };
+        var args = AttentionArgsOf(q, cache, layer, start, output, s, branch);
         if (!GroupKernels) Implicit("attention-per-query", AttentionIlgpu.PerQuery, rows * s.Heads, args);
         else if (rows == 1 && branch == 0)
         {
@@ -530,6 +534,39 @@ internal sealed unsafe class IlgpuBackend : IBackend
         }
         else Launch("attention-prefill", AttentionIlgpu.Prefill, rows * s.Heads, AttentionIlgpu.Threads, args);
     }
+
+    /// <summary>NormMatMul, RopeStoreKv and Attention of one decode token as one launch (<see cref="FusedDecodeAttentionIlgpu"/>),
+    /// where the warp matvec takes q/k/v, the head dimension is a multiple of its warps per group, and the keys fit one
+    /// flash-decoding chunk (longer contexts keep the split kernel's parallelism).</summary>
+    public bool TryDecodeAttention(DeviceTensor x, DeviceWeight norm, float eps, ReadOnlySpan<DeviceWeight> qkv, ReadOnlySpan<DeviceWeight?> bias,
+        ReadOnlySpan<DeviceTensor> y, ReadOnlySpan<int> positions, RopeTable rope, KvCache cache, int layer, int start, DeviceTensor output, AttentionShape s)
+    {
+        int visible = s.Window > 0 ? Math.Min(start + 1, s.Window) : start + 1;
+        if (qkv.Length != 3 || positions.Length != 1 || !WarpMatVec(1, qkv) || !Fits(x, qkv, y) || !NormFits(x, norm)
+            || s.HeadDim % WarpMatVecIlgpu.WarpsPerGroup != 0 || visible > DecodeChunk || s.KvHeads > AttentionIlgpu.MaxHeads
+            || rope.HeadDim != s.HeadDim || qkv[0].Rows != s.Heads * s.HeadDim || qkv[1].Rows != s.KvHeads * s.HeadDim || qkv[2].Rows != qkv[1].Rows)
+            return false;
+        using var held = Enter();
+        const int warps = WarpMatVecIlgpu.WarpsPerGroup;
+        var m = new WarpMatVecArgs
+        {
+            X = T(x).F, P0 = Part(qkv[0], bias[0], y[0]), P1 = Part(qkv[1], bias[1], y[1]), P2 = Part(qkv[2], bias[2], y[2]), InDim = x.Cols,
+            Epilogue = WarpMatVecIlgpu.Store, NormW = W(norm).F, Norm = 1, Eps = eps,
+        };
+        Launch("attention-fused", FusedDecodeAttentionIlgpu.Run, (qkv[0].Rows + 2 * qkv[1].Rows) / warps, warps * _acc.WarpSize, new FusedAttentionArgs
+        {
+            M = m, Rope = RopeArgsOf(y[0], 1, s.Heads, positions, rope), Att = AttentionArgsOf(y[0], cache, layer, start, output, s, 0),
+            Counter = _counter.View.SubView(1 + AttentionIlgpu.MaxHeads, s.KvHeads),
+        });
+        return true;
+    }
+
+    private AttentionArgs AttentionArgsOf(DeviceTensor q, KvCache cache, int layer, int start, DeviceTensor output, AttentionShape s, int branch) => new()
+    {
+        Q = T(q).F, Out = T(output).F, K = T(cache.K).View, V = T(cache.V).View, Partial = _none.View,
+        LayerOffset = cache.PositionRow(layer) * cache.KvDim, F16 = cache.K.IsF16 ? 1 : 0, Start = start,
+        Heads = s.Heads, KvHeads = s.KvHeads, HeadDim = s.HeadDim, Branch = branch, Scale = s.Scale, Window = s.Window, SoftCap = s.SoftCap,
+    };
 
     public void CopyKv(KvCache cache, int src, int dst, int count, KvLayers layers = KvLayers.All) =>
         CopyPositions(cache, src, cache, dst, count, layers);
@@ -561,22 +598,25 @@ internal sealed unsafe class IlgpuBackend : IBackend
     {
         using var held = Enter();
         if (count <= 0) return;
-        if (!_s.RopeTables.TryGetValue(rope, out var inv))
+        int pairs = rope.InvFreq.Length;
+        var cs = CosSinBuffer(pairs);
+        for (int i = 0; i < pairs; i++)
         {
-            inv = _acc.Allocate1D(rope.InvFreq);
-            _s.RopeTables[rope] = inv;
+            double angle = delta * (double)rope.InvFreq[i];   // RopeCpu.RotateRows's formula
+            cs[2 * i] = (float)Math.Cos(angle); cs[2 * i + 1] = (float)Math.Sin(angle);
         }
+        var cosSin = Ints(MemoryMarshal.Cast<float, int>(cs.AsSpan(0, 2 * pairs))).Cast<float>();
         var k = Kernel("rotate-keys", () => _acc.LoadAutoGroupedStreamKernel<Index1D, RotateCacheArgs>(RopeIlgpu.RotateCache));
         var cacheK = T(cache.K).View;
         bool f16 = cache.K.IsF16;
         for (int l = 0; l < cache.Layers; l++)
         {
             if (!cache.Includes(layers, l)) continue;
-            k(count * (cache.KvDim / rope.HeadDim) * rope.InvFreq.Length, new RotateCacheArgs
+            k(count * (cache.KvDim / rope.HeadDim) * pairs, new RotateCacheArgs
             {
                 F32 = f16 ? cacheK.Cast<float>().SubView(0, 1) : cacheK.Cast<float>(), F16 = f16 ? cacheK.Cast<ushort>() : cacheK.Cast<ushort>().SubView(0, 1),
-                InvFreq = inv.View, Offset = (cache.PositionRow(l) + position) * cache.KvDim,
-                HeadDim = rope.HeadDim, Interleaved = rope.Layout == RopeLayout.Interleaved ? 1 : 0, Delta = delta, IsF16 = f16 ? 1 : 0, Pairs = rope.InvFreq.Length,
+                CosSin = cosSin, Offset = (cache.PositionRow(l) + position) * cache.KvDim,
+                HeadDim = rope.HeadDim, Interleaved = rope.Layout == RopeLayout.Interleaved ? 1 : 0, IsF16 = f16 ? 1 : 0, Pairs = pairs,
             });
             Interlocked.Increment(ref _s.Launches);
         }

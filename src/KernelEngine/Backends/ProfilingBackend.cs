@@ -110,6 +110,7 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
     private static readonly string[] MatVecNormNames = With(MatVecNames, "+norm"), MatMulNormNames = With(MatMulNames, "+norm");
     private static readonly string[] MatVecNormSiluNames = With(MatVecNames, "+norm+silu"), MatMulNormSiluNames = With(MatMulNames, "+norm+silu");
     private static readonly string[] MatVecNormGeluNames = With(MatVecNames, "+norm+gelu"), MatMulNormGeluNames = With(MatMulNames, "+norm+gelu");
+    private static readonly string[] MatVecAttentionNames = With(MatVecNames, "+norm+rope+attention");
     private static string[] With(string[] names, string suffix) => names.Select(n => n + suffix).ToArray();
 
     public void MatMul(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor y, int rows)
@@ -223,6 +224,17 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
         var t = Begin();
         inner.RopeStoreKv(q, k, v, rows, heads, kvHeads, positions, rope, cache, layer, start);
         End(t, "rope+store-kv", "", 2 * (F(q, rows) + F(k, rows)) + F(v, rows) + 2L * rows * cache.K.RowBytes);
+    }
+
+    public bool TryDecodeAttention(DeviceTensor x, DeviceWeight norm, float eps, ReadOnlySpan<DeviceWeight> qkv, ReadOnlySpan<DeviceWeight?> bias,
+        ReadOnlySpan<DeviceTensor> y, ReadOnlySpan<int> positions, RopeTable rope, KvCache cache, int layer, int start, DeviceTensor output, AttentionShape shape)
+    {
+        var t = Begin();
+        if (!inner.TryDecodeAttention(x, norm, eps, qkv, bias, y, positions, rope, cache, layer, start, output, shape)) return false;   // the caller's ops record themselves
+        long bytes = F(x, 1) + norm.Bytes + 2L * (start + 1) * cache.K.RowBytes + F(output, 1), flops = 4L * shape.Heads * shape.HeadDim * (start + 1);
+        for (int i = 0; i < qkv.Length; i++) { bytes += qkv[i].Bytes + 2 * F(y[i], 1); flops += Mm(qkv[i], 1); }
+        End(t, MatVecAttentionNames[(int)qkv[0].Type], Layer(layer), bytes, flops);
+        return true;
     }
 
     public int KvShareGranuleBytes => inner.KvShareGranuleBytes;

@@ -122,6 +122,43 @@ public static class SelfCheck
                 return [.. ReadAll(b, qt), .. cached];
             });
         }
+        // The front of decode attention (one launch on a GPU while the keys fit one chunk): norm, q/k/v, RoPE, KV store, attention.
+        foreach (WeightType type in new[] { WeightType.F32, WeightType.F16 })
+        {
+            const int heads = 6, kvHeads = 2, hd = 16, dim = 128, start = 40, qDim = heads * hd, kvDim = kvHeads * hd;
+            var x = R(dim, 2); var nw = R(dim); var past = R(2 * start * kvDim);
+            var wq = Encode(R(qDim * dim, 0.3f), type, qDim, dim); var wk = Encode(R(kvDim * dim, 0.3f), type, kvDim, dim); var wv = Encode(R(kvDim * dim, 0.3f), type, kvDim, dim);
+            var bq = R(qDim); var bk = R(kvDim); var bv = R(kvDim);
+            var table = new RopeTable(RopeFrequencies.Compute(hd, 10000), hd, RopeLayout.RotateHalf);
+            var shape = new AttentionShape(heads, kvHeads, hd, 1f / MathF.Sqrt(hd));
+            Check($"norm+q/k/v+rope+attention {type.Name()} (decode)", 1e-3, b =>
+            {
+                using var cache = new KvCache(b, 2, 64, kvDim, true);
+                using (var pk = Tensor(b, past[..(start * kvDim)], start, kvDim))
+                using (var pv = Tensor(b, past[(start * kvDim)..], start, kvDim))
+                    b.StoreKv(pk, pv, cache, 1, 0, start);
+                using var xt = Tensor(b, x, 1, dim);
+                using var nt = b.Upload(HostWeight.FromFloats("norm", nw, 1, dim));
+                using var wqt = b.Upload(new HostWeight("wq", qDim, dim, type, wq));
+                using var wkt = b.Upload(new HostWeight("wk", kvDim, dim, type, wk));
+                using var wvt = b.Upload(new HostWeight("wv", kvDim, dim, type, wv));
+                using var bqt = b.Upload(HostWeight.FromFloats("bq", bq, 1, qDim));
+                using var bkt = b.Upload(HostWeight.FromFloats("bk", bk, 1, kvDim));
+                using var bvt = b.Upload(HostWeight.FromFloats("bv", bv, 1, kvDim));
+                using var qt = b.Allocate(1, qDim); using var kt = b.Allocate(1, kvDim); using var vt = b.Allocate(1, kvDim);
+                using var normed = b.Allocate(1, dim); using var ot = b.Allocate(1, qDim);
+                if (!b.TryDecodeAttention(xt, nt, 1e-5f, [wqt, wkt, wvt], [bqt, bkt, bvt], [qt, kt, vt], [start], table, cache, 1, start, ot, shape))
+                {
+                    b.NormMatMul(xt, nt, 1e-5f, normed, [wqt, wkt, wvt], [bqt, bkt, bvt], [qt, kt, vt], 1);
+                    b.RopeStoreKv(qt, kt, vt, 1, heads, kvHeads, [start], table, cache, 1, start);
+                    b.Attention(qt, cache, 1, start, 1, ot, shape);
+                }
+                var cached = new float[2 * kvDim];
+                b.Read(cache.K, (int)cache.PositionRow(1) + start, 1, cached);
+                b.Read(cache.V, (int)cache.PositionRow(1) + start, 1, cached.AsSpan(kvDim));
+                return [.. ReadAll(b, ot), .. cached];
+            });
+        }
         foreach (bool f16 in new[] { false, true })
             foreach (int rows in new[] { 1, 5 })
             foreach (int window in new[] { 0, 3 })

@@ -161,6 +161,26 @@ internal sealed class Transformer : IDisposable
         IReadOnlyList<KvCache>? caches = null)
     {
         var w = Weights.Layers[l];
+        var rope = Rope == null ? null : _ropeLocal != null && Config.SlidingLayers is { } sliding && sliding[l] ? _ropeLocal : Rope;
+        // decode on a GPU: norm, q/k/v, RoPE, the KV store and attention in one launch
+        bool fused = caches == null && n == 1 && branch == 0 && rope != null && w.AttnNormBias == null && w.QNorm == null
+            && b.TryDecodeAttention(s.X, w.AttnNorm, Config.NormEps, [w.Wq, w.Wk, w.Wv], [w.Bq, w.Bk, w.Bv], [s.Q, s.K, s.V], positions, rope, cache!, l, start,
+                s.Att, ShapeOf(l));
+        if (!fused) AttentionCore(b, s, cache, w, rope, l, start, n, positions, branch, caches);
+        if (w.PostAttnNorm == null) b.MatMulAdd(s.Att, w.Wo, w.Bo, s.Xb, s.X, n);
+        else
+        {
+            b.MatMul(s.Att, w.Wo, w.Bo, s.Xb, n);
+            b.RmsNorm(s.Xb, w.PostAttnNorm, s.Xb, n, Config.NormEps);
+            b.Add(s.X, s.Xb, n);
+        }
+    }
+
+    /// <summary>q, k, v from norm1(x), RoPE, the KV store and attention into s.Att, op by op.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void AttentionCore(IBackend b, RunState s, KvCache? cache, LayerWeights w, RopeTable? rope, int l, int start, int n, ReadOnlySpan<int> positions,
+        int branch, IReadOnlyList<KvCache>? caches)
+    {
         if (w.AttnNormBias == null) b.NormMatMul(s.X, w.AttnNorm, Config.NormEps, s.Xb, [w.Wq, w.Wk, w.Wv], [w.Bq, w.Bk, w.Bv], [s.Q, s.K, s.V], n);
         else
         {
@@ -172,7 +192,6 @@ internal sealed class Transformer : IDisposable
             b.RmsNormHeads(s.Q, w.QNorm, n, Config.Heads, Config.NormEps);
             b.RmsNormHeads(s.K, w.KNorm!, n, Config.KvHeads, Config.NormEps);
         }
-        var rope = Rope == null ? null : _ropeLocal != null && Config.SlidingLayers is { } sliding && sliding[l] ? _ropeLocal : Rope;
         if (caches == null)
         {
             if (rope != null) b.RopeStoreKv(s.Q, s.K, s.V, n, Config.Heads, Config.KvHeads, positions, rope, cache!, l, start);
@@ -187,13 +206,6 @@ internal sealed class Transformer : IDisposable
                 b.Rope(s.K, n, Config.KvHeads, positions, rope);
             }
             b.AttentionRows(s.Rows, caches, positions, l, ShapeOf(l));   // stores each row's k, v in its own cache
-        }
-        if (w.PostAttnNorm == null) b.MatMulAdd(s.Att, w.Wo, w.Bo, s.Xb, s.X, n);
-        else
-        {
-            b.MatMul(s.Att, w.Wo, w.Bo, s.Xb, n);
-            b.RmsNorm(s.Xb, w.PostAttnNorm, s.Xb, n, Config.NormEps);
-            b.Add(s.X, s.Xb, n);
         }
     }
 

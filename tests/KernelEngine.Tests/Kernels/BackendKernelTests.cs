@@ -432,6 +432,83 @@ public sealed class BackendKernelTests(string backendName)
         Assert.That(TestData.MaxAbsDiff(_b.ReadAll(gt), expected), Is.LessThanOrEqualTo(MatMulTolerance + 2e-5), gelu ? "gelu gate" : "silu gate");
     }
 
+    /// <summary>
+    /// The front of a decode token's attention block (RMSNorm → q/k/v with biases → RoPE → KV store → attention over a cache
+    /// holding earlier positions) against the scalar formulas: the GPU's one launch (<see cref="IBackend.TryDecodeAttention"/>,
+    /// which the group kernels must take at these shapes) or, where a backend does not fuse, the ops the model then runs.
+    /// 6 query heads over 2 KV heads (3 per unit, so a unit's 4 warps are not all busy), head dim 12, partial rotary, a
+    /// window with a soft cap, an F16 cache, the first position, keys over several tiles; past one flash-decoding chunk the fused path declines.
+    /// Tolerance: the matvec's (1e-4); the F16 cache against the reference rounded to F16 (1e-3).
+    /// </summary>
+    [TestCase(WeightType.F32, RopeLayout.RotateHalf, 6, false, 0, 0f, 9)]
+    [TestCase(WeightType.Q8_0, RopeLayout.Interleaved, 6, true, 0, 0f, 9)]
+    [TestCase(WeightType.F16, RopeLayout.RotateHalf, 4, false, 5, 3f, 9)]
+    [TestCase(WeightType.Q4_0, RopeLayout.RotateHalf, 6, false, 0, 0f, 0)]
+    [TestCase(WeightType.F32, RopeLayout.RotateHalf, 6, true, 0, 0f, 70)]   // three tiles of keys: the online softmax's rescaling
+    [TestCase(WeightType.F32, RopeLayout.Interleaved, 6, true, 0, 0f, 300)]
+    public void DecodeAttentionFront_MatchesTheFormulas(WeightType type, RopeLayout layout, int pairs, bool f16, int window, float softCap, int start)
+    {
+        const int heads = 6, kvHeads = 2, hd = 12, dim = 96, layers = 2, layer = 1;
+        const float eps = 1e-5f;
+        int qDim = heads * hd, kvDim = kvHeads * hd;
+        var x = TestData.Random(dim, 81, 3f);
+        var normW = TestData.Random(dim, 82);
+        byte[] Weight(int rows, int seed) => TestData.Encode(TestData.Random(rows * dim, seed, 0.3f), type, rows, dim);
+        var (wq, wk, wv) = (Weight(qDim, 83), Weight(kvDim, 84), Weight(kvDim, 85));
+        var (bq, bk, bv) = (TestData.Random(qDim, 86), TestData.Random(kvDim, 87), TestData.Random(kvDim, 88));
+        var pastK = TestData.Random(start * kvDim, 89);
+        var pastV = TestData.Random(start * kvDim, 90);
+        var inv = RopeFrequencies.Compute(2 * pairs, 10000, null);
+        bool interleaved = layout == RopeLayout.Interleaved;
+        var shape = new AttentionShape(heads, kvHeads, hd, 1f / MathF.Sqrt(hd), window, softCap);
+
+        var xn = ScalarReference.RmsNorm(x, normW, 1, dim, eps);
+        if (type.IsBlockQuantized() && _b is CpuBackend) xn = ScalarReference.Dequantize(TestData.Encode(xn, WeightType.Q8_0, 1, dim), WeightType.Q8_0, 1, dim);
+        float[] Project(byte[] w, int rows, float[] bias) => ScalarReference.MatMul(xn, 1, dim, ScalarReference.Dequantize(w, type, rows, dim), rows, bias);
+        var q = ScalarReference.Rope(Project(wq, qDim, bq), 1, heads, hd, [start], inv, interleaved);
+        var k = ScalarReference.Rope(Project(wk, kvDim, bk), 1, kvHeads, hd, [start], inv, interleaved);
+        var v = Project(wv, kvDim, bv);
+        float[] R(float[] a) => f16 ? a.Select(e => (float)(Half)e).ToArray() : a;
+        var expected = ScalarReference.Attention(q, R([.. pastK, .. k]), R([.. pastV, .. v]), 1, start, heads, kvHeads, hd, window, softCap);
+
+        using var cache = new KvCache(_b, layers, start + 1, kvDim, f16);
+        if (start > 0)
+        {
+            using var pk = _b.Tensor(pastK, start, kvDim);
+            using var pv = _b.Tensor(pastV, start, kvDim);
+            _b.StoreKv(pk, pv, cache, layer, 0, start);
+        }
+        using var xt = _b.Tensor(x, 1, dim);
+        using var nt = _b.Upload(HostWeight.FromFloats("norm", normW, 1, dim));
+        using var wqt = _b.Upload(new HostWeight("wq", qDim, dim, type, wq));
+        using var wkt = _b.Upload(new HostWeight("wk", kvDim, dim, type, wk));
+        using var wvt = _b.Upload(new HostWeight("wv", kvDim, dim, type, wv));
+        using var bqt = _b.Upload(HostWeight.FromFloats("bq", bq, 1, qDim));
+        using var bkt = _b.Upload(HostWeight.FromFloats("bk", bk, 1, kvDim));
+        using var bvt = _b.Upload(HostWeight.FromFloats("bv", bv, 1, kvDim));
+        using var qt = _b.Allocate(1, qDim);
+        using var kt = _b.Allocate(1, kvDim);
+        using var vt = _b.Allocate(1, kvDim);
+        using var normed = _b.Allocate(1, dim);
+        using var ot = _b.Allocate(1, qDim);
+        var rope = new RopeTable(inv, hd, layout);
+        bool fused = _b.TryDecodeAttention(xt, nt, eps, [wqt, wkt, wvt], [bqt, bkt, bvt], [qt, kt, vt], [start], rope, cache, layer, start, ot, shape);
+        if (!fused)
+        {
+            _b.NormMatMul(xt, nt, eps, normed, [wqt, wkt, wvt], [bqt, bkt, bvt], [qt, kt, vt], 1);
+            _b.RopeStoreKv(qt, kt, vt, 1, heads, kvHeads, [start], rope, cache, layer, start);
+            _b.Attention(qt, cache, layer, start, 1, ot, shape);
+        }
+        Assert.That(fused, Is.EqualTo(backendName == "ilgpu-cpu-groups" && start < 256), "which path ran");
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(qt), q), Is.LessThanOrEqualTo(MatMulTolerance), "rotated q");
+        var cached = new float[kvDim];
+        _b.Read(cache.K, (int)cache.PositionRow(layer) + start, 1, cached);
+        Assert.That(TestData.MaxAbsDiff(cached, R(k)), Is.LessThanOrEqualTo(f16 ? 1e-3 : MatMulTolerance), "cached k");
+        _b.Read(cache.V, (int)cache.PositionRow(layer) + start, 1, cached);
+        Assert.That(TestData.MaxAbsDiff(cached, R(v)), Is.LessThanOrEqualTo(f16 ? 1e-3 : MatMulTolerance), "cached v");
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(ot), expected), Is.LessThanOrEqualTo(f16 ? 1e-3 : MatMulTolerance), "attention");
+    }
+
     /// <summary>The RMSNorm fused into the matvec prologue (q/k/v and the gated MLP's first half) against RmsNorm then the
     /// matmuls' formulas, decode and a prefill block.</summary>
     [TestCase(WeightType.F16, 1)]

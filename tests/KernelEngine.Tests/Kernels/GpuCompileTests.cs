@@ -45,6 +45,18 @@ public sealed class GpuCompileTests
         Assert.That(source, Does.Contain("kernel"));
     }
 
+    /// <summary>Kernels a GPU runs keep everything in registers and shared memory: no <c>.local</c> in their PTX (RoPE's
+    /// angles come from the host, as ILGPU's double cos/sin would iterate through local memory). The exception is the CPU
+    /// simulator's one-thread-per-query attention, which holds a head's output in thread-local memory by design.</summary>
+    [TestCaseSource(nameof(GpuKernelNames))]
+    public void Ptx_HasNoLocalMemory(string name)
+    {
+        string ptx = KernelPtx.Compile(_ctx, KernelCatalog.All.Single(e => e.Name == name), CudaArchitecture.SM_80);
+        Assert.That(PtxShape.Of(ptx).LocalAccesses, Is.Zero);
+    }
+
+    private static IEnumerable<string> GpuKernelNames() => Names().Where(n => n != "attention-per-query");
+
     /// <summary>The decode matvec's design (issue "GPU kernels"): 128-bit loads of weights and x, a warp-shuffle reduction
     /// of each row, no local memory; barriers only in the fused RMSNorm prologue (one sum of x² per group).</summary>
     [Test]
@@ -58,6 +70,20 @@ public sealed class GpuCompileTests
         Assert.That(System.Text.RegularExpressions.Regex.Count(ptx, @"\bbar(rier)?\.sync"), Is.LessThanOrEqualTo(3),
             "barriers only in the norm prologue's group sum (before it, in its loop, after it)");
         Assert.That(ptx, Does.Contain("cvt.f32.f16"), "fp16 widened by the hardware conversion, not integer bit work");
+    }
+
+    /// <summary>The fused decode attention front keeps the matvec's shape (128-bit loads, shuffle sums) and its attention is
+    /// warp-level (shuffled max, sum and softmax weights): no local memory, barriers only in the norm prologue and around
+    /// the unit's ticket and RoPE.</summary>
+    [Test]
+    public void FusedDecodeAttention_Ptx_HasVectorLoads_Shuffles_NoLocalMemory()
+    {
+        string ptx = KernelPtx.Compile(_ctx, KernelCatalog.All.Single(e => e.Name == "attention-fused"), CudaArchitecture.SM_80);
+        var shape = PtxShape.Of(ptx);
+        Assert.That(shape.VectorLoads, Is.GreaterThanOrEqualTo(4));
+        Assert.That(shape.Shuffles, Is.GreaterThanOrEqualTo(3), "the matvec's row sum, attention's max and sum, the softmax weights' broadcast");
+        Assert.That(shape.LocalAccesses, Is.Zero);
+        Assert.That(ptx, Does.Match(@"atom(\.global)?\.add"), "the unit's ticket");
     }
 
     /// <summary>The shape counts the GPU design is checked by, on a hand-written PTX text with one of each (and look-alikes

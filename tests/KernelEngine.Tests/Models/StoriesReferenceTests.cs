@@ -25,7 +25,8 @@ public sealed class StoriesReferenceTests(string device, bool f16Kv)
 
     /// <summary>The kernels a GPU runs (warp-per-row matvec, tiled GEMM, group reductions), simulated on ILGPU's CPU
     /// accelerator — which by default runs their per-element twins — keep the reference ids (the first few: the
-    /// simulator pays an OS context switch per barrier and per simulated thread, seconds per token).</summary>
+    /// simulator pays an OS context switch per barrier and per simulated thread, seconds per token), in at most 4 launches
+    /// per layer and 2 per decode step.</summary>
     [Test]
     public void GpuGroupKernels_OnTheCpuAccelerator_ReproduceTheFirstReferenceIds()
     {
@@ -38,6 +39,11 @@ public sealed class StoriesReferenceTests(string device, bool f16Kv)
         var ids = session.Generate([1], new GenerationSettings { MaxTokens = n, Sampling = KernelEngine.Decoding.SamplingSettings.Greedy }, atStartOfText: true)
             .Select(t => t.Id).ToArray();
         Assert.That(ids, Is.EqualTo(reference.BosGreedyIds.Skip(1).Take(n).ToArray()));
+        // a decode step is 4 launches per layer (norm+q/k/v+RoPE+KV store+attention, Wo+residual, norm+gate/up, down+residual)
+        // and 2 (the embedding, the final norm with the LM head)
+        long before = model.Backend.Launches;
+        session.FeedOnDevice([ids[^1]]);
+        Assert.That(model.Backend.Launches - before, Is.LessThanOrEqualTo(4 * model.Config.Layers + 2), "launches per decode step");
     }
 
     [Test]
