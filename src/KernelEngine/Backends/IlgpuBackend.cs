@@ -355,8 +355,8 @@ internal sealed unsafe class IlgpuBackend : IBackend
         else if (rows == 1) Launch("matvec", MatMulIlgpu.MatVec, ww.Rows, _group, args);
         else
         {
-            int t = MatMulIlgpu.Tile;
-            Launch("matmul-tiled", MatMulIlgpu.Tiled, (rows + t - 1) / t * ((ww.Rows + t - 1) / t), t * t, args);
+            int t = MatMulIlgpu.Block;
+            Launch("matmul-tiled", MatMulIlgpu.Tiled, (rows + t - 1) / t * ((ww.Rows + t - 1) / t), MatMulIlgpu.Threads, args);
         }
     }
 

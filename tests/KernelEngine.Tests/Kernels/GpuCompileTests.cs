@@ -86,6 +86,19 @@ public sealed class GpuCompileTests
         Assert.That(ptx, Does.Match(@"atom(\.global)?\.add"), "the unit's ticket");
     }
 
+    /// <summary>The prefill GEMM's design: x and F32 weights come in as 128-bit global loads, the inner loop reads both
+    /// staged tiles as 128-bit shared loads (4 rows of x and 4 columns of W for 16 FMAs), the 16 accumulators stay in
+    /// registers (no local memory), and the double-buffered main loop has one barrier (two in all, with the first stage's).</summary>
+    [Test]
+    public void RegisterTiledGemm_Ptx_HasVectorLoads_OneBarrierPerStep_NoLocalMemory()
+    {
+        string ptx = KernelPtx.Compile(_ctx, KernelCatalog.All.Single(e => e.Name == "matmul-tiled"), CudaArchitecture.SM_80);
+        Assert.That(PtxShape.Of(ptx).VectorLoads, Is.GreaterThanOrEqualTo(2), "x and F32 W tiles");
+        Assert.That(System.Text.RegularExpressions.Regex.Count(ptx, @"\bld\.shared\.v4\."), Is.GreaterThanOrEqualTo(2), "the staged tiles");
+        Assert.That(PtxShape.Of(ptx).LocalAccesses, Is.Zero);
+        Assert.That(System.Text.RegularExpressions.Regex.Count(ptx, @"\bbar(rier)?\.sync"), Is.EqualTo(2));
+    }
+
     /// <summary>The shape counts the GPU design is checked by, on a hand-written PTX text with one of each (and look-alikes
     /// that must not count: a scalar global load, a 64-bit vector load, a parameter store).</summary>
     [Test]
