@@ -291,15 +291,26 @@ public sealed class Session : IDisposable
     internal void FeedBranchesCore(ReadOnlySpan<int> tokens, int branchLength, Span<float> logits)
     {
         int vocab = _config.VocabSize;
-        if (branchLength <= 0 || tokens.IsEmpty || tokens.Length % branchLength != 0) throw new ArgumentException("tokens must be whole branches", nameof(tokens));
         if (logits.Length < (long)tokens.Length * vocab) throw new ArgumentException($"logits needs {tokens.Length} x {vocab} floats", nameof(logits));
+        var onDevice = FeedBranchesOnDevice(tokens, branchLength);
+        _backend.Read(onDevice, 0, tokens.Length, logits[..(tokens.Length * vocab)]);
+    }
+
+    /// <summary><see cref="FeedBranchesCore"/> without the read-back: row r of the returned device tensor holds row r's
+    /// logits (valid until the next pass), for verification on the device.</summary>
+    internal DeviceTensor FeedBranchesOnDevice(ReadOnlySpan<int> tokens, int branchLength)
+    {
+        if (branchLength <= 0 || tokens.IsEmpty || tokens.Length % branchLength != 0) throw new ArgumentException("tokens must be whole branches", nameof(tokens));
         _scoreState ??= new RunState(_backend, _config, _state.Capacity, _state.Capacity);
         if (tokens.Length > _scoreState.Capacity) throw new InvalidRequestException($"{tokens.Length} draft tokens exceed the batch of {_scoreState.Capacity}");
         CheckFits(tokens.Length);
         foreach (int id in tokens) CheckToken(id);
         _t.Forward(_scoreState, _cache, tokens, _tokens.Count, allLogits: true, branch: branchLength);
-        _backend.Read(_scoreState.Logits, 0, tokens.Length, logits[..(tokens.Length * vocab)]);
+        return _scoreState.Logits;
     }
+
+    /// <summary>The backend this session's tensors live on.</summary>
+    internal IBackend Backend => Alive()._backend;
 
     /// <summary>Commits the first tokens of branch b fed by <see cref="FeedBranches"/> (moving its keys and values into place).</summary>
     public void CommitBranch(int branch, int branchLength, ReadOnlySpan<int> tokens)

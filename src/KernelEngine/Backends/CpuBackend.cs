@@ -492,7 +492,7 @@ internal sealed unsafe class CpuBackend : IBackend
         if (multi)
             return DraftVerifyCpu.RecursiveReject(new Span<float>(T(p).F, vocab), new Span<float>(T(q).F, vocab), drafts, withoutReplacement, uniforms, greedy);
         return DraftVerifyCpu.Verify(new ReadOnlySpan<float>(T(p).F, (drafts.Length + 1) * vocab), new ReadOnlySpan<float>(T(q).F, drafts.Length * vocab),
-            drafts, uniforms, vocab, greedy, new float[vocab]);
+            drafts, uniforms, vocab, greedy, greedy ? default : new float[vocab]);   // greedy never touches the residual
     }
 
     public void Synchronize() { }

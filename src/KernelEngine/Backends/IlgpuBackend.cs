@@ -727,7 +727,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
         u.View.SubView(0, uniforms.Length).CopyFromCPU(ref MemoryMarshal.GetReference(uniforms), uniforms.Length);
         var args = new DraftVerifyArgs
         {
-            P = T(p).F, Q = T(q).F, Draft = Ints(drafts), Uniforms = u.View, Residual = Scratch(vocab).SubView(0, vocab),
+            P = T(p).F, Q = T(q).F, Draft = drafts.IsEmpty ? _ints.View.SubView(0, 1) : Ints(drafts), Uniforms = u.View, Residual = Scratch(vocab).SubView(0, vocab),
             Result = _resultInts.View, K = drafts.Length, Vocab = vocab, Greedy = greedy ? 1 : 0, WithoutReplacement = withoutReplacement ? 1 : 0,
         };
         if (multi) Launch("draft-rrs", DraftVerifyIlgpu.RecursiveReject, 1, _group, args);

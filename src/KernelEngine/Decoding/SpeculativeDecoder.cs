@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Numerics.Tensors;
+using KernelEngine.Backends;
 using KernelEngine.Kernels.DraftVerify;
 using KernelEngine.Kernels.SoftmaxEntropy;
 using KernelEngine.Text;
@@ -9,7 +10,8 @@ namespace KernelEngine.Decoding;
 /// <summary>
 /// Speculative decoding loops on a target session: a draft model (one or several branches per step) or
 /// prompt lookup proposes tokens, the target scores every branch in ONE batched pass over its KV cache
-/// (<see cref="Session.FeedBranches"/>), <see cref="DraftVerifyCpu"/> accepts a prefix and supplies the next token,
+/// (<see cref="Session.FeedBranches"/>), the verifier (<c>IBackend.VerifyDrafts</c> on the backend for greedy single-branch
+/// steps, so a GPU returns only the verdict; <see cref="DraftVerifyCpu"/> on the host otherwise) accepts a prefix and supplies the next token,
 /// and both caches roll back to the accepted length. Greedy settings reproduce plain greedy decoding of the target;
 /// sampling settings reproduce its sampling distribution exactly.
 /// </summary>
@@ -64,6 +66,7 @@ public sealed class SpeculativeDecoder
         private readonly long[] _accepted, _proposed;
         private readonly Stopwatch _targetTime = new(), _draftTime = new();
         private float[]? _targetLogits;
+        private int _backendVerifications;
         private int _gamma, _targetPasses, _draftPasses, _generated;
         // Constrained decoding: the committed text's place in the grammar; drafts and the target's rows are masked by the
         // place of their position, so the verifier reproduces the target's masked distribution. One branch per step.
@@ -216,9 +219,16 @@ public sealed class SpeculativeDecoder
                 for (int i = 0; i < missing; i++) rows[b * branchLen + i] = committed[committed.Count - missing + i];
                 for (int i = 0; i < g; i++) rows[b * branchLen + missing + i] = _drafts[b, i];
             }
-            if (_targetLogits == null || _targetLogits.Length < rows.Length * _vocab) _targetLogits = new float[rows.Length * _vocab];
+            // Greedy, one branch, no grammar and no returned logits: the logits stay on the device and the backend verifies.
+            bool onDevice = _greedy && branches == 1 && _grammar == null && !_returnLogits;
+            DeviceTensor? deviceLogits = null;
             _targetTime.Start();
-            _target.FeedBranchesCore(rows, branchLen, _targetLogits);
+            if (onDevice) deviceLogits = _target.FeedBranchesOnDevice(rows, branchLen);
+            else
+            {
+                if (_targetLogits == null || _targetLogits.Length < rows.Length * _vocab) _targetLogits = new float[rows.Length * _vocab];
+                _target.FeedBranchesCore(rows, branchLen, _targetLogits);
+            }
             _targetTime.Stop();
             _targetPasses++;
 
@@ -248,6 +258,17 @@ public sealed class SpeculativeDecoder
                     nAccepted = 1 + v.Accepted; next = v.Token;
                 }
             }
+            else if (deviceLogits != null)
+            {
+                var d = new int[g];
+                for (int i = 0; i < g; i++) d[i] = _drafts[0, i];
+                var backend = _target.Backend;
+                var p = backend.RowView(deviceLogits, missing - 1, g + 1);   // rows predicting each draft, then the bonus
+                var v = backend.VerifyDrafts(p, p, d, _uniforms.AsSpan(0, g + 1), greedy: true, multi: false, withoutReplacement: false);   // greedy reads no q
+                for (int i = 0; i < Math.Min(v.Accepted + 1, g); i++) { _proposed[i]++; if (i < v.Accepted) _accepted[i]++; }
+                nAccepted = v.Accepted; next = v.Token;
+                _backendVerifications++;
+            }
             else
             {
                 for (int i = 0; i <= g; i++)
@@ -276,7 +297,13 @@ public sealed class SpeculativeDecoder
                 int id = i < nAccepted ? _drafts[branch, i] : next;
                 _grammar?.Accept(id);
                 int row = (branch * branchLen) + missing - 1 + i;
-                var rowLogits = _targetLogits.AsSpan(row * _vocab, _vocab);
+                if (deviceLogits != null)
+                {
+                    var ds = _target.Backend.SoftmaxEntropy(deviceLogits, row, 1f, id);
+                    output.Add(new StepToken(id, ds.TokenLogProb, ds.EntropyBits, null));
+                    continue;
+                }
+                var rowLogits = _targetLogits!.AsSpan(row * _vocab, _vocab);
                 var s = SoftmaxEntropyCpu.Compute(rowLogits, 1f, id);
                 output.Add(new StepToken(id, s.TokenLogProb, s.EntropyBits, _returnLogits ? rowLogits.ToArray() : null));
             }
@@ -290,7 +317,7 @@ public sealed class SpeculativeDecoder
                 long acc = _accepted.Sum(), prop = _proposed.Sum();
                 return new DecodingStats
                 {
-                    GeneratedTokens = _generated, TargetPasses = _targetPasses, DraftPasses = _draftPasses,
+                    GeneratedTokens = _generated, TargetPasses = _targetPasses, DraftPasses = _draftPasses, BackendVerifications = _backendVerifications,
                     TargetSeconds = _targetTime.Elapsed.TotalSeconds, DraftSeconds = _draftTime.Elapsed.TotalSeconds,
                     AcceptanceByPosition = _proposed.Select((n, i) => n == 0 ? double.NaN : _accepted[i] / (double)n).TakeWhile(x => !double.IsNaN(x)).ToArray(),
                     AcceptanceRate = prop == 0 ? 0 : acc / (double)prop,

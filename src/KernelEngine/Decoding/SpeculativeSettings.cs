@@ -43,6 +43,10 @@ public sealed record DecodingStats
     public double[] AcceptanceByPosition { get; init; } = [];
     /// <summary>Accepted draft tokens / proposed draft tokens.</summary>
     public double AcceptanceRate { get; init; }
+    /// <summary>Target passes whose drafts were verified by the backend (<c>IBackend.VerifyDrafts</c>: on a GPU only the
+    /// verdict and the emitted tokens' log-probabilities come back, not the logits): greedy, one branch, no grammar, no
+    /// returned logits; the others are verified on the host.</summary>
+    public int BackendVerifications { get; init; }
     /// <summary>Tokens emitted per target pass (1 without speculation).</summary>
     public double TokensPerTargetPass => TargetPasses == 0 ? 0 : GeneratedTokens / (double)TargetPasses;
     // Entropy-adaptive decoding

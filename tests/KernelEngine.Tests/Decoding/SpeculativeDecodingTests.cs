@@ -34,10 +34,12 @@ public sealed class SpeculativeDecodingTests(string device)
     /// <summary>The ILGPU CPU accelerator simulates every GPU thread: fewer tokens there.</summary>
     private int Tokens => device == "cpu" ? 120 : 40;
 
-    private static int[] Plain(Model m, int[] prompt, int n)
+    private static int[] Plain(Model m, int[] prompt, int n) => PlainTokens(m, prompt, n).Select(t => t.Id).ToArray();
+
+    private static GeneratedToken[] PlainTokens(Model m, int[] prompt, int n)
     {
         using var s = m.CreateSession();
-        return s.Generate(prompt, new GenerationSettings { MaxTokens = n, Sampling = SamplingSettings.Greedy }).Select(t => t.Id).ToArray();
+        return s.Generate(prompt, new GenerationSettings { MaxTokens = n, Sampling = SamplingSettings.Greedy }).ToArray();
     }
 
     private static readonly int[] Prompt = [1, 403, 407, 261, 378];
@@ -53,18 +55,26 @@ public sealed class SpeculativeDecodingTests(string device)
     {
         using var target = Model.Load(SharedData.Stories, Options);
         int n = Tokens;
-        var expected = Plain(target, Prompt, n);
+        var plain = PlainTokens(target, Prompt, n);
+        var expected = plain.Select(t => t.Id).ToArray();
         using var draftModel = draftKind == null ? null : Model.Load(Draft(draftKind), Options);
         using var ts = target.CreateSession();
         using var ds = draftModel?.CreateSession();
         var dec = new SpeculativeDecoder(ts, ds, new SpeculativeSettings { Gamma = gamma, Drafts = drafts, AdaptiveGamma = adaptive, LookupNgram = lookup });
-        var got = dec.Generate(Prompt, new GenerationSettings { MaxTokens = n, Sampling = SamplingSettings.Greedy }).Select(t => t.Id).ToArray();
+        var tokens = dec.Generate(Prompt, new GenerationSettings { MaxTokens = n, Sampling = SamplingSettings.Greedy }).ToArray();
+        var got = tokens.Select(t => t.Id).ToArray();
         Assert.That(got, Is.EqualTo(expected));
+        // the emitted tokens' log-probabilities and entropies (from the backend's softmax-entropy on a single-branch greedy
+        // step, from the host's copy of the logits otherwise) are plain decoding's
+        Assert.That(tokens.Zip(plain).Max(t => Math.Abs(t.First.LogProb - t.Second.LogProb)), Is.LessThanOrEqualTo(1e-4), "log p");
+        Assert.That(tokens.Zip(plain).Max(t => Math.Abs(t.First.EntropyBits - t.Second.EntropyBits)), Is.LessThanOrEqualTo(1e-4), "entropy");
         var st = dec.Stats!;
         TestContext.Out.WriteLine($"{draftKind ?? "lookup"} gamma {gamma} drafts {drafts}: {st.TokensPerTargetPass:F2} tokens/pass, acceptance {st.AcceptanceRate:P1} [{string.Join(" ", st.AcceptanceByPosition.Select(a => a.ToString("F2")))}]");
         Assert.That(st.GeneratedTokens, Is.EqualTo(n));
         Assert.That(st.TargetPasses, Is.LessThanOrEqualTo(n));
         if (draftKind is "q8_0" or "q4_0") Assert.That(st.TokensPerTargetPass, Is.GreaterThan(1.5), "a good draft saves target passes");
+        // single-branch greedy steps verify on the backend (a step without drafts too: the backend's argmax is the token)
+        if (drafts == 1) Assert.That(st.BackendVerifications, Is.EqualTo(st.TargetPasses), "verified by the backend");
     }
 
     [Test]
