@@ -80,7 +80,8 @@ internal static class DeviceMath
         return float.NaN;
     }
 
-    private static float Half(ArrayView<byte> w, long off) => HalfToFloat(w[off] | ((uint)w[off + 1] << 8));
+    /// <summary>The fp16 value at byte off (any alignment).</summary>
+    public static float Half(ArrayView<byte> w, long off) => HalfToFloat(w[off] | ((uint)w[off + 1] << 8));
 
     /// <summary>Q4_1 (d, m, nibbles), Q5_0 (d, fifth bits, nibbles; − 16), Q5_1 (d, m, fifth bits, nibbles).</summary>
     private static float ReadLegacy(ArrayView<byte> w, int type, long rowStart, int col)
@@ -105,11 +106,15 @@ internal static class DeviceMath
         long qs = b + (five ? 48 : 16);
         int q = (k % 64) < 32 ? w[qs + 32 * g + l] & 0x0F : w[qs + 32 * g + l] >> 4;
         if (five) q += ((w[b + 16 + l] >> j) & 1) * 16;
-        long s = b + 4;
-        int sc, m;
+        KScaleMin(w, b + 4, j, out int sc, out int m);
+        return Half(w, b) * sc * q - Half(w, b + 2) * m;
+    }
+
+    /// <summary>Q4_K / Q5_K: the 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes at s.</summary>
+    public static void KScaleMin(ArrayView<byte> w, long s, int j, out int sc, out int m)
+    {
         if (j < 4) { sc = w[s + j] & 63; m = w[s + j + 4] & 63; }
         else { sc = (w[s + j + 4] & 0x0F) | ((w[s + j - 4] >> 6) << 4); m = (w[s + j + 4] >> 4) | ((w[s + j] >> 6) << 4); }
-        return Half(w, b) * sc * q - Half(w, b + 2) * m;
     }
 
     /// <summary>Q6_K: value = d·scale_(k/16) · (q − 32), q = 4 low bits from ql and 2 high bits from qh.</summary>

@@ -47,13 +47,15 @@ internal static class WarpMatVecIlgpu
     /// <summary>Epilogues: y = Wx + b; y += Wx + b; gate = silu(W_gate x) · (W_up x + b_up); the same with tanh-GELU.</summary>
     public const int Store = 0, Accumulate = 1, SiluGate = 2, GeluGate = 3;
 
-    /// <summary>Whether a weight of this type and row runs here (its rows are whole 16-byte vectors: F32, F16, BF16, and
-    /// Q8_0/Q4_0 in their repacked device layout, <see cref="DeviceWeightLayout"/>).</summary>
+    /// <summary>Whether a weight of this type and row runs here: rows of whole 16-byte vectors (F32, F16, BF16, and Q8_0/Q4_0
+    /// in their repacked device layout, <see cref="DeviceWeightLayout"/>), or of whole super-blocks (Q4_K, Q5_K, Q6_K in
+    /// the file layout, read a byte per lane).</summary>
     public static bool Supports(WeightType type, int inDim) => type switch
     {
         WeightType.F32 => inDim % 4 == 0,
         WeightType.F16 or WeightType.BF16 => inDim % 8 == 0,
         WeightType.Q8_0 or WeightType.Q4_0 => inDim % 32 == 0,
+        WeightType.Q4_K or WeightType.Q5_K or WeightType.Q6_K => inDim % 256 == 0,
         _ => false,
     };
 
@@ -143,6 +145,10 @@ internal static class WarpMatVecIlgpu
                 }
             }
         }
+        else if (p.Type == (int)WeightType.Q4_K || p.Type == (int)WeightType.Q5_K)
+            acc = Q45K(a, p, row, scale, lane);
+        else if (p.Type == (int)WeightType.Q6_K)
+            acc = Q6K(a, p, row, scale, lane);
         else if (p.Type == (int)WeightType.F32)
         {
             var w = p.W.Cast<Vec4F>();
@@ -168,6 +174,63 @@ internal static class WarpMatVecIlgpu
         }
         return DeviceMath.WarpSum(acc);
     }
+
+    /// <summary>
+    /// A lane's part of a Q4_K / Q5_K row (the file layout, 144 / 176 bytes per 256 weights): the warp takes a super-block
+    /// per step, lane l byte l of each of its four 32-byte quant groups (the low nibble a weight of sub-block 2g, the high
+    /// one of 2g + 1; Q5_K's fifth bits from byte l of qh), so the warp's loads of quants and x are contiguous. value =
+    /// d·scale_j·q − dmin·min_j.
+    /// </summary>
+    private static float Q45K(WarpMatVecArgs a, WarpPart p, int row, float scale, int lane)
+    {
+        bool five = p.Type == (int)WeightType.Q5_K;
+        int blockBytes = five ? 176 : 144;
+        float acc = 0;
+        for (int sb = 0; sb < a.InDim / 256; sb++)
+        {
+            long b = row * p.RowBytes + (long)sb * blockBytes, qs = b + (five ? 48 : 16);
+            float d = DeviceMath.Half(p.W, b), dmin = DeviceMath.Half(p.W, b + 2);
+            int fifth = five ? p.W[b + 16 + lane] : 0;
+            for (int g = 0; g < 4; g++)
+            {
+                int q = p.W[qs + 32 * g + lane];
+                long at = 256L * sb + 64 * g + lane;
+                float x0 = Xs(a, scale, at), x1 = Xs(a, scale, at + 32);
+                DeviceMath.KScaleMin(p.W, b + 4, 2 * g, out int sc0, out int m0);
+                DeviceMath.KScaleMin(p.W, b + 4, 2 * g + 1, out int sc1, out int m1);
+                int q0 = (q & 15) + ((fifth >> (2 * g)) & 1) * 16, q1 = (q >> 4) + ((fifth >> (2 * g + 1)) & 1) * 16;
+                acc += (d * sc0 * q0 - dmin * m0) * x0 + (d * sc1 * q1 - dmin * m1) * x1;
+            }
+        }
+        return acc;
+    }
+
+    /// <summary>
+    /// A lane's part of a Q6_K row (210 bytes per 256 weights: ql, qh, int8 scales per 16, d): per half of a super-block
+    /// lane l reads ql bytes l and 32 + l and qh byte l, which hold its four weights 32 apart; value = d·scale·(q − 32).
+    /// </summary>
+    private static float Q6K(WarpMatVecArgs a, WarpPart p, int row, float scale, int lane)
+    {
+        float acc = 0;
+        for (int sb = 0; sb < a.InDim / 256; sb++)
+        {
+            long b = row * p.RowBytes + (long)sb * 210;
+            float d = DeviceMath.Half(p.W, b + 208);
+            for (int h = 0; h < 2; h++)
+            {
+                int q1 = p.W[b + 64 * h + lane], q2 = p.W[b + 64 * h + 32 + lane], qh = p.W[b + 128 + 32 * h + lane];
+                long at = 256L * sb + 128 * h + lane, sc = b + 192 + 8 * h + lane / 16;
+                acc += d * ((sbyte)p.W[sc] * (((q1 & 15) | ((qh & 3) << 4)) - 32) * Xs(a, scale, at)
+                          + (sbyte)p.W[sc + 2] * (((q2 & 15) | (((qh >> 2) & 3) << 4)) - 32) * Xs(a, scale, at + 32)
+                          + (sbyte)p.W[sc + 4] * (((q1 >> 4) | (((qh >> 4) & 3) << 4)) - 32) * Xs(a, scale, at + 64)
+                          + (sbyte)p.W[sc + 6] * (((q2 >> 4) | ((qh >> 6) << 4)) - 32) * Xs(a, scale, at + 96));
+            }
+        }
+        return acc;
+    }
+
+    /// <summary>x[i], normed when the launch norms x.</summary>
+    private static float Xs(WarpMatVecArgs a, float scale, long i) => a.Norm != 0 ? a.X[i] * scale * a.NormW[i] : a.X[i];
 
     /// <summary>x's 4 floats at vector i, normed when the launch norms x.</summary>
     private static Vec4F Xv(ArrayView<Vec4F> x, ArrayView<Vec4F> nw, bool norm, float scale, long i) => norm ? Normed(x[i], scale, nw[i]) : x[i];

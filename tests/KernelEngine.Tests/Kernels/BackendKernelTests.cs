@@ -517,20 +517,21 @@ public sealed class BackendKernelTests(string backendName)
     [TestCase(WeightType.F32, 1)]
     [TestCase(WeightType.F32, 2)]
     [TestCase(WeightType.Q4_0, 1)]
-    public void NormFusedMatMuls_MatchNormThenMatMul(WeightType type, int rows)
+    [TestCase(WeightType.Q4_K, 1, 512)]   // the K-quants' warp path (whole super-blocks)
+    [TestCase(WeightType.Q6_K, 1, 256)]
+    public void NormFusedMatMuls_MatchNormThenMatMul(WeightType type, int rows, int inDim = 160)
     {
-        const int inDim = 160, outDim = 21;
+        const int outDim = 21;
         const float eps = 1e-5f;
         var x = TestData.Random(rows * inDim, 71, 3f);
         var normW = TestData.Random(inDim, 72);
         var xn = ScalarReference.RmsNorm(x, normW, rows, inDim, eps);
-        // the CPU's quantized decode rounds the normed activations to Q8_0 first (a GPU keeps them F32)
-        if (type.IsBlockQuantized() && _b is CpuBackend) xn = ScalarReference.Dequantize(TestData.Encode(xn, WeightType.Q8_0, rows, inDim), WeightType.Q8_0, rows, inDim);
         var w0 = TestData.Encode(TestData.Random(outDim * inDim, 73, 0.3f), type, outDim, inDim);
         var w1 = TestData.Encode(TestData.Random(outDim * inDim, 74, 0.3f), type, outDim, inDim);
         var bias = TestData.Random(outDim, 75);
-        var y0 = ScalarReference.MatMul(xn, rows, inDim, ScalarReference.Dequantize(w0, type, outDim, inDim), outDim, null);
-        var y1 = ScalarReference.MatMul(xn, rows, inDim, ScalarReference.Dequantize(w1, type, outDim, inDim), outDim, bias);
+        // the CPU's quantized decode rounds the normed activations to 8 bits first (a GPU keeps them F32)
+        var y0 = ScalarReference.MatMulAsComputed(xn, rows, inDim, w0, type, outDim, null, cpuDecode: _b is CpuBackend);
+        var y1 = ScalarReference.MatMulAsComputed(xn, rows, inDim, w1, type, outDim, bias, cpuDecode: _b is CpuBackend);
         using var xt = _b.Tensor(x, rows, inDim);
         using var nt = _b.Upload(HostWeight.FromFloats("norm", normW, 1, inDim));
         using var wt0 = _b.Upload(new HostWeight("w0", outDim, inDim, type, w0));
