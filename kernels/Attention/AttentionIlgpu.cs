@@ -23,7 +23,8 @@ internal struct AttentionArgs
 ///   see the committed prefix and their own rows, as on the CPU.
 /// Decode (Flash-Decoding), one launch: the keys are split into chunks, one group per (head, chunk) computes a partial
 ///   (m, l, o); the last group of a head to finish (a device-wide atomic ticket after a fence) merges the head's chunks
-///   by log-sum-exp weights, in chunk order, so the result does not depend on which group finished last.
+///   by log-sum-exp weights, in chunk order, so the result does not depend on which group finished last. On devices
+///   that shuffle the group is one warp with warp-level softmax (<see cref="DecodeWarp"/>: no shared memory, no barrier).
 /// </summary>
 internal static class AttentionIlgpu
 {
@@ -142,24 +143,35 @@ internal static class AttentionIlgpu
     }
 
     /// <summary>
-    /// Decode attention of head h (row 0, all visible positions) by one warp, no shared memory and no barrier: a lane
-    /// scores one key of each tile of 32, the tile's softmax weights reach every lane by shuffles, and each lane keeps its
-    /// own output dimensions (d = lane, lane + 32, ..) in Out, rescaled per tile (online softmax), so warps of a group can
-    /// run different heads. The path of <see cref="FusedDecodeAttentionIlgpu"/>.
+    /// Decode attention of head h (row 0, all visible positions) by one warp, normalized into Out: the path of
+    /// <see cref="FusedDecodeAttentionIlgpu"/>, where warps of a group run different heads.
     /// </summary>
     internal static void AttendWarp(AttentionArgs a, int h)
     {
+        int first = a.Window > 0 ? XMath.Max(0, a.Start - a.Window + 1) : 0;
+        long qo = (long)h * a.HeadDim;
+        var o = a.Out.SubView(qo, a.HeadDim);
+        AttendWarpRange(a, h, 0, a.Start + 1 - first, first, o, out _, out float l);
+        for (int d = Warp.LaneIdx; d < a.HeadDim; d += Warp.WarpSize) o[d] /= l;
+    }
+
+    /// <summary>
+    /// Online softmax of head h's query (row 0) over visible positions [from, to) (visible index s is cache position
+    /// first + s) by one warp, no shared memory and no barrier: a lane scores one key of each tile of 32, max and sum are
+    /// butterfly shuffles, the tile's softmax weights reach every lane by shuffles, and each lane keeps its own output
+    /// dimensions (d = lane, lane + 32, ..) of o, rescaled per tile. o gets Σ e^(score − m)·v (not divided by l).
+    /// </summary>
+    internal static void AttendWarpRange(AttentionArgs a, int h, int from, int to, int first, ArrayView<float> o, out float mOut, out float lOut)
+    {
         int lane = Warp.LaneIdx, hd = a.HeadDim, kvDim = a.KvHeads * hd;
         long kvo = (long)(h / (a.Heads / a.KvHeads)) * hd, qo = (long)h * hd;
-        int first = a.Window > 0 ? XMath.Max(0, a.Start - a.Window + 1) : 0;
-        int visible = a.Start + 1 - first;
-        for (int d = lane; d < hd; d += Warp.WarpSize) a.Out[qo + d] = 0;
+        for (int d = lane; d < hd; d += Warp.WarpSize) o[d] = 0;
         float m = float.NegativeInfinity, l = 0;
-        for (int s0 = 0; s0 < visible; s0 += Warp.WarpSize)
+        for (int s0 = from; s0 < to; s0 += Warp.WarpSize)
         {
             int s = s0 + lane;
             float score = float.NegativeInfinity;
-            if (s < visible)
+            if (s < to)
             {
                 long ko = (long)(first + s) * kvDim + kvo;
                 float dot = 0;
@@ -168,23 +180,45 @@ internal static class AttentionIlgpu
             }
             float mNew = XMath.Max(m, DeviceMath.WarpMax(score));
             float corr = XMath.Exp(m - mNew);
-            float e = s < visible ? XMath.Exp(score - mNew) : 0f;
+            float e = s < to ? XMath.Exp(score - mNew) : 0f;
             l = l * corr + DeviceMath.WarpSum(e);
-            int n = XMath.Min(Warp.WarpSize, visible - s0);
+            int n = XMath.Min(Warp.WarpSize, to - s0);
             for (int d0 = 0; d0 < hd; d0 += Warp.WarpSize)   // the same trip count in every lane: the shuffles stay converged
             {
                 int d = d0 + lane;
-                float acc = d < hd ? a.Out[qo + d] * corr : 0f;
+                float acc = d < hd ? o[d] * corr : 0f;
                 for (int j = 0; j < n; j++)
                 {
                     float ej = Warp.Shuffle(e, j);
                     if (d < hd) acc += ej * Value(a, (long)(first + s0 + j) * kvDim + kvo + d);
                 }
-                if (d < hd) a.Out[qo + d] = acc;
+                if (d < hd) o[d] = acc;
             }
             m = mNew;
         }
-        for (int d = lane; d < hd; d += Warp.WarpSize) a.Out[qo + d] /= l;
+        mOut = m; lOut = l;
+    }
+
+    /// <summary>
+    /// Decode, warp-level (devices that shuffle): grid heads × chunks warps; each writes its chunk's partial (m, l, o) with
+    /// <see cref="AttendWarpRange"/> straight into the scratch, takes the head's ticket after a fence, and the head's last
+    /// chunk merges, as <see cref="Decode"/> does with shared-memory reductions.
+    /// </summary>
+    public static void DecodeWarp(AttentionArgs a)
+    {
+        int h = Grid.IdxX / a.Chunks, c = Grid.IdxX % a.Chunks;
+        int first = a.Window > 0 ? XMath.Max(0, a.Start - a.Window + 1) : 0;
+        int visible = a.Start + 1 - first;
+        int from = c * a.Chunk, to = XMath.Min(visible, from + a.Chunk);
+        long po = ((long)h * a.Chunks + c) * (a.HeadDim + 2);
+        AttendWarpRange(a, h, from, to, first, a.Partial.SubView(po + 2, a.HeadDim), out float m, out float l);
+        if (Warp.LaneIdx == 0) { a.Partial[po] = m; a.Partial[po + 1] = l; }
+        MemoryFence.DeviceLevel();   // this lane's part of the partial is visible before the ticket
+        Warp.Barrier();
+        int ticket = Warp.LaneIdx == 0 ? Atomic.Add(ref a.Counter[h], 1) : 0;
+        if (Warp.Shuffle(ticket, 0) != a.Chunks - 1) return;   // not the head's last chunk
+        MemoryFence.DeviceLevel();
+        Merge(a, h);
     }
 
     /// <summary>Decode: grid heads × chunks groups; each a chunk's partial, the head's last one the merge.</summary>
@@ -208,6 +242,12 @@ internal static class AttentionIlgpu
         Group.Barrier();
         if (ticket[0] != a.Chunks - 1) return;   // not the head's last chunk
         MemoryFence.DeviceLevel();
+        Merge(a, h);
+    }
+
+    /// <summary>The head's chunks merged by log-sum-exp weights, in chunk order, into Out; the head's counter reset.</summary>
+    private static void Merge(AttentionArgs a, int h)
+    {
         // out = Σ_c o_c e^(m_c − m) / Σ_c l_c e^(m_c − m), m = max_c m_c
         long baseOff = (long)h * a.Chunks * (a.HeadDim + 2);
         float mx = float.NegativeInfinity;

@@ -37,6 +37,7 @@ internal static class KernelCatalog
         I<RotateCacheArgs>("rotate-keys", RopeIlgpu.RotateCache),
         E<AttentionArgs>("attention-prefill", AttentionIlgpu.Prefill),
         E<AttentionArgs>("attention-decode", AttentionIlgpu.Decode),
+        new("attention-decode-warp", ((Action<AttentionArgs>)AttentionIlgpu.DecodeWarp).Method, true, WarpShuffles: true),
         new("attention-fused", ((Action<FusedAttentionArgs>)FusedDecodeAttentionIlgpu.Run).Method, true, WarpShuffles: true),
         I<AttentionArgs>("attention-per-query", AttentionIlgpu.PerQuery),
         E<SoftmaxEntropyArgs>("softmax-entropy", SoftmaxEntropyIlgpu.Compute),

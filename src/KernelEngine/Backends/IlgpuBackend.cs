@@ -530,7 +530,8 @@ internal sealed unsafe class IlgpuBackend : IBackend
             args.Partial = Scratch((long)s.Heads * chunks * (s.HeadDim + 2));
             if (s.Heads > AttentionIlgpu.MaxHeads) throw new DeviceException($"{s.Heads} attention heads exceed the ILGPU decode kernel's {AttentionIlgpu.MaxHeads}");
             args.Counter = _counter.View.SubView(1, s.Heads);
-            Launch("attention-decode", AttentionIlgpu.Decode, s.Heads * chunks, AttentionIlgpu.Threads, args);
+            if (_s.WarpShuffles) Launch("attention-decode-warp", AttentionIlgpu.DecodeWarp, s.Heads * chunks, _acc.WarpSize, args);
+            else Launch("attention-decode", AttentionIlgpu.Decode, s.Heads * chunks, AttentionIlgpu.Threads, args);
         }
         else Launch("attention-prefill", AttentionIlgpu.Prefill, rows * s.Heads, AttentionIlgpu.Threads, args);
     }

@@ -86,6 +86,18 @@ public sealed class GpuCompileTests
         Assert.That(ptx, Does.Match(@"atom(\.global)?\.add"), "the unit's ticket");
     }
 
+    /// <summary>Split-K decode attention at warp level: shuffled max, sum, softmax weights and ticket broadcast, no
+    /// shared-memory barrier (the merge included), no local memory.</summary>
+    [Test]
+    public void DecodeAttentionWarp_Ptx_Shuffles_NoBarrier_NoLocalMemory()
+    {
+        string ptx = KernelPtx.Compile(_ctx, KernelCatalog.All.Single(e => e.Name == "attention-decode-warp"), CudaArchitecture.SM_80);
+        var shape = PtxShape.Of(ptx);
+        Assert.That(shape.Shuffles, Is.GreaterThanOrEqualTo(4), "max, sum, the weights' broadcast, the ticket");
+        Assert.That(shape.LocalAccesses, Is.Zero);
+        Assert.That(System.Text.RegularExpressions.Regex.Count(ptx, @"\bbar(rier)?\.sync"), Is.Zero);
+    }
+
     /// <summary>The prefill GEMM's design: x and F32 weights come in as 128-bit global loads, the inner loop reads both
     /// staged tiles as 128-bit shared loads (4 rows of x and 4 columns of W for 16 FMAs), the 16 accumulators stay in
     /// registers (no local memory), and the double-buffered main loop has one barrier (two in all, with the first stage's).</summary>
