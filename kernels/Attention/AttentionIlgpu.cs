@@ -11,7 +11,7 @@ internal struct AttentionArgs
     public ArrayView<float> Partial;      // flash-decoding scratch: (heads, chunks, headDim + 2)
     public ArrayView<int> Counter;        // decode: chunks finished per head (the last one merges and resets it)
     public long LayerOffset;
-    public int F16, Start, Heads, KvHeads, HeadDim, Branch, Chunk, Chunks, Window;   // Window 0: full causal
+    public int F16, Start, Rows, Heads, KvHeads, HeadDim, Branch, Chunk, Chunks, Window;   // Window 0: full causal
     public float Scale, SoftCap;                                                       // SoftCap 0: no score capping
 }
 
@@ -33,13 +33,13 @@ internal static class AttentionIlgpu
     /// <summary>Query heads the decode kernel's per-head counters cover.</summary>
     public const int MaxHeads = 1024;
 
-    private static float Key(AttentionArgs a, long index) =>
+    internal static float Key(AttentionArgs a, long index) =>
         a.F16 != 0 ? DeviceMath.HalfToFloat(a.K.Cast<ushort>()[a.LayerOffset + index]) : a.K.Cast<float>()[a.LayerOffset + index];
 
-    private static float Value(AttentionArgs a, long index) =>
+    internal static float Value(AttentionArgs a, long index) =>
         a.F16 != 0 ? DeviceMath.HalfToFloat(a.V.Cast<ushort>()[a.LayerOffset + index]) : a.V.Cast<float>()[a.LayerOffset + index];
 
-    private static float Capped(AttentionArgs a, float score) => a.SoftCap > 0 ? a.SoftCap * XMath.Tanh(score / a.SoftCap) : score;
+    internal static float Capped(AttentionArgs a, float score) => a.SoftCap > 0 ? a.SoftCap * XMath.Tanh(score / a.SoftCap) : score;
 
     /// <summary>Online-softmax attention of one query over visible positions [from, to) (in visible-index space: index s
     /// is cache position first + s within the prefix of prefixEnd positions, then the branch's own rows).</summary>

@@ -36,6 +36,7 @@ internal static class KernelCatalog
         I<RopeStoreArgs>("rope-store-kv", RopeIlgpu.ApplyAndStore),
         I<RotateCacheArgs>("rotate-keys", RopeIlgpu.RotateCache),
         E<AttentionArgs>("attention-prefill", AttentionIlgpu.Prefill),
+        new("attention-prefill-tiled", ((Action<AttentionArgs>)PrefillAttentionIlgpu.Run).Method, true, WarpShuffles: true),
         E<AttentionArgs>("attention-decode", AttentionIlgpu.Decode),
         new("attention-decode-warp", ((Action<AttentionArgs>)AttentionIlgpu.DecodeWarp).Method, true, WarpShuffles: true),
         new("attention-fused", ((Action<FusedAttentionArgs>)FusedDecodeAttentionIlgpu.Run).Method, true, WarpShuffles: true),

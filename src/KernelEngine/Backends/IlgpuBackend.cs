@@ -533,6 +533,12 @@ internal sealed unsafe class IlgpuBackend : IBackend
             if (_s.WarpShuffles) Launch("attention-decode-warp", AttentionIlgpu.DecodeWarp, s.Heads * chunks, _acc.WarpSize, args);
             else Launch("attention-decode", AttentionIlgpu.Decode, s.Heads * chunks, AttentionIlgpu.Threads, args);
         }
+        else if (_s.WarpShuffles && branch == 0 && s.HeadDim <= PrefillAttentionIlgpu.MaxHeadDim)
+        {
+            const int warps = PrefillAttentionIlgpu.Warps;
+            args.Rows = rows;
+            Launch("attention-prefill-tiled", PrefillAttentionIlgpu.Run, s.Heads * ((rows + warps - 1) / warps), warps * _acc.WarpSize, args);
+        }
         else Launch("attention-prefill", AttentionIlgpu.Prefill, rows * s.Heads, AttentionIlgpu.Threads, args);
     }
 

@@ -261,6 +261,13 @@ public sealed class BackendKernelTests(string backendName)
     [TestCase("q4_0", 32)]
     public void Attention_CausalGqa_MatchesScalarReference(string cacheType, int hd) => AttentionCase(cacheType, hd, 0, start: 4, rows: 5, ctx: 23, seed: 8);
 
+    /// <summary>A prefill block of 19 rows after 30 positions: on a GPU three groups of 8 rows over two tiles of 32 keys
+    /// (the last group partly empty, the rows' causal limits inside the tiles), with and without a window.</summary>
+    [TestCase("f32", 16, 0)]
+    [TestCase("f16", 12, 0)]
+    [TestCase("f32", 16, 13)]
+    public void Attention_PrefillTiles_MatchScalarReference(string cacheType, int hd, int window) => AttentionCase(cacheType, hd, window, start: 30, rows: 19, ctx: 64, seed: 28);
+
     /// <summary>Partial rotary (Phi-4-mini): 3 of a 10-wide head's 5 pairs rotate, the last 4 dimensions pass through;
     /// cos and sin scaled by 1.3 (the attention factor under partial rotary). Both layouts; tolerance 1e-5.</summary>
     [TestCase(RopeLayout.RotateHalf)]

@@ -98,6 +98,18 @@ public sealed class GpuCompileTests
         Assert.That(System.Text.RegularExpressions.Regex.Count(ptx, @"\bbar(rier)?\.sync"), Is.Zero);
     }
 
+    /// <summary>Tiled prefill attention: K/V tiles staged once per group (two barriers per tile), warp-level softmax by
+    /// shuffles, no local memory.</summary>
+    [Test]
+    public void PrefillAttentionTiled_Ptx_Shuffles_TwoBarriersPerTile_NoLocalMemory()
+    {
+        string ptx = KernelPtx.Compile(_ctx, KernelCatalog.All.Single(e => e.Name == "attention-prefill-tiled"), CudaArchitecture.SM_80);
+        var shape = PtxShape.Of(ptx);
+        Assert.That(shape.Shuffles, Is.GreaterThanOrEqualTo(3), "max, sum, the weights' broadcast");
+        Assert.That(shape.LocalAccesses, Is.Zero);
+        Assert.That(System.Text.RegularExpressions.Regex.Count(ptx, @"\bbar(rier)?\.sync"), Is.EqualTo(2));
+    }
+
     /// <summary>The prefill GEMM's design: x and F32 weights come in as 128-bit global loads, the inner loop reads both
     /// staged tiles as 128-bit shared loads (4 rows of x and 4 columns of W for 16 FMAs), the 16 accumulators stay in
     /// registers (no local memory), and the double-buffered main loop has one barrier (two in all, with the first stage's).</summary>
