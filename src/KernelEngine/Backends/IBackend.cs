@@ -110,6 +110,16 @@ internal interface IBackend : IDisposable
     /// </summary>
     bool TryDecodeAttention(DeviceTensor x, DeviceWeight norm, float eps, ReadOnlySpan<DeviceWeight> qkv, ReadOnlySpan<DeviceWeight?> bias,
         ReadOnlySpan<DeviceTensor> y, ReadOnlySpan<int> positions, RopeTable rope, KvCache cache, int layer, int start, DeviceTensor output, AttentionShape shape) => false;
+    /// <summary><see cref="TryDecodeAttention"/> as its ops (<paramref name="normed"/> holds the normed x where the backend
+    /// does not fuse the norm).</summary>
+    static void DecodeAttentionUnfused(IBackend b, DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, ReadOnlySpan<DeviceWeight> qkv,
+        ReadOnlySpan<DeviceWeight?> bias, ReadOnlySpan<DeviceTensor> y, ReadOnlySpan<int> positions, RopeTable rope, KvCache cache, int layer, int start,
+        DeviceTensor output, AttentionShape shape)
+    {
+        b.NormMatMul(x, norm, eps, normed, qkv, bias, y, 1);
+        b.RopeStoreKv(y[0], y[1], y[2], 1, shape.Heads, shape.KvHeads, positions, rope, cache, layer, start);
+        b.Attention(y[0], cache, layer, start, 1, output, shape);
+    }
     /// <summary>Writes k, v rows into the cache of a layer at positions [start, start + rows).</summary>
     void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows);
     /// <summary>

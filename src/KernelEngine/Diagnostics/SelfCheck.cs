@@ -125,10 +125,11 @@ public static class SelfCheck
         // The front of decode attention (one launch on a GPU while the keys fit one chunk): norm, q/k/v, RoPE, KV store, attention.
         foreach (WeightType type in new[] { WeightType.F32, WeightType.F16 })
         {
-            const int heads = 6, kvHeads = 2, hd = 16, dim = 128, start = 40, qDim = heads * hd, kvDim = kvHeads * hd;
+            const int heads = 6, kvHeads = 2, hd = 16, dim = 128, start = 40, kvDim = kvHeads * hd;
+            int[] rowsOf = [heads * hd, kvDim, kvDim];   // q, k, v
             var x = R(dim, 2); var nw = R(dim); var past = R(2 * start * kvDim);
-            var wq = Encode(R(qDim * dim, 0.3f), type, qDim, dim); var wk = Encode(R(kvDim * dim, 0.3f), type, kvDim, dim); var wv = Encode(R(kvDim * dim, 0.3f), type, kvDim, dim);
-            var bq = R(qDim); var bk = R(kvDim); var bv = R(kvDim);
+            var weights = rowsOf.Select(n => Encode(R(n * dim, 0.3f), type, n, dim)).ToArray();
+            var biases = rowsOf.Select(n => R(n)).ToArray();
             var table = new RopeTable(RopeFrequencies.Compute(hd, 10000), hd, RopeLayout.RotateHalf);
             var shape = new AttentionShape(heads, kvHeads, hd, 1f / MathF.Sqrt(hd));
             Check($"norm+q/k/v+rope+attention {type.Name()} (decode)", 1e-3, b =>
@@ -139,24 +140,26 @@ public static class SelfCheck
                     b.StoreKv(pk, pv, cache, 1, 0, start);
                 using var xt = Tensor(b, x, 1, dim);
                 using var nt = b.Upload(HostWeight.FromFloats("norm", nw, 1, dim));
-                using var wqt = b.Upload(new HostWeight("wq", qDim, dim, type, wq));
-                using var wkt = b.Upload(new HostWeight("wk", kvDim, dim, type, wk));
-                using var wvt = b.Upload(new HostWeight("wv", kvDim, dim, type, wv));
-                using var bqt = b.Upload(HostWeight.FromFloats("bq", bq, 1, qDim));
-                using var bkt = b.Upload(HostWeight.FromFloats("bk", bk, 1, kvDim));
-                using var bvt = b.Upload(HostWeight.FromFloats("bv", bv, 1, kvDim));
-                using var qt = b.Allocate(1, qDim); using var kt = b.Allocate(1, kvDim); using var vt = b.Allocate(1, kvDim);
-                using var normed = b.Allocate(1, dim); using var ot = b.Allocate(1, qDim);
-                if (!b.TryDecodeAttention(xt, nt, 1e-5f, [wqt, wkt, wvt], [bqt, bkt, bvt], [qt, kt, vt], [start], table, cache, 1, start, ot, shape))
+                using var normed = b.Allocate(1, dim);
+                using var ot = b.Allocate(1, heads * hd);
+                var w = Enumerable.Range(0, 3).Select(i => b.Upload(new HostWeight($"w{"qkv"[i]}", rowsOf[i], dim, type, weights[i]))).ToArray();
+                var bias = Enumerable.Range(0, 3).Select(i => (DeviceWeight?)b.Upload(HostWeight.FromFloats($"b{"qkv"[i]}", biases[i], 1, rowsOf[i]))).ToArray();
+                var y = rowsOf.Select(n => b.Allocate(1, n)).ToArray();
+                try
                 {
-                    b.NormMatMul(xt, nt, 1e-5f, normed, [wqt, wkt, wvt], [bqt, bkt, bvt], [qt, kt, vt], 1);
-                    b.RopeStoreKv(qt, kt, vt, 1, heads, kvHeads, [start], table, cache, 1, start);
-                    b.Attention(qt, cache, 1, start, 1, ot, shape);
+                    if (!b.TryDecodeAttention(xt, nt, 1e-5f, w, bias, y, [start], table, cache, 1, start, ot, shape))
+                        IBackend.DecodeAttentionUnfused(b, xt, nt, 1e-5f, normed, w, bias, y, [start], table, cache, 1, start, ot, shape);
+                    var cached = new float[2 * kvDim];
+                    b.Read(cache.K, (int)cache.PositionRow(1) + start, 1, cached);
+                    b.Read(cache.V, (int)cache.PositionRow(1) + start, 1, cached.AsSpan(kvDim));
+                    return [.. ReadAll(b, ot), .. cached];
                 }
-                var cached = new float[2 * kvDim];
-                b.Read(cache.K, (int)cache.PositionRow(1) + start, 1, cached);
-                b.Read(cache.V, (int)cache.PositionRow(1) + start, 1, cached.AsSpan(kvDim));
-                return [.. ReadAll(b, ot), .. cached];
+                finally
+                {
+                    foreach (var d in w) d.Dispose();
+                    foreach (var d in bias) d!.Dispose();
+                    foreach (var t in y) t.Dispose();
+                }
             });
         }
         foreach (bool f16 in new[] { false, true })

@@ -502,12 +502,7 @@ public sealed class BackendKernelTests(string backendName)
         using var ot = _b.Allocate(1, qDim);
         var rope = new RopeTable(inv, hd, layout);
         bool fused = _b.TryDecodeAttention(xt, nt, eps, [wqt, wkt, wvt], [bqt, bkt, bvt], [qt, kt, vt], [start], rope, cache, layer, start, ot, shape);
-        if (!fused)
-        {
-            _b.NormMatMul(xt, nt, eps, normed, [wqt, wkt, wvt], [bqt, bkt, bvt], [qt, kt, vt], 1);
-            _b.RopeStoreKv(qt, kt, vt, 1, heads, kvHeads, [start], rope, cache, layer, start);
-            _b.Attention(qt, cache, layer, start, 1, ot, shape);
-        }
+        if (!fused) IBackend.DecodeAttentionUnfused(_b, xt, nt, eps, normed, [wqt, wkt, wvt], [bqt, bkt, bvt], [qt, kt, vt], [start], rope, cache, layer, start, ot, shape);
         Assert.That(fused, Is.EqualTo(backendName == "ilgpu-cpu-groups" && start < 256), "which path ran");
         Assert.That(TestData.MaxAbsDiff(_b.ReadAll(qt), q), Is.LessThanOrEqualTo(MatMulTolerance), "rotated q");
         var cached = new float[kvDim];
