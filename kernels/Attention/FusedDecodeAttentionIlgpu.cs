@@ -12,6 +12,7 @@ internal struct FusedAttentionArgs
     public RopeArgs Rope;             // X = q, CosSin: the token's angles
     public AttentionArgs Att;         // Q = q, Out = the attention output; the cache, Start = the token's cache position
     public ArrayView<int> Counter;    // groups finished per KV head (the last one resets it to 0)
+    public int Attend;                // 0: stop after the KV store (long contexts: the split kernel attends next)
 }
 
 /// <summary>
@@ -23,7 +24,8 @@ internal struct FusedAttentionArgs
 /// unit's q and k pairs, writes k and v into the cache and runs the unit's heads' attention, a warp per head
 /// (<see cref="AttentionIlgpu.AttendWarp"/>). No group waits on another, so nothing depends on how many are resident, and
 /// the result does not depend on which group finished last. One group per KV head attends over all positions, so the
-/// host takes this path while the keys fit one flash-decoding chunk (where the split kernel would not split either).
+/// host runs attention here while the keys fit one flash-decoding chunk (where the split kernel would not split either);
+/// beyond that the launch stops after the KV store and the split kernel attends (<see cref="AttentionIlgpu.DecodeWarp"/>).
 /// </summary>
 internal static class FusedDecodeAttentionIlgpu
 {
@@ -67,6 +69,7 @@ internal static class FusedDecodeAttentionIlgpu
                 if (d >= 2 * half) RopeIlgpu.Store(at.K, at.F16, cacheAt + d, k[kvAt + d]);   // partial rotary: not rotated
             }
         }
+        if (a.Attend == 0) return;
         Group.Barrier();
         for (int h = g * perKv + Warp.WarpIdx; h < (g + 1) * perKv; h += warps) AttentionIlgpu.AttendWarp(at, h);
     }

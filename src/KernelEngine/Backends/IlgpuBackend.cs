@@ -543,28 +543,32 @@ internal sealed unsafe class IlgpuBackend : IBackend
     }
 
     /// <summary>NormMatMul, RopeStoreKv and Attention of one decode token as one launch (<see cref="FusedDecodeAttentionIlgpu"/>),
-    /// where the warp matvec takes q/k/v, the head dimension is a multiple of its warps per group, and the keys fit one
-    /// flash-decoding chunk (longer contexts keep the split kernel's parallelism).</summary>
+    /// where the warp matvec takes q/k/v and the head dimension is a multiple of its warps per group; past one
+    /// flash-decoding chunk of keys the launch stops after the KV store and the split kernel attends (two launches).</summary>
     public bool TryDecodeAttention(DeviceTensor x, DeviceWeight norm, float eps, ReadOnlySpan<DeviceWeight> qkv, ReadOnlySpan<DeviceWeight?> bias,
         ReadOnlySpan<DeviceTensor> y, ReadOnlySpan<int> positions, RopeTable rope, KvCache cache, int layer, int start, DeviceTensor output, AttentionShape s)
     {
         int visible = s.Window > 0 ? Math.Min(start + 1, s.Window) : start + 1;
         if (qkv.Length != 3 || positions.Length != 1 || !WarpMatVec(1, qkv) || !Fits(x, qkv, y) || !NormFits(x, norm)
-            || s.HeadDim % WarpMatVecIlgpu.WarpsPerGroup != 0 || visible > DecodeChunk || s.KvHeads > AttentionIlgpu.MaxHeads
+            || s.HeadDim % WarpMatVecIlgpu.WarpsPerGroup != 0 || s.KvHeads > AttentionIlgpu.MaxHeads || s.HeadDim > AttentionIlgpu.MaxHeadDim
             || rope.HeadDim != s.HeadDim || qkv[0].Rows != s.Heads * s.HeadDim || qkv[1].Rows != s.KvHeads * s.HeadDim || qkv[2].Rows != qkv[1].Rows)
             return false;
-        using var held = Enter();
         const int warps = WarpMatVecIlgpu.WarpsPerGroup;
-        var m = new WarpMatVecArgs
+        using (Enter())
         {
-            X = T(x).F, P0 = Part(qkv[0], bias[0], y[0]), P1 = Part(qkv[1], bias[1], y[1]), P2 = Part(qkv[2], bias[2], y[2]), InDim = x.Cols,
-            Epilogue = WarpMatVecIlgpu.Store, NormW = W(norm).F, Norm = 1, Eps = eps,
-        };
-        Launch("attention-fused", FusedDecodeAttentionIlgpu.Run, (qkv[0].Rows + 2 * qkv[1].Rows) / warps, warps * _acc.WarpSize, new FusedAttentionArgs
-        {
-            M = m, Rope = RopeArgsOf(y[0], 1, s.Heads, positions, rope), Att = AttentionArgsOf(y[0], cache, layer, start, output, s, 0),
-            Counter = _counter.View.SubView(1 + AttentionIlgpu.MaxHeads, s.KvHeads),
-        });
+            var m = new WarpMatVecArgs
+            {
+                X = T(x).F, P0 = Part(qkv[0], bias[0], y[0]), P1 = Part(qkv[1], bias[1], y[1]), P2 = Part(qkv[2], bias[2], y[2]), InDim = x.Cols,
+                Epilogue = WarpMatVecIlgpu.Store, NormW = W(norm).F, Norm = 1, Eps = eps,
+            };
+            Launch("attention-fused", FusedDecodeAttentionIlgpu.Run, (qkv[0].Rows + 2 * qkv[1].Rows) / warps, warps * _acc.WarpSize, new FusedAttentionArgs
+            {
+                M = m, Rope = RopeArgsOf(y[0], 1, s.Heads, positions, rope), Att = AttentionArgsOf(y[0], cache, layer, start, output, s, 0),
+                Counter = _counter.View.SubView(1 + AttentionIlgpu.MaxHeads, s.KvHeads), Attend = visible <= DecodeChunk ? 1 : 0,
+            });
+        }
+        // past one chunk of keys the split kernel attends (the launch above stopped after the KV store)
+        if (visible > DecodeChunk) Attention(y[0], cache, layer, start, 1, output, s);
         return true;
     }
 

@@ -446,7 +446,8 @@ public sealed class BackendKernelTests(string backendName)
     /// holding earlier positions) against the scalar formulas: the GPU's one launch (<see cref="IBackend.TryDecodeAttention"/>,
     /// which the group kernels must take at these shapes) or, where a backend does not fuse, the ops the model then runs.
     /// 6 query heads over 2 KV heads (3 per unit, so a unit's 4 warps are not all busy), head dim 12, partial rotary, a
-    /// window with a soft cap, an F16 cache, the first position, keys over several tiles; past one flash-decoding chunk the fused path declines.
+    /// window with a soft cap, an F16 cache, the first position, keys over several tiles; past one flash-decoding chunk the
+    /// launch stops after the KV store and the split kernel attends.
     /// Tolerance: the matvec's (1e-4); the F16 cache against the reference rounded to F16 (1e-3).
     /// </summary>
     [TestCase(WeightType.F32, RopeLayout.RotateHalf, 6, false, 0, 0f, 9)]
@@ -503,7 +504,7 @@ public sealed class BackendKernelTests(string backendName)
         var rope = new RopeTable(inv, hd, layout);
         bool fused = _b.TryDecodeAttention(xt, nt, eps, [wqt, wkt, wvt], [bqt, bkt, bvt], [qt, kt, vt], [start], rope, cache, layer, start, ot, shape);
         if (!fused) IBackend.DecodeAttentionUnfused(_b, xt, nt, eps, normed, [wqt, wkt, wvt], [bqt, bkt, bvt], [qt, kt, vt], [start], rope, cache, layer, start, ot, shape);
-        Assert.That(fused, Is.EqualTo(backendName == "ilgpu-cpu-groups" && start < 256), "which path ran");
+        Assert.That(fused, Is.EqualTo(backendName == "ilgpu-cpu-groups"), "which path ran");
         Assert.That(TestData.MaxAbsDiff(_b.ReadAll(qt), q), Is.LessThanOrEqualTo(MatMulTolerance), "rotated q");
         var cached = new float[kvDim];
         _b.Read(cache.K, (int)cache.PositionRow(layer) + start, 1, cached);
