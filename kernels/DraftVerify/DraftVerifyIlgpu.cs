@@ -23,13 +23,13 @@ internal struct DraftVerifyArgs
 /// </summary>
 internal static class DraftVerifyIlgpu
 {
-    private static int ArgMax(ArrayView<float> row, int vocab, ArrayView<float> vals, ArrayView<int> idxs)
+    private static int ArgMax(ArrayView<float> row, int vocab, ArrayView<float> vals, ArrayView<int> idxs, bool warp)
     {
         float best = float.NegativeInfinity;
         int bi = -1;
         for (int i = Group.IdxX; i < vocab; i += Group.DimX)
             if (bi < 0 || row[i] > best) { best = row[i]; bi = i; }
-        return DeviceMath.GroupArgMax(best, bi, vals, idxs);
+        return DeviceMath.GroupArgMax(best, bi, vals, idxs, warp);
     }
 
     /// <summary>Inverse-CDF draw: the first index whose running sum exceeds u · Σ w (zero weights skipped).</summary>
@@ -66,15 +66,20 @@ internal static class DraftVerifyIlgpu
     }
 
     /// <summary>Residual norm(max(0, p − q)) written to scratch; returns its sum.</summary>
-    private static float MakeResidual(ArrayView<float> p, ArrayView<float> q, ArrayView<float> r, int vocab, ArrayView<float> red)
+    private static float MakeResidual(ArrayView<float> p, ArrayView<float> q, ArrayView<float> r, int vocab, ArrayView<float> red, bool warp)
     {
         float s = 0;
         for (int i = Group.IdxX; i < vocab; i += Group.DimX) { float v = XMath.Max(0f, p[i] - q[i]); r[i] = v; s += v; }
-        return DeviceMath.GroupSum(s, red);
+        return DeviceMath.GroupSum(s, red, warp);
     }
 
     /// <summary>Single draft of k tokens. Grid: 1 group.</summary>
-    public static void Verify(DraftVerifyArgs a)
+    public static void Verify(DraftVerifyArgs a) => Verify(a, false);
+
+    /// <summary><see cref="Verify(DraftVerifyArgs)"/> with warp-shuffle reductions (devices that shuffle).</summary>
+    public static void VerifyWarp(DraftVerifyArgs a) => Verify(a, true);
+
+    private static void Verify(DraftVerifyArgs a, bool warp)
     {
         var red = SharedMemory.Allocate<float>(DeviceMath.GroupSize);
         var idxs = SharedMemory.Allocate<int>(DeviceMath.GroupSize);
@@ -86,7 +91,7 @@ internal static class DraftVerifyIlgpu
             int d = a.Draft[i];
             if (a.Greedy != 0)
             {
-                int best = ArgMax(pi, v, red, idxs);
+                int best = ArgMax(pi, v, red, idxs, warp);
                 if (best != d) { Write(a, i, best, 0); return; }
                 continue;
             }
@@ -94,18 +99,23 @@ internal static class DraftVerifyIlgpu
             float pd = pi[d], qd = qi[d];
             bool accept = qd <= 0 ? pd > 0 : a.Uniforms[i] < XMath.Min(1.0, pd / (double)qd);
             if (accept) continue;
-            float total = MakeResidual(pi, qi, a.Residual, v, red);
+            float total = MakeResidual(pi, qi, a.Residual, v, red, warp);
             int token = total > 0 ? Sample(a.Residual, v, a.Uniforms[a.K], red, pick) : Sample(pi, v, a.Uniforms[a.K], red, pick);
             Write(a, i, token, 0);
             return;
         }
         var last = a.P.SubView((long)a.K * v, v);
-        int t = a.Greedy != 0 ? ArgMax(last, v, red, idxs) : Sample(last, v, a.Uniforms[a.K], red, pick);
+        int t = a.Greedy != 0 ? ArgMax(last, v, red, idxs, warp) : Sample(last, v, a.Uniforms[a.K], red, pick);
         Write(a, a.K, t, 0);
     }
 
     /// <summary>Recursive rejection sampling over K candidates for one position; p and q are modified. Grid: 1 group.</summary>
-    public static void RecursiveReject(DraftVerifyArgs a)
+    public static void RecursiveReject(DraftVerifyArgs a) => RecursiveReject(a, false);
+
+    /// <summary><see cref="RecursiveReject(DraftVerifyArgs)"/> with warp-shuffle reductions (devices that shuffle).</summary>
+    public static void RecursiveRejectWarp(DraftVerifyArgs a) => RecursiveReject(a, true);
+
+    private static void RecursiveReject(DraftVerifyArgs a, bool warp)
     {
         var red = SharedMemory.Allocate<float>(DeviceMath.GroupSize);
         var idxs = SharedMemory.Allocate<int>(DeviceMath.GroupSize);
@@ -115,7 +125,7 @@ internal static class DraftVerifyIlgpu
         var q = a.Q.SubView(0, v);
         if (a.Greedy != 0)
         {
-            int best = ArgMax(p, v, red, idxs);
+            int best = ArgMax(p, v, red, idxs, warp);
             int at = -1;
             for (int j = a.K - 1; j >= 0; j--) if (a.Draft[j] == best) at = j;
             Write(a, at >= 0 ? 1 : 0, best, at);
@@ -127,7 +137,7 @@ internal static class DraftVerifyIlgpu
             float px = p[x], qx = q[x];
             bool accept = qx <= 0 ? px > 0 : a.Uniforms[j] < XMath.Min(1.0, px / (double)qx);
             if (accept) { Write(a, 1, x, j); return; }
-            float total = MakeResidual(p, q, a.Residual, v, red);
+            float total = MakeResidual(p, q, a.Residual, v, red, warp);
             if (total <= 0) break;
             for (int i = Group.IdxX; i < v; i += Group.DimX) p[i] = a.Residual[i] * (1f / total);
             Group.Barrier();

@@ -144,6 +144,21 @@ internal static class DeviceMath
         return r;
     }
 
+    /// <summary><see cref="GroupSum(float, ArrayView{float})"/>; with <paramref name="warp"/> (a constant where a kernel's warp
+    /// twin calls it, so the other twin keeps no shuffle) each warp sums by shuffles and every thread adds the warps' sums
+    /// in warp order from shared memory: two barriers instead of one per tree level.</summary>
+    public static float GroupSum(float v, ArrayView<float> shared, bool warp)
+    {
+        if (!warp) return GroupSum(v, shared);
+        v = WarpSum(v);
+        if (Warp.LaneIdx == 0) shared[Warp.WarpIdx] = v;
+        Group.Barrier();
+        float r = shared[0];
+        for (int w = 1; w < Group.DimX / Warp.WarpSize; w++) r += shared[w];
+        Group.Barrier();
+        return r;
+    }
+
     public static float GroupMax(float v, ArrayView<float> shared)
     {
         int t = Group.IdxX;
@@ -171,7 +186,7 @@ internal static class DeviceMath
             {
                 float a = vals[t], b = vals[t + s];
                 int ia = idxs[t], ib = idxs[t + s];
-                if (ib >= 0 && (ia < 0 || b > a || (b == a && ib < ia))) { vals[t] = b; idxs[t] = ib; }
+                if (Better(b, ib, a, ia)) { vals[t] = b; idxs[t] = ib; }
             }
             Group.Barrier();
         }
@@ -179,6 +194,30 @@ internal static class DeviceMath
         Group.Barrier();
         return r;
     }
+
+    /// <summary><see cref="GroupArgMax(float, int, ArrayView{float}, ArrayView{int})"/>; with <paramref name="warp"/> a butterfly
+    /// of shuffles per warp (the same rule both ways, so every lane ends with the same pair), then the warps' pairs in
+    /// warp order.</summary>
+    public static int GroupArgMax(float v, int idx, ArrayView<float> vals, ArrayView<int> idxs, bool warp)
+    {
+        if (!warp) return GroupArgMax(v, idx, vals, idxs);
+        for (int mask = Warp.WarpSize / 2; mask > 0; mask /= 2)
+        {
+            float ov = Warp.Shuffle(v, Warp.LaneIdx ^ mask);
+            int oi = Warp.Shuffle(idx, Warp.LaneIdx ^ mask);
+            if (Better(ov, oi, v, idx)) { v = ov; idx = oi; }
+        }
+        if (Warp.LaneIdx == 0) { vals[Warp.WarpIdx] = v; idxs[Warp.WarpIdx] = idx; }
+        Group.Barrier();
+        v = vals[0]; idx = idxs[0];
+        for (int w = 1; w < Group.DimX / Warp.WarpSize; w++)
+            if (Better(vals[w], idxs[w], v, idx)) { v = vals[w]; idx = idxs[w]; }
+        Group.Barrier();
+        return idx;
+    }
+
+    /// <summary>Whether (b, ib) beats (a, ia) for an argmax: valid, larger, or equal with the smaller index.</summary>
+    private static bool Better(float b, int ib, float a, int ia) => ib >= 0 && (ia < 0 || b > a || (b == a && ib < ia));
 
     /// <summary>Σ of value over the lanes of a warp, in every lane (butterfly shuffles: log2(warp) steps, no shared memory).</summary>
     public static float WarpSum(float value)

@@ -37,8 +37,9 @@ internal static class SoftmaxEntropyIlgpu
     }
 
     private static void GroupMerge(ref float m, ref float s, ref float t, ref int idx, float bestZ,
-        ArrayView<float> sm, ArrayView<float> ss, ArrayView<float> st, ArrayView<float> bz, ArrayView<int> bi)
+        ArrayView<float> sm, ArrayView<float> ss, ArrayView<float> st, ArrayView<float> bz, ArrayView<int> bi, bool warp)
     {
+        if (warp) { WarpGroupMerge(ref m, ref s, ref t, ref idx, bestZ, sm, ss, st, bz, bi); return; }
         int tid = Group.IdxX;
         sm[tid] = m; ss[tid] = s; st[tid] = t; bz[tid] = bestZ; bi[tid] = idx;
         Group.Barrier();
@@ -59,7 +60,40 @@ internal static class SoftmaxEntropyIlgpu
         Group.Barrier();
     }
 
-    public static void Compute(SoftmaxEntropyArgs a)
+    /// <summary>
+    /// <see cref="GroupMerge"/> by warps: a butterfly of shuffles merges the lanes' triples and argmaxes (Merge is
+    /// symmetric to the last bit, so every lane ends with the same triple), then every thread merges the warps' results
+    /// in warp order from shared memory.
+    /// </summary>
+    private static void WarpGroupMerge(ref float m, ref float s, ref float t, ref int idx, float bestZ,
+        ArrayView<float> sm, ArrayView<float> ss, ArrayView<float> st, ArrayView<float> bz, ArrayView<int> bi)
+    {
+        for (int mask = Warp.WarpSize / 2; mask > 0; mask /= 2)
+        {
+            int from = Warp.LaneIdx ^ mask;
+            float m2 = Warp.Shuffle(m, from), s2 = Warp.Shuffle(s, from), t2 = Warp.Shuffle(t, from), z2 = Warp.Shuffle(bestZ, from);
+            int i2 = Warp.Shuffle(idx, from);
+            Merge(ref m, ref s, ref t, m2, s2, t2);
+            if (i2 >= 0 && (idx < 0 || z2 > bestZ || (z2 == bestZ && i2 < idx))) { bestZ = z2; idx = i2; }
+        }
+        int w = Warp.WarpIdx;
+        if (Warp.LaneIdx == 0) { sm[w] = m; ss[w] = s; st[w] = t; bz[w] = bestZ; bi[w] = idx; }
+        Group.Barrier();
+        m = sm[0]; s = ss[0]; t = st[0]; bestZ = bz[0]; idx = bi[0];
+        for (int k = 1; k < Group.DimX / Warp.WarpSize; k++)
+        {
+            Merge(ref m, ref s, ref t, sm[k], ss[k], st[k]);
+            if (bi[k] >= 0 && (idx < 0 || bz[k] > bestZ || (bz[k] == bestZ && bi[k] < idx))) { bestZ = bz[k]; idx = bi[k]; }
+        }
+        Group.Barrier();
+    }
+
+    public static void Compute(SoftmaxEntropyArgs a) => Compute(a, false);
+
+    /// <summary><see cref="Compute(SoftmaxEntropyArgs)"/> with warp-shuffle merges (devices that shuffle).</summary>
+    public static void ComputeWarp(SoftmaxEntropyArgs a) => Compute(a, true);
+
+    private static void Compute(SoftmaxEntropyArgs a, bool warp)
     {
         var sm = SharedMemory.Allocate<float>(DeviceMath.GroupSize);
         var ss = SharedMemory.Allocate<float>(DeviceMath.GroupSize);
@@ -78,7 +112,7 @@ internal static class SoftmaxEntropyIlgpu
             if (z > bestZ || idx < 0) { bestZ = z; idx = i; }
             Merge(ref m, ref s, ref t, z, 1f, 0f);
         }
-        GroupMerge(ref m, ref s, ref t, ref idx, bestZ, sm, ss, st, bz, bi);
+        GroupMerge(ref m, ref s, ref t, ref idx, bestZ, sm, ss, st, bz, bi, warp);
         if (tid == 0)
         {
             a.Partial[g * 3] = m; a.Partial[g * 3 + 1] = s; a.Partial[g * 3 + 2] = t;
@@ -100,7 +134,7 @@ internal static class SoftmaxEntropyIlgpu
                 if (idx < 0 || zk > bestZ || (zk == bestZ && ik < idx)) { bestZ = zk; idx = ik; }
             }
         }
-        GroupMerge(ref m, ref s, ref t, ref idx, bestZ, sm, ss, st, bz, bi);
+        GroupMerge(ref m, ref s, ref t, ref idx, bestZ, sm, ss, st, bz, bi, warp);
         if (tid == 0)
         {
             float logS = XMath.Log(s);

@@ -80,7 +80,9 @@ internal sealed unsafe class IlgpuBackend : IBackend
     public int DecodeChunk { get => _s.DecodeChunk; set => _s.DecodeChunk = value; }
 
     /// <param name="index">which device of the kind (cuda:1 is the second CUDA device)</param>
-    public IlgpuBackend(DeviceKind kind, int index = 0)
+    /// <param name="groupThreads">threads per group of the reduction kernels (0: the kind's default; tests give the CPU
+    /// accelerator a GPU's 128 to run the multi-warp reductions)</param>
+    public IlgpuBackend(DeviceKind kind, int index = 0, int groupThreads = 0)
     {
         var context = Context.Create(b => b.Default().EnableAlgorithms().Optimize(OptimizationLevel.O1));
         Accelerator acc;
@@ -112,7 +114,12 @@ internal sealed unsafe class IlgpuBackend : IBackend
         };
         _ownsDevice = true;
         _context = context; _acc = acc;
-        _group = kind == DeviceKind.IlgpuCpu ? 32 : Kernels.Ilgpu.DeviceMath.GroupSize;
+        _group = groupThreads > 0 ? groupThreads : kind == DeviceKind.IlgpuCpu ? 32 : Kernels.Ilgpu.DeviceMath.GroupSize;
+        if (_group > Kernels.Ilgpu.DeviceMath.GroupSize || (_group & (_group - 1)) != 0 || _group < _acc.WarpSize)
+        {
+            _s.Dispose();
+            throw new ArgumentOutOfRangeException(nameof(groupThreads), groupThreads, $"a power of two from the warp ({_acc.WarpSize}) to {Kernels.Ilgpu.DeviceMath.GroupSize}");
+        }
         Device = new DeviceInfo(kind, _acc.Name, _acc.MemorySize, $"warp {_acc.WarpSize}, max group {_acc.MaxNumThreadsPerGroup}, {_acc.NumMultiprocessors} multiprocessors");
         try { (_ints, _scratch, _none, _counter, _resultInts, _resultFloats) = AllocateScratch(); }
         catch { _s.Dispose(); throw; }
@@ -716,7 +723,8 @@ internal sealed unsafe class IlgpuBackend : IBackend
         int n = logits.Cols;
         int groups = Math.Clamp((n + 4095) / 4096, 1, 64);
         var partial = Scratch(groups * 4L);
-        Launch("softmax-entropy", SoftmaxEntropyIlgpu.Compute, groups, _group, new SoftmaxEntropyArgs
+        bool warp = _s.WarpShuffles && _group >= _acc.WarpSize;
+        Launch(warp ? "softmax-entropy-warp" : "softmax-entropy", warp ? SoftmaxEntropyIlgpu.ComputeWarp : SoftmaxEntropyIlgpu.Compute, groups, _group, new SoftmaxEntropyArgs
         {
             Logits = T(logits).F.SubView((long)row * n, n), Partial = partial.SubView(0, groups * 3L), PartialIdx = _ints.View.SubView(0, groups),
             Counter = _counter.View, Result = _resultFloats.View, ResultIdx = _resultInts.View, N = n, Token = token, Groups = groups,
@@ -741,8 +749,9 @@ internal sealed unsafe class IlgpuBackend : IBackend
             P = T(p).F, Q = T(q).F, Draft = drafts.IsEmpty ? _ints.View.SubView(0, 1) : Ints(drafts), Uniforms = u.View, Residual = Scratch(vocab).SubView(0, vocab),
             Result = _resultInts.View, K = drafts.Length, Vocab = vocab, Greedy = greedy ? 1 : 0, WithoutReplacement = withoutReplacement ? 1 : 0,
         };
-        if (multi) Launch("draft-rrs", DraftVerifyIlgpu.RecursiveReject, 1, _group, args);
-        else Launch("draft-verify", DraftVerifyIlgpu.Verify, 1, _group, args);
+        bool warp = _s.WarpShuffles && _group >= _acc.WarpSize;
+        if (multi) Launch(warp ? "draft-rrs-warp" : "draft-rrs", warp ? DraftVerifyIlgpu.RecursiveRejectWarp : DraftVerifyIlgpu.RecursiveReject, 1, _group, args);
+        else Launch(warp ? "draft-verify-warp" : "draft-verify", warp ? DraftVerifyIlgpu.VerifyWarp : DraftVerifyIlgpu.Verify, 1, _group, args);
         _acc.Synchronize();
         var r = new int[4];
         _resultInts.CopyToCPU(r);

@@ -9,6 +9,7 @@ namespace KernelEngine.Tests.Kernels;
 [TestFixture("cpu")]
 [TestFixture("ilgpu-cpu")]
 [TestFixture("ilgpu-cpu-groups")]
+[TestFixture("ilgpu-cpu-groups128")]
 public sealed class BackendContractTests(string backendName)
 {
     private IBackend _b = null!;
@@ -114,6 +115,38 @@ public sealed class BackendContractTests(string backendName)
         // The device sums in a different order; a draw that lands within float rounding of a CDF step may differ.
         Assert.That(mismatches, Is.LessThanOrEqualTo(1));
     }
+
+    /// <summary>Multi-draft where the draft favours candidates the target does not: most first candidates are rejected,
+    /// so later acceptances depend on the residual max(0, p − q) and its sum over the whole vocabulary (every warp's
+    /// part of the group reduction). Same verdicts as the CPU within one float-rounding draw.</summary>
+    [Test]
+    public void DraftVerify_MultiDraftAfterRejections_SameVerdictsAsTheCpuReference()
+    {
+        const int vocab = 211;
+        var rng = new Rng(11);
+        int mismatches = 0, laterAccepted = 0;
+        for (int trial = 0; trial < 60; trial++)
+        {
+            var p = new float[vocab]; var q = new float[vocab];
+            int c0 = Pick(rng, vocab), c1 = (c0 + 1 + Pick(rng, vocab - 1)) % vocab, c2 = (c1 + 1) % vocab == c0 ? (c1 + 2) % vocab : (c1 + 1) % vocab;
+            int[] cand = [c0, c1, c2];
+            // the draft puts 0.6 on c0 (the target little: rejected), 0.3 on c1 (the target 0.6: accepted with a
+            // probability of about 2/3 that depends on the residual's sum), 0.1 over the rest
+            for (int i = 0; i < vocab; i++) { p[i] = 0.4f / vocab; q[i] = 0.1f / (vocab - 2); }
+            p[c1] += 0.6f;
+            q[c0] = 0.6f; q[c1] = 0.3f;
+            var u = Enumerable.Range(0, cand.Length + 1).Select(_ => rng.NextDouble()).ToArray();
+            var expected = DraftVerifyCpu.RecursiveReject(p.ToArray(), q.ToArray(), cand, true, u, greedy: false);
+            using var pt = _b.Tensor(p, 1, vocab); using var qt = _b.Tensor(q, 1, vocab);
+            var got = _b.VerifyDrafts(pt, qt, cand, u, greedy: false, multi: true, withoutReplacement: true);
+            if (got != expected) mismatches++;
+            if (expected.Branch > 0) laterAccepted++;
+        }
+        Assert.That(laterAccepted, Is.GreaterThan(5), "the trials reach later candidates");
+        Assert.That(mismatches, Is.LessThanOrEqualTo(1));
+    }
+
+    private static int Pick(Rng rng, int n) => (int)(rng.NextDouble() * n);
 
     private static void Normalize(Span<float> row, Rng rng, int peak)
     {

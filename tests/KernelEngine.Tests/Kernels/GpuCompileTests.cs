@@ -66,13 +66,15 @@ public sealed class GpuCompileTests
     /// weights and ticket, no barrier at all. attention-prefill-tiled: K/V tiles staged once per group (two barriers per
     /// tile), warp-level softmax. matmul-tiled: x and F32 W as 128-bit global loads, both staged tiles read as 128-bit
     /// shared loads in the inner loop (16 FMAs per pair), the 16 accumulators in registers, one barrier per step of the
-    /// double-buffered loop (two in all).
+    /// double-buffered loop (two in all). softmax-entropy-warp: the (m, S, T) triples and the argmax merged by shuffle
+    /// butterflies, then across warps (two barriers per merge instead of one per tree level).
     /// </summary>
     [TestCase("matvec-warp", 4, 1, 3, @"cvt\.f32\.f16")]
     [TestCase("attention-fused", 4, 3, int.MaxValue, @"atom(\.global)?\.add")]
     [TestCase("attention-decode-warp", 0, 4, 0, @"atom(\.global)?\.add")]
     [TestCase("attention-prefill-tiled", 0, 3, 2, @"shfl\.sync\.idx")]
     [TestCase("matmul-tiled", 2, 0, 2, @"\bld\.shared\.v4\.")]
+    [TestCase("softmax-entropy-warp", 0, 10, 5, @"atom(\.global)?\.add")]
     public void Ptx_HasTheDesignedShape(string kernel, int minVectorLoads, int minShuffles, int maxBarriers, string mustMatch)
     {
         string ptx = KernelPtx.Compile(_ctx, KernelCatalog.All.Single(e => e.Name == kernel), CudaArchitecture.SM_80);

@@ -14,6 +14,8 @@ public static class TestBackends
         "cpu" => new CpuBackend(),
         "cpu-1thread" => new CpuBackend(SingleThread),
         "ilgpu-cpu-groups" => new IlgpuBackend(DeviceKind.IlgpuCpu) { GroupKernels = true },
+        // a GPU's 128-thread groups (4 warps): the reductions' cross-warp step runs too
+        "ilgpu-cpu-groups128" => new IlgpuBackend(DeviceKind.IlgpuCpu, groupThreads: 128) { GroupKernels = true },
         _ => Devices.Create(name),
     };
 
