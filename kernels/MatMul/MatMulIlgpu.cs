@@ -120,11 +120,42 @@ internal static class MatMulIlgpu
         };
     }
 
-    /// <summary>W[row, k..k+3] as floats, zero outside W.</summary>
+    /// <summary>W[row, k..k+3] as floats, zero outside W. With a width of whole 4s (k a multiple of 4): F32 as one 128-bit
+    /// load, F16/BF16 as one 64-bit load, Q8_0/Q4_0 (the repacked device layout) as one 32-bit load of quants and the
+    /// block's scale; other formats element by element.</summary>
     private static Vec4F LoadW(MatMulArgs a, int row, int k, bool vec)
     {
         if (row >= a.OutDim) return new Vec4F();
-        if (vec && a.Type == (int)WeightType.F32 && k < a.InDim) return a.W.Cast<Vec4F>()[(row * a.RowBytes / 4 + k) / 4];
+        long rowStart = row * a.RowBytes;
+        if (vec && k < a.InDim)
+        {
+            if (a.Type == (int)WeightType.F32) return a.W.Cast<Vec4F>()[(rowStart / 4 + k) / 4];
+            if (a.Type == (int)WeightType.F16 || a.Type == (int)WeightType.BF16)
+            {
+                bool bf16 = a.Type == (int)WeightType.BF16;
+                var h = a.W.Cast<Vec2U>()[(rowStart / 2 + k) / 4];
+                return new Vec4F { X = WarpMatVecIlgpu.Lo(h.A, bf16), Y = WarpMatVecIlgpu.Hi(h.A, bf16), Z = WarpMatVecIlgpu.Lo(h.B, bf16), W = WarpMatVecIlgpu.Hi(h.B, bf16) };
+            }
+            if (a.Type == (int)WeightType.Q8_0 || a.Type == (int)WeightType.Q4_0)
+            {
+                bool q8 = a.Type == (int)WeightType.Q8_0;
+                long blocks = DeviceWeightLayout.Blocks(q8 ? WeightType.Q8_0 : WeightType.Q4_0, a.RowBytes);
+                long quants = rowStart + DeviceWeightLayout.ScaleBytes((int)blocks);
+                float d = DeviceMath.HalfToFloat(a.W.Cast<ushort>()[rowStart / 2 + k / 32]);
+                if (q8)
+                {
+                    uint q = a.W.Cast<uint>()[(quants + k) / 4];
+                    return new Vec4F { X = d * (sbyte)q, Y = d * (sbyte)(q >> 8), Z = d * (sbyte)(q >> 16), W = d * (sbyte)(q >> 24) };
+                }
+                uint n = a.W.Cast<uint>()[(quants + k / 32 * 16 + k % 16) / 4];
+                int shift = k % 32 < 16 ? 0 : 4;   // byte j holds element j low, j + 16 high
+                return new Vec4F
+                {
+                    X = d * ((int)((n >> shift) & 15) - 8), Y = d * ((int)((n >> (8 + shift)) & 15) - 8),
+                    Z = d * ((int)((n >> (16 + shift)) & 15) - 8), W = d * ((int)((n >> (24 + shift)) & 15) - 8),
+                };
+            }
+        }
         return new Vec4F
         {
             X = k < a.InDim ? DeviceMath.ReadWeight(a.W, a.Type, a.RowBytes, row, k) : 0f,

@@ -10,6 +10,9 @@ internal struct Vec4F { public float X, Y, Z, W; }
 /// <summary>16 bytes of 2-byte elements (F16, BF16): eight of them, two per word.</summary>
 internal struct Vec4U { public uint A, B, C, D; }
 
+/// <summary>8 bytes as one 64-bit load: four 2-byte elements.</summary>
+internal struct Vec2U { public uint A, B; }
+
 /// <summary>One weight of a <see cref="WarpMatVecIlgpu"/> launch: y (Rows) from W (Rows, inDim) raw bytes of Type.</summary>
 internal struct WarpPart
 {
@@ -249,7 +252,7 @@ internal static class WarpMatVecIlgpu
         new() { X = x.X * scale * w.X, Y = x.Y * scale * w.Y, Z = x.Z * scale * w.Z, W = x.W * scale * w.W };
 
     /// <summary>The element in the low half of a word of two F16 or BF16 values.</summary>
-    private static float Lo(uint word, bool bf16) => bf16 ? Interop.IntAsFloat(word << 16) : Interop.IntAsFloat((ushort)word);
+    internal static float Lo(uint word, bool bf16) => bf16 ? Interop.IntAsFloat(word << 16) : Interop.IntAsFloat((ushort)word);
     /// <summary>The element in the high half.</summary>
-    private static float Hi(uint word, bool bf16) => bf16 ? Interop.IntAsFloat(word & 0xFFFF0000u) : Interop.IntAsFloat((ushort)(word >> 16));
+    internal static float Hi(uint word, bool bf16) => bf16 ? Interop.IntAsFloat(word & 0xFFFF0000u) : Interop.IntAsFloat((ushort)(word >> 16));
 }

@@ -69,6 +69,9 @@ public sealed class BackendKernelTests(string backendName)
     [TestCase(WeightType.Q6_K, 2, 11, 512)]
     [TestCase(WeightType.F32, 70, 131, 100)]   // the register-tiled GEMM: 2x3 blocks of 64, 128-bit loads, a last step of 4 along the input
     [TestCase(WeightType.F16, 67, 65, 36)]
+    [TestCase(WeightType.BF16, 6, 21, 80)]   // the GEMM's 64-bit loads of 16-bit weights
+    [TestCase(WeightType.Q8_0, 9, 70, 96)]   // and its 32-bit loads of repacked quants
+    [TestCase(WeightType.Q4_0, 9, 66, 128)]
     [TestCase(WeightType.F32, 19, 13, 2085)]   // prefill GEMM: rows sliced by 1,024 (two whole slices and a 37-wide one), 13 = 3 tiles + 1 row
     [TestCase(WeightType.F16, 17, 6, 1100)]
     [TestCase(WeightType.Q4_0, 21, 9, 1056)]
