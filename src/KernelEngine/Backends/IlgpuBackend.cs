@@ -61,6 +61,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
     private readonly MemoryBuffer1D<int, Stride1D.Dense> _resultInts;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _resultFloats;
     private float[] _cosSin = new float[256];
+    private MemoryBuffer1D<double, Stride1D.Dense>? _uniforms;   // draft verification's uniforms (grown, kept)
     private bool _disposed;
 
     /// <summary>
@@ -731,19 +732,24 @@ internal sealed unsafe class IlgpuBackend : IBackend
             InvTemperature = 1f / temperature,
         });
         _acc.Synchronize();
-        var r = new float[4];
-        _resultFloats.CopyToCPU(r);
-        var idx = new int[4];
-        _resultInts.CopyToCPU(idx);
-        return new SoftmaxStats(r[0], r[1], r[2], r[3], idx[0]);
+        Span<float> r = stackalloc float[4];
+        _resultFloats.View.CopyToCPU(ref r[0], 4);
+        int argMax = 0;
+        _resultInts.View.SubView(0, 1).CopyToCPU(ref argMax, 1);
+        return new SoftmaxStats(r[0], r[1], r[2], r[3], argMax);
     }
 
     public Verdict VerifyDrafts(DeviceTensor p, DeviceTensor q, ReadOnlySpan<int> drafts, ReadOnlySpan<double> uniforms, bool greedy, bool multi, bool withoutReplacement)
     {
         using var held = Enter();
         int vocab = p.Cols;
-        using var u = _acc.Allocate1D<double>(Math.Max(1, uniforms.Length));
-        u.View.SubView(0, uniforms.Length).CopyFromCPU(ref MemoryMarshal.GetReference(uniforms), uniforms.Length);
+        if (_uniforms == null || _uniforms.Length < Math.Max(1, uniforms.Length))   // kept: speculative decoding verifies every step
+        {
+            _uniforms?.Dispose();
+            _uniforms = _acc.Allocate1D<double>(Math.Max(16, 2 * uniforms.Length));
+        }
+        var u = _uniforms;
+        if (!uniforms.IsEmpty) u.View.SubView(0, uniforms.Length).CopyFromCPU(ref MemoryMarshal.GetReference(uniforms), uniforms.Length);
         var args = new DraftVerifyArgs
         {
             P = T(p).F, Q = T(q).F, Draft = drafts.IsEmpty ? _ints.View.SubView(0, 1) : Ints(drafts), Uniforms = u.View, Residual = Scratch(vocab).SubView(0, vocab),
@@ -753,8 +759,8 @@ internal sealed unsafe class IlgpuBackend : IBackend
         if (multi) Launch(warp ? "draft-rrs-warp" : "draft-rrs", warp ? DraftVerifyIlgpu.RecursiveRejectWarp : DraftVerifyIlgpu.RecursiveReject, 1, _group, args);
         else Launch(warp ? "draft-verify-warp" : "draft-verify", warp ? DraftVerifyIlgpu.VerifyWarp : DraftVerifyIlgpu.Verify, 1, _group, args);
         _acc.Synchronize();
-        var r = new int[4];
-        _resultInts.CopyToCPU(r);
+        Span<int> r = stackalloc int[3];
+        _resultInts.View.SubView(0, 3).CopyToCPU(ref r[0], 3);
         return new Verdict(r[0], r[1], r[2]);
     }
 
@@ -769,6 +775,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
             if (!_s.Disposed)
             {
                 _ints.Dispose(); _scratch.Dispose(); _none.Dispose(); _counter.Dispose(); _resultInts.Dispose(); _resultFloats.Dispose();
+                _uniforms?.Dispose();
             }
             if (_ownsDevice) _s.Dispose();
         }
