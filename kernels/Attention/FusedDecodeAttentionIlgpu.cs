@@ -56,17 +56,11 @@ internal static class FusedDecodeAttentionIlgpu
         for (int t = Group.IdxX; t < qPairs + half + hd; t += Group.DimX)
         {
             if (t < qPairs) RopeIlgpu.Rotate(rope, rope.X, (long)(g * perKv + t / half) * hd, 0, t % half, out _, out _);
-            else if (t < qPairs + half)
-            {
-                RopeIlgpu.Rotate(rope, k, kvAt, 0, t - qPairs, out int i0, out int i1);
-                RopeIlgpu.Store(at.K, at.F16, cacheAt + i0, k[kvAt + i0]);
-                RopeIlgpu.Store(at.K, at.F16, cacheAt + i1, k[kvAt + i1]);
-            }
+            else if (t < qPairs + half) RopeIlgpu.RotateAndStoreKey(rope, k, kvAt, 0, t - qPairs, at.K, at.F16, cacheAt);
             else
             {
                 int d = t - qPairs - half;
-                RopeIlgpu.Store(at.V, at.F16, cacheAt + d, v[kvAt + d]);
-                if (d >= 2 * half) RopeIlgpu.Store(at.K, at.F16, cacheAt + d, k[kvAt + d]);   // partial rotary: not rotated
+                RopeIlgpu.StoreValue(rope, k, v, kvAt + d, d, at.K, at.V, at.F16, cacheAt + d);
             }
         }
         if (a.Attend == 0) return;

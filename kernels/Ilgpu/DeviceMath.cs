@@ -217,7 +217,7 @@ internal static class DeviceMath
     }
 
     /// <summary>Whether (b, ib) beats (a, ia) for an argmax: valid, larger, or equal with the smaller index.</summary>
-    private static bool Better(float b, int ib, float a, int ia) => ib >= 0 && (ia < 0 || b > a || (b == a && ib < ia));
+    public static bool Better(float b, int ib, float a, int ia) => ib >= 0 && (ia < 0 || b > a || (b == a && ib < ia));
 
     /// <summary>Σ of value over the lanes of a warp, in every lane (butterfly shuffles: log2(warp) steps, no shared memory).</summary>
     public static float WarpSum(float value)

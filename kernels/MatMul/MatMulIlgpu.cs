@@ -139,9 +139,8 @@ internal static class MatMulIlgpu
             if (a.Type == (int)WeightType.Q8_0 || a.Type == (int)WeightType.Q4_0)
             {
                 bool q8 = a.Type == (int)WeightType.Q8_0;
-                long blocks = DeviceWeightLayout.Blocks(q8 ? WeightType.Q8_0 : WeightType.Q4_0, a.RowBytes);
-                long quants = rowStart + DeviceWeightLayout.ScaleBytes((int)blocks);
-                float d = DeviceMath.HalfToFloat(a.W.Cast<ushort>()[rowStart / 2 + k / 32]);
+                long quants = rowStart + DeviceWeightLayout.ScaleBytes(a.InDim / 32);
+                float d = Interop.IntAsFloat(a.W.Cast<ushort>()[rowStart / 2 + k / 32]);
                 if (q8)
                 {
                     uint q = a.W.Cast<uint>()[(quants + k) / 4];

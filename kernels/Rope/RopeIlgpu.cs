@@ -74,15 +74,28 @@ internal static class RopeIlgpu
         {
             int i = t % half, h = (t / half) % a.KvHeads, r = t / (half * a.KvHeads);
             long head = (long)r * kvDim + h * hd;
-            Rotate(q, a.K, head, r, i, out int i0, out int i1);
-            Store(a.CacheK, a.CacheF16, a.CacheOffset + head + i0, a.K[head + i0]);
-            Store(a.CacheK, a.CacheF16, a.CacheOffset + head + i1, a.K[head + i1]);
+            RotateAndStoreKey(q, a.K, head, r, i, a.CacheK, a.CacheF16, a.CacheOffset + head);
             return;
         }
         t -= kPairs;
         if (t >= rows * kvDim) return;
-        Store(a.CacheV, a.CacheF16, a.CacheOffset + t, a.V[t]);
-        if (t % hd >= 2 * half) Store(a.CacheK, a.CacheF16, a.CacheOffset + t, a.K[t]);   // not rotated
+        StoreValue(q, a.K, a.V, t, t % hd, a.CacheK, a.CacheV, a.CacheF16, a.CacheOffset + t);
+    }
+
+    /// <summary>Rotates pair i of the key head at k[head..] (row r's angle) and writes both elements into the cache head at cacheHead.</summary>
+    internal static void RotateAndStoreKey(RopeArgs a, ArrayView<float> k, long head, int r, int i, ArrayView<byte> cacheK, int f16, long cacheHead)
+    {
+        Rotate(a, k, head, r, i, out int i0, out int i1);
+        Store(cacheK, f16, cacheHead + i0, k[head + i0]);
+        Store(cacheK, f16, cacheHead + i1, k[head + i1]);
+    }
+
+    /// <summary>Element at (dimension d of its head) of v into the cache, and of k too where RoPE leaves it (partial rotary).</summary>
+    internal static void StoreValue(RopeArgs a, ArrayView<float> k, ArrayView<float> v, long element, int d, ArrayView<byte> cacheK, ArrayView<byte> cacheV,
+        int f16, long cacheElement)
+    {
+        Store(cacheV, f16, cacheElement, v[element]);
+        if (d >= 2 * a.Pairs) Store(cacheK, f16, cacheElement, k[element]);   // not rotated
     }
 
     /// <summary>One element into an F32 or F16 cache.</summary>

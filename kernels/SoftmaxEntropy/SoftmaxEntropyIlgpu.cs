@@ -52,7 +52,7 @@ internal static class SoftmaxEntropyIlgpu
                 sm[tid] = m1; ss[tid] = s1; st[tid] = t1;
                 int ia = bi[tid], ib = bi[tid + k];
                 float za = bz[tid], zb = bz[tid + k];
-                if (ib >= 0 && (ia < 0 || zb > za || (zb == za && ib < ia))) { bz[tid] = zb; bi[tid] = ib; }
+                if (DeviceMath.Better(zb, ib, za, ia)) { bz[tid] = zb; bi[tid] = ib; }
             }
             Group.Barrier();
         }
@@ -74,7 +74,7 @@ internal static class SoftmaxEntropyIlgpu
             float m2 = Warp.Shuffle(m, from), s2 = Warp.Shuffle(s, from), t2 = Warp.Shuffle(t, from), z2 = Warp.Shuffle(bestZ, from);
             int i2 = Warp.Shuffle(idx, from);
             Merge(ref m, ref s, ref t, m2, s2, t2);
-            if (i2 >= 0 && (idx < 0 || z2 > bestZ || (z2 == bestZ && i2 < idx))) { bestZ = z2; idx = i2; }
+            if (DeviceMath.Better(z2, i2, bestZ, idx)) { bestZ = z2; idx = i2; }
         }
         int w = Warp.WarpIdx;
         if (Warp.LaneIdx == 0) { sm[w] = m; ss[w] = s; st[w] = t; bz[w] = bestZ; bi[w] = idx; }
@@ -83,7 +83,7 @@ internal static class SoftmaxEntropyIlgpu
         for (int k = 1; k < Group.DimX / Warp.WarpSize; k++)
         {
             Merge(ref m, ref s, ref t, sm[k], ss[k], st[k]);
-            if (bi[k] >= 0 && (idx < 0 || bz[k] > bestZ || (bz[k] == bestZ && bi[k] < idx))) { bestZ = bz[k]; idx = bi[k]; }
+            if (DeviceMath.Better(bz[k], bi[k], bestZ, idx)) { bestZ = bz[k]; idx = bi[k]; }
         }
         Group.Barrier();
     }
@@ -131,7 +131,7 @@ internal static class SoftmaxEntropyIlgpu
             if (ik >= 0)
             {
                 float zk = a.Logits[ik] * a.InvTemperature;
-                if (idx < 0 || zk > bestZ || (zk == bestZ && ik < idx)) { bestZ = zk; idx = ik; }
+                if (DeviceMath.Better(zk, ik, bestZ, idx)) { bestZ = zk; idx = ik; }
             }
         }
         GroupMerge(ref m, ref s, ref t, ref idx, bestZ, sm, ss, st, bz, bi, warp);

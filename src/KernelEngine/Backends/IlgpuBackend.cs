@@ -487,29 +487,26 @@ internal sealed unsafe class IlgpuBackend : IBackend
         Interlocked.Increment(ref _s.Launches);
     }
 
-    private RopeArgs RopeArgsOf(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)
+    private RopeArgs RopeArgsOf(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope) => new()
     {
-        int pairs = rope.InvFreq.Length;
-        var cs = CosSinBuffer(rows * pairs);
-        for (int r = 0; r < rows; r++)
+        X = T(x).F, CosSin = Angles(positions[..rows], rope.InvFreq, rope.MScale), Rows = rows, Heads = heads,
+        HeadDim = rope.HeadDim, Pairs = rope.InvFreq.Length, Interleaved = rope.Layout == RopeLayout.Interleaved ? 1 : 0,
+    };
+
+    /// <summary>cos and sin (times <paramref name="mscale"/>) of position · θ_i for every position and pair, formed in double as
+    /// RopeCpu forms them and uploaded with the launch: (positions, pairs, 2). The host staging is grown, never per token.</summary>
+    private ArrayView<float> Angles(ReadOnlySpan<int> positions, float[] invFreq, float mscale)
+    {
+        int pairs = invFreq.Length, n = 2 * positions.Length * pairs;
+        if (_cosSin.Length < n) _cosSin = new float[2 * n];
+        for (int r = 0; r < positions.Length; r++)
             for (int i = 0; i < pairs; i++)
             {
-                double angle = positions[r] * (double)rope.InvFreq[i];   // RopeCpu.Apply's formula
-                cs[2 * (r * pairs + i)] = (float)Math.Cos(angle) * rope.MScale;
-                cs[2 * (r * pairs + i) + 1] = (float)Math.Sin(angle) * rope.MScale;
+                double angle = positions[r] * (double)invFreq[i];
+                _cosSin[2 * (r * pairs + i)] = (float)Math.Cos(angle) * mscale;
+                _cosSin[2 * (r * pairs + i) + 1] = (float)Math.Sin(angle) * mscale;
             }
-        return new RopeArgs
-        {
-            X = T(x).F, CosSin = Ints(MemoryMarshal.Cast<float, int>(cs.AsSpan(0, 2 * rows * pairs))).Cast<float>(), Rows = rows, Heads = heads,
-            HeadDim = rope.HeadDim, Pairs = pairs, Interleaved = rope.Layout == RopeLayout.Interleaved ? 1 : 0,
-        };
-    }
-
-    /// <summary>The host's cos/sin staging for a launch (grown, never per token).</summary>
-    private float[] CosSinBuffer(int pairs)
-    {
-        if (_cosSin.Length < 2 * pairs) _cosSin = new float[4 * pairs];
-        return _cosSin;
+        return Ints(MemoryMarshal.Cast<float, int>(_cosSin.AsSpan(0, n))).Cast<float>();
     }
 
     public void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows)
@@ -618,13 +615,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
         using var held = Enter();
         if (count <= 0) return;
         int pairs = rope.InvFreq.Length;
-        var cs = CosSinBuffer(pairs);
-        for (int i = 0; i < pairs; i++)
-        {
-            double angle = delta * (double)rope.InvFreq[i];   // RopeCpu.RotateRows's formula
-            cs[2 * i] = (float)Math.Cos(angle); cs[2 * i + 1] = (float)Math.Sin(angle);
-        }
-        var cosSin = Ints(MemoryMarshal.Cast<float, int>(cs.AsSpan(0, 2 * pairs))).Cast<float>();
+        var cosSin = Angles([delta], rope.InvFreq, 1f);   // RopeCpu.RotateRows: plain cos/sin of the shift
         var k = Kernel("rotate-keys", () => _acc.LoadAutoGroupedStreamKernel<Index1D, RotateCacheArgs>(RopeIlgpu.RotateCache));
         var cacheK = T(cache.K).View;
         bool f16 = cache.K.IsF16;
@@ -724,7 +715,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
         int n = logits.Cols;
         int groups = Math.Clamp((n + 4095) / 4096, 1, 64);
         var partial = Scratch(groups * 4L);
-        bool warp = _s.WarpShuffles && _group >= _acc.WarpSize;
+        bool warp = _s.WarpShuffles;   // groups hold whole warps (the constructor's check)
         Launch(warp ? "softmax-entropy-warp" : "softmax-entropy", warp ? SoftmaxEntropyIlgpu.ComputeWarp : SoftmaxEntropyIlgpu.Compute, groups, _group, new SoftmaxEntropyArgs
         {
             Logits = T(logits).F.SubView((long)row * n, n), Partial = partial.SubView(0, groups * 3L), PartialIdx = _ints.View.SubView(0, groups),
@@ -755,7 +746,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
             P = T(p).F, Q = T(q).F, Draft = drafts.IsEmpty ? _ints.View.SubView(0, 1) : Ints(drafts), Uniforms = u.View, Residual = Scratch(vocab).SubView(0, vocab),
             Result = _resultInts.View, K = drafts.Length, Vocab = vocab, Greedy = greedy ? 1 : 0, WithoutReplacement = withoutReplacement ? 1 : 0,
         };
-        bool warp = _s.WarpShuffles && _group >= _acc.WarpSize;
+        bool warp = _s.WarpShuffles;   // groups hold whole warps (the constructor's check)
         if (multi) Launch(warp ? "draft-rrs-warp" : "draft-rrs", warp ? DraftVerifyIlgpu.RecursiveRejectWarp : DraftVerifyIlgpu.RecursiveReject, 1, _group, args);
         else Launch(warp ? "draft-verify-warp" : "draft-verify", warp ? DraftVerifyIlgpu.VerifyWarp : DraftVerifyIlgpu.Verify, 1, _group, args);
         _acc.Synchronize();

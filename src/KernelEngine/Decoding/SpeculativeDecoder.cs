@@ -258,27 +258,27 @@ public sealed class SpeculativeDecoder
                     nAccepted = 1 + v.Accepted; next = v.Token;
                 }
             }
-            else if (deviceLogits != null)
-            {
-                var d = new int[g];
-                for (int i = 0; i < g; i++) d[i] = _drafts[0, i];
-                var backend = _target.Backend;
-                var p = backend.RowView(deviceLogits, missing - 1, g + 1);   // rows predicting each draft, then the bonus
-                var v = backend.VerifyDrafts(p, p, d, _uniforms.AsSpan(0, g + 1), greedy: true, multi: false, withoutReplacement: false);   // greedy reads no q
-                for (int i = 0; i < Math.Min(v.Accepted + 1, g); i++) { _proposed[i]++; if (i < v.Accepted) _accepted[i]++; }
-                nAccepted = v.Accepted; next = v.Token;
-                _backendVerifications++;
-            }
             else
             {
-                for (int i = 0; i <= g; i++)
-                {
-                    if (_grammar == null) TargetRow(_targetSampler, _targetLogits, 0, branchLen, missing - 1 + i, _p.AsSpan(i * _vocab, _vocab));
-                    else _targetSampler.Distribution(Constrained(_targetLogits.AsSpan((missing - 1 + i) * _vocab, _vocab), i, maxNew - i), default, _p.AsSpan(i * _vocab, _vocab));
-                }
                 var d = new int[g];
                 for (int i = 0; i < g; i++) d[i] = _drafts[0, i];
-                var v = DraftVerifyCpu.Verify(_p.AsSpan(0, (g + 1) * _vocab), _q.AsSpan(0, g * _vocab), d, _uniforms.AsSpan(0, g + 1), _vocab, _greedy, _scratch);
+                Verdict v;
+                if (deviceLogits != null)
+                {
+                    var backend = _target.Backend;
+                    var p = backend.RowView(deviceLogits, missing - 1, g + 1);   // rows predicting each draft, then the bonus
+                    v = backend.VerifyDrafts(p, p, d, _uniforms.AsSpan(0, g + 1), greedy: true, multi: false, withoutReplacement: false);   // greedy reads no q
+                    _backendVerifications++;
+                }
+                else
+                {
+                    for (int i = 0; i <= g; i++)
+                    {
+                        if (_grammar == null) TargetRow(_targetSampler, _targetLogits, 0, branchLen, missing - 1 + i, _p.AsSpan(i * _vocab, _vocab));
+                        else _targetSampler.Distribution(Constrained(_targetLogits.AsSpan((missing - 1 + i) * _vocab, _vocab), i, maxNew - i), default, _p.AsSpan(i * _vocab, _vocab));
+                    }
+                    v = DraftVerifyCpu.Verify(_p.AsSpan(0, (g + 1) * _vocab), _q.AsSpan(0, g * _vocab), d, _uniforms.AsSpan(0, g + 1), _vocab, _greedy, _scratch);
+                }
                 for (int i = 0; i < Math.Min(v.Accepted + 1, g); i++) { _proposed[i]++; if (i < v.Accepted) _accepted[i]++; }
                 nAccepted = v.Accepted; next = v.Token;
             }
