@@ -10,8 +10,8 @@ namespace KernelEngine.Kernels.MatMul;
 /// once to 8-bit blocks (dx = amax / 127), then each weight block meets its activation block in an integer dot
 /// product scaled by dw·dx. On AVX-512BW two blocks go through one 512-bit vpmaddubsw + vpmaddwd (unsigned × signed
 /// bytes → int16 pairs → int32 quads); the sign of Q8_0 weights moves onto the activations (|w| · sign(w)x). Q4_0's
-/// quants (packed per row at load) go in as unsigned nibbles four blocks per 64-byte load, and the −8 offset is subtracted
-/// as 8·Σx per int32 lane (precomputed once per token).
+/// quants (packed per row at load) go in as unsigned nibbles four blocks per 64-byte load, and the −8 offset joins once
+/// per 16 blocks as weight scale · (−dx · 8·Σx) (precomputed once per token, one FMA instead of a subtraction per lane).
 /// Other CPUs take the 256-bit AVX2 or the scalar path. (.NET 10 exposes no AVX-512 VNNI intrinsic, so vpdpbusd is
 /// out of reach; vpmaddubsw + vpmaddwd is the same arithmetic in two instructions.)
 /// </summary>
@@ -27,11 +27,10 @@ internal static unsafe class QuantMatVecCpu
         public sbyte* Qx;       // (n) quantized activations
         public float* Dx;       // (n / 32) activation block scales
         public int* Sum4x8;     // (n / 4) 8 · Σ qx over each group of 4 (Q4_0 offset)
-        public sbyte* Qxg;      // Q4_0: (n) qx reordered per group of 4 blocks as [x0-15 of each block | x16-31 of each block]
-        public int* Offg;       // Q4_0: (n / 8) 8 · Σ of the 8 activations that meet each int32 lane of a group
+        public sbyte* Qxg;      // Q4_0 at 512 bits: (n) qx reordered per group of 4 blocks as [x0-15 of each block | x16-31 of each block]
         public sbyte* Qxp;      // Q4_0 below 512 bits: (1.5 n) per group, one stream: Qxg's low and high vectors and each
                                 // block's scale repeated over its 4 int32 lanes (48 bytes per block)
-        public float* NegOff;   // Q4_0 below 512 bits: (n / 32, zero-padded by a vector) −dx · 8·Σ qx per block (the −8 offset)
+        public float* NegOff;   // Q4_0: (n / 32, zero-padded by a vector) −dx · 8·Σ qx per block (the −8 offset)
     }
 
     /// <summary>Quantizes x (n a multiple of 32) into the calling thread's buffers of <paramref name="slot"/> (one per
@@ -42,20 +41,23 @@ internal static unsafe class QuantMatVecCpu
     {
         if (n % B != 0) throw new ArgumentException($"row length {n} is not a multiple of {B}");
         // dx and NegOff carry a vector of padding: the scale products and offsets read whole vectors
-        long qx = ScratchSlots.Line(n), dx = ScratchSlots.Line((n / B + 16) * 4L), sum4 = ScratchSlots.Line(n / 4 * 4L), offg = ScratchSlots.Line(n / 8 * 4L);
-        byte* p = t_slots.Get(slot, qx + dx + sum4 + qx + offg + 2 * qx + dx);
+        long qx = ScratchSlots.Line(n), dx = ScratchSlots.Line((n / B + 16) * 4L), sum4 = ScratchSlots.Line(n / 4 * 4L);
+        byte* p = t_slots.Get(slot, qx + dx + sum4 + qx + 2 * qx + dx);
         var a = new Activations
         {
             Qx = (sbyte*)p, Dx = (float*)(p + qx), Sum4x8 = (int*)(p + qx + dx), Qxg = (sbyte*)(p + qx + dx + sum4),
-            Offg = (int*)(p + 2 * qx + dx + sum4), Qxp = (sbyte*)(p + 2 * qx + dx + sum4 + offg), NegOff = (float*)(p + 4 * qx + dx + sum4 + offg),
+            Qxp = (sbyte*)(p + 2 * qx + dx + sum4), NegOff = (float*)(p + 4 * qx + dx + sum4),
         };
         // the padding must be finite (0 · pad, never NaN)
         new Span<float>(a.Dx + n / B, 16).Clear();
         QuantizeActivations(x, n, a.Qx, a.Dx, a.Sum4x8);
         if (groupOrder)
         {
-            if (GroupBlocks == 4) GroupOrder(a.Qx, a.Sum4x8, n / B, a.Qxg, a.Offg);
+            if (GroupBlocks == 4) GroupOrder(a.Qx, n / B, a.Qxg);
             else GroupStream(a, n / B);
+            int blocks = n / B;
+            for (int b = 0; b < blocks; b++) a.NegOff[b] = -a.Dx[b] * Vector256.Sum(Vector256.Load(a.Sum4x8 + 8 * b));
+            new Span<float>(a.NegOff + blocks, 16).Clear();
         }
         return a;
     }
@@ -72,7 +74,7 @@ internal static unsafe class QuantMatVecCpu
         if (part.Type == WeightType.Q8_0)
             for (int o = o0; o < o1; o++) part.Y[o] = DotQ8_0(w + o * rowBytes, a.Qx, a.Dx, blocks);
         else
-            for (int o = o0; o < o1; o++) part.Y[o] = DotQ4_0(w + o * rowBytes, a.Qx, a.Qxg, a.Dx, a.Offg, blocks);
+            for (int o = o0; o < o1; o++) part.Y[o] = DotQ4_0(w + o * rowBytes, a, blocks);
     }
 
     /// <summary>Q8_0 blocks of the activation row exactly as ggml's quantize_row_q8_0 (d = amax / 127 kept in fp16, q = roundf(x / d)); plus 8 · Σq per group of 4.</summary>
@@ -196,29 +198,25 @@ internal static unsafe class QuantMatVecCpu
     private static readonly int GroupBlocks = Simd512.IsSupported ? 4 : Simd256.IsSupported ? 2 : 1;
 
     /// <summary>Reorders activation quants per group of <see cref="GroupBlocks"/> blocks to the order of one nibble load
-    /// (low nibbles: elements 0-15 of each block, high nibbles: 16-31) and sums each int32 lane's 8 activations.</summary>
+    /// (low nibbles: elements 0-15 of each block, high nibbles: 16-31).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void GroupOrder(sbyte* qx, int* sum4x8, int blocks, sbyte* qxg, int* offg)
+    private static void GroupOrder(sbyte* qx, int blocks, sbyte* qxg)
     {
         int G = GroupBlocks, groups = blocks / G;
         for (int g = 0; g < groups; g++)
         {
             sbyte* src = qx + g * G * B, lo = qxg + g * G * B, hi = lo + G * B / 2;
-            int* s = sum4x8 + g * G * 8, off = offg + g * G * 4;
             for (int k = 0; k < G; k++)
             {
-                Buffer.MemoryCopy(src + k * B, lo + k * 16, 16, 16);
-                Buffer.MemoryCopy(src + k * B + 16, hi + k * 16, 16, 16);
-                // lane 4k + i covers bytes 4i..4i+3 of both halves: elements 4i..4i+3 and 16+4i..16+4i+3 of block k
-                for (int i = 0; i < 4; i++) off[4 * k + i] = s[8 * k + i] + s[8 * k + 4 + i];
+                Vector128.Load(src + k * B).Store(lo + k * 16);
+                Vector128.Load(src + k * B + 16).Store(hi + k * 16);
             }
         }
     }
 
     /// <summary>Writes per group what the narrow Q4_0 kernels read (<see cref="Activations.Qxp"/>): one sequential stream and
     /// one pointer per activation row. Group g of G blocks, vectors of VB = 16 · G bytes, block k of the group:
-    /// [elements 0-15 at 16k | elements 16-31 at VB + 16k | its scale ×4 at 2 VB + 16k]; and each block's −8 offset as
-    /// −dx · 8·Σqx (<see cref="Activations.NegOff"/>).</summary>
+    /// [elements 0-15 at 16k | elements 16-31 at VB + 16k | its scale ×4 at 2 VB + 16k].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void GroupStream(in Activations a, int blocks)
     {
@@ -231,18 +229,17 @@ internal static unsafe class QuantMatVecCpu
             Vector128.Load(a.Qx + b * B + 16).Store(dst + vb);
             Vector128.Create(a.Dx[b]).Store((float*)(dst + 2 * vb));
         }
-        for (int b = 0; b < blocks; b++) a.NegOff[b] = -a.Dx[b] * Vector256.Sum(Vector256.Load(a.Sum4x8 + 8 * b));
-        new Span<float>(a.NegOff + blocks, 16).Clear();
     }
 
     /// <summary>
     /// Q4_0 row (<see cref="PackedQuant"/>): one 64-byte load holds four blocks; its low nibbles [a0-15 | b0-15 | c0-15 | d0-15]
     /// and high nibbles [a16-31 | ...] meet activations stored in that order (<see cref="GroupOrder"/>), so no shuffle is
     /// needed: the two vpmaddubsw results add as int16 (|q·x| ≤ 15·127·4 fits) and one vpmaddwd leaves int32 lanes in
-    /// groups of four per block, which the scale permute matches. Whole groups only; the last blocks % 4 go the scalar way.
+    /// groups of four per block, which the scale permute matches; the −8 offset joins per 16 blocks as weight scale ·
+    /// (−dx · 8·Σx) (<see cref="Activations.NegOff"/>). Whole groups only; the last blocks % 4 go the scalar way.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ4_0(byte* row, sbyte* qx, sbyte* qxg, float* dx, int* offg, int blocks)
+    public static float DotQ4_0(byte* row, in Activations a, int blocks)
     {
         ushort* scales = (ushort*)row;
         byte* nib = row + PackedQuant.ScaleBytes(blocks);
@@ -256,34 +253,28 @@ internal static unsafe class QuantMatVecCpu
             var mask = Vector512.Create((byte)0x0F);
             // 16 blocks per step: their 16 scale products (fp16 widened in registers) come from one multiply and reach
             // each group's lanes by one permute. Pointers advance instead of indices (no widening of an int index per load).
-            byte* pn = nib; sbyte* px = qxg; int* po = offg;
-            for (; b + 16 <= blocks; b += 16, pn += 8 * B, px += 16 * B, po += 64)
+            byte* pn = nib; sbyte* px = a.Qxg;
+            for (; b + 16 <= blocks; b += 16, pn += 8 * B, px += 16 * B)
             {
-                var s16 = HalfVector.LoadHalf16(scales + b) * Vector512.Load(dx + b);
-                acc = Q4Group(pn, px, po, Avx512F.PermuteVar16x32(s16, Group0), acc, mask, ones);
-                acc2 = Q4Group(pn + 2 * B, px + 4 * B, po + 16, Avx512F.PermuteVar16x32(s16, Group1), acc2, mask, ones);
-                acc = Q4Group(pn + 4 * B, px + 8 * B, po + 32, Avx512F.PermuteVar16x32(s16, Group2), acc, mask, ones);
-                acc2 = Q4Group(pn + 6 * B, px + 12 * B, po + 48, Avx512F.PermuteVar16x32(s16, Group3), acc2, mask, ones);
+                var ws = HalfVector.LoadHalf16(scales + b);
+                // Σ (q − 8)·x = Σ q·x − 8·Σx: the second term of these 16 blocks, scaled, into the lanes summed at the end
+                acc2 = Vector512.FusedMultiplyAdd(ws, Vector512.Load(a.NegOff + b), acc2);
+                var s16 = ws * Vector512.Load(a.Dx + b);
+                acc = Q4Group(pn, px, Avx512F.PermuteVar16x32(s16, Group0), acc, mask, ones);
+                acc2 = Q4Group(pn + 2 * B, px + 4 * B, Avx512F.PermuteVar16x32(s16, Group1), acc2, mask, ones);
+                acc = Q4Group(pn + 4 * B, px + 8 * B, Avx512F.PermuteVar16x32(s16, Group2), acc, mask, ones);
+                acc2 = Q4Group(pn + 6 * B, px + 12 * B, Avx512F.PermuteVar16x32(s16, Group3), acc2, mask, ones);
             }
-            for (; b + 4 <= blocks; b += 4, pn += 2 * B, px += 4 * B, po += 16)
+            int rest = b;
+            for (; b + 4 <= blocks; b += 4, pn += 2 * B, px += 4 * B)
             {
                 // 8 halves loaded, 4 used: the read stays inside the row (scale padding or the quants that follow)
-                var s4 = (HalfVector.LoadHalf8(scales + b) * Vector256.Create(Vector128.Load(dx + b), default)).ToVector512Unsafe();
-                acc = Q4Group(pn, px, po, Avx512F.PermuteVar16x32(s4, Group0), acc, mask, ones);
+                acc = Q4Group(pn, px, Avx512F.PermuteVar16x32(ScaleProducts4(HalfVector.LoadHalf8(scales + b), a.Dx + b), Group0), acc, mask, ones);
             }
+            if (rest < b) acc2 = Vector512.FusedMultiplyAdd(HalfVector.LoadHalf16(scales + rest), RestOffsets(a.NegOff, rest, b), acc2);
             sum = VectorMath.Sum(acc + acc2);
         }
-        for (; b < blocks; b++)
-        {
-            byte* q = nib + b * (B / 2);
-            int s = 0;
-            for (int k = 0; k < B / 2; k++)
-            {
-                s += ((q[k] & 0x0F) - 8) * qx[b * B + k];
-                s += ((q[k] >> 4) - 8) * qx[b * B + k + B / 2];
-            }
-            sum += s * HalfVector.ToSingle(scales[b]) * dx[b];
-        }
+        for (; b < blocks; b++) sum += TailBlock(nib, a, scales, b);
         return sum;
     }
 
@@ -311,16 +302,18 @@ internal static unsafe class QuantMatVecCpu
         }
         if (part.Type != WeightType.Q4_0) throw new ArgumentException($"{part.Type}: no 4-row kernel at 512 bits (HasRows4)");
         byte* end = part.Packed + part.OutDim * rowBytes;
+        float* sums = stackalloc float[4];
         for (int o = o0; o < o1; o++)
         {
             byte* row = part.Packed + o * rowBytes;
             if (prefetch) Prefetch.RowAhead(row, rowBytes, end);
-            DotQ4_0x4(row, a[0], a[1], a[2], a[3], blocks, y + o, y + yStride + o, y + 2 * yStride + o, y + 3 * yStride + o);
+            DotQ4_0Rows<KQuantMatVecCpu.Yes>(row, a, blocks, sums);
+            for (int r = 0; r < 4; r++) y[r * yStride + o] = sums[r];
         }
     }
 
-    /// <summary>Whether <see cref="Rows2"/> takes this type here: Q4_0 below 512 bits.</summary>
-    public static bool HasRows2(WeightType type) => type == WeightType.Q4_0 && !Avx512BW.IsSupported && (Simd256.IsSupported || Simd128.IsSupported);
+    /// <summary>Whether <see cref="Rows2"/> takes this type here: Q4_0 (at every width).</summary>
+    public static bool HasRows2(WeightType type) => type == WeightType.Q4_0 && (Avx512BW.IsSupported || Simd256.IsSupported || Simd128.IsSupported);
 
     /// <summary><see cref="Rows4"/> for 2 activation rows (what is left of a batch after its fours).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -335,7 +328,8 @@ internal static unsafe class QuantMatVecCpu
         {
             byte* row = part.Packed + o * rowBytes;
             if (prefetch) Prefetch.RowAhead(row, rowBytes, end);
-            if (Simd256.IsSupported) GroupDotQ4_0Rows<Simd256, Vector256<float>, KQuantMatVecCpu.No>(row, a, blocks, sums);
+            if (Avx512BW.IsSupported) DotQ4_0Rows<KQuantMatVecCpu.No>(row, a, blocks, sums);
+            else if (Simd256.IsSupported) GroupDotQ4_0Rows<Simd256, Vector256<float>, KQuantMatVecCpu.No>(row, a, blocks, sums);
             else GroupDotQ4_0Rows<Simd128, Vector128<float>, KQuantMatVecCpu.No>(row, a, blocks, sums);
             y[o] = sums[0];
             y[yStride + o] = sums[1];
@@ -369,16 +363,18 @@ internal static unsafe class QuantMatVecCpu
     }
 
     /// <summary>
-    /// <see cref="DotQ4_0"/> of one weight row against 4 activation rows at once: the nibbles are unpacked and the
-    /// weight scales widened once for all 4; each row's integer lanes, scale products, accumulators and final sum are
-    /// those of <see cref="DotQ4_0"/>, operation for operation, so each result is bit for bit the one-row result.
+    /// <see cref="DotQ4_0"/> of one weight row against 4 activation rows at once (<see cref="KQuantMatVecCpu.Yes"/>) or 2:
+    /// the nibbles are unpacked and the weight scales widened once for all of them; each row's integer lanes, scale
+    /// products, accumulators and final sum are those of <see cref="DotQ4_0"/>, operation for operation, so each result
+    /// (sums[r]) is bit for bit the one-row result.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void DotQ4_0x4(byte* row, in Activations a0, in Activations a1, in Activations a2, in Activations a3, int blocks,
-        float* y0, float* y1, float* y2, float* y3)
+    private static void DotQ4_0Rows<TFour>(byte* row, Activations* a, int blocks, float* sums) where TFour : struct, KQuantMatVecCpu.IFlag
     {
+        bool four = TFour.Value;
         ushort* scales = (ushort*)row;
         byte* nib = row + PackedQuant.ScaleBytes(blocks);
+        ref readonly Activations a0 = ref a[0], a1 = ref a[1], a2 = ref a[four ? 2 : 0], a3 = ref a[four ? 3 : 1];
         int b = 0;
         var ones = Vector512.Create((short)1);
         var mask = Vector512.Create((byte)0x0F);
@@ -387,51 +383,75 @@ internal static unsafe class QuantMatVecCpu
         for (; b + 16 <= blocks; b += 16, pn += 8 * B)
         {
             var ws = HalfVector.LoadHalf16(scales + b);
+            d0 = Vector512.FusedMultiplyAdd(ws, Vector512.Load(a0.NegOff + b), d0); d1 = Vector512.FusedMultiplyAdd(ws, Vector512.Load(a1.NegOff + b), d1);
             var s0 = ws * Vector512.Load(a0.Dx + b); var s1 = ws * Vector512.Load(a1.Dx + b);
-            var s2 = ws * Vector512.Load(a2.Dx + b); var s3 = ws * Vector512.Load(a3.Dx + b);
-            for (int g = 0; g < 4; g++)
+            Vector512<float> s2 = default, s3 = default;
+            if (four)
             {
-                var v = Vector512.Load(pn + g * 2 * B);
-                var lo = v & mask;
-                var hi = Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
-                var perm = g switch { 0 => Group0, 1 => Group1, 2 => Group2, _ => Group3 };
-                int xo = b * B + g * 4 * B, oo = b * 4 + g * 16;
-                if ((g & 1) == 0)
-                {
-                    c0 = Q4Unpacked(lo, hi, a0.Qxg + xo, a0.Offg + oo, Avx512F.PermuteVar16x32(s0, perm), c0, ones);
-                    c1 = Q4Unpacked(lo, hi, a1.Qxg + xo, a1.Offg + oo, Avx512F.PermuteVar16x32(s1, perm), c1, ones);
-                    c2 = Q4Unpacked(lo, hi, a2.Qxg + xo, a2.Offg + oo, Avx512F.PermuteVar16x32(s2, perm), c2, ones);
-                    c3 = Q4Unpacked(lo, hi, a3.Qxg + xo, a3.Offg + oo, Avx512F.PermuteVar16x32(s3, perm), c3, ones);
-                }
-                else
-                {
-                    d0 = Q4Unpacked(lo, hi, a0.Qxg + xo, a0.Offg + oo, Avx512F.PermuteVar16x32(s0, perm), d0, ones);
-                    d1 = Q4Unpacked(lo, hi, a1.Qxg + xo, a1.Offg + oo, Avx512F.PermuteVar16x32(s1, perm), d1, ones);
-                    d2 = Q4Unpacked(lo, hi, a2.Qxg + xo, a2.Offg + oo, Avx512F.PermuteVar16x32(s2, perm), d2, ones);
-                    d3 = Q4Unpacked(lo, hi, a3.Qxg + xo, a3.Offg + oo, Avx512F.PermuteVar16x32(s3, perm), d3, ones);
-                }
+                d2 = Vector512.FusedMultiplyAdd(ws, Vector512.Load(a2.NegOff + b), d2); d3 = Vector512.FusedMultiplyAdd(ws, Vector512.Load(a3.NegOff + b), d3);
+                s2 = ws * Vector512.Load(a2.Dx + b); s3 = ws * Vector512.Load(a3.Dx + b);
             }
+            int xo = b * B;
+            Q4Group4<TFour>(pn, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group0, s0, s1, s2, s3, ref c0, ref c1, ref c2, ref c3, mask, ones);
+            xo += 4 * B;
+            Q4Group4<TFour>(pn + 2 * B, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group1, s0, s1, s2, s3, ref d0, ref d1, ref d2, ref d3, mask, ones);
+            xo += 4 * B;
+            Q4Group4<TFour>(pn + 4 * B, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group2, s0, s1, s2, s3, ref c0, ref c1, ref c2, ref c3, mask, ones);
+            xo += 4 * B;
+            Q4Group4<TFour>(pn + 6 * B, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group3, s0, s1, s2, s3, ref d0, ref d1, ref d2, ref d3, mask, ones);
         }
+        int rest = b;
         for (; b + 4 <= blocks; b += 4, pn += 2 * B)
         {
             var ws = HalfVector.LoadHalf8(scales + b);
-            var v = Vector512.Load(pn);
-            var lo = v & mask;
-            var hi = Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
-            int xo = b * B, oo = b * 4;
-            c0 = Q4Unpacked(lo, hi, a0.Qxg + xo, a0.Offg + oo, Avx512F.PermuteVar16x32((ws * Vector256.Create(Vector128.Load(a0.Dx + b), default)).ToVector512Unsafe(), Group0), c0, ones);
-            c1 = Q4Unpacked(lo, hi, a1.Qxg + xo, a1.Offg + oo, Avx512F.PermuteVar16x32((ws * Vector256.Create(Vector128.Load(a1.Dx + b), default)).ToVector512Unsafe(), Group0), c1, ones);
-            c2 = Q4Unpacked(lo, hi, a2.Qxg + xo, a2.Offg + oo, Avx512F.PermuteVar16x32((ws * Vector256.Create(Vector128.Load(a2.Dx + b), default)).ToVector512Unsafe(), Group0), c2, ones);
-            c3 = Q4Unpacked(lo, hi, a3.Qxg + xo, a3.Offg + oo, Avx512F.PermuteVar16x32((ws * Vector256.Create(Vector128.Load(a3.Dx + b), default)).ToVector512Unsafe(), Group0), c3, ones);
+            int xo = b * B;
+            Q4Group4<TFour>(pn, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group0,
+                ScaleProducts4(ws, a0.Dx + b), ScaleProducts4(ws, a1.Dx + b), four ? ScaleProducts4(ws, a2.Dx + b) : default, four ? ScaleProducts4(ws, a3.Dx + b) : default,
+                ref c0, ref c1, ref c2, ref c3, mask, ones);
         }
-        float r0 = VectorMath.Sum(c0 + d0), r1 = VectorMath.Sum(c1 + d1), r2 = VectorMath.Sum(c2 + d2), r3 = VectorMath.Sum(c3 + d3);
-        for (; b < blocks; b++)
+        if (rest < b)
         {
-            r0 += TailBlock(nib, a0, scales, b); r1 += TailBlock(nib, a1, scales, b);
-            r2 += TailBlock(nib, a2, scales, b); r3 += TailBlock(nib, a3, scales, b);
+            var ws = HalfVector.LoadHalf16(scales + rest);
+            d0 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a0.NegOff, rest, b), d0); d1 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a1.NegOff, rest, b), d1);
+            if (four) { d2 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a2.NegOff, rest, b), d2); d3 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a3.NegOff, rest, b), d3); }
         }
-        *y0 = r0; *y1 = r1; *y2 = r2; *y3 = r3;
+        int rows = four ? 4 : 2;
+        sums[0] = VectorMath.Sum(c0 + d0); sums[1] = VectorMath.Sum(c1 + d1);
+        if (four) { sums[2] = VectorMath.Sum(c2 + d2); sums[3] = VectorMath.Sum(c3 + d3); }
+        for (; b < blocks; b++)
+            for (int r = 0; r < rows; r++) sums[r] += TailBlock(nib, a[r], scales, b);
     }
+
+    /// <summary>The scale products of a 4-block group (<see cref="DotQ4_0"/>'s 4-block step) in the lanes the group permute reads.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> ScaleProducts4(Vector256<float> ws, float* dx) => (ws * Vector256.Create(Vector128.Load(dx), default)).ToVector512Unsafe();
+
+    /// <summary><see cref="Q4Group"/> for 4 activation rows (2 without <typeparamref name="TFour"/>): the group's nibbles
+    /// unpacked once, each row's scale products (<paramref name="s0"/>…) permuted to the group's lanes by <paramref name="perm"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Q4Group4<TFour>(byte* pn, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, Vector512<int> perm,
+        Vector512<float> s0, Vector512<float> s1, Vector512<float> s2, Vector512<float> s3,
+        ref Vector512<float> c0, ref Vector512<float> c1, ref Vector512<float> c2, ref Vector512<float> c3, Vector512<byte> mask, Vector512<short> ones)
+        where TFour : struct, KQuantMatVecCpu.IFlag
+    {
+        var v = Vector512.Load(pn);
+        var lo = v & mask;
+        var hi = Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
+        c0 = Q4Unpacked(lo, hi, x0, Avx512F.PermuteVar16x32(s0, perm), c0, ones);
+        c1 = Q4Unpacked(lo, hi, x1, Avx512F.PermuteVar16x32(s1, perm), c1, ones);
+        if (!TFour.Value) return;
+        c2 = Q4Unpacked(lo, hi, x2, Avx512F.PermuteVar16x32(s2, perm), c2, ones);
+        c3 = Q4Unpacked(lo, hi, x3, Avx512F.PermuteVar16x32(s3, perm), c3, ones);
+    }
+
+    /// <summary>The −8 offsets of blocks [rest, end) (fewer than 16, after the last whole 16) as a vector, the lanes past end
+    /// zeroed (those blocks go the scalar way, offset included). The 16 weight scales read with it stay inside the row's
+    /// scale padding, these offsets inside <see cref="Activations.NegOff"/>'s.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> RestOffsets(float* negOff, int rest, int end) =>
+        Vector512.Load(negOff + rest) & Vector512.LessThan(Lane16, Vector512.Create((float)(end - rest)));
+
+    private static readonly Vector512<float> Lane16 = Vector512.Create(0f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 
     /// <summary>The scalar step of <see cref="DotQ4_0"/> for one block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -449,11 +469,10 @@ internal static unsafe class QuantMatVecCpu
 
     /// <summary><see cref="Q4Group"/> on nibbles already unpacked.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static Vector512<float> Q4Unpacked(Vector512<byte> lo, Vector512<byte> hi, sbyte* qxg, int* offg, Vector512<float> scale, Vector512<float> acc, Vector512<short> ones)
+    private static Vector512<float> Q4Unpacked(Vector512<byte> lo, Vector512<byte> hi, sbyte* qxg, Vector512<float> scale, Vector512<float> acc, Vector512<short> ones)
     {
         var p16 = Avx512BW.MultiplyAddAdjacent(lo, Vector512.Load(qxg)) + Avx512BW.MultiplyAddAdjacent(hi, Vector512.Load(qxg + 2 * B));
-        var p32 = Avx512BW.MultiplyAddAdjacent(p16, ones) - Vector512.Load(offg);
-        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(p32), scale, acc);
+        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(p16, ones)), scale, acc);
     }
 
     private static readonly Vector512<int> Group0 = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
@@ -461,17 +480,13 @@ internal static unsafe class QuantMatVecCpu
     private static readonly Vector512<int> Group2 = Vector512.Create(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11);
     private static readonly Vector512<int> Group3 = Vector512.Create(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15);
 
-    /// <summary>One group of 4 packed Q4_0 blocks against group-ordered activations, scaled and accumulated.</summary>
+    /// <summary>One group of 4 packed Q4_0 blocks against group-ordered activations, scaled and accumulated (the −8 offset
+    /// is not in these lanes: it joins per 16 blocks from <see cref="Activations.NegOff"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static Vector512<float> Q4Group(byte* nib, sbyte* qxg, int* offg, Vector512<float> scale, Vector512<float> acc,
-        Vector512<byte> mask, Vector512<short> ones)
+    private static Vector512<float> Q4Group(byte* nib, sbyte* qxg, Vector512<float> scale, Vector512<float> acc, Vector512<byte> mask, Vector512<short> ones)
     {
         var v = Vector512.Load(nib);
-        var lo = v & mask;
-        var hi = Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
-        var p16 = Avx512BW.MultiplyAddAdjacent(lo, Vector512.Load(qxg)) + Avx512BW.MultiplyAddAdjacent(hi, Vector512.Load(qxg + 2 * B));
-        var p32 = Avx512BW.MultiplyAddAdjacent(p16, ones) - Vector512.Load(offg);
-        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(p32), scale, acc);
+        return Q4Unpacked(v & mask, Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask, qxg, scale, acc, ones);
     }
 
     /// <summary>

@@ -36,6 +36,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     private int _pagesInUse, _pagesFree, _lastBatch;
     private long _sharedPositions;
     private long _steps;
+    private long _fullBatchSteps, _fullBatchTicks;   // iterations that decoded a full batch (under _gate)
     private bool _closing, _draining;
 
     /// <summary>Starts the engine thread of a batched generator on <paramref name="model"/>.</summary>
@@ -79,7 +80,10 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         {
             lock (_gate)
                 return new BatchedGeneratorStats(_active.Count, _queue.Count, _pagesInUse, _pages, Interlocked.Read(ref _steps), _lastBatch, _pagesFree)
-                { SharedPrefixPositions = _sharedPositions, KvPagesShared = _active.Sum(s => s.Pages - s.HeldPages) };
+                {
+                    SharedPrefixPositions = _sharedPositions, KvPagesShared = _active.Sum(s => s.Pages - s.HeldPages),
+                    FullBatchSteps = _fullBatchSteps, FullBatchSeconds = (double)_fullBatchTicks / Stopwatch.Frequency,
+                };
         }
     }
 
@@ -163,6 +167,8 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
                     Monitor.Wait(_gate);
                 }
             }
+            long started = Stopwatch.GetTimestamp();
+            bool full = false;
             try
             {
                 using var lease = _model.Acquire();
@@ -175,6 +181,8 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
                 foreach (var s in _active)
                     if (!s.Ended && s.Pending >= 0) { batch.Add(s); caches.Add(s.Cache!); }
                 if (batch.Count > 0) DecodeStep(batch, caches, tokens, positions);
+                // a prompt's last chunk joins the decode step of its own iteration: that iteration is not steady state
+                full = batch.Count == _o.MaxBatch && prefilling.Count == 0;
             }
             catch (Exception e)
             {
@@ -183,6 +191,11 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
             }
             lock (_gate)
             {
+                if (full)
+                {
+                    _fullBatchSteps++;
+                    _fullBatchTicks += Stopwatch.GetTimestamp() - started;
+                }
                 for (int i = _active.Count - 1; i >= 0; i--)
                     if (_active[i].Ended) Release(_active[i], i);
             }

@@ -54,4 +54,10 @@ public sealed record BatchedGeneratorStats(int Active, int Queued, int KvPagesIn
     /// <summary>Pages active sequences map from other sequences' caches now (copy-on-write prefix sharing): KV memory
     /// they use without holding it, not counted in <see cref="KvPagesInUse"/>.</summary>
     public int KvPagesShared { get; init; }
+    /// <summary>Iterations that decoded a full batch (<see cref="BatchedGeneratorOptions.MaxBatch"/> sequences) and prefilled
+    /// nothing, since the generator started: the steady state of batched decoding.</summary>
+    public long FullBatchSteps { get; init; }
+    /// <summary>Wall time of those iterations (sampling and bookkeeping included): MaxBatch · <see cref="FullBatchSteps"/> /
+    /// FullBatchSeconds is the aggregate decode tok/s of a full batch (llama-batched-bench's S_TG).</summary>
+    public double FullBatchSeconds { get; init; }
 }

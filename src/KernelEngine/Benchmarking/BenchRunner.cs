@@ -74,7 +74,10 @@ public static class BenchRunner
     /// <summary>
     /// Batched decoding (llama-batched-bench's S_TG): <paramref name="parallel"/> sequences of one random token each
     /// decode <paramref name="tg"/> tokens together in a <see cref="BatchedGenerator"/>; the result is the aggregate
-    /// tok/s of all of them. GB/s counts the weights once per step and each sequence's KV cache.
+    /// tok/s of all of them over the steps where all of them decode together
+    /// (<see cref="BatchedGeneratorStats.FullBatchSteps"/>): the prompts' prefill and the steps while sequences join one
+    /// prefill at a time and leave are not counted, as one sequence's tg excludes its prompt (when tg leaves no full
+    /// step, the whole run's wall time). GB/s counts the weights once per step and each sequence's KV cache.
     /// </summary>
     public static BenchResult RunParallel(Model model, int tg, int parallel, int reps, double? readGBps)
     {
@@ -83,14 +86,23 @@ public static class BenchRunner
         int vocab = model.Config.VocabSize;
         using var batch = new BatchedGenerator(model, new BatchedGeneratorOptions { MaxBatch = parallel, ContextLength = tg + 1, KvPageSize = tg + 1 });
         var settings = new GenerationSettings { MaxTokens = tg, StopAtEos = false, Sampling = Decoding.SamplingSettings.Greedy };
-        var times = Repeat(reps, () =>
+        var tps = new List<double>();
+        for (int rep = -1; rep < reps; rep++)   // rep -1: warm-up
         {
+            var before = batch.Stats;
+            var sw = Stopwatch.StartNew();
             var requests = Enumerable.Range(0, parallel).Select(_ => batch.Submit([rng.Next(3, vocab)], settings)).ToArray();
             Task.WaitAll(requests.Select(r => r.Completion).ToArray());
+            double wall = sw.Elapsed.TotalSeconds;
             foreach (var r in requests)
                 if (r.Completion.Result.GeneratedTokens != tg) throw new InvalidOperationException($"a batched sequence stopped after {r.Completion.Result.GeneratedTokens} of {tg} tokens");
-        });
-        var tps = times.Select(t => (double)parallel * tg / t).ToList();
+            // the generator books the last iteration when it releases the ended sequences
+            var after = batch.Stats;
+            while (after.Active > 0) { Thread.Sleep(1); after = batch.Stats; }
+            long steps = after.FullBatchSteps - before.FullBatchSteps;
+            double seconds = after.FullBatchSeconds - before.FullBatchSeconds;
+            if (rep >= 0) tps.Add(steps > 0 && seconds > 0 ? parallel * steps / seconds : parallel * tg / wall);
+        }
         double meanTps = tps.Average();
         double gbps = (WeightBytesPerPass(model) + parallel * KvBytes(model, tg / 2.0)) * (meanTps / parallel) / 1e9;
         return new BenchResult($"tg{tg} x{parallel}", tg, Stat.Of(tps), gbps, FlopsPerToken(model, tg / 2.0) * meanTps / 1e9, readGBps is > 0 ? gbps / readGBps : null);

@@ -232,13 +232,14 @@ public sealed class SpeculativeDecoder
             _targetTime.Stop();
             _targetPasses++;
 
-            // 3. Verify.
+            // 3. Verify (on the host from hostLogits, which every path but the device one filled).
+            float[] hostLogits = onDevice ? [] : _targetLogits!;
             for (int i = 0; i < _uniforms.Length; i++) _uniforms[i] = _rng.NextDouble();
             int branch = 0, nAccepted, next;
             if (branches > 1)
             {
                 var p0 = _p.AsSpan(0, _vocab);
-                TargetRow(_targetSampler, _targetLogits, 0, branchLen, missing - 1, p0);
+                TargetRow(_targetSampler, hostLogits, 0, branchLen, missing - 1, p0);
                 var cand = new int[branches];
                 for (int b = 0; b < branches; b++) cand[b] = _drafts[b, 0];
                 _q0.CopyTo(_scratch);
@@ -249,7 +250,7 @@ public sealed class SpeculativeDecoder
                 {
                     _accepted[0]++;
                     branch = v0.Branch;
-                    for (int i = 1; i <= g; i++) TargetRow(_targetSampler, _targetLogits, branch, branchLen, missing - 1 + i, _p.AsSpan((i - 1) * _vocab, _vocab));
+                    for (int i = 1; i <= g; i++) TargetRow(_targetSampler, hostLogits, branch, branchLen, missing - 1 + i, _p.AsSpan((i - 1) * _vocab, _vocab));
                     var dRest = new int[g - 1];
                     for (int i = 1; i < g; i++) dRest[i - 1] = _drafts[branch, i];
                     var v = DraftVerifyCpu.Verify(_p.AsSpan(0, g * _vocab), _q.AsSpan((branch * _maxGamma + 1) * _vocab, (g - 1) * _vocab), dRest,
@@ -274,8 +275,8 @@ public sealed class SpeculativeDecoder
                 {
                     for (int i = 0; i <= g; i++)
                     {
-                        if (_grammar == null) TargetRow(_targetSampler, _targetLogits, 0, branchLen, missing - 1 + i, _p.AsSpan(i * _vocab, _vocab));
-                        else _targetSampler.Distribution(Constrained(_targetLogits.AsSpan((missing - 1 + i) * _vocab, _vocab), i, maxNew - i), default, _p.AsSpan(i * _vocab, _vocab));
+                        if (_grammar == null) TargetRow(_targetSampler, hostLogits, 0, branchLen, missing - 1 + i, _p.AsSpan(i * _vocab, _vocab));
+                        else _targetSampler.Distribution(Constrained(hostLogits.AsSpan((missing - 1 + i) * _vocab, _vocab), i, maxNew - i), default, _p.AsSpan(i * _vocab, _vocab));
                     }
                     v = DraftVerifyCpu.Verify(_p.AsSpan(0, (g + 1) * _vocab), _q.AsSpan(0, g * _vocab), d, _uniforms.AsSpan(0, g + 1), _vocab, _greedy, _scratch);
                 }
@@ -303,7 +304,7 @@ public sealed class SpeculativeDecoder
                     output.Add(new StepToken(id, ds.TokenLogProb, ds.EntropyBits, null));
                     continue;
                 }
-                var rowLogits = _targetLogits!.AsSpan(row * _vocab, _vocab);
+                var rowLogits = hostLogits.AsSpan(row * _vocab, _vocab);
                 var s = SoftmaxEntropyCpu.Compute(rowLogits, 1f, id);
                 output.Add(new StepToken(id, s.TokenLogProb, s.EntropyBits, _returnLogits ? rowLogits.ToArray() : null));
             }

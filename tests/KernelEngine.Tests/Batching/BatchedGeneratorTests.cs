@@ -73,6 +73,37 @@ public sealed class BatchedGeneratorTests
     /// while a generation still runs, however fast the machine.</summary>
     private static Model Slow() => Model.Load(SharedData.Stories, new ModelOptions { Device = "ilgpu-cpu", ContextLength = 256 });
 
+    /// <summary>The steady-state counters `ke bench --parallel` reports from: only iterations that decode a full batch and
+    /// prefill nothing count. Sequences join one prefill per iteration (a prompt's first token comes from its prefill, its
+    /// second from the same iteration's decode step), so of sequence 0's tg − 1 iterations the first 3 are not full:
+    /// at most tg − 4 count; a batch that never fills counts none.</summary>
+    [Test]
+    public async Task FullBatchSteps_CountOnlyIterationsThatDecodeAFullBatchAndPrefillNothing()
+    {
+        using var model = Slow();   // every request is queued long before the first prefill ends, however fast the machine
+        const int tg = 12;
+        var settings = new GenerationSettings { MaxTokens = tg, StopAtEos = false, Sampling = SamplingSettings.Greedy };
+        foreach (int maxBatch in new[] { 3, 4 })
+        {
+            await using var batch = new BatchedGenerator(model, new BatchedGeneratorOptions { MaxBatch = maxBatch, KvPageSize = 16 });
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var requests = Enumerable.Range(0, 3).Select(i => batch.Submit([1 + i], settings)).ToArray();
+            foreach (var r in requests) Assert.That((await r.Completion).GeneratedTokens, Is.EqualTo(tg));
+            double wall = sw.Elapsed.TotalSeconds;
+            var stats = batch.Stats;
+            while (stats.Active > 0) { await Task.Delay(1); stats = batch.Stats; }
+            if (maxBatch == 4)
+            {
+                Assert.That(stats.FullBatchSteps, Is.Zero, "3 sequences never fill a batch of 4");
+                Assert.That(stats.FullBatchSeconds, Is.Zero);
+                continue;
+            }
+            Assert.That(stats.FullBatchSteps, Is.InRange(1, tg - 4), "3 prefills (one per iteration) before all 3 decode together");
+            Assert.That(stats.FullBatchSeconds, Is.GreaterThan(0).And.LessThan(wall));
+            Assert.That(stats.Steps, Is.GreaterThanOrEqualTo(stats.FullBatchSteps + 3 + 2), "prefills and the ramp are counted in Steps only");
+        }
+    }
+
     [Test]
     public async Task ReaderThatLeaves_FreesItsPagesAndTheOthersGoOn()
     {
