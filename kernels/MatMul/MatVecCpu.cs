@@ -53,7 +53,11 @@ internal static unsafe class MatVecCpu
         public int Rows;
         public int InDim;
         public int RowsPerTask;
+        public bool Quantized, Q4, KQuant, Legacy, Paired;   // the activation forms the parts read
     }
+
+    /// <summary>From this many x rows on, their activations are prepared in parallel (one task per row).</summary>
+    private const int ParallelPrepareRows = 4;
 
     [ThreadStatic] private static ScratchSlots t_xd;
 
@@ -81,20 +85,13 @@ internal static unsafe class MatVecCpu
             job.Parts[p] = part;
             outRows += part.OutDim;
         }
-        bool paired = half && DenseDot.PairElements > 0 && inDim % DenseDot.PairElements == 0;
-        for (int r = 0; r < rows; r++)
-        {
-            ref RowInput i = ref job.In[r];
-            i.X = x + (long)r * inDim;
-            if (quantized || legacy) i.Act = QuantMatVecCpu.Prepare(i.X, inDim, q4, r);
-            if (legacy) i.ActL = LegacyQuantMatVecCpu.Prepare(i.Act, inDim, r);
-            if (kquant) i.ActK = KQuantMatVecCpu.Prepare(i.X, inDim, r);
-            if (paired)
-            {
-                i.Xd = (float*)t_xd.Get(r, inDim * 4L);
-                DenseDot.Deinterleave(i.X, inDim, i.Xd);
-            }
-        }
+        job.Quantized = quantized; job.Q4 = q4; job.KQuant = kquant; job.Legacy = legacy;
+        job.Paired = half && DenseDot.PairElements > 0 && inDim % DenseDot.PairElements == 0;
+        for (int r = 0; r < rows; r++) job.In[r].X = x + (long)r * inDim;
+        // a batch's rows are quantized in parallel: serial, the other threads would wait through it before every product
+        bool prepare = quantized || legacy || kquant || job.Paired;
+        if (prepare && rows >= ParallelPrepareRows) pool.For(rows, &PrepareRow, &job);
+        else if (prepare) for (int r = 0; r < rows; r++) PrepareRow(&job, r);
         int tasksWanted = pool.Threads * TasksPerThread;
         job.RowsPerTask = Math.Max(4, (int)((outRows + tasksWanted - 1) / tasksWanted) + 3 & ~3);
         int tasks = 0;
@@ -105,6 +102,24 @@ internal static unsafe class MatVecCpu
         }
         for (int p = parts.Length; p <= MaxParts; p++) job.FirstTask[p] = tasks;
         pool.For(tasks, &Task, &job, outRows * inDim * rows);
+    }
+
+    /// <summary>Row r's activations in each form the parts read, in the executing thread's scratch slot r (valid through
+    /// this product: a thread prepares slot r again only for a later one).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PrepareRow(void* ctx, int r)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(ctx);
+        ref RowInput i = ref j.In[r];
+        int inDim = j.InDim;
+        if (j.Quantized || j.Legacy) i.Act = QuantMatVecCpu.Prepare(i.X, inDim, j.Q4, r);
+        if (j.Legacy) i.ActL = LegacyQuantMatVecCpu.Prepare(i.Act, inDim, r);
+        if (j.KQuant) i.ActK = KQuantMatVecCpu.Prepare(i.X, inDim, r);
+        if (j.Paired)
+        {
+            i.Xd = (float*)t_xd.Get(r, inDim * 4L);
+            DenseDot.Deinterleave(i.X, inDim, i.Xd);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -15,28 +15,25 @@ public enum RopeLayout
 /// <summary>
 /// CPU twin of the RoPE family. Rotates each pair of every head of q and k by angle pos * invFreq[i], in place.
 /// invFreq (headDim/2) is computed once per model (see <see cref="RopeFrequencies"/>), so llama3 scaling costs
-/// nothing per token. cos/sin are computed in double to stay exact at long positions.
+/// nothing per token; cos/sin come from <see cref="RopeAngles"/> (in double, once per forward pass).
 /// </summary>
 internal static unsafe class RopeCpu
 {
     /// <param name="x">(rows, heads * headDim) activations, rotated in place</param>
-    /// <param name="positions">(rows) absolute position of each row</param>
-    /// <param name="invFreq">(pairs) one frequency per rotated pair</param>
+    /// <param name="cosSin">(rows, pairs, 2) each row's cos and sin per pair (<see cref="RopeAngles"/>: mscale, the rotated
+    /// dimensions' attention factor, already in them)</param>
     /// <param name="pairs">pairs rotated per head: headDim / 2, fewer with partial rotary (Phi-4-mini: the first
     /// 2·pairs dimensions rotate, pairs (i, i + pairs) or (2i, 2i + 1); the rest pass through)</param>
-    /// <param name="mscale">factor on cos and sin (the rotated dimensions' attention factor; 1 for plain RoPE)</param>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Apply(float* x, int rows, int heads, int headDim, int* positions, float* invFreq, RopeLayout layout, int pairs, float mscale = 1)
+    public static void Apply(float* x, int rows, int heads, int headDim, float* cosSin, RopeLayout layout, int pairs)
     {
         int half = pairs;
         for (int r = 0; r < rows; r++)
         {
-            int pos = positions[r];
-            float* row = x + (long)r * heads * headDim;
+            float* row = x + (long)r * heads * headDim, angles = cosSin + 2L * r * pairs;
             for (int i = 0; i < half; i++)
             {
-                double angle = pos * (double)invFreq[i];
-                float c = (float)Math.Cos(angle) * mscale, s = (float)Math.Sin(angle) * mscale;
+                float c = angles[2 * i], s = angles[2 * i + 1];
                 for (int h = 0; h < heads; h++)
                 {
                     float* head = row + h * headDim;
@@ -59,13 +56,8 @@ internal static unsafe class RopeCpu
     public static void RotateRows(void* rows, KvRows cache, int count, int heads, int headDim, int delta, float* invFreq, RopeLayout layout, int pairs)
     {
         int half = pairs, rowElements = heads * headDim;
-        Span<float> cos = half <= 512 ? stackalloc float[half] : new float[half];
-        Span<float> sin = half <= 512 ? stackalloc float[half] : new float[half];
-        for (int i = 0; i < half; i++)
-        {
-            double angle = delta * (double)invFreq[i];
-            cos[i] = (float)Math.Cos(angle); sin[i] = (float)Math.Sin(angle);
-        }
+        Span<float> cosSin = half <= 256 ? stackalloc float[2 * half] : new float[2 * half];
+        RopeAngles.Fill([delta], new ReadOnlySpan<float>(invFreq, half), 1f, cosSin);
         bool inPlace = cache.Type == WeightType.F32;
         var widened = inPlace ? null : new float[rowElements];
         fixed (float* tmp = widened)
@@ -81,8 +73,9 @@ internal static unsafe class RopeCpu
                         int i0 = layout == RopeLayout.RotateHalf ? i : 2 * i;
                         int i1 = layout == RopeLayout.RotateHalf ? i + half : 2 * i + 1;
                         float a = head[i0], b = head[i1];
-                        head[i0] = a * cos[i] - b * sin[i];
-                        head[i1] = a * sin[i] + b * cos[i];
+                        float c = cosSin[2 * i], s = cosSin[2 * i + 1];
+                        head[i0] = a * c - b * s;
+                        head[i1] = a * s + b * c;
                     }
                 if (!inPlace) cache.Store(tmp, rows, element, rowElements);
             }

@@ -273,9 +273,8 @@ internal sealed unsafe class CpuBackend : IBackend
     public void Rope(DeviceTensor x, int rows, int heads, ReadOnlySpan<int> positions, RopeTable rope)
     {
         _ops++;
-        fixed (int* p = positions)
-        fixed (float* f = rope.InvFreq)
-            RopeCpu.Apply(T(x).F, rows, heads, rope.HeadDim, p, f, rope.Layout, rope.InvFreq.Length, rope.MScale);
+        fixed (float* cosSin = RopeAngles.For(positions[..rows], rope.InvFreq, rope.MScale))
+            RopeCpu.Apply(T(x).F, rows, heads, rope.HeadDim, cosSin, rope.Layout, rope.InvFreq.Length);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -60,7 +60,6 @@ internal sealed unsafe class IlgpuBackend : IBackend
     private readonly MemoryBuffer1D<int, Stride1D.Dense> _counter;
     private readonly MemoryBuffer1D<int, Stride1D.Dense> _resultInts;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _resultFloats;
-    private float[] _cosSin = new float[256];
     private MemoryBuffer1D<double, Stride1D.Dense>? _uniforms;   // draft verification's uniforms (grown, kept)
     private bool _disposed;
 
@@ -493,21 +492,10 @@ internal sealed unsafe class IlgpuBackend : IBackend
         HeadDim = rope.HeadDim, Pairs = rope.InvFreq.Length, Interleaved = rope.Layout == RopeLayout.Interleaved ? 1 : 0,
     };
 
-    /// <summary>cos and sin (times <paramref name="mscale"/>) of position · θ_i for every position and pair, formed in double as
-    /// RopeCpu forms them and uploaded with the launch: (positions, pairs, 2). The host staging is grown, never per token.</summary>
-    private ArrayView<float> Angles(ReadOnlySpan<int> positions, float[] invFreq, float mscale)
-    {
-        int pairs = invFreq.Length, n = 2 * positions.Length * pairs;
-        if (_cosSin.Length < n) _cosSin = new float[2 * n];
-        for (int r = 0; r < positions.Length; r++)
-            for (int i = 0; i < pairs; i++)
-            {
-                double angle = positions[r] * (double)invFreq[i];
-                _cosSin[2 * (r * pairs + i)] = (float)Math.Cos(angle) * mscale;
-                _cosSin[2 * (r * pairs + i) + 1] = (float)Math.Sin(angle) * mscale;
-            }
-        return Ints(MemoryMarshal.Cast<float, int>(_cosSin.AsSpan(0, n))).Cast<float>();
-    }
+    /// <summary>cos and sin (times <paramref name="mscale"/>) of position · θ_i for every position and pair
+    /// (<see cref="RopeAngles"/>, formed once per forward pass), uploaded with the launch: (positions, pairs, 2).</summary>
+    private ArrayView<float> Angles(ReadOnlySpan<int> positions, float[] invFreq, float mscale) =>
+        Ints(MemoryMarshal.Cast<float, int>(RopeAngles.For(positions, invFreq, mscale).AsSpan(0, 2 * positions.Length * invFreq.Length))).Cast<float>();
 
     public void StoreKv(DeviceTensor k, DeviceTensor v, KvCache cache, int layer, int start, int rows)
     {
