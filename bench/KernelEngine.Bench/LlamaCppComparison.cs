@@ -22,7 +22,10 @@ public static class LlamaCppComparison
     /// <param name="Depth">tokens already in the cache when pp and tg are measured (filled once, rewound between reps)</param>
     /// <param name="Kv">KV cache type in both engines: f32, f16 (llama.cpp's default), q8_0, ... (a block format turns llama.cpp's
     /// flash attention on, which its quantized V cache needs)</param>
-    public sealed record Settings(int Pp, int Tg, int Reps, int Threads, int Depth = 0, string Kv = "f32")
+    /// <param name="Parallel">besides one sequence, tg with N sequences decoded together in each engine (our batched
+    /// generator; llama.cpp's context with N sequence ids, one batch of N tokens per step, as llama-batched-bench), the
+    /// aggregate tok/s of the steps that decode all N; empty: none</param>
+    public sealed record Settings(int Pp, int Tg, int Reps, int Threads, int Depth = 0, string Kv = "f32", int[]? Parallel = null)
     {
         public string Suffix => Depth > 0 ? $" @ d{Depth}" : "";
         public int ContextLength => Depth + Math.Max(Pp, Tg) + 8;
@@ -156,8 +159,55 @@ public static class LlamaCppComparison
             rows.Add(new Row(label, $"tg{tg}{set.Suffix}", tgO.Mean, tgO.StdDev, tgT.Mean, tgT.StdDev, gbO, gbT, probe.Mean, gbO / probe.Mean));
             log.WriteLine($"{label}: tg{tg}{set.Suffix} {tgO} vs {tgT} tok/s ({tgO.Mean / tgT.Mean:F2}x), " +
                 $"{gbO:F1} vs {gbT:F1} GB/s of a {probe.Mean:F1} GB/s roofline ({gbO / probe.Mean:P0} vs {gbT / probe.Mean:P0})");
+            foreach (int n in set.Parallel ?? []) rows.Add(MeasureParallel(label, ours, weights, p, set, n, tgO.Mean, tgT.Mean, log));
         }
         return rows;
+    }
+
+    /// <summary>
+    /// tg with <paramref name="n"/> sequences in each engine, rep by rep alternating: ours through
+    /// <see cref="BenchRunner.RunParallel"/> (its full-batch decode steps), llama.cpp through a context with n sequence ids
+    /// whose every step decodes one batch of n tokens (sequence s at its own position, logits for each, greedy), timed
+    /// from its second step (the first holds the 1-token prompts). Also prints each engine's ratio to its one-sequence tg.
+    /// </summary>
+    private static Row MeasureParallel(string label, Model ours, LLamaWeights weights, ModelParams single, Settings set, int n, double oursOne, double theirsOne, TextWriter log)
+    {
+        int tg = set.Tg;
+        var p = new ModelParams(single.ModelPath)
+        {
+            ContextSize = (uint)(n * (tg + 16)), SeqMax = (uint)n, Threads = single.Threads, BatchThreads = single.BatchThreads,
+            BatchSize = 512, UBatchSize = 512, GpuLayerCount = 0, TypeK = single.TypeK, TypeV = single.TypeV, FlashAttention = single.FlashAttention,
+        };
+        using var ctx = weights.CreateContext(p);
+        var rng = new Random(5);
+        var batch = new LLamaBatch();
+        var next = new int[n];
+        double Theirs()
+        {
+            ctx.NativeHandle.MemoryClear(true);
+            for (int s = 0; s < n; s++) next[s] = rng.Next(3, ours.Config.VocabSize);
+            var sw = new Stopwatch();
+            for (int step = 0; step < tg; step++)
+            {
+                if (step == 1) sw.Start();
+                batch.Clear();
+                for (int s = 0; s < n; s++) batch.Add((LLamaToken)next[s], step, (LLamaSeqId)s, true);
+                var r = ctx.Decode(batch);
+                if (r != DecodeResult.Ok) throw new InvalidOperationException($"llama.cpp decode of {n} sequences failed: {r}");
+                for (int s = 0; s < n; s++) next[s] = TensorPrimitives.IndexOfMax(ctx.NativeHandle.GetLogitsIth(s));
+            }
+            return n * (tg - 1) / sw.Elapsed.TotalSeconds;
+        }
+        Theirs();   // warm-up (RunParallel warms up itself)
+        var a = new List<double>(); var b = new List<double>();
+        for (int r = 0; r < set.Reps; r++)
+        {
+            a.Add(BenchRunner.RunParallel(ours, tg, n, 1, null).TokensPerSecond.Mean);
+            b.Add(Theirs());
+        }
+        var o = Stat.Of(a); var t = Stat.Of(b);
+        log.WriteLine($"{label}: tg{tg}{set.Suffix} x{n} {o} vs {t} tok/s ({o.Mean / t.Mean:F2}x); {n} vs 1 sequence: ours {o.Mean / oursOne:F2}x, llama.cpp's {t.Mean / theirsOne:F2}x");
+        return new Row(label, $"tg{tg}{set.Suffix} x{n}", o.Mean, o.StdDev, t.Mean, t.StdDev, null, null, null, null);
     }
 
     /// <summary>One warm-up of each, then <paramref name="reps"/> rounds of (ours, theirs) with a bandwidth sample before,

@@ -15,7 +15,9 @@ if (args.Length > 0 && args[0] == "compare")
     // --depth 4096: pp and tg measured after that many tokens of context (llama-bench's -d); --kv f16|q8_0: both caches of that type.
     string kvType = Arg(args, "--kv") ?? "f32";
     KernelEngine.Backends.KvCacheTypes.Parse(kvType);
-    var settings = new LlamaCppComparison.Settings(pp, tg, reps, Environment.ProcessorCount, int.Parse(Arg(args, "--depth") ?? "0"), kvType);
+    // --parallel 4,8: tg also with that many sequences decoded together in each engine (llama-batched-bench's S_TG).
+    int[] parallel = Arg(args, "--parallel") is string par ? par.Split(',').Select(int.Parse).Where(n => n > 1).ToArray() : [];
+    var settings = new LlamaCppComparison.Settings(pp, tg, reps, Environment.ProcessorCount, int.Parse(Arg(args, "--depth") ?? "0"), kvType, parallel);
     // --ftype q4_k_m,q5_k_m,q6_k: files written by llama.cpp's quantizer, loaded by both engines.
     var rows = Arg(args, "--ftype") is string ftypes
         ? LlamaCppComparison.RunLlamaCppFiles(preset, ftypes.Split(','), settings, Console.Out)
