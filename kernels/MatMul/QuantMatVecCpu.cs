@@ -265,13 +265,19 @@ internal static unsafe class QuantMatVecCpu
                 acc = Q4Group(pn + 4 * B, px + 8 * B, Avx512F.PermuteVar16x32(s16, Group2), acc, mask, ones);
                 acc2 = Q4Group(pn + 6 * B, px + 12 * B, Avx512F.PermuteVar16x32(s16, Group3), acc2, mask, ones);
             }
-            int rest = b;
-            for (; b + 4 <= blocks; b += 4, pn += 2 * B, px += 4 * B)
+            // the 1-3 whole groups after the last 16 blocks: one more 16-block step, its lanes past them unused (offsets
+            // masked to zero); its 16 scales and scale products stay inside the row's scale padding and Dx's
+            int groups = (blocks - b) / 4;
+            if (groups > 0)
             {
-                // 8 halves loaded, 4 used: the read stays inside the row (scale padding or the quants that follow)
-                acc = Q4Group(pn, px, Avx512F.PermuteVar16x32(ScaleProducts4(HalfVector.LoadHalf8(scales + b), a.Dx + b), Group0), acc, mask, ones);
+                var ws = HalfVector.LoadHalf16(scales + b);
+                acc2 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a.NegOff, b, b + 4 * groups), acc2);
+                var s16 = ws * Vector512.Load(a.Dx + b);
+                acc = Q4Group(pn, px, Avx512F.PermuteVar16x32(s16, Group0), acc, mask, ones);
+                if (groups > 1) acc2 = Q4Group(pn + 2 * B, px + 4 * B, Avx512F.PermuteVar16x32(s16, Group1), acc2, mask, ones);
+                if (groups > 2) acc = Q4Group(pn + 4 * B, px + 8 * B, Avx512F.PermuteVar16x32(s16, Group2), acc, mask, ones);
+                b += 4 * groups;
             }
-            if (rest < b) acc2 = Vector512.FusedMultiplyAdd(HalfVector.LoadHalf16(scales + rest), RestOffsets(a.NegOff, rest, b), acc2);
             sum = VectorMath.Sum(acc + acc2);
         }
         for (; b < blocks; b++) sum += TailBlock(nib, a, scales, b);
@@ -400,20 +406,33 @@ internal static unsafe class QuantMatVecCpu
             xo += 4 * B;
             Q4Group4<TFour>(pn + 6 * B, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group3, s0, s1, s2, s3, ref d0, ref d1, ref d2, ref d3, mask, ones);
         }
-        int rest = b;
-        for (; b + 4 <= blocks; b += 4, pn += 2 * B)
+        // the whole groups after the last 16 blocks as DotQ4_0 takes them: one more 16-block step, partly used
+        int groups = (blocks - b) / 4;
+        if (groups > 0)
         {
-            var ws = HalfVector.LoadHalf8(scales + b);
+            int end = b + 4 * groups;
+            var ws = HalfVector.LoadHalf16(scales + b);
+            d0 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a0.NegOff, b, end), d0); d1 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a1.NegOff, b, end), d1);
+            var s0 = ws * Vector512.Load(a0.Dx + b); var s1 = ws * Vector512.Load(a1.Dx + b);
+            Vector512<float> s2 = default, s3 = default;
+            if (four)
+            {
+                d2 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a2.NegOff, b, end), d2); d3 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a3.NegOff, b, end), d3);
+                s2 = ws * Vector512.Load(a2.Dx + b); s3 = ws * Vector512.Load(a3.Dx + b);
+            }
             int xo = b * B;
-            Q4Group4<TFour>(pn, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group0,
-                ScaleProducts4(ws, a0.Dx + b), ScaleProducts4(ws, a1.Dx + b), four ? ScaleProducts4(ws, a2.Dx + b) : default, four ? ScaleProducts4(ws, a3.Dx + b) : default,
-                ref c0, ref c1, ref c2, ref c3, mask, ones);
-        }
-        if (rest < b)
-        {
-            var ws = HalfVector.LoadHalf16(scales + rest);
-            d0 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a0.NegOff, rest, b), d0); d1 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a1.NegOff, rest, b), d1);
-            if (four) { d2 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a2.NegOff, rest, b), d2); d3 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a3.NegOff, rest, b), d3); }
+            Q4Group4<TFour>(pn, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group0, s0, s1, s2, s3, ref c0, ref c1, ref c2, ref c3, mask, ones);
+            if (groups > 1)
+            {
+                xo += 4 * B;
+                Q4Group4<TFour>(pn + 2 * B, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group1, s0, s1, s2, s3, ref d0, ref d1, ref d2, ref d3, mask, ones);
+            }
+            if (groups > 2)
+            {
+                xo += 4 * B;
+                Q4Group4<TFour>(pn + 4 * B, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group2, s0, s1, s2, s3, ref c0, ref c1, ref c2, ref c3, mask, ones);
+            }
+            b = end;
         }
         int rows = four ? 4 : 2;
         sums[0] = VectorMath.Sum(c0 + d0); sums[1] = VectorMath.Sum(c1 + d1);
@@ -421,10 +440,6 @@ internal static unsafe class QuantMatVecCpu
         for (; b < blocks; b++)
             for (int r = 0; r < rows; r++) sums[r] += TailBlock(nib, a[r], scales, b);
     }
-
-    /// <summary>The scale products of a 4-block group (<see cref="DotQ4_0"/>'s 4-block step) in the lanes the group permute reads.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> ScaleProducts4(Vector256<float> ws, float* dx) => (ws * Vector256.Create(Vector128.Load(dx), default)).ToVector512Unsafe();
 
     /// <summary><see cref="Q4Group"/> for 4 activation rows (2 without <typeparamref name="TFour"/>): the group's nibbles
     /// unpacked once, each row's scale products (<paramref name="s0"/>…) permuted to the group's lanes by <paramref name="perm"/>.</summary>

@@ -97,9 +97,10 @@ public sealed class BackendKernelTests(string backendName)
     [TestCase(1, false)]
     [TestCase(3, false)]
     [TestCase(1, true)]
-    public void MatMulShared_MatchesScalarReference(int rows, bool dense)
+    [TestCase(1, false, 864)]   // Q4_0: 16 blocks, 2 groups of 4, 3 scalar blocks
+    [TestCase(4, false, 928)]   // 16 blocks, 3 groups, 1 scalar block; 4 rows take the multi-row kernels
+    public void MatMulShared_MatchesScalarReference(int rows, bool dense, int inDim = 736)
     {
-        const int inDim = 736;
         (WeightType Type, int OutDim)[] parts = dense
             ? [(WeightType.F16, 37), (WeightType.BF16, 21), (WeightType.F32, 9)]
             : [(WeightType.Q4_0, 37), (WeightType.Q8_0, 21), (WeightType.F16, 9)];

@@ -17,13 +17,16 @@ public sealed unsafe class BatchInvarianceTests
         foreach (var type in new[] { WeightType.F32, WeightType.F16, WeightType.BF16, WeightType.Q8_0, WeightType.Q4_0, WeightType.Q4_1,
                      WeightType.Q5_0, WeightType.Q5_1, WeightType.Q4_K, WeightType.Q5_K, WeightType.Q6_K })
             foreach (int rows in new[] { 2, 7, MatVecCpu.MaxRows })
-                yield return new TestCaseData(type, rows);
+                yield return new TestCaseData(type, rows, KQuantMatVecCpu.Handles(type) ? 512 : 736);
+        // Q4_0's steps after its 16-block loop: 2 and 3 groups of 4 blocks, then scalar blocks
+        foreach (int inDim in new[] { 864, 928 })
+            yield return new TestCaseData(WeightType.Q4_0, 8, inDim);
     }
 
     [TestCaseSource(nameof(Cases))]
-    public void MultiRowDecode_EqualsEachRowAlone(WeightType type, int rows)
+    public void MultiRowDecode_EqualsEachRowAlone(WeightType type, int rows, int inDim)
     {
-        int inDim = KQuantMatVecCpu.Handles(type) ? 512 : 736, outA = 37, outB = 19;
+        int outA = 37, outB = 19;
         var x = new float[rows * inDim];
         for (int r = 0; r < rows; r++)
             TestData.Random(inDim, 100 + r, MathF.Pow(4, r % 5 - 2)).CopyTo(x, r * inDim);
