@@ -266,7 +266,8 @@ internal static unsafe class QuantMatVecCpu
                 acc2 = Q4Group(pn + 6 * B, px + 12 * B, Avx512F.PermuteVar16x32(s16, Group3), acc2, mask, ones);
             }
             // the 1-3 whole groups after the last 16 blocks: one more 16-block step, its lanes past them unused (offsets
-            // masked to zero); its 16 scales and scale products stay inside the row's scale padding and Dx's
+            // masked to zero); its 16 scales and scale products stay inside the row's scale padding and Dx's. Apart from
+            // the loop, whose full steps stay free of the group count's branches and the offset mask.
             int groups = (blocks - b) / 4;
             if (groups > 0)
             {
@@ -406,7 +407,8 @@ internal static unsafe class QuantMatVecCpu
             xo += 4 * B;
             Q4Group4<TFour>(pn + 6 * B, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group3, s0, s1, s2, s3, ref d0, ref d1, ref d2, ref d3, mask, ones);
         }
-        // the whole groups after the last 16 blocks as DotQ4_0 takes them: one more 16-block step, partly used
+        // the whole groups after the last 16 blocks as DotQ4_0 takes them: one more 16-block step, partly used (apart from
+        // the loop, as there)
         int groups = (blocks - b) / 4;
         if (groups > 0)
         {
