@@ -52,7 +52,7 @@ internal static class BenchCommand
             RooflineResult? roof = p.GetValue(noRoofline) ? null : Roofline.Measure();
             var rows = new List<object>();
             bool asJson = fmt == "json";
-            if (fmt == "md" && roof != null) Console.WriteLine($"roofline: read {roof.ReadGBps:F1} GB/s, triad {roof.TriadGBps:F1} GB/s, F32 GEMM {roof.GemmGflops:F0} GFLOP/s ({roof.Threads} threads)");
+            if (fmt == "md" && roof != null) Console.WriteLine($"roofline: read {roof.ReadGBps:F1} GB/s, triad {roof.TriadGBps:F1} GB/s, F32 GEMM {roof.GemmGflops:F0} GFLOP/s ({roof.Threads} threads), Q4_0 x8 in cache {roof.Q4_0BatchGflops:F0} GFLOP/s ({roof.Q4_0BatchGflops1:F0} on one thread)");
             if (fmt == "md") Console.WriteLine($"| model | params | weights | device | threads | test | t/s | GB/s | GFLOP/s | % roofline |\n|---|---|---|---|---|---|---|---|---|---|");
             if (fmt == "csv") Console.WriteLine("model,parameters,weight_bytes,device,threads,test,depth,tokens_per_second,stddev,gbps,gflops,roofline_fraction");
             foreach (var (label, dir) in folders)
