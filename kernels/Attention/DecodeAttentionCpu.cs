@@ -23,6 +23,9 @@ internal static unsafe class DecodeAttentionCpu
     private const int TasksPerThread = 4;
     /// <summary>Floats of a block-format chunk widened to F32 (its K and V rows together stay in L2).</summary>
     private const int WidenedFloats = 1 << 16;
+    /// <summary>How far ahead of the row being read the cache rows are prefetched (K rows during the scores, V rows from
+    /// before the softmax on): on the hardware prefetcher alone decode attention over a long cache waited on memory.</summary>
+    private const int PrefetchBytes = 4096;
 
     [ThreadStatic] private static float[]? t_scratch;
     [ThreadStatic] private static float[]? t_partials;
@@ -35,6 +38,7 @@ internal static unsafe class DecodeAttentionCpu
         public KvRows Rows;
         public int Positions, Heads, KvHeads, HeadDim, Chunk;
         public float Scale;
+        public int AheadRows;   // cache rows prefetched ahead of the one being read (0: none, the chunk is in scratch)
     }
 
     /// <summary>Whether the vector path takes this head size at the running width (else the caller's general path).</summary>
@@ -66,6 +70,7 @@ internal static unsafe class DecodeAttentionCpu
         {
             Q = q, Out = output, K = k, V = v, Rows = cache, Positions = positions, Heads = heads, KvHeads = kvHeads,
             HeadDim = headDim, Chunk = chunk, Scale = scale, Partials = (float*)Unsafe.AsPointer(ref partials[0]),
+            AheadRows = (int)Math.Max(1, PrefetchBytes / Math.Max(1, cache.Bytes((long)kvHeads * headDim))),
         };
         pool.For(chunks, &Task, &job, 2L * heads * headDim * positions);
         Merge(job.Partials, output, chunks, heads, headDim);
@@ -137,6 +142,7 @@ internal static unsafe class DecodeAttentionCpu
         j.Rows.Widen(j.K, (long)p0 * kvDim, n * kvDim, k);
         j.Rows.Widen(j.V, (long)p0 * kvDim, n * kvDim, v);
         var local = j;
+        local.AheadRows = 0;
         local.K = k - (long)p0 * kvDim;
         local.V = v - (long)p0 * kvDim;
         switch (SimdLevel.Current)
@@ -196,9 +202,14 @@ internal static unsafe class DecodeAttentionCpu
         // s[h, i] = q_h · k_(p0 + i) · scale: each cache row read once for the whole group of query heads (F16 rows of a
         // group widened once into `row`; a lone head converts in registers)
         bool widen = !R.InPlace && group > 1;
-        for (int i = 0; i < n; i++)
+        int ahead = Math.Min(n, j.AheadRows);
+        long rowBytes = j.Rows.Bytes(kvDim), firstRow = j.Rows.Bytes((long)p0 * kvDim);
+        if (ahead > 0) Prefetch.Range((byte*)j.K + firstRow, ahead * rowBytes);
+        byte* kAhead = (byte*)j.K + firstRow + ahead * rowBytes;
+        for (int i = 0; i < n; i++, kAhead += rowBytes)
         {
             long rowIndex = (long)(p0 + i) * kvDim;
+            if (i + ahead < n) Prefetch.Range(kAhead, rowBytes);
             for (int kvh = 0; kvh < j.KvHeads; kvh++)
             {
                 long at = rowIndex + kvh * hd;
@@ -211,6 +222,7 @@ internal static unsafe class DecodeAttentionCpu
             }
         }
 
+        if (ahead > 0) Prefetch.Range((byte*)j.V + firstRow, ahead * rowBytes);
         // per head: m = max s, e = exp(s - m), l = Σ e; o starts at 0 in the partial
         int stride = hd + 2;
         float* partials = j.Partials + (long)chunk * heads * stride;
@@ -226,9 +238,11 @@ internal static unsafe class DecodeAttentionCpu
         }
 
         // o_h += e[h, i] · v_(p0 + i): each value row read once for its group
-        for (int i = 0; i < n; i++)
+        byte* vAhead = (byte*)j.V + firstRow + ahead * rowBytes;
+        for (int i = 0; i < n; i++, vAhead += rowBytes)
         {
             long rowIndex = (long)(p0 + i) * kvDim;
+            if (i + ahead < n) Prefetch.Range(vAhead, rowBytes);
             for (int kvh = 0; kvh < j.KvHeads; kvh++)
             {
                 long at = rowIndex + kvh * hd;

@@ -35,7 +35,6 @@ internal static unsafe class MatMulCpu
         public float* Y;
         public int RowsPerTask;
         public byte* Packed;          // Q8_0/Q4_0 in PackedQuant layout, or null
-        public long PackedRowBytes;
         public int HalfShift;
     }
 
@@ -64,7 +63,7 @@ internal static unsafe class MatMulCpu
         {
             X = x, Rows = rows, InDim = inDim, W = w, WRowBytes = type.RowBytes(inDim), Type = type,
             OutDim = outDim, Bias = bias, Y = y, RowsPerTask = PrefillBlockRows,
-            Packed = type.HasPackedCpuDecode() ? packed : null, PackedRowBytes = type.HasPackedCpuDecode() ? PackedQuant.RowBytes(type, inDim) : 0,
+            Packed = type.HasPackedCpuDecode() ? packed : null,
             HalfShift = halfShift,
         };
         pool.For((outDim + PrefillBlockRows - 1) / PrefillBlockRows, &PrefillTask, &job, (long)rows * outDim * inDim);
@@ -105,7 +104,7 @@ internal static unsafe class MatMulCpu
         // per block, then reused by every x row.
         float* wf = Scratch(nO * n);
         if (j.Packed != null)
-            for (int r = 0; r < nO; r++) PackedQuant.ToF32(j.Packed + (o0 + r) * j.PackedRowBytes, j.Type, n, wf + r * n);
+            for (int r = 0; r < nO; r++) PackedQuant.RowToF32(j.Packed, j.Type, n, o0 + r, wf + r * n);
         else
             for (int r = 0; r < nO; r++) RowConvert.ToF32(j.W + (o0 + r) * j.WRowBytes, j.Type, n, wf + r * n);
         if (j.HalfShift != 0)   // exact: a power of two

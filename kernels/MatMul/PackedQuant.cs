@@ -12,7 +12,8 @@ namespace KernelEngine.Kernels.MatMul;
 ///   quants  Q8_0: (blocks, 32) int8;  Q4_0: (blocks, 16) bytes, byte j of a block = q[j] | q[j + 16] &lt;&lt; 4 (ggml's order)
 /// </code>
 /// Q8_0 block pairs are then one 64-byte load, Q4_0 block quads one 64-byte load, and the bytes read per weight equal
-/// ggml's (8.5 / 4.5 bits), where widened f32 scales would add 1 bit.
+/// ggml's (8.5 / 4.5 bits), where widened f32 scales would add 1 bit. Where the 512-bit kernels run, Q4_0 is packed in
+/// tiles of 16 interleaved rows instead (<see cref="Q4_0Tiles"/>); <see cref="IsTiled"/> says which.
 /// </summary>
 internal static unsafe class PackedQuant
 {
@@ -29,9 +30,13 @@ internal static unsafe class PackedQuant
         _ => throw new ArgumentOutOfRangeException(nameof(type), type, "only Q8_0 and Q4_0 are packed"),
     };
 
-    /// <summary>Bytes of one packed row (a multiple of 64).</summary>
+    /// <summary>Whether <paramref name="type"/> is packed in row tiles here (<see cref="Q4_0Tiles"/>), not row by row.</summary>
+    public static bool IsTiled(WeightType type) => type == WeightType.Q4_0 && Q4_0Tiles.IsUsed;
+
+    /// <summary>Bytes of one packed row (a multiple of 64); of a tiled type, a tile's bytes per row (a size, not a stride).</summary>
     public static long RowBytes(WeightType type, int cols)
     {
+        if (IsTiled(type)) return Q4_0Tiles.TileBytes(cols) / Q4_0Tiles.Rows;
         int blocks = cols / B;
         return (ScaleBytes(blocks) + (long)blocks * QuantBytes(type) + 63) & ~63L;
     }
@@ -41,6 +46,14 @@ internal static unsafe class PackedQuant
     public static byte* Pack(byte* w, WeightType type, int rows, int cols)
     {
         if (cols % B != 0) throw new ArgumentException($"row length {cols} is not a multiple of {B}");
+        if (IsTiled(type))
+        {
+            long bytes = Q4_0Tiles.Bytes(rows, cols);
+            var tiles = Memory.HugePages.Alloc(bytes);
+            NativeMemory.Clear(tiles, (nuint)bytes);
+            Q4_0Tiles.Pack(w, rows, cols, tiles);
+            return tiles;
+        }
         int blocks = cols / B, qBytes = QuantBytes(type), blockBytes = 2 + qBytes, scaleBytes = ScaleBytes(blocks);
         long srcRow = type.RowBytes(cols), dstRow = RowBytes(type, cols);
         var packed = Memory.HugePages.Alloc(dstRow * rows);
@@ -59,9 +72,16 @@ internal static unsafe class PackedQuant
 
     public static void Free(byte* packed) => Memory.HugePages.Free(packed);
 
-    /// <summary>Widens one packed row to F32 (prefill's weight blocks).</summary>
+    /// <summary>Widens row <paramref name="row"/> of a packed matrix to F32 (prefill's weight blocks).</summary>
+    public static void RowToF32(byte* packed, WeightType type, int cols, int row, float* dst)
+    {
+        if (IsTiled(type)) Q4_0Tiles.RowToF32(packed, cols, row, dst);
+        else ToF32(packed + row * RowBytes(type, cols), type, cols, dst);
+    }
+
+    /// <summary>Widens one packed row (row by row layout) to F32.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void ToF32(byte* row, WeightType type, int cols, float* dst)
+    private static void ToF32(byte* row, WeightType type, int cols, float* dst)
     {
         int blocks = cols / B;
         ushort* scales = (ushort*)row;

@@ -9,10 +9,11 @@ namespace KernelEngine.Kernels.MatMul;
 /// Decode matrix-vector product for Q8_0 / Q4_0 weights, the way llama.cpp does it: the activation row is quantized
 /// once to 8-bit blocks (dx = amax / 127), then each weight block meets its activation block in an integer dot
 /// product scaled by dw·dx. On AVX-512BW two blocks go through one 512-bit vpmaddubsw + vpmaddwd (unsigned × signed
-/// bytes → int16 pairs → int32 quads); the sign of Q8_0 weights moves onto the activations (|w| · sign(w)x). Q4_0's
-/// quants (packed per row at load) go in as unsigned nibbles four blocks per 64-byte load, and the −8 offset joins once
-/// per 16 blocks as weight scale · (−dx · 8·Σx) (precomputed once per token, one FMA instead of a subtraction per lane).
-/// Other CPUs take the 256-bit AVX2 or the scalar path. (.NET 10 exposes no AVX-512 VNNI intrinsic, so vpdpbusd is
+/// bytes → int16 pairs → int32 quads); the sign of Q8_0 weights moves onto the activations (|w| · sign(w)x). Q4_0 at
+/// 512 bits runs on 16-row tiles (<see cref="Q4_0Tiles"/>); below it its quants (packed per row at load) go in as
+/// unsigned nibbles a group of blocks per load, and the −8 offset joins per group as weight scale · (−dx · 8·Σx)
+/// (precomputed once per token, one FMA instead of a subtraction per lane). Other CPUs take the 256-bit AVX2, the
+/// 128-bit or the scalar path. (.NET 10 exposes no AVX-512 VNNI intrinsic, so vpdpbusd is
 /// out of reach; vpmaddubsw + vpmaddwd is the same arithmetic in two instructions.)
 /// </summary>
 internal static unsafe class QuantMatVecCpu
@@ -27,37 +28,42 @@ internal static unsafe class QuantMatVecCpu
         public sbyte* Qx;       // (n) quantized activations
         public float* Dx;       // (n / 32) activation block scales
         public int* Sum4x8;     // (n / 4) 8 · Σ qx over each group of 4 (Q4_0 offset)
-        public sbyte* Qxg;      // Q4_0 at 512 bits: (n) qx reordered per group of 4 blocks as [x0-15 of each block | x16-31 of each block]
-        public sbyte* Qxp;      // Q4_0 below 512 bits: (1.5 n) per group, one stream: Qxg's low and high vectors and each
-                                // block's scale repeated over its 4 int32 lanes (48 bytes per block)
-        public float* NegOff;   // Q4_0: (n / 32, zero-padded by a vector) −dx · 8·Σ qx per block (the −8 offset)
+        public sbyte* Qxp;      // Q4_0 below 512 bits: (1.5 n) per group of G blocks, one stream: [x0-15 of each block |
+                                // x16-31 of each block] and each block's scale repeated over its 4 int32 lanes (48 bytes per block)
+        public float* NegOff;   // Q4_0 below 512 bits: (n / 32, zero-padded by a vector) −dx · 8·Σ qx per block (the −8 offset)
+        public int* BlockSum8;  // Q4_0 at 512 bits (Q4_0Tiles): (n / 32) 8 · Σ qx per block (the −8 offset, in integers)
     }
 
     /// <summary>Quantizes x (n a multiple of 32) into the calling thread's buffers of <paramref name="slot"/> (one per
-    /// row of a multi-row product); <paramref name="groupOrder"/> adds the Q4_0 layout. Valid until the same thread
-    /// prepares that slot again.</summary>
+    /// row of a multi-row product); <paramref name="groupOrder"/> adds what the Q4_0 kernels read (at 512 bits the
+    /// per-block sums of <see cref="Q4_0Tiles"/>, below it the grouped stream). Valid until the same thread prepares that
+    /// slot again.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Activations Prepare(float* x, int n, bool groupOrder, int slot = 0)
     {
         if (n % B != 0) throw new ArgumentException($"row length {n} is not a multiple of {B}");
         // dx and NegOff carry a vector of padding: the scale products and offsets read whole vectors
         long qx = ScratchSlots.Line(n), dx = ScratchSlots.Line((n / B + 16) * 4L), sum4 = ScratchSlots.Line(n / 4 * 4L);
-        byte* p = t_slots.Get(slot, qx + dx + sum4 + qx + 2 * qx + dx);
+        byte* p = t_slots.Get(slot, qx + dx + sum4 + 2 * qx + dx);
         var a = new Activations
         {
-            Qx = (sbyte*)p, Dx = (float*)(p + qx), Sum4x8 = (int*)(p + qx + dx), Qxg = (sbyte*)(p + qx + dx + sum4),
-            Qxp = (sbyte*)(p + 2 * qx + dx + sum4), NegOff = (float*)(p + 4 * qx + dx + sum4),
+            Qx = (sbyte*)p, Dx = (float*)(p + qx), Sum4x8 = (int*)(p + qx + dx),
+            Qxp = (sbyte*)(p + qx + dx + sum4), NegOff = (float*)(p + 3 * qx + dx + sum4), BlockSum8 = (int*)(p + 3 * qx + dx + sum4),
         };
         // the padding must be finite (0 · pad, never NaN)
         new Span<float>(a.Dx + n / B, 16).Clear();
         QuantizeActivations(x, n, a.Qx, a.Dx, a.Sum4x8);
         if (groupOrder)
         {
-            if (GroupBlocks == 4) GroupOrder(a.Qx, n / B, a.Qxg);
-            else GroupStream(a, n / B);
             int blocks = n / B;
-            for (int b = 0; b < blocks; b++) a.NegOff[b] = -a.Dx[b] * Vector256.Sum(Vector256.Load(a.Sum4x8 + 8 * b));
-            new Span<float>(a.NegOff + blocks, 16).Clear();
+            if (Q4_0Tiles.IsUsed)
+                for (int b = 0; b < blocks; b++) a.BlockSum8[b] = Vector256.Sum(Vector256.Load(a.Sum4x8 + 8 * b));
+            else
+            {
+                GroupStream(a, blocks);
+                for (int b = 0; b < blocks; b++) a.NegOff[b] = -a.Dx[b] * Vector256.Sum(Vector256.Load(a.Sum4x8 + 8 * b));
+                new Span<float>(a.NegOff + blocks, 16).Clear();
+            }
         }
         return a;
     }
@@ -74,7 +80,19 @@ internal static unsafe class QuantMatVecCpu
         if (part.Type == WeightType.Q8_0)
             for (int o = o0; o < o1; o++) part.Y[o] = DotQ8_0(w + o * rowBytes, a.Qx, a.Dx, blocks);
         else
-            for (int o = o0; o < o1; o++) part.Y[o] = DotQ4_0(w + o * rowBytes, a, blocks);
+        {
+            var one = a;
+            Q4_0Tiles.Run<Q4_0Tiles.One>(w, part.OutDim, n, &one, o0, o1, part.Y, 0, prefetch: false);
+        }
+    }
+
+    /// <summary><see cref="Rows(in MatVecPart, in Activations, int, int, int)"/> for the pass that reads the weights from
+    /// memory: Q4_0 tiles prefetched ahead inside the kernel, other rows as before.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void RowsStreamed(in MatVecPart part, in Activations a, int n, int o0, int o1)
+    {
+        var one = a;
+        Q4_0Tiles.Run<Q4_0Tiles.One>(part.Packed, part.OutDim, n, &one, o0, o1, part.Y, 0, prefetch: true);
     }
 
     /// <summary>Q8_0 blocks of the activation row exactly as ggml's quantize_row_q8_0 (d = amax / 127 kept in fp16, q = roundf(x / d)); plus 8 · Σq per group of 4.</summary>
@@ -194,25 +212,8 @@ internal static unsafe class QuantMatVecCpu
         return s.GetLower() + s.GetUpper();
     }
 
-    /// <summary>Blocks per Q4_0 nibble load at the current width (64-byte loads: 4, 32: 2, 16: 1).</summary>
-    private static readonly int GroupBlocks = Simd512.IsSupported ? 4 : Simd256.IsSupported ? 2 : 1;
-
-    /// <summary>Reorders activation quants per group of <see cref="GroupBlocks"/> blocks to the order of one nibble load
-    /// (low nibbles: elements 0-15 of each block, high nibbles: 16-31).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void GroupOrder(sbyte* qx, int blocks, sbyte* qxg)
-    {
-        int G = GroupBlocks, groups = blocks / G;
-        for (int g = 0; g < groups; g++)
-        {
-            sbyte* src = qx + g * G * B, lo = qxg + g * G * B, hi = lo + G * B / 2;
-            for (int k = 0; k < G; k++)
-            {
-                Vector128.Load(src + k * B).Store(lo + k * 16);
-                Vector128.Load(src + k * B + 16).Store(hi + k * 16);
-            }
-        }
-    }
+    /// <summary>Blocks per Q4_0 nibble load of the narrow kernels (32-byte loads: 2, 16: 1; 512 bits reads tiles).</summary>
+    private static readonly int GroupBlocks = Simd256.IsSupported ? 2 : 1;
 
     /// <summary>Writes per group what the narrow Q4_0 kernels read (<see cref="Activations.Qxp"/>): one sequential stream and
     /// one pointer per activation row. Group g of G blocks, vectors of VB = 16 · G bytes, block k of the group:
@@ -229,60 +230,6 @@ internal static unsafe class QuantMatVecCpu
             Vector128.Load(a.Qx + b * B + 16).Store(dst + vb);
             Vector128.Create(a.Dx[b]).Store((float*)(dst + 2 * vb));
         }
-    }
-
-    /// <summary>
-    /// Q4_0 row (<see cref="PackedQuant"/>): one 64-byte load holds four blocks; its low nibbles [a0-15 | b0-15 | c0-15 | d0-15]
-    /// and high nibbles [a16-31 | ...] meet activations stored in that order (<see cref="GroupOrder"/>), so no shuffle is
-    /// needed: the two vpmaddubsw results add as int16 (|q·x| ≤ 15·127·4 fits) and one vpmaddwd leaves int32 lanes in
-    /// groups of four per block, which the scale permute matches; the −8 offset joins per 16 blocks as weight scale ·
-    /// (−dx · 8·Σx) (<see cref="Activations.NegOff"/>). Whole groups only; the last blocks % 4 go the scalar way.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotQ4_0(byte* row, in Activations a, int blocks)
-    {
-        ushort* scales = (ushort*)row;
-        byte* nib = row + PackedQuant.ScaleBytes(blocks);
-        int b = 0;
-        float sum = 0;
-        if (Avx512BW.IsSupported)
-        {
-            var acc = Vector512<float>.Zero;
-            var acc2 = Vector512<float>.Zero;
-            var ones = Vector512.Create((short)1);
-            var mask = Vector512.Create((byte)0x0F);
-            // 16 blocks per step: their 16 scale products (fp16 widened in registers) come from one multiply and reach
-            // each group's lanes by one permute. Pointers advance instead of indices (no widening of an int index per load).
-            byte* pn = nib; sbyte* px = a.Qxg;
-            for (; b + 16 <= blocks; b += 16, pn += 8 * B, px += 16 * B)
-            {
-                var ws = HalfVector.LoadHalf16(scales + b);
-                // Σ (q − 8)·x = Σ q·x − 8·Σx: the second term of these 16 blocks, scaled, into the lanes summed at the end
-                acc2 = Vector512.FusedMultiplyAdd(ws, Vector512.Load(a.NegOff + b), acc2);
-                var s16 = ws * Vector512.Load(a.Dx + b);
-                acc = Q4Group(pn, px, Avx512F.PermuteVar16x32(s16, Group0), acc, mask, ones);
-                acc2 = Q4Group(pn + 2 * B, px + 4 * B, Avx512F.PermuteVar16x32(s16, Group1), acc2, mask, ones);
-                acc = Q4Group(pn + 4 * B, px + 8 * B, Avx512F.PermuteVar16x32(s16, Group2), acc, mask, ones);
-                acc2 = Q4Group(pn + 6 * B, px + 12 * B, Avx512F.PermuteVar16x32(s16, Group3), acc2, mask, ones);
-            }
-            // the 1-3 whole groups after the last 16 blocks: one more 16-block step, its lanes past them unused (offsets
-            // masked to zero); its 16 scales and scale products stay inside the row's scale padding and Dx's. Apart from
-            // the loop, whose full steps stay free of the group count's branches and the offset mask.
-            int groups = (blocks - b) / 4;
-            if (groups > 0)
-            {
-                var ws = HalfVector.LoadHalf16(scales + b);
-                acc2 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a.NegOff, b, b + 4 * groups), acc2);
-                var s16 = ws * Vector512.Load(a.Dx + b);
-                acc = Q4Group(pn, px, Avx512F.PermuteVar16x32(s16, Group0), acc, mask, ones);
-                if (groups > 1) acc2 = Q4Group(pn + 2 * B, px + 4 * B, Avx512F.PermuteVar16x32(s16, Group1), acc2, mask, ones);
-                if (groups > 2) acc = Q4Group(pn + 4 * B, px + 8 * B, Avx512F.PermuteVar16x32(s16, Group2), acc, mask, ones);
-                b += 4 * groups;
-            }
-            sum = VectorMath.Sum(acc + acc2);
-        }
-        for (; b < blocks; b++) sum += TailBlock(nib, a, scales, b);
-        return sum;
     }
 
     /// <summary>Whether <see cref="Rows4"/> takes this type here: Q4_0 at every width, Q8_0 below 512 bits.</summary>
@@ -308,15 +255,7 @@ internal static unsafe class QuantMatVecCpu
             return;
         }
         if (part.Type != WeightType.Q4_0) throw new ArgumentException($"{part.Type}: no 4-row kernel at 512 bits (HasRows4)");
-        byte* end = part.Packed + part.OutDim * rowBytes;
-        float* sums = stackalloc float[4];
-        for (int o = o0; o < o1; o++)
-        {
-            byte* row = part.Packed + o * rowBytes;
-            if (prefetch) Prefetch.RowAhead(row, rowBytes, end);
-            DotQ4_0Rows<KQuantMatVecCpu.Yes>(row, a, blocks, sums);
-            for (int r = 0; r < 4; r++) y[r * yStride + o] = sums[r];
-        }
+        Q4_0Tiles.Run<Q4_0Tiles.Four>(part.Packed, part.OutDim, n, a, o0, o1, y, yStride, prefetch);
     }
 
     /// <summary>Whether <see cref="Rows2"/> takes this type here: Q4_0 (at every width).</summary>
@@ -327,6 +266,7 @@ internal static unsafe class QuantMatVecCpu
     public static void Rows2(in MatVecPart part, Activations* a, int n, int o0, int o1, float* y, long yStride, bool prefetch)
     {
         if (!HasRows2(part.Type)) throw new ArgumentException($"{part.Type}: no 2-row kernel here (HasRows2)");
+        if (Q4_0Tiles.IsUsed) { Q4_0Tiles.Run<Q4_0Tiles.Two>(part.Packed, part.OutDim, n, a, o0, o1, y, yStride, prefetch); return; }
         int blocks = n / B;
         long rowBytes = PackedQuant.RowBytes(part.Type, n);
         byte* end = part.Packed + part.OutDim * rowBytes;
@@ -335,8 +275,7 @@ internal static unsafe class QuantMatVecCpu
         {
             byte* row = part.Packed + o * rowBytes;
             if (prefetch) Prefetch.RowAhead(row, rowBytes, end);
-            if (Avx512BW.IsSupported) DotQ4_0Rows<KQuantMatVecCpu.No>(row, a, blocks, sums);
-            else if (Simd256.IsSupported) GroupDotQ4_0Rows<Simd256, Vector256<float>, KQuantMatVecCpu.No>(row, a, blocks, sums);
+            if (Simd256.IsSupported) GroupDotQ4_0Rows<Simd256, Vector256<float>, KQuantMatVecCpu.No>(row, a, blocks, sums);
             else GroupDotQ4_0Rows<Simd128, Vector128<float>, KQuantMatVecCpu.No>(row, a, blocks, sums);
             y[o] = sums[0];
             y[yStride + o] = sums[1];
@@ -369,108 +308,7 @@ internal static unsafe class QuantMatVecCpu
         }
     }
 
-    /// <summary>
-    /// <see cref="DotQ4_0"/> of one weight row against 4 activation rows at once (<see cref="KQuantMatVecCpu.Yes"/>) or 2:
-    /// the nibbles are unpacked and the weight scales widened once for all of them; each row's integer lanes, scale
-    /// products, accumulators and final sum are those of <see cref="DotQ4_0"/>, operation for operation, so each result
-    /// (sums[r]) is bit for bit the one-row result.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotQ4_0Rows<TFour>(byte* row, Activations* a, int blocks, float* sums) where TFour : struct, KQuantMatVecCpu.IFlag
-    {
-        bool four = TFour.Value;
-        ushort* scales = (ushort*)row;
-        byte* nib = row + PackedQuant.ScaleBytes(blocks);
-        ref readonly Activations a0 = ref a[0], a1 = ref a[1], a2 = ref a[four ? 2 : 0], a3 = ref a[four ? 3 : 1];
-        int b = 0;
-        var ones = Vector512.Create((short)1);
-        var mask = Vector512.Create((byte)0x0F);
-        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
-        byte* pn = nib;
-        for (; b + 16 <= blocks; b += 16, pn += 8 * B)
-        {
-            var ws = HalfVector.LoadHalf16(scales + b);
-            d0 = Vector512.FusedMultiplyAdd(ws, Vector512.Load(a0.NegOff + b), d0); d1 = Vector512.FusedMultiplyAdd(ws, Vector512.Load(a1.NegOff + b), d1);
-            var s0 = ws * Vector512.Load(a0.Dx + b); var s1 = ws * Vector512.Load(a1.Dx + b);
-            Vector512<float> s2 = default, s3 = default;
-            if (four)
-            {
-                d2 = Vector512.FusedMultiplyAdd(ws, Vector512.Load(a2.NegOff + b), d2); d3 = Vector512.FusedMultiplyAdd(ws, Vector512.Load(a3.NegOff + b), d3);
-                s2 = ws * Vector512.Load(a2.Dx + b); s3 = ws * Vector512.Load(a3.Dx + b);
-            }
-            int xo = b * B;
-            Q4Group4<TFour>(pn, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group0, s0, s1, s2, s3, ref c0, ref c1, ref c2, ref c3, mask, ones);
-            xo += 4 * B;
-            Q4Group4<TFour>(pn + 2 * B, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group1, s0, s1, s2, s3, ref d0, ref d1, ref d2, ref d3, mask, ones);
-            xo += 4 * B;
-            Q4Group4<TFour>(pn + 4 * B, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group2, s0, s1, s2, s3, ref c0, ref c1, ref c2, ref c3, mask, ones);
-            xo += 4 * B;
-            Q4Group4<TFour>(pn + 6 * B, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group3, s0, s1, s2, s3, ref d0, ref d1, ref d2, ref d3, mask, ones);
-        }
-        // the whole groups after the last 16 blocks as DotQ4_0 takes them: one more 16-block step, partly used (apart from
-        // the loop, as there)
-        int groups = (blocks - b) / 4;
-        if (groups > 0)
-        {
-            int end = b + 4 * groups;
-            var ws = HalfVector.LoadHalf16(scales + b);
-            d0 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a0.NegOff, b, end), d0); d1 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a1.NegOff, b, end), d1);
-            var s0 = ws * Vector512.Load(a0.Dx + b); var s1 = ws * Vector512.Load(a1.Dx + b);
-            Vector512<float> s2 = default, s3 = default;
-            if (four)
-            {
-                d2 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a2.NegOff, b, end), d2); d3 = Vector512.FusedMultiplyAdd(ws, RestOffsets(a3.NegOff, b, end), d3);
-                s2 = ws * Vector512.Load(a2.Dx + b); s3 = ws * Vector512.Load(a3.Dx + b);
-            }
-            int xo = b * B;
-            Q4Group4<TFour>(pn, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group0, s0, s1, s2, s3, ref c0, ref c1, ref c2, ref c3, mask, ones);
-            if (groups > 1)
-            {
-                xo += 4 * B;
-                Q4Group4<TFour>(pn + 2 * B, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group1, s0, s1, s2, s3, ref d0, ref d1, ref d2, ref d3, mask, ones);
-            }
-            if (groups > 2)
-            {
-                xo += 4 * B;
-                Q4Group4<TFour>(pn + 4 * B, a0.Qxg + xo, a1.Qxg + xo, a2.Qxg + xo, a3.Qxg + xo, Group2, s0, s1, s2, s3, ref c0, ref c1, ref c2, ref c3, mask, ones);
-            }
-            b = end;
-        }
-        int rows = four ? 4 : 2;
-        sums[0] = VectorMath.Sum(c0 + d0); sums[1] = VectorMath.Sum(c1 + d1);
-        if (four) { sums[2] = VectorMath.Sum(c2 + d2); sums[3] = VectorMath.Sum(c3 + d3); }
-        for (; b < blocks; b++)
-            for (int r = 0; r < rows; r++) sums[r] += TailBlock(nib, a[r], scales, b);
-    }
-
-    /// <summary><see cref="Q4Group"/> for 4 activation rows (2 without <typeparamref name="TFour"/>): the group's nibbles
-    /// unpacked once, each row's scale products (<paramref name="s0"/>…) permuted to the group's lanes by <paramref name="perm"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Q4Group4<TFour>(byte* pn, sbyte* x0, sbyte* x1, sbyte* x2, sbyte* x3, Vector512<int> perm,
-        Vector512<float> s0, Vector512<float> s1, Vector512<float> s2, Vector512<float> s3,
-        ref Vector512<float> c0, ref Vector512<float> c1, ref Vector512<float> c2, ref Vector512<float> c3, Vector512<byte> mask, Vector512<short> ones)
-        where TFour : struct, KQuantMatVecCpu.IFlag
-    {
-        var v = Vector512.Load(pn);
-        var lo = v & mask;
-        var hi = Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
-        c0 = Q4Unpacked(lo, hi, x0, Avx512F.PermuteVar16x32(s0, perm), c0, ones);
-        c1 = Q4Unpacked(lo, hi, x1, Avx512F.PermuteVar16x32(s1, perm), c1, ones);
-        if (!TFour.Value) return;
-        c2 = Q4Unpacked(lo, hi, x2, Avx512F.PermuteVar16x32(s2, perm), c2, ones);
-        c3 = Q4Unpacked(lo, hi, x3, Avx512F.PermuteVar16x32(s3, perm), c3, ones);
-    }
-
-    /// <summary>The −8 offsets of blocks [rest, end) (fewer than 16, after the last whole 16) as a vector, the lanes past end
-    /// zeroed (those blocks go the scalar way, offset included). The 16 weight scales read with it stay inside the row's
-    /// scale padding, these offsets inside <see cref="Activations.NegOff"/>'s.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> RestOffsets(float* negOff, int rest, int end) =>
-        Vector512.Load(negOff + rest) & Vector512.LessThan(Lane16, Vector512.Create((float)(end - rest)));
-
-    private static readonly Vector512<float> Lane16 = Vector512.Create(0f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-
-    /// <summary>The scalar step of <see cref="DotQ4_0"/> for one block.</summary>
+    /// <summary>The scalar step of the narrow Q4_0 kernels for one block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float TailBlock(byte* nib, in Activations a, ushort* scales, int b)
     {
@@ -482,28 +320,6 @@ internal static unsafe class QuantMatVecCpu
             s += ((q[k] >> 4) - 8) * a.Qx[b * B + k + B / 2];
         }
         return s * HalfVector.ToSingle(scales[b]) * a.Dx[b];
-    }
-
-    /// <summary><see cref="Q4Group"/> on nibbles already unpacked.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static Vector512<float> Q4Unpacked(Vector512<byte> lo, Vector512<byte> hi, sbyte* qxg, Vector512<float> scale, Vector512<float> acc, Vector512<short> ones)
-    {
-        var p16 = Avx512BW.MultiplyAddAdjacent(lo, Vector512.Load(qxg)) + Avx512BW.MultiplyAddAdjacent(hi, Vector512.Load(qxg + 2 * B));
-        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(p16, ones)), scale, acc);
-    }
-
-    private static readonly Vector512<int> Group0 = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    private static readonly Vector512<int> Group1 = Vector512.Create(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7);
-    private static readonly Vector512<int> Group2 = Vector512.Create(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11);
-    private static readonly Vector512<int> Group3 = Vector512.Create(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15);
-
-    /// <summary>One group of 4 packed Q4_0 blocks against group-ordered activations, scaled and accumulated (the −8 offset
-    /// is not in these lanes: it joins per 16 blocks from <see cref="Activations.NegOff"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static Vector512<float> Q4Group(byte* nib, sbyte* qxg, Vector512<float> scale, Vector512<float> acc, Vector512<byte> mask, Vector512<short> ones)
-    {
-        var v = Vector512.Load(nib);
-        return Q4Unpacked(v & mask, Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask, qxg, scale, acc, ones);
     }
 
     /// <summary>
@@ -632,7 +448,7 @@ internal static unsafe class QuantMatVecCpu
     /// <summary>
     /// Q4_0 row (<see cref="PackedQuant"/>, from its scales) at a width below 512 bits: one load holds the nibbles of
     /// G = Floats / 4 blocks (a group), its low nibbles [elements 0-15 of each block] and high nibbles [16-31 of each]
-    /// meet the group-ordered activations (<see cref="GroupOrder"/>), so no shuffle is needed: the two vpmaddubsw results
+    /// meet the group-ordered activations (<see cref="Activations.Qxp"/>), so no shuffle is needed: the two vpmaddubsw results
     /// add as int16 (|q·x| ≤ 15·127·4 fits) and one vpmaddwd leaves int32 lanes in fours per block. The weight scales are
     /// widened 4 groups (Floats blocks) at a time and spread over their lanes (<see cref="ISimd{V}.Repeat4"/>), times the
     /// activation scales already repeated per lane; the −8 offset joins the lanes once per Floats blocks as weight scale ·

@@ -116,13 +116,7 @@ internal static unsafe class BlockQuant
     {
         if (Avx512F.IsSupported)
         {
-            var raw = Vector128.Load(q);
-            var lo = raw & Vector128.Create((byte)0x0F);
-            var hi = Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0x0F);
-            var vd = Vector512.Create(d);
-            var eight = Vector512.Create(8);
-            (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(lo) - eight) * vd).Store(o);
-            (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(hi) - eight) * vd).Store(o + 16);
+            DequantizeBlockQ4_0(d, Vector128.Load(q), o);
             return;
         }
         if (Vector128.IsHardwareAccelerated)
@@ -139,5 +133,18 @@ internal static unsafe class BlockQuant
             o[j] = d * ((q[j] & 0x0F) - 8);
             o[j + Block / 2] = d * ((q[j] >> 4) - 8);
         }
+    }
+
+    /// <summary><see cref="DequantizeBlockQ4_0(float, byte*, float*)"/> of a block's 16 bytes already in a register
+    /// (AVX-512; the tiled Q4_0 layout gathers them from 4 lanes).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void DequantizeBlockQ4_0(float d, Vector128<byte> raw, float* o)
+    {
+        var lo = raw & Vector128.Create((byte)0x0F);
+        var hi = Vector128.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0x0F);
+        var vd = Vector512.Create(d);
+        var eight = Vector512.Create(8);
+        (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(lo) - eight) * vd).Store(o);
+        (Vector512.ConvertToSingle(Avx512F.ConvertToVector512Int32(hi) - eight) * vd).Store(o + 16);
     }
 }

@@ -18,7 +18,7 @@ public sealed unsafe class BatchInvarianceTests
                      WeightType.Q5_0, WeightType.Q5_1, WeightType.Q4_K, WeightType.Q5_K, WeightType.Q6_K })
             foreach (int rows in new[] { 2, 7, MatVecCpu.MaxRows })
                 yield return new TestCaseData(type, rows, KQuantMatVecCpu.Handles(type) ? 512 : 736);
-        // Q4_0's steps after its 16-block loop: 2 and 3 groups of 4 blocks, then scalar blocks
+        // Q4_0 at odd block counts (27, 29): the narrow kernels' whole groups, then scalar blocks
         foreach (int inDim in new[] { 864, 928 })
             yield return new TestCaseData(WeightType.Q4_0, 8, inDim);
     }

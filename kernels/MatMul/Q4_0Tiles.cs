@@ -1,0 +1,175 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using KernelEngine.Kernels.Simd;
+
+namespace KernelEngine.Kernels.MatMul;
+
+/// <summary>
+/// Q4_0 at 512 bits (<see cref="IsUsed"/>): the resident layout <see cref="PackedQuant"/> packs Q4_0 in there, 16 rows
+/// interleaved so that a lane of a vector is a row (llama.cpp's repacked Q4_0xN idea). A 64-byte load holds 4 packed
+/// bytes of each of 16 rows; against the 4 activation quants those bytes meet (broadcast to every lane) one vpmaddubsw
+/// gives every row its products, so a block of 16 rows is 8 vpmaddubsw, adds in int16 and one vpmaddwd, and no row
+/// ever needs a horizontal sum or a scale permute:
+/// <code>
+/// tile t (rows 16t .. 16t + 15, <see cref="TileBytes"/>, 64-byte aligned; rows past the matrix are zero):
+///   scales  (blocks, 16) fp16: block b's scale of each row, padded to a multiple of 64 bytes
+///   quants  (blocks, 4, 16, 4) bytes: block b, vector k, lane i = bytes 4k .. 4k + 3 of row i's block
+///           (ggml's order: byte j holds q[j] | q[j + 16] &lt;&lt; 4)
+/// </code>
+/// Per row, block by block: s = Σ q·x (exact int32, the −8 offset as 8·Σx subtracted in integers), then
+/// acc += float(s) · (d_w · d_x), blocks alternating between two accumulators that add at the end. The 1-, 2- and
+/// 4-row kernels do exactly that per row, so a row's result does not depend on how many rows meet the weights.
+/// Bytes per weight are ggml's 4.5 bits.
+/// </summary>
+internal static unsafe class Q4_0Tiles
+{
+    private const int B = WeightTypes.BlockElements;
+
+    /// <summary>Rows per tile: one per float lane of a 512-bit vector.</summary>
+    public const int Rows = 16;
+
+    /// <summary>Whether Q4_0 is packed in tiles here (the 512-bit kernels' layout).</summary>
+    public static bool IsUsed => Avx512BW.IsSupported;
+
+    /// <summary>Bytes of a tile's padded scale area.</summary>
+    public static int ScaleBytes(int blocks) => (blocks * 2 * Rows + 63) & ~63;
+
+    /// <summary>Bytes of one tile of 16 rows of <paramref name="cols"/> (a multiple of 64).</summary>
+    public static long TileBytes(int cols)
+    {
+        int blocks = cols / B;
+        return ScaleBytes(blocks) + (long)blocks * Rows * B / 2;
+    }
+
+    /// <summary>Bytes of a (rows, cols) matrix: whole tiles.</summary>
+    public static long Bytes(int rows, int cols) => (rows + Rows - 1) / Rows * TileBytes(cols);
+
+    /// <summary>Writes a (rows, cols) matrix stored in ggml blocks into <paramref name="dst"/> (<see cref="Bytes"/>, zeroed).</summary>
+    public static void Pack(byte* w, int rows, int cols, byte* dst)
+    {
+        int blocks = cols / B, scaleBytes = ScaleBytes(blocks);
+        long srcRow = WeightType.Q4_0.RowBytes(cols), tileBytes = TileBytes(cols);
+        const int blockBytes = 2 + B / 2;
+        for (int r = 0; r < rows; r++)
+        {
+            byte* src = w + r * srcRow, tile = dst + r / Rows * tileBytes;
+            int lane = r % Rows;
+            for (int b = 0; b < blocks; b++)
+            {
+                ((ushort*)tile)[b * Rows + lane] = Unsafe.ReadUnaligned<ushort>(src + b * blockBytes);
+                byte* q = tile + scaleBytes + (long)b * Rows * (B / 2);
+                for (int k = 0; k < 4; k++)
+                    *(uint*)(q + k * 64 + lane * 4) = Unsafe.ReadUnaligned<uint>(src + b * blockBytes + 2 + 4 * k);
+            }
+        }
+    }
+
+    /// <summary>Widens row <paramref name="row"/> of a tiled matrix to F32 (prefill's weight blocks).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void RowToF32(byte* packed, int cols, int row, float* dst)
+    {
+        int blocks = cols / B;
+        byte* tile = packed + row / Rows * TileBytes(cols);
+        ushort* scales = (ushort*)tile + row % Rows;
+        byte* src = tile + ScaleBytes(blocks) + row % Rows * 4;
+        for (int b = 0; b < blocks; b++, src += Rows * (B / 2))
+        {
+            // the block's 16 bytes: 4 from each of its 4 vectors
+            var raw = Vector128.Create(*(uint*)src, *(uint*)(src + 64), *(uint*)(src + 128), *(uint*)(src + 192)).AsByte();
+            Quant.BlockQuant.DequantizeBlockQ4_0(HalfVector.ToSingle(scales[b * Rows]), raw, dst + b * B);
+        }
+    }
+
+    /// <summary>How far ahead a pass that reads the tiles from memory prefetches them: a tile is two streams (its scales,
+    /// its quants) consumed faster than one row, and 4x a row's distance measured best for one sequence's decode.</summary>
+    private static int PrefetchBytes => 4 * Prefetch.DecodeDistanceBytes;
+
+    /// <summary>How many activation rows a kernel instance takes (a constant per instantiation).</summary>
+    public interface IRowCount { static abstract int Count { get; } }
+    public readonly struct One : IRowCount { public static int Count => 1; }
+    public readonly struct Two : IRowCount { public static int Count => 2; }
+    public readonly struct Four : IRowCount { public static int Count => 4; }
+
+    /// <summary>
+    /// y_r[o] = W[o] · x_r for o in [o0, o1) and the <typeparamref name="N"/> activation rows a[0..N) (Q8_0 quants
+    /// <see cref="QuantMatVecCpu.Activations.Qx"/>, scales Dx and per-block 8·Σx <see cref="QuantMatVecCpu.Activations.BlockSum8"/>);
+    /// y_r lies at y + r · yStride. Tiles that [o0, o1) cuts are computed whole and stored in part.
+    /// <paramref name="prefetch"/>: this pass reads the weights from memory (prefetched <see cref="PrefetchBytes"/> ahead).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Run<N>(byte* packed, int outDim, int cols, QuantMatVecCpu.Activations* a, int o0, int o1, float* y, long yStride, bool prefetch)
+        where N : struct, IRowCount
+    {
+        int n = N.Count, blocks = cols / B, scaleBytes = ScaleBytes(blocks);
+        long tileBytes = TileBytes(cols);
+        byte* end = packed + Bytes(outDim, cols);
+        int distance = prefetch ? PrefetchBytes : 0;
+        int* x0 = (int*)a[0].Qx, x1 = (int*)a[n > 1 ? 1 : 0].Qx, x2 = (int*)a[n > 2 ? 2 : 0].Qx, x3 = (int*)a[n > 2 ? 3 : 0].Qx;
+        int* s0 = a[0].BlockSum8, s1 = a[n > 1 ? 1 : 0].BlockSum8, s2 = a[n > 2 ? 2 : 0].BlockSum8, s3 = a[n > 2 ? 3 : 0].BlockSum8;
+        float* d0 = a[0].Dx, d1 = a[n > 1 ? 1 : 0].Dx, d2 = a[n > 2 ? 2 : 0].Dx, d3 = a[n > 2 ? 3 : 0].Dx;
+        var mask = Vector512.Create((byte)0x0F);
+        var ones = Vector512.Create((short)1);
+        float* part = stackalloc float[Rows];
+        for (int t = o0 / Rows; t * Rows < o1; t++)
+        {
+            byte* tile = packed + t * tileBytes;
+            ushort* scales = (ushort*)tile;
+            byte* quants = tile + scaleBytes;
+            // even blocks into e*, odd blocks into f*
+            Vector512<float> e0 = default, e1 = default, e2 = default, e3 = default, f0 = default, f1 = default, f2 = default, f3 = default;
+            for (int b = 0; b < blocks; b++)
+            {
+                byte* q = quants + (long)b * Rows * (B / 2);
+                if (distance > 0 && q + distance < end) Prefetch.Range(q + distance, Rows * (B / 2));
+                var dw = HalfVector.LoadHalf16(scales + b * Rows);
+                Vector512<short> p0 = default, p1 = default, p2 = default, p3 = default;
+                int u = b * 8;   // int32 units of the block's activation quants: 0-3 meet the low nibbles, 4-7 the high
+                for (int k = 0; k < 4; k++)
+                {
+                    var v = Vector512.Load(q + 64 * k);
+                    var lo = v & mask;
+                    var hi = Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
+                    p0 += Avx512BW.MultiplyAddAdjacent(lo, Vector512.Create(x0[u + k]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(hi, Vector512.Create(x0[u + 4 + k]).AsSByte());
+                    if (n > 1) p1 += Avx512BW.MultiplyAddAdjacent(lo, Vector512.Create(x1[u + k]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(hi, Vector512.Create(x1[u + 4 + k]).AsSByte());
+                    if (n > 2)
+                    {
+                        p2 += Avx512BW.MultiplyAddAdjacent(lo, Vector512.Create(x2[u + k]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(hi, Vector512.Create(x2[u + 4 + k]).AsSByte());
+                        p3 += Avx512BW.MultiplyAddAdjacent(lo, Vector512.Create(x3[u + k]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(hi, Vector512.Create(x3[u + 4 + k]).AsSByte());
+                    }
+                }
+                if ((b & 1) == 0)
+                {
+                    e0 = Accumulate(p0, s0[b], dw, d0[b], e0, ones);
+                    if (n > 1) e1 = Accumulate(p1, s1[b], dw, d1[b], e1, ones);
+                    if (n > 2) { e2 = Accumulate(p2, s2[b], dw, d2[b], e2, ones); e3 = Accumulate(p3, s3[b], dw, d3[b], e3, ones); }
+                }
+                else
+                {
+                    f0 = Accumulate(p0, s0[b], dw, d0[b], f0, ones);
+                    if (n > 1) f1 = Accumulate(p1, s1[b], dw, d1[b], f1, ones);
+                    if (n > 2) { f2 = Accumulate(p2, s2[b], dw, d2[b], f2, ones); f3 = Accumulate(p3, s3[b], dw, d3[b], f3, ones); }
+                }
+            }
+            int first = t * Rows;
+            Store(e0 + f0, y, first, o0, o1, outDim, part);
+            if (n > 1) Store(e1 + f1, y + yStride, first, o0, o1, outDim, part);
+            if (n > 2) { Store(e2 + f2, y + 2 * yStride, first, o0, o1, outDim, part); Store(e3 + f3, y + 3 * yStride, first, o0, o1, outDim, part); }
+        }
+    }
+
+    /// <summary>acc + float(Σ q·x − 8·Σx) · (d_w · d_x): the block's int16 pair sums widened and summed to int32 per row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector512<float> Accumulate(Vector512<short> p, int sum8, Vector512<float> dw, float dx, Vector512<float> acc, Vector512<short> ones) =>
+        Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(p, ones) - Vector512.Create(sum8)), dw * Vector512.Create(dx), acc);
+
+    /// <summary>The tile's 16 results (rows first .. first + 15) into y where they fall in [o0, o1) and the matrix.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(Vector512<float> v, float* y, int first, int o0, int o1, int outDim, float* part)
+    {
+        int lo = Math.Max(o0, first), hi = Math.Min(Math.Min(o1, outDim), first + Rows);
+        if (lo == first && hi == first + Rows) { v.Store(y + first); return; }
+        v.Store(part);
+        for (int o = lo; o < hi; o++) y[o] = part[o - first];
+    }
+}
