@@ -69,7 +69,8 @@ internal static unsafe class MatVecCpu
         if (rows is < 1 or > MaxRows) throw new ArgumentOutOfRangeException(nameof(rows), rows, $"1 to {MaxRows} rows");
         var job = new Job { Rows = rows, InDim = inDim };
         long outRows = 0;
-        bool quantized = false, q4 = false, half = false, kquant = false, legacy = false, tiled = false;
+        bool quantized = false, q4 = false, half = false, kquant = false, legacy = false;
+        int align = 4;   // tasks own whole tiles of tiled weights, else groups of 4 rows
         for (int p = 0; p < parts.Length; p++)
         {
             ref readonly var part = ref parts[p];
@@ -78,7 +79,7 @@ internal static unsafe class MatVecCpu
                 if (part.Packed == null) throw new ArgumentNullException(nameof(parts), "Q8_0/Q4_0 decode reads the packed layout (PackedQuant.Pack)");
                 quantized = true;
                 q4 |= part.Type == WeightType.Q4_0;
-                tiled |= PackedQuant.IsTiled(part.Type);
+                align = Math.Max(align, PackedQuant.RowAlign(part.Type));
             }
             half |= part.Type is WeightType.F16 or WeightType.BF16;
             kquant |= KQuantMatVecCpu.Handles(part.Type);
@@ -94,8 +95,6 @@ internal static unsafe class MatVecCpu
         if (prepare && rows >= ParallelPrepareRows) pool.For(rows, &PrepareRow, &job);
         else if (prepare) for (int r = 0; r < rows; r++) PrepareRow(&job, r);
         int tasksWanted = pool.Threads * TasksPerThread;
-        // tasks own whole tiles of tiled weights (Q4_0Tiles), else groups of 4 rows
-        int align = tiled ? Q4_0Tiles.Rows : 4;
         job.RowsPerTask = Math.Max(align, (int)((outRows + tasksWanted - 1) / tasksWanted) + align - 1 & ~(align - 1));
         int tasks = 0;
         for (int p = 0; p < parts.Length; p++)
@@ -136,7 +135,7 @@ internal static unsafe class MatVecCpu
         if (j.Rows == 1) { RowsPrefetched(part, j.In[0], j.InDim, o0, o1); return; }
         // Several x rows: a chunk of weight rows stays in L1 while every x row meets it.
         long rowBytes = part.Type.HasPackedCpuDecode() ? PackedQuant.RowBytes(part.Type, j.InDim) : part.Type.RowBytes(j.InDim);
-        int align = PackedQuant.IsTiled(part.Type) ? Q4_0Tiles.Rows : 4;
+        int align = part.Type.HasPackedCpuDecode() ? PackedQuant.RowAlign(part.Type) : 4;
         int chunk = (int)Math.Clamp(ChunkBytes / rowBytes, 1, 64) + align - 1 & ~(align - 1);
         bool kquant = KQuantMatVecCpu.HasRows4(part.Type), rows4 = j.Rows >= 4 && (kquant || QuantMatVecCpu.HasRows4(part.Type));
         var act = stackalloc QuantMatVecCpu.Activations[4];
@@ -213,7 +212,7 @@ internal static unsafe class MatVecCpu
         if (PackedQuant.IsTiled(part.Type))
         {
             // tiles are prefetched inside the kernel, a block ahead at a time
-            QuantMatVecCpu.RowsStreamed(part, x.Act, n, o0, o1);
+            QuantMatVecCpu.TiledRows(part, x.Act, n, o0, o1, prefetch: true);
             AddBias(part, part.Y, 1, o0, o1);
             return;
         }

@@ -33,6 +33,9 @@ internal static unsafe class PackedQuant
     /// <summary>Whether <paramref name="type"/> is packed in row tiles here (<see cref="Q4_0Tiles"/>), not row by row.</summary>
     public static bool IsTiled(WeightType type) => type == WeightType.Q4_0 && Q4_0Tiles.IsUsed;
 
+    /// <summary>The rows a decode task or chunk takes whole: a tile of a tiled type, else 4 (the multi-row kernels' group).</summary>
+    public static int RowAlign(WeightType type) => IsTiled(type) ? Q4_0Tiles.Rows : 4;
+
     /// <summary>Bytes of one packed row (a multiple of 64); of a tiled type, a tile's bytes per row (a size, not a stride).</summary>
     public static long RowBytes(WeightType type, int cols)
     {

@@ -79,20 +79,15 @@ internal static unsafe class QuantMatVecCpu
         if (!Avx512BW.IsSupported && Simd128.IsSupported) { Rows<Simd128, Vector128<float>>(part, a, blocks, rowBytes, o0, o1); return; }
         if (part.Type == WeightType.Q8_0)
             for (int o = o0; o < o1; o++) part.Y[o] = DotQ8_0(w + o * rowBytes, a.Qx, a.Dx, blocks);
-        else
-        {
-            var one = a;
-            Q4_0Tiles.Run<Q4_0Tiles.One>(w, part.OutDim, n, &one, o0, o1, part.Y, 0, prefetch: false);
-        }
+        else TiledRows(part, a, n, o0, o1, prefetch: false);
     }
 
-    /// <summary><see cref="Rows(in MatVecPart, in Activations, int, int, int)"/> for the pass that reads the weights from
-    /// memory: Q4_0 tiles prefetched ahead inside the kernel, other rows as before.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void RowsStreamed(in MatVecPart part, in Activations a, int n, int o0, int o1)
+    /// <summary>y[o] = W[o] · x for o in [o0, o1) of a tiled Q4_0 matrix (<see cref="PackedQuant.IsTiled"/>, bias not
+    /// added); <paramref name="prefetch"/>: the pass that reads the tiles from memory.</summary>
+    public static void TiledRows(in MatVecPart part, in Activations a, int n, int o0, int o1, bool prefetch)
     {
         var one = a;
-        Q4_0Tiles.Run<Q4_0Tiles.One>(part.Packed, part.OutDim, n, &one, o0, o1, part.Y, 0, prefetch: true);
+        Q4_0Tiles.Run<Q4_0Tiles.One>(part.Packed, part.OutDim, n, &one, o0, o1, part.Y, 0, prefetch);
     }
 
     /// <summary>Q8_0 blocks of the activation row exactly as ggml's quantize_row_q8_0 (d = amax / 127 kept in fp16, q = roundf(x / d)); plus 8 · Σq per group of 4.</summary>

@@ -103,9 +103,9 @@ public static unsafe class Roofline
     {
         const int rows = 8, outDim = 1536, inDim = 768;
         var rng = new Random(1);
-        var raw = new byte[WeightType.Q4_0.RowBytes(inDim) * outDim];
-        var w = new float[inDim];
         long rowBytes = WeightType.Q4_0.RowBytes(inDim);
+        var raw = new byte[rowBytes * outDim];
+        var w = new float[inDim];
         for (int o = 0; o < outDim; o++)
         {
             for (int i = 0; i < inDim; i++) w[i] = (float)(rng.NextDouble() * 2 - 1);
