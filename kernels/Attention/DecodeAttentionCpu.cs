@@ -188,47 +188,65 @@ internal static unsafe class DecodeAttentionCpu
         public static bool InPlace => false;
     }
 
+    /// <summary>Value rows taken together: a query head's partial output takes 4 of them per load and store. (Keys go row by
+    /// row, 4 heads at a time with one transposing sum, so that they stay one sequential stream: blocks of key rows read
+    /// head by head streamed slower from memory.)</summary>
+    private const int RowBlock = 4;
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Chunk<S, V, R>(ref Job j, int chunk) where S : ISimd<V> where V : struct where R : IRows
     {
-        int F = S.Floats, hd = j.HeadDim, heads = j.Heads, group = heads / j.KvHeads, kvDim = j.KvHeads * hd;
-        int p0 = chunk * j.Chunk, n = Math.Min(j.Chunk, j.Positions - p0);
+        int F = S.Floats, hd = j.HeadDim, heads = j.Heads, kvHeads = j.KvHeads, group = heads / kvHeads, kvDim = kvHeads * hd;
+        int scoreStride = j.Chunk, p0 = chunk * j.Chunk, n = Math.Min(j.Chunk, j.Positions - p0);
+        float scale = j.Scale;
+        float* q = j.Q;
+        void* k = j.K, v = j.V;
         var scratch = t_scratch;
-        int scratchFloats = heads * j.Chunk + hd;
+        int scratchFloats = heads * j.Chunk + Math.Max(RowBlock * hd, kvDim);
         if (scratch == null || scratch.Length < scratchFloats) t_scratch = scratch = GC.AllocateUninitializedArray<float>(Math.Max(scratchFloats, 4096), pinned: true);
         float* scores = (float*)Unsafe.AsPointer(ref scratch[0]);   // (heads, Chunk)
-        float* row = scores + heads * j.Chunk;                        // (hd) one KV head's widened row, shared by its group
+        float* rows = scores + heads * j.Chunk;                       // a widened key row (kvDim), or one KV head's slice of RowBlock value rows (RowBlock, hd)
 
-        // s[h, i] = q_h · k_(p0 + i) · scale: each cache row read once for the whole group of query heads (F16 rows of a
-        // group widened once into `row`; a lone head converts in registers)
+        // s[h, i] = q_h · k_(p0 + i) · scale, row by row (the chunk's keys are one sequential stream), 4 heads at a time
+        // (one transposing sum for 4 dots); F16 rows of a GQA group are widened once into `rows`, a lone head converts in
+        // registers
         bool widen = !R.InPlace && group > 1;
         int ahead = Math.Min(n, j.AheadRows);
         long rowBytes = j.Rows.Bytes(kvDim), firstRow = j.Rows.Bytes((long)p0 * kvDim);
-        if (ahead > 0) Prefetch.Range((byte*)j.K + firstRow, ahead * rowBytes);
-        byte* kAhead = (byte*)j.K + firstRow + ahead * rowBytes;
-        for (int i = 0; i < n; i++, kAhead += rowBytes)
+        if (ahead > 0) Prefetch.Range((byte*)k + firstRow, ahead * rowBytes);
+        int i;
+        for (i = 0; i < n; i++)
         {
+            PrefetchAhead((byte*)k + firstRow, rowBytes, i, ahead, n, 1);
             long rowIndex = (long)(p0 + i) * kvDim;
-            if (i + ahead < n) Prefetch.Range(kAhead, rowBytes);
-            for (int kvh = 0; kvh < j.KvHeads; kvh++)
+            if (widen) Widen<S, V, R>(k, rowIndex, kvDim, kvDim, rows, 1);
+            int h = 0;
+            for (; h + 4 <= heads; h += 4)
             {
-                long at = rowIndex + kvh * hd;
-                if (widen) for (int d = 0; d < hd; d += F) S.Store(R.Load<S, V>(j.K, at + d), row + d);
-                for (int h = kvh * group; h < (kvh + 1) * group; h++)
-                {
-                    float dot = widen ? Dot<S, V, F32Rows>(j.Q + h * hd, row, 0, hd) : Dot<S, V, R>(j.Q + h * hd, j.K, at, hd);
-                    scores[h * j.Chunk + i] = dot * j.Scale;
-                }
+                var dots = (widen ? Dot4Heads<S, V, F32Rows>(q, h, group, rows, 0, hd) : Dot4Heads<S, V, R>(q, h, group, k, rowIndex, hd)) * scale;
+                float* at = scores + h * scoreStride + i;
+                at[0] = dots.GetElement(0);
+                at[scoreStride] = dots.GetElement(1);
+                at[2 * scoreStride] = dots.GetElement(2);
+                at[3 * scoreStride] = dots.GetElement(3);
+            }
+            for (; h < heads; h++)
+            {
+                long kat = (long)(h / group) * hd;
+                float dot = widen ? Dot<S, V, F32Rows>(q + h * hd, rows, kat, hd) : Dot<S, V, R>(q + h * hd, k, rowIndex + kat, hd);
+                scores[h * scoreStride + i] = dot * scale;
             }
         }
 
-        if (ahead > 0) Prefetch.Range((byte*)j.V + firstRow, ahead * rowBytes);
+        // a block's rows are read together, so the distance counts from the block's end
+        ahead = j.AheadRows == 0 ? 0 : Math.Min(n, j.AheadRows + RowBlock);
+        if (ahead > 0) Prefetch.Range((byte*)v + firstRow, ahead * rowBytes);
         // per head: m = max s, e = exp(s - m), l = Σ e; o starts at 0 in the partial
         int stride = hd + 2;
         float* partials = j.Partials + (long)chunk * heads * stride;
         for (int h = 0; h < heads; h++)
         {
-            var s = new Span<float>(scores + h * j.Chunk, n);
+            var s = new Span<float>(scores + h * scoreStride, n);
             float max = SpanMath.Max(s);
             SpanMath.ExpScaleShift(s, 1f, -max, s);
             float* p = partials + h * stride;
@@ -237,23 +255,89 @@ internal static unsafe class DecodeAttentionCpu
             new Span<float>(p, hd).Clear();
         }
 
-        // o_h += e[h, i] · v_(p0 + i): each value row read once for its group
-        byte* vAhead = (byte*)j.V + firstRow + ahead * rowBytes;
-        for (int i = 0; i < n; i++, vAhead += rowBytes)
+        // o_h += e[h, i] · v_(p0 + i), in position order: each value row read once for its group
+        for (i = 0; i + RowBlock <= n; i += RowBlock)
         {
+            PrefetchAhead((byte*)v + firstRow, rowBytes, i, ahead, n);
             long rowIndex = (long)(p0 + i) * kvDim;
-            if (i + ahead < n) Prefetch.Range(vAhead, rowBytes);
-            for (int kvh = 0; kvh < j.KvHeads; kvh++)
+            for (int kvh = 0; kvh < kvHeads; kvh++)
             {
                 long at = rowIndex + kvh * hd;
-                if (widen) for (int d = 0; d < hd; d += F) S.Store(R.Load<S, V>(j.V, at + d), row + d);
+                if (widen) Widen<S, V, R>(v, at, kvDim, hd, rows);
                 for (int h = kvh * group; h < (kvh + 1) * group; h++)
                 {
-                    var w = S.Broadcast(scores[h * j.Chunk + i]);
-                    if (widen) AddScaled<S, V, F32Rows>(partials + h * stride, w, row, 0, hd);
-                    else AddScaled<S, V, R>(partials + h * stride, w, j.V, at, hd);
+                    float* e = scores + h * scoreStride + i;
+                    if (widen) AddScaled4<S, V, F32Rows>(partials + h * stride, e, rows, 0, hd, hd);
+                    else AddScaled4<S, V, R>(partials + h * stride, e, v, at, kvDim, hd);
                 }
             }
+        }
+        for (; i < n; i++)
+        {
+            PrefetchAhead((byte*)v + firstRow, rowBytes, i, ahead, n, 1);
+            long rowIndex = (long)(p0 + i) * kvDim;
+            for (int kvh = 0; kvh < kvHeads; kvh++)
+            {
+                long at = rowIndex + kvh * hd;
+                if (widen) Widen<S, V, R>(v, at, kvDim, hd, rows, 1);
+                for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                {
+                    var w = S.Broadcast(scores[h * scoreStride + i]);
+                    if (widen) AddScaled<S, V, F32Rows>(partials + h * stride, w, rows, 0, hd);
+                    else AddScaled<S, V, R>(partials + h * stride, w, v, at, hd);
+                }
+            }
+        }
+    }
+
+    /// <summary>Keeps the chunk's rows prefetched <paramref name="ahead"/> rows past [i, i + count): rows [0, i + ahead) already
+    /// are, so the next <paramref name="count"/> are.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchAhead(byte* first, long rowBytes, int i, int ahead, int n, int count = RowBlock)
+    {
+        int from = i + ahead, to = Math.Min(n, from + count);
+        if (ahead > 0 && from < to) Prefetch.Range(first + from * rowBytes, (to - from) * rowBytes);
+    }
+
+    /// <summary>One KV head's slice (hd) of <paramref name="count"/> consecutive cache rows, widened to F32 into dst (count, hd).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Widen<S, V, R>(void* cache, long at, int rowStride, int hd, float* dst, int count = RowBlock)
+        where S : ISimd<V> where V : struct where R : IRows
+    {
+        for (int r = 0; r < count; r++)
+            for (int d = 0; d < hd; d += S.Floats) S.Store(R.Load<S, V>(cache, at + (long)r * rowStride + d), dst + r * hd + d);
+    }
+
+    /// <summary>q_(h + r) · (the row's slice of KV head (h + r) / group) for r = 0..3, one accumulator each.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static Vector128<float> Dot4Heads<S, V, R>(float* q, int h, int group, void* rows, long rowIndex, int hd)
+        where S : ISimd<V> where V : struct where R : IRows
+    {
+        float* q0 = q + (long)h * hd, q1 = q0 + hd, q2 = q1 + hd, q3 = q2 + hd;
+        long k0 = rowIndex + (long)(h / group) * hd, k1 = rowIndex + (long)((h + 1) / group) * hd,
+            k2 = rowIndex + (long)((h + 2) / group) * hd, k3 = rowIndex + (long)((h + 3) / group) * hd;
+        V a0 = S.Zero, a1 = S.Zero, a2 = S.Zero, a3 = S.Zero;
+        for (int d = 0; d < hd; d += S.Floats)
+        {
+            a0 = S.Fma(S.Load(q0 + d), R.Load<S, V>(rows, k0 + d), a0);
+            a1 = S.Fma(S.Load(q1 + d), R.Load<S, V>(rows, k1 + d), a1);
+            a2 = S.Fma(S.Load(q2 + d), R.Load<S, V>(rows, k2 + d), a2);
+            a3 = S.Fma(S.Load(q3 + d), R.Load<S, V>(rows, k3 + d), a3);
+        }
+        return S.Sum4(a0, a1, a2, a3);
+    }
+
+    /// <summary>o += e[0]·row_0 + e[1]·row_1 + e[2]·row_2 + e[3]·row_3 (rows at + r·rowStride), in that order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void AddScaled4<S, V, R>(float* o, float* e, void* rows, long at, int rowStride, int hd) where S : ISimd<V> where V : struct where R : IRows
+    {
+        V w0 = S.Broadcast(e[0]), w1 = S.Broadcast(e[1]), w2 = S.Broadcast(e[2]), w3 = S.Broadcast(e[3]);
+        for (int d = 0; d < hd; d += S.Floats)
+        {
+            var acc = S.Fma(w0, R.Load<S, V>(rows, at + d), S.Load(o + d));
+            acc = S.Fma(w1, R.Load<S, V>(rows, at + rowStride + d), acc);
+            acc = S.Fma(w2, R.Load<S, V>(rows, at + 2L * rowStride + d), acc);
+            S.Store(S.Fma(w3, R.Load<S, V>(rows, at + 3L * rowStride + d), acc), o + d);
         }
     }
 

@@ -31,6 +31,8 @@ internal unsafe interface ISimd<V> where V : struct
     /// <summary>a · b + c, fused.</summary>
     static abstract V Fma(V a, V b, V c);
     static abstract float Sum(V v);
+    /// <summary>The four vectors' sums as one vector (a transposing tree: fewer shuffles than four <see cref="Sum"/>s).</summary>
+    static abstract Vector128<float> Sum4(V a, V b, V c, V d);
     static abstract float Max(V v);
     /// <summary>e^v per lane (<see cref="ExpPolynomial"/>: inlined, so it runs optimized wherever its caller does).</summary>
     static abstract V Exp(V v);
