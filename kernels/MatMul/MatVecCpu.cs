@@ -54,6 +54,8 @@ internal static unsafe class MatVecCpu
         public int InDim;
         public int RowsPerTask;
         public bool Quantized, Q4, KQuant, Legacy, Paired;   // the activation forms the parts read
+        public int PrepareTasks;   // the launch's first tasks prepare the x rows (one each); the products wait for them
+        public int Prepared;       // rows prepared so far
     }
 
     /// <summary>From this many x rows on, their activations are prepared in parallel (one task per row).</summary>
@@ -90,9 +92,11 @@ internal static unsafe class MatVecCpu
         job.Quantized = quantized; job.Q4 = q4; job.KQuant = kquant; job.Legacy = legacy;
         job.Paired = half && DenseDot.PairElements > 0 && inDim % DenseDot.PairElements == 0;
         for (int r = 0; r < rows; r++) job.In[r].X = x + (long)r * inDim;
-        // a batch's rows are quantized in parallel: serial, the other threads would wait through it before every product
+        // A batch's rows are prepared in parallel (serial, the other threads would wait through it before every product), as
+        // the launch's first tasks: the pool hands tasks out in order, so a product task waits only for preparations already
+        // running, and the launch costs one wake-up of the workers instead of two.
         bool prepare = quantized || legacy || kquant || job.Paired;
-        if (prepare && rows >= ParallelPrepareRows) pool.For(rows, &PrepareRow, &job);
+        if (prepare && rows >= ParallelPrepareRows) job.PrepareTasks = rows;
         else if (prepare) for (int r = 0; r < rows; r++) PrepareRow(&job, r);
         int tasksWanted = pool.Threads * TasksPerThread;
         job.RowsPerTask = Math.Max(align, (int)((outRows + tasksWanted - 1) / tasksWanted) + align - 1 & ~(align - 1));
@@ -103,7 +107,22 @@ internal static unsafe class MatVecCpu
             tasks += (parts[p].OutDim + job.RowsPerTask - 1) / job.RowsPerTask;
         }
         for (int p = parts.Length; p <= MaxParts; p++) job.FirstTask[p] = tasks;
-        pool.For(tasks, &Task, &job, outRows * inDim * rows);
+        pool.For(job.PrepareTasks + tasks, &PreparedTask, &job, outRows * inDim * rows);
+    }
+
+    /// <summary>Task t of the launch: a row's preparation, or (after all of them) product task t − PrepareTasks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PreparedTask(void* ctx, int t)
+    {
+        ref Job j = ref Unsafe.AsRef<Job>(ctx);
+        if (t < j.PrepareTasks)
+        {
+            PrepareRow(ctx, t);
+            Interlocked.Increment(ref j.Prepared);
+            return;
+        }
+        while (Volatile.Read(ref j.Prepared) < j.PrepareTasks) Thread.SpinWait(1);
+        Task(ctx, t - j.PrepareTasks);
     }
 
     /// <summary>Row r's activations in each form the parts read, in the executing thread's scratch slot r (valid through
@@ -138,14 +157,16 @@ internal static unsafe class MatVecCpu
         int align = part.Type.HasPackedCpuDecode() ? PackedQuant.RowAlign(part.Type) : 4;
         int chunk = (int)Math.Clamp(ChunkBytes / rowBytes, 1, 64) + align - 1 & ~(align - 1);
         bool kquant = KQuantMatVecCpu.HasRows4(part.Type), rows4 = j.Rows >= 4 && (kquant || QuantMatVecCpu.HasRows4(part.Type));
-        var act = stackalloc QuantMatVecCpu.Activations[4];
+        var act = stackalloc QuantMatVecCpu.Activations[8];
         var actK = stackalloc KQuantMatVecCpu.Activations[4];
         for (int c0 = o0; c0 < o1; c0 += chunk)
         {
             int c1 = Math.Min(o1, c0 + chunk);
             int r0 = 0;
-            // 4 rows at a time share each weight row's unpacking (same results as one at a time), then 2 of what is left;
+            // 8 (tiled Q4_0) or 4 rows at a time share each weight row's unpacking (same results as one at a time), then 2 of
+            // what is left;
             // the first pass reads the chunk from memory
+            for (; !kquant && r0 + 8 <= j.Rows && QuantMatVecCpu.HasRows8(part.Type); r0 += 8) IntegerRows(ref j, part, false, r0, 8, c0, c1, act, actK);
             for (; rows4 && r0 + 4 <= j.Rows; r0 += 4) IntegerRows(ref j, part, kquant, r0, 4, c0, c1, act, actK);
             if (r0 + 2 <= j.Rows && (kquant || QuantMatVecCpu.HasRows2(part.Type)))
             {
@@ -170,7 +191,7 @@ internal static unsafe class MatVecCpu
         }
     }
 
-    /// <summary>Output rows [<paramref name="r0"/>, r0 + <paramref name="count"/>) (4 or 2) of one integer-format part for
+    /// <summary>Output rows [<paramref name="r0"/>, r0 + <paramref name="count"/>) (8, 4 or 2) of one integer-format part for
     /// weight rows [c0, c1), through the multi-row kernels (<paramref name="kquant"/>: the K-quant ones).</summary>
     private static void IntegerRows(ref Job j, in MatVecPart part, bool kquant, int r0, int count, int c0, int c1,
         QuantMatVecCpu.Activations* act, KQuantMatVecCpu.Activations* actK)
@@ -185,7 +206,8 @@ internal static unsafe class MatVecCpu
         else
         {
             for (int k = 0; k < count; k++) act[k] = j.In[r0 + k].Act;
-            if (count == 4) QuantMatVecCpu.Rows4(part, act, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
+            if (count == 8) QuantMatVecCpu.Rows8(part, act, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
+            else if (count == 4) QuantMatVecCpu.Rows4(part, act, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
             else QuantMatVecCpu.Rows2(part, act, j.InDim, c0, c1, y, part.OutDim, prefetch: r0 == 0);
         }
         AddBias(part, y, count, c0, c1);

@@ -18,8 +18,8 @@ namespace KernelEngine.Kernels.MatMul;
 ///           (ggml's order: byte j holds q[j] | q[j + 16] &lt;&lt; 4)
 /// </code>
 /// Per row, block by block: s = Σ q·x (exact int32, the −8 offset as 8·Σx subtracted in integers), then
-/// acc += float(s) · (d_w · d_x), blocks alternating between two accumulators that add at the end. The 1-, 2- and
-/// 4-row kernels do exactly that per row, so a row's result does not depend on how many rows meet the weights.
+/// acc += float(s) · (d_w · d_x) in block order. The 1-, 2-, 4- and 8-row kernels do exactly that per row, so a row's
+/// result does not depend on how many rows meet the weights; 8 rows unpack each weight vector once for all of them.
 /// Bytes per weight are ggml's 4.5 bits.
 /// </summary>
 internal static unsafe class Q4_0Tiles
@@ -82,14 +82,16 @@ internal static unsafe class Q4_0Tiles
     }
 
     /// <summary>How far ahead a pass that reads the tiles from memory prefetches them: a tile is two streams (its scales,
-    /// its quants) consumed faster than one row, and 4x a row's distance measured best for one sequence's decode.</summary>
-    private static int PrefetchBytes => 4 * Prefetch.DecodeDistanceBytes;
+    /// its quants) consumed faster than one row, and 4x a row's distance measured best for one sequence's decode; several
+    /// activation rows take longer over each tile, and half that distance measured best for 8.</summary>
+    private static int PrefetchBytes(int activationRows) => (activationRows == 1 ? 4 : 2) * Prefetch.DecodeDistanceBytes;
 
     /// <summary>How many activation rows a kernel instance takes (a constant per instantiation).</summary>
     public interface IRowCount { static abstract int Count { get; } }
     public readonly struct One : IRowCount { public static int Count => 1; }
     public readonly struct Two : IRowCount { public static int Count => 2; }
     public readonly struct Four : IRowCount { public static int Count => 4; }
+    public readonly struct Eight : IRowCount { public static int Count => 8; }
 
     /// <summary>
     /// y_r[o] = W[o] · x_r for o in [o0, o1) and the <typeparamref name="N"/> activation rows a[0..N) (Q8_0 quants
@@ -104,10 +106,10 @@ internal static unsafe class Q4_0Tiles
         int n = N.Count, blocks = cols / B, scaleBytes = ScaleBytes(blocks);
         long tileBytes = TileBytes(cols);
         byte* end = packed + Bytes(outDim, cols);
-        int distance = prefetch ? PrefetchBytes : 0;
-        int* x0 = (int*)a[0].Qx, x1 = (int*)a[n > 1 ? 1 : 0].Qx, x2 = (int*)a[n > 2 ? 2 : 0].Qx, x3 = (int*)a[n > 2 ? 3 : 0].Qx;
-        int* s0 = a[0].BlockSum8, s1 = a[n > 1 ? 1 : 0].BlockSum8, s2 = a[n > 2 ? 2 : 0].BlockSum8, s3 = a[n > 2 ? 3 : 0].BlockSum8;
-        float* d0 = a[0].Dx, d1 = a[n > 1 ? 1 : 0].Dx, d2 = a[n > 2 ? 2 : 0].Dx, d3 = a[n > 2 ? 3 : 0].Dx;
+        int distance = prefetch ? PrefetchBytes(n) : 0;
+        // rows past N alias row 0 (their code is compiled out: N is a constant)
+        var rows = stackalloc QuantMatVecCpu.Activations[8];
+        for (int r = 0; r < 8; r++) rows[r] = a[r < n ? r : 0];
         var mask = Vector512.Create((byte)0x0F);
         var ones = Vector512.Create((short)1);
         float* part = stackalloc float[Rows];
@@ -116,52 +118,62 @@ internal static unsafe class Q4_0Tiles
             byte* tile = packed + t * tileBytes;
             ushort* scales = (ushort*)tile;
             byte* quants = tile + scaleBytes;
-            // even blocks into e*, odd blocks into f*
-            Vector512<float> e0 = default, e1 = default, e2 = default, e3 = default, f0 = default, f1 = default, f2 = default, f3 = default;
+            Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
             for (int b = 0; b < blocks; b++)
             {
                 byte* q = quants + (long)b * Rows * (B / 2);
                 if (distance > 0 && q + distance < end) Prefetch.Range(q + distance, Rows * (B / 2));
                 var dw = HalfVector.LoadHalf16(scales + b * Rows);
-                Vector512<short> p0 = default, p1 = default, p2 = default, p3 = default;
-                int u = b * 8;   // int32 units of the block's activation quants: 0-3 meet the low nibbles, 4-7 the high
-                for (int k = 0; k < 4; k++)
+                // 4 packed bytes of each row per vector: low nibbles meet activation units 0-3, high nibbles units 4-7
+                var v0 = Vector512.Load(q); var v1 = Vector512.Load(q + 64); var v2 = Vector512.Load(q + 128); var v3 = Vector512.Load(q + 192);
+                var l0 = v0 & mask; var l1 = v1 & mask; var l2 = v2 & mask; var l3 = v3 & mask;
+                var h0 = Vector512.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & mask;
+                var h1 = Vector512.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & mask;
+                var h2 = Vector512.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & mask;
+                var h3 = Vector512.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & mask;
+                c0 = Accumulate(l0, l1, l2, l3, h0, h1, h2, h3, rows[0], b, dw, c0, ones);
+                if (n > 1) c1 = Accumulate(l0, l1, l2, l3, h0, h1, h2, h3, rows[1], b, dw, c1, ones);
+                if (n > 2)
                 {
-                    var v = Vector512.Load(q + 64 * k);
-                    var lo = v & mask;
-                    var hi = Vector512.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & mask;
-                    p0 += Avx512BW.MultiplyAddAdjacent(lo, Vector512.Create(x0[u + k]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(hi, Vector512.Create(x0[u + 4 + k]).AsSByte());
-                    if (n > 1) p1 += Avx512BW.MultiplyAddAdjacent(lo, Vector512.Create(x1[u + k]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(hi, Vector512.Create(x1[u + 4 + k]).AsSByte());
-                    if (n > 2)
-                    {
-                        p2 += Avx512BW.MultiplyAddAdjacent(lo, Vector512.Create(x2[u + k]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(hi, Vector512.Create(x2[u + 4 + k]).AsSByte());
-                        p3 += Avx512BW.MultiplyAddAdjacent(lo, Vector512.Create(x3[u + k]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(hi, Vector512.Create(x3[u + 4 + k]).AsSByte());
-                    }
+                    c2 = Accumulate(l0, l1, l2, l3, h0, h1, h2, h3, rows[2], b, dw, c2, ones);
+                    c3 = Accumulate(l0, l1, l2, l3, h0, h1, h2, h3, rows[3], b, dw, c3, ones);
                 }
-                if ((b & 1) == 0)
+                if (n > 4)
                 {
-                    e0 = Accumulate(p0, s0[b], dw, d0[b], e0, ones);
-                    if (n > 1) e1 = Accumulate(p1, s1[b], dw, d1[b], e1, ones);
-                    if (n > 2) { e2 = Accumulate(p2, s2[b], dw, d2[b], e2, ones); e3 = Accumulate(p3, s3[b], dw, d3[b], e3, ones); }
-                }
-                else
-                {
-                    f0 = Accumulate(p0, s0[b], dw, d0[b], f0, ones);
-                    if (n > 1) f1 = Accumulate(p1, s1[b], dw, d1[b], f1, ones);
-                    if (n > 2) { f2 = Accumulate(p2, s2[b], dw, d2[b], f2, ones); f3 = Accumulate(p3, s3[b], dw, d3[b], f3, ones); }
+                    c4 = Accumulate(l0, l1, l2, l3, h0, h1, h2, h3, rows[4], b, dw, c4, ones);
+                    c5 = Accumulate(l0, l1, l2, l3, h0, h1, h2, h3, rows[5], b, dw, c5, ones);
+                    c6 = Accumulate(l0, l1, l2, l3, h0, h1, h2, h3, rows[6], b, dw, c6, ones);
+                    c7 = Accumulate(l0, l1, l2, l3, h0, h1, h2, h3, rows[7], b, dw, c7, ones);
                 }
             }
             int first = t * Rows;
-            Store(e0 + f0, y, first, o0, o1, outDim, part);
-            if (n > 1) Store(e1 + f1, y + yStride, first, o0, o1, outDim, part);
-            if (n > 2) { Store(e2 + f2, y + 2 * yStride, first, o0, o1, outDim, part); Store(e3 + f3, y + 3 * yStride, first, o0, o1, outDim, part); }
+            Store(c0, y, first, o0, o1, outDim, part);
+            if (n > 1) Store(c1, y + yStride, first, o0, o1, outDim, part);
+            if (n > 2) { Store(c2, y + 2 * yStride, first, o0, o1, outDim, part); Store(c3, y + 3 * yStride, first, o0, o1, outDim, part); }
+            if (n > 4)
+            {
+                Store(c4, y + 4 * yStride, first, o0, o1, outDim, part); Store(c5, y + 5 * yStride, first, o0, o1, outDim, part);
+                Store(c6, y + 6 * yStride, first, o0, o1, outDim, part); Store(c7, y + 7 * yStride, first, o0, o1, outDim, part);
+            }
         }
     }
 
-    /// <summary>acc + float(Σ q·x − 8·Σx) · (d_w · d_x): the block's int16 pair sums widened and summed to int32 per row.</summary>
+    /// <summary>acc + float(Σ q·x − 8·Σx) · (d_w · d_x) for one activation row and block b: 8 vpmaddubsw of the unpacked
+    /// nibbles against the row's broadcast quants summed as a tree in int16 (exact: |Σ| ≤ 8 · 2 · 15 · 127), widened by one
+    /// vpmaddwd.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static Vector512<float> Accumulate(Vector512<short> p, int sum8, Vector512<float> dw, float dx, Vector512<float> acc, Vector512<short> ones) =>
-        Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(p, ones) - Vector512.Create(sum8)), dw * Vector512.Create(dx), acc);
+    private static Vector512<float> Accumulate(Vector512<byte> l0, Vector512<byte> l1, Vector512<byte> l2, Vector512<byte> l3,
+        Vector512<byte> h0, Vector512<byte> h1, Vector512<byte> h2, Vector512<byte> h3, in QuantMatVecCpu.Activations x, int b,
+        Vector512<float> dw, Vector512<float> acc, Vector512<short> ones)
+    {
+        int* u = (int*)x.Qx + b * 8;
+        var p = (Avx512BW.MultiplyAddAdjacent(l0, Vector512.Create(u[0]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(h0, Vector512.Create(u[4]).AsSByte()))
+            + (Avx512BW.MultiplyAddAdjacent(l1, Vector512.Create(u[1]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(h1, Vector512.Create(u[5]).AsSByte()))
+            + ((Avx512BW.MultiplyAddAdjacent(l2, Vector512.Create(u[2]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(h2, Vector512.Create(u[6]).AsSByte()))
+            + (Avx512BW.MultiplyAddAdjacent(l3, Vector512.Create(u[3]).AsSByte()) + Avx512BW.MultiplyAddAdjacent(h3, Vector512.Create(u[7]).AsSByte())));
+        return Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Avx512BW.MultiplyAddAdjacent(p, ones) - Vector512.Create(x.BlockSum8[b])),
+            dw * Vector512.Create(x.Dx[b]), acc);
+    }
 
     /// <summary>The tile's 16 results (rows first .. first + 15) into y where they fall in [o0, o1) and the matrix.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

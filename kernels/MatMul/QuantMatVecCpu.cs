@@ -253,6 +253,17 @@ internal static unsafe class QuantMatVecCpu
         Q4_0Tiles.Run<Q4_0Tiles.Four>(part.Packed, part.OutDim, n, a, o0, o1, y, yStride, prefetch);
     }
 
+    /// <summary>Whether <see cref="Rows8"/> takes this type here: Q4_0 in tiles (512 bits).</summary>
+    public static bool HasRows8(WeightType type) => type == WeightType.Q4_0 && Q4_0Tiles.IsUsed;
+
+    /// <summary><see cref="Rows4"/> for 8 activation rows: each weight vector unpacked once for all 8.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Rows8(in MatVecPart part, Activations* a, int n, int o0, int o1, float* y, long yStride, bool prefetch)
+    {
+        if (!HasRows8(part.Type)) throw new ArgumentException($"{part.Type}: no 8-row kernel here (HasRows8)");
+        Q4_0Tiles.Run<Q4_0Tiles.Eight>(part.Packed, part.OutDim, n, a, o0, o1, y, yStride, prefetch);
+    }
+
     /// <summary>Whether <see cref="Rows2"/> takes this type here: Q4_0 (at every width).</summary>
     public static bool HasRows2(WeightType type) => type == WeightType.Q4_0 && (Avx512BW.IsSupported || Simd256.IsSupported || Simd128.IsSupported);
 

@@ -51,6 +51,9 @@ public sealed unsafe class WorkerPool : IDisposable
     /// costs more than it saves (small models such as stories260K are dominated by that overhead).</summary>
     public const long InlineWork = 48 * 1024;
 
+    /// <summary>Pauses the caller spins for a worker's last task before it starts yielding its core.</summary>
+    private const int WaitSpins = 100_000;
+
     /// <summary>Like the three-argument <c>For</c>, inline when the whole job is small.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void For(int count, delegate*<void*, int, void> body, void* context, long work)
@@ -82,11 +85,14 @@ public sealed unsafe class WorkerPool : IDisposable
             if (Volatile.Read(ref _sleepers) > 0)
                 lock (_sleep) Monitor.PulseAll(_sleep);
             RunTasks();
+            // The last tasks end within microseconds: spin on the flag (a yield is a system call, slow in a VM, and late to
+            // see the flag), and yield only if a worker was descheduled.
             for (int w = 0; w < _threads.Length; w++)
-            {
-                var spin = new SpinWait();
-                while (Volatile.Read(ref _finished[w * 16]) != gen) spin.SpinOnce(-1);
-            }
+                for (int spins = 0; Volatile.Read(ref _finished[w * 16]) != gen; spins++)
+                {
+                    if (spins < WaitSpins) Thread.SpinWait(1);
+                    else Thread.Yield();
+                }
         }
         finally
         {

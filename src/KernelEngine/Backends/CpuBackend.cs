@@ -291,6 +291,7 @@ internal sealed unsafe class CpuBackend : IBackend
     private struct SequenceAttention
     {
         public float* Q, K, V, Out;
+        public float* CosSin;            // the row's RoPE angles (pairs, 2), or null: no rotation
         public byte* CacheK, CacheV;     // this layer's position 0
         public long Element;             // where the new row goes, in elements from the layer's position 0
         public KvRows Rows;
@@ -302,30 +303,43 @@ internal sealed unsafe class CpuBackend : IBackend
         public SequenceAttention* Rows;
         public WorkerPool Pool;
         public AttentionShape Shape;
+        public RopeLayout Layout;
+        public int RopeHeadDim, RopePairs;
     }
 
-    /// <summary>The sequences' rows in parallel, each on one thread: its attention's own launch then runs inline with the
-    /// split it gets alone (the split depends on the pool's size, not on who runs it), so each row is computed exactly
-    /// as a single decode step computes it.</summary>
-    public void AttentionRows(IReadOnlyList<SequenceRow> rows, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> positions, int layer, AttentionShape shape)
+    /// <summary>The sequences' rows in parallel, each on one thread: its RoPE, its KV store, then its attention's own launch,
+    /// which runs inline with the split it gets alone (the split depends on the pool's size, not on who runs it), so each
+    /// row is computed exactly as a single decode step computes it.</summary>
+    public void AttentionRows(IReadOnlyList<SequenceRow> rows, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> positions, int layer, AttentionShape shape,
+        RopeTable? rope = null)
     {
         _ops++;
         int n = positions.Length;
         var parts = stackalloc SequenceAttention[n];
-        for (int r = 0; r < n; r++)
+        // every layer rotates by the same positions: the thread's table is formed once per step
+        float[]? angles = rope == null ? null : RopeAngles.For(positions, rope.InvFreq, rope.MScale);
+        fixed (float* cosSin = angles)
         {
-            var c = caches[r];
-            long layerRow = c.PositionRow(layer);
-            parts[r] = new SequenceAttention
+            for (int r = 0; r < n; r++)
             {
-                Q = T(rows[r].Q).F, K = T(rows[r].K).F, V = T(rows[r].V).F, Out = T(rows[r].Att).F,
-                CacheK = (byte*)T(c.K).Data + layerRow * c.K.RowBytes, CacheV = (byte*)T(c.V).Data + layerRow * c.V.RowBytes,
-                Element = (long)positions[r] * c.KvDim, Rows = c.Rows, KvDim = c.KvDim, Position = positions[r],
+                var c = caches[r];
+                long layerRow = c.PositionRow(layer);
+                parts[r] = new SequenceAttention
+                {
+                    Q = T(rows[r].Q).F, K = T(rows[r].K).F, V = T(rows[r].V).F, Out = T(rows[r].Att).F,
+                    CosSin = rope == null ? null : cosSin + 2L * r * rope.InvFreq.Length,
+                    CacheK = (byte*)T(c.K).Data + layerRow * c.K.RowBytes, CacheV = (byte*)T(c.V).Data + layerRow * c.V.RowBytes,
+                    Element = (long)positions[r] * c.KvDim, Rows = c.Rows, KvDim = c.KvDim, Position = positions[r],
+                };
+            }
+            var job = new AttentionRowsJob
+            {
+                Rows = parts, Pool = _pool, Shape = shape, Layout = rope?.Layout ?? default,
+                RopeHeadDim = rope?.HeadDim ?? 0, RopePairs = rope?.InvFreq.Length ?? 0,
             };
+            // a GC handle is not needed: the job lives on this stack frame until For returns
+            _pool.For(n, &AttentionRowsTask, Unsafe.AsPointer(ref job));
         }
-        var job = new AttentionRowsJob { Rows = parts, Pool = _pool, Shape = shape };
-        // a GC handle is not needed: the job lives on this stack frame until For returns
-        _pool.For(n, &AttentionRowsTask, Unsafe.AsPointer(ref job));
     }
 
     private static void AttentionRowsTask(void* ctx, int r)
@@ -333,6 +347,11 @@ internal sealed unsafe class CpuBackend : IBackend
         ref var job = ref Unsafe.AsRef<AttentionRowsJob>(ctx);
         ref var p = ref job.Rows[r];
         var s = job.Shape;
+        if (p.CosSin != null)
+        {
+            RopeCpu.Apply(p.Q, 1, s.Heads, job.RopeHeadDim, p.CosSin, job.Layout, job.RopePairs);
+            RopeCpu.Apply(p.K, 1, s.KvHeads, job.RopeHeadDim, p.CosSin, job.Layout, job.RopePairs);
+        }
         p.Rows.Store(p.K, p.CacheK, p.Element, p.KvDim);
         p.Rows.Store(p.V, p.CacheV, p.Element, p.KvDim);
         AttentionCpu.Causal(job.Pool, p.Q, p.CacheK, p.CacheV, p.Rows, p.Out, 1, p.Position, s.Heads, s.KvHeads, s.HeadDim, s.Scale, 0, s.Window, s.SoftCap);
@@ -428,14 +447,32 @@ internal sealed unsafe class CpuBackend : IBackend
     public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows)
     {
         _ops++;
-        ActivationCpu.SiluMul(T(gate).F, T(up).F, (long)rows * gate.Cols);
+        Elementwise(&ActivationCpu.SiluMul, T(gate).F, T(up).F, (long)rows * gate.Cols);
     }
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void GeluMul(DeviceTensor gate, DeviceTensor up, int rows)
     {
         _ops++;
         if (GeluLikeGgml) ActivationCpu.GeluMulLikeGgml(T(gate).F, T(up).F, (long)rows * gate.Cols);
-        else ActivationCpu.GeluMul(T(gate).F, T(up).F, (long)rows * gate.Cols);
+        else Elementwise(&ActivationCpu.GeluMul, T(gate).F, T(up).F, (long)rows * gate.Cols);
+    }
+
+    private struct ElementwiseJob { public delegate*<float*, float*, long, void> Op; public float* X, Y; public long N, PerTask; }
+
+    /// <summary>op(x, y, n) split over the pool (batched rows; one row is below the pool's inline size). The parts start on
+    /// multiples of 16 floats, so every element takes the same vector or tail path as in one call.</summary>
+    private void Elementwise(delegate*<float*, float*, long, void> op, float* x, float* y, long n)
+    {
+        int tasks = _pool.Threads;
+        var job = new ElementwiseJob { Op = op, X = x, Y = y, N = n, PerTask = ((n + tasks - 1) / tasks + 15) & ~15L };
+        _pool.For(tasks, &ElementwiseTask, &job, 8 * n);
+    }
+
+    private static void ElementwiseTask(void* ctx, int t)
+    {
+        ref var j = ref Unsafe.AsRef<ElementwiseJob>(ctx);
+        long o = t * j.PerTask;
+        if (o < j.N) j.Op(j.X + o, j.Y == null ? null : j.Y + o, Math.Min(j.PerTask, j.N - o));
     }
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Scale(DeviceTensor x, int rows, float factor)
@@ -482,6 +519,24 @@ internal sealed unsafe class CpuBackend : IBackend
     {
         _ops++;
         return SoftmaxEntropyCpu.Compute(new ReadOnlySpan<float>(T(logits).F + (long)row * logits.Cols, logits.Cols), temperature, token);
+    }
+
+    private struct SoftmaxRowsJob { public float* Logits; public int Cols; public float Temperature; public SoftmaxStats* Stats; }
+
+    public void SoftmaxEntropyRows(DeviceTensor logits, float temperature, Span<SoftmaxStats> stats)
+    {
+        _ops++;
+        fixed (SoftmaxStats* out_ = stats)
+        {
+            var job = new SoftmaxRowsJob { Logits = T(logits).F, Cols = logits.Cols, Temperature = temperature, Stats = out_ };
+            _pool.For(stats.Length, &SoftmaxRowsTask, &job, (long)stats.Length * logits.Cols * 4);
+        }
+    }
+
+    private static void SoftmaxRowsTask(void* ctx, int r)
+    {
+        ref var j = ref Unsafe.AsRef<SoftmaxRowsJob>(ctx);
+        j.Stats[r] = SoftmaxEntropyCpu.Compute(new ReadOnlySpan<float>(j.Logits + (long)r * j.Cols, j.Cols), j.Temperature, -1);
     }
 
     public Verdict VerifyDrafts(DeviceTensor p, DeviceTensor q, ReadOnlySpan<int> drafts, ReadOnlySpan<double> uniforms, bool greedy, bool multi, bool withoutReplacement)

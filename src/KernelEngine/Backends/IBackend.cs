@@ -128,14 +128,21 @@ internal interface IBackend : IDisposable
     /// </summary>
     void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape shape, int branch = 0);
     /// <summary>
-    /// Batched decoding: row r is one token of its own sequence. Its k, v go to <paramref name="caches"/>[r] at
-    /// <paramref name="positions"/>[r] and its q attends over that cache, exactly as <see cref="StoreKv"/> and
-    /// <see cref="Attention"/> of one row would (the CPU runs the rows in parallel, each as it runs alone).
+    /// Batched decoding: row r is one token of its own sequence. With <paramref name="rope"/> its q and k are first
+    /// rotated to <paramref name="positions"/>[r]; its k, v go to <paramref name="caches"/>[r] at that position and its q
+    /// attends over that cache, exactly as <see cref="Rope"/>, <see cref="StoreKv"/> and <see cref="Attention"/> of one row
+    /// would (the CPU runs the rows in parallel, each as it runs alone).
     /// </summary>
-    void AttentionRows(IReadOnlyList<SequenceRow> rows, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> positions, int layer, AttentionShape shape)
+    void AttentionRows(IReadOnlyList<SequenceRow> rows, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> positions, int layer, AttentionShape shape,
+        RopeTable? rope = null)
     {
         for (int r = 0; r < positions.Length; r++)
         {
+            if (rope != null)
+            {
+                Rope(rows[r].Q, 1, shape.Heads, positions.Slice(r, 1), rope);
+                Rope(rows[r].K, 1, shape.KvHeads, positions.Slice(r, 1), rope);
+            }
             StoreKv(rows[r].K, rows[r].V, caches[r], layer, positions[r], 1);
             Attention(rows[r].Q, caches[r], layer, positions[r], 1, rows[r].Att, shape);
         }
@@ -177,6 +184,12 @@ internal interface IBackend : IDisposable
     void Read(DeviceTensor t, int row, int rows, Span<float> dst);
     /// <summary>Fused softmax-entropy of one row of logits / temperature: max, log-sum-exp, entropy, log p(token), argmax.</summary>
     SoftmaxStats SoftmaxEntropy(DeviceTensor logits, int row, float temperature, int token);
+    /// <summary><see cref="SoftmaxEntropy"/> of rows [0, stats.Length) with no token (batched decoding's greedy rows), each
+    /// exactly as alone; the CPU runs the rows in parallel.</summary>
+    void SoftmaxEntropyRows(DeviceTensor logits, float temperature, Span<SoftmaxStats> stats)
+    {
+        for (int r = 0; r < stats.Length; r++) stats[r] = SoftmaxEntropy(logits, r, temperature, -1);
+    }
     /// <summary>
     /// Draft verification on the device (see DraftVerifyCpu): p (k + 1, vocab), q (k, vocab) for one draft of k tokens;
     /// with <paramref name="multi"/>, recursive rejection over the candidates of one position (p, q one row each, modified).

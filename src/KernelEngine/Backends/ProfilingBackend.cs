@@ -150,17 +150,18 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
         End(t, "attention", Layer(layer), 2L * (start + rows) * cache.K.RowBytes + 2 * F(q, rows), 4L * rows * shape.Heads * shape.HeadDim * (start + rows));
     }
 
-    public void AttentionRows(IReadOnlyList<SequenceRow> rows, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> positions, int layer, AttentionShape shape)
+    public void AttentionRows(IReadOnlyList<SequenceRow> rows, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> positions, int layer, AttentionShape shape,
+        RopeTable? rope = null)
     {
         var t = Begin();
-        inner.AttentionRows(rows, caches, positions, layer, shape);
+        inner.AttentionRows(rows, caches, positions, layer, shape, rope);
         long bytes = 0, flops = 0;
         for (int r = 0; r < positions.Length; r++)
         {
             bytes += 2L * (positions[r] + 2) * caches[r].K.RowBytes + 2 * F(rows[r].Q, 1);
             flops += 4L * shape.Heads * shape.HeadDim * (positions[r] + 1);
         }
-        End(t, "attention-rows", Layer(layer), bytes, flops);
+        End(t, rope == null ? "attention-rows" : "rope+attention-rows", Layer(layer), bytes, flops);
     }
 
     public void RotateKeys(KvCache cache, int position, int count, int delta, RopeTable rope, KvLayers layers = KvLayers.All)
@@ -299,6 +300,13 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
         var r = inner.SoftmaxEntropy(logits, row, temperature, token);
         End(t, "softmax-entropy", "", 4L * logits.Cols);
         return r;
+    }
+
+    public void SoftmaxEntropyRows(DeviceTensor logits, float temperature, Span<SoftmaxStats> stats)
+    {
+        var t = Begin();
+        inner.SoftmaxEntropyRows(logits, temperature, stats);
+        End(t, "softmax-entropy-rows", "", 4L * logits.Cols * stats.Length);
     }
 
     public Verdict VerifyDrafts(DeviceTensor p, DeviceTensor q, ReadOnlySpan<int> drafts, ReadOnlySpan<double> uniforms, bool greedy, bool multi, bool withoutReplacement)

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using KernelEngine.Backends;
 using KernelEngine.Decoding;
+using KernelEngine.Kernels.SoftmaxEntropy;
 using KernelEngine.Models;
 
 namespace KernelEngine;
@@ -26,6 +27,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     private readonly Transformer _t;
     private readonly IBackend _backend;
     private readonly RunState _decode, _prefill;
+    private readonly SoftmaxStats[] _stats;   // (MaxBatch) a decode step's greedy rows
     private readonly BatchedGeneratorOptions _o;
     private readonly int _context, _chunk, _pages;
     private readonly object _gate = new();   // guards the queue, the active list and the page count
@@ -56,6 +58,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         try
         {
             _decode = new RunState(_backend, model.Config, _o.MaxBatch, _o.MaxBatch, rowViews: true);
+            _stats = new SoftmaxStats[_o.MaxBatch];
             try { _prefill = new RunState(_backend, model.Config, _chunk, 1); }
             catch { _decode.Dispose(); throw; }
         }
@@ -400,20 +403,25 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         Interlocked.Increment(ref _steps);
         _lastBatch = n;
         Diagnostics.Telemetry.BatchSize.Record(n);
+        // greedy rows' softmax-entropy for the whole batch in one launch (the CPU runs the rows in parallel)
+        int onDevice = 0;
+        for (int r = 0; r < n; r++) if (batch[r].Chooser.OnDevice) onDevice++;
+        var stats = _stats.AsSpan(0, onDevice > 1 ? n : 0);
+        if (onDevice > 1) _backend.SoftmaxEntropyRows(_decode.Logits, 1f, stats);
         for (int r = 0; r < n; r++)
         {
             batch[r].Fed++;
             batch[r].Pending = -1;
-            Choose(batch[r], _decode.Logits, r);
+            Choose(batch[r], _decode.Logits, r, onDevice > 1 ? stats[r] : null);
         }
     }
 
     /// <summary>Picks sequence s's next token from row <paramref name="row"/> of the logits, as a session's plain sampling
     /// does (greedy without penalty on the device), and emits it or ends the sequence.</summary>
-    private void Choose(Sequence s, DeviceTensor logits, int row)
+    private void Choose(Sequence s, DeviceTensor logits, int row, SoftmaxStats? computed = null)
     {
         StepToken t;
-        if (s.Chooser.OnDevice) t = TokenChooser.FromDevice(_backend.SoftmaxEntropy(logits, row, 1f, -1));
+        if (s.Chooser.OnDevice) t = TokenChooser.FromDevice(computed ?? _backend.SoftmaxEntropy(logits, row, 1f, -1));
         else
         {
             _backend.Read(logits, row, 1, s.Logits);
