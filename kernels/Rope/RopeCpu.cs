@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using KernelEngine.Kernels.Attention;
 
 namespace KernelEngine.Kernels.Rope;
@@ -27,23 +28,86 @@ internal static unsafe class RopeCpu
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Apply(float* x, int rows, int heads, int headDim, float* cosSin, RopeLayout layout, int pairs)
     {
-        int half = pairs;
-        for (int r = 0; r < rows; r++)
-        {
-            float* row = x + (long)r * heads * headDim, angles = cosSin + 2L * r * pairs;
-            for (int i = 0; i < half; i++)
+        // Per row, cos and sin laid out as each layout's vectors read them (shared by the row's heads): rotate-half takes
+        // cos, sin of pairs i..i+W; interleaved takes (c, c) and (−s, s) per pair against the vector and its pair-swapped
+        // twin. Each element is a·c − b·s or a·s + b·c in the scalar's roundings (a negated product is exact), so the
+        // vector and scalar parts agree bit for bit.
+        Span<float> table = pairs <= 256 ? stackalloc float[4 * pairs] : new float[4 * pairs];
+        fixed (float* t = table)
+            for (int r = 0; r < rows; r++)
             {
-                float c = angles[2 * i], s = angles[2 * i + 1];
-                for (int h = 0; h < heads; h++)
+                float* row = x + (long)r * heads * headDim, angles = cosSin + 2L * r * pairs;
+                if (layout == RopeLayout.RotateHalf)
                 {
-                    float* head = row + h * headDim;
-                    int i0 = layout == RopeLayout.RotateHalf ? i : 2 * i;
-                    int i1 = layout == RopeLayout.RotateHalf ? i + half : 2 * i + 1;
-                    float a = head[i0], b = head[i1];
-                    head[i0] = a * c - b * s;
-                    head[i1] = a * s + b * c;
+                    float* cos = t, sin = t + pairs;
+                    for (int i = 0; i < pairs; i++) { cos[i] = angles[2 * i]; sin[i] = angles[2 * i + 1]; }
+                    for (int h = 0; h < heads; h++) RotateHalf(row + h * headDim, cos, sin, pairs);
+                }
+                else
+                {
+                    float* cc = t, ss = t + 2 * pairs;
+                    for (int i = 0; i < pairs; i++)
+                    {
+                        cc[2 * i] = cc[2 * i + 1] = angles[2 * i];
+                        ss[2 * i] = -angles[2 * i + 1];
+                        ss[2 * i + 1] = angles[2 * i + 1];
+                    }
+                    for (int h = 0; h < heads; h++) Interleaved(row + h * headDim, cc, ss, pairs);
                 }
             }
+    }
+
+    /// <summary>head[i], head[i + pairs] = a·c − b·s, a·s + b·c for i &lt; pairs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void RotateHalf(float* head, float* cos, float* sin, int pairs)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + 8 <= pairs; i += 8)
+            {
+                var a = Vector256.Load(head + i); var b = Vector256.Load(head + pairs + i);
+                var c = Vector256.Load(cos + i); var s = Vector256.Load(sin + i);
+                (a * c - b * s).Store(head + i);
+                (a * s + b * c).Store(head + pairs + i);
+            }
+        if (Vector128.IsHardwareAccelerated)
+            for (; i + 4 <= pairs; i += 4)
+            {
+                var a = Vector128.Load(head + i); var b = Vector128.Load(head + pairs + i);
+                var c = Vector128.Load(cos + i); var s = Vector128.Load(sin + i);
+                (a * c - b * s).Store(head + i);
+                (a * s + b * c).Store(head + pairs + i);
+            }
+        for (; i < pairs; i++)
+        {
+            float a = head[i], b = head[i + pairs], c = cos[i], s = sin[i];
+            head[i] = a * c - b * s;
+            head[i + pairs] = a * s + b * c;
+        }
+    }
+
+    /// <summary>(head[2i], head[2i + 1]) = (a·c − b·s, b·c + a·s) for i &lt; pairs: x·cc + swap(x)·ss.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Interleaved(float* head, float* cc, float* ss, int pairs)
+    {
+        int j = 0, n = 2 * pairs;
+        if (Vector256.IsHardwareAccelerated)
+            for (; j + 8 <= n; j += 8)
+            {
+                var v = Vector256.Load(head + j);
+                (v * Vector256.Load(cc + j) + Vector256.Shuffle(v, Vector256.Create(1, 0, 3, 2, 5, 4, 7, 6)) * Vector256.Load(ss + j)).Store(head + j);
+            }
+        if (Vector128.IsHardwareAccelerated)
+            for (; j + 4 <= n; j += 4)
+            {
+                var v = Vector128.Load(head + j);
+                (v * Vector128.Load(cc + j) + Vector128.Shuffle(v, Vector128.Create(1, 0, 3, 2)) * Vector128.Load(ss + j)).Store(head + j);
+            }
+        for (; j < n; j += 2)
+        {
+            float a = head[j], b = head[j + 1];
+            head[j] = a * cc[j] + b * ss[j];
+            head[j + 1] = b * cc[j + 1] + a * ss[j + 1];
         }
     }
 

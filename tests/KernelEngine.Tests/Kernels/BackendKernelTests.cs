@@ -181,6 +181,24 @@ public sealed class BackendKernelTests(string backendName)
         Assert.That(TestData.MaxAbsDiff(_b.ReadAll(xt), expected), Is.LessThanOrEqualTo(1e-5));
     }
 
+    /// <summary>Heads as wide as real models' (the vector paths, not only the scalar tail): whole and partial rotary, pairs
+    /// that leave a 4-wide and a scalar remainder. Odd head count; tolerance 1e-5.</summary>
+    [TestCase(RopeLayout.RotateHalf, 64, 32)]
+    [TestCase(RopeLayout.Interleaved, 64, 32)]
+    [TestCase(RopeLayout.RotateHalf, 80, 37)]
+    [TestCase(RopeLayout.Interleaved, 80, 37)]
+    public void Rope_WideHeads_MatchesScalarReference(RopeLayout layout, int hd, int pairs)
+    {
+        int rows = 3, heads = 5;
+        var x = TestData.Random(rows * heads * hd, 17);
+        int[] positions = [0, 9, 4097];
+        var inv = RopeFrequencies.Compute(2 * pairs, 10000, null);
+        using var xt = _b.Tensor(x, rows, heads * hd);
+        _b.Rope(xt, rows, heads, positions, new RopeTable(inv, hd, layout));
+        var expected = ScalarReference.Rope(x, rows, heads, hd, positions, inv, layout == RopeLayout.Interleaved);
+        Assert.That(TestData.MaxAbsDiff(_b.ReadAll(xt), expected), Is.LessThanOrEqualTo(1e-5));
+    }
+
     /// <summary>RoPE of q and k and the KV store as one op (one launch on a GPU): q and k rotated as the scalar RoPE, the
     /// cache rows at [start, start + rows) holding rotated k and v (F16 cache: their halves), partial rotary leaving the
     /// last dimensions as they are. Odd heads and sizes.</summary>
