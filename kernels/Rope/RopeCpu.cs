@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using KernelEngine.Kernels.Attention;
+using KernelEngine.Kernels.Simd;
 
 namespace KernelEngine.Kernels.Rope;
 
@@ -57,33 +58,37 @@ internal static unsafe class RopeCpu
             }
     }
 
-    /// <summary>head[i], head[i + pairs] = a·c − b·s, a·s + b·c for i &lt; pairs.</summary>
+    /// <summary>head[i], head[i + pairs] = a·c − b·s, a·s + b·c for i &lt; pairs: vectors at the running width, then 4-wide,
+    /// then one at a time.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void RotateHalf(float* head, float* cos, float* sin, int pairs)
     {
-        int i = 0;
-        if (Vector256.IsHardwareAccelerated)
-            for (; i + 8 <= pairs; i += 8)
-            {
-                var a = Vector256.Load(head + i); var b = Vector256.Load(head + pairs + i);
-                var c = Vector256.Load(cos + i); var s = Vector256.Load(sin + i);
-                (a * c - b * s).Store(head + i);
-                (a * s + b * c).Store(head + pairs + i);
-            }
-        if (Vector128.IsHardwareAccelerated)
-            for (; i + 4 <= pairs; i += 4)
-            {
-                var a = Vector128.Load(head + i); var b = Vector128.Load(head + pairs + i);
-                var c = Vector128.Load(cos + i); var s = Vector128.Load(sin + i);
-                (a * c - b * s).Store(head + i);
-                (a * s + b * c).Store(head + pairs + i);
-            }
+        int i = SimdLevel.Current switch
+        {
+            SimdLevel.Width.V512 => RotateHalf<Simd512, Vector512<float>>(head, cos, sin, pairs, 0),
+            SimdLevel.Width.V256 => RotateHalf<Simd256, Vector256<float>>(head, cos, sin, pairs, 0),
+            _ => 0,
+        };
+        if (Simd128.IsSupported) i = RotateHalf<Simd128, Vector128<float>>(head, cos, sin, pairs, i);
         for (; i < pairs; i++)
         {
             float a = head[i], b = head[i + pairs], c = cos[i], s = sin[i];
             head[i] = a * c - b * s;
             head[i + pairs] = a * s + b * c;
         }
+    }
+
+    /// <summary>The whole vectors of <see cref="RotateHalf(float*, float*, float*, int)"/> from pair i on; returns where they end.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static int RotateHalf<S, V>(float* head, float* cos, float* sin, int pairs, int i) where S : ISimd<V> where V : struct
+    {
+        for (; i + S.Floats <= pairs; i += S.Floats)
+        {
+            V a = S.Load(head + i), b = S.Load(head + pairs + i), c = S.Load(cos + i), s = S.Load(sin + i);
+            S.Store(S.Sub(S.Mul(a, c), S.Mul(b, s)), head + i);
+            S.Store(S.Add(S.Mul(a, s), S.Mul(b, c)), head + pairs + i);
+        }
+        return i;
     }
 
     /// <summary>(head[2i], head[2i + 1]) = (a·c − b·s, b·c + a·s) for i &lt; pairs: x·cc + swap(x)·ss.</summary>
