@@ -50,9 +50,18 @@ internal static unsafe class SpanMath
         float m = Max(x);
         if (float.IsNaN(m))
         {
-            for (int i = 0; i < x.Length; i++) if (float.IsNaN(x[i])) return i;
+            for (int j = 0; j < x.Length; j++) if (float.IsNaN(x[j])) return j;
         }
-        return x.IndexOf(m);
+        // Span.IndexOf of a float compares one at a time (float equality is not bitwise); whole vectors first
+        int i = 0;
+        if (System.Numerics.Vector.IsHardwareAccelerated)
+        {
+            var target = new System.Numerics.Vector<float>(m);
+            for (int w = System.Numerics.Vector<float>.Count; i + w <= x.Length; i += w)
+                if (System.Numerics.Vector.EqualsAny(new System.Numerics.Vector<float>(x.Slice(i, w)), target)) break;
+        }
+        for (; i < x.Length; i++) if (x[i] == m) return i;
+        return -1;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

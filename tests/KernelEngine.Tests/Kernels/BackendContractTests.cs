@@ -85,6 +85,24 @@ public sealed class BackendContractTests(string backendName)
         Assert.That(again.Entropy, Is.EqualTo(s.Entropy));
     }
 
+    /// <summary>Batched decoding's greedy rows in one call: each row's stats exactly as <c>SoftmaxEntropy</c> of that row alone
+    /// (token −1), 5 rows of an odd vocabulary.</summary>
+    [Test]
+    public void SoftmaxEntropyRows_EachRowAsAlone()
+    {
+        const int rows = 5, vocab = 32_003;
+        var logits = TestData.Random(rows * vocab, 77, 9f);
+        using var t = _b.Tensor(logits, rows, vocab);
+        var stats = new KernelEngine.Kernels.SoftmaxEntropy.SoftmaxStats[rows];
+        _b.SoftmaxEntropyRows(t, 1f, stats);
+        for (int r = 0; r < rows; r++)
+        {
+            var alone = _b.SoftmaxEntropy(t, r, 1f, -1);
+            Assert.That(stats[r], Is.EqualTo(alone), $"row {r}");
+            Assert.That(stats[r].ArgMax, Is.EqualTo(Array.IndexOf(logits, logits.AsSpan(r * vocab, vocab).ToArray().Max(), r * vocab) - r * vocab), $"row {r}");
+        }
+    }
+
     [Test]
     public void DraftVerify_SameVerdictsAsTheCpuReference()
     {

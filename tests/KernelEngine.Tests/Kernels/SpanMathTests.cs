@@ -43,4 +43,16 @@ public sealed class SpanMathTests
         x[n / 2] = float.NaN;
         Assert.That(SpanMath.IndexOfMax(x), Is.EqualTo(n / 2), "a NaN is reported where it is, as TensorPrimitives does");
     }
+
+    /// <summary>Equal maxima: the first one's index, wherever the two fall in or across vectors and tails.</summary>
+    [TestCase(1001, 900, 950)]
+    [TestCase(1001, 5, 17)]
+    [TestCase(1001, 998, 1000)]
+    [TestCase(40, 33, 34)]
+    public void IndexOfMax_FirstOfEqualMaxima(int n, int first, int second)
+    {
+        var x = TestData.Random(n, 74, 1f);
+        x[first] = x[second] = 5f;
+        Assert.That(SpanMath.IndexOfMax(x), Is.EqualTo(first));
+    }
 }
