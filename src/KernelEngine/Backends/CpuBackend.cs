@@ -310,6 +310,8 @@ internal sealed unsafe class CpuBackend : IBackend
     /// <summary>The sequences' rows in parallel, each on one thread: its RoPE, its KV store, then its attention's own launch,
     /// which runs inline with the split it gets alone (the split depends on the pool's size, not on who runs it), so each
     /// row is computed exactly as a single decode step computes it.</summary>
+    public bool RotatesInAttentionRows => true;
+
     public void AttentionRows(IReadOnlyList<SequenceRow> rows, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> positions, int layer, AttentionShape shape,
         RopeTable? rope = null)
     {

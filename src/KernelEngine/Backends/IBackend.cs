@@ -127,6 +127,9 @@ internal interface IBackend : IDisposable
     /// branch &gt; 0 the rows are consecutive draft branches of that length, each seeing [0, start) and its own rows.
     /// </summary>
     void Attention(DeviceTensor q, KvCache cache, int layer, int start, int rows, DeviceTensor output, AttentionShape shape, int branch = 0);
+    /// <summary>Whether <see cref="AttentionRows"/> should be given the RoPE table (it rotates each row inside its own work,
+    /// the CPU's per-sequence tasks) rather than the batch rotated first in one <see cref="Rope"/> launch per tensor.</summary>
+    bool RotatesInAttentionRows => false;
     /// <summary>
     /// Batched decoding: row r is one token of its own sequence. With <paramref name="rope"/> its q and k are first
     /// rotated to <paramref name="positions"/>[r]; its k, v go to <paramref name="caches"/>[r] at that position and its q

@@ -239,6 +239,7 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
     }
 
     public int KvShareGranuleBytes => inner.KvShareGranuleBytes;
+    public bool RotatesInAttentionRows => inner.RotatesInAttentionRows;
     public DeviceTensor AllocateShareable(int rows, int cols, WeightType type) => inner.AllocateShareable(rows, cols, type);
     public void MapKv(KvCache owner, KvCache to, int start, int end) => inner.MapKv(owner, to, start, end);
     public void UnmapKv(KvCache cache, int start, int end) => inner.UnmapKv(cache, start, end);

@@ -198,7 +198,16 @@ internal sealed class Transformer : IDisposable
             else b.StoreKv(s.K, s.V, cache!, l, start, n);
             b.Attention(s.Q, cache!, l, start, n, s.Att, ShapeOf(l), branch);
         }
-        else b.AttentionRows(s.Rows, caches, positions, l, ShapeOf(l), rope);   // rotates each row, stores its k, v in its own cache
+        else
+        {
+            // the CPU rotates each row in its sequence's task; a device rotates the batch in one launch per tensor
+            if (rope != null && !b.RotatesInAttentionRows)
+            {
+                b.Rope(s.Q, n, Config.Heads, positions, rope);
+                b.Rope(s.K, n, Config.KvHeads, positions, rope);
+            }
+            b.AttentionRows(s.Rows, caches, positions, l, ShapeOf(l), b.RotatesInAttentionRows ? rope : null);   // stores each row's k, v in its own cache
+        }
     }
 
     /// <summary>x += mlp(norm2(x)).</summary>

@@ -85,6 +85,60 @@ public sealed class BackendContractTests(string backendName)
         Assert.That(again.Entropy, Is.EqualTo(s.Entropy));
     }
 
+    /// <summary>Batched decoding's attention step (<c>AttentionRows</c>, RoPE given to it or not): each row, of its own
+    /// cache at its own position, comes out exactly as that row rotated, stored and attended alone. 3 rows, GQA, odd
+    /// positions (one at 0).</summary>
+    [TestCase(true)]
+    [TestCase(false)]
+    public void AttentionRows_EachRowAsAlone(bool ropeInside)
+    {
+        const int n = 3, heads = 4, kvHeads = 2, hd = 16, ctx = 40, layer = 1, kvDim = kvHeads * hd;
+        int[] positions = [5, 0, 17];
+        var rope = new RopeTable(KernelEngine.Kernels.Rope.RopeFrequencies.Compute(hd, 10000, null), hd, KernelEngine.Kernels.Rope.RopeLayout.Interleaved);
+        var shape = new AttentionShape(heads, kvHeads, hd, 1f / MathF.Sqrt(hd));
+        var q = TestData.Random(n * heads * hd, 81); var k = TestData.Random(n * kvDim, 82); var v = TestData.Random(n * kvDim, 83);
+        var history = TestData.Random(ctx * kvDim, 84);
+        KvCache Filled(int upTo)
+        {
+            var c = new KvCache(_b, 2, ctx, kvDim, false);
+            if (upTo == 0) return c;
+            using var ht = _b.Tensor(history.Take(upTo * kvDim).ToArray(), upTo, kvDim);
+            _b.StoreKv(ht, ht, c, layer, 0, upTo);
+            return c;
+        }
+        var batched = positions.Select(Filled).ToList();
+        var alone = positions.Select(Filled).ToList();
+        try
+        {
+            using var qt = _b.Tensor(q, n, heads * hd); using var kt = _b.Tensor(k, n, kvDim); using var vt = _b.Tensor(v, n, kvDim);
+            using var att = _b.Allocate(n, heads * hd);
+            var rows = Enumerable.Range(0, n).Select(r => new SequenceRow(_b.RowView(qt, r, 1), _b.RowView(kt, r, 1), _b.RowView(vt, r, 1), _b.RowView(att, r, 1))).ToList();
+            if (!ropeInside)
+            {
+                _b.Rope(qt, n, heads, positions, rope);
+                _b.Rope(kt, n, kvHeads, positions, rope);
+            }
+            _b.AttentionRows(rows, batched, positions, layer, shape, ropeInside ? rope : null);
+            var got = _b.ReadAll(att);
+            for (int r = 0; r < n; r++)
+            {
+                using var q1 = _b.Tensor(q.AsSpan(r * heads * hd, heads * hd).ToArray(), 1, heads * hd);
+                using var k1 = _b.Tensor(k.AsSpan(r * kvDim, kvDim).ToArray(), 1, kvDim);
+                using var v1 = _b.Tensor(v.AsSpan(r * kvDim, kvDim).ToArray(), 1, kvDim);
+                using var o1 = _b.Allocate(1, heads * hd);
+                _b.Rope(q1, 1, heads, positions.AsSpan(r, 1), rope);
+                _b.Rope(k1, 1, kvHeads, positions.AsSpan(r, 1), rope);
+                _b.StoreKv(k1, v1, alone[r], layer, positions[r], 1);
+                _b.Attention(q1, alone[r], layer, positions[r], 1, o1, shape);
+                Assert.That(got.AsSpan(r * heads * hd, heads * hd).ToArray(), Is.EqualTo(_b.ReadAll(o1)), $"row {r} at position {positions[r]}");
+            }
+        }
+        finally
+        {
+            foreach (var c in batched.Concat(alone)) c.Dispose();
+        }
+    }
+
     /// <summary>Batched decoding's greedy rows in one call: each row's stats exactly as <c>SoftmaxEntropy</c> of that row alone
     /// (token −1), 5 rows of an odd vocabulary.</summary>
     [Test]
