@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using KernelEngine.Kernels.Simd;
+using KernelEngine.Kernels.Threading;
 
 namespace KernelEngine.Kernels.Activation;
 
@@ -20,6 +21,30 @@ internal static unsafe class ActivationCpu
 
     /// <summary>gate = gelu_tanh(gate) · up (GeGLU: Gemma's MLP).</summary>
     public static void GeluMul(float* gate, float* up, long n) => Sigmoided<Gelu>(gate, up, n);
+
+    /// <summary><see cref="SiluMul(float*, float*, long)"/> split over the pool (a batch's rows; one row stays inline).</summary>
+    public static void SiluMul(WorkerPool pool, float* gate, float* up, long n) => Split(pool, &SiluMul, gate, up, n);
+
+    /// <summary><see cref="GeluMul(float*, float*, long)"/> split over the pool.</summary>
+    public static void GeluMul(WorkerPool pool, float* gate, float* up, long n) => Split(pool, &GeluMul, gate, up, n);
+
+    private struct SplitJob { public delegate*<float*, float*, long, void> Op; public float* X, Y; public long N, PerTask; }
+
+    /// <summary>op(x, y, n) in one part per thread, below the pool's inline size on the calling thread. The parts start on
+    /// multiples of 16 floats, so every element takes the same vector or tail path as in one call.</summary>
+    private static void Split(WorkerPool pool, delegate*<float*, float*, long, void> op, float* x, float* y, long n)
+    {
+        int tasks = pool.Threads;
+        var job = new SplitJob { Op = op, X = x, Y = y, N = n, PerTask = ((n + tasks - 1) / tasks + 15) & ~15L };
+        pool.For(tasks, &SplitTask, &job, 8 * n);
+    }
+
+    private static void SplitTask(void* ctx, int t)
+    {
+        ref var j = ref Unsafe.AsRef<SplitJob>(ctx);
+        long o = t * j.PerTask;
+        if (o < j.N) j.Op(j.X + o, j.Y == null ? null : j.Y + o, Math.Min(j.PerTask, j.N - o));
+    }
 
     /// <summary>GeGLU as ggml's CPU backend computes it (GGML_GELU_FP16): the input rounded to fp16, GELU looked up in
     /// a table of fp16 results, passed through unchanged from 10 up and 0 from −10 down. Only for comparisons with

@@ -196,7 +196,7 @@ internal static unsafe class DecodeAttentionCpu
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Chunk<S, V, R>(ref Job j, int chunk) where S : ISimd<V> where V : struct where R : IRows
     {
-        int F = S.Floats, hd = j.HeadDim, heads = j.Heads, kvHeads = j.KvHeads, group = heads / kvHeads, kvDim = kvHeads * hd;
+        int hd = j.HeadDim, heads = j.Heads, kvHeads = j.KvHeads, group = heads / kvHeads, kvDim = kvHeads * hd;
         int scoreStride = j.Chunk, p0 = chunk * j.Chunk, n = Math.Min(j.Chunk, j.Positions - p0);
         float scale = j.Scale;
         float* q = j.Q;

@@ -307,11 +307,11 @@ internal sealed unsafe class CpuBackend : IBackend
         public int RopeHeadDim, RopePairs;
     }
 
+    public bool RotatesInAttentionRows => true;
+
     /// <summary>The sequences' rows in parallel, each on one thread: its RoPE, its KV store, then its attention's own launch,
     /// which runs inline with the split it gets alone (the split depends on the pool's size, not on who runs it), so each
     /// row is computed exactly as a single decode step computes it.</summary>
-    public bool RotatesInAttentionRows => true;
-
     public void AttentionRows(IReadOnlyList<SequenceRow> rows, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> positions, int layer, AttentionShape shape,
         RopeTable? rope = null)
     {
@@ -449,33 +449,16 @@ internal sealed unsafe class CpuBackend : IBackend
     public void SiluMul(DeviceTensor gate, DeviceTensor up, int rows)
     {
         _ops++;
-        Elementwise(&ActivationCpu.SiluMul, T(gate).F, T(up).F, (long)rows * gate.Cols);
+        ActivationCpu.SiluMul(_pool, T(gate).F, T(up).F, (long)rows * gate.Cols);
     }
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void GeluMul(DeviceTensor gate, DeviceTensor up, int rows)
     {
         _ops++;
         if (GeluLikeGgml) ActivationCpu.GeluMulLikeGgml(T(gate).F, T(up).F, (long)rows * gate.Cols);
-        else Elementwise(&ActivationCpu.GeluMul, T(gate).F, T(up).F, (long)rows * gate.Cols);
+        else ActivationCpu.GeluMul(_pool, T(gate).F, T(up).F, (long)rows * gate.Cols);
     }
 
-    private struct ElementwiseJob { public delegate*<float*, float*, long, void> Op; public float* X, Y; public long N, PerTask; }
-
-    /// <summary>op(x, y, n) split over the pool (batched rows; one row is below the pool's inline size). The parts start on
-    /// multiples of 16 floats, so every element takes the same vector or tail path as in one call.</summary>
-    private void Elementwise(delegate*<float*, float*, long, void> op, float* x, float* y, long n)
-    {
-        int tasks = _pool.Threads;
-        var job = new ElementwiseJob { Op = op, X = x, Y = y, N = n, PerTask = ((n + tasks - 1) / tasks + 15) & ~15L };
-        _pool.For(tasks, &ElementwiseTask, &job, 8 * n);
-    }
-
-    private static void ElementwiseTask(void* ctx, int t)
-    {
-        ref var j = ref Unsafe.AsRef<ElementwiseJob>(ctx);
-        long o = t * j.PerTask;
-        if (o < j.N) j.Op(j.X + o, j.Y == null ? null : j.Y + o, Math.Min(j.PerTask, j.N - o));
-    }
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Scale(DeviceTensor x, int rows, float factor)
     {
