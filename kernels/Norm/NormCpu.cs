@@ -37,11 +37,17 @@ internal static unsafe class NormCpu
     private static void RmsTask(void* ctx, int row)
     {
         ref Job j = ref Unsafe.AsRef<Job>(ctx);
-        var x = new ReadOnlySpan<float>(j.X + (long)row * j.Dim, j.Dim);
-        var y = new Span<float>(j.Y + (long)row * j.Dim, j.Dim);
-        float ss = SpanMath.SumOfSquares(x);
-        float scale = 1f / MathF.Sqrt(ss / j.Dim + j.Eps);
-        SpanMath.MultiplyScaled(x, new ReadOnlySpan<float>(j.W, j.Dim), scale, y);
+        RmsRow(j.X + (long)row * j.Dim, j.W, j.Y + (long)row * j.Dim, j.Dim, j.Eps);
+    }
+
+    /// <summary>One row of <see cref="RmsNorm"/> (what a fused prologue runs, bit for bit the same).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void RmsRow(float* x, float* w, float* y, int dim, float eps)
+    {
+        var xs = new ReadOnlySpan<float>(x, dim);
+        float ss = SpanMath.SumOfSquares(xs);
+        float scale = 1f / MathF.Sqrt(ss / dim + eps);
+        SpanMath.MultiplyScaled(xs, new ReadOnlySpan<float>(w, dim), scale, new Span<float>(y, dim));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

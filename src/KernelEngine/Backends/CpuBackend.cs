@@ -255,6 +255,13 @@ internal sealed unsafe class CpuBackend : IBackend
         }
         _ops++;
         Span<MatVecPart> parts = stackalloc MatVecPart[w.Length];
+        Parts(x, w, bias, y, parts);
+        MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows);
+    }
+
+    /// <summary>The parts of a fused decode product, shapes checked.</summary>
+    private static void Parts(DeviceTensor x, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias, ReadOnlySpan<DeviceTensor> y, Span<MatVecPart> parts)
+    {
         for (int i = 0; i < w.Length; i++)
         {
             var ww = W(w[i]);
@@ -266,7 +273,45 @@ internal sealed unsafe class CpuBackend : IBackend
                 Packed = ww.Packed, HalfShift = ww.HalfShift,
             };
         }
-        MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows);
+    }
+
+    /// <summary>Decode: the RMSNorm runs inside the product's launch, each row normed by the task that prepares its
+    /// activations (exactly <see cref="RmsNorm"/>'s rows); prefill and more parts than one launch takes: norm, then product.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void NormMatMul(DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias,
+        ReadOnlySpan<DeviceTensor> y, int rows)
+    {
+        if (rows > MatVecCpu.MaxRows || w.Length > MatVecCpu.MaxParts || W(norm).Cols != x.Cols)
+        {
+            IBackend.NormMatMulUnfused(this, x, norm, eps, normed, w, bias, y, rows);
+            return;
+        }
+        _ops++;
+        Span<MatVecPart> parts = stackalloc MatVecPart[w.Length];
+        Parts(x, w, bias, y, parts);
+        MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows, W(norm).F, eps, T(normed).F, null);
+    }
+
+    /// <summary>Decode: norm, gate and up products and act(gate)·up in one launch, each task applying the activation to
+    /// the rows it computed (<see cref="MatVecCpu.CanGate"/>); otherwise op by op.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void NormGatedMatMul(DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias,
+        DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu)
+    {
+        Span<MatVecPart> parts = stackalloc MatVecPart[2];
+        if (rows <= MatVecCpu.MaxRows && !(gelu && GeluLikeGgml))
+        {
+            Parts(x, [gate, up], [null, upBias], [gateOut, upOut], parts);
+            if (MatVecCpu.CanGate(parts[0], parts[1]))
+            {
+                _ops++;
+                MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows, W(norm).F, eps, T(normed).F,
+                    gelu ? &ActivationCpu.GeluMul : &ActivationCpu.SiluMul);
+                return;
+            }
+        }
+        NormMatMul(x, norm, eps, normed, [gate, up], [null, upBias], [gateOut, upOut], rows);
+        if (gelu) GeluMul(gateOut, upOut, rows); else SiluMul(gateOut, upOut, rows);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

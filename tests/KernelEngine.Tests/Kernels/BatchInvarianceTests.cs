@@ -1,4 +1,5 @@
 using KernelEngine.Kernels;
+using KernelEngine.Kernels.Activation;
 using KernelEngine.Kernels.MatMul;
 using KernelEngine.Kernels.Threading;
 using NUnit.Framework;
@@ -55,6 +56,73 @@ public sealed unsafe class BatchInvarianceTests
             if (pa != null) PackedQuant.Free(pa);
             if (pb != null) PackedQuant.Free(pb);
         }
+    }
+
+    /// <summary>The norm inside the product's launch (each row normed by the task preparing it, serially below 4 rows),
+    /// and with <paramref name="gated"/> act(gate)·up applied by each task to its rows, give the normed rows and the
+    /// results of RmsNorm, the product and SiluMul / GeluMul over the batch, bit for bit.</summary>
+    [TestCase(WeightType.F32, 1, false)]
+    [TestCase(WeightType.F32, 8, true)]
+    [TestCase(WeightType.F16, 3, true)]
+    [TestCase(WeightType.Q8_0, 5, false)]
+    [TestCase(WeightType.Q4_0, 1, true)]
+    [TestCase(WeightType.Q4_0, 3, false)]
+    [TestCase(WeightType.Q4_0, 8, true)]
+    [TestCase(WeightType.Q4_0, 8, false)]
+    [TestCase(WeightType.Q4_K, MatVecCpu.MaxRows, true)]
+    public void NormPrologue_EqualsNormThenProduct(WeightType type, int rows, bool gated)
+    {
+        // gated: gate and up of the same rows, 48 (3 tiles, so tasks cut rows of a 16-row tile into no pieces), else 37 and 19
+        int inDim = KQuantMatVecCpu.Handles(type) ? 512 : 736, outA = gated ? 48 : 37, outB = gated ? 48 : 19;
+        var x = new float[rows * inDim];
+        for (int r = 0; r < rows; r++)
+            TestData.Random(inDim, 300 + r, MathF.Pow(4, r % 5 - 2)).CopyTo(x, r * inDim);
+        var norm = TestData.Random(inDim, 7);
+        var wa = TestData.Encode(TestData.Random(outA * inDim, 1), type, outA, inDim);
+        var wb = TestData.Encode(TestData.Random(outB * inDim, 2), type, outB, inDim);
+        byte* pa = type.HasPackedCpuDecode() ? Pack(wa, type, outA, inDim) : null, pb = type.HasPackedCpuDecode() ? Pack(wb, type, outB, inDim) : null;
+        try
+        {
+            var fusedA = new float[rows * outA]; var fusedB = new float[rows * outB]; var fusedNormed = new float[rows * inDim];
+            var refA = new float[rows * outA]; var refB = new float[rows * outB]; var refNormed = new float[rows * inDim];
+            var source = (float[])x.Clone();
+            fixed (float* px = x, pn = norm, ya = fusedA, yb = fusedB, nf = fusedNormed, ya1 = refA, yb1 = refB, nr = refNormed)
+            fixed (byte* da = wa, db = wb)
+            {
+                bool gelu = type == WeightType.F16;
+                MatVecCpu.MatVec(WorkerPool.Shared, px, inDim, [Part(da, pa, type, outA, null, ya), Part(db, pb, type, outB, null, yb)], rows, pn, 1e-5f, nf,
+                    !gated ? null : gelu ? &ActivationCpu.GeluMul : &ActivationCpu.SiluMul);
+                KernelEngine.Kernels.Norm.NormCpu.RmsNorm(WorkerPool.Shared, px, pn, nr, rows, inDim, 1e-5f);
+                MatVecCpu.MatVec(WorkerPool.Shared, nr, inDim, [Part(da, pa, type, outA, null, ya1), Part(db, pb, type, outB, null, yb1)], rows);
+                if (gated && gelu) ActivationCpu.GeluMul(WorkerPool.Shared, ya1, yb1, rows * outA);
+                else if (gated) ActivationCpu.SiluMul(WorkerPool.Shared, ya1, yb1, rows * outA);
+            }
+            Assert.That(fusedNormed, Is.EqualTo(refNormed), "normed rows");
+            Assert.That(fusedA, Is.EqualTo(refA), gated ? "act(gate) · up" : "part 0 of the normed rows");
+            Assert.That(fusedB, Is.EqualTo(refB), "part 1 of the normed rows");
+            Assert.That(x, Is.EqualTo(source), "the input is left as it was");
+            Assert.That(refNormed.Any(v => v != 0) && refA.All(float.IsFinite) && refA.Any(v => v != 0), Is.True, "real numbers");
+        }
+        finally
+        {
+            if (pa != null) PackedQuant.Free(pa);
+            if (pb != null) PackedQuant.Free(pb);
+        }
+    }
+
+    [Test]
+    public void GatedProduct_RefusesPartsOfDifferentRows()
+    {
+        var a = new MatVecPart { Type = WeightType.F32, OutDim = 48 };
+        var b = new MatVecPart { Type = WeightType.F32, OutDim = 40 };
+        Assert.That(MatVecCpu.CanGate(a, b), Is.False, "different rows");
+        Assert.That(MatVecCpu.CanGate(b, b), Is.False, "rows not a multiple of 16");
+        Assert.That(MatVecCpu.CanGate(a, a), Is.True);
+        Assert.Throws<ArgumentException>(() =>
+        {
+            float x = 0;
+            MatVecCpu.MatVec(WorkerPool.Shared, &x, 1, [a, b], 1, null, 0, null, &ActivationCpu.SiluMul);
+        });
     }
 
     private static byte* Pack(byte[] stored, WeightType type, int rows, int cols)
