@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using KernelEngine.Kernels.Activation;
 using KernelEngine.Kernels.Threading;
 using KernelEngine.Kernels.Simd;
 
@@ -56,10 +57,9 @@ internal static unsafe class MatVecCpu
         public bool Quantized, Q4, KQuant, Legacy, Paired;   // the activation forms the parts read
         public int PrepareTasks;   // the launch's first tasks prepare the x rows (one each); the products wait for them
         public int Prepared;       // rows prepared so far
-        public delegate*<float*, float*, long, void> Gated;   // parts 0, 1 = gate, up: a task computes its rows of both, then act(gate)·up
-        public float* NormW;       // RMSNorm prologue: Source row r normed into Normed row r first (null: none)
-        public float* Source, Normed;
-        public float NormEps;
+        public MatVecFusion Fused;
+        public float* Source;      // x before the norm prologue
+        public int* GateHalves;    // gated: per row range, how many of its gate and up tasks have ended
     }
 
     /// <summary>From this many x rows on, their activations are prepared in parallel (one task per row).</summary>
@@ -70,29 +70,24 @@ internal static unsafe class MatVecCpu
     /// <summary>y_p (rows, OutDim_p) = x (rows, inDim) · W_pᵀ (+ bias) for each part.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void MatVec(WorkerPool pool, float* x, int inDim, ReadOnlySpan<MatVecPart> parts, int rows = 1) =>
-        MatVec(pool, x, inDim, parts, rows, null, 0, null, null);
+        MatVec(pool, x, inDim, parts, rows, default);
 
-    /// <summary>Whether a gate and an up part can run gated (the fused MatVec's <c>gated</c>): the same rows, a multiple
-    /// of 16 (each task's slice of a row then takes the activation's vector and tail paths exactly as one call over the
+    /// <summary>Whether a gate and an up part can run gated (<see cref="MatVecFusion.Gated"/>): the same rows, a multiple
+    /// of 16 (each range's slice of a row then takes the activation's vector and tail paths exactly as one call over the
     /// whole batch does).</summary>
     public static bool CanGate(in MatVecPart gate, in MatVecPart up) => gate.OutDim == up.OutDim && gate.OutDim % GateAlign == 0;
 
     private const int GateAlign = 16;
 
-    /// <summary>
-    /// <see cref="MatVec(WorkerPool, float*, int, ReadOnlySpan{MatVecPart}, int)"/> of rmsnorm(x) ⊙ <paramref name="normW"/>,
-    /// which lands in <paramref name="normed"/> (rows, inDim): each row is normed as <see cref="Norm.NormCpu.RmsRow"/> norms
-    /// it, by the task that prepares the row's activations (no launch of its own); null <paramref name="normW"/>: x as it is.
-    /// </summary>
-    /// <remarks>With <paramref name="gated"/> (<see cref="CanGate"/> parts gate and up): gate = gated(gate, up) over each
-    /// task's rows of every batch row, as ActivationCpu.SiluMul / GeluMul over the whole batch after the product would,
-    /// without a launch of its own.</remarks>
+    /// <summary><see cref="MatVec(WorkerPool, float*, int, ReadOnlySpan{MatVecPart}, int)"/> with the ops
+    /// <paramref name="fused"/> names run inside the launch.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void MatVec(WorkerPool pool, float* x, int inDim, ReadOnlySpan<MatVecPart> parts, int rows, float* normW, float eps, float* normed,
-        delegate*<float*, float*, long, void> gated)
+    public static void MatVec(WorkerPool pool, float* x, int inDim, ReadOnlySpan<MatVecPart> parts, int rows, in MatVecFusion fused)
     {
-        if (gated != null && (parts.Length != 2 || !CanGate(parts[0], parts[1])))
+        if (fused.Gated != null && (parts.Length != 2 || !CanGate(parts[0], parts[1])))
             throw new ArgumentException("a gated product takes a gate and an up part of the same rows, a multiple of 16", nameof(parts));
+        if (fused.Residual != null && (parts.Length != 1 || fused.Gated != null))
+            throw new ArgumentException("a residual epilogue takes one part", nameof(parts));
         if (parts.Length is < 1 or > MaxParts) throw new ArgumentException($"{parts.Length} parts; 1 to {MaxParts} share one launch");
         if (rows is < 1 or > MaxRows) throw new ArgumentOutOfRangeException(nameof(rows), rows, $"1 to {MaxRows} rows");
         var job = new Job { Rows = rows, InDim = inDim };
@@ -117,33 +112,32 @@ internal static unsafe class MatVecCpu
         }
         job.Quantized = quantized; job.Q4 = q4; job.KQuant = kquant; job.Legacy = legacy;
         job.Paired = half && DenseDot.PairElements > 0 && inDim % DenseDot.PairElements == 0;
-        job.NormW = normW; job.NormEps = eps; job.Normed = normed; job.Source = x;
-        for (int r = 0; r < rows; r++) job.In[r].X = (normW != null ? normed : x) + (long)r * inDim;
+        job.Fused = fused; job.Source = x;
+        bool norm = fused.NormWeight != null;
+        for (int r = 0; r < rows; r++) job.In[r].X = (norm ? fused.Normed : x) + (long)r * inDim;
         // A batch's rows are prepared in parallel (serial, the other threads would wait through it before every product), as
         // the launch's first tasks: the pool hands tasks out in order, so a product task waits only for preparations already
         // running, and the launch costs one wake-up of the workers instead of two.
-        bool prepare = quantized || legacy || kquant || job.Paired || normW != null;
+        bool prepare = quantized || legacy || kquant || job.Paired || norm;
         if (prepare && rows >= ParallelPrepareRows) job.PrepareTasks = rows;
         else if (prepare) for (int r = 0; r < rows; r++) PrepareRow(&job, r);
         int tasksWanted = pool.Threads * TasksPerThread;
-        job.Gated = gated;
-        int products = parts.Length;
-        if (gated != null)
-        {
-            // a task takes the same rows of gate and up: as many tasks as before, each over half as many rows of either
-            align = Math.Max(align, GateAlign);
-            outRows = parts[0].OutDim;
-            products = 1;
-        }
+        // gated: gate's and up's tasks take the same row ranges (whole 16s), and whichever of a range's two tasks ends second
+        // applies the activation to it (each task still streams one matrix)
+        if (fused.Gated != null) align = Math.Max(align, GateAlign);
         job.RowsPerTask = Math.Max(align, (int)((outRows + tasksWanted - 1) / tasksWanted) + align - 1 & ~(align - 1));
         int tasks = 0;
-        for (int p = 0; p < products; p++)
+        for (int p = 0; p < parts.Length; p++)
         {
             job.FirstTask[p] = tasks;
             tasks += (parts[p].OutDim + job.RowsPerTask - 1) / job.RowsPerTask;
         }
-        for (int p = products; p <= MaxParts; p++) job.FirstTask[p] = tasks;
-        pool.For(job.PrepareTasks + tasks, &PreparedTask, &job, (gated != null ? 2 : 1) * outRows * inDim * rows);
+        for (int p = parts.Length; p <= MaxParts; p++) job.FirstTask[p] = tasks;
+        int ranges = fused.Gated != null ? job.FirstTask[1] : 0;
+        int* halves = stackalloc int[Math.Max(1, ranges)];
+        new Span<int>(halves, Math.Max(1, ranges)).Clear();
+        job.GateHalves = halves;
+        pool.For(job.PrepareTasks + tasks, &PreparedTask, &job, outRows * inDim * rows);
     }
 
     /// <summary>Task t of the launch: a row's preparation, or (after all of them) product task t − PrepareTasks.</summary>
@@ -169,7 +163,7 @@ internal static unsafe class MatVecCpu
         ref Job j = ref Unsafe.AsRef<Job>(ctx);
         ref RowInput i = ref j.In[r];
         int inDim = j.InDim;
-        if (j.NormW != null) Norm.NormCpu.RmsRow(j.Source + (long)r * inDim, j.NormW, i.X, inDim, j.NormEps);
+        if (j.Fused.NormWeight != null) Norm.NormCpu.RmsRow(j.Source + (long)r * inDim, j.Fused.NormWeight, i.X, inDim, j.Fused.NormEps);
         if (j.Quantized || j.Legacy) i.Act = QuantMatVecCpu.Prepare(i.X, inDim, j.Q4, r);
         if (j.Legacy) i.ActL = LegacyQuantMatVecCpu.Prepare(i.Act, inDim, r);
         if (j.KQuant) i.ActK = KQuantMatVecCpu.Prepare(i.X, inDim, r);
@@ -188,11 +182,15 @@ internal static unsafe class MatVecCpu
         while (task >= j.FirstTask[p + 1]) p++;
         int o0 = (task - j.FirstTask[p]) * j.RowsPerTask, o1 = Math.Min(j.Parts[p].OutDim, o0 + j.RowsPerTask);
         Product(ref j, p, o0, o1);
-        if (j.Gated == null) return;
-        Product(ref j, 1, o0, o1);
+        ref MatVecPart part = ref j.Parts[p];
+        if (j.Fused.Residual != null)
+            for (int r = 0; r < j.Rows; r++)
+                ActivationCpu.Add(j.Fused.Residual + (long)r * part.OutDim + o0, part.Y + (long)r * part.OutDim + o0, o1 - o0);
+        // the second of a range's gate and up tasks to end sees the other's rows (the increment is a full fence)
+        if (j.Fused.Gated == null || Interlocked.Increment(ref j.GateHalves[task - j.FirstTask[p]]) != 2) return;
         ref MatVecPart gate = ref j.Parts[0], up = ref j.Parts[1];
         for (int r = 0; r < j.Rows; r++)
-            j.Gated(gate.Y + (long)r * gate.OutDim + o0, up.Y + (long)r * up.OutDim + o0, o1 - o0);
+            j.Fused.Gated(gate.Y + (long)r * gate.OutDim + o0, up.Y + (long)r * up.OutDim + o0, o1 - o0);
     }
 
     /// <summary>Output rows [o0, o1) of part p for every x row.</summary>

@@ -51,9 +51,6 @@ public sealed unsafe class WorkerPool : IDisposable
     /// costs more than it saves (small models such as stories260K are dominated by that overhead).</summary>
     public const long InlineWork = 48 * 1024;
 
-    /// <summary>Pauses a worker spins through between jobs before it sleeps (some milliseconds).</summary>
-    private const int IdleSpins = 400_000;
-
     /// <summary>Pauses the caller spins for a worker's last task before it starts yielding its core.</summary>
     private const int WaitSpins = 100_000;
 
@@ -121,8 +118,7 @@ public sealed unsafe class WorkerPool : IDisposable
             while ((gen = Volatile.Read(ref _started[w * 16])) == seen)
             {
                 if (_disposed) return;
-                // short pauses: a launch is seen within about one pause (decode issues dozens a step)
-                if (++spins < IdleSpins) { Thread.SpinWait(1); continue; }
+                if (++spins < 20_000) { Thread.SpinWait(20); continue; }
                 Interlocked.Increment(ref _sleepers);
                 lock (_sleep)
                 {

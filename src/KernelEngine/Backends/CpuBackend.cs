@@ -289,7 +289,25 @@ internal sealed unsafe class CpuBackend : IBackend
         _ops++;
         Span<MatVecPart> parts = stackalloc MatVecPart[w.Length];
         Parts(x, w, bias, y, parts);
-        MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows, W(norm).F, eps, T(normed).F, null);
+        MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows, new MatVecFusion { NormWeight = W(norm).F, NormEps = eps, Normed = T(normed).F });
+    }
+
+    /// <summary>Decode: residual += x · wᵀ + bias in the product's launch, each task adding the rows it computed (bit for
+    /// bit <see cref="MatMul(DeviceTensor, DeviceWeight, DeviceWeight?, DeviceTensor, int)"/> then <see cref="Add"/>;
+    /// <paramref name="scratch"/> holds the product); prefill: the two ops.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void MatMulAdd(DeviceTensor x, DeviceWeight w, DeviceWeight? bias, DeviceTensor scratch, DeviceTensor residual, int rows)
+    {
+        var ww = W(w);
+        if (rows > MatVecCpu.MaxRows || residual.Cols != ww.Rows || (ww.Type.HasPackedCpuDecode() && ww.Packed == null))
+        {
+            IBackend.MatMulAddUnfused(this, x, w, bias, scratch, residual, rows);
+            return;
+        }
+        _ops++;
+        Span<MatVecPart> parts = stackalloc MatVecPart[1];
+        Parts(x, [w], [bias], [scratch], parts);
+        MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows, new MatVecFusion { Residual = T(residual).F });
     }
 
     /// <summary>Decode: norm, gate and up products and act(gate)·up in one launch, each task applying the activation to
@@ -305,8 +323,10 @@ internal sealed unsafe class CpuBackend : IBackend
             if (MatVecCpu.CanGate(parts[0], parts[1]))
             {
                 _ops++;
-                MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows, W(norm).F, eps, T(normed).F,
-                    gelu ? &ActivationCpu.GeluMul : &ActivationCpu.SiluMul);
+                MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows, new MatVecFusion
+                {
+                    NormWeight = W(norm).F, NormEps = eps, Normed = T(normed).F, Gated = gelu ? &ActivationCpu.GeluMul : &ActivationCpu.SiluMul,
+                });
                 return;
             }
         }

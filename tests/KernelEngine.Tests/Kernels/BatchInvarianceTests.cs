@@ -90,8 +90,8 @@ public sealed unsafe class BatchInvarianceTests
             fixed (byte* da = wa, db = wb)
             {
                 bool gelu = type == WeightType.F16;
-                MatVecCpu.MatVec(WorkerPool.Shared, px, inDim, [Part(da, pa, type, outA, null, ya), Part(db, pb, type, outB, null, yb)], rows, pn, 1e-5f, nf,
-                    !gated ? null : gelu ? &ActivationCpu.GeluMul : &ActivationCpu.SiluMul);
+                MatVecCpu.MatVec(WorkerPool.Shared, px, inDim, [Part(da, pa, type, outA, null, ya), Part(db, pb, type, outB, null, yb)], rows,
+                    new MatVecFusion { NormWeight = pn, NormEps = 1e-5f, Normed = nf, Gated = !gated ? null : gelu ? &ActivationCpu.GeluMul : &ActivationCpu.SiluMul });
                 KernelEngine.Kernels.Norm.NormCpu.RmsNorm(WorkerPool.Shared, px, pn, nr, rows, inDim, 1e-5f);
                 MatVecCpu.MatVec(WorkerPool.Shared, nr, inDim, [Part(da, pa, type, outA, null, ya1), Part(db, pb, type, outB, null, yb1)], rows);
                 if (gated && gelu) ActivationCpu.GeluMul(WorkerPool.Shared, ya1, yb1, rows * outA);
@@ -121,8 +121,51 @@ public sealed unsafe class BatchInvarianceTests
         Assert.Throws<ArgumentException>(() =>
         {
             float x = 0;
-            MatVecCpu.MatVec(WorkerPool.Shared, &x, 1, [a, b], 1, null, 0, null, &ActivationCpu.SiluMul);
-        });
+            MatVecCpu.MatVec(WorkerPool.Shared, &x, 1, [a, b], 1, new MatVecFusion { Gated = &ActivationCpu.SiluMul });
+        }, "gate and up of different rows");
+        Assert.Throws<ArgumentException>(() =>
+        {
+            float x = 0, r = 0;
+            MatVecCpu.MatVec(WorkerPool.Shared, &x, 1, [a, a], 1, new MatVecFusion { Residual = &r });
+        }, "a residual epilogue over two parts");
+    }
+
+    /// <summary>residual += the product inside the launch (each task adding the rows it computed) equals the product,
+    /// then ActivationCpu.Add over the batch, bit for bit; the product itself still lands in y.</summary>
+    [TestCase(WeightType.F32, 1)]
+    [TestCase(WeightType.F16, 6)]
+    [TestCase(WeightType.Q8_0, 3)]
+    [TestCase(WeightType.Q4_0, 1)]
+    [TestCase(WeightType.Q4_0, 8)]
+    [TestCase(WeightType.Q6_K, MatVecCpu.MaxRows)]
+    public void ResidualEpilogue_EqualsProductThenAdd(WeightType type, int rows)
+    {
+        int inDim = KQuantMatVecCpu.Handles(type) ? 512 : 736, outDim = 37;
+        var x = new float[rows * inDim];
+        for (int r = 0; r < rows; r++) TestData.Random(inDim, 500 + r, MathF.Pow(4, r % 5 - 2)).CopyTo(x, r * inDim);
+        var w = TestData.Encode(TestData.Random(outDim * inDim, 1), type, outDim, inDim);
+        var bias = TestData.Random(outDim, 3);
+        var residual = TestData.Random(rows * outDim, 4, 10f);
+        var fusedResidual = (float[])residual.Clone();
+        byte* packed = type.HasPackedCpuDecode() ? Pack(w, type, outDim, inDim) : null;
+        try
+        {
+            var fusedY = new float[rows * outDim]; var refY = new float[rows * outDim];
+            fixed (float* px = x, pb = bias, yf = fusedY, yr = refY, rf = fusedResidual, rr = residual)
+            fixed (byte* pw = w)
+            {
+                MatVecCpu.MatVec(WorkerPool.Shared, px, inDim, [Part(pw, packed, type, outDim, pb, yf)], rows, new MatVecFusion { Residual = rf });
+                MatVecCpu.MatVec(WorkerPool.Shared, px, inDim, [Part(pw, packed, type, outDim, pb, yr)], rows);
+                ActivationCpu.Add(rr, yr, rows * outDim);
+            }
+            Assert.That(fusedResidual, Is.EqualTo(residual), "residual + product");
+            Assert.That(fusedY, Is.EqualTo(refY), "the product");
+            Assert.That(refY.Any(v => v != 0) && residual.All(float.IsFinite), Is.True, "real numbers");
+        }
+        finally
+        {
+            if (packed != null) PackedQuant.Free(packed);
+        }
     }
 
     private static byte* Pack(byte[] stored, WeightType type, int rows, int cols)
