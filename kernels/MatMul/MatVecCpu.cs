@@ -75,7 +75,7 @@ internal static unsafe class MatVecCpu
     /// <summary>Whether a gate and an up part can run gated (<see cref="MatVecFusion.Gated"/>): the same rows, a multiple
     /// of 16 (each range's slice of a row then takes the activation's vector and tail paths exactly as one call over the
     /// whole batch does).</summary>
-    public static bool CanGate(in MatVecPart gate, in MatVecPart up) => gate.OutDim == up.OutDim && gate.OutDim % GateAlign == 0;
+    public static bool CanGate(int gateRows, int upRows) => gateRows == upRows && gateRows % GateAlign == 0;
 
     private const int GateAlign = 16;
 
@@ -84,7 +84,7 @@ internal static unsafe class MatVecCpu
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void MatVec(WorkerPool pool, float* x, int inDim, ReadOnlySpan<MatVecPart> parts, int rows, in MatVecFusion fused)
     {
-        if (fused.Gated != null && (parts.Length != 2 || !CanGate(parts[0], parts[1])))
+        if (fused.Gated != null && (parts.Length != 2 || !CanGate(parts[0].OutDim, parts[1].OutDim)))
             throw new ArgumentException("a gated product takes a gate and an up part of the same rows, a multiple of 16", nameof(parts));
         if (fused.Residual != null && (parts.Length != 1 || fused.Gated != null))
             throw new ArgumentException("a residual epilogue takes one part", nameof(parts));
@@ -133,10 +133,13 @@ internal static unsafe class MatVecCpu
             tasks += (parts[p].OutDim + job.RowsPerTask - 1) / job.RowsPerTask;
         }
         for (int p = parts.Length; p <= MaxParts; p++) job.FirstTask[p] = tasks;
-        int ranges = fused.Gated != null ? job.FirstTask[1] : 0;
-        int* halves = stackalloc int[Math.Max(1, ranges)];
-        new Span<int>(halves, Math.Max(1, ranges)).Clear();
-        job.GateHalves = halves;
+        if (fused.Gated != null)
+        {
+            int ranges = job.FirstTask[1];   // gate's tasks, one per range
+            int* halves = stackalloc int[ranges];   // lives until this method returns, after the launch
+            new Span<int>(halves, ranges).Clear();
+            job.GateHalves = halves;
+        }
         pool.For(job.PrepareTasks + tasks, &PreparedTask, &job, outRows * inDim * rows);
     }
 

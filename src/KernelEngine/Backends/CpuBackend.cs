@@ -253,10 +253,17 @@ internal sealed unsafe class CpuBackend : IBackend
             for (int i = 0; i < w.Length; i++) MatMul(x, w[i], bias[i], y[i], rows);
             return;
         }
+        Product(x, w, bias, y, rows, default);
+    }
+
+    /// <summary>One decode launch: the products of x with each of <paramref name="w"/> and the ops <paramref name="fused"/> names.</summary>
+    private void Product(DeviceTensor x, ReadOnlySpan<DeviceWeight> w, ReadOnlySpan<DeviceWeight?> bias, ReadOnlySpan<DeviceTensor> y, int rows,
+        in MatVecFusion fused)
+    {
         _ops++;
         Span<MatVecPart> parts = stackalloc MatVecPart[w.Length];
         Parts(x, w, bias, y, parts);
-        MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows);
+        MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows, fused);
     }
 
     /// <summary>The parts of a fused decode product, shapes checked.</summary>
@@ -286,10 +293,7 @@ internal sealed unsafe class CpuBackend : IBackend
             IBackend.NormMatMulUnfused(this, x, norm, eps, normed, w, bias, y, rows);
             return;
         }
-        _ops++;
-        Span<MatVecPart> parts = stackalloc MatVecPart[w.Length];
-        Parts(x, w, bias, y, parts);
-        MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows, new MatVecFusion { NormWeight = W(norm).F, NormEps = eps, Normed = T(normed).F });
+        Product(x, w, bias, y, rows, new MatVecFusion { NormWeight = W(norm).F, NormEps = eps, Normed = T(normed).F });
     }
 
     /// <summary>Decode: residual += x · wᵀ + bias in the product's launch, each task adding the rows it computed (bit for
@@ -304,10 +308,7 @@ internal sealed unsafe class CpuBackend : IBackend
             IBackend.MatMulAddUnfused(this, x, w, bias, scratch, residual, rows);
             return;
         }
-        _ops++;
-        Span<MatVecPart> parts = stackalloc MatVecPart[1];
-        Parts(x, [w], [bias], [scratch], parts);
-        MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows, new MatVecFusion { Residual = T(residual).F });
+        Product(x, [w], [bias], [scratch], rows, new MatVecFusion { Residual = T(residual).F });
     }
 
     /// <summary>Decode: norm, gate and up products and act(gate)·up in one launch, each task applying the activation to
@@ -316,19 +317,13 @@ internal sealed unsafe class CpuBackend : IBackend
     public void NormGatedMatMul(DeviceTensor x, DeviceWeight norm, float eps, DeviceTensor normed, DeviceWeight gate, DeviceWeight up, DeviceWeight? upBias,
         DeviceTensor gateOut, DeviceTensor upOut, int rows, bool gelu)
     {
-        Span<MatVecPart> parts = stackalloc MatVecPart[2];
-        if (rows <= MatVecCpu.MaxRows && !(gelu && GeluLikeGgml))
+        if (rows <= MatVecCpu.MaxRows && !(gelu && GeluLikeGgml) && MatVecCpu.CanGate(W(gate).Rows, W(up).Rows))
         {
-            Parts(x, [gate, up], [null, upBias], [gateOut, upOut], parts);
-            if (MatVecCpu.CanGate(parts[0], parts[1]))
+            Product(x, [gate, up], [null, upBias], [gateOut, upOut], rows, new MatVecFusion
             {
-                _ops++;
-                MatVecCpu.MatVec(_pool, T(x).F, x.Cols, parts, rows, new MatVecFusion
-                {
-                    NormWeight = W(norm).F, NormEps = eps, Normed = T(normed).F, Gated = gelu ? &ActivationCpu.GeluMul : &ActivationCpu.SiluMul,
-                });
-                return;
-            }
+                NormWeight = W(norm).F, NormEps = eps, Normed = T(normed).F, Gated = gelu ? &ActivationCpu.GeluMul : &ActivationCpu.SiluMul,
+            });
+            return;
         }
         NormMatMul(x, norm, eps, normed, [gate, up], [null, upBias], [gateOut, upOut], rows);
         if (gelu) GeluMul(gateOut, upOut, rows); else SiluMul(gateOut, upOut, rows);
