@@ -242,7 +242,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
             throw new DeviceException($"{Device.Id}: weight '{weight.Name}' is {weight.Type.Name()}, which the ILGPU kernels do not read yet (use --device cpu)");
         if (DeviceWeightLayout.IsRepacked(weight.Type)) return UploadRepacked(weight);
         var b = AllocateBytes(weight.Bytes, $"weight '{weight.Name}'");
-        if (weight.Bytes > 0) b.View.SubView(0, weight.Bytes).CopyFromCPU(ref Unsafe.AsRef<byte>(weight.Data), weight.Bytes);
+        if (weight.Bytes > 0) b.View.SubView(0, weight.Bytes).CopyFromCPU(ref Unsafe.AsRef<byte>(weight.Data), weight.Bytes);   // native memory: never moves
         return new Weight(weight, b, _s.Gate);
     }
 
@@ -261,7 +261,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
                     int n = Math.Min(chunk, weight.Rows - r0);
                     for (int r = 0; r < n; r++)
                         DeviceWeightLayout.RepackRow((byte*)weight.Data + (r0 + r) * fileRowBytes, dst + r * rowBytes, weight.Type, weight.Cols);
-                    b.View.SubView(r0 * rowBytes, n * rowBytes).CopyFromCPU(ref host[0], n * rowBytes);
+                    b.View.SubView(r0 * rowBytes, n * rowBytes).CopyFromCPU(ref host[0], n * rowBytes);   // host is pinned
                 }
         }
         catch { b.Dispose(); throw; }
@@ -291,7 +291,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
     {
         if (_ints.Length < values.Length) { _ints.Dispose(); _ints = _acc.Allocate1D<int>(values.Length * 2); }
         var view = _ints.View.SubView(0, values.Length);
-        view.CopyFromCPU(ref MemoryMarshal.GetReference(values), values.Length);
+        HostCopy.ToDevice(view, values);
         return view;
     }
 
@@ -684,11 +684,11 @@ internal sealed unsafe class IlgpuBackend : IBackend
         if (t.IsF16)
         {
             var halves = new System.Half[n];
-            T(t).View.Cast<ushort>().SubView((long)row * t.Cols, n).CopyToCPU(ref Unsafe.As<System.Half, ushort>(ref halves[0]), n);
+            HostCopy.ToHost(T(t).View.Cast<ushort>().SubView((long)row * t.Cols, n), MemoryMarshal.Cast<System.Half, ushort>(halves.AsSpan()));
             System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(halves, dst);
             return;
         }
-        T(t).F.SubView((long)row * t.Cols, n).CopyToCPU(ref MemoryMarshal.GetReference(dst), n);
+        HostCopy.ToHost(T(t).F.SubView((long)row * t.Cols, n), dst[..(int)n]);
     }
 
     public void Synchronize()
@@ -712,10 +712,10 @@ internal sealed unsafe class IlgpuBackend : IBackend
         });
         _acc.Synchronize();
         Span<float> r = stackalloc float[4];
-        _resultFloats.View.CopyToCPU(ref r[0], 4);
-        int argMax = 0;
-        _resultInts.View.SubView(0, 1).CopyToCPU(ref argMax, 1);
-        return new SoftmaxStats(r[0], r[1], r[2], r[3], argMax);
+        HostCopy.ToHost(_resultFloats.View.SubView(0, 4), r);
+        Span<int> argMax = stackalloc int[1];
+        HostCopy.ToHost(_resultInts.View.SubView(0, 1), argMax);
+        return new SoftmaxStats(r[0], r[1], r[2], r[3], argMax[0]);
     }
 
     public Verdict VerifyDrafts(DeviceTensor p, DeviceTensor q, ReadOnlySpan<int> drafts, ReadOnlySpan<double> uniforms, bool greedy, bool multi, bool withoutReplacement)
@@ -728,7 +728,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
             _uniforms = _acc.Allocate1D<double>(Math.Max(16, 2 * uniforms.Length));
         }
         var u = _uniforms;
-        if (!uniforms.IsEmpty) u.View.SubView(0, uniforms.Length).CopyFromCPU(ref MemoryMarshal.GetReference(uniforms), uniforms.Length);
+        if (!uniforms.IsEmpty) HostCopy.ToDevice(u.View.SubView(0, uniforms.Length), uniforms);
         var args = new DraftVerifyArgs
         {
             P = T(p).F, Q = T(q).F, Draft = drafts.IsEmpty ? _ints.View.SubView(0, 1) : Ints(drafts), Uniforms = u.View, Residual = Scratch(vocab).SubView(0, vocab),
@@ -739,7 +739,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
         else Launch(warp ? "draft-verify-warp" : "draft-verify", warp ? DraftVerifyIlgpu.VerifyWarp : DraftVerifyIlgpu.Verify, 1, _group, args);
         _acc.Synchronize();
         Span<int> r = stackalloc int[3];
-        _resultInts.View.SubView(0, 3).CopyToCPU(ref r[0], 3);
+        HostCopy.ToHost(_resultInts.View.SubView(0, 3), r);
         return new Verdict(r[0], r[1], r[2]);
     }
 
