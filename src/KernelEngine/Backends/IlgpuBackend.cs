@@ -261,7 +261,7 @@ internal sealed unsafe class IlgpuBackend : IBackend
                     int n = Math.Min(chunk, weight.Rows - r0);
                     for (int r = 0; r < n; r++)
                         DeviceWeightLayout.RepackRow((byte*)weight.Data + (r0 + r) * fileRowBytes, dst + r * rowBytes, weight.Type, weight.Cols);
-                    b.View.SubView(r0 * rowBytes, n * rowBytes).CopyFromCPU(ref host[0], n * rowBytes);   // host is pinned
+                    HostCopy.ToDevice(b.View.SubView(r0 * rowBytes, n * rowBytes), host.AsSpan(0, (int)(n * rowBytes)));
                 }
         }
         catch { b.Dispose(); throw; }
