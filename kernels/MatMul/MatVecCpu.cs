@@ -24,6 +24,11 @@ internal static unsafe class MatVecCpu
     public const int MaxRows = 16;
     /// <summary>Tasks per thread: small enough bands that a slow core does not hold the launch up (2-32 measured alike).</summary>
     private const int TasksPerThread = 8;
+    /// <summary>Tasks per thread from <see cref="BatchRows"/> x rows on: a batch's product is bound by the kernels'
+    /// arithmetic more than by memory, and a task that starts cold (its weight stream not yet prefetched, its activations
+    /// gathered) costs more than the imbalance larger bands risk (README: "Batched decoding").</summary>
+    private const int BatchTasksPerThread = 3;
+    private const int BatchRows = 4;
     /// <summary>With several x rows, weight rows are taken in chunks of about this many bytes (kept in L1 while every x row meets them).</summary>
     private const int ChunkBytes = 16 * 1024;
 
@@ -121,7 +126,7 @@ internal static unsafe class MatVecCpu
         bool prepare = quantized || legacy || kquant || job.Paired || norm;
         if (prepare && rows >= ParallelPrepareRows) job.PrepareTasks = rows;
         else if (prepare) for (int r = 0; r < rows; r++) PrepareRow(&job, r);
-        int tasksWanted = pool.Threads * TasksPerThread;
+        int tasksWanted = pool.Threads * (rows >= BatchRows ? BatchTasksPerThread : TasksPerThread);
         // gated: gate's and up's tasks take the same row ranges (whole 16s), and whichever of a range's two tasks ends second
         // applies the activation to it (each task still streams one matrix)
         if (fused.Gated != null) align = Math.Max(align, GateAlign);
