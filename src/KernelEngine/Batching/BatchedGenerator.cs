@@ -308,12 +308,15 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
     }
 
     /// <summary>The kept cache of s's class whose tokens share the longest prefix with s's prompt, and how many positions
-    /// of it s reuses (null, 0: none). A kept cache whose positions running sequences map is taken only by a request
-    /// that keeps them (reuses at least as many), as s writes from there on.</summary>
+    /// of it s reuses (null, 0: none); among equals one whose memory suits s (<see cref="WantsShareable"/>), and one that does
+    /// not only for a prefix it holds. A kept cache
+    /// whose positions running sequences map is taken only by a request that keeps them (reuses at least as many), as s
+    /// writes from there on.</summary>
     private (FreeCache? Cache, int Reuse) BestKeptCache(Sequence s)
     {
         FreeCache? best = null;
         int bestReuse = -1;
+        bool bestSuits = false, shareable = WantsShareable(s);
         foreach (var f in _free)
         {
             if (f.Pages != s.Pages) continue;
@@ -322,10 +325,19 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
             common -= common % _chunk;
             if (!f.Cache.CanResumeAt(common)) common = 0;
             if (common < f.Cache.PinnedPositions) continue;
-            if (common > bestReuse) { best = f; bestReuse = common; }
+            // one of the other memory is taken only for a prefix it holds (else a new cache of the right memory)
+            bool suits = (f.Cache.MapGranule > 0) == shareable;
+            if (!suits && common == 0) continue;
+            if (common > bestReuse || common == bestReuse && suits && !bestSuits) { best = f; bestReuse = common; bestSuits = suits; }
         }
         return (best, Math.Max(0, bestReuse));
     }
+
+    /// <summary>Whether s's cache should be one whose pages others can map: only a prompt of at least one whole prefill chunk
+    /// can lend a prefix or map one (<see cref="LongestRunningPrefix"/>), and such memory (a memory file) gets no
+    /// transparent huge pages where the host keeps them off shared memory (shmem_enabled "never", a common default), which
+    /// made decode attention ~30 % slower there (README: "Batched decoding"). Other caches take huge pages.</summary>
+    private bool WantsShareable(Sequence s) => _o.ShareKvPages && s.Prompt.Length >= _chunk;
 
     private void TakeKeptOrNewCache(Sequence s, FreeCache? kept, int reuse)
     {
@@ -346,7 +358,7 @@ public sealed class BatchedGenerator : IDisposable, IAsyncDisposable
         }
         var c = _model.Config;
         s.Cache = new KvCache(_backend, c.Layers, Math.Min(s.Pages * _o.KvPageSize, _context), c.KvDim, _model.Options.ResolvedKvCacheType, c.HeadDim,
-            _t.WindowedLayers, _t.AttentionWindow, _chunk, shareable: true);
+            _t.WindowedLayers, _t.AttentionWindow, _chunk, shareable: WantsShareable(s));
     }
 
     /// <summary>Ends s's hold on its slot and pages; its cache is kept for the next request (dropped when s failed: its

@@ -286,4 +286,35 @@ public sealed class BatchedGeneratorTests
         var later = new[] { 3, 4, 1 }.Select(i => (i, batch.Submit(Prompt(tails[i]), greedy))).ToList();
         foreach (var (i, r) in later) Assert.That((await Batched(r)).Ids, Is.EqualTo(expected[i]), $"later request {i}");
     }
+
+    /// <summary>KV memory files (the pages other caches can map) back only caches whose prompt can lend or map a prefix: at
+    /// least one whole prefill chunk, with <see cref="BatchedGeneratorOptions.ShareKvPages"/> on; other caches take
+    /// transparent huge pages (<c>ZeroPages</c>). Counted as this process's open "ke-kv" memory files, two per cache.</summary>
+    [Test]
+    public async Task OnlyPromptsThatCanShareAPrefix_GetShareableKvMemory()
+    {
+        if (!OperatingSystem.IsLinux()) Assert.Ignore("reads /proc/self/fd");
+        using var model = Model.Load(SharedData.Stories, new ModelOptions { ContextLength = 256, PrefillBatch = 4 });
+        if (model.Backend.KvShareGranuleBytes == 0) Assert.Ignore("this OS cannot share pages between buffers (Linux memfd)");
+        static int KvFiles() => Directory.GetFileSystemEntries("/proc/self/fd")
+            .Count(f => { try { return new FileInfo(f).LinkTarget?.Contains("memfd:ke-kv", StringComparison.Ordinal) == true; } catch (IOException) { return false; } });
+        int[] shortPrompt = [1, 400, 401], longPrompt = [1, 400, 401, 402, 403, 404, 405];   // below and above one chunk of 4
+        var settings = new GenerationSettings { MaxTokens = 3, Sampling = SamplingSettings.Greedy, StopAtEos = false };
+        int before = KvFiles();
+        await using (var batch = new BatchedGenerator(model, new BatchedGeneratorOptions { MaxBatch = 2, KvPageSize = 16 }))
+        {
+            await batch.Submit(shortPrompt, settings).Completion;
+            Assert.That(KvFiles() - before, Is.Zero, "a prompt shorter than a prefill chunk can neither lend nor map a prefix");
+            await batch.Submit(longPrompt, settings).Completion;   // not the short one's kept cache: it holds no prefix to reuse
+            Assert.That(KvFiles() - before, Is.EqualTo(2), "a prompt of whole chunks gets a shareable K and V");
+            await batch.Submit(shortPrompt, settings).Completion;   // the kept huge-page cache serves it
+            Assert.That(KvFiles() - before, Is.EqualTo(2));
+        }
+        Assert.That(KvFiles() - before, Is.Zero, "disposed with the generator");
+        await using (var batch = new BatchedGenerator(model, new BatchedGeneratorOptions { MaxBatch = 2, KvPageSize = 16, ShareKvPages = false }))
+        {
+            await batch.Submit(longPrompt, settings).Completion;
+            Assert.That(KvFiles() - before, Is.Zero, "ShareKvPages off: prefixes are copied, no cache needs shareable memory");
+        }
+    }
 }
